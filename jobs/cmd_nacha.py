@@ -1,0 +1,91 @@
+"""`achbatch validate` and `achbatch inspect`: the NACHA library on the command line."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from nacha.describe import describe
+from nacha.profile import PROFILES
+from nacha.reader import validate_file
+
+from . import exitcodes
+
+
+def _money(cents: int) -> str:
+    return f"${cents // 100:,}.{cents % 100:02d}"
+
+
+@click.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="strict", show_default=True,
+              help="strict: what we write; bank: what real banks send (CRLF, no filler, trimmed lines, ...).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {file, valid, errors}.")
+def validate_cmd(files, profile, as_json):
+    """Validate NACHA files. Exit 0 when all are valid, 1 when any is not."""
+    results = []
+    any_invalid = False
+    for path in files:
+        r = validate_file(path, profile)
+        any_invalid |= bool(r.issues)
+        results.append((path, r))
+        if not as_json:
+            if r.issues:
+                click.echo(f"{path}: INVALID ({len(r.issues)} problem{'s' if len(r.issues) != 1 else ''})")
+                for i in r.issues:
+                    click.echo(f"  {i}")
+            else:
+                s = r.summary
+                click.echo(f"{path}: valid ({s.batches} batches, {s.entries} entries, "
+                           f"debits {_money(s.total_debit_cents)}, credits {_money(s.total_credit_cents)})")
+    if as_json:
+        click.echo(json.dumps([
+            {"file": path, "valid": not r.issues, "errors": [i.to_json() for i in r.issues]}
+            for path, r in results
+        ], indent=2))
+    sys.exit(exitcodes.DATA_PROBLEMS if any_invalid else exitcodes.OK)
+
+
+@click.command("inspect")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="bank", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def inspect_cmd(file, profile, as_json):
+    """Summarise a NACHA file: batches, entries, totals, returns and NOCs (accounts masked).
+    Exit 1 when the file has problems (they are listed after the summary)."""
+    summary, issues = describe(file, profile)
+    if as_json:
+        out = {k: summary[k] for k in ("file", "file_id_modifier", "batches", "entries", "total_debit_cents",
+                                       "total_credit_cents", "entry_hash", "sec_codes", "returns", "nocs")}
+        out["valid"] = not issues
+        out["errors"] = [i.to_json() for i in issues]
+        click.echo(json.dumps(out, indent=2))
+    else:
+        s = summary
+        click.echo(f"{s['file']}  (file ID modifier {s['file_id_modifier'] or '-'})")
+        click.echo(f"  batches {s['batches']}, entries {s['entries']}, SEC {', '.join(s['sec_codes']) or '-'}")
+        click.echo(f"  debits {_money(s['total_debit_cents'])}, credits {_money(s['total_credit_cents'])}, "
+                   f"entry hash {s['entry_hash']}")
+        for b in s["batch_list"]:
+            click.echo(f"  batch {b['batch_number']}: {b['sec_code']} {b['entry_description']!r} "
+                       f"effective {b['effective_entry_date'] or '-'}, {b['entries']} entries")
+        if s["returns"]:
+            click.echo(f"  returns ({len(s['returns'])}):")
+            for r in s["returns"]:
+                click.echo(f"    {r['return_code']} original trace {r['original_trace_number']} "
+                           f"amount {_money(r['amount_cents'] or 0)}")
+        if s["nocs"]:
+            click.echo(f"  notifications of change ({len(s['nocs'])}):")
+            for n in s["nocs"]:
+                click.echo(f"    {n['change_code']} original trace {n['original_trace_number']}: {n['corrected_data']}")
+        if issues:
+            click.echo(f"  INVALID ({len(issues)} problems):")
+            for i in issues:
+                click.echo(f"    {i}")
+    sys.exit(exitcodes.DATA_PROBLEMS if issues else exitcodes.OK)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(validate_cmd)
+    cli.add_command(inspect_cmd)

@@ -1,0 +1,342 @@
+"""Declarative record layouts: a NACHA record is an ordered table of fields, and that table alone
+drives parsing, writing and field validation (no slice or width is written anywhere else).
+
+A `Layout` compiles its table once, at import, into three small generated functions (parse,
+tolerant parse, format) so the per-record cost stays close to hand-written slicing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Callable, Iterable
+
+RECORD_LENGTH = 94
+
+# Field kinds.
+TEXT = "A"  # alphameric: left-justified, space-filled; value is str with trailing spaces removed
+NUMBER = "N"  # numeric quantity (amounts, counts, hash): value is int, written zero-filled
+DIGITS = "D"  # numeric identifier (routing, trace, codes, dates): value is the exact digit string
+BLANK = "B"  # reserved: must be spaces; value is '' (kept so the table covers every position)
+
+KINDS = (TEXT, NUMBER, DIGITS, BLANK)
+
+# Extra value checks a DIGITS field can name (kept here so the names are data).
+CHECK_YYMMDD = "yymmdd"
+CHECK_HHMM = "hhmm"
+CHECK_JULIAN = "julian"
+CHECK_MMDD = "mmdd"
+CHECK_MMYY = "mmyy"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a record, positions 1-based and inclusive as printed in the spec."""
+
+    name: str
+    start: int
+    end: int
+    kind: str = TEXT
+    required: bool = False  # blank (spaces, or zeros for identifiers) is an error
+    sensitive: bool = False  # masked in every message and repr
+    fixed: str | None = None  # the only value allowed (record type codes, '094', '10', ...)
+    blank_ok: bool = False  # DIGITS only: all spaces is allowed (value '')
+    allowed: frozenset | None = None  # the values allowed (after trailing spaces are removed)
+    check: str | None = None  # extra check on DIGITS values (CHECK_*)
+    title: str = ""
+
+    @property
+    def width(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def columns(self) -> tuple[int, int]:
+        return (self.start, self.end)
+
+    @property
+    def digits_only(self) -> bool:
+        """True when every valid value of this field is ASCII digits (never blank)."""
+        return self.kind in (NUMBER, DIGITS) and not self.blank_ok
+
+
+def mask(value: str) -> str:
+    """Show only the last four characters of a sensitive value."""
+    v = value.strip()
+    if len(v) <= 4:
+        return "*" * len(v)
+    return "*" * (len(v) - 4) + v[-4:]
+
+
+def is_ascii_digits(s: str) -> bool:
+    """NACHA numeric: ASCII 0-9 only (str.isdigit alone accepts other scripts' digits)."""
+    return s.isascii() and s.isdigit()
+
+
+def _valid_date(yy: int, mm: int, dd: int) -> bool:
+    try:
+        date(2000 + yy, mm, dd)
+    except ValueError:
+        return False
+    return True
+
+
+def _value_check_message(check: str, s: str) -> str | None:
+    if check == CHECK_YYMMDD:
+        if not _valid_date(int(s[0:2]), int(s[2:4]), int(s[4:6])):
+            return f"not a valid YYMMDD date: {s!r}"
+    elif check == CHECK_MMDD:
+        if not _valid_date(0, int(s[0:2]), int(s[2:4])):  # 2000 is a leap year: Feb 29 allowed
+            return f"not a valid MMDD date: {s!r}"
+    elif check == CHECK_MMYY:
+        if not 1 <= int(s[0:2]) <= 12:
+            return f"not a valid MMYY date: {s!r}"
+    elif check == CHECK_HHMM:
+        if not (int(s[0:2]) <= 23 and int(s[2:4]) <= 59):
+            return f"not a valid HHMM time: {s!r}"
+    elif check == CHECK_JULIAN:
+        if not 1 <= int(s) <= 366:
+            return f"not a valid Julian day (001-366): {s!r}"
+    return None
+
+
+class FieldProblem:
+    """A field-level problem found in one record (the reader adds file and line)."""
+
+    __slots__ = ("field", "message", "value")
+
+    def __init__(self, field: Field, message: str, value: str):
+        self.field = field
+        self.message = message
+        self.value = value
+
+
+class Layout:
+    """An ordered table of fields for one record type, compiled into fast functions."""
+
+    def __init__(self, name: str, fields: Iterable[Field], title: str = ""):
+        self.name = name
+        self.title = title or name
+        self.fields: tuple[Field, ...] = tuple(fields)
+        self._check_coverage()
+        self.by_name = {f.name: f for f in self.fields}
+        self.index = {f.name: i for i, f in enumerate(self.fields)}
+        self.record_class = _make_record_class(self)
+        self.parse: Callable[[str], Any] = self._compile_parse(tolerant=False)
+        self.parse_tolerant: Callable[[str], Any] = self._compile_parse(tolerant=True)
+        self.format: Callable[[Any], str] = self._compile_format()
+        self.quick_ok: Callable[[str], bool] = self._compile_quick()
+        self._defaults = tuple(_default(f) for f in self.fields)
+
+    # -- construction ---------------------------------------------------------------------------
+    def _check_coverage(self) -> None:
+        pos = 1
+        for f in self.fields:
+            if f.kind not in KINDS:
+                raise AssertionError(f"{self.name}.{f.name}: unknown kind {f.kind!r}")
+            if f.start != pos:
+                raise AssertionError(
+                    f"{self.name}.{f.name}: starts at {f.start}, expected {pos} (gap or overlap)"
+                )
+            if f.end < f.start:
+                raise AssertionError(f"{self.name}.{f.name}: ends before it starts")
+            if f.fixed is not None and len(f.fixed) != f.width:
+                raise AssertionError(f"{self.name}.{f.name}: fixed value has the wrong width")
+            pos = f.end + 1
+        if pos != RECORD_LENGTH + 1:
+            raise AssertionError(f"{self.name}: fields cover 1..{pos - 1}, not 1..{RECORD_LENGTH}")
+
+    def _compile_parse(self, tolerant: bool):
+        parts = []
+        for f in self.fields:
+            s = f"line[{f.start - 1}:{f.end}]"
+            if f.kind == TEXT:
+                parts.append(f"{s}.rstrip()")
+            elif f.kind == BLANK:
+                parts.append("''")
+            elif f.kind == NUMBER:
+                parts.append(f"_num({s})" if tolerant else f"int({s})")
+            elif f.blank_ok:  # DIGITS that may be blank
+                parts.append(f"{s}.strip()")
+            else:
+                parts.append(f"_dig({s})" if tolerant else s)
+        src = f"def parse(line):\n    return _new(_cls, ({', '.join(parts)},))\n"
+        ns = {"_new": tuple.__new__, "_cls": self.record_class, "_num": _tolerant_int, "_dig": _tolerant_digits}
+        exec(compile(src, f"<layout {self.name} parse>", "exec"), ns)
+        return ns["parse"]
+
+    def _compile_format(self):
+        parts = []
+        for i, f in enumerate(self.fields):
+            w = f.width
+            if f.kind == TEXT:
+                parts.append(f"{{r[{i}]:<{w}}}")
+            elif f.kind == BLANK:
+                parts.append(" " * w)
+            elif f.kind == NUMBER:
+                parts.append(f"{{r[{i}]:0{w}d}}")
+            else:
+                parts.append(f"{{r[{i}]:>{w}}}")
+        src = "def format(r):\n    return f'" + "".join(parts) + "'\n"
+        ns: dict = {}
+        exec(compile(src, f"<layout {self.name} format>", "exec"), ns)
+        return ns["format"]
+
+    def _merge_digit_runs(self) -> tuple[tuple[int, int], ...]:
+        runs: list[list[int]] = []
+        for f in self.fields:
+            if f.digits_only:
+                if runs and runs[-1][1] == f.start - 1:
+                    runs[-1][1] = f.end
+                else:
+                    runs.append([f.start - 1, f.end])
+        return tuple((a, b) for a, b in runs)
+
+    # -- records --------------------------------------------------------------------------------
+    def make(self, **values):
+        """A record from keyword values; fields not given take their default (fixed value, '' or 0)."""
+        unknown = set(values) - set(self.index)
+        if unknown:
+            raise TypeError(f"{self.name}: unknown field(s) {sorted(unknown)}")
+        vals = list(self._defaults)
+        for k, v in values.items():
+            vals[self.index[k]] = v
+        return tuple.__new__(self.record_class, vals)
+
+    # -- validation -----------------------------------------------------------------------------
+    def _compile_quick(self):
+        """`quick_ok(line)`: True when the line certainly has no field-level problem.
+
+        Generated as one boolean expression of C-level string calls: whole line printable
+        ASCII, merged runs of numeric fields digits only, fixed values, allowed sets, required
+        text present, reserved fields blank. Anything else goes to `problems` (the slow path).
+        """
+        terms = ["len(line) == 94", "line.isascii()", "line.isprintable()"]
+        ns: dict[str, Any] = {"_check": _value_check_message}
+        for a, b in self._merge_digit_runs():
+            terms.append(f"line[{a}:{b}].isdigit()")
+        for i, f in enumerate(self.fields):
+            s = f"line[{f.start - 1}:{f.end}]"
+            if f.fixed is not None:
+                terms.append(f"{s} == {f.fixed!r}")
+            if f.allowed is not None:
+                ns[f"_allowed{i}"] = f.allowed
+                terms.append(f"{s + '.rstrip()' if f.kind == TEXT else s} in _allowed{i}")
+            if f.required and f.kind == TEXT:
+                terms.append(f"{s}.strip() != ''")
+            if f.kind == BLANK:
+                terms.append(f"{s}.strip() == ''")
+            if f.blank_ok:
+                terms.append(f"({s}.strip() == '' or {s}.isdigit())")
+            if f.check:
+                blank = f"{s}.strip() == '' or " if f.blank_ok else ""
+                terms.append(f"({blank}_check({f.check!r}, {s}) is None)")
+        src = "def quick_ok(line):\n    return (" + "\n        and ".join(terms) + ")\n"
+        exec(compile(src, f"<layout {self.name} quick_ok>", "exec"), ns)
+        return ns["quick_ok"]
+
+    def problems(self, line: str, blank_reserved: bool = True) -> list[FieldProblem]:
+        """Every field-level problem of one record (slow path, used when quick_ok is False)."""
+        out: list[FieldProblem] = []
+        for f in self.fields:
+            raw = line[f.start - 1:f.end]
+            shown = mask(raw) if f.sensitive else raw
+            if len(raw) < f.width:
+                out.append(FieldProblem(f, f"record too short for this field ({len(raw)} of {f.width} characters)", shown))
+                continue
+            if not (raw.isascii() and raw.isprintable()):
+                out.append(FieldProblem(f, "contains characters outside printable ASCII", shown))
+                continue
+            if f.fixed is not None:
+                if raw != f.fixed:
+                    out.append(FieldProblem(f, f"expected {f.fixed!r}, got {shown!r}", shown))
+                continue
+            if f.kind == BLANK:
+                if blank_reserved and raw.strip():
+                    out.append(FieldProblem(f, "reserved: must be spaces", shown))
+                continue
+            if f.kind in (NUMBER, DIGITS):
+                if f.blank_ok and not raw.strip():
+                    continue
+                if not is_ascii_digits(raw):
+                    out.append(FieldProblem(f, f"expected {f.width} digits, got {shown!r}", shown))
+                    continue
+                if f.check:
+                    msg = _value_check_message(f.check, raw)
+                    if msg:
+                        out.append(FieldProblem(f, msg, shown))
+                        continue
+            elif f.required and not raw.strip():
+                out.append(FieldProblem(f, "required: must not be blank", shown))
+                continue
+            if f.allowed is not None:
+                v = raw.rstrip() if f.kind == TEXT else raw
+                if v not in f.allowed:
+                    choices = ", ".join(repr(a) for a in sorted(f.allowed))
+                    out.append(FieldProblem(f, f"{shown.rstrip()!r} is not one of {choices}", shown))
+        return out
+
+    def value_problems(self, record) -> list[FieldProblem]:
+        """Problems of a record about to be written (values of the wrong type or width)."""
+        out: list[FieldProblem] = []
+        for f, v in zip(self.fields, record):
+            shown = mask(str(v)) if f.sensitive else str(v)
+            if f.kind == NUMBER:
+                if type(v) is not int or v < 0 or v >= 10 ** f.width:
+                    out.append(FieldProblem(f, f"expected a whole number of at most {f.width} digits, got {shown!r}", shown))
+            elif not isinstance(v, str):
+                out.append(FieldProblem(f, f"expected text, got {type(v).__name__}", shown))
+            elif f.kind == DIGITS:
+                if len(v) != f.width and not (f.blank_ok and v == ""):
+                    out.append(FieldProblem(f, f"expected exactly {f.width} digits, got {shown!r}", shown))
+            elif len(v) > f.width:
+                out.append(FieldProblem(f, f"longer than {f.width} characters: {shown!r}", shown))
+        return out
+
+
+def _default(f: Field):
+    if f.fixed is not None:
+        return int(f.fixed) if f.kind == NUMBER else f.fixed
+    if f.kind == NUMBER:
+        return 0
+    if f.kind == DIGITS and not f.blank_ok:
+        return "0" * f.width
+    return ""
+
+
+def _tolerant_int(s: str):
+    return int(s) if is_ascii_digits(s) else None
+
+
+def _tolerant_digits(s: str):
+    return s if is_ascii_digits(s) else s.strip()
+
+
+def _make_record_class(layout: Layout):
+    """A tuple subclass with one read-only attribute per field (cheap to create, immutable)."""
+    from operator import itemgetter
+
+    ns: dict[str, Any] = {"__slots__": (), "layout": layout}
+    for i, f in enumerate(layout.fields):
+        ns[f.name] = property(itemgetter(i), doc=f.title or f.name)
+    sensitive = frozenset(i for i, f in enumerate(layout.fields) if f.sensitive)
+    names = [f.name for f in layout.fields]
+
+    def __repr__(self):
+        items = []
+        for i, (n, v) in enumerate(zip(names, self)):
+            if layout.fields[i].kind == BLANK:
+                continue
+            items.append(f"{n}={mask(v) if i in sensitive and isinstance(v, str) else v!r}")
+        return f"{type(self).__name__}({', '.join(items)})"
+
+    def _replace(self, **kw):
+        return layout.make(**{**self._asdict(), **kw})
+
+    def _asdict(self):
+        return dict(zip(names, self))
+
+    def to_line(self) -> str:
+        return layout.format(self)
+
+    ns.update(__repr__=__repr__, __str__=__repr__, _replace=_replace, _asdict=_asdict, to_line=to_line)
+    cls_name = "".join(p.capitalize() for p in layout.name.split("_"))
+    return type(cls_name, (tuple,), ns)

@@ -1,0 +1,750 @@
+"""Streaming NACHA reader with validation: one pass over the file, one record in memory at a time
+(plus the current entry's addenda), every problem of the file collected as a located `Issue`.
+
+    reader = Reader("in.ach", profile="bank")
+    for item in reader:            # FileHeader | BatchStart | EntryItem | BatchEnd | FileEnd
+        ...
+    reader.issues                  # every problem found, in file order
+
+`read_file` builds the whole file as a `NachaFile` (for small files); `validate_file` only checks.
+"""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from typing import IO, Iterator
+
+from . import codes
+from .errors import InvalidFile, Issue
+from .fields import FieldProblem, Layout, mask
+from .layouts import (
+    ADDENDA_98,
+    ADDENDA_98_REFUSED,
+    ADDENDA_99,
+    ADDENDA_99_CONTESTED,
+    ADDENDA_99_DISHONORED,
+    BATCH_CONTROL,
+    BATCH_HEADER,
+    FILE_CONTROL,
+    FILE_HEADER,
+    FILLER_LINE,
+)
+from .model import Batch, Entry, NachaFile
+from .profile import STRICT, Profile, get_profile
+from .routing import is_valid_routing
+from .sec import AMOUNT_NONZERO, AMOUNT_ZERO, CREDIT, DEBIT, SecFormat, sec_format
+
+# Files larger than this are refused up front (a NACHA file of 10 million records is ~950 MB).
+DEFAULT_MAX_BYTES = 2 * 1024 ** 3
+MAX_ISSUES = 1000  # after this many, the reader stops collecting (and says so)
+
+
+# -- stream items -------------------------------------------------------------------------------
+@dataclass
+class BatchStart:
+    line: int
+    header: tuple
+    format: SecFormat | None
+
+
+@dataclass
+class EntryItem:
+    line: int
+    record: tuple
+    addenda: list = field(default_factory=list)
+    batch: BatchStart | None = None
+
+
+@dataclass
+class BatchEnd:
+    line: int
+    control: tuple
+    start: BatchStart | None
+
+
+@dataclass
+class FileStart:
+    line: int
+    header: tuple
+
+
+@dataclass
+class FileEnd:
+    line: int | None
+    control: tuple | None
+
+
+@dataclass
+class Summary:
+    """Totals computed from the entries themselves (not copied from the control records)."""
+
+    batches: int = 0
+    entries: int = 0
+    addenda: int = 0
+    total_debit_cents: int = 0
+    total_credit_cents: int = 0
+    entry_hash: int = 0
+    sec_codes: list = field(default_factory=list)
+    file_id_modifier: str | None = None
+    records: int = 0
+
+
+# Addenda 98 and 99 have variants chosen by the code in positions 4-6 (reference §1.6, §1.7).
+def _addenda_variant(type_code: str, code: str) -> Layout | None:
+    if type_code == "99":
+        if code in codes.DISHONORED_RETURN_CODES:
+            return ADDENDA_99_DISHONORED
+        if code in codes.CONTESTED_RETURN_CODES:
+            return ADDENDA_99_CONTESTED
+        return ADDENDA_99
+    if type_code == "98":
+        cc = codes.change_code(code)
+        return ADDENDA_98_REFUSED if cc is not None and cc.refused else ADDENDA_98
+    return None
+
+
+class _BatchState:
+    __slots__ = (
+        "start", "fmt", "odfi", "scc", "count", "hash", "debit", "credit", "last_trace",
+        "entry_layout", "forward_codes", "is_debit", "returns", "nocs", "number",
+    )
+
+
+class Reader:
+    """Iterate a NACHA file as stream items while validating it."""
+
+    def __init__(
+        self,
+        source: str | os.PathLike | bytes | IO[bytes],
+        profile: str | Profile = STRICT,
+        name: str | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ):
+        self.profile = get_profile(profile)
+        self.source = source
+        if name is None:
+            name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<data>"
+        self.name = name
+        self.max_bytes = max_bytes
+        self.issues: list[Issue] = []
+        self.summary = Summary()
+        self.header = None
+        self.control = None
+        self._truncated = False
+
+    # -- issues ----------------------------------------------------------------------------------
+    def _issue(self, line, columns, record, fld, message, value=None):
+        if len(self.issues) >= MAX_ISSUES:
+            if not self._truncated:
+                self._truncated = True
+                self.issues.append(Issue(self.name, None, None, "file", None,
+                                         f"more than {MAX_ISSUES} problems; stopped listing them"))
+            return
+        self.issues.append(Issue(self.name, line, columns, record, fld, message, value))
+
+    def _field_issue(self, line: int, layout: Layout, p: FieldProblem):
+        self._issue(line, p.field.columns, layout.name, p.field.name, p.message, p.value)
+
+    def _rec_issue(self, line: int, layout: Layout, fname: str, message: str, value=None):
+        f = layout.by_name.get(fname)
+        if f is not None and f.sensitive and isinstance(value, str):
+            value = mask(value)
+        self._issue(line, f.columns if f else None, layout.name, fname, message, value)
+
+    @property
+    def valid(self) -> bool:
+        return not self.issues
+
+    # -- lines -----------------------------------------------------------------------------------
+    def _open(self) -> IO[bytes]:
+        src = self.source
+        if isinstance(src, (bytes, bytearray)):
+            return io.BytesIO(src)
+        if isinstance(src, (str, os.PathLike)):
+            return open(src, "rb")
+        return src
+
+    def _lines(self) -> Iterator[tuple[int, str]]:
+        """(record number, 94-character candidate line) pairs, with the profile's relaxations."""
+        prof = self.profile
+        fp = self._open()
+        close = fp is not self.source
+        try:
+            if isinstance(self.source, (str, os.PathLike)):
+                size = os.fstat(fp.fileno()).st_size
+                if size > self.max_bytes:
+                    self._issue(None, None, "file", None,
+                                f"file is {size} bytes, larger than the {self.max_bytes}-byte limit")
+                    return
+                if size == 0:
+                    self._issue(None, None, "file", None, "file is empty")
+                    return
+            n = 0
+            raw_count = 0
+            last_had_newline = True
+            read_bytes = 0
+            # latin-1 keeps one character per byte, so columns stay byte columns.
+            text = io.TextIOWrapper(fp, encoding="latin-1", newline="")
+            for raw in text:
+                raw_count += 1
+                read_bytes += len(raw)
+                if read_bytes > self.max_bytes:
+                    self._issue(n + 1, None, "file", None,
+                                f"file is larger than the {self.max_bytes}-byte limit")
+                    return
+                if raw.endswith("\n"):
+                    line = raw[:-1]
+                    last_had_newline = True
+                else:
+                    line = raw
+                    last_had_newline = False
+                if line.endswith("\r"):
+                    line = line[:-1]
+                    if not prof.crlf:
+                        self._issue(n + 1, None, "file", None,
+                                    "line ends in CR LF; use LF (the bank profile accepts CR LF)")
+                if "\r" in line:
+                    self._issue(n + 1, None, "file", None, "stray carriage return inside a record")
+                    line = line.replace("\r", " ")
+                if len(line) == 94:
+                    n += 1
+                    yield n, line
+                    continue
+                if not line:
+                    if prof.blank_lines:
+                        continue
+                    n += 1
+                    self._issue(n, None, "file", None, "blank line")
+                    continue
+                if len(line) > 94 and len(line) % 94 == 0 and prof.unbroken_records:
+                    for i in range(0, len(line), 94):
+                        n += 1
+                        yield n, line[i:i + 94]
+                    continue
+                if len(line) < 94 and prof.trimmed_lines and not line[-1:].isspace():
+                    n += 1
+                    yield n, line.ljust(94)
+                    continue
+                n += 1
+                if len(line) > 94 and len(line) % 94 == 0:
+                    hint = "; records run together without line breaks (the bank profile accepts that)"
+                elif len(line) < 94:
+                    hint = "; trailing spaces trimmed? (the bank profile accepts that)"
+                else:
+                    hint = ""
+                self._issue(n, (1, len(line)), "file", None,
+                            f"record is {len(line)} characters long, expected 94{hint}")
+                # Still read what can be read, so later problems are reported too.
+                yield n, line[:94].ljust(94)
+            if raw_count and not last_had_newline and not prof.missing_final_newline:
+                self._issue(n, None, "file", None,
+                            "last record has no line feed (the bank profile accepts that)")
+            if raw_count == 0:
+                self._issue(None, None, "file", None, "file is empty")
+        except OSError as exc:
+            self._issue(None, None, "file", None, f"cannot read file: {exc.strerror or exc}")
+        finally:
+            if close:
+                fp.close()
+
+    # -- records ---------------------------------------------------------------------------------
+    def _parse(self, n: int, line: str, layout: Layout):
+        if layout.quick_ok(line):
+            return layout.parse(line)
+        for p in layout.problems(line):
+            self._field_issue(n, layout, p)
+        return layout.parse_tolerant(line)
+
+    def __iter__(self):
+        return self._items()
+
+    def _items(self):
+        S = self.summary
+        state = "start"  # start, file, batch, end
+        filler_seen = 0
+        b: _BatchState | None = None
+        pending: EntryItem | None = None
+        fmt: SecFormat | None = None
+        routing_ok = {}
+        seen_file_header = False
+        seen_file_control = False
+        last_batch_number = 0
+        n = 0
+        entry_line_no = 0
+
+        for n, line in self._lines():
+            S.records += 1
+            t = line[0]
+            if t == "6" and b is not None and state == "batch":
+                if pending is not None:
+                    self._finish_entry(pending, b)
+                    yield pending
+                layout = b.entry_layout
+                if layout.quick_ok(line):
+                    rec = layout.parse(line)
+                else:
+                    for p in layout.problems(line):
+                        self._field_issue(n, layout, p)
+                    rec = layout.parse_tolerant(line)
+                # transaction code, amount, totals
+                tc = rec[1]
+                amount = rec[5]
+                if type(amount) is not int:
+                    amount = 0
+                isd = b.is_debit.get(tc)
+                if isd is None:
+                    isd = self._classify_tx(n, layout, tc, b)
+                if isd:
+                    b.debit += amount
+                else:
+                    b.credit += amount
+                rdfi = rec[2]
+                if rdfi.isdigit():
+                    b.hash += int(rdfi)
+                    if fmt.has_trace_numbers:
+                        r9 = rdfi + rec[3]
+                        ok = routing_ok.get(r9)
+                        if ok is None:
+                            ok = routing_ok[r9] = is_valid_routing(r9)
+                        if not ok:
+                            self._rec_issue(n, layout, "check_digit",
+                                            f"routing check digit is wrong for {rdfi}{rec[3]}", rec[3])
+                b.count += 1
+                S.entries += 1
+                if fmt.has_trace_numbers:
+                    trace = rec[-1]
+                    if trace <= b.last_trace:
+                        self._rec_issue(n, layout, "trace_number",
+                                        "trace numbers must be ascending within a batch", trace)
+                    if trace[:8] != b.odfi:
+                        self._rec_issue(n, layout, "trace_number",
+                                        f"trace number must start with the ODFI identification {b.odfi}", trace)
+                    b.last_trace = trace
+                pending = EntryItem(n, rec, [], b.start)
+                continue
+
+            if t == "7" and b is not None and state == "batch":
+                b.count += 1
+                S.addenda += 1
+                if pending is None:
+                    self._issue(n, (1, 1), "addenda", None, "addenda record without an entry before it")
+                    continue
+                type_code = line[1:3]
+                layout = fmt.forward_addenda.get(type_code) or _addenda_variant(type_code, line[3:6])
+                if layout is None:
+                    self._issue(n, (2, 3), "addenda", "addenda_type_code",
+                                f"addenda type {type_code!r} is not allowed in a {fmt.code} batch", type_code)
+                    pending.addenda.append(None)
+                    continue
+                pending.addenda.append((n, self._parse(n, line, layout)))
+                continue
+
+            # Anything but an entry or addenda ends the pending entry.
+            if pending is not None:
+                self._finish_entry(pending, b)
+                yield pending
+                pending = None
+
+            if t == "5":
+                if state == "batch":
+                    self._issue(n, (1, 1), "batch_header", None,
+                                "batch header before the previous batch's control record")
+                    yield from self._end_batch(None, b)
+                elif state == "end":
+                    self._issue(n, (1, 1), "batch_header", None, "batch header after the file control record")
+                elif state == "start" and not seen_file_header:
+                    if not self.profile.missing_file_envelope:
+                        self._issue(n, (1, 1), "file_header", None,
+                                    "file header record missing (the bank profile accepts that)")
+                    seen_file_header = True
+                hdr = self._parse(n, line, BATCH_HEADER)
+                S.batches += 1
+                sec = hdr.standard_entry_class_code
+                fmt = sec_format(sec)
+                if fmt is None:
+                    self._rec_issue(n, BATCH_HEADER, "standard_entry_class_code",
+                                    f"unknown SEC code {sec!r}", sec)
+                    fmt = sec_format("PPD")
+                elif not fmt.supported:
+                    self._rec_issue(n, BATCH_HEADER, "standard_entry_class_code", fmt.unsupported_reason, sec)
+                if sec not in S.sec_codes:
+                    S.sec_codes.append(sec)
+                b = self._start_batch(n, hdr, fmt, last_batch_number)
+                if type(hdr.batch_number) is int:
+                    last_batch_number = max(last_batch_number, hdr.batch_number)
+                state = "batch" if fmt.supported else "skip_batch"
+                yield b.start
+                continue
+
+            if state == "skip_batch":
+                # Inside an unsupported batch: skip its records until its control.
+                if t == "8":
+                    state = "file"
+                    b = None
+                continue
+
+            if t == "8":
+                layout = fmt.batch_control if fmt else BATCH_CONTROL
+                ctl = self._parse(n, line, layout)
+                if state != "batch":
+                    self._issue(n, (1, 1), layout.name, None, "batch control record without a batch header")
+                    continue
+                yield from self._end_batch(ctl, b, n, layout)
+                b = None
+                state = "file"
+                continue
+
+            if t == "1" and line != FILLER_LINE:
+                if seen_file_header or state != "start":
+                    self._issue(n, (1, 1), "file_header", None, "a second file header record")
+                    continue
+                seen_file_header = True
+                hdr = self._parse(n, line, FILE_HEADER)
+                self.header = hdr
+                S.file_id_modifier = hdr.file_id_modifier
+                if not is_valid_routing(hdr.immediate_destination.strip()) and hdr.immediate_destination.strip().isdigit() and len(hdr.immediate_destination.strip()) == 9:
+                    self._rec_issue(n, FILE_HEADER, "immediate_destination",
+                                    "routing check digit is wrong", hdr.immediate_destination)
+                state = "file"
+                yield FileStart(n, hdr)
+                continue
+
+            if t == "9":
+                if line == FILLER_LINE and (state == "end" or (seen_file_control)):
+                    filler_seen += 1
+                    continue
+                if state == "batch":
+                    self._issue(n, (1, 1), "file_control", None, "file control before the last batch's control record")
+                    yield from self._end_batch(None, b)
+                    b = None
+                if seen_file_control:
+                    self._issue(n, (1, 1), "file_control", None, "a second file control record")
+                    continue
+                if state == "start" and not seen_file_header:
+                    if not self.profile.missing_file_envelope:
+                        self._issue(n, (1, 1), "file_header", None, "file header record missing")
+                layout = fmt.file_control if fmt else FILE_CONTROL
+                ctl = self._parse(n, line, layout)
+                seen_file_control = True
+                self.control = ctl
+                self._check_file_control(n, ctl, layout)
+                state = "end"
+                continue
+
+            # Unknown record type, or a record in the wrong place.
+            if state == "end":
+                self._issue(n, (1, 1), "file", None, f"record after the file control record: type {t!r}")
+            elif t in "67":
+                self._issue(n, (1, 1), "entry_detail" if t == "6" else "addenda", None,
+                            "entry or addenda record outside a batch")
+            else:
+                self._issue(n, (1, 1), "file", "record_type_code",
+                            f"unknown record type code {t!r}", t)
+
+        # end of input
+        if pending is not None:
+            self._finish_entry(pending, b)
+            yield pending
+        if state == "batch":
+            self._issue(n or None, None, "batch_control", None, "file ends inside a batch (no batch control record)")
+            yield from self._end_batch(None, b)
+        if S.records == 0:
+            if not self.issues:
+                self._issue(None, None, "file", None, "file holds no records")
+        elif not seen_file_header and not self.profile.missing_file_envelope and state != "start":
+            pass  # already reported at the first batch header
+        if S.records and not seen_file_control:
+            if not self.profile.missing_file_envelope:
+                self._issue(None, None, "file_control", None, "file control record missing")
+        elif S.records and not self.profile.missing_filler and S.records % 10 != 0:
+            self._issue(None, None, "file", None,
+                        f"file has {S.records} records; it must be filled with 9-records to a "
+                        "multiple of 10 (the bank profile accepts a missing filler)")
+        S.entry_hash %= 10 ** 10
+        yield FileEnd(n or None, self.control)
+
+    # -- batch ------------------------------------------------------------------------------------
+    def _start_batch(self, n, hdr, fmt: SecFormat, last_batch_number) -> _BatchState:
+        b = _BatchState()
+        b.start = BatchStart(n, hdr, fmt)
+        b.fmt = fmt
+        b.odfi = hdr.originating_dfi_identification
+        b.scc = hdr.service_class_code
+        b.count = 0
+        b.hash = 0
+        b.debit = 0
+        b.credit = 0
+        b.last_trace = ""
+        b.entry_layout = fmt.entry
+        b.is_debit = {}
+        b.returns = 0
+        b.nocs = 0
+        b.number = hdr.batch_number
+        L = BATCH_HEADER
+        if type(hdr.batch_number) is int and hdr.batch_number <= last_batch_number:
+            self._rec_issue(n, L, "batch_number", "batch numbers must be ascending within the file",
+                            str(hdr.batch_number))
+        if hdr.originator_status_code not in fmt.originator_status_codes and hdr.originator_status_code in ("0", "1", "2"):
+            self._rec_issue(n, L, "originator_status_code",
+                            f"originator status code {hdr.originator_status_code!r} is not allowed for "
+                            f"{fmt.code} (allowed: {', '.join(sorted(fmt.originator_status_codes))})",
+                            hdr.originator_status_code)
+        if fmt.entry_description is not None and hdr.company_entry_description != fmt.entry_description:
+            self._rec_issue(n, L, "company_entry_description",
+                            f"{fmt.code} batches must be described {fmt.entry_description!r}",
+                            hdr.company_entry_description)
+        if fmt.company_name is not None and hdr.company_name != fmt.company_name:
+            self._rec_issue(n, L, "company_name", f"{fmt.code} batches must carry company name {fmt.company_name!r}",
+                            hdr.company_name)
+        if fmt.effective_date_blank:
+            if hdr.effective_entry_date:
+                self._rec_issue(n, L, "effective_entry_date", f"{fmt.code} batches leave the effective entry date blank",
+                                hdr.effective_entry_date)
+        elif not hdr.effective_entry_date:
+            self._rec_issue(n, L, "effective_entry_date", "required: must not be blank", "")
+        return b
+
+    def _classify_tx(self, n, layout, tc, b: _BatchState):
+        """Debit (True) or credit (False) for a transaction code first seen in this batch; reports
+        codes the SEC code or service class does not allow. Cached per batch."""
+        tx = codes.transaction_code(tc) if isinstance(tc, str) else None
+        fmt = b.fmt
+        if tx is None:
+            self._rec_issue(n, layout, "transaction_code", f"unknown transaction code {tc!r}", tc)
+            b.is_debit[tc] = False
+            return False
+        b.is_debit[tc] = tx.is_debit
+        return tx.is_debit
+
+    def _finish_entry(self, e: EntryItem, b: _BatchState):
+        """Checks that need the entry together with its addenda."""
+        rec = e.record
+        layout = b.entry_layout
+        fmt = b.fmt
+        n = e.line
+        addenda = e.addenda
+        indicator = rec.addenda_record_indicator
+        if addenda and indicator != "1":
+            self._rec_issue(n, layout, "addenda_record_indicator",
+                            "addenda follow but the addenda record indicator is not 1", indicator)
+        elif not addenda and indicator == "1":
+            self._rec_issue(n, layout, "addenda_record_indicator",
+                            "addenda record indicator is 1 but no addenda follow", indicator)
+        tc = rec.transaction_code
+        tx = codes.transaction_code(tc) if isinstance(tc, str) else None
+        kinds = set()
+        forward_count = 0
+        trace = rec[-1]
+        for i, a in enumerate(addenda):
+            if a is None:
+                continue
+            an, arec = a
+            tcode = arec.addenda_type_code
+            kinds.add(tcode)
+            alayout = arec.layout
+            if tcode in fmt.forward_addenda:
+                forward_count += 1
+                if alayout.name == "addenda_05":
+                    if arec.addenda_sequence_number != forward_count:
+                        self._rec_issue(an, alayout, "addenda_sequence_number",
+                                        f"expected {forward_count} (consecutive from 1)",
+                                        str(arec.addenda_sequence_number))
+                    if fmt.has_trace_numbers and arec.entry_detail_sequence_number != trace[-7:]:
+                        self._rec_issue(an, alayout, "entry_detail_sequence_number",
+                                        f"must equal the last 7 digits of the entry's trace number ({trace[-7:]})",
+                                        arec.entry_detail_sequence_number)
+                elif "trace_number" in alayout.index and fmt.has_trace_numbers and arec.trace_number != trace:
+                    self._rec_issue(an, alayout, "trace_number",
+                                    "must equal the entry's trace number", arec.trace_number)
+            elif tcode == "99":
+                b.returns += 1
+                code = arec[2]
+                rc = codes.return_code(code)
+                if rc is None:
+                    self._rec_issue(an, alayout, alayout.fields[2].name, f"unknown return reason code {code!r}", code)
+                if fmt.has_trace_numbers and arec.trace_number != trace:
+                    self._rec_issue(an, alayout, "trace_number", "must equal the entry's trace number", arec.trace_number)
+            elif tcode == "98":
+                b.nocs += 1
+                code = arec[2]
+                cc = codes.change_code(code)
+                if cc is None:
+                    self._rec_issue(an, alayout, alayout.fields[2].name, f"unknown change code {code!r}", code)
+                elif not cc.refused:
+                    try:
+                        codes.parse_corrected_data(code, arec.corrected_data.ljust(29))
+                    except ValueError as exc:
+                        self._rec_issue(an, alayout, "corrected_data", f"{code}: {exc}", arec.corrected_data)
+                if fmt.has_trace_numbers and arec.trace_number != trace:
+                    self._rec_issue(an, alayout, "trace_number", "must equal the entry's trace number", arec.trace_number)
+        is_return = "99" in kinds
+        is_noc = "98" in kinds
+        if "99" in kinds and "98" in kinds:
+            self._issue(n, None, layout.name, None, "an entry cannot carry both return and NOC addenda")
+        if forward_count > fmt.max_forward_addenda and not is_return and not is_noc:
+            self._rec_issue(n, layout, "addenda_record_indicator",
+                            f"{fmt.code} entries carry at most {fmt.max_forward_addenda} addenda, found {forward_count}")
+        amount = rec.amount if type(rec.amount) is int else None
+        if tx is not None:
+            scc = b.scc
+            if is_return or is_noc:
+                if not tx.is_return and not (is_noc and tx.zero_amount) and fmt.code != "ADV":
+                    # moov and real banks keep the original code on some returns; only NOCs must use return codes
+                    if is_noc:
+                        self._rec_issue(n, layout, "transaction_code",
+                                        f"a notification of change uses a return/NOC transaction code, not {tc}", tc)
+                if is_noc and amount:
+                    self._rec_issue(n, layout, "amount", "a notification of change must have a zero amount", str(amount))
+            else:
+                if tx.is_return and fmt.code != "COR":
+                    self._rec_issue(n, layout, "transaction_code",
+                                    f"transaction code {tc} is for returns and NOCs, but this entry has no addenda 98/99", tc)
+                if fmt.tx_codes is not None and tc not in fmt.tx_codes:
+                    self._rec_issue(n, layout, "transaction_code",
+                                    f"transaction code {tc} is not allowed in a {fmt.code} batch", tc)
+                elif fmt.direction == DEBIT and not tx.is_debit and not tx.is_return:
+                    self._rec_issue(n, layout, "transaction_code",
+                                    f"{fmt.code} batches carry debits only; {tc} is a credit", tc)
+                elif fmt.direction == CREDIT and tx.is_debit:
+                    self._rec_issue(n, layout, "transaction_code",
+                                    f"{fmt.code} batches carry credits only; {tc} is a debit", tc)
+                if amount is not None:
+                    if tx.is_prenote and amount != 0:
+                        self._rec_issue(n, layout, "amount", f"prenote ({tc}) amounts must be zero", str(amount))
+                    elif fmt.amount_rule == AMOUNT_ZERO and amount != 0:
+                        self._rec_issue(n, layout, "amount", f"{fmt.code} entries must have a zero amount", str(amount))
+                    elif (fmt.amount_rule == AMOUNT_NONZERO and amount == 0 and not tx.is_prenote
+                          and not tx.zero_amount):
+                        self._rec_issue(n, layout, "amount", "a live entry must have a non-zero amount", str(amount))
+                    if fmt.max_amount_cents is not None and amount > fmt.max_amount_cents:
+                        self._rec_issue(n, layout, "amount",
+                                        f"{fmt.code} entries are limited to {fmt.max_amount_cents} cents", str(amount))
+                if fmt.addenda_required and not addenda and not tx.is_prenote:
+                    self._rec_issue(n, layout, "addenda_record_indicator",
+                                    f"{fmt.code} entries must carry an addenda record")
+            if scc in ("220", "225", "280") and not codes.service_class_allows(scc, tx):
+                self._rec_issue(n, layout, "transaction_code",
+                                f"transaction code {tc} does not fit service class {scc}", tc)
+        if fmt.addenda_count_field:
+            stated = getattr(rec, fmt.addenda_count_field)
+            if type(stated) is int and stated != forward_count:
+                self._rec_issue(n, layout, fmt.addenda_count_field,
+                                f"says {stated} addenda records, {forward_count} follow", str(stated))
+        for check in fmt.entry_checks:
+            ENTRY_CHECKS[check](self, e, b, kinds)
+
+    def _end_batch(self, ctl, b: _BatchState, n=None, layout=BATCH_CONTROL):
+        S = self.summary
+        hdr = b.start.header
+        S.total_debit_cents += b.debit
+        S.total_credit_cents += b.credit
+        S.entry_hash += b.hash
+        if ctl is not None:
+            L = layout
+            if b.count == 0:
+                self._issue(n, None, L.name, None, "a batch must hold at least one entry")
+            if ctl.service_class_code != b.scc:
+                self._rec_issue(n, L, "service_class_code",
+                                f"must equal the batch header's service class code {b.scc}", ctl.service_class_code)
+            # Compared without padding: banks justify this 10-character ID inconsistently.
+            if ("company_identification" in L.index
+                    and ctl.company_identification.strip() != hdr.company_identification.strip()):
+                self._rec_issue(n, L, "company_identification",
+                                f"must equal the batch header's company identification {hdr.company_identification!r}",
+                                ctl.company_identification)
+            if ctl.originating_dfi_identification != b.odfi:
+                self._rec_issue(n, L, "originating_dfi_identification",
+                                f"must equal the batch header's {b.odfi}", ctl.originating_dfi_identification)
+            if ctl.batch_number != hdr.batch_number:
+                self._rec_issue(n, L, "batch_number", f"must equal the batch header's {hdr.batch_number}",
+                                str(ctl.batch_number))
+            if ctl.entry_addenda_count != b.count:
+                self._rec_issue(n, L, "entry_addenda_count", f"says {ctl.entry_addenda_count}, the batch holds {b.count}",
+                                str(ctl.entry_addenda_count))
+            h = b.hash % 10 ** 10
+            if ctl.entry_hash != h:
+                self._rec_issue(n, L, "entry_hash", f"says {ctl.entry_hash}, the entries hash to {h}", str(ctl.entry_hash))
+            if ctl.total_debit_amount != b.debit:
+                self._rec_issue(n, L, "total_debit_amount", f"says {ctl.total_debit_amount}, the debits add up to {b.debit}",
+                                str(ctl.total_debit_amount))
+            if ctl.total_credit_amount != b.credit:
+                self._rec_issue(n, L, "total_credit_amount",
+                                f"says {ctl.total_credit_amount}, the credits add up to {b.credit}",
+                                str(ctl.total_credit_amount))
+        self._file_count = getattr(self, "_file_count", 0) + b.count
+        yield BatchEnd(n, ctl, b.start)
+
+    def _check_file_control(self, n, ctl, L):
+        S = self.summary
+        count = S.entries + S.addenda
+        if ctl.batch_count != S.batches:
+            self._rec_issue(n, L, "batch_count", f"says {ctl.batch_count}, the file holds {S.batches} batches",
+                            str(ctl.batch_count))
+        if ctl.entry_addenda_count != count:
+            self._rec_issue(n, L, "entry_addenda_count", f"says {ctl.entry_addenda_count}, the file holds {count}",
+                            str(ctl.entry_addenda_count))
+        h = S.entry_hash % 10 ** 10
+        if ctl.entry_hash != h:
+            self._rec_issue(n, L, "entry_hash", f"says {ctl.entry_hash}, the batches hash to {h}", str(ctl.entry_hash))
+        if ctl.total_debit_amount != S.total_debit_cents:
+            self._rec_issue(n, L, "total_debit_amount",
+                            f"says {ctl.total_debit_amount}, the debits add up to {S.total_debit_cents}",
+                            str(ctl.total_debit_amount))
+        if ctl.total_credit_amount != S.total_credit_cents:
+            self._rec_issue(n, L, "total_credit_amount",
+                            f"says {ctl.total_credit_amount}, the credits add up to {S.total_credit_cents}",
+                            str(ctl.total_credit_amount))
+        # Block count: every record up to and including the file control, in blocks of ten.
+        blocks = -(-S.records // 10)
+        if ctl.block_count != blocks:
+            self._rec_issue(n, L, "block_count", f"says {ctl.block_count}, the file needs {blocks} blocks",
+                            str(ctl.block_count))
+
+
+def _noc_addenda_required(reader: Reader, e: EntryItem, b, kinds):
+    if "98" not in kinds:
+        reader._rec_issue(e.line, b.entry_layout, "addenda_record_indicator",
+                          "a COR entry must carry an addenda 98 (notification of change)")
+
+
+# Named entry checks a SecFormat can ask for (data, not branches on SEC codes).
+ENTRY_CHECKS = {
+    "noc_addenda_required": _noc_addenda_required,
+}
+
+
+# -- convenience ----------------------------------------------------------------------------------
+def validate_file(source, profile: str | Profile = STRICT, name: str | None = None) -> Reader:
+    """Read the whole file, discarding records; returns the reader (issues, summary)."""
+    r = Reader(source, profile, name)
+    for _ in r:
+        pass
+    return r
+
+
+def read_file(source, profile: str | Profile = STRICT, name: str | None = None,
+              allow_invalid: bool = False) -> NachaFile:
+    """The whole file as a NachaFile; raises InvalidFile listing every problem unless allow_invalid."""
+    r = Reader(source, profile, name)
+    f = NachaFile(header=None, batches=[], control=None)
+    cur: Batch | None = None
+    for item in r:
+        if isinstance(item, FileStart):
+            f.header = item.header
+        elif isinstance(item, BatchStart):
+            cur = Batch(item.header, [], None)
+            f.batches.append(cur)
+        elif isinstance(item, EntryItem):
+            if cur is not None:
+                cur.entries.append(Entry(item.record, [a[1] for a in item.addenda if a is not None]))
+        elif isinstance(item, BatchEnd):
+            if cur is not None:
+                cur.control = item.control
+            cur = None
+        elif isinstance(item, FileEnd):
+            f.control = item.control
+    f.issues = r.issues
+    if r.issues and not allow_invalid:
+        raise InvalidFile(r.issues)
+    return f

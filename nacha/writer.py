@@ -1,0 +1,294 @@
+"""NACHA writer: computes every derived field (addenda indicator, counts, totals, entry hash mod
+10^10, batch numbers, block count, 9-filler) and refuses invalid records.
+
+`FileWriter` streams records to a text sink; `write_file` streams into a temporary file beside the
+target and renames it into place only when the whole file is valid (mode 0600), so an invalid or
+interrupted write never leaves a file under the target name. `format_file` renders a `NachaFile`
+in memory and re-reads the result with the strict reader before returning it.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from typing import IO, Iterable
+
+from . import codes
+from .errors import Issue, WriteError
+from .fields import Layout
+from .layouts import BATCH_CONTROL, BATCH_HEADER, FILE_CONTROL, FILE_HEADER, FILLER_LINE
+from .model import Batch, Entry, NachaFile
+from .routing import is_valid_routing
+from .sec import AMOUNT_NONZERO, AMOUNT_ZERO, CREDIT, DEBIT, sec_format
+
+_MAX_HASH = 10 ** 10
+
+
+class FileWriter:
+    """Write one NACHA file record by record.
+
+        w = FileWriter(sink, file_header)
+        w.start_batch(batch_header)       # batch_number assigned 1, 2, ...
+        w.add_entry(entry_record, [addenda...])
+        w.end_batch()
+        w.finish()                        # file control + 9-filler
+    """
+
+    def __init__(self, sink: IO[str], header, name: str = "<output>"):
+        self.sink = sink
+        self.name = name
+        self.records = 0
+        self.batch_count = 0
+        self.entry_addenda_count = 0
+        self.entry_hash = 0
+        self.total_debit = 0
+        self.total_credit = 0
+        self._batch = None
+        self._finished = False
+        self._routing_ok: dict[str, bool] = {}
+        self._emit(FILE_HEADER, header)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _fail(self, layout: Layout, fld: str | None, message: str, value=None):
+        f = layout.by_name.get(fld) if fld else None
+        issue = Issue(self.name, self.records + 1, f.columns if f else None, layout.name, fld, message,
+                      None if value is None else str(value))
+        raise WriteError([issue])
+
+    def _render(self, layout: Layout, record) -> str:
+        if getattr(record, "layout", None) is not layout:
+            raise WriteError([Issue(self.name, self.records + 1, None, layout.name, None,
+                                    f"expected a {layout.name} record, got {type(record).__name__}")])
+        try:
+            line = layout.format(record)
+        except (TypeError, ValueError):
+            line = None
+        if line is None or not layout.quick_ok(line):
+            problems = layout.value_problems(record)
+            if not problems and line is not None:
+                problems = layout.problems(line)
+            if problems:
+                raise WriteError([
+                    Issue(self.name, self.records + 1, p.field.columns, layout.name, p.field.name, p.message, p.value)
+                    for p in problems
+                ])
+            raise WriteError([Issue(self.name, self.records + 1, None, layout.name, None, "record cannot be written")])
+        return line
+
+    def _emit(self, layout: Layout, record) -> None:
+        line = self._render(layout, record)
+        self.sink.write(line + "\n")
+        self.records += 1
+
+    # -- batches ---------------------------------------------------------------------------------
+    def start_batch(self, header) -> int:
+        """Open a batch; the batch number is assigned here. Returns it."""
+        if self._batch is not None:
+            raise WriteError("start_batch called while a batch is open")
+        fmt = sec_format(header.standard_entry_class_code)
+        if fmt is None or not fmt.supported:
+            self._fail(BATCH_HEADER, "standard_entry_class_code",
+                       f"cannot write SEC code {header.standard_entry_class_code!r}")
+        self.batch_count += 1
+        header = header._replace(batch_number=self.batch_count)
+        self._emit(BATCH_HEADER, header)
+        self._batch = _OpenBatch(header, fmt)
+        return self.batch_count
+
+    def add_entry(self, record, addenda: Iterable = ()) -> None:
+        """Append an entry with its addenda; the addenda indicator and addenda 05 sequence numbers
+        and entry detail sequence numbers are set here."""
+        b = self._batch
+        if b is None:
+            raise WriteError("add_entry called outside a batch")
+        fmt = b.fmt
+        layout = fmt.entry
+        addenda = list(addenda)
+        record = record._replace(addenda_record_indicator="1" if addenda else "0")
+        line = self._render(layout, record)
+        tc = record.transaction_code
+        tx = b.tx_cache.get(tc)
+        if tx is None:
+            tx = codes.transaction_code(tc)
+            if tx is None:
+                self._fail(layout, "transaction_code", f"unknown transaction code {tc!r}", tc)
+            self._check_tx(layout, fmt, b.header.service_class_code, tx, bool(addenda))
+            b.tx_cache[tc] = tx
+        amount = record.amount
+        if tx.is_prenote or tx.zero_amount or fmt.amount_rule == AMOUNT_ZERO:
+            if amount != 0 and not tx.is_return:
+                self._fail(layout, "amount", f"transaction code {tc} ({fmt.code}) requires a zero amount", amount)
+        elif fmt.amount_rule == AMOUNT_NONZERO and amount == 0 and not tx.is_return:
+            self._fail(layout, "amount", "a live entry must have a non-zero amount", amount)
+        if fmt.max_amount_cents is not None and amount > fmt.max_amount_cents:
+            self._fail(layout, "amount", f"{fmt.code} entries are limited to {fmt.max_amount_cents} cents", amount)
+        r9 = record.receiving_dfi_identification + record.check_digit
+        ok = self._routing_ok.get(r9)
+        if ok is None:
+            ok = self._routing_ok[r9] = is_valid_routing(r9)
+        if not ok:
+            self._fail(layout, "check_digit", f"routing check digit is wrong for {r9}", record.check_digit)
+        trace = record.trace_number
+        if trace[:8] != b.odfi:
+            self._fail(layout, "trace_number", f"trace number must start with the ODFI identification {b.odfi}", trace)
+        if trace <= b.last_trace:
+            self._fail(layout, "trace_number", "trace numbers must be ascending within a batch", trace)
+        b.last_trace = trace
+        if len(addenda) > fmt.max_forward_addenda and not any(a.addenda_type_code in ("98", "99") for a in addenda):
+            self._fail(layout, "addenda_record_indicator",
+                       f"{fmt.code} entries carry at most {fmt.max_forward_addenda} addenda")
+        lines = [line]
+        seq = 0
+        for a in addenda:
+            al = a.layout
+            if a.addenda_type_code == "05":
+                seq += 1
+                a = a._replace(addenda_sequence_number=seq, entry_detail_sequence_number=trace[-7:])
+            elif "trace_number" in al.index:
+                a = a._replace(trace_number=trace)
+            lines.append(self._render(al, a))
+        self.sink.write("\n".join(lines) + "\n")
+        self.records += len(lines)
+        b.count += len(lines)
+        b.hash += int(record.receiving_dfi_identification)
+        if tx.is_debit:
+            b.debit += amount
+        else:
+            b.credit += amount
+
+    def _check_tx(self, layout, fmt, scc, tx, has_addenda):
+        tc = tx.code
+        if not codes.service_class_allows(scc, tx):
+            self._fail(layout, "transaction_code", f"transaction code {tc} does not fit service class {scc}", tc)
+        if tx.is_return and not has_addenda:
+            self._fail(layout, "transaction_code", f"transaction code {tc} is for returns and NOCs", tc)
+        if not tx.is_return:
+            if fmt.tx_codes is not None and tc not in fmt.tx_codes:
+                self._fail(layout, "transaction_code", f"transaction code {tc} is not allowed in {fmt.code}", tc)
+            if fmt.direction == DEBIT and not tx.is_debit:
+                self._fail(layout, "transaction_code", f"{fmt.code} batches carry debits only", tc)
+            if fmt.direction == CREDIT and tx.is_debit:
+                self._fail(layout, "transaction_code", f"{fmt.code} batches carry credits only", tc)
+
+    def end_batch(self):
+        """Close the batch; returns its computed control record."""
+        b = self._batch
+        if b is None:
+            raise WriteError("end_batch called with no open batch")
+        if b.count == 0:
+            raise WriteError([Issue(self.name, self.records + 1, None, "batch_control", None,
+                                    "a batch must hold at least one entry")])
+        h = b.header
+        ctl = BATCH_CONTROL.make(
+            service_class_code=h.service_class_code,
+            entry_addenda_count=b.count,
+            entry_hash=b.hash % _MAX_HASH,
+            total_debit_amount=b.debit,
+            total_credit_amount=b.credit,
+            company_identification=h.company_identification,
+            originating_dfi_identification=h.originating_dfi_identification,
+            batch_number=h.batch_number,
+        )
+        self._emit(BATCH_CONTROL, ctl)
+        self.entry_addenda_count += b.count
+        self.entry_hash += b.hash
+        self.total_debit += b.debit
+        self.total_credit += b.credit
+        self._batch = None
+        return ctl
+
+    def finish(self):
+        """Write the file control and the 9-filler; returns the file control record."""
+        if self._batch is not None:
+            raise WriteError("finish called while a batch is open")
+        if self._finished:
+            raise WriteError("finish called twice")
+        records = self.records + 1
+        ctl = FILE_CONTROL.make(
+            batch_count=self.batch_count,
+            block_count=-(-records // 10),
+            entry_addenda_count=self.entry_addenda_count,
+            entry_hash=self.entry_hash % _MAX_HASH,
+            total_debit_amount=self.total_debit,
+            total_credit_amount=self.total_credit,
+        )
+        self._emit(FILE_CONTROL, ctl)
+        filler = (-self.records) % 10
+        if filler:
+            self.sink.write((FILLER_LINE + "\n") * filler)
+            self.records += filler
+        self._finished = True
+        return ctl
+
+
+class _OpenBatch:
+    __slots__ = ("header", "fmt", "odfi", "count", "hash", "debit", "credit", "last_trace", "tx_cache")
+
+    def __init__(self, header, fmt):
+        self.header = header
+        self.fmt = fmt
+        self.odfi = header.originating_dfi_identification
+        self.count = 0
+        self.hash = 0
+        self.debit = 0
+        self.credit = 0
+        self.last_trace = ""
+        self.tx_cache: dict = {}
+
+
+def _write_model(w: FileWriter, f: NachaFile) -> None:
+    for batch in f.batches:
+        w.start_batch(batch.header)
+        for e in batch.entries:
+            w.add_entry(e.record, e.addenda)
+        batch.control = w.end_batch()
+    f.control = w.finish()
+
+
+def format_file(f: NachaFile) -> str:
+    """Render a whole file in memory (derived fields computed), re-checked by the strict reader."""
+    from .reader import validate_file
+
+    buf = io.StringIO()
+    _write_model(FileWriter(buf, f.header), f)
+    text = buf.getvalue()
+    r = validate_file(text.encode("ascii"), "strict", name="<output>")
+    if r.issues:
+        raise WriteError(r.issues)
+    return text
+
+
+def write_file(path: str | os.PathLike, header, batches: Iterable[tuple[object, Iterable[Entry]]]) -> FileWriter:
+    """Stream a file to `path` atomically: `batches` yields (batch_header, entries) pairs, entries
+    being `Entry` objects or (record, addenda) pairs. Returns the finished writer (counts, totals)."""
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ach", dir=d)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii", newline="\n", buffering=1 << 20) as sink:
+            w = FileWriter(sink, header, name=path)
+            for bh, entries in batches:
+                w.start_batch(bh)
+                for e in entries:
+                    if isinstance(e, Entry):
+                        w.add_entry(e.record, e.addenda)
+                    else:
+                        w.add_entry(*e)
+                w.end_batch()
+            w.finish()
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return w
+
+
+def write_nacha_file(path: str | os.PathLike, f: NachaFile) -> FileWriter:
+    """Write an in-memory NachaFile to `path` atomically."""
+    return write_file(path, f.header, ((b.header, b.entries) for b in f.batches))

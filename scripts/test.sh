@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: creates .venv, installs achbatch with its test
+# extras, makes sure the services the tests talk to are up, then runs pytest.
+# Extra arguments are passed to pytest (e.g. scripts/test.sh -k conformance).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# PostgreSQL on 127.0.0.1:5432 (these machines run one; start it when it is down).
+if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    if command -v pg_ctlcluster >/dev/null 2>&1; then
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+        for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+    fi
+fi
+export ACHBATCH_TEST_PG_URL=${ACHBATCH_TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/postgres}
+
+exec .venv/bin/python -m pytest "$@"
