@@ -124,7 +124,10 @@ class Layout:
         self.parse_tolerant: Callable[[str], Any] = self._compile_parse(tolerant=True)
         self.format: Callable[[Any], str] = self._compile_format()
         self.quick_ok: Callable[[str], bool] = self._compile_quick()
+        self.parse_checked: Callable[[str], Any] = self._compile_parse_checked()
+        self.render: Callable[[Any], str | None] = self._compile_render()
         self._defaults = tuple(_default(f) for f in self.fields)
+        self.make: Callable[..., Any] = self._compile_make()
 
     # -- construction ---------------------------------------------------------------------------
     def _check_coverage(self) -> None:
@@ -160,6 +163,8 @@ class Layout:
                 parts.append(f"_dig({s})" if tolerant else s)
         src = f"def parse(line):\n    return _new(_cls, ({', '.join(parts)},))\n"
         ns = {"_new": tuple.__new__, "_cls": self.record_class, "_num": _tolerant_int, "_dig": _tolerant_digits}
+        if not tolerant:
+            self._parse_src, self._parse_ns = src, ns
         exec(compile(src, f"<layout {self.name} parse>", "exec"), ns)
         return ns["parse"]
 
@@ -176,6 +181,7 @@ class Layout:
             else:
                 parts.append(f"{{r[{i}]:>{w}}}")
         src = "def format(r):\n    return f'" + "".join(parts) + "'\n"
+        self._format_src = src
         ns: dict = {}
         exec(compile(src, f"<layout {self.name} format>", "exec"), ns)
         return ns["format"]
@@ -191,23 +197,22 @@ class Layout:
         return tuple((a, b) for a, b in runs)
 
     # -- records --------------------------------------------------------------------------------
-    def make(self, **values):
-        """A record from keyword values; fields not given take their default (fixed value, '' or 0)."""
-        unknown = set(values) - set(self.index)
-        if unknown:
-            raise TypeError(f"{self.name}: unknown field(s) {sorted(unknown)}")
-        vals = list(self._defaults)
-        for k, v in values.items():
-            vals[self.index[k]] = v
-        return tuple.__new__(self.record_class, vals)
+    def _compile_make(self):
+        """`make(**values)`: a record from keyword values; fields not given take their default
+        (the fixed value, '' for text, 0 for numbers, zeros for digit fields)."""
+        params = ", ".join(f"{f.name}=_d[{i}]" for i, f in enumerate(self.fields))
+        names = ", ".join(f.name for f in self.fields)
+        src = f"def make(*, {params}):\n    return _new(_cls, ({names},))\n"
+        ns = {"_new": tuple.__new__, "_cls": self.record_class, "_d": self._defaults}
+        exec(compile(src, f"<layout {self.name} make>", "exec"), ns)
+        return ns["make"]
 
     # -- validation -----------------------------------------------------------------------------
-    def _compile_quick(self):
-        """`quick_ok(line)`: True when the line certainly has no field-level problem.
+    def _quick_terms(self) -> tuple[list[str], dict[str, Any]]:
+        """The checks of `quick_ok` as boolean expressions over `line`, with their namespace.
 
-        Generated as one boolean expression of C-level string calls: whole line printable
-        ASCII, merged runs of numeric fields digits only, fixed values, allowed sets, required
-        text present, reserved fields blank. Anything else goes to `problems` (the slow path).
+        C-level string calls only: whole line printable ASCII, merged runs of numeric fields
+        digits only, fixed values, allowed sets, required text present, reserved fields blank.
         """
         terms = ["len(line) == 94", "line.isascii()", "line.isprintable()"]
         ns: dict[str, Any] = {"_check": _value_check_message}
@@ -229,9 +234,45 @@ class Layout:
             if f.check:
                 blank = f"{s}.strip() == '' or " if f.blank_ok else ""
                 terms.append(f"({blank}_check({f.check!r}, {s}) is None)")
+        return terms, ns
+
+    def _compile_quick(self):
+        """`quick_ok(line)`: True when the line certainly has no field-level problem; anything
+        else goes to `problems` (the slow path)."""
+        terms, ns = self._quick_terms()
         src = "def quick_ok(line):\n    return (" + "\n        and ".join(terms) + ")\n"
         exec(compile(src, f"<layout {self.name} quick_ok>", "exec"), ns)
         return ns["quick_ok"]
+
+    def _compile_parse_checked(self):
+        """`parse_checked(line)`: the record when `quick_ok(line)`, else None (one call, the
+        reader's hot path)."""
+        terms, ns = self._quick_terms()
+        body = self._parse_src.split("return ", 1)[1]
+        src = ("def parse_checked(line):\n    if (" + "\n        and ".join(terms) + "):\n"
+               f"        return {body}    return None\n")
+        ns.update(self._parse_ns)
+        exec(compile(src, f"<layout {self.name} parse_checked>", "exec"), ns)
+        return ns["parse_checked"]
+
+    def _compile_render(self):
+        """`render(record)`: the formatted line when every value fits its field and the line
+        passes `quick_ok`, else None (the writer's hot path; the slow path says why).
+
+        Every format spec pads to at least the field width, so a line of exactly 94 characters
+        proves no value was too long, and the digit checks catch short or signed numbers."""
+        terms, ns = self._quick_terms()
+        fmt_body = self._format_src.split("return ", 1)[1]
+        ints = [f"type(r[{i}]) is int" for i, f in enumerate(self.fields) if f.kind == NUMBER]
+        pre = (" and ".join(ints)) if ints else "True"
+        src = ("def render(r):\n"
+               f"    if not ({pre}):\n        return None\n"
+               "    try:\n"
+               f"        line = {fmt_body}"
+               "    except (TypeError, ValueError):\n        return None\n"
+               "    if (" + "\n        and ".join(terms) + "):\n        return line\n    return None\n")
+        exec(compile(src, f"<layout {self.name} render>", "exec"), ns)
+        return ns["render"]
 
     def problems(self, line: str, blank_reserved: bool = True) -> list[FieldProblem]:
         """Every field-level problem of one record (slow path, used when quick_ok is False)."""

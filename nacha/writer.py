@@ -46,6 +46,7 @@ class FileWriter:
         self._batch = None
         self._finished = False
         self._routing_ok: dict[str, bool] = {}
+        self._buf: list[str] = []
         self._emit(FILE_HEADER, header)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -59,11 +60,12 @@ class FileWriter:
         if getattr(record, "layout", None) is not layout:
             raise WriteError([Issue(self.name, self.records + 1, None, layout.name, None,
                                     f"expected a {layout.name} record, got {type(record).__name__}")])
-        try:
-            line = layout.format(record)
-        except (TypeError, ValueError):
-            line = None
-        if line is None or not layout.quick_ok(line):
+        line = layout.render(record)
+        if line is None:
+            try:
+                line = layout.format(record)
+            except (TypeError, ValueError):
+                line = None
             problems = layout.value_problems(record)
             if not problems and line is not None:
                 problems = layout.problems(line)
@@ -77,6 +79,7 @@ class FileWriter:
 
     def _emit(self, layout: Layout, record) -> None:
         line = self._render(layout, record)
+        self._flush()
         self.sink.write(line + "\n")
         self.records += 1
 
@@ -96,48 +99,71 @@ class FileWriter:
         return self.batch_count
 
     def add_entry(self, record, addenda: Iterable = ()) -> None:
-        """Append an entry with its addenda; the addenda indicator and addenda 05 sequence numbers
-        and entry detail sequence numbers are set here."""
+        """Append an entry with its addenda; the addenda record indicator, and each addenda's
+        sequence and trace fields, are set here."""
         b = self._batch
         if b is None:
             raise WriteError("add_entry called outside a batch")
-        fmt = b.fmt
-        layout = fmt.entry
-        addenda = list(addenda)
-        record = record._replace(addenda_record_indicator="1" if addenda else "0")
-        line = self._render(layout, record)
+        if addenda:
+            addenda = list(addenda)
+            if record.addenda_record_indicator != "1":
+                record = record._replace(addenda_record_indicator="1")
+        elif record.addenda_record_indicator != "0":
+            record = record._replace(addenda_record_indicator="0")
+        line = b.render(record) if type(record) is b.cls else None
+        if line is None:
+            line = self._render(b.fmt.entry, record)  # raises, naming the field
         tc = record.transaction_code
-        tx = b.tx_cache.get(tc)
-        if tx is None:
-            tx = codes.transaction_code(tc)
-            if tx is None:
-                self._fail(layout, "transaction_code", f"unknown transaction code {tc!r}", tc)
-            self._check_tx(layout, fmt, b.header.service_class_code, tx, bool(addenda))
-            b.tx_cache[tc] = tx
+        rule = b.rules.get(tc)
+        if rule is None:
+            rule = b.rules[tc] = self._tx_rule(b, tc, bool(addenda))
+        is_debit, zero = rule
         amount = record.amount
-        if tx.is_prenote or tx.zero_amount or fmt.amount_rule == AMOUNT_ZERO:
-            if amount != 0 and not tx.is_return:
-                self._fail(layout, "amount", f"transaction code {tc} ({fmt.code}) requires a zero amount", amount)
-        elif fmt.amount_rule == AMOUNT_NONZERO and amount == 0 and not tx.is_return:
-            self._fail(layout, "amount", "a live entry must have a non-zero amount", amount)
-        if fmt.max_amount_cents is not None and amount > fmt.max_amount_cents:
-            self._fail(layout, "amount", f"{fmt.code} entries are limited to {fmt.max_amount_cents} cents", amount)
-        r9 = record.receiving_dfi_identification + record.check_digit
+        if zero:
+            if amount:
+                self._fail(b.fmt.entry, "amount", f"transaction code {tc} ({b.fmt.code}) requires a zero amount", amount)
+        elif not amount and zero is not None:
+            self._fail(b.fmt.entry, "amount", "a live entry must have a non-zero amount", amount)
+        if b.max_amount is not None and amount > b.max_amount:
+            self._fail(b.fmt.entry, "amount", f"{b.fmt.code} entries are limited to {b.max_amount} cents", amount)
+        rdfi = record.receiving_dfi_identification
+        r9 = rdfi + record.check_digit
         ok = self._routing_ok.get(r9)
         if ok is None:
             ok = self._routing_ok[r9] = is_valid_routing(r9)
         if not ok:
-            self._fail(layout, "check_digit", f"routing check digit is wrong for {r9}", record.check_digit)
+            self._fail(b.fmt.entry, "check_digit", f"routing check digit is wrong for {r9}", record.check_digit)
         trace = record.trace_number
-        if trace[:8] != b.odfi:
-            self._fail(layout, "trace_number", f"trace number must start with the ODFI identification {b.odfi}", trace)
-        if trace <= b.last_trace:
-            self._fail(layout, "trace_number", "trace numbers must be ascending within a batch", trace)
+        if trace <= b.last_trace or trace[:8] != b.odfi:
+            if trace[:8] != b.odfi:
+                self._fail(b.fmt.entry, "trace_number",
+                           f"trace number must start with the ODFI identification {b.odfi}", trace)
+            self._fail(b.fmt.entry, "trace_number", "trace numbers must be ascending within a batch", trace)
         b.last_trace = trace
-        if len(addenda) > fmt.max_forward_addenda and not any(a.addenda_type_code in ("98", "99") for a in addenda):
-            self._fail(layout, "addenda_record_indicator",
+        b.hash += int(rdfi)
+        if is_debit:
+            b.debit += amount
+        else:
+            b.credit += amount
+        if addenda:
+            line = "\n".join([line] + self._addenda_lines(b, trace, addenda))
+            n = line.count("\n") + 1
+        else:
+            n = 1
+        buf = self._buf
+        buf.append(line)
+        if len(buf) >= 4096:
+            self._flush()
+        self.records += n
+        b.count += n
+
+    def _addenda_lines(self, b, trace: str, addenda: list) -> list[str]:
+        fmt = b.fmt
+        special = any(a.addenda_type_code in ("98", "99") for a in addenda)
+        if len(addenda) > fmt.max_forward_addenda and not special:
+            self._fail(fmt.entry, "addenda_record_indicator",
                        f"{fmt.code} entries carry at most {fmt.max_forward_addenda} addenda")
-        lines = [line]
+        lines = []
         seq = 0
         for a in addenda:
             al = a.layout
@@ -147,14 +173,29 @@ class FileWriter:
             elif "trace_number" in al.index:
                 a = a._replace(trace_number=trace)
             lines.append(self._render(al, a))
-        self.sink.write("\n".join(lines) + "\n")
-        self.records += len(lines)
-        b.count += len(lines)
-        b.hash += int(record.receiving_dfi_identification)
-        if tx.is_debit:
-            b.debit += amount
+        return lines
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._buf.append("")
+            self.sink.write("\n".join(self._buf))
+            self._buf.clear()
+
+    def _tx_rule(self, b, tc: str, has_addenda: bool):
+        """(is_debit, zero) for a transaction code in this batch: zero True = amount must be 0,
+        False = must be non-zero, None = any. Raises when the code does not belong here."""
+        fmt = b.fmt
+        tx = codes.transaction_code(tc)
+        if tx is None:
+            self._fail(fmt.entry, "transaction_code", f"unknown transaction code {tc!r}", tc)
+        self._check_tx(fmt.entry, fmt, b.header.service_class_code, tx, has_addenda)
+        if tx.is_prenote or tx.zero_amount or fmt.amount_rule == AMOUNT_ZERO:
+            zero = True
+        elif tx.is_return or fmt.amount_rule != AMOUNT_NONZERO:
+            zero = None
         else:
-            b.credit += amount
+            zero = False
+        return tx.is_debit, zero
 
     def _check_tx(self, layout, fmt, scc, tx, has_addenda):
         tc = tx.code
@@ -222,7 +263,8 @@ class FileWriter:
 
 
 class _OpenBatch:
-    __slots__ = ("header", "fmt", "odfi", "count", "hash", "debit", "credit", "last_trace", "tx_cache")
+    __slots__ = ("header", "fmt", "odfi", "count", "hash", "debit", "credit", "last_trace", "rules", "render",
+                 "max_amount", "cls")
 
     def __init__(self, header, fmt):
         self.header = header
@@ -233,7 +275,10 @@ class _OpenBatch:
         self.debit = 0
         self.credit = 0
         self.last_trace = ""
-        self.tx_cache: dict = {}
+        self.rules: dict = {}
+        self.render = fmt.entry.render
+        self.cls = fmt.entry.record_class
+        self.max_amount = fmt.max_amount_cents
 
 
 def _write_model(w: FileWriter, f: NachaFile) -> None:
