@@ -9,7 +9,8 @@ import click
 from . import exitcodes
 
 # Modules that add commands to the group; each defines `register(cli)`.
-COMMAND_MODULES = ["jobs.cmd_nacha"]
+COMMAND_MODULES = ["jobs.cmd_nacha", "jobs.cmd_db", "jobs.cmd_import", "jobs.cmd_originate", "jobs.cmd_send",
+                   "jobs.cmd_returns", "jobs.cmd_coverage", "jobs.cmd_report"]
 
 
 class _Group(click.Group):

@@ -9,9 +9,6 @@ from datetime import date
 #   nacha-and-premium-rules.md  (keys NR2013, MOOV-SRC, REINIT, RATES, NACHA-R90, ...; "ref §x.y")
 #   nacha-other-sec-codes.md    (keys "NR ORnn", "AAP", "moov <file>";          "other-sec §x.y")
 
-_REF = "ref"  # nacha-and-premium-rules.md
-_OTHER = "other-sec"  # nacha-other-sec-codes.md
-
 
 def _is_digits(s: str) -> bool:
     """ASCII 0-9 only (str.isdigit alone also accepts other Unicode digits)."""

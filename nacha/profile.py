@@ -1,6 +1,7 @@
 """Leniency: one policy object with named presets. `strict` is what we write; `bank` is what real
 banks send (CRLF, no final newline, no 9-filler, trimmed trailing spaces, records run together with
-no line breaks, blank lines, return/NOC files without file header or control)."""
+no line breaks, blank lines, return/NOC files without file header or control, return entries with
+a field of the original entry left blank)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -16,6 +17,9 @@ class Profile:
     unbroken_records: bool = False  # the file may be one long line of 94-character records
     blank_lines: bool = False  # empty lines are skipped
     missing_file_envelope: bool = False  # file header and/or file control may be absent
+    # Returned and NOC'd entries may leave blank the fields their SEC format lists in
+    # `return_blank_ok` (WEB Payment Type Code in Fiserv return files, moov issues 702 and 751).
+    blank_fields_on_returns: bool = False
 
     def relaxations(self) -> list[str]:
         return [f.name for f in fields(self) if f.type in (bool, "bool") and getattr(self, f.name)]
@@ -31,6 +35,7 @@ BANK = Profile(
     unbroken_records=True,
     blank_lines=True,
     missing_file_envelope=True,
+    blank_fields_on_returns=True,
 )
 PROFILES = {p.name: p for p in (STRICT, BANK)}
 

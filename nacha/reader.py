@@ -7,6 +7,9 @@
     reader.issues                  # every problem found, in file order
 
 `read_file` builds the whole file as a `NachaFile` (for small files); `validate_file` only checks.
+Each batch is read with the `sec.SecFormat` its header's SEC code selects (entry, addenda and
+control layouts, rules as data, named ENTRY_CHECKS); an unsupported one (IAT) is reported at its
+header and skipped, and the file's totals are then not compared.
 """
 from __future__ import annotations
 
@@ -26,14 +29,23 @@ from .layouts import (
     ADDENDA_99_DISHONORED,
     BATCH_CONTROL,
     BATCH_HEADER,
-    FILE_CONTROL,
     FILE_HEADER,
     FILLER_LINE,
+    SERVICE_CLASS_CODES,
 )
 from .model import Batch, Entry, NachaFile
 from .profile import STRICT, Profile, get_profile
 from .routing import is_valid_routing
-from .sec import AMOUNT_NONZERO, AMOUNT_ZERO, CREDIT, DEBIT, SecFormat, sec_format
+from .sec import (
+    AMOUNT_NONZERO,
+    AMOUNT_ZERO,
+    CREDIT,
+    DEBIT,
+    FALLBACK_SEC_CODE,
+    SecFormat,
+    batch_format,
+    sec_format,
+)
 
 # Files larger than this are refused up front (a NACHA file of 10 million records is ~950 MB).
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3
@@ -107,8 +119,28 @@ def _addenda_variant(type_code: str, code: str) -> Layout | None:
 class _BatchState:
     __slots__ = (
         "start", "fmt", "odfi", "scc", "count", "hash", "debit", "credit", "last_trace",
-        "entry_layout", "forward_codes", "is_debit", "returns", "nocs", "number",
+        "entry_layout", "is_debit", "tx_info", "returns", "nocs", "number", "indicator_index",
+        "zero_checks", "return_blanks", "totals_known", "hash_known",
     )
+
+
+class _TxInfo:
+    """A transaction code as one batch sees it (see Reader._tx_info)."""
+
+    __slots__ = ("tx", "forward", "scc_problem", "prenote", "zero_dollar")
+
+    def __init__(self, tx, forward, scc_problem, prenote, zero_dollar):
+        self.tx = tx
+        self.forward = forward  # messages for a forward entry with this code
+        self.scc_problem = scc_problem  # message when the service class does not allow the code
+        self.prenote = prenote  # a prenote in this SEC code (DNE/ENR 23/33 are not)
+        self.zero_dollar = zero_dollar  # a zero-dollar remittance code (24, 29, 34, ...)
+
+
+_STANDARD = sec_format(FALLBACK_SEC_CODE)  # control layouts when no batch has said otherwise
+_NO_KINDS = frozenset()
+# Service classes whose entries are restricted by side; 200 takes any entry code.
+_CHECKED_SERVICE_CLASSES = frozenset({"220", "225", "280"})
 
 
 class Reader:
@@ -132,6 +164,11 @@ class Reader:
         self.header = None
         self.control = None
         self._truncated = False
+        self._unsupported_batches = 0  # batches skipped unread (IAT): file totals cannot be checked
+        self._totals_known = True  # every amount read (else the amount totals are not compared)
+        self._hash_known = True  # every RDFI identification read (else the entry hash is not compared)
+        # Blank-field problems of the pending entry that the profile forgives on returns and NOCs.
+        self._deferred: list[tuple[int, FieldProblem]] = []
 
     # -- issues ----------------------------------------------------------------------------------
     def _issue(self, line, columns, record, fld, message, value=None):
@@ -168,7 +205,11 @@ class Reader:
     def _lines(self) -> Iterator[tuple[int, str]]:
         """(record number, 94-character candidate line) pairs, with the profile's relaxations."""
         prof = self.profile
-        fp = self._open()
+        try:
+            fp = self._open()
+        except OSError as exc:  # a missing or unreadable file is a file-level problem, not a crash
+            self._issue(None, None, "file", None, f"cannot read file: {exc.strerror or exc}")
+            return
         close = fp is not self.source
         try:
             if isinstance(self.source, (str, os.PathLike)):
@@ -186,7 +227,13 @@ class Reader:
             read_bytes = 0
             # latin-1 keeps one character per byte, so columns stay byte columns.
             text = io.TextIOWrapper(fp, encoding="latin-1", newline="")
-            for raw in text:
+            readline = text.readline
+            max_bytes = self.max_bytes
+            while True:
+                # Bounded: one endless line must not be pulled into memory past the limit.
+                raw = readline(max_bytes - read_bytes + 1)
+                if not raw:
+                    break
                 raw_count += 1
                 read_bytes += len(raw)
                 if read_bytes > self.max_bytes:
@@ -222,7 +269,10 @@ class Reader:
                         n += 1
                         yield n, line[i:i + 94]
                     continue
-                if len(line) < 94 and prof.trimmed_lines and not line[-1:].isspace():
+                if len(line) < 94 and prof.trimmed_lines:
+                    # Space-padded back to 94 whether or not the line still ends in spaces (a
+                    # Fiserv return file has a 91-character header that does: moov issue 702);
+                    # a line cut inside a numeric field still fails that field's check.
                     n += 1
                     yield n, line.ljust(94)
                     continue
@@ -261,22 +311,26 @@ class Reader:
 
     def _items(self):
         S = self.summary
-        state = "start"  # start, file, batch, end
+        state = "start"  # start, file, batch, skip_batch (an unsupported batch), end
         filler_seen = 0
         b: _BatchState | None = None
         pending: EntryItem | None = None
         fmt: SecFormat | None = None
+        traced = True  # the current batch's entries carry trace numbers (all but ADV)
+        skipped: BatchStart | None = None  # the unsupported batch being skipped
         routing_ok = {}
         seen_file_header = False
         seen_file_control = False
         last_batch_number = 0
+        # The file control layout follows the file's batches (ADV files have their own, NR OR77):
+        # the first batch decides, and a batch whose format needs another one is reported.
+        file_fmt: SecFormat | None = None
         n = 0
-        entry_line_no = 0
 
         for n, line in self._lines():
             S.records += 1
             t = line[0]
-            if t == "6" and b is not None and state == "batch":
+            if t == "6" and state == "batch" and b is not None:
                 if pending is not None:
                     self._finish_entry(pending, b)
                     yield pending
@@ -285,13 +339,17 @@ class Reader:
                     rec = layout.parse(line)
                 else:
                     for p in layout.problems(line):
-                        self._field_issue(n, layout, p)
+                        if p.field.name in b.return_blanks and not p.value.strip():
+                            self._deferred.append((n, p))  # decided once the addenda are known
+                        else:
+                            self._field_issue(n, layout, p)
                     rec = layout.parse_tolerant(line)
-                # transaction code, amount, totals
+                # transaction code, amount, totals (positions 1-39 mean the same in every layout)
                 tc = rec[1]
                 amount = rec[5]
                 if type(amount) is not int:
                     amount = 0
+                    b.totals_known = False  # already reported; the control totals cannot be checked
                 isd = b.is_debit.get(tc)
                 if isd is None:
                     isd = self._classify_tx(n, layout, tc, b)
@@ -300,19 +358,20 @@ class Reader:
                 else:
                     b.credit += amount
                 rdfi = rec[2]
-                if rdfi.isdigit():
+                if rdfi.isdigit() and rdfi.isascii():
                     b.hash += int(rdfi)
-                    if fmt.has_trace_numbers:
-                        r9 = rdfi + rec[3]
-                        ok = routing_ok.get(r9)
-                        if ok is None:
-                            ok = routing_ok[r9] = is_valid_routing(r9)
-                        if not ok:
-                            self._rec_issue(n, layout, "check_digit",
-                                            f"routing check digit is wrong for {rdfi}{rec[3]}", rec[3])
+                    r9 = rdfi + rec[3]
+                    ok = routing_ok.get(r9)
+                    if ok is None:
+                        ok = routing_ok[r9] = is_valid_routing(r9)
+                    if not ok:
+                        self._rec_issue(n, layout, "check_digit",
+                                        f"routing check digit is wrong for {rdfi}{rec[3]}", rec[3])
+                else:
+                    b.hash_known = False  # already reported; the entry hash cannot be checked
                 b.count += 1
                 S.entries += 1
-                if fmt.has_trace_numbers:
+                if traced:
                     trace = rec[-1]
                     if trace <= b.last_trace:
                         self._rec_issue(n, layout, "trace_number",
@@ -324,14 +383,16 @@ class Reader:
                 pending = EntryItem(n, rec, [], b.start)
                 continue
 
-            if t == "7" and b is not None and state == "batch":
+            if t == "7" and state == "batch" and b is not None:
                 b.count += 1
                 S.addenda += 1
                 if pending is None:
                     self._issue(n, (1, 1), "addenda", None, "addenda record without an entry before it")
                     continue
                 type_code = line[1:3]
-                layout = fmt.forward_addenda.get(type_code) or _addenda_variant(type_code, line[3:6])
+                layout = fmt.forward_addenda.get(type_code)
+                if layout is None and fmt.return_addenda:
+                    layout = _addenda_variant(type_code, line[3:6])
                 if layout is None:
                     self._issue(n, (2, 3), "addenda", "addenda_type_code",
                                 f"addenda type {type_code!r} is not allowed in a {fmt.code} batch", type_code)
@@ -346,11 +407,25 @@ class Reader:
                 yield pending
                 pending = None
 
+            if state == "skip_batch":
+                # Inside an unsupported batch: its entries and addenda are not read (another layout).
+                if t in ("6", "7"):
+                    continue
+                if t == "8":
+                    yield BatchEnd(n, None, skipped)
+                    skipped = None
+                    state = "file"
+                    continue
+
             if t == "5":
-                if state == "batch":
+                if state in ("batch", "skip_batch"):
                     self._issue(n, (1, 1), "batch_header", None,
                                 "batch header before the previous batch's control record")
-                    yield from self._end_batch(None, b)
+                    if state == "batch":
+                        yield from self._end_batch(None, b)
+                    else:
+                        yield BatchEnd(None, None, skipped)
+                    b = skipped = None
                 elif state == "end":
                     self._issue(n, (1, 1), "batch_header", None, "batch header after the file control record")
                 elif state == "start" and not seen_file_header:
@@ -358,34 +433,40 @@ class Reader:
                         self._issue(n, (1, 1), "file_header", None,
                                     "file header record missing (the bank profile accepts that)")
                     seen_file_header = True
-                hdr = self._parse(n, line, BATCH_HEADER)
                 S.batches += 1
-                sec = hdr.standard_entry_class_code
-                fmt = sec_format(sec)
+                sec = line[50:53].rstrip()
+                fmt = batch_format(sec, line[4:20].rstrip())
+                if sec not in S.sec_codes:
+                    S.sec_codes.append(sec)
+                if fmt is not None and not fmt.supported:
+                    # Another header layout: not validated field by field, only reported.
+                    self._rec_issue(n, BATCH_HEADER, "standard_entry_class_code", fmt.unsupported_reason, sec)
+                    self._unsupported_batches += 1
+                    skipped = BatchStart(n, BATCH_HEADER.parse_tolerant(line), fmt)
+                    state = "skip_batch"
+                    yield skipped
+                    continue
+                hdr = self._parse(n, line, BATCH_HEADER)
                 if fmt is None:
                     self._rec_issue(n, BATCH_HEADER, "standard_entry_class_code",
                                     f"unknown SEC code {sec!r}", sec)
-                    fmt = sec_format("PPD")
-                elif not fmt.supported:
-                    self._rec_issue(n, BATCH_HEADER, "standard_entry_class_code", fmt.unsupported_reason, sec)
-                if sec not in S.sec_codes:
-                    S.sec_codes.append(sec)
+                    fmt = sec_format(FALLBACK_SEC_CODE)
+                if file_fmt is None:
+                    file_fmt = fmt
+                elif fmt.file_control is not file_fmt.file_control:
+                    self._rec_issue(n, BATCH_HEADER, "standard_entry_class_code",
+                                    f"{fmt.code} batches cannot share a file with {file_fmt.code} batches: "
+                                    "their file control records differ (NR OR77)", sec)
                 b = self._start_batch(n, hdr, fmt, last_batch_number)
+                traced = fmt.has_trace_numbers
                 if type(hdr.batch_number) is int:
                     last_batch_number = max(last_batch_number, hdr.batch_number)
-                state = "batch" if fmt.supported else "skip_batch"
+                state = "batch"
                 yield b.start
                 continue
 
-            if state == "skip_batch":
-                # Inside an unsupported batch: skip its records until its control.
-                if t == "8":
-                    state = "file"
-                    b = None
-                continue
-
             if t == "8":
-                layout = fmt.batch_control if fmt else BATCH_CONTROL
+                layout = (b.fmt if b is not None else file_fmt or _STANDARD).batch_control
                 ctl = self._parse(n, line, layout)
                 if state != "batch":
                     self._issue(n, (1, 1), layout.name, None, "batch control record without a batch header")
@@ -403,7 +484,8 @@ class Reader:
                 hdr = self._parse(n, line, FILE_HEADER)
                 self.header = hdr
                 S.file_id_modifier = hdr.file_id_modifier
-                if not is_valid_routing(hdr.immediate_destination.strip()) and hdr.immediate_destination.strip().isdigit() and len(hdr.immediate_destination.strip()) == 9:
+                dest = hdr.immediate_destination.strip()
+                if len(dest) == 9 and dest.isdigit() and not is_valid_routing(dest):
                     self._rec_issue(n, FILE_HEADER, "immediate_destination",
                                     "routing check digit is wrong", hdr.immediate_destination)
                 state = "file"
@@ -414,17 +496,21 @@ class Reader:
                 if line == FILLER_LINE and (state == "end" or (seen_file_control)):
                     filler_seen += 1
                     continue
-                if state == "batch":
+                if state in ("batch", "skip_batch"):
                     self._issue(n, (1, 1), "file_control", None, "file control before the last batch's control record")
-                    yield from self._end_batch(None, b)
-                    b = None
+                    if state == "batch":
+                        yield from self._end_batch(None, b)
+                    else:
+                        yield BatchEnd(None, None, skipped)
+                    b = skipped = None
+                    state = "file"
                 if seen_file_control:
                     self._issue(n, (1, 1), "file_control", None, "a second file control record")
                     continue
                 if state == "start" and not seen_file_header:
                     if not self.profile.missing_file_envelope:
                         self._issue(n, (1, 1), "file_header", None, "file header record missing")
-                layout = fmt.file_control if fmt else FILE_CONTROL
+                layout = (file_fmt or _STANDARD).file_control
                 ctl = self._parse(n, line, layout)
                 seen_file_control = True
                 self.control = ctl
@@ -435,7 +521,7 @@ class Reader:
             # Unknown record type, or a record in the wrong place.
             if state == "end":
                 self._issue(n, (1, 1), "file", None, f"record after the file control record: type {t!r}")
-            elif t in "67":
+            elif t in ("6", "7"):
                 self._issue(n, (1, 1), "entry_detail" if t == "6" else "addenda", None,
                             "entry or addenda record outside a batch")
             else:
@@ -446,14 +532,15 @@ class Reader:
         if pending is not None:
             self._finish_entry(pending, b)
             yield pending
-        if state == "batch":
+        if state in ("batch", "skip_batch"):
             self._issue(n or None, None, "batch_control", None, "file ends inside a batch (no batch control record)")
-            yield from self._end_batch(None, b)
+            if state == "batch":
+                yield from self._end_batch(None, b)
+            else:
+                yield BatchEnd(None, None, skipped)
         if S.records == 0:
             if not self.issues:
                 self._issue(None, None, "file", None, "file holds no records")
-        elif not seen_file_header and not self.profile.missing_file_envelope and state != "start":
-            pass  # already reported at the first batch header
         if S.records and not seen_file_control:
             if not self.profile.missing_file_envelope:
                 self._issue(None, None, "file_control", None, "file control record missing")
@@ -475,16 +562,26 @@ class Reader:
         b.hash = 0
         b.debit = 0
         b.credit = 0
+        b.totals_known = True
+        b.hash_known = True
         b.last_trace = ""
-        b.entry_layout = fmt.entry
+        b.entry_layout = layout = fmt.entry
         b.is_debit = {}
+        b.tx_info = {}
         b.returns = 0
         b.nocs = 0
         b.number = hdr.batch_number
+        b.indicator_index = layout.index["addenda_record_indicator"]
+        b.zero_checks = tuple((layout.index[f], f) for f in fmt.not_all_zeros)
+        b.return_blanks = frozenset(fmt.return_blank_ok) if self.profile.blank_fields_on_returns else _NO_KINDS
         L = BATCH_HEADER
         if type(hdr.batch_number) is int and hdr.batch_number <= last_batch_number:
             self._rec_issue(n, L, "batch_number", "batch numbers must be ascending within the file",
                             str(hdr.batch_number))
+        if b.scc not in fmt.service_class_codes and b.scc in SERVICE_CLASS_CODES:
+            self._rec_issue(n, L, "service_class_code",
+                            f"service class code {b.scc} is not allowed for {fmt.code} "
+                            f"(allowed: {', '.join(sorted(fmt.service_class_codes))})", b.scc)
         if hdr.originator_status_code not in fmt.originator_status_codes and hdr.originator_status_code in ("0", "1", "2"):
             self._rec_issue(n, L, "originator_status_code",
                             f"originator status code {hdr.originator_status_code!r} is not allowed for "
@@ -507,15 +604,40 @@ class Reader:
 
     def _classify_tx(self, n, layout, tc, b: _BatchState):
         """Debit (True) or credit (False) for a transaction code first seen in this batch; reports
-        codes the SEC code or service class does not allow. Cached per batch."""
+        an unknown code once per batch (what the code may do in this batch: _tx_info). Cached."""
         tx = codes.transaction_code(tc) if isinstance(tc, str) else None
-        fmt = b.fmt
         if tx is None:
             self._rec_issue(n, layout, "transaction_code", f"unknown transaction code {tc!r}", tc)
             b.is_debit[tc] = False
             return False
         b.is_debit[tc] = tx.is_debit
         return tx.is_debit
+
+    def _tx_info(self, tc, b: _BatchState) -> _TxInfo:
+        """What a transaction code means in this batch, worked out once per batch and code: the
+        problems of a forward entry with this code (SEC code's codes and direction) and of any
+        entry (service class)."""
+        fmt = b.fmt
+        tx = codes.transaction_code(tc) if isinstance(tc, str) else None
+        forward: list[str] = []
+        scc_problem = None
+        if tx is not None:
+            if fmt.tx_codes is not None:
+                if tc not in fmt.tx_codes:
+                    forward.append(f"transaction code {tc} is not allowed in a {fmt.code} batch")
+            elif tx.is_return:
+                forward.append(f"transaction code {tc} is for returns and NOCs, but this entry has no addenda 98/99")
+            elif fmt.direction == DEBIT and not tx.is_debit:
+                forward.append(f"{fmt.code} batches carry debits only; {tc} is a credit")
+            elif fmt.direction == CREDIT and tx.is_debit:
+                forward.append(f"{fmt.code} batches carry credits only; {tc} is a debit")
+            if b.scc in _CHECKED_SERVICE_CLASSES and not codes.service_class_allows(b.scc, tx):
+                scc_problem = f"transaction code {tc} does not fit service class {b.scc}"
+        prenote = tx is not None and tx.is_prenote and fmt.has_prenotes
+        zero_dollar = tx is not None and tx.zero_amount and not tx.is_prenote
+        info = _TxInfo(tx, tuple(forward), scc_problem, prenote, zero_dollar)
+        b.tx_info[tc] = info
+        return info
 
     def _finish_entry(self, e: EntryItem, b: _BatchState):
         """Checks that need the entry together with its addenda."""
@@ -524,113 +646,122 @@ class Reader:
         fmt = b.fmt
         n = e.line
         addenda = e.addenda
-        indicator = rec.addenda_record_indicator
-        if addenda and indicator != "1":
-            self._rec_issue(n, layout, "addenda_record_indicator",
-                            "addenda follow but the addenda record indicator is not 1", indicator)
-        elif not addenda and indicator == "1":
-            self._rec_issue(n, layout, "addenda_record_indicator",
-                            "addenda record indicator is 1 but no addenda follow", indicator)
-        tc = rec.transaction_code
-        tx = codes.transaction_code(tc) if isinstance(tc, str) else None
-        kinds = set()
+        tc = rec[1]
+        info = b.tx_info.get(tc)
+        if info is None:
+            info = self._tx_info(tc, b)
+        tx = info.tx
+        indicator = rec[b.indicator_index]
         forward_count = 0
-        trace = rec[-1]
-        for i, a in enumerate(addenda):
-            if a is None:
-                continue
-            an, arec = a
-            tcode = arec.addenda_type_code
-            kinds.add(tcode)
-            alayout = arec.layout
-            if tcode in fmt.forward_addenda:
-                forward_count += 1
-                if alayout.name == "addenda_05":
-                    if arec.addenda_sequence_number != forward_count:
-                        self._rec_issue(an, alayout, "addenda_sequence_number",
-                                        f"expected {forward_count} (consecutive from 1)",
-                                        str(arec.addenda_sequence_number))
-                    if fmt.has_trace_numbers and arec.entry_detail_sequence_number != trace[-7:]:
-                        self._rec_issue(an, alayout, "entry_detail_sequence_number",
-                                        f"must equal the last 7 digits of the entry's trace number ({trace[-7:]})",
-                                        arec.entry_detail_sequence_number)
-                elif "trace_number" in alayout.index and fmt.has_trace_numbers and arec.trace_number != trace:
-                    self._rec_issue(an, alayout, "trace_number",
-                                    "must equal the entry's trace number", arec.trace_number)
-            elif tcode == "99":
-                b.returns += 1
-                code = arec[2]
-                rc = codes.return_code(code)
-                if rc is None:
-                    self._rec_issue(an, alayout, alayout.fields[2].name, f"unknown return reason code {code!r}", code)
-                if fmt.has_trace_numbers and arec.trace_number != trace:
-                    self._rec_issue(an, alayout, "trace_number", "must equal the entry's trace number", arec.trace_number)
-            elif tcode == "98":
-                b.nocs += 1
-                code = arec[2]
-                cc = codes.change_code(code)
-                if cc is None:
-                    self._rec_issue(an, alayout, alayout.fields[2].name, f"unknown change code {code!r}", code)
-                elif not cc.refused:
-                    try:
-                        codes.parse_corrected_data(code, arec.corrected_data.ljust(29))
-                    except ValueError as exc:
-                        self._rec_issue(an, alayout, "corrected_data", f"{code}: {exc}", arec.corrected_data)
-                if fmt.has_trace_numbers and arec.trace_number != trace:
-                    self._rec_issue(an, alayout, "trace_number", "must equal the entry's trace number", arec.trace_number)
-        is_return = "99" in kinds
-        is_noc = "98" in kinds
-        if "99" in kinds and "98" in kinds:
-            self._issue(n, None, layout.name, None, "an entry cannot carry both return and NOC addenda")
-        if forward_count > fmt.max_forward_addenda and not is_return and not is_noc:
-            self._rec_issue(n, layout, "addenda_record_indicator",
-                            f"{fmt.code} entries carry at most {fmt.max_forward_addenda} addenda, found {forward_count}")
+        is_return = is_noc = False
+        kinds = _NO_KINDS
+        if not addenda:
+            if indicator == "1":
+                self._rec_issue(n, layout, "addenda_record_indicator",
+                                "addenda record indicator is 1 but no addenda follow", indicator)
+        else:
+            if indicator != "1":
+                self._rec_issue(n, layout, "addenda_record_indicator",
+                                "addenda follow but the addenda record indicator is not 1", indicator)
+            kinds = set()
+            traced = fmt.has_trace_numbers
+            trace = rec[-1]
+            for a in addenda:
+                if a is None:
+                    continue
+                an, arec = a
+                tcode = arec.addenda_type_code
+                kinds.add(tcode)
+                alayout = arec.layout
+                if tcode in fmt.forward_addenda:
+                    forward_count += 1
+                    if alayout.name == "addenda_05":
+                        if arec.addenda_sequence_number != forward_count:
+                            self._rec_issue(an, alayout, "addenda_sequence_number",
+                                            f"expected {forward_count} (consecutive from 1)",
+                                            str(arec.addenda_sequence_number))
+                        if traced and arec.entry_detail_sequence_number != trace[-7:]:
+                            self._rec_issue(an, alayout, "entry_detail_sequence_number",
+                                            f"must equal the last 7 digits of the entry's trace number ({trace[-7:]})",
+                                            arec.entry_detail_sequence_number)
+                    elif "trace_number" in alayout.index and traced and arec.trace_number != trace:
+                        self._rec_issue(an, alayout, "trace_number",
+                                        "must equal the entry's trace number", arec.trace_number)
+                elif tcode == "99":
+                    b.returns += 1
+                    code = arec[2]
+                    rc = codes.return_code(code)
+                    if rc is None:
+                        self._rec_issue(an, alayout, alayout.fields[2].name, f"unknown return reason code {code!r}", code)
+                    if traced and arec.trace_number != trace:
+                        self._rec_issue(an, alayout, "trace_number", "must equal the entry's trace number", arec.trace_number)
+                elif tcode == "98":
+                    b.nocs += 1
+                    code = arec[2]
+                    cc = codes.change_code(code)
+                    if cc is None:
+                        self._rec_issue(an, alayout, alayout.fields[2].name, f"unknown change code {code!r}", code)
+                    elif not cc.refused:
+                        try:
+                            codes.parse_corrected_data(code, arec.corrected_data.ljust(29))
+                        except ValueError as exc:
+                            self._rec_issue(an, alayout, "corrected_data", f"{code}: {exc}", arec.corrected_data)
+                    if traced and arec.trace_number != trace:
+                        self._rec_issue(an, alayout, "trace_number", "must equal the entry's trace number", arec.trace_number)
+            is_return = "99" in kinds
+            is_noc = "98" in kinds
+            if is_return and is_noc:
+                self._issue(n, None, layout.name, None, "an entry cannot carry both return and NOC addenda")
+        if self._deferred:
+            if not (is_return or is_noc):
+                for dn, p in self._deferred:
+                    self._field_issue(dn, layout, p)
+            self._deferred = []
         amount = rec.amount if type(rec.amount) is int else None
-        if tx is not None:
-            scc = b.scc
-            if is_return or is_noc:
-                if not tx.is_return and not (is_noc and tx.zero_amount) and fmt.code != "ADV":
-                    # moov and real banks keep the original code on some returns; only NOCs must use return codes
-                    if is_noc:
-                        self._rec_issue(n, layout, "transaction_code",
-                                        f"a notification of change uses a return/NOC transaction code, not {tc}", tc)
-                if is_noc and amount:
+        if is_return or is_noc:
+            if tx is not None and is_noc:
+                if not tx.is_return and not tx.zero_amount:
+                    self._rec_issue(n, layout, "transaction_code",
+                                    f"a notification of change uses a return/NOC transaction code, not {tc}", tc)
+                if amount:
                     self._rec_issue(n, layout, "amount", "a notification of change must have a zero amount", str(amount))
-            else:
-                if tx.is_return and fmt.code != "COR":
-                    self._rec_issue(n, layout, "transaction_code",
-                                    f"transaction code {tc} is for returns and NOCs, but this entry has no addenda 98/99", tc)
-                if fmt.tx_codes is not None and tc not in fmt.tx_codes:
-                    self._rec_issue(n, layout, "transaction_code",
-                                    f"transaction code {tc} is not allowed in a {fmt.code} batch", tc)
-                elif fmt.direction == DEBIT and not tx.is_debit and not tx.is_return:
-                    self._rec_issue(n, layout, "transaction_code",
-                                    f"{fmt.code} batches carry debits only; {tc} is a credit", tc)
-                elif fmt.direction == CREDIT and tx.is_debit:
-                    self._rec_issue(n, layout, "transaction_code",
-                                    f"{fmt.code} batches carry credits only; {tc} is a debit", tc)
-                if amount is not None:
-                    if tx.is_prenote and amount != 0:
-                        self._rec_issue(n, layout, "amount", f"prenote ({tc}) amounts must be zero", str(amount))
-                    elif fmt.amount_rule == AMOUNT_ZERO and amount != 0:
-                        self._rec_issue(n, layout, "amount", f"{fmt.code} entries must have a zero amount", str(amount))
-                    elif (fmt.amount_rule == AMOUNT_NONZERO and amount == 0 and not tx.is_prenote
-                          and not tx.zero_amount):
-                        self._rec_issue(n, layout, "amount", "a live entry must have a non-zero amount", str(amount))
-                    if fmt.max_amount_cents is not None and amount > fmt.max_amount_cents:
-                        self._rec_issue(n, layout, "amount",
-                                        f"{fmt.code} entries are limited to {fmt.max_amount_cents} cents", str(amount))
-                if fmt.addenda_required and not addenda and not tx.is_prenote:
+        else:
+            # A forward entry.
+            for message in info.forward:
+                self._rec_issue(n, layout, "transaction_code", message, tc)
+            prenote = info.prenote
+            if tx is not None and amount is not None:
+                if prenote and amount != 0:
+                    self._rec_issue(n, layout, "amount", f"prenote ({tc}) amounts must be zero", str(amount))
+                elif fmt.amount_rule == AMOUNT_ZERO and amount != 0:
+                    self._rec_issue(n, layout, "amount", f"{fmt.code} entries must have a zero amount", str(amount))
+                elif (fmt.amount_rule == AMOUNT_NONZERO and amount == 0 and not prenote
+                      and not tx.zero_amount):
+                    self._rec_issue(n, layout, "amount", "a live entry must have a non-zero amount", str(amount))
+                if fmt.max_amount_cents is not None and amount > fmt.max_amount_cents:
+                    self._rec_issue(n, layout, "amount",
+                                    f"{fmt.code} entries are limited to {fmt.max_amount_cents} cents", str(amount))
+            if forward_count > fmt.max_forward_addenda:
+                self._rec_issue(n, layout, "addenda_record_indicator",
+                                f"{fmt.code} entries carry at most {fmt.max_forward_addenda} addenda, found {forward_count}")
+            if not forward_count and tx is not None:
+                if fmt.addenda_required and not prenote:
                     self._rec_issue(n, layout, "addenda_record_indicator",
                                     f"{fmt.code} entries must carry an addenda record")
-            if scc in ("220", "225", "280") and not codes.service_class_allows(scc, tx):
-                self._rec_issue(n, layout, "transaction_code",
-                                f"transaction code {tc} does not fit service class {scc}", tc)
-        if fmt.addenda_count_field:
-            stated = getattr(rec, fmt.addenda_count_field)
-            if type(stated) is int and stated != forward_count:
-                self._rec_issue(n, layout, fmt.addenda_count_field,
-                                f"says {stated} addenda records, {forward_count} follow", str(stated))
+                elif info.zero_dollar and fmt.zero_dollar_addenda_required:
+                    self._rec_issue(n, layout, "addenda_record_indicator",
+                                    f"a zero-dollar entry ({tc}) must carry its remittance addenda")
+            if fmt.addenda_count_field:
+                stated = getattr(rec, fmt.addenda_count_field)
+                if type(stated) is int and stated != forward_count:
+                    self._rec_issue(n, layout, fmt.addenda_count_field,
+                                    f"says {stated} addenda records, {forward_count} follow", str(stated))
+        if info.scc_problem is not None:
+            self._rec_issue(n, layout, "transaction_code", info.scc_problem, tc)
+        for i, fname in b.zero_checks:
+            v = rec[i]
+            if v and not v.strip("0 "):
+                self._rec_issue(n, layout, fname, "must not be all zeros (R26)", v)
         for check in fmt.entry_checks:
             ENTRY_CHECKS[check](self, e, b, kinds)
 
@@ -659,47 +790,53 @@ class Reader:
             if ctl.batch_number != hdr.batch_number:
                 self._rec_issue(n, L, "batch_number", f"must equal the batch header's {hdr.batch_number}",
                                 str(ctl.batch_number))
-            if ctl.entry_addenda_count != b.count:
+            # A control value that could not be read, or a total over an entry that could not,
+            # was reported already: comparing it would only repeat that problem.
+            if type(ctl.entry_addenda_count) is int and ctl.entry_addenda_count != b.count:
                 self._rec_issue(n, L, "entry_addenda_count", f"says {ctl.entry_addenda_count}, the batch holds {b.count}",
                                 str(ctl.entry_addenda_count))
             h = b.hash % 10 ** 10
-            if ctl.entry_hash != h:
+            if b.hash_known and type(ctl.entry_hash) is int and ctl.entry_hash != h:
                 self._rec_issue(n, L, "entry_hash", f"says {ctl.entry_hash}, the entries hash to {h}", str(ctl.entry_hash))
-            if ctl.total_debit_amount != b.debit:
+            if b.totals_known and type(ctl.total_debit_amount) is int and ctl.total_debit_amount != b.debit:
                 self._rec_issue(n, L, "total_debit_amount", f"says {ctl.total_debit_amount}, the debits add up to {b.debit}",
                                 str(ctl.total_debit_amount))
-            if ctl.total_credit_amount != b.credit:
+            if b.totals_known and type(ctl.total_credit_amount) is int and ctl.total_credit_amount != b.credit:
                 self._rec_issue(n, L, "total_credit_amount",
                                 f"says {ctl.total_credit_amount}, the credits add up to {b.credit}",
                                 str(ctl.total_credit_amount))
-        self._file_count = getattr(self, "_file_count", 0) + b.count
+        self._totals_known = self._totals_known and b.totals_known
+        self._hash_known = self._hash_known and b.hash_known
         yield BatchEnd(n, ctl, b.start)
 
     def _check_file_control(self, n, ctl, L):
         S = self.summary
         count = S.entries + S.addenda
-        if ctl.batch_count != S.batches:
+        if type(ctl.batch_count) is int and ctl.batch_count != S.batches:
             self._rec_issue(n, L, "batch_count", f"says {ctl.batch_count}, the file holds {S.batches} batches",
                             str(ctl.batch_count))
-        if ctl.entry_addenda_count != count:
+        # Block count: every record up to and including the file control, in blocks of ten.
+        blocks = -(-S.records // 10)
+        if type(ctl.block_count) is int and ctl.block_count != blocks:
+            self._rec_issue(n, L, "block_count", f"says {ctl.block_count}, the file needs {blocks} blocks",
+                            str(ctl.block_count))
+        if self._unsupported_batches:
+            return  # the skipped batches' entries were not read: the totals cannot be compared
+        if type(ctl.entry_addenda_count) is int and ctl.entry_addenda_count != count:
             self._rec_issue(n, L, "entry_addenda_count", f"says {ctl.entry_addenda_count}, the file holds {count}",
                             str(ctl.entry_addenda_count))
         h = S.entry_hash % 10 ** 10
-        if ctl.entry_hash != h:
+        if self._hash_known and type(ctl.entry_hash) is int and ctl.entry_hash != h:
             self._rec_issue(n, L, "entry_hash", f"says {ctl.entry_hash}, the batches hash to {h}", str(ctl.entry_hash))
-        if ctl.total_debit_amount != S.total_debit_cents:
+        if self._totals_known and type(ctl.total_debit_amount) is int and ctl.total_debit_amount != S.total_debit_cents:
             self._rec_issue(n, L, "total_debit_amount",
                             f"says {ctl.total_debit_amount}, the debits add up to {S.total_debit_cents}",
                             str(ctl.total_debit_amount))
-        if ctl.total_credit_amount != S.total_credit_cents:
+        if (self._totals_known and type(ctl.total_credit_amount) is int
+                and ctl.total_credit_amount != S.total_credit_cents):
             self._rec_issue(n, L, "total_credit_amount",
                             f"says {ctl.total_credit_amount}, the credits add up to {S.total_credit_cents}",
                             str(ctl.total_credit_amount))
-        # Block count: every record up to and including the file control, in blocks of ten.
-        blocks = -(-S.records // 10)
-        if ctl.block_count != blocks:
-            self._rec_issue(n, L, "block_count", f"says {ctl.block_count}, the file needs {blocks} blocks",
-                            str(ctl.block_count))
 
 
 def _noc_addenda_required(reader: Reader, e: EntryItem, b, kinds):
@@ -708,10 +845,56 @@ def _noc_addenda_required(reader: Reader, e: EntryItem, b, kinds):
                           "a COR entry must carry an addenda 98 (notification of change)")
 
 
+def _advice_routing_number(reader: Reader, e: EntryItem, b, kinds):
+    """ADV: the Advice Routing Number is a routing number with its check digit (NR OR78)."""
+    v = e.record.advice_routing_number
+    if v.isascii() and v.isdigit() and not is_valid_routing(v):
+        reader._rec_issue(e.line, b.entry_layout, "advice_routing_number",
+                          f"routing check digit is wrong for {v}", v)
+
+
+def _mte_transaction_time(reader: Reader, e: EntryItem, b, kinds):
+    """MTE: the addenda 02 Transaction Time is a time of day, HHMMSS (NR OR91; other-sec §5.2)."""
+    for a in e.addenda:
+        if a is None or "transaction_time" not in a[1].layout.index:
+            continue
+        an, arec = a
+        v = arec.transaction_time
+        if len(v) == 6 and v.isascii() and v.isdigit():
+            if not (int(v[0:2]) <= 23 and int(v[2:4]) <= 59 and int(v[4:6]) <= 59):
+                reader._rec_issue(an, arec.layout, "transaction_time", f"not a valid HHMMSS time: {v!r}", v)
+
+
+def _payment_related_information_required(reader: Reader, e: EntryItem, b, kinds):
+    """ENR: the Addenda 05 Payment Related Information is Required (NR OR85; other-sec §6.1)."""
+    for a in e.addenda:
+        if a is None or a[1].layout.name != "addenda_05":
+            continue
+        an, arec = a
+        if not arec.payment_related_information.strip():
+            reader._rec_issue(an, arec.layout, "payment_related_information",
+                              f"required for {b.fmt.code} entries: must not be blank", "")
+
+
 # Named entry checks a SecFormat can ask for (data, not branches on SEC codes).
 ENTRY_CHECKS = {
     "noc_addenda_required": _noc_addenda_required,
+    "advice_routing_number": _advice_routing_number,
+    "mte_transaction_time": _mte_transaction_time,
+    "payment_related_information_required": _payment_related_information_required,
 }
+
+
+def _check_entry_checks() -> None:
+    from .sec import SEC_FORMATS, HEADER_VARIANTS
+
+    for fmt in (*SEC_FORMATS.values(), *HEADER_VARIANTS.values()):
+        for name in fmt.entry_checks:
+            if name not in ENTRY_CHECKS:
+                raise AssertionError(f"SEC code {fmt.code}: unknown entry check {name!r}")
+
+
+_check_entry_checks()
 
 
 # -- convenience ----------------------------------------------------------------------------------

@@ -104,6 +104,8 @@ class FileWriter:
         b = self._batch
         if b is None:
             raise WriteError("add_entry called outside a batch")
+        if type(record) is not b.cls:
+            self._render(b.fmt.entry, record)  # not this batch's entry record: raises a WriteError
         if addenda:
             addenda = list(addenda)
             if record.addenda_record_indicator != "1":

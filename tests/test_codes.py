@@ -542,7 +542,7 @@ ROUND_TRIPS = [
     ("C04", "JANE Q MEMBER                ", {"individual_name": "JANE Q MEMBER"}),
     ("C05", "37                           ", {"transaction_code": "37"}),
     ("C06", "1234567890          37       ", {"account_number": "1234567890", "transaction_code": "37"}),
-    ("C07", "011000015123456789       27  ", {"routing_number": "011000015", "account_number": "123456789", "transaction_code": "27"}),
+    ("C07", "011000015123456789        27 ", {"routing_number": "011000015", "account_number": "123456789", "transaction_code": "27"}),
     ("C08", "FOREIGN BANK ID 0042         ", {"rdfi_id": "FOREIGN BANK ID 0042"}),
     ("C09", "MEMBER-000123                ", {"individual_id": "MEMBER-000123"}),
     ("C14", "IAT                          ", {"sec_code": "IAT"}),
@@ -673,3 +673,30 @@ def test_format_errors(code, values):
 def test_format_rejects_non_string():
     with pytest.raises(ValueError):
         format_corrected_data("C01", account_number=12345)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# Import-time consistency check
+# --------------------------------------------------------------------------------------------
+
+
+def test_consistency_check_passes_on_shipped_tables():
+    codes._check_tables()
+
+
+@pytest.mark.parametrize(
+    "table,key,changes",
+    [
+        ("RETURN_CODES", "R02", {"retry_allowed": True}),       # retry only where Y2
+        ("RETURN_CODES", "R01", {"category": "bogus"}),
+        ("RETURN_CODES", "R03", {"code": "R04"}),               # key != .code
+        ("TRANSACTION_CODES", "27", {"is_debit": False}),
+        ("CHANGE_CODES", "C61", {"applies_to_us": True}),
+    ],
+)
+def test_consistency_check_catches_bad_rows(monkeypatch, table, key, changes):
+    patched = dict(getattr(codes, table))
+    patched[key] = dataclasses.replace(patched[key], **changes)
+    monkeypatch.setattr(codes, table, patched)
+    with pytest.raises(AssertionError):
+        codes._check_tables()

@@ -1,0 +1,376 @@
+"""Coverage standing: whether each policy (member + plan) is in good standing, its coverage never
+started, or it is past due, facing termination or terminated for non-payment.
+
+`assess_policy` is the rule, a pure function of the policy's premiums and payments and a date (no
+clock, no database); `assess_coverage` is the service that feeds it from the database and stores
+one current flag per policy, keeping the history (a new row whenever the standing changes).
+
+The rules (reference §5; DESIGN.md "The rules it must get right"):
+  * The binder (first month's premium) must be paid in full by its due date, the 23rd of the month
+    before coverage (MAHC). Not paid in full by then, or paid and later returned: coverage does not
+    start (`not_started`). A late payment does not start it either (enrollment moves the start).
+  * A later month not paid in full by its due date, or whose payment is returned after it, makes
+    the policy delinquent. APTC and ConnectorCare members get a grace period of
+    `grace_months_subsidized` months (45 CFR 156.270(d): 3): grace month k = the number of due dates
+    passed since the first missed one; `past_due` in months 1..G-1, `termination_pending` in month
+    G, each with the next 23rd as deadline; past it, `terminated` with coverage ending the last day
+    of the first grace month (45 CFR 156.270(g)). Others (`grace_months_unsubsidized`, default 0)
+    go straight to `termination_pending` with the next 23rd as the notice's pay-by date, then
+    `terminated` retroactively to the last day of the last month paid in full (956 CMR 12.12(2)-(3)).
+  * Only a payment in full cures; partial payments neither end nor restart a delinquency (the
+    grace clock runs from the first month missed until everything owed is paid). A month counts as
+    paid in full when its unpaid balance is at most `payment_threshold_cents` (default 0).
+  * A payment counts from the day it was made (`paid_on`: the day the member submitted it, or the
+    day an AutoPay pull or re-presentment was originated) until the day a return or failure was
+    processed (`returned_on`). The 23rd is the calendar date: it does not move for weekends or
+    Federal Reserve holidays (members pay online any day; AutoPay already settles on the last
+    banking day on or before it).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Iterable
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from nacha import codes
+
+from .models import CoverageFlag, Payment, PaymentEvent, PaymentReturn, Premium, utcnow
+
+__all__ = [
+    "AT_RISK_STATUSES", "SUBSIDIZED", "AssessResult", "CoverageRules", "PaymentFact", "PremiumFact", "Standing",
+    "assess_coverage", "assess_policy", "months_later",
+]
+
+SUBSIDIZED = ("aptc", "connectorcare")
+AT_RISK_STATUSES = ("not_started", "past_due", "termination_pending", "terminated")
+_ONE_DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class CoverageRules:
+    grace_months_subsidized: int = 3
+    grace_months_unsubsidized: int = 0
+    payment_threshold_cents: int = 0
+
+    @classmethod
+    def from_settings(cls, c) -> "CoverageRules":
+        return cls(c.grace_months_subsidized, c.grace_months_unsubsidized, c.payment_threshold_cents)
+
+
+@dataclass(frozen=True)
+class PremiumFact:
+    coverage_month: date
+    amount_due_cents: int
+    subsidy: str = "none"
+    binder: bool = False
+    due_date: date | None = None  # default: the 23rd of the month before
+
+    @property
+    def due(self) -> date:
+        if self.due_date is not None:
+            return self.due_date
+        m = self.coverage_month
+        return date(m.year - 1, 12, 23) if m.month == 1 else date(m.year, m.month - 1, 23)
+
+
+@dataclass(frozen=True)
+class PaymentFact:
+    coverage_month: date
+    amount_cents: int
+    paid_on: date
+    returned_on: date | None = None  # the day a return (or failure) was processed; None: it stands
+    return_code: str | None = None
+
+    def counts_on(self, d: date) -> bool:
+        return self.paid_on <= d and (self.returned_on is None or self.returned_on > d)
+
+
+@dataclass(frozen=True)
+class Standing:
+    status: str
+    reason_code: str
+    reason: str
+    months_owed: int = 0
+    amount_owed_cents: int = 0
+    deadline: date | None = None
+    grace_month: int = 0
+    grace_months: int = 0
+    first_unpaid_month: date | None = None
+    coverage_ends_on: date | None = None
+    subsidy: str = "none"
+
+
+def months_later(d: date, n: int) -> date:
+    """The same day of the month n months later (due dates are the 23rd: always valid)."""
+    y, m = divmod(d.month - 1 + n, 12)
+    return d.replace(year=d.year + y, month=m + 1)
+
+
+def _month(d: date) -> str:
+    return f"{d:%Y-%m}"
+
+
+def _dollars(cents: int) -> str:
+    return f"${cents // 100:,}.{cents % 100:02d}"
+
+
+def _return_words(pays: list[PaymentFact], as_of: date) -> str:
+    for p in sorted(pays, key=lambda p: p.returned_on or date.max, reverse=True):
+        if p.returned_on is not None and p.returned_on <= as_of and p.return_code:
+            rc = codes.return_code(p.return_code)
+            return f"{p.return_code} {rc.title}" if rc else p.return_code
+    return "payment failed"
+
+
+def _outstanding(prem: PremiumFact, pays: list[PaymentFact], as_of: date, threshold: int) -> list[tuple[date, date]]:
+    """The day ranges [start, end) after the due date, up to `as_of`, in which the month was not
+    paid in full (end = the day it became paid, or as_of + 1 while it still is not)."""
+    due = prem.due
+    if due >= as_of:
+        return []
+    need = prem.amount_due_cents - threshold
+    points = {due + _ONE_DAY}
+    for p in pays:
+        for d in (p.paid_on, p.returned_on):
+            if d is not None and due + _ONE_DAY < d <= as_of:
+                points.add(d)
+    spans: list[tuple[date, date]] = []
+    start = None
+    for t in sorted(points):
+        unpaid = sum(p.amount_cents for p in pays if p.counts_on(t)) < need
+        if unpaid and start is None:
+            start = t
+        elif not unpaid and start is not None:
+            spans.append((start, t))
+            start = None
+    if start is not None:
+        spans.append((start, as_of + _ONE_DAY))
+    return spans
+
+
+def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFact], as_of: date,
+                  rules: CoverageRules = CoverageRules()) -> Standing:
+    """The standing of one policy on `as_of` (see the module docstring for the rules)."""
+    by_month: dict[date, PremiumFact] = {}
+    for p in premiums:
+        by_month[p.coverage_month] = p
+    months = [by_month[m] for m in sorted(by_month)]
+    if not months:
+        return Standing("ok", "no_premiums", "no premiums billed")
+    pays: dict[date, list[PaymentFact]] = defaultdict(list)
+    for p in payments:
+        pays[p.coverage_month].append(p)
+    threshold = rules.payment_threshold_cents
+
+    def paid_now(m: PremiumFact) -> int:
+        return sum(p.amount_cents for p in pays[m.coverage_month] if p.counts_on(as_of))
+
+    binder = next((m for m in months if m.binder), None)
+    if binder is not None:
+        bpays = pays[binder.coverage_month]
+        due = binder.due
+        if as_of <= due:
+            return Standing("ok", "binder_not_due", f"binder for {_month(binder.coverage_month)} due {due}",
+                            subsidy=binder.subsidy)
+        need = binder.amount_due_cents - threshold
+        on_time = sum(p.amount_cents for p in bpays
+                      if p.paid_on <= due and (p.returned_on is None or p.returned_on > as_of))
+        if on_time < need:
+            owed = max(0, binder.amount_due_cents - paid_now(binder))
+            owed_months = 1 if owed > threshold else 0
+            returned = [p for p in bpays if p.paid_on <= due and p.returned_on is not None and p.returned_on <= as_of]
+            partial = sum(p.amount_cents for p in bpays if p.paid_on <= due and p.counts_on(as_of))
+            label = _month(binder.coverage_month)
+            if returned:
+                code, why = "binder_returned", f"binder for {label} returned ({_return_words(returned, as_of)})"
+            elif partial > 0:
+                code, why = "binder_partial", (f"binder for {label} only partly paid by {due}: "
+                                               f"{_dollars(partial)} of {_dollars(binder.amount_due_cents)}")
+            else:
+                code, why = "binder_unpaid", f"binder for {label} not paid in full by {due}"
+            if owed_months == 0:
+                why += " (paid since, after the due date)"
+            return Standing("not_started", code, why + ": coverage does not start", owed_months, owed,
+                            None, 0, 0, binder.coverage_month, None, binder.subsidy)
+        later = [m for m in months if m.coverage_month > binder.coverage_month]
+    else:
+        later = months
+
+    spans: list[tuple[date, date, PremiumFact]] = []
+    for m in later:
+        for a, b in _outstanding(m, pays[m.coverage_month], as_of, threshold):
+            spans.append((a, b, m))
+    end_now = as_of + _ONE_DAY
+    if not any(b == end_now for _a, b, _m in spans):
+        last = months[-1]
+        return Standing("ok", "paid", "every premium due is paid", subsidy=last.subsidy)
+    # The current delinquency: the run of overlapping or adjoining outstanding spans up to today.
+    spans.sort(key=lambda s: (s[0], s[2].coverage_month))
+    episode: list[tuple[date, date, PremiumFact]] = []
+    reach = None
+    for a, b, m in spans:
+        if reach is None or a > reach:
+            episode = []
+            reach = b
+        else:
+            reach = max(reach, b)
+        episode.append((a, b, m))
+    first = min((m for _a, _b, m in episode), key=lambda m: m.coverage_month)
+    owed_months = [m for m in later if m.due < as_of and m.amount_due_cents - paid_now(m) > threshold]
+    owed = sum(m.amount_due_cents - paid_now(m) for m in owed_months)
+    d1 = first.due
+    k = 0
+    while months_later(d1, k) < as_of:
+        k += 1
+    subsidized = first.subsidy in SUBSIDIZED
+    grace = rules.grace_months_subsidized if subsidized else rules.grace_months_unsubsidized
+    fpays = pays[first.coverage_month]
+    label = _month(first.coverage_month)
+    if any(p.returned_on is not None and p.returned_on <= as_of for p in fpays) and paid_now(first) == 0:
+        code, why = "premium_returned", f"premium for {label} returned ({_return_words(fpays, as_of)})"
+    elif 0 < paid_now(first) < first.amount_due_cents - threshold:
+        code, why = "premium_partial", (f"premium for {label} only partly paid: {_dollars(paid_now(first))} of "
+                                        f"{_dollars(first.amount_due_cents)}")
+    else:
+        code, why = "premium_unpaid", f"premium for {label} not paid in full by {d1}"
+    if len(owed_months) > 1:
+        why += f"; {len(owed_months)} months owed"
+    n, cents = len(owed_months), owed
+    if grace >= 1:
+        if k <= grace:
+            status = "past_due" if k < grace else "termination_pending"
+            return Standing(status, code, f"{why}; grace month {k} of {grace}", n, cents, months_later(d1, k),
+                            k, grace, first.coverage_month, None, first.subsidy)
+        ends = months_later(first.coverage_month, 1) - _ONE_DAY  # last day of grace month 1
+        return Standing("terminated", code, f"{why}; grace period ended {months_later(d1, grace)}", n, cents,
+                        None, k, grace, first.coverage_month, ends, first.subsidy)
+    if k == 1:
+        return Standing("termination_pending", code, f"{why}; no grace period", n, cents, months_later(d1, 1),
+                        1, 0, first.coverage_month, None, first.subsidy)
+    ends = first.coverage_month - _ONE_DAY  # the last day of the last month paid in full
+    return Standing("terminated", code, f"{why}; not paid by {months_later(d1, 1)}", n, cents, None, k, 0,
+                    first.coverage_month, ends, first.subsidy)
+
+
+# =============================================================================================
+# The service
+# =============================================================================================
+
+@dataclass
+class AssessResult:
+    as_of: date
+    policies: int = 0
+    new: int = 0  # policies assessed for the first time
+    changed: int = 0  # standing differs from the current flag: a new flag row
+    unchanged: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    flag_ids: list[int] = field(default_factory=list)  # the new flag rows (first 10,000)
+
+
+_COMPARED = ("status", "reason_code", "reason", "months_owed", "amount_owed_cents", "deadline", "grace_month",
+             "grace_months", "first_unpaid_month", "coverage_ends_on", "subsidy")
+CHUNK = 2000
+
+
+def assess_coverage(sessions: sessionmaker[Session], as_of: date, rules: CoverageRules = CoverageRules(),
+                    tz: tzinfo | None = None) -> AssessResult:
+    """Recompute every policy's standing as of `as_of` and store it: a policy whose standing is
+    unchanged keeps its current flag (last_assessed_on moves); a changed one gets a new current
+    flag and the old one is superseded (history kept). Streams policies a chunk at a time.
+    `tz`: the zone of business dates (a mail payment counts from its submission day there)."""
+    res = AssessResult(as_of)
+    last: tuple[str, str] | None = None
+    while True:
+        with sessions() as s, s.begin():
+            conn = s.connection()
+            q = select(Premium.member_id, Premium.plan_id).group_by(Premium.member_id, Premium.plan_id)
+            if last is not None:  # keyset pagination over (member, plan)
+                q = q.where((Premium.member_id > last[0])
+                            | ((Premium.member_id == last[0]) & (Premium.plan_id > last[1])))
+            keys = [tuple(r) for r in conn.execute(q.order_by(Premium.member_id, Premium.plan_id).limit(CHUNK))]
+            if not keys:
+                break
+            last = keys[-1]
+            _assess_chunk(conn, keys, as_of, rules, tz, res)
+    return res
+
+
+def _assess_chunk(conn, keys: list[tuple[str, str]], as_of: date, rules: CoverageRules, tz, res: AssessResult) -> None:
+    wanted = set(keys)
+    members = sorted({k[0] for k in keys})
+    premiums: dict[tuple, list[PremiumFact]] = defaultdict(list)
+    for m, p, month, cents, subsidy, binder, due in conn.execute(
+            select(Premium.member_id, Premium.plan_id, Premium.coverage_month, Premium.amount_due_cents,
+                   Premium.subsidy, Premium.binder, Premium.due_date).where(Premium.member_id.in_(members))):
+        if (m, p) in wanted:
+            premiums[(m, p)].append(PremiumFact(month, int(cents), subsidy, bool(binder), due))
+    rows = conn.execute(
+        select(Payment.id, Payment.member_id, Payment.plan_id, Payment.coverage_month, Payment.amount_cents,
+               Payment.state, Payment.originate_on, Payment.submitted_at)
+        .where(Payment.member_id.in_(members))).all()
+    dead = [r[0] for r in rows if r[5] in ("returned", "failed")]
+    ended: dict[int, tuple[date, str | None]] = {}
+    for i in range(0, len(dead), 1000):
+        part = dead[i:i + 1000]
+        for pid, on, code in conn.execute(
+                select(PaymentReturn.payment_id, PaymentReturn.returned_on, PaymentReturn.return_code)
+                .where(PaymentReturn.payment_id.in_(part) & (PaymentReturn.kind == "return"))
+                .order_by(PaymentReturn.id)):
+            ended[pid] = (on, code)
+        for pid, on in conn.execute(select(PaymentEvent.payment_id, func.max(PaymentEvent.occurred_on))
+                                    .where(PaymentEvent.payment_id.in_(part) & (PaymentEvent.new_state == "failed")
+                                           & PaymentEvent.event.in_(("stopped", "cancelled")))
+                                    .group_by(PaymentEvent.payment_id)):
+            ended.setdefault(pid, (on, None))
+    payments: dict[tuple, list[PaymentFact]] = defaultdict(list)
+    for pid, m, p, month, cents, state, originate_on, submitted_at in rows:
+        if (m, p) not in wanted:
+            continue
+        paid_on = originate_on if originate_on is not None else _local_date(submitted_at, tz)
+        returned_on, code = None, None
+        if state in ("returned", "failed"):
+            returned_on, code = ended.get(pid, (paid_on, None))
+        payments[(m, p)].append(PaymentFact(month, int(cents), paid_on, returned_on, code))
+    current = {(f.member_id, f.plan_id): f for f in conn.execute(
+        select(CoverageFlag).where(CoverageFlag.current_key.in_([CoverageFlag.key_for(*k) for k in keys])))}
+    now = utcnow()
+    keep: list[int] = []
+    supersede: list[int] = []
+    new_rows: list[dict] = []
+    for key in keys:
+        st = assess_policy(premiums[key], payments[key], as_of, rules)
+        res.policies += 1
+        res.by_status[st.status] = res.by_status.get(st.status, 0) + 1
+        cur = current.get(key)
+        if cur is not None and all(getattr(cur, a) == getattr(st, a) for a in _COMPARED):
+            keep.append(cur.id)
+            res.unchanged += 1
+            continue
+        if cur is None:
+            res.new += 1
+        else:
+            supersede.append(cur.id)
+            res.changed += 1
+        new_rows.append({
+            "member_id": key[0], "plan_id": key[1], **{a: getattr(st, a) for a in _COMPARED},
+            "reason": st.reason[:300], "assessed_on": as_of, "last_assessed_on": as_of, "superseded_on": None,
+            "current_key": CoverageFlag.key_for(*key), "created_at": now,
+        })
+    for i in range(0, len(keep), 1000):
+        conn.execute(update(CoverageFlag).where(CoverageFlag.id.in_(keep[i:i + 1000]))
+                     .values(last_assessed_on=as_of))
+    for i in range(0, len(supersede), 1000):
+        conn.execute(update(CoverageFlag).where(CoverageFlag.id.in_(supersede[i:i + 1000]))
+                     .values(current_key=None, superseded_on=as_of))
+    if new_rows:
+        for (fid,) in conn.execute(insert(CoverageFlag).returning(CoverageFlag.id), new_rows):
+            if len(res.flag_ids) < 10_000:
+                res.flag_ids.append(fid)
+
+
+def _local_date(instant: datetime, tz: tzinfo | None) -> date:
+    return instant.astimezone(tz).date() if tz is not None else instant.date()

@@ -1,0 +1,181 @@
+"""Database access: engine and session factory from a URL (SQLite or PostgreSQL via psycopg 3), and
+the schema migrations (Alembic, shipped inside this package) run programmatically.
+Nothing is built at import time."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = [
+    "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "SchemaError", "alembic_config", "current_revision",
+    "head_revision", "make_engine", "make_sessionmaker", "normalize_url", "open_database",
+    "require_current_schema", "upgrade",
+]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+class DatabaseError(Exception):
+    """The database URL is unusable or the database cannot be reached."""
+
+
+class SchemaError(DatabaseError):
+    """The database schema is missing or not at the revision this code expects."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database could not be reached (server down, refused, timed out): worth retrying."""
+
+
+def normalize_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 here (SQLAlchemy alone would pick psycopg2,
+    which is not installed); SQLite and fully qualified URLs are kept as given."""
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"not a database URL: {url!r}") from None
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    elif u.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise DatabaseError(f"unsupported database {u.drivername!r}: use sqlite:///PATH or "
+                            "postgresql+psycopg://USER@HOST/DB")
+    return u.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, *, sqlite_immediate: bool = True, echo: bool = False, **kwargs) -> Engine:
+    """An engine for `url`.
+
+    SQLite: the parent folder is created; foreign keys are enforced, the journal is WAL (readers do
+    not block the writer), `synchronous=FULL` (a committed ledger row survives a power cut), and a
+    30 s busy timeout. Transactions are begun by SQLAlchemy rather than lazily by the sqlite3
+    module, so a read inside a transaction is really inside it; with `sqlite_immediate` (the
+    default) they start as `BEGIN IMMEDIATE`, taking the write lock up front, so two writers
+    serialize instead of failing mid-transaction.
+    """
+    url = normalize_url(url)
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            # 0700 when we create it: the database holds member names (account numbers only encrypted)
+            Path(u.database).expanduser().parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_S)
+        engine = create_engine(url, echo=echo, connect_args=connect_args, **kwargs)
+        begin = "BEGIN IMMEDIATE" if sqlite_immediate else "BEGIN"
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None  # no implicit BEGIN from the driver (see "begin")
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys = ON")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = FULL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):
+            conn.exec_driver_sql(begin)
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, echo=echo, **kwargs)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded values after commit (results outlive their transaction)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def open_database(url: str, *, check_schema: bool = True, **engine_kwargs) -> Iterator[sessionmaker[Session]]:
+    """A session factory for `url` (schema checked to be current), disposed of on exit."""
+    engine = make_engine(url, **engine_kwargs)
+    try:
+        if check_schema:
+            require_current_schema(engine)
+        yield make_sessionmaker(engine)
+    finally:
+        engine.dispose()
+
+
+# -- migrations ------------------------------------------------------------------------------------
+
+def alembic_config(url: str | None = None):
+    """An Alembic Config pointing at the migrations shipped in this package (no alembic.ini)."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Raise SchemaError unless the schema is at the head revision of the shipped migrations."""
+    current = _current_or_raise(engine)
+    head = head_revision()
+    if current is None:
+        raise SchemaError("the database has no achbatch schema yet: run `achbatch db upgrade`")
+    if current != head:
+        raise SchemaError(f"the database schema is at revision {current}, this achbatch expects {head}: "
+                          "run `achbatch db upgrade`")
+
+
+def upgrade(url: str, revision: str = "head", *, log: Callable[[str], None] | None = None) -> tuple[str | None, str]:
+    """Create or migrate the schema to `revision`; returns (revision before, revision after).
+    Idempotent: at head already, nothing happens."""
+    from alembic import command
+
+    engine = make_engine(url)
+    try:
+        before = _current_or_raise(engine)
+        cfg = alembic_config(url)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            cfg.attributes["log"] = log
+            command.upgrade(cfg, revision)
+        after = current_revision(engine)
+        return before, after or ""
+    finally:
+        engine.dispose()
+
+
+def _current_or_raise(engine: Engine) -> str | None:
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+    try:
+        return current_revision(engine)
+    except OperationalError as e:  # refused, timed out, no such database, bad credentials, ...
+        raise DatabaseUnavailable(f"cannot open the database {engine.url.render_as_string(hide_password=True)}: "
+                                  f"{_brief(e)}") from None
+    except SQLAlchemyError as e:
+        raise DatabaseError(f"cannot open the database: {_brief(e)}") from None
+
+
+def _brief(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e).strip().splitlines()
+    return text[0] if text else type(e).__name__

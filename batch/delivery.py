@@ -1,0 +1,575 @@
+"""Sending built NACHA files to the bank, confirmed and exactly once, with the delivery ledger.
+
+Each file moves built -> sending -> sent (`nacha_files.state`), with a `deliveries` row (where, the
+final remote name, the exact payload's sha256 and size, attempts, the last error, when confirmed)
+and one `delivery_attempts` row per try. The payload is always the stored bytes of origination
+(`stored_bytes`: checked against the recorded sha256, never rebuilt), or their PGP encryption made
+once and kept, so that every attempt sends identical bytes.
+
+One try at one file:
+  1. list the remote folder; a complete copy under the file's final name (size, and sha256 when the
+     bank lets us read back) means it was delivered by an earlier try whose confirmation was lost:
+     it is confirmed, not sent again. Our stale temporary uploads are removed;
+  2. record the attempt (committed, state 'sending', marked ambiguous) before writing anything;
+  3. upload to a temporary name (a dot name the bank ignores), check the remote size (and hash),
+     then posix-rename it to the final name; banks that forbid rename get the file directly under
+     a final name unique to this upload (`{seq}`), partial uploads being removed on the next try;
+  4. confirm: archive a local copy (mode 0600), commit 'sent', drop the outbox copy.
+A connection lost in step 3 leaves the outcome unknown; the retry (tenacity, exponential backoff)
+reconnects and starts again at step 1. A file is confirmed at most once: the unique constraints and
+the listing, not the scheduler, keep it so. Runs are serialised by a lock (PostgreSQL advisory
+lock; a lock file beside a SQLite database).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Callable, Iterator
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from .crypto import Keyring
+from .models import Delivery, DeliveryAttempt, NachaFile, utcnow
+from .origination import OriginationError, stored_bytes, write_atomic
+from .pgp import Pgp, PgpError
+from .transport import (
+    BankUnreachable,
+    ConnectionLost,
+    RemoteEntry,
+    RemoteRefused,
+    Transport,
+    TransportConfigError,
+    TransportError,
+    format_remote_name,
+)
+
+__all__ = ["DeliveryPolicy", "PendingFile", "SendResult", "SentFile", "pending_deliveries", "run_lock", "send_files"]
+
+SEND_LOCK_KEY = 0x41434842_53454E44 & 0x7FFFFFFFFFFFFFFF  # "ACHBSEND"
+TEMP_SUFFIX = ".part"
+_MAX_ERROR = 1000
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    outbound_dir: str
+    name_pattern: str = "ACH-{date}-{modifier}.ach"
+    rename_allowed: bool = True
+    verify_read_back: bool = False
+    retry_attempts: int = 4
+    retry_wait_initial: float = 5.0
+    retry_wait_max: float = 120.0
+
+    @classmethod
+    def from_settings(cls, bank) -> "DeliveryPolicy":
+        return cls(bank.outbound_dir, bank.file_name_pattern, bank.rename_allowed, bank.verify_read_back,
+                   bank.retry_attempts, bank.retry_wait_initial, bank.retry_wait_max)
+
+
+@dataclass
+class SentFile:
+    file_id: int
+    file_name: str
+    file_date: date
+    outcome: str  # sent | already_there | refused | failed | unreachable | config | not_tried
+    size: int = 0  # payload bytes (what the bank receives)
+    sha256: str = ""  # payload sha256
+    remote_name: str | None = None
+    attempts: int = 0
+    pgp: bool = False
+    error: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.outcome in ("sent", "already_there")
+
+
+@dataclass
+class SendResult:
+    where: str
+    files: list[SentFile] = field(default_factory=list)
+    unreachable: str | None = None  # the bank could not be reached (after the retries)
+    config_error: str | None = None  # settings problem (host key, login, folder, PGP key)
+    locked: bool = False  # another send holds the lock: nothing was done
+
+    @property
+    def delivered(self) -> list[SentFile]:
+        return [f for f in self.files if f.delivered]
+
+    @property
+    def refused(self) -> list[SentFile]:
+        return [f for f in self.files if f.outcome in ("refused", "failed")]
+
+
+# -- the run lock ------------------------------------------------------------------------------------
+
+@contextmanager
+def run_lock(sessions: sessionmaker[Session], name: str, key: int) -> Iterator[bool]:
+    """Hold a lock named `name` for the whole block; yields False when another process holds it.
+    PostgreSQL: a session advisory lock on its own connection (works across hosts). SQLite: an
+    flock on a file beside the database (one host, which is all SQLite serves)."""
+    engine = sessions.kw["bind"]
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+        return
+    db = engine.url.database
+    if not db or db == ":memory:" or db.startswith("file:"):
+        yield True
+        return
+    path = Path(db).with_name(Path(db).name + f".{name}.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# -- queries -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PendingFile:
+    file_id: int
+    file_name: str
+    file_date: date
+    state: str  # built | sending (an earlier upload may have reached the bank)
+
+
+def pending_deliveries(sessions: sessionmaker[Session], file_date: date | None = None) -> list[PendingFile]:
+    """Every built file not yet confirmed at the bank (of `file_date` when given), oldest first."""
+    with sessions() as s:
+        q = select(NachaFile.id, NachaFile.file_name, NachaFile.file_date, NachaFile.state).where(
+            NachaFile.state != "sent")
+        if file_date is not None:
+            q = q.where(NachaFile.file_date == file_date)
+        return [PendingFile(*r) for r in s.execute(q.order_by(NachaFile.file_date, NachaFile.file_id_modifier))]
+
+
+# -- the service -------------------------------------------------------------------------------------
+
+def send_files(
+    sessions: sessionmaker[Session],
+    keyring: Keyring,
+    transport: Transport,
+    policy: DeliveryPolicy,
+    *,
+    archive_dir: Path,
+    outbox: Path | None = None,
+    file_date: date | None = None,
+    pgp: Pgp | None = None,
+    transport_kind: str = "",
+    on_step: Callable[[str, str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    log: Callable[[str], None] | None = None,
+) -> SendResult:
+    """Deliver every built, unconfirmed file (only those of `file_date` when given).
+
+    `on_step(step, file_name)` is called at 'sending' (attempt recorded), 'uploaded', 'verified',
+    'renamed' and 'confirmed'; tests use it to crash the process there."""
+    result = SendResult(where=f"{transport.where} {policy.outbound_dir}")
+    with run_lock(sessions, "send", SEND_LOCK_KEY) as got:
+        if not got:
+            result.locked = True
+            return result
+        todo = pending_deliveries(sessions, file_date)
+        if not todo:
+            return result
+        run = _SendRun(sessions, keyring, transport, policy, Path(archive_dir), outbox, pgp,
+                       transport_kind or type(transport).__name__.replace("Transport", "").lower(),
+                       on_step or (lambda _s, _n: None), sleep, log or (lambda _m: None))
+        try:
+            for f in todo:
+                if result.unreachable or result.config_error:
+                    result.files.append(SentFile(f.file_id, f.file_name, f.file_date, "not_tried"))
+                    continue
+                sf = run.deliver(f)
+                result.files.append(sf)
+                if sf.outcome == "unreachable":
+                    result.unreachable = sf.error
+                elif sf.outcome == "config":
+                    result.config_error = sf.error
+        finally:
+            transport.close()
+        if result.unreachable or result.config_error:
+            run.note_not_tried([f for f in result.files if f.outcome == "not_tried"],
+                               result.unreachable or result.config_error)
+    return result
+
+
+class _Refused(Exception):
+    """A refusal by the bank or a data problem for one file (the run goes on with the next)."""
+
+
+class _SendRun:
+    def __init__(self, sessions, keyring, transport, policy, archive_dir, outbox, pgp, kind, step, sleep, log):
+        self.sessions = sessions
+        self.keyring = keyring
+        self.t = transport
+        self.p = policy
+        self.archive_dir = archive_dir
+        self.outbox = outbox
+        self.pgp = pgp
+        self.kind = kind
+        self.step = step
+        self.sleep = sleep
+        self.log = log
+        self.destination = f"{transport.where} {policy.outbound_dir}"[:500]
+
+    # -- per file --------------------------------------------------------------------------------
+    def deliver(self, f: PendingFile) -> SentFile:
+        file_id = f.file_id
+        sf = SentFile(f.file_id, f.file_name, f.file_date, "failed")
+        try:
+            payload, delivery_id, sha = self._prepare(file_id)
+        except (OriginationError, PgpError) as e:
+            sf.error = str(e)
+            self._note_error(file_id, None, sf.error)
+            if isinstance(e, PgpError):
+                sf.outcome = "config"
+            return sf
+        sf.size, sf.sha256 = len(payload), sha
+        sf.pgp = self.pgp is not None
+        retrying = Retrying(
+            stop=stop_after_attempt(self.p.retry_attempts),
+            wait=wait_exponential_jitter(initial=self.p.retry_wait_initial, max=self.p.retry_wait_max,
+                                         jitter=self.p.retry_wait_initial / 2),
+            retry=retry_if_exception_type(BankUnreachable),
+            sleep=self.sleep,
+            reraise=True,
+            before_sleep=lambda rs: self.log(
+                f"{sf.file_name}: {rs.outcome.exception()}; trying again in {rs.next_action.sleep:.1f} s "
+                f"(try {rs.attempt_number + 1} of {self.p.retry_attempts})"),
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    outcome, remote = self._try_once(file_id, delivery_id, payload, sf.sha256)
+            sf.outcome, sf.remote_name = outcome, remote
+        except BankUnreachable as e:
+            sf.outcome, sf.error = "unreachable", str(e)
+            self._note_error(file_id, delivery_id, sf.error)
+        except TransportConfigError as e:
+            sf.outcome, sf.error = "config", str(e)
+            self._note_error(file_id, delivery_id, sf.error)
+        except _Refused as e:
+            sf.outcome, sf.error = "refused", str(e)
+        except TransportError as e:  # RemoteRefused outside an attempt (listing refused)
+            sf.outcome, sf.error = "refused", str(e)
+            self._note_error(file_id, delivery_id, sf.error)
+        with self.sessions() as s:
+            d = s.get(Delivery, delivery_id)
+            sf.attempts = d.attempts
+            if sf.remote_name is None:
+                sf.remote_name = d.remote_name
+        return sf
+
+    def _prepare(self, file_id: int) -> tuple[bytes, int, str]:
+        """The exact payload, and the delivery row (created on the first run). A PGP payload is
+        made once and stored: a retry after an ambiguous failure must find the same bytes."""
+        with self.sessions() as s, s.begin():
+            row = s.get(NachaFile, file_id)
+            data = stored_bytes(self.keyring, row)
+            d = s.scalars(select(Delivery).where(Delivery.file_id == file_id)).first()
+            recipient = self.pgp.recipient if self.pgp is not None else None
+            if d is None:
+                d = Delivery(file_id=file_id, transport=self.kind, destination=self.destination, attempts=0,
+                             uploads=0, ambiguous=False, payload_sha256="", payload_size=0)
+                s.add(d)
+            frozen = d.uploads > 0 and d.payload_sha256  # bytes may be at the bank: keep them
+            if not frozen:
+                if recipient:
+                    payload = self.pgp.encrypt(data)
+                    d.pgp_recipient, d.pgp_payload = recipient, payload
+                else:
+                    payload = data
+                    d.pgp_recipient, d.pgp_payload = None, None
+                d.payload_sha256 = hashlib.sha256(payload).hexdigest()
+                d.payload_size = len(payload)
+                d.transport, d.destination = self.kind, self.destination
+                if self.p.rename_allowed or d.remote_name is None:
+                    d.remote_name = self._final_name(row, 1) if self.p.rename_allowed else None
+            else:
+                payload = d.pgp_payload if d.pgp_payload is not None else data
+                if hashlib.sha256(payload).hexdigest() != d.payload_sha256:
+                    raise OriginationError(f"{row.file_name}: the payload recorded for delivery no longer matches "
+                                           "its sha256")
+                if d.destination != self.destination and d.ambiguous:
+                    raise OriginationError(
+                        f"{row.file_name}: its last upload to {d.destination} ended without confirmation and the "
+                        f"bank settings now point to {self.destination}; check the old destination first")
+                d.transport, d.destination = self.kind, self.destination
+                if self.p.rename_allowed and d.remote_name is None:
+                    d.remote_name = self._final_name(row, 1)
+            s.flush()
+            return payload, d.id, d.payload_sha256
+
+    def _final_name(self, row: NachaFile, seq: int) -> str:
+        name = format_remote_name(self.p.name_pattern, row.file_date, row.file_id_modifier, seq)
+        if self.pgp is not None and not name.lower().endswith((".pgp", ".gpg", ".asc")):
+            name += ".pgp"
+        return name
+
+    def _try_once(self, file_id: int, delivery_id: int, payload: bytes, sha: str) -> tuple[str, str]:
+        folder = self.p.outbound_dir
+        self.t.connect()  # no-op when connected; BankUnreachable/config errors propagate
+        listing = {e.name: e for e in self.t.listdir(folder)}
+        with self.sessions() as s:
+            row = s.get(NachaFile, file_id)
+            d = s.get(Delivery, delivery_id)
+            if row.state == "sent":
+                return "already_there", d.remote_name  # another path confirmed it meanwhile
+            earlier = [a.remote_name for a in s.scalars(
+                select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id)
+                .order_by(DeliveryAttempt.number))]
+            attempt_no = d.attempts + 1
+            file_name, file_date, modifier = row.file_name, row.file_date, row.file_id_modifier
+            final_fixed = d.remote_name
+
+        # 1. Already there, complete? (the "upload OK but the reply was lost" case)
+        candidates = [final_fixed] if self.p.rename_allowed else list(dict.fromkeys(reversed(earlier)))
+        for name in candidates:
+            entry = listing.get(name) if name else None
+            if entry is None:
+                continue
+            if self._complete(folder, entry, len(payload), sha):
+                self._confirm(file_id, delivery_id, name, payload, attempt=None)
+                return "already_there", name
+            if self.p.rename_allowed:
+                raise self._refuse(file_id, delivery_id, None,
+                                   f"{self.t.where}: {self.t.path(folder, name)} already exists at the bank with "
+                                   f"different content ({entry.size:,} bytes, ours {len(payload):,}); not "
+                                   "overwritten: check with the bank")
+            self._cleanup(folder, name, f"partial upload of {file_name}")  # our own partial upload
+        # Our temporary uploads left by earlier tries.
+        if self.p.rename_allowed and final_fixed:
+            for name in listing:
+                if name.startswith(f".{final_fixed}.") and name.endswith(TEMP_SUFFIX):
+                    self._cleanup(folder, name, f"stale temporary upload of {file_name}")
+
+        # 2. Names for this upload; record the attempt before writing anything.
+        if self.p.rename_allowed:
+            final = final_fixed
+            upload_name = f".{final}.{attempt_no}{TEMP_SUFFIX}"
+        else:
+            seq = attempt_no
+            final = self._final_name_for(file_date, modifier, seq)
+            while final in listing or final in earlier:
+                seq += 1
+                final = self._final_name_for(file_date, modifier, seq)
+            upload_name = final
+        attempt_id = self._begin_attempt(file_id, delivery_id, attempt_no, upload_name, final)
+        self.step("sending", file_name)
+
+        # 3. Upload, verify, rename.
+        renaming = False
+        try:
+            self.t.put(payload, folder, upload_name, exclusive=True)
+            self.step("uploaded", file_name)
+            entry = self.t.stat(folder, upload_name)
+            if entry is None or not self._complete(folder, entry, len(payload), sha):
+                got = "missing" if entry is None else f"{entry.size:,} bytes"
+                self._cleanup(folder, upload_name, "incomplete upload")
+                raise RemoteRefused(f"{self.t.where}: upload of {self.t.path(folder, upload_name)} did not verify: "
+                                    f"{got} at the bank, expected {len(payload):,} bytes"
+                                    + (" with our sha256" if self.p.verify_read_back else ""),
+                                    where=self.t.where, path=upload_name)
+            self.step("verified", file_name)
+            if self.p.rename_allowed:
+                if self.t.stat(folder, final) is not None:  # appeared since the listing: never overwrite
+                    self._cleanup(folder, upload_name, "unused temporary upload")
+                    raise self._refuse(file_id, delivery_id, attempt_id,
+                                       f"{self.t.where}: {self.t.path(folder, final)} appeared at the bank during "
+                                       "the upload; not overwritten: check with the bank")
+                renaming = True
+                # The server's OK to the rename of a verified upload is the confirmation (a bank
+                # may move the file away at once, so it is not looked for again).
+                self.t.rename(folder, upload_name, folder, final)
+                self.step("renamed", file_name)
+        except ConnectionLost as e:
+            # Unknown outcome: ambiguous when the final name may hold the file (rename sent, or no
+            # rename at all); the retry looks at the folder first.
+            ambiguous = renaming or not self.p.rename_allowed
+            self._end_attempt(file_id, delivery_id, attempt_id, "lost", str(e), ambiguous=ambiguous)
+            raise
+        except RemoteRefused as e:
+            msg = str(e)
+            if renaming:
+                msg += ("; if the bank forbids renaming, set bank.rename_allowed = false (uploads then go "
+                        "directly to a unique final name, see bank.file_name_pattern)")
+            removed = self._cleanup(folder, upload_name, "refused upload")
+            ambiguous = not self.p.rename_allowed and not removed
+            raise self._refuse(file_id, delivery_id, attempt_id, msg, ambiguous=ambiguous) from None
+        except TransportConfigError as e:
+            self._end_attempt(file_id, delivery_id, attempt_id, "config", str(e),
+                              ambiguous=not self.p.rename_allowed)
+            raise
+        except BankUnreachable as e:
+            self._end_attempt(file_id, delivery_id, attempt_id, "unreachable", str(e),
+                              ambiguous=renaming or not self.p.rename_allowed)
+            raise
+        # 4. Confirmed.
+        self._confirm(file_id, delivery_id, final, payload, attempt=attempt_id)
+        return "sent", final
+
+    def _final_name_for(self, file_date: date, modifier: str, seq: int) -> str:
+        name = format_remote_name(self.p.name_pattern, file_date, modifier, seq)
+        if self.pgp is not None and not name.lower().endswith((".pgp", ".gpg", ".asc")):
+            name += ".pgp"
+        return name
+
+    def _complete(self, folder: str, entry: RemoteEntry, size: int, sha: str) -> bool:
+        if entry.size != size:
+            return False
+        if self.p.verify_read_back:
+            return self.t.sha256(folder, entry.name) == sha
+        return True
+
+    def _cleanup(self, folder: str, name: str, what: str) -> bool:
+        """Best-effort removal of one of our own uploads (partial or temporary)."""
+        try:
+            self.t.remove(folder, name)
+            return True
+        except (RemoteRefused, TransportConfigError) as e:
+            self.log(f"could not remove the {what} {name}: {e}")
+            return False
+        except BankUnreachable:
+            return False
+
+    # -- the ledger ------------------------------------------------------------------------------
+    def _begin_attempt(self, file_id, delivery_id, number, upload_name, final) -> int:
+        now = utcnow()
+        with self.sessions() as s, s.begin():
+            d = s.get(Delivery, delivery_id)
+            row = s.get(NachaFile, file_id)
+            a = DeliveryAttempt(delivery_id=delivery_id, number=number, started_at=now, upload_name=upload_name,
+                                remote_name=final, bytes_sent=0)
+            s.add(a)
+            d.attempts = number
+            d.uploads += 1
+            d.first_attempt_at = d.first_attempt_at or now
+            d.last_attempt_at = now
+            d.ambiguous = True  # until this attempt ends: a crash from here on leaves it unknown
+            if not self.p.rename_allowed:
+                d.remote_name = None
+            row.state = "sending"
+            s.flush()
+            return a.id
+
+    def _end_attempt(self, file_id, delivery_id, attempt_id, outcome, error, *, ambiguous: bool) -> None:
+        with self.sessions() as s, s.begin():
+            a = s.get(DeliveryAttempt, attempt_id) if attempt_id else None
+            if a is not None:
+                a.outcome, a.error, a.finished_at = outcome, error[:_MAX_ERROR], utcnow()
+            d = s.get(Delivery, delivery_id)
+            d.ambiguous = ambiguous
+            d.last_error = error[:_MAX_ERROR]
+            row = s.get(NachaFile, file_id)
+            # 'sending' only while the bank may hold the file under its final name.
+            row.state = "sending" if ambiguous else "built"
+
+    def _refuse(self, file_id, delivery_id, attempt_id, msg, *, ambiguous: bool = False) -> _Refused:
+        self._end_attempt(file_id, delivery_id, attempt_id, "refused", msg, ambiguous=ambiguous)
+        return _Refused(msg)
+
+    def _note_error(self, file_id: int, delivery_id: int | None, error: str) -> None:
+        """Record a failure that happened outside an attempt (connecting, preparing)."""
+        with self.sessions() as s, s.begin():
+            if delivery_id is None:
+                delivery_id = s.scalar(select(Delivery.id).where(Delivery.file_id == file_id))
+            if delivery_id is not None:
+                d = s.get(Delivery, delivery_id)
+                d.last_error = error[:_MAX_ERROR]
+
+    def note_not_tried(self, files: list[SentFile], reason: str) -> None:
+        for f in files:
+            f.error = reason
+            self._note_error(f.file_id, None, reason)
+
+    def _confirm(self, file_id, delivery_id, final, payload: bytes, *, attempt) -> None:
+        archived = self._archive(final, payload)
+        now = utcnow()
+        with self.sessions() as s, s.begin():
+            row = s.get(NachaFile, file_id)
+            d = s.get(Delivery, delivery_id)
+            if attempt is not None:
+                a = s.get(DeliveryAttempt, attempt)
+                a.outcome, a.finished_at, a.bytes_sent, a.error = "sent", now, len(payload), None
+            else:
+                # Found complete at the bank: the attempt that put it there lost its confirmation.
+                last = s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id)
+                                 .order_by(DeliveryAttempt.number.desc())).first()
+                if last is not None and last.outcome in (None, "lost", "unreachable"):
+                    last.outcome, last.finished_at = "already_there", now
+                    last.error = ((last.error or "") + "; found complete at the bank by a later run")[:_MAX_ERROR]
+            d.remote_name = final
+            d.ambiguous = False
+            d.sent_at = now
+            d.last_error = None
+            row.state = "sent"
+            row.sent_at = now
+            file_name = row.file_name
+        self.step("confirmed", file_name)
+        del archived
+        if self.outbox is not None:
+            try:
+                (self.outbox / file_name).unlink(missing_ok=True)  # delivered: no longer awaiting
+            except OSError:
+                pass
+
+    def _archive(self, remote_name: str, payload: bytes) -> Path:
+        """Local copy of what the bank received: <archive>/sent/<remote name> (mode 0600)."""
+        folder = self.archive_dir / "sent"
+        _private_dirs(folder)
+        path = folder / remote_name
+        if path.exists():
+            if path.stat().st_size == len(payload) and _sha256_file(path) == hashlib.sha256(payload).hexdigest():
+                return path
+            path = folder / f"{remote_name}.{hashlib.sha256(payload).hexdigest()[:12]}"
+        write_atomic(path, payload)
+        return path
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _private_dirs(folder: Path) -> None:
+    """Create `folder` and missing parents with mode 0700 (mkdir(parents=True) would give the
+    parents the umask's mode)."""
+    missing = []
+    p = folder
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            pass

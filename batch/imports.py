@@ -1,0 +1,884 @@
+"""CSV imports from the enrollment system and the member portal (DESIGN.md "CSV exports"): premiums,
+AutoPay mandates and one-time payments. Streamed row by row and loaded in batches; every row is
+checked and a bad row is rejected with its line number and reason while the good rows load.
+
+Idempotent: a row already recorded with the same values changes nothing, so re-importing a file
+changes nothing; a payment's `confirmation_id` is its idempotency key. Each import is written to
+the `import_runs` ledger. Row checking (`parse_*_row`) is pure; the `import_*` services do the I/O.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone, tzinfo
+from pathlib import Path
+from typing import Any, BinaryIO
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from nacha.calendar import MAX_YEAR, MIN_YEAR
+from nacha.routing import routing_problem
+
+from .crypto import Keyring, mask
+from .models import (
+    MANDATE_LIVE_STATUSES,
+    AutopayMandate,
+    BankAccount,
+    ImportRun,
+    Payment,
+    Premium,
+    utcnow,
+)
+from .premium_calendar import due_date, parse_coverage_month
+
+__all__ = [
+    "AUTOPAY_CONFIRMATION_PREFIX", "CARD_MESSAGE", "HEADERS", "KINDS", "RESERVED_CONFIRMATION_PREFIXES",
+    "RETRY_CONFIRMATION_PREFIX", "BankFields", "ImportFileError", "ImportResult", "MandateRow", "PaymentRow",
+    "PremiumRow", "Rejection", "RowError", "autopay_confirmation_id", "import_autopay", "import_file",
+    "import_payments", "import_premiums", "is_card_number", "parse_amount", "parse_autopay_row",
+    "parse_instant", "parse_payment_row", "parse_premium_row", "retry_confirmation_id",
+]
+
+KINDS = ("premiums", "autopay", "payments")
+HEADERS: dict[str, tuple[str, ...]] = {
+    "premiums": ("member_id", "member_name", "plan_id", "coverage_month", "amount_due", "subsidy", "binder"),
+    "autopay": ("member_id", "plan_id", "routing_number", "account_number", "account_type", "account_holder",
+                "authorized_at", "channel"),
+    "payments": ("confirmation_id", "submitted_at", "channel", "member_id", "plan_id", "coverage_month", "amount",
+                 "routing_number", "account_number", "account_type", "account_holder"),
+}
+
+# Cards are never accepted (ref §5.1, MAHC how-to-pay): the exact wording members and ops see.
+CARD_MESSAGE = "cards are not accepted; pay from a checking or savings account"
+
+# Confirmation ids achbatch makes itself; the portal's ids must not collide with them.
+AUTOPAY_CONFIRMATION_PREFIX = "AP-"
+RETRY_CONFIRMATION_PREFIX = "RT-"
+RESERVED_CONFIRMATION_PREFIXES = (AUTOPAY_CONFIRMATION_PREFIX, RETRY_CONFIRMATION_PREFIX)
+
+# NACHA Entry Detail amount: 10 digits of cents (ref §1.4).
+MAX_AMOUNT_CENTS = 99_999_999_99
+DEFAULT_CHUNK_SIZE = 1000
+
+_AMOUNT = re.compile(r"^([0-9]+)(?:\.([0-9]{1,2}))?$")
+_ISO_INSTANT = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})?)?$"
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\udc80-\udcff]")
+_CARD_TYPES = {"debit", "credit", "prepaid", "amex", "visa", "mastercard", "discover"}
+
+
+def autopay_confirmation_id(premium_id: int) -> str:
+    """The deterministic confirmation id of the AutoPay pull for a premium."""
+    return f"{AUTOPAY_CONFIRMATION_PREFIX}{premium_id}"
+
+
+def retry_confirmation_id(original_payment_id: int, retry_number: int) -> str:
+    """The deterministic confirmation id of the n-th re-presentment of a returned payment."""
+    return f"{RETRY_CONFIRMATION_PREFIX}{original_payment_id}-{retry_number}"
+
+
+# =============================================================================================
+# Results and errors
+# =============================================================================================
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be imported (missing, unreadable, bad header): exit 2."""
+
+
+class RowError(ValueError):
+    """One row is rejected; the message is the reason (never contains a full account number)."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    line: int  # 1-based physical line where the record starts (the header is line 1)
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclass
+class ImportResult:
+    kind: str
+    file_name: str
+    sha256: str = ""
+    rows_total: int = 0
+    loaded: int = 0  # new rows recorded
+    updated: int = 0  # existing rows whose values changed
+    unchanged: int = 0  # already recorded with the same values
+    rejected: list[Rejection] = field(default_factory=list)
+    import_run_id: int | None = None
+    previous_run_id: int | None = None  # an earlier import of the same bytes, if any
+    previous_run_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+
+# =============================================================================================
+# Field checks (pure)
+# =============================================================================================
+
+def _required(row: dict[str, str], name: str) -> str:
+    value = row[name]
+    if value == "":
+        raise RowError(f"{name} is empty")
+    return value
+
+
+def _ascii_id(row: dict[str, str], name: str, max_len: int) -> str:
+    value = _required(row, name)
+    if not all(0x20 < ord(c) < 0x7F for c in value):
+        raise RowError(f"{name} must be printable ASCII without spaces, got {value!r}")
+    if len(value) > max_len:
+        raise RowError(f"{name} is at most {max_len} characters, got {len(value)}")
+    return value
+
+
+def _name(row: dict[str, str], name: str, max_len: int = 100) -> str:
+    value = _required(row, name)
+    if _CONTROL.search(value):
+        raise RowError(f"{name} contains control characters")
+    if len(value) > max_len:
+        raise RowError(f"{name} is at most {max_len} characters, got {len(value)}")
+    return value
+
+
+def _choice(row: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = _required(row, name).lower()
+    if value not in allowed:
+        raise RowError(f"{name} must be {' or '.join(allowed) if len(allowed) == 2 else ', '.join(allowed)}, "
+                       f"got {row[name]!r}")
+    return value
+
+
+def parse_amount(text: str, name: str = "amount", *, allow_zero: bool = False) -> int:
+    """Dollars with at most two decimals ('12', '12.5', '12.50') to integer cents, no floats."""
+    if text == "":
+        raise RowError(f"{name} is empty")
+    m = _AMOUNT.match(text)
+    if not m:
+        raise RowError(f"{name} must be dollars with at most two decimals (e.g. 123.45), got {text!r}")
+    cents = int(m.group(1)) * 100 + int(((m.group(2) or "") + "00")[:2])
+    if cents == 0 and not allow_zero:
+        raise RowError(f"{name} must be more than 0.00")
+    if cents > MAX_AMOUNT_CENTS:
+        raise RowError(f"{name} is more than a NACHA entry can carry (99999999.99), got {text!r}")
+    return cents
+
+
+def _coverage_month(row: dict[str, str]) -> date:
+    try:
+        month = parse_coverage_month(_required(row, "coverage_month"))
+    except ValueError as e:
+        raise RowError(str(e)) from None
+    # Due and draft dates use the Fed calendar, which covers MIN_YEAR..MAX_YEAR.
+    if not date(MIN_YEAR, 2, 1) <= month <= date(MAX_YEAR, 12, 1):
+        raise RowError(f"coverage_month out of range ({MIN_YEAR}-02 to {MAX_YEAR}-12), got {row['coverage_month']!r}")
+    return month
+
+
+def parse_instant(text: str, name: str, tz: tzinfo) -> datetime:
+    """ISO date or date-time; a value without an offset is local time in `tz`. Returned in UTC."""
+    if text == "":
+        raise RowError(f"{name} is empty")
+    if not _ISO_INSTANT.match(text):
+        raise RowError(f"{name} must be an ISO date or date-time (YYYY-MM-DDTHH:MM:SS[+HH:MM]), got {text!r}")
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise RowError(f"{name} is not a valid date-time ({e}), got {text!r}") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return value.astimezone(timezone.utc)
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def is_card_number(account_number: str) -> bool:
+    """13 to 19 digits (spaces and dashes aside) passing the Luhn check: a payment card number."""
+    digits = account_number.replace(" ", "").replace("-", "")
+    return 13 <= len(digits) <= 19 and digits.isascii() and digits.isdigit() and _luhn_ok(digits)
+
+
+def _is_card_type(account_type: str) -> bool:
+    v = account_type.strip().lower()
+    return "card" in v or v in _CARD_TYPES
+
+
+@dataclass(frozen=True)
+class BankFields:
+    routing_number: str
+    account_number: str = field(repr=False)
+    account_type: str
+    holder_name: str
+
+    def __repr__(self) -> str:
+        return (f"BankFields(routing_number={self.routing_number!r}, account={mask(self.account_number)}, "
+                f"account_type={self.account_type!r}, holder_name={self.holder_name!r})")
+
+
+def _bank_fields(row: dict[str, str]) -> BankFields:
+    account_type = row["account_type"]
+    account = row["account_number"]
+    # Cards first, whatever else is wrong with the row: the member must hear why.
+    if _is_card_type(account_type) or is_card_number(account):
+        raise RowError(CARD_MESSAGE)
+    routing = _required(row, "routing_number")
+    problem = routing_problem(routing)
+    if problem:
+        raise RowError(f"routing_number {routing!r} is not a valid ABA routing number ({problem})")
+    if account == "":
+        raise RowError("account_number is empty")
+    if not (account.isascii() and account.isdigit() and 4 <= len(account) <= 17):
+        shown = mask(account) if account.isascii() and account.isdigit() else "(not digits)"
+        raise RowError(f"account_number must be 4 to 17 digits, got {len(account)} characters {shown}")
+    kind = _choice(row, "account_type", ("checking", "savings"))
+    holder = _name(row, "account_holder")
+    return BankFields(routing, account, kind, holder)
+
+
+# =============================================================================================
+# Rows (pure)
+# =============================================================================================
+
+@dataclass(frozen=True)
+class PremiumRow:
+    member_id: str
+    member_name: str
+    plan_id: str
+    coverage_month: date
+    amount_due_cents: int
+    subsidy: str
+    binder: bool
+    due_date: date
+
+    @property
+    def key(self) -> tuple[str, str, date]:
+        return (self.member_id, self.plan_id, self.coverage_month)
+
+
+@dataclass(frozen=True)
+class MandateRow:
+    member_id: str
+    plan_id: str
+    bank: BankFields
+    authorized_at: datetime
+    channel: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.member_id, self.plan_id)
+
+
+@dataclass(frozen=True)
+class PaymentRow:
+    confirmation_id: str
+    submitted_at: datetime
+    channel: str
+    member_id: str
+    plan_id: str
+    coverage_month: date
+    amount_cents: int
+    bank: BankFields | None  # None for mail
+    sec_code: str | None
+    payment_type_code: str
+    originate_on: date | None
+    state: str
+
+    @property
+    def key(self) -> str:
+        return self.confirmation_id
+
+
+def parse_premium_row(row: dict[str, str]) -> PremiumRow:
+    """A premiums CSV row (values already stripped) to a PremiumRow, or RowError with the reason."""
+    member_id = _ascii_id(row, "member_id", 15)  # NACHA Individual Identification Number is 15
+    member_name = _name(row, "member_name")
+    plan_id = _ascii_id(row, "plan_id", 20)
+    month = _coverage_month(row)
+    # A $0 premium (fully subsidized) needs no payment and is left out of the export.
+    amount = parse_amount(row["amount_due"], "amount_due")
+    subsidy = _choice(row, "subsidy", ("none", "aptc", "connectorcare"))
+    binder = _choice(row, "binder", ("yes", "no")) == "yes"
+    return PremiumRow(member_id, member_name, plan_id, month, amount, subsidy, binder, due_date(month))
+
+
+def parse_autopay_row(row: dict[str, str], tz: tzinfo) -> MandateRow:
+    member_id = _ascii_id(row, "member_id", 15)
+    plan_id = _ascii_id(row, "plan_id", 20)
+    bank = _bank_fields(row)
+    authorized_at = parse_instant(row["authorized_at"], "authorized_at", tz)
+    channel = _choice(row, "channel", ("web", "paper"))
+    return MandateRow(member_id, plan_id, bank, authorized_at, channel)
+
+
+# SEC code and payment type per channel (DESIGN.md "The rules it must get right").
+_CHANNEL_SEC = {"portal": ("WEB", "S"), "guest": ("WEB", "S"), "phone": ("TEL", "S"), "mail": (None, "")}
+
+
+def parse_payment_row(row: dict[str, str], tz: tzinfo) -> PaymentRow:
+    confirmation_id = _ascii_id(row, "confirmation_id", 64)
+    if confirmation_id.upper().startswith(RESERVED_CONFIRMATION_PREFIXES):
+        raise RowError(f"confirmation_id must not start with {' or '.join(RESERVED_CONFIRMATION_PREFIXES)} "
+                       "(reserved for AutoPay pulls and re-presentments)")
+    submitted_at = parse_instant(row["submitted_at"], "submitted_at", tz)
+    channel = _choice(row, "channel", ("portal", "guest", "phone", "mail"))
+    member_id = _ascii_id(row, "member_id", 15)
+    plan_id = _ascii_id(row, "plan_id", 20)
+    month = _coverage_month(row)
+    amount = parse_amount(row["amount"], "amount")
+    sec_code, payment_type = _CHANNEL_SEC[channel]
+    if channel == "mail":
+        # A check or money order already received (lockbox): never debited, no bank account kept.
+        if _is_card_type(row["account_type"]) or is_card_number(row["account_number"]):
+            raise RowError(CARD_MESSAGE)
+        if row["routing_number"] or row["account_number"]:
+            raise RowError("mail payments are never debited: leave routing_number and account_number empty")
+        return PaymentRow(confirmation_id, submitted_at, channel, member_id, plan_id, month, amount, None,
+                          None, "", None, "paid")
+    bank = _bank_fields(row)
+    # The business date of submission in the origination time zone: originated on that night's run
+    # (or the first run after it).
+    originate_on = submitted_at.astimezone(tz).date()
+    return PaymentRow(confirmation_id, submitted_at, channel, member_id, plan_id, month, amount, bank,
+                      sec_code, payment_type, originate_on, "pending")
+
+
+# =============================================================================================
+# Reading: streamed, hashed while read, line numbers of record starts
+# =============================================================================================
+
+class _HashingReader(io.RawIOBase):
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self._raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.sha256.update(data)
+        return n
+
+
+@dataclass
+class _Record:
+    line: int
+    values: dict[str, str] | None  # None: rejected before parsing (see error)
+    error: str | None = None
+
+
+def _records(text: io.TextIOBase, kind: str, label: str) -> Iterator[_Record]:
+    reader = csv.reader(text, strict=True)
+    expected = HEADERS[kind]
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ImportFileError(f"{label}: empty file, expected the header row: {','.join(expected)}") from None
+    except csv.Error as e:
+        raise ImportFileError(f"{label}: line 1: unreadable header ({e})") from None
+    names = [h.strip() for h in header]
+    if any(_SURROGATE.search(n) for n in names):
+        raise ImportFileError(f"{label}: line 1: header is not UTF-8 text")
+    missing = [n for n in expected if n not in names]
+    unknown = [n for n in names if n not in expected]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if missing or unknown or dupes:
+        parts = []
+        if missing:
+            parts.append("missing " + ", ".join(missing))
+        if unknown:
+            parts.append("unknown " + ", ".join(repr(n) for n in unknown))
+        if dupes:
+            parts.append("repeated " + ", ".join(dupes))
+        raise ImportFileError(f"{label}: line 1: not a {kind} header ({'; '.join(parts)}); "
+                              f"expected: {','.join(expected)}")
+    last_line = reader.line_num
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            start = last_line + 1
+            last_line = reader.line_num
+            yield _Record(start, None, f"unreadable CSV ({e})")
+            continue
+        start, last_line = last_line + 1, reader.line_num
+        if not fields or all(f.strip() == "" for f in fields):
+            continue  # blank line
+        if len(fields) != len(names):
+            yield _Record(start, None, f"expected {len(names)} fields, got {len(fields)}")
+            continue
+        if any(_SURROGATE.search(f) for f in fields):
+            yield _Record(start, None, "not valid UTF-8 text")
+            continue
+        yield _Record(start, {n: f.strip() for n, f in zip(names, fields)})
+
+
+# =============================================================================================
+# Loading: one handler per kind; rows go to the database in chunks, one transaction per chunk
+# =============================================================================================
+
+_Outcome = tuple[str, str | None]  # ("loaded"|"updated"|"unchanged"|"rejected", reason)
+LOADED, UPDATED, UNCHANGED, REJECTED = "loaded", "updated", "unchanged", "rejected"
+
+
+class _Handler:
+    kind: str
+    tables: tuple[str, ...] = ()  # tables this import grows (see _Statistics)
+
+    def parse(self, values: dict[str, str]) -> Any:
+        raise NotImplementedError
+
+    def apply(self, session: Session, items: list[tuple[int, Any]]) -> list[_Outcome]:
+        raise NotImplementedError
+
+
+class _PremiumHandler(_Handler):
+    kind = "premiums"
+    tables = ("premiums",)
+
+    def parse(self, values):
+        return parse_premium_row(values)
+
+    def apply(self, session, items):
+        keys = [it.key for _, it in items]
+        cols = (Premium.id, Premium.member_id, Premium.plan_id, Premium.coverage_month, Premium.member_name,
+                Premium.amount_due_cents, Premium.subsidy, Premium.binder)
+        wanted = set(keys)
+        existing = {
+            key: r
+            for r in session.execute(
+                _where_keys(select(*cols), (Premium.member_id, Premium.plan_id, Premium.coverage_month), wanted))
+            if (key := (r.member_id, r.plan_id, r.coverage_month)) in wanted
+        }
+        now = utcnow()
+        inserts, updates, out = [], [], []
+        for _, it in items:
+            old = existing.get(it.key)
+            values = {"member_name": it.member_name, "amount_due_cents": it.amount_due_cents,
+                      "subsidy": it.subsidy, "binder": it.binder}
+            if old is None:
+                inserts.append({"member_id": it.member_id, "plan_id": it.plan_id, "coverage_month": it.coverage_month,
+                                "due_date": it.due_date, "created_at": now, "updated_at": now, **values})
+                out.append((LOADED, None))
+            elif all(getattr(old, k) == v for k, v in values.items()):
+                out.append((UNCHANGED, None))
+            else:
+                updates.append({"id": old.id, "updated_at": now, **values})
+                out.append((UPDATED, None))
+        if inserts:
+            session.execute(insert(Premium), inserts)
+        if updates:
+            session.execute(update(Premium), updates)
+        return out
+
+
+def _where_keys(stmt, columns, keys):
+    """Rows whose composite key may be in `keys`: one IN list per column (each served by an index;
+    a row-value IN list of composite keys is planned poorly by PostgreSQL). The caller keeps only
+    the exact keys."""
+    keys = list(keys)
+    for i, column in enumerate(columns):
+        stmt = stmt.where(column.in_(sorted({k[i] for k in keys})))
+    return stmt
+
+
+class _AccountBook:
+    """Finds bank accounts by keyed hash (under every key of the ring, so rows written before a key
+    rotation still match) and creates missing ones, within one chunk's transaction."""
+
+    def __init__(self, session: Session, keyring: Keyring, banks: list[BankFields]):
+        self.session = session
+        self.keyring = keyring
+        self._candidates: dict[tuple[str, str], list[str]] = {}
+        for b in banks:
+            self._candidates.setdefault((b.routing_number, b.account_number),
+                                        keyring.account_hashes(b.routing_number, b.account_number))
+        all_hashes = sorted({h for hs in self._candidates.values() for h in hs})
+        self._by_hash: dict[tuple[str, str], BankAccount] = {}
+        for i in range(0, len(all_hashes), 500):
+            for acct in session.scalars(select(BankAccount).where(BankAccount.account_hash.in_(all_hashes[i:i + 500]))):
+                self._by_hash[(acct.routing_number, acct.account_hash)] = acct
+
+    def find(self, bank: BankFields) -> BankAccount | None:
+        for h in self._candidates[(bank.routing_number, bank.account_number)]:
+            acct = self._by_hash.get((bank.routing_number, h))
+            if acct is not None:
+                return acct
+        return None
+
+    def new_values(self, bank: BankFields, now: datetime) -> dict[str, Any]:
+        """Column values of a new account: encrypted number, keyed hash under the current key, and
+        'unvalidated' (NACHA WEB debit rule: validate on first use, ref §4)."""
+        return dict(
+            routing_number=bank.routing_number,
+            account_number_enc=self.keyring.encrypt_account(bank.account_number),
+            account_hash=self.keyring.account_hash(bank.routing_number, bank.account_number),
+            last4=bank.account_number[-4:], account_type=bank.account_type, holder_name=bank.holder_name,
+            status="active", status_reason=None, validation_method=None, validated_on=None,
+            validation_result="unvalidated", created_at=now, updated_at=now,
+        )
+
+    @staticmethod
+    def refresh(acct: BankAccount, bank: BankFields, now: datetime) -> bool:
+        """The latest import's account type and holder name win (the number itself is the
+        identity). True when something changed."""
+        if acct.account_type == bank.account_type and acct.holder_name == bank.holder_name:
+            return False
+        acct.account_type, acct.holder_name, acct.updated_at = bank.account_type, bank.holder_name, now
+        return True
+
+    def find_or_create(self, bank: BankFields, now: datetime) -> tuple[BankAccount, bool]:
+        """The account (attributes refreshed from `bank`, id assigned) and whether anything changed."""
+        acct = self.find(bank)
+        if acct is not None:
+            return acct, self.refresh(acct, bank, now)
+        acct = BankAccount(**self.new_values(bank, now))
+        self.session.add(acct)
+        self.session.flush()
+        self._by_hash[(acct.routing_number, acct.account_hash)] = acct
+        return acct, True
+
+    def insert_many(self, new: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], int]:
+        """Insert new accounts in one statement; their ids by (routing, account number)."""
+        if not new:
+            return {}
+        rows = self.session.execute(
+            insert(BankAccount).returning(BankAccount.id, BankAccount.routing_number, BankAccount.account_hash),
+            list(new.values()))
+        by_hash = {(r.routing_number, r.account_hash): r.id for r in rows}
+        return {key: by_hash[(v["routing_number"], v["account_hash"])] for key, v in new.items()}
+
+
+def _blocked_reason(acct: BankAccount) -> str:
+    why = f" ({acct.status_reason})" if acct.status_reason else ""
+    return f"bank account ****{acct.last4} at {acct.routing_number} is blocked{why}; use another account"
+
+
+class _MandateHandler(_Handler):
+    kind = "autopay"
+    tables = ("bank_accounts", "autopay_mandates")
+
+    def __init__(self, keyring: Keyring, tz: tzinfo):
+        self.keyring = keyring
+        self.tz = tz
+
+    def parse(self, values):
+        return parse_autopay_row(values, self.tz)
+
+    def apply(self, session, items):
+        now = utcnow()
+        book = _AccountBook(session, self.keyring, [it.bank for _, it in items])
+        keys = [it.key for _, it in items]
+        mandates: dict[tuple[str, str], list[AutopayMandate]] = {}
+        wanted = set(keys)
+        for m in session.scalars(_where_keys(select(AutopayMandate), (AutopayMandate.member_id, AutopayMandate.plan_id),
+                                             keys).order_by(AutopayMandate.id)):
+            if (m.member_id, m.plan_id) in wanted:
+                mandates.setdefault((m.member_id, m.plan_id), []).append(m)
+        out: list[_Outcome] = []
+        for _, it in items:
+            existing = book.find(it.bank)
+            if existing is not None and existing.status == "blocked":
+                out.append((REJECTED, _blocked_reason(existing)))
+                continue
+            history = mandates.get(it.key, [])
+            live = next((m for m in history if m.status in MANDATE_LIVE_STATUSES), None)
+            if existing is not None:
+                same = next((m for m in history if m.bank_account_id == existing.id
+                             and m.authorized_at == it.authorized_at), None)
+                if same is not None and same is not live:
+                    # This very authorization was recorded before and has since ended (replaced or
+                    # revoked): a re-sent row must not bring it back.
+                    out.append((UNCHANGED, None))
+                    continue
+            if live is not None and existing is not None and live.bank_account_id == existing.id:
+                if it.authorized_at < live.authorized_at:
+                    out.append((REJECTED, f"authorized_at {it.authorized_at.isoformat()} is older than the current "
+                                          f"mandate's ({live.authorized_at.isoformat()})"))
+                    continue
+                _, acct_changed = book.find_or_create(it.bank, now)
+                if live.authorized_at == it.authorized_at and live.channel == it.channel:
+                    out.append((UPDATED if acct_changed else UNCHANGED, None))
+                    continue
+                live.authorized_at, live.channel, live.updated_at = it.authorized_at, it.channel, now
+                out.append((UPDATED, None))
+                continue
+            if live is not None and it.authorized_at <= live.authorized_at:
+                out.append((REJECTED, f"authorized_at {it.authorized_at.isoformat()} is not later than the current "
+                                      f"mandate's ({live.authorized_at.isoformat()}) on another account"))
+                continue
+            acct, _ = book.find_or_create(it.bank, now)
+            if live is not None:
+                # A new bank account supersedes the old mandate (the new account awaits validation).
+                live.status, live.status_reason, live.active_key = "revoked", "replaced", None
+                live.ended_at = live.updated_at = now
+                session.flush()  # free the active_key before the new mandate takes it
+            mandate = AutopayMandate(
+                member_id=it.member_id, plan_id=it.plan_id, bank_account_id=acct.id, channel=it.channel,
+                authorized_at=it.authorized_at, status="active", active_key=AutopayMandate.key_for(*it.key),
+                created_at=now, updated_at=now,
+            )
+            session.add(mandate)
+            history.append(mandate)
+            mandates[it.key] = history
+            out.append((UPDATED if live is not None else LOADED, None))
+        session.flush()
+        return out
+
+
+class _PaymentHandler(_Handler):
+    kind = "payments"
+    tables = ("bank_accounts", "payments", "premiums")
+
+    def __init__(self, keyring: Keyring, tz: tzinfo):
+        self.keyring = keyring
+        self.tz = tz
+
+    def parse(self, values):
+        return parse_payment_row(values, self.tz)
+
+    def apply(self, session, items):
+        now = utcnow()
+        book = _AccountBook(session, self.keyring, [it.bank for _, it in items if it.bank is not None])
+        ids = [it.confirmation_id for _, it in items]
+        known = {p.confirmation_id: p for p in session.scalars(select(Payment).where(Payment.confirmation_id.in_(ids)))}
+        wanted = {(it.member_id, it.plan_id, it.coverage_month) for _, it in items}
+        premiums = {
+            key: r.id
+            for r in session.execute(_where_keys(
+                select(Premium.id, Premium.member_id, Premium.plan_id, Premium.coverage_month),
+                (Premium.member_id, Premium.plan_id, Premium.coverage_month), wanted))
+            if (key := (r.member_id, r.plan_id, r.coverage_month)) in wanted
+        }
+        out: list[_Outcome] = []
+        # account reference: an existing account's id, or the (routing, number) of a new one
+        accepted: list[tuple[PaymentRow, int | None, int | tuple[str, str] | None]] = []
+        new_accounts: dict[tuple[str, str], dict[str, Any]] = {}
+        for _, it in items:
+            old = known.get(it.confirmation_id)
+            if old is not None:
+                out.append(self._compare(old, it, book))
+                continue
+            premium_id = premiums.get((it.member_id, it.plan_id, it.coverage_month))
+            if it.channel == "guest" and premium_id is None:
+                out.append((REJECTED, f"unknown member and plan: no premium for member {it.member_id} plan "
+                                      f"{it.plan_id} coverage month {it.coverage_month:%Y-%m}"))
+                continue
+            ref: int | tuple[str, str] | None = None
+            if it.bank is not None:
+                acct = book.find(it.bank)
+                if acct is not None and acct.status == "blocked":
+                    out.append((REJECTED, _blocked_reason(acct)))
+                    continue
+                if acct is not None:
+                    book.refresh(acct, it.bank, now)
+                    ref = acct.id
+                else:
+                    ref = (it.bank.routing_number, it.bank.account_number)
+                    if ref not in new_accounts:
+                        new_accounts[ref] = book.new_values(it.bank, now)
+            accepted.append((it, premium_id, ref))
+            out.append((LOADED, None))
+        new_ids = book.insert_many(new_accounts)
+        rows = [{
+            "confirmation_id": it.confirmation_id, "channel": it.channel, "member_id": it.member_id,
+            "plan_id": it.plan_id, "coverage_month": it.coverage_month, "premium_id": premium_id,
+            "amount_cents": it.amount_cents,
+            "bank_account_id": new_ids[ref] if isinstance(ref, tuple) else ref,
+            "submitted_at": it.submitted_at, "sec_code": it.sec_code, "payment_type_code": it.payment_type_code,
+            "originate_on": it.originate_on, "state": it.state, "retry_number": 0,
+            "created_at": now, "updated_at": now,
+        } for it, premium_id, ref in accepted]
+        if rows:
+            session.execute(insert(Payment), rows)
+        return out
+
+    @staticmethod
+    def _compare(old: Payment, it: PaymentRow, book: _AccountBook) -> _Outcome:
+        differs = [name for name, a, b in (
+            ("channel", old.channel, it.channel), ("member_id", old.member_id, it.member_id),
+            ("plan_id", old.plan_id, it.plan_id), ("coverage_month", old.coverage_month, it.coverage_month),
+            ("amount", old.amount_cents, it.amount_cents), ("submitted_at", old.submitted_at, it.submitted_at),
+        ) if a != b]
+        acct = book.find(it.bank) if it.bank is not None else None
+        if (acct.id if acct is not None else None) != old.bank_account_id:
+            differs.append("bank account")
+        if differs:
+            return (REJECTED, f"confirmation_id {it.confirmation_id} is already recorded with a different "
+                              f"{', '.join(differs)}; nothing changed")
+        return (UNCHANGED, None)
+
+
+class _Statistics:
+    """Keeps PostgreSQL's planner statistics current while an import grows a table. Without them
+    (a fresh or fast-growing table, before autovacuum's ANALYZE) the planner estimates an IN list of
+    a thousand keys to match most of the table and scans it all for every chunk, which makes the
+    first large import quadratic. ANALYZE samples a fixed number of rows, so running it each time
+    the rows loaded double costs little. SQLite needs nothing (its planner prefers the index)."""
+
+    def __init__(self, tables: tuple[str, ...]):
+        self.tables = tables
+        self.loaded = 0
+        self.next_at = 5_000
+
+    def after_chunk(self, session: Session, loaded: int) -> None:
+        self.loaded += loaded
+        if self.loaded < self.next_at or not self.tables or session.get_bind().dialect.name != "postgresql":
+            return
+        session.execute(text("ANALYZE " + ", ".join(self.tables)))
+        self.next_at = self.loaded * 2
+
+
+def _run(handler: _Handler, path: str | Path, sessions: sessionmaker[Session], *,
+         progress: Callable[[int], None] | None, chunk_size: int) -> ImportResult:
+    path = Path(path)
+    result = ImportResult(handler.kind, str(path))
+    try:
+        raw = path.open("rb")
+    except FileNotFoundError:
+        raise ImportFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImportFileError(f"{path}: is a folder") from None
+    except OSError as e:
+        raise ImportFileError(f"{path}: cannot read ({e.strerror})") from None
+    with raw:
+        hashing = _HashingReader(raw)
+        text = io.TextIOWrapper(io.BufferedReader(hashing, 1 << 16), encoding="utf-8-sig",
+                                errors="surrogateescape", newline="")
+        chunk: list[tuple[int, Any]] = []
+        chunk_keys: set[Any] = set()
+        stats = _Statistics(handler.tables)
+
+        def flush() -> None:
+            if not chunk:
+                return
+            with sessions() as session, session.begin():
+                outcomes = handler.apply(session, chunk)
+                stats.after_chunk(session, sum(1 for o, _ in outcomes if o == LOADED))
+            for (line, _), (outcome, reason) in zip(chunk, outcomes):
+                if outcome == REJECTED:
+                    result.rejected.append(Rejection(line, reason or "rejected"))
+                else:
+                    setattr(result, outcome, getattr(result, outcome) + 1)
+            chunk.clear()
+            chunk_keys.clear()
+            if progress is not None:
+                progress(result.rows_total)
+
+        try:
+            for rec in _records(text, handler.kind, str(path)):
+                result.rows_total += 1
+                if rec.values is None:
+                    result.rejected.append(Rejection(rec.line, rec.error or "rejected"))
+                    continue
+                try:
+                    item = handler.parse(rec.values)
+                except RowError as e:
+                    result.rejected.append(Rejection(rec.line, str(e)))
+                    continue
+                if item.key in chunk_keys:
+                    flush()  # a repeated key is applied after the earlier row, as a later file would be
+                chunk.append((rec.line, item))
+                chunk_keys.add(item.key)
+                if len(chunk) >= chunk_size:
+                    flush()
+            flush()
+            while hashing.read(1 << 16):
+                pass  # hash the whole file even if the CSV reader stopped early
+        except OSError as e:
+            raise ImportFileError(f"{path}: read error ({e.strerror})") from None
+    result.rejected.sort(key=lambda r: r.line)
+    result.sha256 = hashing.sha256.hexdigest()
+    with sessions() as session, session.begin():
+        prev = session.execute(
+            select(ImportRun.id, ImportRun.created_at).where(ImportRun.kind == handler.kind,
+                                                             ImportRun.sha256 == result.sha256)
+            .order_by(ImportRun.id).limit(1)).first()
+        if prev is not None:
+            result.previous_run_id, result.previous_run_at = prev.id, prev.created_at
+        run = ImportRun(kind=handler.kind, file_name=str(path)[-500:], sha256=result.sha256,
+                        rows_total=result.rows_total, rows_loaded=result.loaded, rows_updated=result.updated,
+                        rows_unchanged=result.unchanged, rows_rejected=len(result.rejected), created_at=utcnow())
+        session.add(run)
+        session.flush()
+        result.import_run_id = run.id
+    return result
+
+
+# =============================================================================================
+# Services
+# =============================================================================================
+
+def _zone(tz: str | tzinfo) -> tzinfo:
+    return ZoneInfo(tz) if isinstance(tz, str) else tz
+
+
+def import_premiums(sessions: sessionmaker[Session], path: str | Path, *,
+                    progress: Callable[[int], None] | None = None,
+                    chunk_size: int = DEFAULT_CHUNK_SIZE) -> ImportResult:
+    """Load the enrollment system's bills. New (member, plan, month) rows are added; a row whose
+    name, amount, subsidy or binder flag changed updates the premium (updated_at)."""
+    return _run(_PremiumHandler(), path, sessions, progress=progress, chunk_size=chunk_size)
+
+
+def import_autopay(sessions: sessionmaker[Session], path: str | Path, *, keyring: Keyring,
+                   timezone: str | tzinfo = "America/New_York",
+                   progress: Callable[[int], None] | None = None,
+                   chunk_size: int = DEFAULT_CHUNK_SIZE) -> ImportResult:
+    """Load AutoPay mandates. One live mandate per member and plan: a later authorization on
+    another bank account revokes the old mandate (reason 'replaced'); the new account is recorded
+    as unvalidated. `authorized_at` without an offset is local time in `timezone`."""
+    return _run(_MandateHandler(keyring, _zone(timezone)), path, sessions, progress=progress, chunk_size=chunk_size)
+
+
+def import_payments(sessions: sessionmaker[Session], path: str | Path, *, keyring: Keyring,
+                    timezone: str | tzinfo = "America/New_York",
+                    progress: Callable[[int], None] | None = None,
+                    chunk_size: int = DEFAULT_CHUNK_SIZE) -> ImportResult:
+    """Load the portal's one-time payments (portal/guest: WEB 'S', phone: TEL 'S', pending,
+    originate_on = submission date in `timezone`; mail: already 'paid', never debited).
+    A known confirmation_id changes nothing."""
+    return _run(_PaymentHandler(keyring, _zone(timezone)), path, sessions, progress=progress, chunk_size=chunk_size)
+
+
+def import_file(kind: str, sessions: sessionmaker[Session], path: str | Path, *, keyring: Keyring | None = None,
+                timezone: str | tzinfo = "America/New_York", progress: Callable[[int], None] | None = None,
+                chunk_size: int = DEFAULT_CHUNK_SIZE) -> ImportResult:
+    """Dispatch on `kind` ('premiums', 'autopay' or 'payments')."""
+    if kind == "premiums":
+        return import_premiums(sessions, path, progress=progress, chunk_size=chunk_size)
+    if keyring is None:
+        raise ValueError(f"importing {kind} needs the account-number keyring")
+    if kind == "autopay":
+        return import_autopay(sessions, path, keyring=keyring, timezone=timezone, progress=progress,
+                              chunk_size=chunk_size)
+    if kind == "payments":
+        return import_payments(sessions, path, keyring=keyring, timezone=timezone, progress=progress,
+                               chunk_size=chunk_size)
+    raise ValueError(f"unknown import kind {kind!r} (one of {', '.join(KINDS)})")

@@ -1,0 +1,664 @@
+"""The ledger schema (SQLAlchemy 2.0 declarative): premiums, bank accounts, AutoPay mandates,
+payments, NACHA files and their entries, sequences and the import ledger.
+
+Money is integer cents (BigInteger). Account numbers and file bytes are stored only encrypted
+(batch/crypto.py; the ciphertext carries its key id). The exactly-once guarantees are unique
+constraints, so they hold whatever the scheduler does:
+  * payments.confirmation_id unique: a portal payment is recorded once;
+  * payments.autopay_premium_id unique: never two AutoPay pulls for one premium;
+  * file_entries.payment_id unique: a payment is in at most one NACHA entry;
+  * file_entries.trace_number unique: a trace number is never reused;
+  * nacha_files (file_date, file_id_modifier) unique;
+  * autopay_mandates.active_key unique (= 'member|plan' while the mandate is live, NULL once
+    revoked): at most one live mandate per member and plan, on SQLite and PostgreSQL alike.
+The schema itself is created by the Alembic migrations in batch/migrations (`achbatch db upgrade`);
+these classes must stay in step with them (tests/test_db.py compares the two).
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "AutopayMandate", "BankAccount", "Base", "FileEntry", "ImportRun", "NachaFile", "Payment",
+    "Premium", "Sequence", "UTCDateTime", "utcnow",
+    "SUBSIDIES", "ACCOUNT_TYPES", "ACCOUNT_STATUSES", "VALIDATION_RESULTS", "MANDATE_CHANNELS",
+    "MANDATE_STATUSES", "PAYMENT_CHANNELS", "PAYMENT_STATES", "SEC_CODES", "PAYMENT_TYPE_CODES",
+    "FILE_STATES", "TRACE_SEQUENCE",
+]
+
+# Constraint names are stable across databases (Alembic needs names to alter them later).
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Value sets (CHECK constraints below; the migrations carry the same lists).
+SUBSIDIES = ("none", "aptc", "connectorcare")
+ACCOUNT_TYPES = ("checking", "savings")
+ACCOUNT_STATUSES = ("active", "blocked")
+VALIDATION_RESULTS = ("unvalidated", "pending", "valid", "invalid")
+MANDATE_CHANNELS = ("web", "paper")
+MANDATE_STATUSES = ("active", "suspended", "revoked")
+MANDATE_LIVE_STATUSES = ("active", "suspended")
+PAYMENT_CHANNELS = ("portal", "guest", "phone", "mail", "autopay", "retry")
+PAYMENT_STATES = ("pending", "in_file", "sent", "settled", "returned", "failed", "paid")
+SEC_CODES = ("WEB", "PPD", "TEL")
+PAYMENT_TYPE_CODES = ("S", "R", "")
+FILE_STATES = ("built", "sending", "sent")
+TRACE_SEQUENCE = "trace"  # sequences.name of the 7-digit trace number counter
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# Surrogate keys: BIGINT on PostgreSQL, INTEGER on SQLite (only "INTEGER PRIMARY KEY" is the rowid
+# alias that autoincrements there).
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware instant. Stored as timestamptz on PostgreSQL and as naive UTC on SQLite
+    (which has no time zones); always returned aware, in UTC. Naive values are refused: a time
+    without a zone is a guess."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: give a time zone (store instants, not wall-clock times)")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Premium(Base):
+    """One bill from the enrollment system: a member's premium for one plan and coverage month."""
+
+    __tablename__ = "premiums"
+    __table_args__ = (
+        UniqueConstraint("member_id", "plan_id", "coverage_month"),
+        CheckConstraint("amount_due_cents >= 0", name="amount_due"),
+        CheckConstraint(_in("subsidy", SUBSIDIES), name="subsidy"),
+        Index("ix_premiums_due_date", "due_date"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(15))  # = NACHA Individual Identification (15)
+    member_name: Mapped[str] = mapped_column(String(100))
+    plan_id: Mapped[str] = mapped_column(String(20))
+    coverage_month: Mapped[date] = mapped_column(Date)  # first day of the month covered
+    amount_due_cents: Mapped[int] = mapped_column(BigInteger)
+    subsidy: Mapped[str] = mapped_column(String(16))
+    binder: Mapped[bool] = mapped_column(Boolean)
+    due_date: Mapped[date] = mapped_column(Date)  # 23rd of the month before (premium_calendar)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BankAccount(Base):
+    """A payer's checking or savings account. The number is stored only encrypted; `account_hash`
+    (keyed HMAC of routing|account) finds it again without decrypting. Validation state records
+    NACHA's WEB debit account validation (first use and every change, ref §4)."""
+
+    __tablename__ = "bank_accounts"
+    __table_args__ = (
+        # hash first: lookups by keyed hash use this index (the hash alone is all but unique)
+        UniqueConstraint("account_hash", "routing_number"),
+        CheckConstraint(_in("account_type", ACCOUNT_TYPES), name="account_type"),
+        CheckConstraint(_in("status", ACCOUNT_STATUSES), name="status"),
+        CheckConstraint(_in("validation_result", VALIDATION_RESULTS), name="validation_result"),
+        CheckConstraint("length(routing_number) = 9", name="routing_number"),
+        CheckConstraint("length(last4) <= 4", name="last4"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    routing_number: Mapped[str] = mapped_column(String(9))
+    account_number_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    account_hash: Mapped[str] = mapped_column(String(64))
+    last4: Mapped[str] = mapped_column(String(4))
+    account_type: Mapped[str] = mapped_column(String(8))
+    holder_name: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(8), default="active")
+    status_reason: Mapped[str | None] = mapped_column(String(100), default=None)
+    validation_method: Mapped[str | None] = mapped_column(String(32), default=None)
+    validated_on: Mapped[date | None] = mapped_column(Date, default=None)
+    validation_result: Mapped[str] = mapped_column(String(16), default="unvalidated")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AutopayMandate(Base):
+    """An AutoPay authorization: debit this account for this member's plan every month.
+    `web` mandates are WEB with payment type R, `paper` ones PPD (DESIGN.md)."""
+
+    __tablename__ = "autopay_mandates"
+    __table_args__ = (
+        UniqueConstraint("active_key"),
+        CheckConstraint(_in("channel", MANDATE_CHANNELS), name="channel"),
+        CheckConstraint(_in("status", MANDATE_STATUSES), name="status"),
+        # active_key is 'member|plan' exactly while the mandate is live (active or suspended) and
+        # NULL otherwise; with the unique constraint that allows one live mandate per member/plan.
+        CheckConstraint(
+            "(status IN ('active', 'suspended') AND active_key IS NOT NULL AND active_key = member_id || '|' || plan_id)"
+            " OR (status NOT IN ('active', 'suspended') AND active_key IS NULL)",
+            name="active_key",
+        ),
+        Index("ix_autopay_mandates_member_plan", "member_id", "plan_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(15))
+    plan_id: Mapped[str] = mapped_column(String(20))
+    bank_account_id: Mapped[int] = mapped_column(Id, ForeignKey("bank_accounts.id"))
+    channel: Mapped[str] = mapped_column(String(8))
+    authorized_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(12), default="active")
+    status_reason: Mapped[str | None] = mapped_column(String(100), default=None)
+    active_key: Mapped[str | None] = mapped_column(String(40), default=None)
+    # when it stopped being live: authorizations are kept 2 years after revocation (NR2013 OR6)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @staticmethod
+    def key_for(member_id: str, plan_id: str) -> str:
+        return f"{member_id}|{plan_id}"
+
+
+class Payment(Base):
+    """One payment: a debit to originate (portal, guest, phone, AutoPay pull, re-presentment) or a
+    mail payment already received (state 'paid', never debited, no bank account)."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("confirmation_id"),
+        UniqueConstraint("autopay_premium_id"),
+        CheckConstraint("amount_cents > 0", name="amount"),
+        CheckConstraint(_in("channel", PAYMENT_CHANNELS), name="channel"),
+        CheckConstraint(_in("state", PAYMENT_STATES), name="state"),
+        CheckConstraint(f"sec_code IS NULL OR {_in('sec_code', SEC_CODES)}", name="sec_code"),
+        CheckConstraint(_in("payment_type_code", PAYMENT_TYPE_CODES), name="payment_type_code"),
+        # mail: no account, no SEC code, never debited; every other channel is an ACH debit
+        CheckConstraint(
+            "(channel = 'mail' AND bank_account_id IS NULL AND sec_code IS NULL AND state = 'paid')"
+            " OR (channel <> 'mail' AND bank_account_id IS NOT NULL AND sec_code IS NOT NULL"
+            " AND originate_on IS NOT NULL AND state <> 'paid')",
+            name="mail",
+        ),
+        CheckConstraint("autopay_premium_id IS NULL OR channel = 'autopay'", name="autopay_premium"),
+        Index("ix_payments_state_originate_on", "state", "originate_on"),
+        Index("ix_payments_member_plan_month", "member_id", "plan_id", "coverage_month"),
+        Index("ix_payments_premium_id", "premium_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    confirmation_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(8))
+    member_id: Mapped[str] = mapped_column(String(15))
+    plan_id: Mapped[str] = mapped_column(String(20))
+    coverage_month: Mapped[date] = mapped_column(Date)
+    premium_id: Mapped[int | None] = mapped_column(Id, ForeignKey("premiums.id"), default=None)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    bank_account_id: Mapped[int | None] = mapped_column(Id, ForeignKey("bank_accounts.id"), default=None)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sec_code: Mapped[str | None] = mapped_column(String(3), default=None)
+    payment_type_code: Mapped[str] = mapped_column(String(1), default="")
+    originate_on: Mapped[date | None] = mapped_column(Date, default=None)  # file date it should go out
+    state: Mapped[str] = mapped_column(String(10), default="pending")
+    autopay_premium_id: Mapped[int | None] = mapped_column(Id, ForeignKey("premiums.id"), default=None)
+    retry_of_id: Mapped[int | None] = mapped_column(Id, ForeignKey("payments.id"), default=None)
+    retry_number: Mapped[int] = mapped_column(SmallInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class NachaFile(Base):
+    """A built NACHA file. The bytes are stored (encrypted: they contain account numbers) with their
+    sha256 so a file is re-sent as the same bytes, never rebuilt."""
+
+    __tablename__ = "nacha_files"
+    __table_args__ = (
+        UniqueConstraint("file_date", "file_id_modifier"),
+        UniqueConstraint("file_name"),
+        CheckConstraint(_in("state", FILE_STATES), name="state"),
+        CheckConstraint("length(file_id_modifier) = 1", name="file_id_modifier"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    file_date: Mapped[date] = mapped_column(Date)
+    file_id_modifier: Mapped[str] = mapped_column(String(1))
+    file_name: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    batch_count: Mapped[int] = mapped_column(Integer, default=0)
+    entry_count: Mapped[int] = mapped_column(Integer)
+    total_debit_cents: Mapped[int] = mapped_column(BigInteger)
+    total_credit_cents: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(8), default="built")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FileEntry(Base):
+    """One entry detail record of a built file. `payment_id` is unique: the exactly-once guarantee.
+    It is NULL only for a balanced file's offset entry (our own settlement account)."""
+
+    __tablename__ = "file_entries"
+    __table_args__ = (
+        UniqueConstraint("trace_number"),
+        UniqueConstraint("payment_id"),
+        CheckConstraint("length(trace_number) = 15", name="trace_number"),
+        Index("ix_file_entries_file_id", "file_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    file_id: Mapped[int] = mapped_column(Id, ForeignKey("nacha_files.id"))
+    batch_number: Mapped[int] = mapped_column(Integer)
+    trace_number: Mapped[str] = mapped_column(String(15))
+    payment_id: Mapped[int | None] = mapped_column(Id, ForeignKey("payments.id"), default=None)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    transaction_code: Mapped[str] = mapped_column(String(2))
+    sec_code: Mapped[str] = mapped_column(String(3))
+
+
+class Sequence(Base):
+    """Named counters (the trace number sequence). Claimed with UPDATE ... RETURNING inside the
+    origination transaction, so two runs can never draw the same value."""
+
+    __tablename__ = "sequences"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ImportRun(Base):
+    """The import ledger: one row per CSV import (kind, file name and content hash, counts)."""
+
+    __tablename__ = "import_runs"
+    __table_args__ = (Index("ix_import_runs_kind_sha256", "kind", "sha256"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    file_name: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    rows_loaded: Mapped[int] = mapped_column(Integer, default=0)
+    rows_updated: Mapped[int] = mapped_column(Integer, default=0)
+    rows_unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# == Delivery to the bank and inbound bank files (issue 4; migration 0002_delivery) ==================
+# Delivery ledger: one `deliveries` row per NACHA file sent (or being sent), one `delivery_attempts`
+# row per try; `nacha_files.state` moves built -> sending -> sent alongside. Inbound ledger: one
+# `inbound_files` row per bank file fetched, deduplicated by content hash (`content_key`).
+DELIVERY_OUTCOMES = ("sent", "already_there", "unreachable", "lost", "refused", "config", "failed")
+INBOUND_STATES = ("received", "duplicate", "processed")
+
+
+class Delivery(Base):
+    """How a built file reaches the bank: where, under which name, the exact payload (its sha256 and
+    size; the PGP ciphertext itself when encrypting, so every attempt sends identical bytes),
+    attempts, the last error, and when it was confirmed."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("file_id"),
+        UniqueConstraint("destination", "remote_name"),
+        CheckConstraint("attempts >= 0 AND uploads >= 0", name="counts"),
+        CheckConstraint("payload_size >= 0", name="payload_size"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    file_id: Mapped[int] = mapped_column(Id, ForeignKey("nacha_files.id"))
+    transport: Mapped[str] = mapped_column(String(8))
+    destination: Mapped[str] = mapped_column(String(500))  # transport address + outbound folder
+    remote_name: Mapped[str | None] = mapped_column(String(255), default=None)  # final name at the bank
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    payload_size: Mapped[int] = mapped_column(BigInteger)
+    pgp_recipient: Mapped[str | None] = mapped_column(String(200), default=None)
+    pgp_payload: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    uploads: Mapped[int] = mapped_column(Integer, default=0)  # attempts that wrote bytes to the bank
+    ambiguous: Mapped[bool] = mapped_column(Boolean, default=False)  # last attempt's outcome unknown
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)  # confirmed at the bank
+    last_error: Mapped[str | None] = mapped_column(String(1000), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeliveryAttempt(Base):
+    """One try at delivering a file: the names used, bytes written, outcome and error."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (
+        UniqueConstraint("delivery_id", "number"),
+        CheckConstraint(f"outcome IS NULL OR {_in('outcome', DELIVERY_OUTCOMES)}", name="outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(Id, ForeignKey("deliveries.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    upload_name: Mapped[str | None] = mapped_column(String(255), default=None)  # temporary (or final) name written
+    remote_name: Mapped[str] = mapped_column(String(255))  # final name aimed at
+    bytes_sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    outcome: Mapped[str | None] = mapped_column(String(16), default=None)  # NULL while in flight (or crashed)
+    error: Mapped[str | None] = mapped_column(String(1000), default=None)
+
+
+class InboundFile(Base):
+    """A file fetched from the bank's outbound folder. `content_key` (= sha256) is set on the first
+    row with that content and NULL on later copies (state 'duplicate'): the unique constraint makes
+    one content one processable file. `(source, remote_name, remote_size, remote_mtime)` is what a
+    listing shows: a file seen before is not downloaded again."""
+
+    __tablename__ = "inbound_files"
+    __table_args__ = (
+        UniqueConstraint("source", "remote_name", "remote_size", "remote_mtime"),
+        UniqueConstraint("content_key"),
+        UniqueConstraint("local_name"),
+        CheckConstraint(_in("state", INBOUND_STATES), name="state"),
+        CheckConstraint(
+            "(state = 'duplicate' AND content_key IS NULL AND duplicate_of_id IS NOT NULL)"
+            " OR (state <> 'duplicate' AND content_key IS NOT NULL AND content_key = sha256"
+            " AND duplicate_of_id IS NULL AND local_name IS NOT NULL)",
+            name="duplicate",
+        ),
+        Index("ix_inbound_files_state", "state"),
+        Index("ix_inbound_files_sha256", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source: Mapped[str] = mapped_column(String(500))  # transport address + inbound folder
+    remote_name: Mapped[str] = mapped_column(String(255))
+    remote_size: Mapped[int] = mapped_column(BigInteger)
+    remote_mtime: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))  # of the bytes received
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    duplicate_of_id: Mapped[int | None] = mapped_column(Id, ForeignKey("inbound_files.id"), default=None)
+    decrypted: Mapped[bool] = mapped_column(Boolean, default=False)  # PGP-decrypted into the inbox
+    content_sha256: Mapped[str] = mapped_column(String(64))  # of the inbox file (= sha256 unless decrypted)
+    local_name: Mapped[str | None] = mapped_column(String(255), default=None)  # name in the inbox
+    archive_path: Mapped[str] = mapped_column(String(1000))  # local archive copy of the bytes received
+    state: Mapped[str] = mapped_column(String(12), default="received")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    remote_archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    remote_archive_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    process_result: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+# (end of delivery section)
+
+
+# == Returns, NOCs, coverage standing, notices (issue 5; migration 0003_returns) =====================
+# Bank return and NOC files are ledgered by content hash (return_files.sha256 unique): a file is
+# applied once. Each return entry applied is a payment_returns row; NOC corrections and refusals
+# are account_changes rows (old and new values masked); what could not be applied automatically is
+# a review_items row. coverage_flags keeps every policy's standing with its history: the current
+# row of a policy carries current_key = 'member|plan' (unique), older rows NULL. notices.event_key
+# is unique: one member notice per event, whatever re-runs happen.
+from sqlalchemy import Text  # noqa: E402  (kept inside this section; the imports above are shared)
+
+RETURN_FILE_STATUSES = ("applied", "rejected")
+RETURN_KINDS = ("return", "dishonored", "contested")
+RETURN_STATUSES = ("applied", "dishonored")
+NOC_STATUSES = ("applied", "unchanged", "noted", "refused", "rejected")
+REVIEW_STATUSES = ("open", "resolved")
+COVERAGE_STATUSES = ("ok", "not_started", "past_due", "termination_pending", "terminated")
+NOTICE_KINDS = ("returned_payment", "past_due_warning", "termination_warning", "coverage_not_started",
+                "coverage_terminated")
+
+
+class ReturnFile(Base):
+    """One bank return/NOC file as processed: applied whole, or rejected whole with its errors."""
+
+    __tablename__ = "return_files"
+    __table_args__ = (
+        UniqueConstraint("sha256"),
+        CheckConstraint(_in("status", RETURN_FILE_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(8))
+    processed_on: Mapped[date] = mapped_column(Date)  # business date of the run that applied it
+    file_creation_date: Mapped[date | None] = mapped_column(Date, default=None)
+    returns: Mapped[int] = mapped_column(Integer, default=0)  # return entries in the file
+    nocs: Mapped[int] = mapped_column(Integer, default=0)  # NOC entries in the file
+    applied: Mapped[int] = mapped_column(Integer, default=0)  # returns and NOCs applied
+    review_items: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[str | None] = mapped_column(Text, default=None)  # JSON list of located errors
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PaymentReturn(Base):
+    """A return entry applied to one of our payments (a return, or a dishonored or contested one)."""
+
+    __tablename__ = "payment_returns"
+    __table_args__ = (
+        UniqueConstraint("return_file_id", "line"),
+        CheckConstraint(_in("kind", RETURN_KINDS), name="kind"),
+        CheckConstraint(_in("status", RETURN_STATUSES), name="status"),
+        Index("ix_payment_returns_payment_id", "payment_id"),
+        Index("ix_payment_returns_returned_on", "returned_on"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    return_file_id: Mapped[int] = mapped_column(Id, ForeignKey("return_files.id"))
+    line: Mapped[int] = mapped_column(Integer)  # record number of the entry in the file
+    payment_id: Mapped[int] = mapped_column(Id, ForeignKey("payments.id"))
+    file_entry_id: Mapped[int] = mapped_column(Id, ForeignKey("file_entries.id"))
+    original_trace_number: Mapped[str] = mapped_column(String(15))
+    return_trace_number: Mapped[str] = mapped_column(String(15))
+    return_code: Mapped[str] = mapped_column(String(3))
+    return_title: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(16))
+    disposition: Mapped[str] = mapped_column(String(24))
+    kind: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(10), default="applied")
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    returned_on: Mapped[date] = mapped_column(Date)  # business date the return was processed
+    action: Mapped[str] = mapped_column(String(200))  # what was done, in words
+    retry_payment_id: Mapped[int | None] = mapped_column(Id, ForeignKey("payments.id"), default=None)
+    addenda_information: Mapped[str] = mapped_column(String(44), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PaymentEvent(Base):
+    """Why a payment changed state outside origination (returned, failed, reinstated, cancelled)."""
+
+    __tablename__ = "payment_events"
+    __table_args__ = (Index("ix_payment_events_payment_id", "payment_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(Id, ForeignKey("payments.id"))
+    event: Mapped[str] = mapped_column(String(24))
+    old_state: Mapped[str] = mapped_column(String(10))
+    new_state: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(String(200))
+    occurred_on: Mapped[date] = mapped_column(Date)
+    return_file_id: Mapped[int | None] = mapped_column(Id, ForeignKey("return_files.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AccountChange(Base):
+    """The audit record of a notification of change: old and new values, account numbers masked
+    (last four only). Refused NOCs and NOCs we could not apply are recorded too."""
+
+    __tablename__ = "account_changes"
+    __table_args__ = (
+        UniqueConstraint("return_file_id", "line"),
+        CheckConstraint(_in("status", NOC_STATUSES), name="status"),
+        Index("ix_account_changes_bank_account_id", "bank_account_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    return_file_id: Mapped[int] = mapped_column(Id, ForeignKey("return_files.id"))
+    line: Mapped[int] = mapped_column(Integer)
+    bank_account_id: Mapped[int | None] = mapped_column(Id, ForeignKey("bank_accounts.id"), default=None)
+    payment_id: Mapped[int | None] = mapped_column(Id, ForeignKey("payments.id"), default=None)
+    original_trace_number: Mapped[str] = mapped_column(String(15))
+    noc_trace_number: Mapped[str] = mapped_column(String(15))
+    change_code: Mapped[str] = mapped_column(String(3))
+    refused_code: Mapped[str | None] = mapped_column(String(3), default=None)  # C61-C69
+    status: Mapped[str] = mapped_column(String(10))
+    old_routing_number: Mapped[str | None] = mapped_column(String(9), default=None)
+    new_routing_number: Mapped[str | None] = mapped_column(String(9), default=None)
+    old_account_masked: Mapped[str | None] = mapped_column(String(21), default=None)
+    new_account_masked: Mapped[str | None] = mapped_column(String(21), default=None)
+    old_account_type: Mapped[str | None] = mapped_column(String(8), default=None)
+    new_account_type: Mapped[str | None] = mapped_column(String(8), default=None)
+    old_holder_name: Mapped[str | None] = mapped_column(String(100), default=None)
+    new_holder_name: Mapped[str | None] = mapped_column(String(100), default=None)
+    # keyed hash of the account before the change: later returns of entries sent to the old
+    # account still match it (a hash, never the number)
+    old_account_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    detail: Mapped[str] = mapped_column(String(300), default="")
+    applied_on: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReviewItem(Base):
+    """An entry of a bank file that was not applied automatically (unknown trace number, amount or
+    account mismatch, duplicate return, ...): the ops review list. Never silently dropped."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        CheckConstraint(_in("status", REVIEW_STATUSES), name="status"),
+        Index("ix_review_items_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    return_file_id: Mapped[int] = mapped_column(Id, ForeignKey("return_files.id"))
+    line: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(24))
+    code: Mapped[str] = mapped_column(String(3))  # return or change code
+    original_trace_number: Mapped[str] = mapped_column(String(15))
+    trace_number: Mapped[str] = mapped_column(String(15))  # the return/NOC entry's own trace
+    amount_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    expected_amount_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    payment_id: Mapped[int | None] = mapped_column(Id, ForeignKey("payments.id"), default=None)
+    detail: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CoverageFlag(Base):
+    """A policy's (member + plan) coverage standing. A new row whenever the standing changes; the
+    current row carries current_key = 'member|plan', superseded rows NULL (history kept)."""
+
+    __tablename__ = "coverage_flags"
+    __table_args__ = (
+        UniqueConstraint("current_key"),
+        CheckConstraint(_in("status", COVERAGE_STATUSES), name="status"),
+        CheckConstraint("amount_owed_cents >= 0", name="amount_owed"),
+        CheckConstraint(
+            "current_key IS NULL OR current_key = member_id || '|' || plan_id", name="current_key"),
+        Index("ix_coverage_flags_member_plan", "member_id", "plan_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(15))
+    plan_id: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    reason_code: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(String(300))
+    months_owed: Mapped[int] = mapped_column(Integer, default=0)
+    amount_owed_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    deadline: Mapped[date | None] = mapped_column(Date, default=None)
+    grace_month: Mapped[int] = mapped_column(SmallInteger, default=0)
+    grace_months: Mapped[int] = mapped_column(SmallInteger, default=0)
+    first_unpaid_month: Mapped[date | None] = mapped_column(Date, default=None)
+    coverage_ends_on: Mapped[date | None] = mapped_column(Date, default=None)
+    subsidy: Mapped[str] = mapped_column(String(16))
+    assessed_on: Mapped[date] = mapped_column(Date)  # business date this standing was first found
+    last_assessed_on: Mapped[date] = mapped_column(Date)  # last run that found it unchanged
+    superseded_on: Mapped[date | None] = mapped_column(Date, default=None)
+    current_key: Mapped[str | None] = mapped_column(String(40), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @staticmethod
+    def key_for(member_id: str, plan_id: str) -> str:
+        return f"{member_id}|{plan_id}"
+
+
+class Notice(Base):
+    """A member notice rendered for the print and email vendor. event_key is unique: never two
+    notices for one event."""
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        UniqueConstraint("event_key"),
+        CheckConstraint(_in("kind", NOTICE_KINDS), name="kind"),
+        Index("ix_notices_notice_date", "notice_date"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(24))
+    member_id: Mapped[str] = mapped_column(String(15))
+    plan_id: Mapped[str] = mapped_column(String(20))
+    deadline: Mapped[date | None] = mapped_column(Date, default=None)
+    amount_owed_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    file_name: Mapped[str] = mapped_column(String(300))  # relative to the notices folder
+    notice_date: Mapped[date] = mapped_column(Date)
+    payment_return_id: Mapped[int | None] = mapped_column(Id, ForeignKey("payment_returns.id"), default=None)
+    coverage_flag_id: Mapped[int | None] = mapped_column(Id, ForeignKey("coverage_flags.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Re-presentments are looked up by their original payment (how many retries it already has).
+Index("ix_payments_retry_of_id", Payment.__table__.c.retry_of_id)
+
+__all__ += [
+    "AccountChange", "CoverageFlag", "Notice", "PaymentEvent", "PaymentReturn", "ReturnFile", "ReviewItem",
+    "RETURN_FILE_STATUSES", "RETURN_KINDS", "RETURN_STATUSES", "NOC_STATUSES", "REVIEW_STATUSES",
+    "COVERAGE_STATUSES", "NOTICE_KINDS",
+]
+# (end of returns section)

@@ -1,0 +1,272 @@
+"""Member notices for the print and email vendor: one per returned payment and one per new or
+changed coverage flag at risk (returned payment, past due warning, termination warning, coverage
+not started, coverage terminated), rendered from the jinja2 templates shipped in
+batch/templates/notices (or a folder of overrides named in settings, `paths.notices_templates`)
+into the notices folder, listed in manifest CSVs.
+
+`notices.event_key` is unique, so an event gets one notice whatever re-runs happen; a notice's file
+name is a function of its event, so a run interrupted between writing files and committing writes
+the same files again.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import jinja2
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from .models import BankAccount, CoverageFlag, Notice, Payment, PaymentReturn, Premium, utcnow
+
+__all__ = [
+    "MANIFEST_COLUMNS", "NOTICE_FOR_FLAG", "NoticeResult", "TEMPLATES_DIR", "issue_notices", "notice_kind_for_flag",
+    "notice_environment", "render_notice", "write_manifests",
+]
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "notices"
+MANIFEST_COLUMNS = ("notice_date", "member_id", "member_name", "plan_id", "notice_kind", "deadline", "amount_owed",
+                    "file")
+NOTICES_LOCK_KEY = 0x41434842_4E4F5449 & 0x7FFFFFFFFFFFFFFF  # "ACHBNOTI"
+CHUNK = 1000
+
+
+def notice_kind_for_flag(status: str, grace_month: int) -> str | None:
+    """Which notice a coverage flag calls for (MA notice sequence, reference §5.3): a first month
+    past due gets a Past Due Warning, later grace months and termination pending a Termination
+    Warning; 'ok' none."""
+    if status == "not_started":
+        return "coverage_not_started"
+    if status == "past_due":
+        return "past_due_warning" if grace_month <= 1 else "termination_warning"
+    if status == "termination_pending":
+        return "termination_warning"
+    if status == "terminated":
+        return "coverage_terminated"
+    return None
+
+
+NOTICE_FOR_FLAG = {s: notice_kind_for_flag(s, 1) for s in ("not_started", "past_due", "termination_pending",
+                                                          "terminated", "ok")}
+
+
+def notice_environment(override_dir: Path | None = None) -> jinja2.Environment:
+    """Templates from `override_dir` first (same file names), then the shipped ones."""
+    loaders: list[jinja2.BaseLoader] = []
+    if override_dir is not None:
+        loaders.append(jinja2.FileSystemLoader(str(override_dir)))
+    loaders.append(jinja2.FileSystemLoader(str(TEMPLATES_DIR)))
+    return jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True,
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def render_notice(env: jinja2.Environment, kind: str, context: dict) -> str:
+    return env.get_template(f"{kind}.html.j2").render(**context)
+
+
+@dataclass
+class NoticeResult:
+    notice_date: date
+    created: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)  # written now (first 1000)
+    manifest: Path | None = None
+
+
+def _dollars(cents: int | None) -> str:
+    cents = cents or 0
+    return f"${cents // 100:,}.{cents % 100:02d}"
+
+
+def _month_name(d: date | None) -> str:
+    return f"{d:%B %Y}" if d else ""
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _safe(s: str) -> str:
+    return _SAFE.sub("_", s)
+
+
+def _lock(s: Session) -> None:
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": NOTICES_LOCK_KEY})
+
+
+def issue_notices(sessions: sessionmaker[Session], notices_dir: Path, notice_date: date, *,
+                  templates_dir: Path | None = None, sender: str = "Health Connector") -> NoticeResult:
+    """Render a notice for every event that has none yet: each applied return of a payment, and each
+    current coverage flag at risk. Files go to `<notices_dir>/<notice_date>/`; the manifests
+    (`manifest.csv` of every notice, and that day's `<notice_date>/manifest.csv`) are rewritten."""
+    notices_dir = Path(notices_dir)
+    env = notice_environment(templates_dir)
+    res = NoticeResult(notice_date)
+    day_dir = notices_dir / notice_date.isoformat()
+    while True:
+        with sessions() as s, s.begin():
+            _lock(s)
+            events = _pending_returns(s) + _pending_flags(s)
+            if not events:
+                break
+            names = _member_names(s, {(e["member_id"], e["plan_id"]) for e in events})
+            rows = []
+            now = utcnow()
+            for e in events:
+                e["member_name"] = names.get((e["member_id"], e["plan_id"]), e["member_id"])
+                rel = f"{notice_date.isoformat()}/{e['kind']}-{_safe(e['member_id'])}-{_safe(e['plan_id'])}-" \
+                      f"{_safe(e['event_key'].replace(':', '-'))}.html"
+                ctx = _context(e, notice_date, sender)
+                html = render_notice(env, e["kind"], ctx)
+                day_dir.mkdir(parents=True, exist_ok=True)
+                _write_atomic(notices_dir / rel, html.encode("utf-8"))
+                if len(res.files) < 1000:
+                    res.files.append(notices_dir / rel)
+                rows.append({"event_key": e["event_key"], "kind": e["kind"], "member_id": e["member_id"],
+                             "plan_id": e["plan_id"], "deadline": e.get("deadline"),
+                             "amount_owed_cents": e.get("amount_owed_cents") or 0, "file_name": rel,
+                             "notice_date": notice_date, "payment_return_id": e.get("payment_return_id"),
+                             "coverage_flag_id": e.get("coverage_flag_id"), "created_at": now})
+                res.by_kind[e["kind"]] = res.by_kind.get(e["kind"], 0) + 1
+            s.execute(insert(Notice), rows)
+            res.created += len(rows)
+    res.manifest = write_manifests(sessions, notices_dir, notice_date)
+    return res
+
+
+def _pending_returns(s: Session) -> list[dict]:
+    """Applied returns (kind 'return') with no notice yet."""
+    rows = s.execute(
+        select(PaymentReturn.id, PaymentReturn.return_code, PaymentReturn.return_title, PaymentReturn.disposition,
+               PaymentReturn.returned_on, PaymentReturn.amount_cents, PaymentReturn.retry_payment_id,
+               Payment.member_id, Payment.plan_id, Payment.coverage_month, BankAccount.last4)
+        .join(Payment, Payment.id == PaymentReturn.payment_id)
+        .outerjoin(BankAccount, BankAccount.id == Payment.bank_account_id)
+        .outerjoin(Notice, Notice.payment_return_id == PaymentReturn.id)
+        .where((PaymentReturn.kind == "return") & Notice.id.is_(None))
+        .order_by(PaymentReturn.id).limit(CHUNK)).all()
+    if not rows:
+        return []
+    retry_ids = [r.retry_payment_id for r in rows if r.retry_payment_id]
+    retry_on = dict(s.execute(select(Payment.id, Payment.originate_on).where(Payment.id.in_(retry_ids))).all()) \
+        if retry_ids else {}
+    keys = {(r.member_id, r.plan_id) for r in rows}
+    flags = {(f.member_id, f.plan_id): f for f in s.execute(
+        select(CoverageFlag.member_id, CoverageFlag.plan_id, CoverageFlag.deadline, CoverageFlag.status)
+        .where(CoverageFlag.current_key.in_([CoverageFlag.key_for(*k) for k in keys])))}
+    dues = {(m, p, month): due for m, p, month, due in s.execute(
+        select(Premium.member_id, Premium.plan_id, Premium.coverage_month, Premium.due_date)
+        .where(Premium.member_id.in_(sorted({k[0] for k in keys}))))}
+    out = []
+    for r in rows:
+        flag = flags.get((r.member_id, r.plan_id))
+        deadline = flag.deadline if flag is not None and flag.deadline else None
+        due = dues.get((r.member_id, r.plan_id, r.coverage_month))
+        if deadline is None and due is not None and due >= r.returned_on:
+            deadline = due
+        out.append({
+            "event_key": f"return:{r.id}", "kind": "returned_payment", "member_id": r.member_id,
+            "plan_id": r.plan_id, "deadline": deadline, "amount_owed_cents": r.amount_cents,
+            "payment_return_id": r.id, "return_code": r.return_code, "return_title": r.return_title,
+            "disposition": r.disposition, "returned_on": r.returned_on, "coverage_month": r.coverage_month,
+            "account_last4": r.last4 or "", "retry_on": retry_on.get(r.retry_payment_id),
+        })
+    return out
+
+
+def _pending_flags(s: Session) -> list[dict]:
+    """Current coverage flags at risk with no notice yet."""
+    rows = s.execute(
+        select(CoverageFlag).outerjoin(Notice, Notice.coverage_flag_id == CoverageFlag.id)
+        .where(CoverageFlag.current_key.is_not(None) & (CoverageFlag.status != "ok") & Notice.id.is_(None))
+        .order_by(CoverageFlag.id).limit(CHUNK)).scalars().all()
+    out = []
+    for f in rows:
+        kind = notice_kind_for_flag(f.status, f.grace_month)
+        if kind is None:
+            continue
+        out.append({
+            "event_key": f"flag:{f.id}", "kind": kind, "member_id": f.member_id, "plan_id": f.plan_id,
+            "deadline": f.deadline, "amount_owed_cents": f.amount_owed_cents, "coverage_flag_id": f.id,
+            "status": f.status, "reason": f.reason, "months_owed": f.months_owed, "grace_month": f.grace_month,
+            "grace_months": f.grace_months, "first_unpaid_month": f.first_unpaid_month,
+            "coverage_ends_on": f.coverage_ends_on,
+        })
+    return out
+
+
+def _member_names(s: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    names: dict[tuple[str, str], str] = {}
+    members = sorted({k[0] for k in keys})
+    for i in range(0, len(members), 1000):
+        for m, p, name in s.execute(
+                select(Premium.member_id, Premium.plan_id, Premium.member_name)
+                .where(Premium.member_id.in_(members[i:i + 1000])).order_by(Premium.coverage_month)):
+            if (m, p) in keys:
+                names[(m, p)] = name  # the latest month's name wins
+    return names
+
+
+def _context(e: dict, notice_date: date, sender: str) -> dict:
+    return {
+        "sender": sender, "notice_date": notice_date, "event_key": e["event_key"], "kind": e["kind"],
+        "member_id": e["member_id"], "member_name": e["member_name"], "plan_id": e["plan_id"],
+        "deadline": e.get("deadline"), "amount_owed": _dollars(e.get("amount_owed_cents")),
+        "amount": _dollars(e.get("amount_owed_cents")), "months_owed": e.get("months_owed", 0),
+        "reason": e.get("reason", ""), "status": e.get("status", ""), "grace_month": e.get("grace_month", 0),
+        "grace_months": e.get("grace_months", 0),
+        "first_unpaid_month_name": _month_name(e.get("first_unpaid_month")),
+        "coverage_ends_on": e.get("coverage_ends_on"),
+        "coverage_month_name": _month_name(e.get("coverage_month")),
+        "return_code": e.get("return_code", ""), "return_title": e.get("return_title", ""),
+        "disposition": e.get("disposition", ""), "returned_on": e.get("returned_on"),
+        "account_last4": e.get("account_last4", ""), "retry_on": e.get("retry_on"),
+    }
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(".tmp-" + path.name)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_manifests(sessions: sessionmaker[Session], notices_dir: Path, notice_date: date) -> Path:
+    """Rewrite `manifest.csv` (every notice) and `<notice_date>/manifest.csv` (that day's) from the
+    database. Columns: MANIFEST_COLUMNS; amounts in dollars, dates ISO. Returns the day's manifest."""
+    notices_dir = Path(notices_dir)
+    notices_dir.mkdir(parents=True, exist_ok=True)
+    day_dir = notices_dir / notice_date.isoformat()
+    day_dir.mkdir(parents=True, exist_ok=True)
+    all_buf, day_buf = io.StringIO(), io.StringIO()
+    all_w, day_w = csv.writer(all_buf, lineterminator="\n"), csv.writer(day_buf, lineterminator="\n")
+    all_w.writerow(MANIFEST_COLUMNS)
+    day_w.writerow(MANIFEST_COLUMNS)
+    with sessions() as s:
+        last = 0
+        while True:
+            rows = s.execute(select(Notice.id, Notice.notice_date, Notice.member_id, Notice.plan_id, Notice.kind,
+                                    Notice.deadline, Notice.amount_owed_cents, Notice.file_name)
+                             .where(Notice.id > last).order_by(Notice.id).limit(5000)).all()
+            if not rows:
+                break
+            last = rows[-1].id
+            names = _member_names(s, {(r.member_id, r.plan_id) for r in rows})
+            for r in rows:
+                line = (r.notice_date.isoformat(), r.member_id, names.get((r.member_id, r.plan_id), ""), r.plan_id,
+                        r.kind, r.deadline.isoformat() if r.deadline else "", _dollars(r.amount_owed_cents)[1:]
+                        .replace(",", ""), r.file_name)
+                all_w.writerow(line)
+                if r.notice_date == notice_date:
+                    day_w.writerow(line)
+    _write_atomic(notices_dir / "manifest.csv", all_buf.getvalue().encode("utf-8"))
+    day_manifest = day_dir / "manifest.csv"
+    _write_atomic(day_manifest, day_buf.getvalue().encode("utf-8"))
+    return day_manifest

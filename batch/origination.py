@@ -1,0 +1,581 @@
+"""Origination: turn the day's pending payments into NACHA debit files, each payment debited
+exactly once whatever crashes or re-runs happen.
+
+One database transaction claims the payments, draws their trace numbers, records the file (bytes
+encrypted, sha256) with one `file_entries` row per payment and moves the payments to `in_file`.
+The file is written to a temporary name in the outbox before that commit and renamed to its final
+name after it; a run that finds a committed file missing from the outbox writes it again from the
+stored bytes (never rebuilt), and a temporary file left by a crash before the commit is removed.
+Unique constraints (`file_entries.payment_id`, `file_entries.trace_number`,
+`nacha_files(file_date, file_id_modifier)`) hold the guarantee; a lock serialises runs
+(PostgreSQL advisory transaction lock; SQLite `BEGIN IMMEDIATE`).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Callable, Iterator
+
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from nacha import codes
+from nacha.calendar import effective_entry_date, is_banking_day
+from nacha.layouts import BATCH_HEADER, FILE_HEADER
+from nacha.sec import sec_format
+from nacha.writer import FileWriter
+
+from .crypto import FILE_CONTEXT, Keyring
+from .models import BankAccount, FileEntry, NachaFile, Payment, Sequence, TRACE_SEQUENCE, utcnow
+
+# File ID Modifiers in the order they are used within one file date (NR2013 OR109).
+FILE_ID_MODIFIERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+MAX_TRACE_SEQUENCE = 9_999_999  # 7 digits after the ODFI's 8 (NR2013 OR123)
+ADVISORY_LOCK_KEY = 0x41434842_4F524947 & 0x7FFFFFFFFFFFFFFF  # "ACHBORIG"
+PREMIUM_DESCRIPTION = "PREMIUM"
+RETRY_DESCRIPTION = "RETRY PYMT"  # reserved description for reinitiated entries (reference §1.14)
+OFFSET_DESCRIPTION = "SETTLEMENT"
+CHUNK = 5000
+
+
+class OriginationError(Exception):
+    """Origination cannot proceed (no File ID Modifier left, trace numbers exhausted, bad data)."""
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    """Payments that share a batch: SEC code, payment type code and entry description."""
+
+    sec_code: str
+    payment_type_code: str
+    description: str
+
+
+@dataclass
+class BuiltFile:
+    file_id: int | None
+    file_name: str
+    file_id_modifier: str
+    entries: int
+    total_debit_cents: int
+    total_credit_cents: int
+    batches: int
+    sha256: str
+    path: Path | None
+
+
+@dataclass
+class OriginationResult:
+    file_date: date
+    effective_date: date | None
+    files: list[BuiltFile] = field(default_factory=list)
+    payments: int = 0
+    total_cents: int = 0
+    held: int = 0  # pending payments not originated (account blocked)
+    repaired: list[str] = field(default_factory=list)  # outbox files rewritten from stored bytes
+    skipped_reason: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Company:
+    """What the file and batch headers say about us and our bank."""
+
+    name: str
+    company_id: str
+    immediate_origin: str
+    immediate_destination: str  # 9-digit routing
+    destination_name: str
+    odfi_routing: str
+    settlement_routing: str | None = None
+    settlement_account: str | None = None
+
+    @classmethod
+    def from_settings(cls, c) -> "Company":
+        return cls(c.name, c.company_id, c.immediate_origin, c.immediate_destination, c.destination_name,
+                   c.odfi_routing, c.settlement_routing, c.settlement_account)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_entries_per_file: int = 250_000
+    max_cents_per_file: int = 25_000_000_000
+    balanced: bool = False
+
+
+def batch_key(channel: str, sec_code: str, payment_type_code: str) -> BatchKey:
+    """Portal and guest: WEB S; AutoPay online: WEB R; paper mandate: PPD; phone: TEL;
+    re-presentments in their own RETRY PYMT batch (DESIGN.md)."""
+    desc = RETRY_DESCRIPTION if channel == "retry" else PREMIUM_DESCRIPTION
+    return BatchKey(sec_code, payment_type_code, desc)
+
+
+def file_name_for(file_date: date, modifier: str) -> str:
+    return f"ACH-{file_date:%Y%m%d}-{modifier}.ach"
+
+
+def _nacha_text(s: str, width: int) -> str:
+    """Upper-case printable ASCII, cut to the field width (names are display text)."""
+    s = s.upper()
+    if not (s.isascii() and s.isprintable()):
+        s = re.sub(r"[^ -~]", "?", s)
+    return s[:width].rstrip()
+
+
+# -- the service ------------------------------------------------------------------------------------
+def originate(
+    sessions: sessionmaker[Session],
+    keyring: Keyring,
+    company: Company,
+    limits: Limits,
+    file_date: date,
+    outbox: Path,
+    *,
+    dry_run: bool = False,
+    file_time: str = "0000",
+    progress: Callable[[int], None] | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> OriginationResult:
+    """Build the NACHA file(s) for every payment due on or before `file_date`.
+
+    `on_step(name)` is called at each step boundary ('locked', 'claimed', 'written', 'committed',
+    'renamed'); tests use it to crash the process there."""
+    step = on_step or (lambda _name: None)
+    result = OriginationResult(file_date=file_date, effective_date=None, dry_run=dry_run)
+    if not is_banking_day(file_date):
+        result.skipped_reason = f"{file_date} is not a Federal Reserve banking day: no file is built"
+        return result
+    eff = effective_entry_date(file_date)
+    result.effective_date = eff
+    outbox = Path(outbox)
+    if not dry_run:
+        outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    try:
+        _originate_in_transaction(sessions, keyring, company, limits, file_date, eff, outbox, dry_run,
+                                  file_time, progress, step, result)
+    except _DryRunDone:
+        return result
+    if not result.files:
+        return result
+    step("committed")
+    for f in result.files:
+        tmp = outbox / (".tmp-" + f.file_name)
+        os.replace(tmp, outbox / f.file_name)
+        _fsync_dir(outbox)
+    step("renamed")
+    return result
+
+
+class _DryRunDone(Exception):
+    """Raised inside the transaction to roll a dry run back."""
+
+
+def _originate_in_transaction(sessions, keyring, company, limits, file_date, eff, outbox, dry_run, file_time,
+                              progress, step, result) -> None:
+    with sessions() as s, s.begin():
+        _lock(s)
+        step("locked")
+        if not dry_run:
+            result.repaired = _repair_outbox(s, keyring, outbox)
+        keys = _pending_keys(s, file_date)
+        result.held = _held_count(s, file_date)
+        total = sum(n for _k, n in keys)
+        if total == 0:
+            step("claimed")
+            return
+        first_seq = _claim_traces(s, total, dry_run)
+        step("claimed")
+        used = set(s.scalars(select(NachaFile.file_id_modifier).where(NachaFile.file_date == file_date)))
+        modifiers = iter(m for m in FILE_ID_MODIFIERS if m not in used)
+        builder = _FileBuilder(s, keyring, company, limits, file_date, eff, file_time, outbox, modifiers,
+                               first_seq, dry_run, progress)
+        for key, _n in keys:
+            for rows in _pending_rows(s, file_date, key):
+                for row in rows:
+                    builder.add(key, row)
+        builder.close()
+        result.files = builder.files
+        result.payments = builder.payment_count
+        result.total_cents = builder.payment_cents
+        step("written")
+        if dry_run:
+            raise _DryRunDone()
+
+
+def _lock(s: Session) -> None:
+    """One origination at a time. PostgreSQL: a transaction-scoped advisory lock (waits for the
+    other run, then sees its committed claims). SQLite: the transaction began IMMEDIATE, which
+    already holds the database's write lock."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+    else:
+        # Make sure the write lock is taken now, even if the engine began a deferred transaction.
+        s.execute(update(Sequence).where(Sequence.name == "__lock__").values(value=0))
+
+
+def _eligible(file_date: date):
+    return (
+        (Payment.state == "pending")
+        & (Payment.originate_on <= file_date)
+        & (Payment.bank_account_id.is_not(None))
+        & (Payment.bank_account_id.in_(select(BankAccount.id).where(BankAccount.status == "active")))
+    )
+
+
+def _pending_keys(s: Session, file_date: date) -> list[tuple[BatchKey, int]]:
+    rows = s.execute(
+        select(Payment.channel, Payment.sec_code, Payment.payment_type_code, func.count())
+        .where(_eligible(file_date))
+        .group_by(Payment.channel, Payment.sec_code, Payment.payment_type_code)
+    ).all()
+    out: dict[BatchKey, int] = {}
+    for channel, sec, ptc, n in rows:
+        k = batch_key(channel, sec, ptc)
+        out[k] = out.get(k, 0) + n
+    # A stable batch order: WEB before PPD before TEL, first payments before retries.
+    order = {"WEB": 0, "PPD": 1, "TEL": 2}
+    return sorted(out.items(), key=lambda kv: (kv[0].description == RETRY_DESCRIPTION,
+                                               order.get(kv[0].sec_code, 9), kv[0].sec_code,
+                                               kv[0].payment_type_code))
+
+
+def _held_count(s: Session, file_date: date) -> int:
+    return s.scalar(
+        select(func.count()).select_from(Payment).join(BankAccount, Payment.bank_account_id == BankAccount.id)
+        .where((Payment.state == "pending") & (Payment.originate_on <= file_date) & (BankAccount.status != "active"))
+    ) or 0
+
+
+def _pending_rows(s: Session, file_date: date, key: BatchKey) -> Iterator[list]:
+    """The batch key's payments in id order, a chunk at a time (keyset pagination: no cursor is
+    held open while the same transaction writes)."""
+    is_retry = key.description == RETRY_DESCRIPTION
+    last = 0
+    conn = s.connection()  # Core rows, no ORM identity bookkeeping
+    while True:
+        rows = conn.execute(
+            select(Payment.id, Payment.amount_cents, Payment.member_id, BankAccount.routing_number,
+                   BankAccount.account_number_enc, BankAccount.account_type, BankAccount.holder_name)
+            .join(BankAccount, Payment.bank_account_id == BankAccount.id)
+            .where(_eligible(file_date) & (Payment.sec_code == key.sec_code)
+                   & (Payment.payment_type_code == key.payment_type_code)
+                   & ((Payment.channel == "retry") if is_retry else (Payment.channel != "retry"))
+                   & (Payment.id > last))
+            .order_by(Payment.id)
+            .limit(CHUNK)
+        ).all()
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield rows
+
+
+def _claim_traces(s: Session, n: int, dry_run: bool) -> int:
+    """Reserve `n` trace sequence numbers; returns the first. Never reused, even by a dry run's
+    rollback (the rollback simply returns them)."""
+    cur = s.scalar(select(Sequence.value).where(Sequence.name == TRACE_SEQUENCE))
+    if cur is None:
+        s.execute(insert(Sequence).values(name=TRACE_SEQUENCE, value=0))
+        cur = 0
+    if cur + n > MAX_TRACE_SEQUENCE:
+        raise _exhausted(cur, n)
+    return cur + 1
+
+
+def _exhausted(used: int, needed: int) -> OriginationError:
+    return OriginationError(
+        f"trace number sequence exhausted: {used:,} of {MAX_TRACE_SEQUENCE:,} used and {needed:,} more needed; "
+        "trace numbers are never reused (agree a new trace scheme with the ODFI)")
+
+
+class _FileBuilder:
+    """Streams payments into NACHA files, splitting at the configured limits, and records each file,
+    its entries and the payments' new state in the open transaction."""
+
+    def __init__(self, s, keyring, company: Company, limits: Limits, file_date, eff, file_time, outbox,
+                 modifiers, first_seq, dry_run, progress):
+        self.s = s
+        self.keyring = keyring
+        self.company = company
+        self.limits = limits
+        self.file_date = file_date
+        self.eff = eff.strftime("%y%m%d")
+        self.file_time = file_time
+        self.outbox = outbox
+        self.modifiers = modifiers
+        self.seq = first_seq
+        self.dry_run = dry_run
+        self.progress = progress
+        self.files: list[BuiltFile] = []
+        self.payment_count = 0
+        self.payment_cents = 0
+        self.odfi8 = company.odfi_routing[:8]
+        self._w: FileWriter | None = None
+        self._key: BatchKey | None = None
+        self._file_row: NachaFile | None = None
+        self._entries: list[dict] = []
+        self._file_entries = 0
+        self._file_cents = 0
+
+    # -- files ----------------------------------------------------------------------------------
+    def _open_file(self) -> None:
+        mod = next(self.modifiers, None)
+        if mod is None:
+            raise OriginationError(
+                f"no File ID Modifier left for {self.file_date}: 36 files (A-Z, 0-9) were already built "
+                "that day; a 37th file cannot be told apart by the bank")
+        c = self.company
+        self.modifier = mod
+        self.name = file_name_for(self.file_date, mod)
+        if self.dry_run:
+            self._sink = io.StringIO()
+            self.tmp = None
+        else:
+            self.tmp = self.outbox / (".tmp-" + self.name)
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            self._sink = os.fdopen(fd, "w", encoding="ascii", newline="\n", buffering=1 << 20)
+        header = FILE_HEADER.make(
+            immediate_destination=" " + c.immediate_destination,
+            immediate_origin=c.immediate_origin.rjust(10),
+            file_creation_date=self.file_date.strftime("%y%m%d"),
+            file_creation_time=self.file_time,
+            file_id_modifier=mod,
+            immediate_destination_name=_nacha_text(c.destination_name, 23),
+            immediate_origin_name=_nacha_text(c.name, 23),
+        )
+        self._w = FileWriter(self._sink, header, name=self.name)
+        self._file_entries = 0
+        self._file_cents = 0
+        self._batches = 0
+        if not self.dry_run:
+            row = NachaFile(file_date=self.file_date, file_id_modifier=mod, file_name=self.name, sha256="",
+                            content_enc=b"", entry_count=0, total_debit_cents=0, total_credit_cents=0,
+                            state="built")
+            self.s.add(row)
+            self.s.flush()
+            self._file_row = row
+
+    def _close_file(self) -> None:
+        if self._w is None:
+            return
+        self._close_batch()
+        if self.limits.balanced and self._file_cents:
+            self._add_offset()
+        w = self._w
+        ctl = w.finish()
+        self._flush_entries()
+        self._sink.flush()
+        if self.dry_run:
+            data = self._sink.getvalue().encode("ascii")
+        else:
+            os.fsync(self._sink.fileno())
+            self._sink.close()
+            data = self.tmp.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        built = BuiltFile(None, self.name, self.modifier, self._file_entries, ctl.total_debit_amount,
+                          ctl.total_credit_amount, ctl.batch_count, digest, None)
+        if not self.dry_run:
+            row = self._file_row
+            row.sha256 = digest
+            row.content_enc = self.keyring.encrypt(data, FILE_CONTEXT)
+            row.entry_count = ctl.entry_addenda_count
+            row.batch_count = ctl.batch_count
+            row.total_debit_cents = ctl.total_debit_amount
+            row.total_credit_cents = ctl.total_credit_amount
+            self.s.flush()
+            fid = row.id
+            self.s.execute(
+                update(Payment)
+                .where(Payment.id.in_(select(FileEntry.payment_id).where(FileEntry.file_id == fid)))
+                .values(state="in_file", updated_at=utcnow())
+            )
+            built.file_id = fid
+            built.path = self.outbox / self.name
+        else:
+            from nacha.reader import validate_file
+
+            r = validate_file(data, "strict", name=self.name)
+            if r.issues:
+                raise OriginationError(f"dry run built an invalid file: {r.issues[0]}")
+        self.files.append(built)
+        self._w = None
+        self._key = None
+
+    # -- batches --------------------------------------------------------------------------------
+    def _open_batch(self, key: BatchKey, service_class: str = "225") -> None:
+        c = self.company
+        scc = service_class
+        header = BATCH_HEADER.make(
+            service_class_code=scc,
+            company_name=_nacha_text(c.name, 16),
+            company_identification=c.company_id,
+            standard_entry_class_code=key.sec_code,
+            company_entry_description=key.description,
+            effective_entry_date=self.eff,
+            originator_status_code="1",
+            originating_dfi_identification=self.odfi8,
+            batch_number=1,
+        )
+        self.batch_number = self._w.start_batch(header)
+        self._batches += 1
+        self._key = key
+        self.entry_layout = sec_format(key.sec_code).entry
+        self.make = self.entry_layout.make
+        self.name_field = "receiving_company_name" if "receiving_company_name" in self.entry_layout.index \
+            else "individual_name"
+        self.id_field = "identification_number" if "identification_number" in self.entry_layout.index \
+            else "individual_identification_number"
+        self.ptc_field = "payment_type_code" if "payment_type_code" in self.entry_layout.index else None
+
+    def _close_batch(self) -> None:
+        if self._key is None:
+            return
+        self._w.end_batch()
+        self._key = None
+
+    def _next_trace(self) -> str:
+        if self.seq > MAX_TRACE_SEQUENCE:
+            raise _exhausted(self.seq - 1, 1)
+        t = f"{self.odfi8}{self.seq:07d}"
+        self.seq += 1
+        return t
+
+    def _add_offset(self) -> None:
+        """Balanced files: one credit to our settlement account for the file's debits, in a CCD
+        batch of its own (credits only, service class 220), so debit batches stay 225."""
+        c = self.company
+        self._close_batch()
+        key = BatchKey("CCD", "", OFFSET_DESCRIPTION)
+        self._open_batch(key, service_class="220")
+        trace = self._next_trace()
+        rec = self.make(
+            transaction_code="22",
+            receiving_dfi_identification=c.settlement_routing[:8],
+            check_digit=c.settlement_routing[8],
+            dfi_account_number=c.settlement_account,
+            amount=self._file_cents,
+            identification_number=_nacha_text(c.company_id, 15),
+            receiving_company_name=_nacha_text(c.name, 22),
+            trace_number=trace,
+        )
+        self._w.add_entry(rec)
+        self._record_entry(None, trace, self._file_cents, "22")
+        self._close_batch()
+
+    # -- entries --------------------------------------------------------------------------------
+    def add(self, key: BatchKey, row) -> None:
+        pid, amount, member_id, routing, account_enc, account_type, holder = row
+        lim = self.limits
+        if self._w is not None and (
+            self._file_entries + 1 > lim.max_entries_per_file or self._file_cents + amount > lim.max_cents_per_file
+        ):
+            self._close_file()
+        if self._w is None:
+            self._open_file()
+        if self._key != key:
+            self._close_batch()
+            self._open_batch(key)
+        tc = codes.DEBIT_CODE[account_type]
+        trace = self._next_trace()
+        fields = {
+            "transaction_code": tc,
+            "receiving_dfi_identification": routing[:8],
+            "check_digit": routing[8],
+            "dfi_account_number": self.keyring.decrypt_account(account_enc),
+            "amount": amount,
+            self.id_field: member_id,
+            self.name_field: _nacha_text(holder, 22),
+            "trace_number": trace,
+        }
+        if self.ptc_field:
+            fields[self.ptc_field] = key.payment_type_code
+        self._w.add_entry(self.make(**fields))
+        self._record_entry(pid, trace, amount, tc)
+        self._file_entries += 1
+        self._file_cents += amount
+        self.payment_count += 1
+        self.payment_cents += amount
+        if self.progress and self.payment_count % 10000 == 0:
+            self.progress(self.payment_count)
+
+    def _record_entry(self, pid, trace, amount, tc) -> None:
+        if self.dry_run:
+            return
+        self._entries.append({
+            "file_id": self._file_row.id, "batch_number": self.batch_number, "trace_number": trace,
+            "payment_id": pid, "amount_cents": amount, "transaction_code": tc, "sec_code": self._key.sec_code,
+        })
+        if len(self._entries) >= CHUNK:
+            self._flush_entries()
+
+    def _flush_entries(self) -> None:
+        if self._entries:
+            # Core executemany (not the ORM bulk path): one round trip per chunk.
+            self.s.connection().execute(FileEntry.__table__.insert(), self._entries)
+            self._entries = []
+
+    def close(self) -> None:
+        self._close_file()
+        if not self.dry_run:
+            used = self.seq - 1
+            self.s.execute(update(Sequence).where(Sequence.name == TRACE_SEQUENCE).values(value=used))
+
+
+# -- repair -----------------------------------------------------------------------------------------
+def _repair_outbox(s: Session, keyring: Keyring, outbox: Path) -> list[str]:
+    """Remove temporary files of runs that crashed before committing, and write again (from the
+    stored bytes) any committed file that is not in the outbox yet."""
+    for tmp in outbox.glob(".tmp-*"):
+        tmp.unlink(missing_ok=True)
+    repaired = []
+    for row in s.scalars(select(NachaFile).where(NachaFile.state == "built")):
+        path = outbox / row.file_name
+        if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == row.sha256:
+            continue
+        data = stored_bytes(keyring, row)
+        write_atomic(path, data)
+        repaired.append(row.file_name)
+    return repaired
+
+
+def stored_bytes(keyring: Keyring, row: NachaFile) -> bytes:
+    """A built file's bytes as recorded at origination, checked against its sha256."""
+    data = keyring.decrypt(row.content_enc, FILE_CONTEXT)
+    if hashlib.sha256(data).hexdigest() != row.sha256:
+        raise OriginationError(f"{row.file_name}: stored bytes do not match the recorded sha256")
+    return data
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write `data` to `path` via a temporary file and rename (mode 0600)."""
+    tmp = path.with_name(".tmp-" + path.name)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

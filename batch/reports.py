@@ -1,0 +1,587 @@
+"""The reports finance and the enrollment team work from: reconciliation (per file and batch:
+entries and dollars originated, returned, net, tied to the NACHA control records), returns (by
+reason code and category, with the rolling 60-day return rates against NACHA's thresholds) and
+coverage (policies at risk).
+
+Tables are pandas DataFrames with money as integer cents (nullable Int64, never float); dollars
+are formatted as strings only on output. Output: CSV (exactly the DESIGN.md columns), HTML (jinja2,
+with an inline SVG chart of returns by reason and day, no external assets) and xlsx (openpyxl,
+money as exact decimals). Account numbers never appear (at most masked, last four).
+"""
+from __future__ import annotations
+
+import csv
+import html
+import io
+import os
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from nacha import codes
+from nacha.calendar import effective_entry_date
+from nacha.reader import BatchEnd, BatchStart, FileEnd, Reader
+
+from .crypto import FILE_CONTEXT, CryptoError, Keyring
+from .models import CoverageFlag, FileEntry, NachaFile, Payment, PaymentReturn, ReviewItem
+
+__all__ = [
+    "COLUMNS", "FORMATS", "KINDS", "RATE_WINDOW_DAYS", "Report", "ReturnRate", "TEMPLATES_DIR", "coverage_report",
+    "default_output_path", "dollars", "reconciliation_report", "render_csv", "render_html", "render_xlsx",
+    "return_rates", "returns_chart_svg", "returns_report", "write_report",
+]
+
+KINDS = ("reconciliation", "returns", "coverage")
+FORMATS = ("html", "csv", "xlsx")
+RATE_WINDOW_DAYS = 60  # NACHA return-rate period: the preceding 60 days (ref §2.3)
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "reports"
+
+# The CSV columns of the interface contract (DESIGN.md "Report CSV columns"), exactly.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "returns": ("trace_number", "member_id", "plan_id", "amount", "return_code", "return_title", "category",
+                "returned_on", "disposition"),
+    "coverage": ("member_id", "plan_id", "status", "reason", "months_owed", "amount_owed", "deadline"),
+    "reconciliation": ("file", "batch", "effective_date", "entries", "debits", "returned_entries",
+                       "returned_amount", "net"),
+}
+# Columns holding integer cents (shown as dollars) and dates, per table.
+_MONEY = {"amount", "amount_owed", "debits", "returned_amount", "net", "debits_control", "amount_cents"}
+_COUNTS = {"batch", "entries", "returned_entries", "months_owed", "entries_control", "returns", "count"}
+
+
+def dollars(cents) -> str:
+    """Integer cents as dollars with two decimals, e.g. 123456 -> '1234.56' (negative: '-1.00')."""
+    if cents is None or cents is pd.NA:
+        return ""
+    cents = int(cents)
+    sign = "-" if cents < 0 else ""
+    cents = abs(cents)
+    return f"{sign}{cents // 100}.{cents % 100:02d}"
+
+
+def _display_dollars(cents) -> str:
+    if cents is None or cents is pd.NA:
+        return ""
+    cents = int(cents)
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+
+
+def _percent(rate: Fraction) -> str:
+    """A fraction as a percentage with two decimals, rounded half up, without floats."""
+    hundredths = rate * 10000
+    n = (hundredths.numerator * 2 + hundredths.denominator) // (2 * hundredths.denominator)
+    return f"{n // 100}.{n % 100:02d}%"
+
+
+@dataclass
+class ReturnRate:
+    category: str  # 'unauthorized' | 'administrative' | 'overall'
+    returns: int
+    entries: int
+    threshold: Fraction
+
+    @property
+    def rate(self) -> Fraction:
+        return Fraction(self.returns, self.entries) if self.entries else Fraction(0)
+
+    @property
+    def crossed(self) -> bool:
+        return self.entries > 0 and self.rate > self.threshold
+
+
+@dataclass
+class Report:
+    kind: str
+    as_of: date
+    title: str
+    table: pd.DataFrame  # the contract table (CSV columns), cents as Int64
+    extra: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # further tables (HTML, xlsx)
+    summary: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    chart_svg: str | None = None
+    window: tuple[date, date] | None = None
+
+    @property
+    def problems(self) -> bool:
+        return bool(self.warnings)
+
+
+def _frame(rows: list[dict], columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(columns))
+    for c in df.columns:
+        if c in _MONEY or c in _COUNTS:
+            df[c] = pd.array([None if v is None else int(v) for v in df[c]], dtype="Int64")
+        else:
+            df[c] = pd.array([None if v is None else v for v in df[c]], dtype="object")
+    return df
+
+
+def _window(as_of: date, days: int) -> tuple[date, date]:
+    return as_of - timedelta(days=days - 1), as_of
+
+
+# -- reconciliation ------------------------------------------------------------------------------
+
+def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | None, as_of: date,
+                          days: int = RATE_WINDOW_DAYS) -> Report:
+    """Per file and batch of the files built in the `days` days up to `as_of`: entries and debits
+    originated, entries and dollars returned (returns processed up to `as_of`), net. Each batch is
+    compared with the batch control record of the stored file, each file with its file control."""
+    start, end = _window(as_of, days)
+    with sessions() as s:
+        files = s.execute(select(NachaFile.id, NachaFile.file_name, NachaFile.file_date, NachaFile.total_debit_cents,
+                                 NachaFile.entry_count, NachaFile.content_enc, NachaFile.sha256)
+                          .where((NachaFile.file_date >= start) & (NachaFile.file_date <= end))
+                          .order_by(NachaFile.file_date, NachaFile.file_id_modifier)).all()
+        ids = [f.id for f in files]
+        orig: dict[tuple[int, int], list[int]] = {}
+        returned: dict[tuple[int, int], list[int]] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            for fid, bn, tc, n, cents in s.execute(
+                    select(FileEntry.file_id, FileEntry.batch_number, FileEntry.transaction_code, func.count(),
+                           func.sum(FileEntry.amount_cents))
+                    .where(FileEntry.file_id.in_(part))
+                    .group_by(FileEntry.file_id, FileEntry.batch_number, FileEntry.transaction_code)):
+                acc = orig.setdefault((fid, bn), [0, 0])
+                acc[0] += int(n)
+                tx = codes.transaction_code(tc)
+                if tx is not None and tx.is_debit:
+                    acc[1] += int(cents or 0)
+            for fid, bn, n, cents in s.execute(
+                    select(FileEntry.file_id, FileEntry.batch_number, func.count(), func.sum(PaymentReturn.amount_cents))
+                    .join(PaymentReturn, PaymentReturn.file_entry_id == FileEntry.id)
+                    .where(FileEntry.file_id.in_(part) & (PaymentReturn.kind == "return")
+                           & (PaymentReturn.status == "applied") & (PaymentReturn.returned_on <= as_of))
+                    .group_by(FileEntry.file_id, FileEntry.batch_number)):
+                returned[(fid, bn)] = [int(n), int(cents or 0)]
+    rows, checks, warnings = [], [], []
+    for f in files:
+        controls, file_control, problem = _controls(keyring, f)
+        if problem:
+            warnings.append(f"{f.file_name}: {problem}")
+        batches = sorted({bn for (fid, bn) in orig if fid == f.id} | set(controls))
+        file_entries = file_debits = 0
+        for bn in batches:
+            n, debits = orig.get((f.id, bn), [0, 0])
+            rn, rcents = returned.get((f.id, bn), [0, 0])
+            ctl = controls.get(bn)
+            eff = ctl["effective_date"] if ctl else effective_entry_date(f.file_date)
+            rows.append({"file": f.file_name, "batch": bn, "effective_date": eff, "entries": n, "debits": debits,
+                         "returned_entries": rn, "returned_amount": rcents, "net": debits - rcents})
+            file_entries += n
+            file_debits += debits
+            if ctl is not None:
+                ok = ctl["entries"] == n and ctl["debits"] == debits
+                checks.append({"file": f.file_name, "batch": bn, "entries": n, "entries_control": ctl["entries"],
+                               "debits": debits, "debits_control": ctl["debits"], "ties": "yes" if ok else "NO"})
+                if not ok:
+                    warnings.append(f"{f.file_name} batch {bn}: {n} entries / {_display_dollars(debits)} recorded, "
+                                    f"batch control says {ctl['entries']} / {_display_dollars(ctl['debits'])}")
+        if file_control is not None and (file_control["debits"] != file_debits or f.total_debit_cents != file_debits):
+            warnings.append(f"{f.file_name}: file control total debits {_display_dollars(file_control['debits'])}, "
+                            f"recorded {_display_dollars(f.total_debit_cents)}, entries add up to "
+                            f"{_display_dollars(file_debits)}")
+    table = _frame(rows, COLUMNS["reconciliation"])
+    total_debits = int(table["debits"].sum()) if len(table) else 0
+    total_returned = int(table["returned_amount"].sum()) if len(table) else 0
+    summary = [
+        ("Files", str(len(files))),
+        ("Batches", str(len(table))),
+        ("Entries originated", f"{int(table['entries'].sum()) if len(table) else 0:,}"),
+        ("Debits originated", _display_dollars(total_debits)),
+        ("Entries returned", f"{int(table['returned_entries'].sum()) if len(table) else 0:,}"),
+        ("Dollars returned", _display_dollars(total_returned)),
+        ("Net", _display_dollars(total_debits - total_returned)),
+        ("Control records", "all batches tie to their control records" if not warnings and checks
+         else ("no stored files to check" if not checks else f"{len(warnings)} mismatch(es)")),
+    ]
+    checks_df = _frame(checks, ["file", "batch", "entries", "entries_control", "debits", "debits_control", "ties"])
+    return Report("reconciliation", as_of, f"Reconciliation, files of {start} to {end}", table,
+                  [("Control record check", checks_df)], summary, warnings, window=(start, end))
+
+
+def _controls(keyring: Keyring | None, f) -> tuple[dict[int, dict], dict | None, str | None]:
+    """Batch controls {batch number: {entries, debits, effective_date}} and the file control of a
+    stored file, streamed from its (decrypted) bytes."""
+    if keyring is None:
+        return {}, None, None
+    try:
+        data = keyring.decrypt(f.content_enc, FILE_CONTEXT)
+    except CryptoError as e:
+        return {}, None, f"stored file cannot be read ({e})"
+    out: dict[int, dict] = {}
+    file_control = None
+    eff = None
+    for item in Reader(data, "strict", name=f.file_name):
+        if isinstance(item, BatchStart):
+            v = item.header.effective_entry_date
+            try:
+                eff = date(2000 + int(v[0:2]), int(v[2:4]), int(v[4:6]))
+            except (ValueError, TypeError):
+                eff = None
+        elif isinstance(item, BatchEnd) and item.control is not None:
+            c = item.control
+            out[c.batch_number] = {"entries": c.entry_addenda_count, "debits": c.total_debit_amount,
+                                   "effective_date": eff}
+        elif isinstance(item, FileEnd) and item.control is not None:
+            file_control = {"debits": item.control.total_debit_amount, "entries": item.control.entry_addenda_count}
+    return out, file_control, None
+
+
+# -- returns --------------------------------------------------------------------------------------
+
+def return_rates(sessions: sessionmaker[Session], as_of: date, days: int = RATE_WINDOW_DAYS) -> list[ReturnRate]:
+    """Rolling return rates (ref §2.3): debit returns of entries originated in the `days` days up
+    to `as_of`, per category, over all debit entries originated in those days."""
+    start, end = _window(as_of, days)
+    debit_codes = [c for c, t in codes.TRANSACTION_CODES.items() if t.is_debit and t.kind == codes.KIND_DEBIT]
+    in_window = (NachaFile.file_date >= start) & (NachaFile.file_date <= end)
+    with sessions() as s:
+        entries = s.scalar(select(func.count()).select_from(FileEntry).join(NachaFile, NachaFile.id == FileEntry.file_id)
+                           .where(in_window & FileEntry.transaction_code.in_(debit_codes))) or 0
+        by_cat = dict(s.execute(
+            select(PaymentReturn.category, func.count()).join(FileEntry, FileEntry.id == PaymentReturn.file_entry_id)
+            .join(NachaFile, NachaFile.id == FileEntry.file_id)
+            .where(in_window & (PaymentReturn.kind == "return") & (PaymentReturn.status == "applied")
+                   & (PaymentReturn.returned_on <= as_of))
+            .group_by(PaymentReturn.category)).all())
+    out = []
+    for cat in (codes.CATEGORY_UNAUTHORIZED, codes.CATEGORY_ADMINISTRATIVE, "overall"):
+        n = sum(int(v) for v in by_cat.values()) if cat == "overall" else int(by_cat.get(cat, 0))
+        out.append(ReturnRate(cat, n, int(entries), Fraction(*codes.RETURN_RATE_THRESHOLDS[cat])))
+    return out
+
+
+def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RATE_WINDOW_DAYS) -> Report:
+    """Every return processed in the `days` days up to `as_of`, by reason code and category, with
+    the rolling return rates and a warning for each threshold crossed."""
+    start, end = _window(as_of, days)
+    with sessions() as s:
+        rows = s.execute(
+            select(PaymentReturn.original_trace_number, Payment.member_id, Payment.plan_id, PaymentReturn.amount_cents,
+                   PaymentReturn.return_code, PaymentReturn.return_title, PaymentReturn.category,
+                   PaymentReturn.returned_on, PaymentReturn.disposition, PaymentReturn.status, PaymentReturn.action)
+            .join(Payment, Payment.id == PaymentReturn.payment_id)
+            .where((PaymentReturn.kind == "return") & (PaymentReturn.returned_on >= start)
+                   & (PaymentReturn.returned_on <= end))
+            .order_by(PaymentReturn.returned_on, PaymentReturn.original_trace_number)).all()
+        open_reviews = s.scalar(select(func.count()).select_from(ReviewItem).where(ReviewItem.status == "open")) or 0
+    table = _frame([{
+        "trace_number": r.original_trace_number, "member_id": r.member_id, "plan_id": r.plan_id,
+        "amount": r.amount_cents, "return_code": r.return_code, "return_title": r.return_title,
+        "category": r.category, "returned_on": r.returned_on, "disposition": r.disposition,
+    } for r in rows], COLUMNS["returns"])
+    by_code: dict[str, dict] = {}
+    by_cat: dict[str, dict] = {}
+    per_day: dict[tuple[date, str], int] = {}
+    for r in rows:
+        c = by_code.setdefault(r.return_code, {"return_code": r.return_code, "return_title": r.return_title,
+                                               "category": r.category, "disposition": r.disposition,
+                                               "count": 0, "amount": 0})
+        c["count"] += 1
+        c["amount"] += r.amount_cents
+        k = by_cat.setdefault(r.category, {"category": r.category, "count": 0, "amount": 0})
+        k["count"] += 1
+        k["amount"] += r.amount_cents
+        per_day[(r.returned_on, r.return_code)] = per_day.get((r.returned_on, r.return_code), 0) + 1
+    rates = return_rates(sessions, as_of, days)
+    warnings = []
+    rate_rows = []
+    for rt in rates:
+        rate_rows.append({"category": rt.category, "returns": rt.returns, "entries": rt.entries,
+                          "rate": _percent(rt.rate), "threshold": _percent(rt.threshold),
+                          "status": "OVER THRESHOLD" if rt.crossed else "ok"})
+        if rt.crossed:
+            warnings.append(f"WARNING: {rt.category} return rate {_percent(rt.rate)} ({rt.returns} of {rt.entries} "
+                            f"debit entries originated {start} to {end}) is over the NACHA threshold of "
+                            f"{_percent(rt.threshold)}")
+    summary = [("Returns processed", f"{len(rows):,}"),
+               ("Dollars returned", _display_dollars(sum(r.amount_cents for r in rows))),
+               ("Entries in review list", f"{open_reviews:,}")]
+    summary += [(f"{rt.category.capitalize()} return rate (60-day)",
+                 f"{_percent(rt.rate)} (threshold {_percent(rt.threshold)})") for rt in rates]
+    extra = [
+        ("Return rates, rolling 60 days (returns of entries originated in the window)",
+         _frame(rate_rows, ["category", "returns", "entries", "rate", "threshold", "status"])),
+        ("Returns by reason code", _frame(sorted(by_code.values(), key=lambda d: d["return_code"]),
+                                          ["return_code", "return_title", "category", "disposition", "count",
+                                           "amount"])),
+        ("Returns by category", _frame(sorted(by_cat.values(), key=lambda d: d["category"]),
+                                       ["category", "count", "amount"])),
+    ]
+    chart = returns_chart_svg(per_day, start, end)
+    return Report("returns", as_of, f"Returns, {start} to {end}", table, extra, summary, warnings, chart,
+                  window=(start, end))
+
+
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+            "#bcbd22", "#17becf", "#393b79", "#637939")
+
+
+def returns_chart_svg(per_day: dict[tuple[date, str], int], start: date, end: date) -> str:
+    """An inline SVG stacked bar chart: returns per day (x) by reason code (colour), with axes,
+    a legend and a <title> on every bar segment. No scripts, no external assets."""
+    days = (end - start).days + 1
+    codes_seen = sorted({c for (_d, c) in per_day})
+    colour = {c: _PALETTE[i % len(_PALETTE)] for i, c in enumerate(codes_seen)}
+    totals: dict[date, int] = {}
+    for (d, _c), n in per_day.items():
+        totals[d] = totals.get(d, 0) + n
+    top = max(totals.values(), default=0)
+    ymax = max(1, top)
+    left, right, top_pad, bottom = 48, 130, 20, 50
+    bar_w = max(4, min(24, 720 // max(days, 1)))
+    plot_w = bar_w * days
+    plot_h = 220
+    width, height = left + plot_w + right, top_pad + plot_h + bottom
+    e = html.escape
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" id="returns-chart" role="img" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+           f'<title>Returns by reason code and day, {start} to {end}</title>',
+           f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>']
+    # y axis and grid
+    steps = min(ymax, 5)
+    for i in range(steps + 1):
+        v = round(ymax * i / steps) if steps else 0
+        y = top_pad + plot_h - (plot_h * v // ymax)
+        out.append(f'<line x1="{left}" y1="{y}" x2="{left + plot_w}" y2="{y}" stroke="#dddddd"/>')
+        out.append(f'<text x="{left - 6}" y="{y + 4}" text-anchor="end">{v}</text>')
+    out.append(f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{top_pad + plot_h}" stroke="#333333"/>')
+    out.append(f'<line x1="{left}" y1="{top_pad + plot_h}" x2="{left + plot_w}" y2="{top_pad + plot_h}" '
+               f'stroke="#333333"/>')
+    out.append(f'<text x="14" y="{top_pad + plot_h // 2}" transform="rotate(-90 14 {top_pad + plot_h // 2})" '
+               f'text-anchor="middle">returns</text>')
+    for i in range(days):
+        d = start + timedelta(days=i)
+        x = left + i * bar_w
+        y = top_pad + plot_h
+        for c in codes_seen:
+            n = per_day.get((d, c), 0)
+            if not n:
+                continue
+            h = plot_h * n // ymax
+            y -= h
+            out.append(f'<rect class="bar" data-code="{e(c)}" data-day="{d}" data-count="{n}" x="{x + 1}" y="{y}" '
+                       f'width="{bar_w - 2}" height="{h}" fill="{colour[c]}"><title>{d} {e(c)}: {n}</title></rect>')
+        if d.day == 1 or i == 0 or i == days - 1 or (days <= 14):
+            out.append(f'<text x="{x + bar_w // 2}" y="{top_pad + plot_h + 14}" text-anchor="middle">'
+                       f'{d:%m-%d}</text>')
+    out.append(f'<text x="{left + plot_w // 2}" y="{height - 10}" text-anchor="middle">day the return was '
+               f'processed</text>')
+    for i, c in enumerate(codes_seen):
+        y = top_pad + 4 + i * 18
+        x = left + plot_w + 16
+        out.append(f'<rect class="legend" x="{x}" y="{y}" width="12" height="12" fill="{colour[c]}"/>')
+        title = codes.RETURN_CODES[c].title if c in codes.RETURN_CODES else ""
+        out.append(f'<text x="{x + 16}" y="{y + 10}">{e(c)}<title>{e(title)}</title></text>')
+    if not codes_seen:
+        out.append(f'<text x="{left + plot_w // 2}" y="{top_pad + plot_h // 2}" text-anchor="middle">'
+                   f'no returns in this period</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+# -- coverage -------------------------------------------------------------------------------------
+
+_SEVERITY = {"terminated": 0, "termination_pending": 1, "past_due": 2, "not_started": 3, "ok": 4}
+
+
+def coverage_report(sessions: sessionmaker[Session], as_of: date) -> Report:
+    """Policies at risk as of `as_of` (the flag each policy carried that day): status, reason,
+    months and amount owed, next deadline."""
+    current_then = ((CoverageFlag.assessed_on <= as_of)
+                    & (CoverageFlag.superseded_on.is_(None) | (CoverageFlag.superseded_on > as_of)))
+    with sessions() as s:
+        rows = s.execute(select(CoverageFlag.member_id, CoverageFlag.plan_id, CoverageFlag.status, CoverageFlag.reason,
+                                CoverageFlag.months_owed, CoverageFlag.amount_owed_cents, CoverageFlag.deadline,
+                                CoverageFlag.assessed_on)
+                         .where(current_then).order_by(CoverageFlag.member_id, CoverageFlag.plan_id)).all()
+    latest: dict[tuple[str, str], object] = {}
+    for r in rows:  # if re-assessed out of date order, the latest assessment up to as_of wins
+        k = (r.member_id, r.plan_id)
+        if k not in latest or latest[k].assessed_on <= r.assessed_on:
+            latest[k] = r
+    counts: dict[str, int] = {}
+    owed: dict[str, int] = {}
+    at_risk = []
+    for r in latest.values():
+        counts[r.status] = counts.get(r.status, 0) + 1
+        owed[r.status] = owed.get(r.status, 0) + r.amount_owed_cents
+        if r.status != "ok":
+            at_risk.append(r)
+    at_risk.sort(key=lambda r: (_SEVERITY.get(r.status, 9), r.deadline or date.max, r.member_id, r.plan_id))
+    table = _frame([{"member_id": r.member_id, "plan_id": r.plan_id, "status": r.status, "reason": r.reason,
+                     "months_owed": r.months_owed, "amount_owed": r.amount_owed_cents, "deadline": r.deadline}
+                    for r in at_risk], COLUMNS["coverage"])
+    by_status = _frame([{"status": st, "count": counts.get(st, 0), "amount_owed": owed.get(st, 0)}
+                        for st in ("not_started", "past_due", "termination_pending", "terminated", "ok")],
+                       ["status", "count", "amount_owed"])
+    summary = [("Policies assessed", f"{len(latest):,}"), ("Policies at risk", f"{len(at_risk):,}"),
+               ("Amount owed by policies at risk", _display_dollars(sum(r.amount_owed_cents for r in at_risk)))]
+    return Report("coverage", as_of, f"Coverage at risk, {as_of}", table, [("Policies by status", by_status)],
+                  summary, [])
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+def default_output_path(reports_dir: Path, kind: str, as_of: date, fmt: str) -> Path:
+    return Path(reports_dir) / f"{kind}-{as_of.isoformat()}.{fmt}"
+
+
+def _cell_text(col: str, v) -> str:
+    if v is None or v is pd.NA:
+        return ""
+    if col in _MONEY:
+        return dollars(v)
+    if isinstance(v, date):
+        return v.isoformat()
+    return str(v)
+
+
+def render_csv(report: Report) -> str:
+    """The contract table: exactly COLUMNS[kind], money in dollars with two decimals, dates ISO."""
+    cols = COLUMNS[report.kind]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for row in report.table[list(cols)].itertuples(index=False, name=None):
+        w.writerow([_cell_text(c, v) for c, v in zip(cols, row)])
+    return buf.getvalue()
+
+
+def _html_table(title: str, df: pd.DataFrame, table_id: str) -> dict:
+    cols = list(df.columns)
+    rows = []
+    for row in df.itertuples(index=False, name=None):
+        rows.append([(_display_dollars(v) if c in _MONEY else _cell_text(c, v),
+                      "num" if (c in _MONEY or c in _COUNTS) else "") for c, v in zip(cols, row)])
+    totals = None
+    if rows and any(c in _MONEY for c in cols):
+        totals = [(_display_dollars(int(df[c].sum())) if c in _MONEY else
+                   (f"{int(df[c].sum()):,}" if c in _COUNTS and c not in ("batch",) else ""), "num") for c in cols]
+        totals[0] = ("Total", "")
+    return {"title": title, "id": table_id, "columns": cols, "rows": rows, "totals": totals}
+
+
+def render_html(report: Report) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    tables = [_html_table(report.title, report.table, f"{report.kind}-table")]
+    for i, (title, df) in enumerate(report.extra):
+        tables.append(_html_table(title, df, f"{report.kind}-extra-{i + 1}"))
+    return env.get_template("report.html.j2").render(
+        report=report, tables=tables, chart=jinja2.utils.markupsafe.Markup(report.chart_svg) if report.chart_svg
+        else None)
+
+
+def render_xlsx(report: Report, path: Path) -> None:
+    """One sheet per table; money as exact decimals with a dollar format, dates as dates."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Summary"
+    ws.append([report.title])
+    ws["A1"].font = Font(bold=True, size=14)
+    ws.append([f"As of {report.as_of.isoformat()}"])
+    for k, v in report.summary:
+        ws.append([k, v])
+    for w in report.warnings:
+        ws.append([w])
+        ws.cell(ws.max_row, 1).font = Font(bold=True, color="B00000")
+    ws.column_dimensions["A"].width = 48
+    ws.column_dimensions["B"].width = 40
+    sheets = [(report.kind.capitalize(), report.table)] + [(t, df) for t, df in report.extra]
+    used = {"Summary"}
+    for title, df in sheets:
+        name = "".join(ch for ch in title if ch not in "[]:*?/\\")[:31]
+        while name in used:
+            name = name[:28] + f"_{len(used)}"
+        used.add(name)
+        sh = wb.create_sheet(name)
+        cols = list(df.columns)
+        sh.append(cols)
+        for c in sh[1]:
+            c.font = Font(bold=True)
+        for row in df.itertuples(index=False, name=None):
+            out = []
+            for c, v in zip(cols, row):
+                if v is None or v is pd.NA:
+                    out.append(None)
+                elif c in _MONEY:
+                    out.append(Decimal(int(v)) / 100)
+                elif c in _COUNTS:
+                    out.append(int(v))
+                else:
+                    out.append(v)
+            sh.append(out)
+        for j, c in enumerate(cols, start=1):
+            letter = sh.cell(1, j).column_letter
+            sh.column_dimensions[letter].width = max(12, min(60, len(c) + 4))
+            if c in _MONEY:
+                for cell in sh[letter][1:]:
+                    cell.number_format = '"$"#,##0.00'
+            elif df[c].map(lambda v: isinstance(v, date)).any():
+                for cell in sh[letter][1:]:
+                    cell.number_format = "yyyy-mm-dd"
+    if report.chart_svg is not None:
+        # openpyxl charts are native Excel charts: returns per day by code, from the chart's data.
+        _xlsx_chart(wb, report)
+    tmp = Path(path).with_name(".tmp-" + Path(path).name)
+    wb.save(tmp)
+    os.replace(tmp, path)
+
+
+def _xlsx_chart(wb, report: Report) -> None:
+    from openpyxl.chart import BarChart, Reference
+
+    df = report.table
+    if not len(df):
+        return
+    days = sorted({d for d in df["returned_on"]})
+    code_list = sorted({c for c in df["return_code"]})
+    sh = wb.create_sheet("Chart data")
+    sh.append(["day"] + code_list)
+    counts = df.groupby(["returned_on", "return_code"]).size()
+    for d in days:
+        sh.append([d] + [int(counts.get((d, c), 0)) for c in code_list])
+    chart = BarChart()
+    chart.type = "col"
+    chart.grouping = "stacked"
+    chart.overlap = 100
+    chart.title = "Returns by reason code and day"
+    data = Reference(sh, min_col=2, max_col=1 + len(code_list), min_row=1, max_row=1 + len(days))
+    cats = Reference(sh, min_col=1, min_row=2, max_row=1 + len(days))
+    chart.add_data(data, titles_from_data=True)
+    chart.set_categories(cats)
+    sh.add_chart(chart, "A" + str(len(days) + 4))
+
+
+def write_report(report: Report, fmt: str, out: Path) -> Path:
+    """Write the report in `fmt` ('html', 'csv' or 'xlsx') to `out` (folders created; written to
+    a temporary name, then renamed)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "xlsx":
+        render_xlsx(report, out)
+        return out
+    if fmt == "csv":
+        data = render_csv(report)
+    elif fmt == "html":
+        data = render_html(report)
+    else:
+        raise ValueError(f"unknown report format {fmt!r} (one of {', '.join(FORMATS)})")
+    tmp = out.with_name(".tmp-" + out.name)
+    tmp.write_text(data, encoding="utf-8")
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,1021 @@
+"""Applying the bank's return and NOC files: each return entry is matched to our original entry by
+its Original Entry Trace Number (addenda 99 -> file_entries.trace_number), checked against the
+amount and account, and handled by its code's disposition (nacha.codes, never raw codes); each
+NOC corrects the stored bank account with an audit record. What cannot be applied automatically
+goes to the review list (review_items), never dropped.
+
+A file is applied in ONE transaction and ledgered by sha256 (return_files): the same bytes are
+applied once; a file that fails validation is rejected whole (nothing applied) with its located
+errors. The decisions (`decide_return`, `plan_retry`, `plan_noc`) are pure functions of their
+inputs; `process_return_files` does the I/O around them, streaming the file a chunk at a time.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from nacha import codes
+from nacha.calendar import add_banking_days, effective_entry_date
+from nacha.errors import Issue
+from nacha.reader import EntryItem, FileStart, Reader
+from nacha.routing import check_digit, is_valid_routing
+
+from .crypto import Keyring, mask
+from .imports import retry_confirmation_id
+from .models import (
+    AccountChange,
+    AutopayMandate,
+    BankAccount,
+    FileEntry,
+    NachaFile,
+    Payment,
+    PaymentEvent,
+    PaymentReturn,
+    Premium,
+    ReturnFile,
+    ReviewItem,
+    utcnow,
+)
+from .origination import ADVISORY_LOCK_KEY
+
+__all__ = [
+    "COUNTING_STATES", "IN_FLIGHT_STATES", "AccountState", "FileOutcome", "NocPlan", "OriginalEntry",
+    "ProcessResult", "ReturnDecision", "ReturnPolicy", "ReturnSeen", "RetryPlan", "cancel_unneeded_retries",
+    "decide_return", "file_sha256", "outcome_words", "plan_noc", "plan_retry", "process_inbox", "process_return_file",
+    "process_return_files", "retry_date", "returned_state_for",
+]
+
+CHUNK = 5000
+# Payments that count toward a premium (paid, or on their way).
+COUNTING_STATES = ("pending", "in_file", "sent", "settled", "paid")
+# States in which an originated debit can be returned.
+IN_FLIGHT_STATES = ("in_file", "sent", "settled")
+# Dispositions whose return leaves the payment 'returned'; every other one marks it 'failed'.
+_RETURNED_DISPOSITIONS = frozenset({codes.RETRY_FUNDS, codes.BLOCK_ACCOUNT, codes.REVOKE_AUTH})
+# Pending payments that a revoked AutoPay authorization stops (a one-time payment carries its own).
+_MANDATE_CHANNELS = ("autopay", "retry")
+
+
+# =============================================================================================
+# Pure decisions
+# =============================================================================================
+
+@dataclass(frozen=True)
+class ReturnPolicy:
+    """How returns are handled. Defaults: NACHA's reinitiation limits (ref §2.4) and the
+    configurable delay before a re-presentment (origination.retry_delay_banking_days)."""
+
+    retry_delay_banking_days: int = 2
+    max_retries: int = codes.MAX_REINITIATIONS
+    retry_window_days: int = codes.REINITIATION_WINDOW_DAYS
+    profile: str = "bank"
+
+
+@dataclass(frozen=True)
+class ReturnSeen:
+    """What a return entry says: its code, traces, amount, the original RDFI, and the keyed hashes
+    of the account number it carries (None when the bank left that field blank)."""
+
+    code: str
+    original_trace_number: str
+    trace_number: str
+    amount_cents: int
+    rdfi: str  # 8 digits (addenda 99 positions 28-35)
+    account_hashes: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class OriginalEntry:
+    """What we know of the entry a return answers. `accounts`: the (RDFI, account hash) pairs the
+    entry may have been sent to (the account now, and before any NOC corrected it)."""
+
+    file_entry_id: int
+    payment_id: int | None  # None: a balanced file's offset entry
+    amount_cents: int
+    payment_state: str | None
+    accounts: frozenset[tuple[str, str]] = frozenset()
+    applied_return: bool = False  # the payment carries an applied (not dishonored) return
+    dishonored_return: bool = False  # ... a return that our ODFI dishonored
+    returned_state: str | None = None  # the state the applied/dishonored return gave the payment
+
+
+@dataclass(frozen=True)
+class ReturnDecision:
+    apply: bool
+    new_state: str | None = None
+    event: str = ""
+    review_kind: str | None = None
+    detail: str = ""
+
+
+def _review(kind: str, detail: str) -> ReturnDecision:
+    return ReturnDecision(False, review_kind=kind, detail=detail)
+
+
+def returned_state_for(rc: codes.ReturnCode) -> str:
+    """'returned' for the dispositions with a follow-up (re-present, block, revoke); 'failed' with
+    the code's title for every other one."""
+    return "returned" if rc.disposition in _RETURNED_DISPOSITIONS else "failed"
+
+
+def decide_return(rc: codes.ReturnCode, seen: ReturnSeen, original: OriginalEntry | None) -> ReturnDecision:
+    """Whether a return entry can be applied to our original, and the payment's new state."""
+    if original is None:
+        return _review("unknown_trace", f"no entry of ours has trace number {seen.original_trace_number}")
+    if original.payment_id is None:
+        return _review("offset_entry", "the return names our own settlement offset entry")
+    if seen.amount_cents != original.amount_cents:
+        return _review("amount_mismatch", f"returned amount {_dollars(seen.amount_cents)} differs from the "
+                                          f"{_dollars(original.amount_cents)} we debited")
+    if original.accounts:
+        rdfis = {r for r, _h in original.accounts}
+        if seen.rdfi not in rdfis:
+            return _review("account_mismatch", f"original RDFI {seen.rdfi} is not the routing number we debited "
+                                               f"({', '.join(sorted(rdfis))})")
+        if seen.account_hashes is not None and not any(
+                (seen.rdfi, h) in original.accounts for h in seen.account_hashes):
+            return _review("account_mismatch", "the account number returned is not the account we debited")
+    if rc.kind == codes.KIND_RETURN:
+        if original.payment_state not in IN_FLIGHT_STATES:
+            return _review("duplicate_return", f"the payment is already {original.payment_state}")
+        new = returned_state_for(rc)
+        return ReturnDecision(True, new, new, detail=f"{rc.code} {rc.title}")
+    if rc.kind == codes.KIND_DISHONORED:
+        # Our ODFI dishonored the RDFI's return (ref §1.7, §2.2): the debit stands again, pending a
+        # possible contest.
+        if not original.applied_return:
+            return _review("no_prior_return", "dishonored return for a payment with no applied return")
+        return ReturnDecision(True, "settled", "reinstated", detail=f"return dishonored: {rc.code} {rc.title}")
+    # contested dishonored return: the RDFI contests the dishonor, the return stands again
+    if not original.dishonored_return:
+        return _review("no_prior_return", "contested dishonored return for a payment with no dishonored return")
+    return ReturnDecision(True, original.returned_state or "returned", "return_restored",
+                          detail=f"dishonor contested: {rc.code} {rc.title}")
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    originate_on: date | None  # None: no re-presentment
+    retry_number: int
+    reason: str
+
+
+def retry_date(processed_on: date, delay_banking_days: int) -> date:
+    """The first banking day at least `delay_banking_days` banking days after the return was
+    processed (the day's origination picks it up)."""
+    return add_banking_days(processed_on, delay_banking_days)
+
+
+def plan_retry(*, processed_on: date, original_settlement: date, retries_so_far: int,
+               premium_owed_cents: int | None, amount_cents: int, policy: ReturnPolicy) -> RetryPlan:
+    """Re-present an R01/R09 return? At most `max_retries` per original payment, the new entry
+    settling within `retry_window_days` of the original's settlement (ref §2.4, NR2013 OR28), and
+    only while the premium is still unpaid: at least the same amount still owed (a re-presentment
+    carries the original amount; it must not overpay)."""
+    n = retries_so_far + 1
+    if retries_so_far >= policy.max_retries:
+        return RetryPlan(None, n, f"no re-presentment: {retries_so_far} already made "
+                                  f"(at most {policy.max_retries})")
+    if premium_owed_cents is None:
+        return RetryPlan(None, n, "no re-presentment: no premium on record for this payment")
+    if premium_owed_cents < amount_cents:
+        return RetryPlan(None, n, "no re-presentment: premium paid by other means")
+    when = retry_date(processed_on, policy.retry_delay_banking_days)
+    limit = original_settlement + timedelta(days=policy.retry_window_days)
+    if effective_entry_date(when) > limit:
+        return RetryPlan(None, n, f"no re-presentment: past {policy.retry_window_days} days after the "
+                                  f"original settlement on {original_settlement}")
+    return RetryPlan(when, n, f"re-presentment {n} of {policy.max_retries} scheduled for {when}")
+
+
+@dataclass(frozen=True)
+class AccountState:
+    routing_number: str
+    account_number: str
+    account_type: str
+    holder_name: str
+
+
+@dataclass(frozen=True)
+class NocPlan:
+    status: str  # 'applied' | 'unchanged' | 'rejected'
+    new: AccountState | None
+    detail: str
+
+
+_ACCOUNT_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-")
+
+
+def plan_noc(code: str, parts: dict[str, str], current: AccountState) -> NocPlan:
+    """The stored account after a NOC's corrected values (ref §2.5): account number (C01, C03,
+    C06, C07), routing number (C02, C03, C07), account type from the transaction code (C05-C07),
+    holder name (C04). A value we cannot store (routing check digit wrong, a transaction code of
+    neither a checking nor a savings account) is rejected, nothing changed."""
+    new = dict(routing_number=current.routing_number, account_number=current.account_number,
+               account_type=current.account_type, holder_name=current.holder_name)
+    routing = parts.get(codes.PART_ROUTING_NUMBER)
+    if routing is not None:
+        if not is_valid_routing(routing):
+            return NocPlan("rejected", None, f"{code}: corrected routing number {routing} fails its check digit")
+        new["routing_number"] = routing
+    account = parts.get(codes.PART_ACCOUNT_NUMBER)
+    if account is not None:
+        if not (1 <= len(account) <= 17 and set(account) <= _ACCOUNT_CHARS):
+            return NocPlan("rejected", None, f"{code}: corrected account number {mask(account)} is not storable")
+        new["account_number"] = account
+    tc = parts.get(codes.PART_TRANSACTION_CODE)
+    if tc is not None:
+        account_type = codes.account_type_of(tc)
+        if account_type not in (codes.ACCOUNT_CHECKING, codes.ACCOUNT_SAVINGS):
+            return NocPlan("rejected", None, f"{code}: corrected transaction code {tc} is not a checking or savings code")
+        new["account_type"] = account_type
+    name = parts.get(codes.PART_INDIVIDUAL_NAME)
+    if name is not None:
+        new["holder_name"] = name[:100]
+    after = AccountState(**new)
+    if after == current:
+        return NocPlan("unchanged", after, f"{code}: the stored account already carries the correction")
+    changed = [k.replace("_", " ") for k in new if getattr(current, k) != getattr(after, k)]
+    return NocPlan("applied", after, f"{code}: corrected {', '.join(changed)}")
+
+
+def _dollars(cents: int) -> str:
+    return f"${cents // 100:,}.{cents % 100:02d}"
+
+
+# =============================================================================================
+# Results
+# =============================================================================================
+
+@dataclass
+class FileOutcome:
+    path: str
+    sha256: str = ""
+    status: str = "applied"  # 'applied' | 'duplicate' | 'rejected'
+    return_file_id: int | None = None
+    returns: int = 0
+    nocs: int = 0
+    returns_applied: int = 0
+    nocs_applied: int = 0
+    nocs_refused: int = 0
+    retries_scheduled: int = 0
+    accounts_blocked: int = 0
+    mandates_suspended: int = 0
+    mandates_revoked: int = 0
+    payments_failed: int = 0  # returned payments marked failed, and pending ones stopped
+    review_items: int = 0
+    errors: list[str] = field(default_factory=list)
+    previously_processed_on: date | None = None
+
+    @property
+    def problems(self) -> bool:
+        return self.status == "rejected" or self.review_items > 0
+
+
+@dataclass
+class ProcessResult:
+    processed_on: date
+    files: list[FileOutcome] = field(default_factory=list)
+    retries_cancelled: int = 0
+
+    @property
+    def problems(self) -> bool:
+        return any(f.problems for f in self.files)
+
+
+class _Rejected(Exception):
+    def __init__(self, issues: list[Issue]):
+        self.issues = issues
+
+
+# =============================================================================================
+# The service
+# =============================================================================================
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+Mark = Callable[[Session, FileOutcome], None]
+
+
+def process_return_files(sessions: sessionmaker[Session], keyring: Keyring, paths: Iterable[str | os.PathLike],
+                         processed_on: date, policy: ReturnPolicy = ReturnPolicy(), *,
+                         on_file: Callable[[FileOutcome], None] | None = None) -> ProcessResult:
+    """Apply each file in turn (each in its own transaction); see `process_return_file`."""
+    result = ProcessResult(processed_on)
+    for p in paths:
+        outcome = process_return_file(sessions, keyring, p, processed_on, policy)
+        result.files.append(outcome)
+        if on_file:
+            on_file(outcome)
+    return result
+
+
+def process_inbox(sessions: sessionmaker[Session], keyring: Keyring, inbox: Path, processed_on: date,
+                  policy: ReturnPolicy = ReturnPolicy(), *,
+                  on_file: Callable[[FileOutcome], None] | None = None) -> ProcessResult:
+    """Apply every inbox file the inbound ledger lists as received and not yet processed (oldest
+    first), marking each processed in the same transaction that applies (or rejects) it."""
+    from .inbound import mark_inbound_processed, pending_inbound
+
+    result = ProcessResult(processed_on)
+    for pending in pending_inbound(sessions, inbox):
+        def mark(s: Session, out: FileOutcome, _id=pending.id) -> None:
+            mark_inbound_processed(s, _id, outcome_words(out))
+
+        outcome = process_return_file(sessions, keyring, pending.path, processed_on, policy, mark=mark)
+        result.files.append(outcome)
+        if on_file:
+            on_file(outcome)
+    return result
+
+
+def outcome_words(out: FileOutcome) -> str:
+    """A short outcome for ledgers and logs."""
+    if out.status == "duplicate":
+        return f"duplicate: applied before on {out.previously_processed_on}"
+    if out.status == "rejected":
+        return f"rejected: invalid file ({len(out.errors)} error{'s' if len(out.errors) != 1 else ''})"
+    return (f"applied: {out.returns_applied} of {out.returns} returns, {out.nocs_applied} of {out.nocs} NOCs, "
+            f"{out.review_items} for review")
+
+
+def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path: str | os.PathLike,
+                        processed_on: date, policy: ReturnPolicy = ReturnPolicy(), *,
+                        mark: Mark | None = None) -> FileOutcome:
+    """Apply one return/NOC file in one transaction. The same bytes twice: applied once (status
+    'duplicate' the second time). A file with validation errors: nothing applied, the file recorded
+    as rejected with its located errors (status 'rejected', again on every re-run). `mark(session,
+    outcome)` runs inside the transaction that records the outcome (the inbound ledger uses it).
+    An unreadable file is reported (status 'rejected') but neither recorded nor marked."""
+    path = Path(path)
+    out = FileOutcome(str(path))
+    try:
+        out.sha256 = file_sha256(path)
+    except OSError as e:
+        out.status = "rejected"
+        out.errors = [f"{path}: cannot read file: {e.strerror or e}"]
+        return out
+    try:
+        with sessions() as s, s.begin():
+            _lock(s)
+            prior = s.scalar(select(ReturnFile).where(ReturnFile.sha256 == out.sha256))
+            if prior is not None:
+                _seen_before(out, prior)
+                if mark:
+                    mark(s, out)
+                return out
+            rf = ReturnFile(sha256=out.sha256, file_name=path.name[:500], status="applied",
+                            processed_on=processed_on, returns=0, nocs=0, applied=0, review_items=0)
+            s.add(rf)
+            s.flush()
+            applier = _Applier(s, keyring, rf, processed_on, policy, out)
+            reader = Reader(path, policy.profile, name=path.name)
+            for item in reader:
+                if isinstance(item, EntryItem):
+                    applier.add(item)
+                elif isinstance(item, FileStart):
+                    rf.file_creation_date = _yymmdd(item.header.file_creation_date)
+            if reader.issues:
+                raise _Rejected(reader.issues)  # rolls the whole file back
+            applier.finish()
+            rf.returns, rf.nocs = out.returns, out.nocs
+            rf.applied = out.returns_applied + out.nocs_applied
+            rf.review_items = out.review_items
+            out.return_file_id = rf.id
+            if mark:
+                mark(s, out)
+    except _Rejected as r:
+        return _record_rejection(sessions, path, out, processed_on, r.issues, mark)
+    return out
+
+
+def _seen_before(out: FileOutcome, prior: ReturnFile) -> FileOutcome:
+    out.return_file_id = prior.id
+    out.previously_processed_on = prior.processed_on
+    if prior.status == "rejected":
+        out.status = "rejected"
+        out.errors = json.loads(prior.errors or "[]")
+    else:
+        out.status = "duplicate"
+    return out
+
+
+def _record_rejection(sessions, path: Path, out: FileOutcome, processed_on: date, issues: list[Issue],
+                      mark: Mark | None) -> FileOutcome:
+    fresh = FileOutcome(out.path, out.sha256, "rejected")
+    fresh.errors = [str(i) for i in issues]
+    with sessions() as s, s.begin():
+        prior = s.scalar(select(ReturnFile).where(ReturnFile.sha256 == out.sha256))
+        if prior is not None:  # another run recorded it meanwhile
+            _seen_before(fresh, prior)
+        else:
+            rf = ReturnFile(sha256=out.sha256, file_name=path.name[:500], status="rejected",
+                            processed_on=processed_on, returns=0, nocs=0, applied=0, review_items=0,
+                            errors=json.dumps(fresh.errors))
+            s.add(rf)
+            s.flush()
+            fresh.return_file_id = rf.id
+        if mark:
+            mark(s, fresh)
+    return fresh
+
+
+def _lock(s: Session) -> None:
+    """Serialise with origination (the same PostgreSQL advisory lock): a payment the return
+    processing stops must not be claimed by a file being built. SQLite: BEGIN IMMEDIATE."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+
+
+def _yymmdd(v: str) -> date | None:
+    try:
+        return date(2000 + int(v[0:2]), int(v[2:4]), int(v[4:6]))
+    except (ValueError, TypeError):
+        return None
+
+
+def _cut(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+@dataclass
+class _Item:
+    line: int
+    entry: tuple
+    addenda: tuple  # the 98 or 99 addenda record
+    kind: str  # '99' | '98' | ''
+
+
+@dataclass
+class _Orig:
+    file_entry_id: int
+    amount_cents: int
+    payment_id: int | None
+    file_date: date
+    state: str | None = None
+    channel: str | None = None
+    member_id: str | None = None
+    plan_id: str | None = None
+    coverage_month: date | None = None
+    premium_id: int | None = None
+    pay_amount: int | None = None
+    bank_account_id: int | None = None
+    sec_code: str | None = None
+    payment_type_code: str | None = None
+    retry_of_id: int | None = None
+    retry_number: int = 0
+    routing_number: str | None = None
+    account_hash: str | None = None
+
+
+class _Applier:
+    """Applies a file's returns and NOCs a chunk at a time inside the file's transaction."""
+
+    def __init__(self, s: Session, keyring: Keyring, rf: ReturnFile, processed_on: date, policy: ReturnPolicy,
+                 out: FileOutcome):
+        self.s = s
+        self.conn = s.connection()
+        self.keyring = keyring
+        self.rf = rf
+        self.on = processed_on
+        self.policy = policy
+        self.out = out
+        self.items: list[_Item] = []
+        self.now = utcnow()
+        self.submitted_at = datetime.combine(processed_on, time(0), tzinfo=timezone.utc)
+        self.hashes: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    # -- intake -----------------------------------------------------------------------------------
+    def add(self, item: EntryItem) -> None:
+        kind, addenda = "", None
+        for a in item.addenda:
+            if a is None:
+                continue
+            t = a[1].addenda_type_code
+            if t in ("98", "99"):
+                kind, addenda = t, a[1]
+                break
+        if kind == "99":
+            self.out.returns += 1
+        elif kind == "98":
+            self.out.nocs += 1
+        self.items.append(_Item(item.line, item.record, addenda, kind))
+        if len(self.items) >= CHUNK:
+            self._flush()
+
+    def finish(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        items, self.items = self.items, []
+        if not items:
+            return
+        traces = sorted({it.addenda.original_entry_trace_number for it in items if it.addenda is not None})
+        origs = self._lookup(traces)
+        self.reviews: list[dict] = []
+        nocs = [it for it in items if it.kind == "98"]
+        rets = [it for it in items if it.kind == "99"]
+        for it in items:
+            if it.kind == "":
+                self._review(it, "not_return_or_noc", "", "", "a forward entry, neither a return nor a NOC")
+        for it in nocs:
+            self._apply_noc(it, origs.get(it.addenda.original_entry_trace_number))
+        if rets:
+            self._apply_returns(rets, origs)
+        if self.reviews:
+            self.conn.execute(insert(ReviewItem), self.reviews)
+            self.out.review_items += len(self.reviews)
+
+    def _lookup(self, traces: list[str]) -> dict[str, _Orig]:
+        out: dict[str, _Orig] = {}
+        if not traces:
+            return out
+        rows = self.conn.execute(
+            select(FileEntry.trace_number, FileEntry.id, FileEntry.amount_cents, FileEntry.payment_id,
+                   NachaFile.file_date, Payment.state, Payment.channel, Payment.member_id, Payment.plan_id,
+                   Payment.coverage_month, Payment.premium_id, Payment.amount_cents, Payment.bank_account_id,
+                   Payment.sec_code, Payment.payment_type_code, Payment.retry_of_id, Payment.retry_number,
+                   BankAccount.routing_number, BankAccount.account_hash)
+            .join(NachaFile, NachaFile.id == FileEntry.file_id)
+            .outerjoin(Payment, Payment.id == FileEntry.payment_id)
+            .outerjoin(BankAccount, BankAccount.id == Payment.bank_account_id)
+            .where(FileEntry.trace_number.in_(traces))
+        ).all()
+        for r in rows:
+            out[r[0]] = _Orig(*r[1:])
+        return out
+
+    def _review(self, it: _Item, kind: str, code: str, original_trace: str, detail: str,
+                expected: int | None = None, payment_id: int | None = None) -> None:
+        self.reviews.append({
+            "return_file_id": self.rf.id, "line": it.line, "kind": kind, "code": code[:3],
+            "original_trace_number": original_trace[:15], "trace_number": it.entry.trace_number[:15],
+            "amount_cents": it.entry.amount if type(it.entry.amount) is int else 0,
+            "expected_amount_cents": expected, "payment_id": payment_id, "detail": _cut(detail, 300),
+            "status": "open", "created_at": self.now,
+        })
+
+    def _account_hashes(self, rdfi: str, account: str) -> tuple[str, ...]:
+        key = (rdfi, account)
+        h = self.hashes.get(key)
+        if h is None:
+            h = tuple(self.keyring.account_hashes(rdfi + check_digit(rdfi), account))
+            if len(self.hashes) > 50_000:
+                self.hashes.clear()
+            self.hashes[key] = h
+        return h
+
+    # -- returns ----------------------------------------------------------------------------------
+    def _apply_returns(self, rets: list[_Item], origs: dict[str, _Orig]) -> None:
+        conn, on = self.conn, self.on
+        acct_ids = {o.bank_account_id for o in origs.values() if o.bank_account_id is not None}
+        past_accounts = self._past_accounts(acct_ids)
+        pay_ids = [o.payment_id for o in origs.values() if o.payment_id is not None]
+        history = self._return_history(pay_ids) if any(
+            codes.RETURN_CODES[it.addenda[2]].kind != codes.KIND_RETURN for it in rets) else {}
+        state: dict[int, str] = {}
+        applied: list[tuple[_Item, codes.ReturnCode, _Orig, ReturnDecision, str]] = []
+        for it in rets:
+            a = it.addenda
+            rc = codes.RETURN_CODES[a[2]]
+            trace = a.original_entry_trace_number
+            o = origs.get(trace)
+            account = it.entry.dfi_account_number
+            rdfi = a.original_receiving_dfi_identification
+            seen = ReturnSeen(rc.code, trace, it.entry.trace_number, it.entry.amount, rdfi,
+                              self._account_hashes(rdfi, account) if account else None)
+            original = None
+            if o is not None:
+                accounts = set()
+                if o.routing_number is not None:
+                    accounts.add((o.routing_number[:8], o.account_hash))
+                    accounts |= past_accounts.get(o.bank_account_id, set())
+                h = history.get(o.payment_id, {})
+                original = OriginalEntry(o.file_entry_id, o.payment_id, o.amount_cents,
+                                         state.get(o.payment_id, o.state) if o.payment_id else None,
+                                         frozenset(accounts), h.get("applied", False), h.get("dishonored", False),
+                                         h.get("state"))
+            d = decide_return(rc, seen, original)
+            if not d.apply:
+                self._review(it, d.review_kind, rc.code, trace, d.detail,
+                             o.amount_cents if o is not None else None, o.payment_id if o is not None else None)
+                continue
+            old = state.get(o.payment_id, o.state)
+            state[o.payment_id] = d.new_state
+            before = history.get(o.payment_id, {})
+            if rc.kind == codes.KIND_DISHONORED:
+                history[o.payment_id] = {"applied": False, "dishonored": True, "state": before.get("state")}
+            else:
+                history[o.payment_id] = {"applied": True, "dishonored": False, "state": d.new_state}
+            applied.append((it, rc, o, d, old))
+        if not applied:
+            return
+        events: list[dict] = []
+        # 1. the payments' new states
+        by_state: dict[str, list[int]] = defaultdict(list)
+        for _it, _rc, o, d, _old in applied:
+            by_state[d.new_state].append(o.payment_id)
+        for st, ids in by_state.items():
+            for i in range(0, len(ids), 1000):
+                conn.execute(update(Payment).where(Payment.id.in_(ids[i:i + 1000]))
+                             .values(state=st, updated_at=self.now))
+        for it, rc, o, d, old in applied:
+            events.append(self._event(o.payment_id, d.event, old, d.new_state, d.detail))
+            if d.new_state == "failed":
+                self.out.payments_failed += 1
+        actions: dict[int, str] = {}
+        retry_ids: dict[int, int] = {}
+        returns = [(it, rc, o, d) for it, rc, o, d, _old in applied if rc.kind == codes.KIND_RETURN]
+        # 2. account and mandate effects, by disposition (never by raw code)
+        blocks: dict[int, str] = {}
+        revokes: dict[tuple[str, int], str] = {}
+        for it, rc, o, d in returns:
+            reason = _cut(f"{rc.code} {rc.title}", 100)
+            if rc.blocks_account and o.bank_account_id is not None:
+                blocks.setdefault(o.bank_account_id, reason)
+            if rc.revokes_authorization and o.bank_account_id is not None:
+                revokes.setdefault((o.member_id, o.bank_account_id), reason)
+        blocked_counts = self._block_accounts(blocks, events)
+        revoked_counts = self._revoke_mandates(revokes, events)
+        # 3. re-presentments
+        retry_actions = self._schedule_retries([(it, rc, o) for it, rc, o, d in returns if rc.retry_allowed],
+                                               retry_ids)
+        for it, rc, o, d in returns:
+            if rc.retry_allowed:
+                actions[it.line] = retry_actions[it.line]
+            elif rc.blocks_account:
+                n = blocked_counts.get(o.bank_account_id, 0)
+                actions[it.line] = f"bank account ****{_last4(it.entry.dfi_account_number)} blocked; " \
+                                   f"AutoPay suspended ({n} mandate{'s' if n != 1 else ''}) until a new account"
+            elif rc.revokes_authorization:
+                n = revoked_counts.get((o.member_id, o.bank_account_id), 0)
+                actions[it.line] = f"AutoPay authorization revoked ({n} mandate{'s' if n != 1 else ''})"
+            elif rc.disposition == codes.FORMAT_ERROR:
+                actions[it.line] = f"payment failed: {rc.title} (our file: ops alerted)"
+                self._review(it, "format_error", rc.code, it.addenda.original_entry_trace_number,
+                             f"{rc.code} {rc.title}: the entry we sent was faulty", payment_id=o.payment_id)
+            else:
+                actions[it.line] = f"payment failed: {rc.title}"
+        # 4. dishonored and contested returns
+        dishonored = [(it, rc, o) for it, rc, o, d, _old in applied if rc.kind == codes.KIND_DISHONORED]
+        contested = [(it, rc, o) for it, rc, o, d, _old in applied if rc.kind == codes.KIND_CONTESTED]
+        if dishonored:
+            ids = [o.payment_id for _it, _rc, o in dishonored]
+            self._set_return_status(ids, "applied", "dishonored")
+            cancelled = self._cancel_retries_of(ids, "cancelled: the return was dishonored", events)
+            for it, rc, o in dishonored:
+                actions[it.line] = "return dishonored: payment settled again" + (
+                    f"; {cancelled.get(o.payment_id, 0)} pending re-presentment(s) cancelled"
+                    if cancelled.get(o.payment_id) else "")
+        if contested:
+            self._set_return_status([o.payment_id for _it, _rc, o in contested], "dishonored", "applied")
+            for it, rc, o in contested:
+                actions[it.line] = "dishonor contested: the return stands again"
+        self.out.returns_applied += len(applied)
+        # 5. the return records and events
+        rows = []
+        for it, rc, o, d, _old in applied:
+            a = it.addenda
+            rows.append({
+                "return_file_id": self.rf.id, "line": it.line, "payment_id": o.payment_id,
+                "file_entry_id": o.file_entry_id, "original_trace_number": a.original_entry_trace_number,
+                "return_trace_number": it.entry.trace_number, "return_code": rc.code,
+                "return_title": _cut(rc.title, 200), "category": rc.category, "disposition": rc.disposition,
+                "kind": rc.kind, "status": "applied", "amount_cents": it.entry.amount, "returned_on": on,
+                "action": _cut(actions.get(it.line, d.detail), 200), "retry_payment_id": retry_ids.get(it.line),
+                "addenda_information": (getattr(a, "addenda_information", "") or "")[:44],
+                "created_at": self.now,
+            })
+        conn.execute(insert(PaymentReturn), rows)
+        if events:
+            conn.execute(insert(PaymentEvent), events)
+
+    def _event(self, payment_id: int, event: str, old: str, new: str, reason: str) -> dict:
+        return {"payment_id": payment_id, "event": event, "old_state": old, "new_state": new,
+                "reason": _cut(reason, 200), "occurred_on": self.on, "return_file_id": self.rf.id,
+                "created_at": self.now}
+
+    def _past_accounts(self, acct_ids: set[int]) -> dict[int, set[tuple[str, str]]]:
+        """(RDFI, hash) pairs of accounts as they were before a NOC corrected them."""
+        out: dict[int, set[tuple[str, str]]] = defaultdict(set)
+        ids = sorted(acct_ids)
+        for i in range(0, len(ids), 1000):
+            for acct, routing, h in self.conn.execute(
+                select(AccountChange.bank_account_id, AccountChange.old_routing_number, AccountChange.old_account_hash)
+                .where(AccountChange.bank_account_id.in_(ids[i:i + 1000]) & (AccountChange.status == "applied"))
+            ):
+                if routing and h:
+                    out[acct].add((routing[:8], h))
+        return out
+
+    def _return_history(self, pay_ids: list[int]) -> dict[int, dict]:
+        """Per payment: whether it carries an applied or a dishonored return, and the state it gave."""
+        out: dict[int, dict] = {}
+        for i in range(0, len(pay_ids), 1000):
+            for pid, status, code in self.conn.execute(
+                select(PaymentReturn.payment_id, PaymentReturn.status, PaymentReturn.return_code)
+                .where(PaymentReturn.payment_id.in_(pay_ids[i:i + 1000]) & (PaymentReturn.kind == "return"))
+                .order_by(PaymentReturn.id)
+            ):
+                out[pid] = {"applied": status == "applied", "dishonored": status == "dishonored",
+                            "state": returned_state_for(codes.RETURN_CODES[code])}
+        return out
+
+    def _set_return_status(self, pay_ids: list[int], old: str, new: str) -> None:
+        self.conn.execute(update(PaymentReturn).where(
+            PaymentReturn.payment_id.in_(pay_ids) & (PaymentReturn.kind == "return") & (PaymentReturn.status == old)
+        ).values(status=new))
+
+    def _block_accounts(self, blocks: dict[int, str], events: list[dict]) -> dict[int, int]:
+        """Block each account and suspend its active AutoPay mandates (until the member gives a new
+        account: a new mandate replaces the suspended one); pending payments on it cannot succeed
+        and fail. Returns suspended mandates per account."""
+        conn = self.conn
+        counts: dict[int, int] = {}
+        by_reason: dict[str, list[int]] = defaultdict(list)
+        for acct, reason in blocks.items():
+            by_reason[reason].append(acct)
+        for reason, ids in by_reason.items():
+            n = conn.execute(update(BankAccount).where(BankAccount.id.in_(ids) & (BankAccount.status == "active"))
+                             .values(status="blocked", status_reason=reason, updated_at=self.now)).rowcount
+            self.out.accounts_blocked += n
+            for mid, acct in conn.execute(select(AutopayMandate.id, AutopayMandate.bank_account_id).where(
+                    AutopayMandate.bank_account_id.in_(ids) & (AutopayMandate.status == "active"))).all():
+                counts[acct] = counts.get(acct, 0) + 1
+            n = conn.execute(update(AutopayMandate).where(
+                AutopayMandate.bank_account_id.in_(ids) & (AutopayMandate.status == "active"))
+                .values(status="suspended", status_reason=_cut(f"account blocked: {reason}", 100),
+                        updated_at=self.now)).rowcount
+            self.out.mandates_suspended += n
+            pending = conn.execute(select(Payment.id).where(
+                Payment.bank_account_id.in_(ids) & (Payment.state == "pending"))).scalars().all()
+            self._fail_pending(pending, f"bank account blocked: {reason}", events)
+        return counts
+
+    def _revoke_mandates(self, revokes: dict[tuple[str, int], str], events: list[dict]) -> dict[tuple[str, int], int]:
+        """Revoke the member's live AutoPay mandates on the account (unauthorized return: a new
+        authorization is needed); pending AutoPay pulls and re-presentments on it are stopped."""
+        conn = self.conn
+        counts: dict[tuple[str, int], int] = {}
+        for (member, acct), reason in revokes.items():
+            where = ((AutopayMandate.member_id == member) & (AutopayMandate.bank_account_id == acct)
+                     & AutopayMandate.status.in_(("active", "suspended")))
+            n = conn.execute(update(AutopayMandate).where(where).values(
+                status="revoked", status_reason=_cut(f"unauthorized return: {reason}", 100), active_key=None,
+                ended_at=self.now, updated_at=self.now)).rowcount
+            counts[(member, acct)] = n
+            self.out.mandates_revoked += n
+            pending = conn.execute(select(Payment.id).where(
+                (Payment.member_id == member) & (Payment.bank_account_id == acct) & (Payment.state == "pending")
+                & Payment.channel.in_(_MANDATE_CHANNELS))).scalars().all()
+            self._fail_pending(pending, f"AutoPay authorization revoked: {reason}", events)
+        return counts
+
+    def _fail_pending(self, ids: list[int], reason: str, events: list[dict]) -> None:
+        if not ids:
+            return
+        self.conn.execute(update(Payment).where(Payment.id.in_(ids) & (Payment.state == "pending"))
+                          .values(state="failed", updated_at=self.now))
+        for pid in ids:
+            events.append(self._event(pid, "stopped", "pending", "failed", reason))
+        self.out.payments_failed += len(ids)
+
+    def _cancel_retries_of(self, pay_ids: list[int], reason: str, events: list[dict]) -> dict[int, int]:
+        roots = {}
+        for pid, root in self.conn.execute(select(Payment.id, Payment.retry_of_id).where(Payment.id.in_(pay_ids))):
+            roots[root or pid] = pid
+        rows = self.conn.execute(select(Payment.id, Payment.retry_of_id).where(
+            Payment.retry_of_id.in_(list(roots)) & (Payment.state == "pending"))).all()
+        self._fail_pending([r[0] for r in rows], reason, events)
+        counts: dict[int, int] = defaultdict(int)
+        for _id, root in rows:
+            counts[roots[root]] += 1
+        return counts
+
+    def _schedule_retries(self, items: list[tuple[_Item, codes.ReturnCode, _Orig]], retry_ids: dict[int, int]) -> dict[int, str]:
+        """Plan and insert the re-presentments of this chunk's R01/R09 returns."""
+        actions: dict[int, str] = {}
+        if not items:
+            return actions
+        conn = self.conn
+        roots = {o.payment_id: (o.retry_of_id or o.payment_id) for _it, _rc, o in items}
+        root_ids = sorted(set(roots.values()))
+        retries: dict[int, int] = {}
+        settle: dict[int, date] = {}
+        for i in range(0, len(root_ids), 1000):
+            part = root_ids[i:i + 1000]
+            for root, n in conn.execute(select(Payment.retry_of_id, func.max(Payment.retry_number))
+                                        .where(Payment.retry_of_id.in_(part)).group_by(Payment.retry_of_id)):
+                retries[root] = int(n or 0)
+            for pid, fdate in conn.execute(select(FileEntry.payment_id, NachaFile.file_date)
+                                           .join(NachaFile, NachaFile.id == FileEntry.file_id)
+                                           .where(FileEntry.payment_id.in_(part))):
+                settle[pid] = effective_entry_date(fdate)
+        owed = self._owed([(o.member_id, o.plan_id, o.coverage_month) for _it, _rc, o in items])
+        new_rows: list[dict] = []
+        new_for_line: dict[str, int] = {}
+        for it, rc, o in items:
+            root = roots[o.payment_id]
+            key = (o.member_id, o.plan_id, o.coverage_month)
+            plan = plan_retry(processed_on=self.on,
+                              original_settlement=settle.get(root) or effective_entry_date(o.file_date),
+                              retries_so_far=retries.get(root, 0), premium_owed_cents=owed.get(key),
+                              amount_cents=o.pay_amount, policy=self.policy)
+            actions[it.line] = plan.reason
+            if plan.originate_on is None:
+                continue
+            retries[root] = plan.retry_number
+            owed[key] = owed[key] - o.pay_amount  # the re-presentment now covers it
+            cid = retry_confirmation_id(root, plan.retry_number)
+            new_for_line[cid] = it.line
+            new_rows.append({
+                "confirmation_id": cid, "channel": "retry", "member_id": o.member_id, "plan_id": o.plan_id,
+                "coverage_month": o.coverage_month, "premium_id": o.premium_id, "amount_cents": o.pay_amount,
+                "bank_account_id": o.bank_account_id, "submitted_at": self.submitted_at, "sec_code": o.sec_code,
+                "payment_type_code": o.payment_type_code, "originate_on": plan.originate_on, "state": "pending",
+                "autopay_premium_id": None, "retry_of_id": root, "retry_number": plan.retry_number,
+                "created_at": self.now, "updated_at": self.now,
+            })
+        if new_rows:
+            for pid, cid in conn.execute(insert(Payment).returning(Payment.id, Payment.confirmation_id), new_rows):
+                retry_ids[new_for_line[cid]] = pid
+            self.out.retries_scheduled += len(new_rows)
+        return actions
+
+    def _owed(self, keys: list[tuple[str, str, date]]) -> dict[tuple[str, str, date], int]:
+        """Cents still owed per (member, plan, coverage month) with a premium on record: the amount
+        due less what counting payments (paid, or on their way) cover."""
+        wanted = set(keys)
+        out: dict[tuple, int] = {}
+        members = sorted({k[0] for k in wanted})
+        for i in range(0, len(members), 1000):
+            part = members[i:i + 1000]
+            for m, p, month, due in self.conn.execute(
+                    select(Premium.member_id, Premium.plan_id, Premium.coverage_month, Premium.amount_due_cents)
+                    .where(Premium.member_id.in_(part))):
+                if (m, p, month) in wanted:
+                    out[(m, p, month)] = int(due)
+            for m, p, month, paid in self.conn.execute(
+                    select(Payment.member_id, Payment.plan_id, Payment.coverage_month, func.sum(Payment.amount_cents))
+                    .where(Payment.member_id.in_(part) & Payment.state.in_(COUNTING_STATES))
+                    .group_by(Payment.member_id, Payment.plan_id, Payment.coverage_month)):
+                if (m, p, month) in out:
+                    out[(m, p, month)] -= int(paid)
+        return out
+
+    # -- NOCs -------------------------------------------------------------------------------------
+    def _apply_noc(self, it: _Item, o: _Orig | None) -> None:
+        a = it.addenda
+        code = a[2]
+        trace = a.original_entry_trace_number
+        cc = codes.CHANGE_CODES[code]
+        if o is None:
+            self._review(it, "unknown_trace", code, trace, f"NOC {code}: no entry of ours has trace number {trace}")
+            return
+        if o.payment_id is None or o.bank_account_id is None:
+            self._review(it, "offset_entry", code, trace, f"NOC {code} for our own settlement offset entry")
+            return
+        rec = {"return_file_id": self.rf.id, "line": it.line, "bank_account_id": o.bank_account_id,
+               "payment_id": o.payment_id, "original_trace_number": trace, "noc_trace_number": it.entry.trace_number,
+               "change_code": code, "refused_code": None, "applied_on": self.on, "created_at": self.now}
+        if cc.refused:
+            # A refused NOC (C61-C69): the ODFI refused a NOC on our behalf; recorded, nothing changes.
+            rec.update(change_code=(a.change_code or "")[:3], refused_code=code, status="refused",
+                       detail=_cut(f"refused NOC {code} {cc.title} (of {a.change_code})", 300))
+            self.conn.execute(insert(AccountChange), [rec])
+            self.out.nocs_refused += 1
+            return
+        if not cc.applies_to_us or codes.PART_INDIVIDUAL_ID in {p.name for p in cc.parts}:
+            # C08/C14 are for IAT entries, which we never send; C09 would change a member id,
+            # which is the enrollment system's: both for review.
+            rec.update(status="noted", detail=_cut(f"{code} {cc.title}: not applied automatically", 300))
+            self.conn.execute(insert(AccountChange), [rec])
+            self._review(it, "noc_for_review", code, trace, f"NOC {code} {cc.title}: needs a person",
+                         payment_id=o.payment_id)
+            return
+        if not cc.parts:
+            # C13 Addenda Format Error: the entry posted; our debits carry no addenda to fix.
+            rec.update(status="noted", detail=_cut(f"{code} {cc.title}: nothing to correct", 300))
+            self.conn.execute(insert(AccountChange), [rec])
+            self.out.nocs_applied += 1
+            return
+        parts = codes.parse_corrected_data(code, a.corrected_data.ljust(codes.CORRECTED_DATA_LENGTH))
+        acct = self.s.get(BankAccount, o.bank_account_id)
+        number = self.keyring.decrypt_account(acct.account_number_enc)
+        current = AccountState(acct.routing_number, number, acct.account_type, acct.holder_name)
+        plan = plan_noc(code, parts, current)
+        rec.update(old_routing_number=current.routing_number, old_account_masked=mask(number),
+                   old_account_type=current.account_type, old_holder_name=current.holder_name,
+                   old_account_hash=acct.account_hash, status=plan.status, detail=_cut(plan.detail, 300))
+        if plan.status == "rejected":
+            self.conn.execute(insert(AccountChange), [rec])
+            self._review(it, "noc_rejected", code, trace, plan.detail, payment_id=o.payment_id)
+            return
+        new = plan.new
+        rec.update(new_routing_number=new.routing_number, new_account_masked=mask(new.account_number),
+                   new_account_type=new.account_type, new_holder_name=new.holder_name)
+        if plan.status == "applied":
+            detail = self._correct_account(acct, current, new, code)
+            if detail:
+                rec["detail"] = _cut(f"{plan.detail}; {detail}", 300)
+        self.conn.execute(insert(AccountChange), [rec])
+        self.out.nocs_applied += 1
+
+    def _correct_account(self, acct: BankAccount, current: AccountState, new: AccountState, code: str) -> str:
+        """Store the corrected account (encrypted, new keyed hash). When the corrected account is
+        already on record as another row, pending payments and live mandates move to it and this
+        row is blocked (two rows must not hold one account)."""
+        s = self.s
+        number_changed = (new.routing_number, new.account_number) != (current.routing_number, current.account_number)
+        if number_changed:
+            hashes = self.keyring.account_hashes(new.routing_number, new.account_number)
+            other = s.scalar(select(BankAccount).where(BankAccount.routing_number == new.routing_number,
+                                                      BankAccount.account_hash.in_(hashes),
+                                                      BankAccount.id != acct.id))
+            if other is not None:
+                s.execute(update(Payment).where((Payment.bank_account_id == acct.id) & (Payment.state == "pending"))
+                          .values(bank_account_id=other.id, updated_at=self.now))
+                s.execute(update(AutopayMandate).where(
+                    (AutopayMandate.bank_account_id == acct.id) & AutopayMandate.status.in_(("active", "suspended")))
+                    .values(bank_account_id=other.id, updated_at=self.now))
+                acct.status = "blocked"
+                acct.status_reason = _cut(f"NOC {code}: corrected to account ****{new.account_number[-4:]} "
+                                          f"(record {other.id})", 100)
+                acct.updated_at = self.now
+                s.flush()
+                return f"the corrected account was already on record (#{other.id}): payments and AutoPay moved to it"
+            acct.routing_number = new.routing_number
+            acct.account_number_enc = self.keyring.encrypt_account(new.account_number)
+            acct.account_hash = self.keyring.account_hash(new.routing_number, new.account_number)
+            acct.last4 = new.account_number[-4:]
+        acct.account_type = new.account_type
+        acct.holder_name = new.holder_name
+        acct.updated_at = self.now
+        s.flush()
+        return ""
+
+
+def _last4(account: str) -> str:
+    return (account or "").strip()[-4:]
+
+
+# =============================================================================================
+# Re-presentments no longer needed
+# =============================================================================================
+
+def cancel_unneeded_retries(sessions: sessionmaker[Session], as_of: date) -> int:
+    """Stop pending re-presentments whose premium the member has since paid another way (a
+    re-presentment carries the original amount and must not overpay). Returns how many."""
+    with sessions() as s, s.begin():
+        _lock(s)
+        conn = s.connection()
+        retries = conn.execute(select(Payment.id, Payment.member_id, Payment.plan_id, Payment.coverage_month,
+                                      Payment.amount_cents)
+                               .where((Payment.channel == "retry") & (Payment.state == "pending"))).all()
+        if not retries:
+            return 0
+        keys = {(r[1], r[2], r[3]) for r in retries}
+        due: dict[tuple, int] = {}
+        paid: dict[tuple, int] = defaultdict(int)
+        members = sorted({k[0] for k in keys})
+        for i in range(0, len(members), 1000):
+            part = members[i:i + 1000]
+            for m, p, month, cents in conn.execute(select(Premium.member_id, Premium.plan_id, Premium.coverage_month,
+                                                          Premium.amount_due_cents).where(Premium.member_id.in_(part))):
+                if (m, p, month) in keys:
+                    due[(m, p, month)] = int(cents)
+            for m, p, month, cents in conn.execute(
+                    select(Payment.member_id, Payment.plan_id, Payment.coverage_month, func.sum(Payment.amount_cents))
+                    .where(Payment.member_id.in_(part) & Payment.state.in_(COUNTING_STATES)
+                           & (Payment.channel != "retry"))
+                    .group_by(Payment.member_id, Payment.plan_id, Payment.coverage_month)):
+                paid[(m, p, month)] += int(cents)
+        stop = []
+        for pid, m, p, month, amount in retries:
+            key = (m, p, month)
+            if key in due and due[key] - paid[key] < amount:
+                stop.append(pid)
+        if stop:
+            now = utcnow()
+            conn.execute(update(Payment).where(Payment.id.in_(stop) & (Payment.state == "pending"))
+                         .values(state="failed", updated_at=now))
+            conn.execute(insert(PaymentEvent), [{
+                "payment_id": pid, "event": "cancelled", "old_state": "pending", "new_state": "failed",
+                "reason": "re-presentment cancelled: premium paid by other means", "occurred_on": as_of,
+                "return_file_id": None, "created_at": now} for pid in stop])
+        return len(stop)

@@ -1,0 +1,702 @@
+"""Bank transports: one interface (`Transport`), two implementations: a local folder standing in for
+the bank (the embedded default and the demo) and SFTP (paramiko) with a pinned host key.
+
+A transport only moves bytes and reports faults as this module's errors, classified by what the
+caller should do: retry later (`BankUnreachable`, and its ambiguous case `ConnectionLost`), fix the
+settings (`TransportConfigError`, `HostKeyRejected`) or look at a refusal (`RemoteRefused`). The
+delivery rules (temporary name, verification, rename, ledger) live in batch/delivery.py and
+batch/inbound.py. paramiko is imported only when an SFTP connection is opened.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import errno
+import fnmatch
+import hashlib
+import os
+import posixpath
+import socket
+import stat as stat_mod
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+__all__ = [
+    "BankUnreachable", "ConnectionLost", "FolderTransport", "HostKeyRejected", "RemoteEntry", "RemoteRefused",
+    "SftpTransport", "Transport", "TransportConfigError", "TransportError", "check_name_pattern", "fingerprint",
+    "format_remote_name", "parse_pin", "transport_from_settings",
+]
+
+CHUNK = 1 << 20  # bytes handed to the transport per write call
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+class TransportError(Exception):
+    """A transfer problem; the message names the bank (`where`) and, when known, the file."""
+
+    def __init__(self, message: str, *, where: str = "", path: str | None = None):
+        self.where = where
+        self.path = path
+        super().__init__(message)
+
+
+class BankUnreachable(TransportError):
+    """The bank could not be reached or stopped answering (refused, timed out, dropped): temporary,
+    worth retrying later."""
+
+
+class ConnectionLost(BankUnreachable):
+    """The connection dropped in the middle of an operation: whether that operation took effect on
+    the bank's side is unknown (ambiguous), so the next attempt must look before it writes."""
+
+
+class TransportConfigError(TransportError):
+    """The settings cannot work: bad private key or passphrase, login refused, missing remote folder."""
+
+
+class HostKeyRejected(TransportConfigError):
+    """The server's host key is unknown or differs from the pinned key."""
+
+
+class RemoteRefused(TransportError):
+    """The bank refused an operation (permission denied, disk full, rename forbidden, a name taken)."""
+
+
+# -- names -----------------------------------------------------------------------------------------
+
+class _FileDate:
+    """{date} in a name pattern: YYYYMMDD by default, or any strftime spec ({date:%y%m%d})."""
+
+    def __init__(self, d: date):
+        self.d = d
+
+    def __format__(self, spec: str) -> str:
+        return self.d.strftime(spec or "%Y%m%d")
+
+
+def format_remote_name(pattern: str, file_date: date, modifier: str, seq: int) -> str:
+    return pattern.format(date=_FileDate(file_date), modifier=modifier, seq=seq)
+
+
+def check_name_pattern(pattern: str) -> None:
+    """Raise ValueError unless `pattern` makes a plain, printable file name from {date}, {modifier}
+    and {seq}, different for two File ID Modifiers of one day."""
+    try:
+        a = format_remote_name(pattern, date(2026, 12, 1), "A", 1)
+        b = format_remote_name(pattern, date(2026, 12, 1), "B", 1)
+    except (KeyError, IndexError) as e:
+        raise ValueError(f"unknown placeholder {e} (use {{date}}, {{modifier}}, {{seq}})") from None
+    except ValueError as e:
+        raise ValueError(f"not a valid name pattern: {e}") from None
+    if not a or "/" in a or "\\" in a or a.startswith(".") or not (a.isascii() and a.isprintable()):
+        raise ValueError(f"must make a plain file name (printable ASCII, no '/', not starting with '.'), made {a!r}")
+    if a == b or "{modifier" not in pattern:
+        raise ValueError("must contain {modifier}: two files of one day need different names")
+    if "{date" not in pattern:
+        raise ValueError("must contain {date}: files of different days need different names")
+
+
+# -- host keys -------------------------------------------------------------------------------------
+
+def fingerprint(blob: bytes) -> str:
+    """OpenSSH's SHA256 fingerprint of a public key blob: 'SHA256:' + unpadded base64."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii").rstrip("=")
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A pinned host key: a key type and blob, or only a SHA256 fingerprint."""
+
+    key_type: str | None
+    blob: bytes | None
+    fingerprint: str
+
+    def describe(self) -> str:
+        return f"{self.key_type} {self.fingerprint}" if self.key_type else self.fingerprint
+
+
+def parse_pin(text: str) -> Pin:
+    """'ssh-ed25519 AAAA... [comment]' or 'SHA256:<base64>'; ValueError naming the problem."""
+    t = text.strip()
+    if t.startswith("SHA256:"):
+        body = t[7:]
+        try:
+            raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("a SHA256 fingerprint is 'SHA256:' followed by base64") from None
+        if len(raw) != 32:
+            raise ValueError("a SHA256 fingerprint holds 32 bytes")
+        return Pin(None, None, "SHA256:" + body.rstrip("="))
+    parts = t.split()
+    if len(parts) < 2:
+        raise ValueError("give an OpenSSH public key line ('ssh-ed25519 AAAA...') or a 'SHA256:...' fingerprint")
+    key_type, b64 = parts[0], parts[1]
+    try:
+        blob = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the key is not valid base64") from None
+    # The blob starts with its own type name (RFC 4253 6.6): a line that disagrees is corrupt.
+    n = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else -1
+    if n < 0 or blob[4:4 + n].decode("ascii", "replace") != key_type:
+        raise ValueError(f"the key blob is not a {key_type} key")
+    return Pin(key_type, blob, fingerprint(blob))
+
+
+# -- the interface ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RemoteEntry:
+    name: str
+    size: int
+    mtime: int  # seconds since the epoch (0 when the server does not say)
+    is_file: bool
+
+
+class Transport(ABC):
+    """Files in the bank's folders. Folder arguments are as configured (relative to the bank's
+    root or login folder, or absolute); names are plain file names.
+
+    Every method raises only TransportError subclasses."""
+
+    where: str  # "sftp://user@host:port" or "folder:/path": named in every message
+
+    def __enter__(self) -> "Transport":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @abstractmethod
+    def connect(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool: ...
+
+    @abstractmethod
+    def listdir(self, folder: str) -> list[RemoteEntry]:
+        """The regular files of `folder` (subfolders and links left out)."""
+
+    @abstractmethod
+    def stat(self, folder: str, name: str) -> RemoteEntry | None:
+        """The file, or None when it does not exist."""
+
+    @abstractmethod
+    def put(self, data: bytes | memoryview, folder: str, name: str, *, exclusive: bool = False) -> None:
+        """Write `data` as `folder/name` (created, or truncated unless `exclusive`)."""
+
+    @abstractmethod
+    def get(self, folder: str, name: str, sink: BinaryIO, *, hasher=None, size: int | None = None) -> int:
+        """Copy `folder/name` into `sink` (updating `hasher` on the way); returns the byte count."""
+
+    @abstractmethod
+    def rename(self, folder: str, src: str, dst_folder: str, dst: str) -> None:
+        """Move `folder/src` to `dst_folder/dst` atomically (POSIX rename; the caller makes sure
+        the target does not exist)."""
+
+    @abstractmethod
+    def remove(self, folder: str, name: str) -> None: ...
+
+    def sha256(self, folder: str, name: str) -> str:
+        """Read the file back and hash it (only where the bank allows reading our uploads)."""
+        h = hashlib.sha256()
+        self.get(folder, name, _NullSink(), hasher=h)
+        return h.hexdigest()
+
+    def path(self, folder: str, name: str) -> str:
+        return posixpath.join(folder, name)
+
+
+class _NullSink:
+    def write(self, b) -> int:
+        return len(b)
+
+
+# -- local folder ----------------------------------------------------------------------------------
+
+class FolderTransport(Transport):
+    """A local folder as the bank: `root/<outbound_dir>` is what the bank received from us and
+    `root/<inbound_dir>` what it leaves for us. Folders are created on first use (it is the demo's
+    simulated bank); files are written with mode 0600 and fsynced."""
+
+    def __init__(self, root: Path, *, create: tuple[str, ...] = ()):
+        self.root = Path(root)
+        self.where = f"folder:{self.root}"
+        self._create = create
+        self._open = False
+
+    def connect(self) -> None:
+        try:
+            for folder in self._create:
+                self._dir(folder).mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise self._error(e, str(self.root)) from None
+        self._open = True
+
+    def close(self) -> None:
+        self._open = False
+
+    @property
+    def connected(self) -> bool:
+        return self._open
+
+    def _dir(self, folder: str) -> Path:
+        return self.root / folder
+
+    def _error(self, e: OSError, path: str) -> TransportError:
+        what = f"{self.where}: {path}: {e.strerror or e}"
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return TransportConfigError(what, where=self.where, path=path)
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EEXIST):
+            return RemoteRefused(what, where=self.where, path=path)
+        return BankUnreachable(what, where=self.where, path=path)
+
+    def listdir(self, folder: str) -> list[RemoteEntry]:
+        d = self._dir(folder)
+        out = []
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if stat_mod.S_ISREG(st.st_mode):
+                        out.append(RemoteEntry(e.name, st.st_size, int(st.st_mtime), True))
+        except OSError as e:
+            raise self._error(e, str(d)) from None
+        return sorted(out, key=lambda r: r.name)
+
+    def stat(self, folder: str, name: str) -> RemoteEntry | None:
+        p = self._dir(folder) / name
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise self._error(e, str(p)) from None
+        return RemoteEntry(name, st.st_size, int(st.st_mtime), stat_mod.S_ISREG(st.st_mode))
+
+    def put(self, data, folder: str, name: str, *, exclusive: bool = False) -> None:
+        p = self._dir(folder) / name
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+        try:
+            fd = os.open(p, flags, 0o600)
+            try:
+                mv = memoryview(data)
+                for off in range(0, len(mv), CHUNK):
+                    os.write(fd, mv[off:off + CHUNK])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise self._error(e, str(p)) from None
+
+    def get(self, folder: str, name: str, sink, *, hasher=None, size=None) -> int:
+        p = self._dir(folder) / name
+        n = 0
+        try:
+            with open(p, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    if hasher is not None:
+                        hasher.update(chunk)
+                    sink.write(chunk)
+                    n += len(chunk)
+        except OSError as e:
+            raise self._error(e, str(p)) from None
+        return n
+
+    def rename(self, folder: str, src: str, dst_folder: str, dst: str) -> None:
+        a, b = self._dir(folder) / src, self._dir(dst_folder) / dst
+        try:
+            os.rename(a, b)
+            _fsync_dir(b.parent)
+        except OSError as e:
+            raise self._error(e, f"{a} -> {b}") from None
+
+    def remove(self, folder: str, name: str) -> None:
+        p = self._dir(folder) / name
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise self._error(e, str(p)) from None
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- SFTP ------------------------------------------------------------------------------------------
+
+# Throughput on a fast link is bounded by round trips and window refills, not by the cipher:
+# a large channel window and larger SFTP requests (OpenSSH accepts up to 255 KiB per read or write,
+# see its limits@openssh.com extension) keep the pipe full.
+WINDOW_SIZE = 1 << 26  # 64 MiB
+MAX_PACKET_SIZE = 1 << 15  # per SSH packet (OpenSSH's default for session channels)
+REQUEST_SIZE = 1 << 17  # 128 KiB per SFTP read or write request
+PREFETCH_REQUESTS = 64  # outstanding read requests while downloading
+
+# SFTP status codes (draft-ietf-secsh-filexfer-02 section 7) as paramiko passes them on.
+_SSH_FX_NO_SUCH_FILE = 2
+
+
+@dataclass(frozen=True)
+class SftpConfig:
+    host: str
+    port: int
+    username: str
+    private_key: Path
+    passphrase: str | None = None
+    known_hosts: Path | None = None
+    pinned_host_key: str | None = None
+    connect_timeout: float = 30.0
+    operation_timeout: float = 120.0
+
+
+class SftpTransport(Transport):
+    """SFTP with paramiko. The server's host key must match a key pinned for this host (known_hosts
+    entry for `host` or `[host]:port`, or `pinned_host_key`); anything else is refused before we
+    authenticate, so nothing is ever sent to an impostor."""
+
+    def __init__(self, cfg: SftpConfig):
+        self.cfg = cfg
+        self.where = f"sftp://{cfg.username}@{cfg.host}:{cfg.port}"
+        self.host_label = cfg.host if cfg.port == 22 else f"[{cfg.host}]:{cfg.port}"
+        self._t = None  # paramiko.Transport
+        self._sftp = None  # paramiko.SFTPClient
+
+    # -- connecting ------------------------------------------------------------------------------
+    def _pins(self) -> list[Pin]:
+        pins: list[Pin] = []
+        if self.cfg.pinned_host_key:
+            try:
+                pins.append(parse_pin(self.cfg.pinned_host_key))
+            except ValueError as e:
+                raise TransportConfigError(f"bank.pinned_host_key: {e}", where=self.where) from None
+        if self.cfg.known_hosts is not None:
+            import paramiko
+
+            hk = paramiko.HostKeys()
+            try:
+                hk.load(str(self.cfg.known_hosts))
+            except OSError as e:
+                raise TransportConfigError(f"bank.known_hosts {self.cfg.known_hosts}: {e.strerror or e}",
+                                           where=self.where) from None
+            except Exception as e:  # noqa: BLE001 - paramiko raises assorted errors on malformed lines
+                raise TransportConfigError(f"bank.known_hosts {self.cfg.known_hosts}: unreadable ({e})",
+                                           where=self.where) from None
+            for label in dict.fromkeys((self.host_label, self.cfg.host)):
+                if label == self.cfg.host and self.cfg.port != 22:
+                    continue  # a port-22 entry does not vouch for another port (OpenSSH agrees)
+                entry = hk.lookup(label)
+                if entry:
+                    for key_type in entry.keys():
+                        blob = entry[key_type].asbytes()
+                        pins.append(Pin(key_type, blob, fingerprint(blob)))
+        return pins
+
+    def _private_key(self):
+        import paramiko
+
+        path = self.cfg.private_key
+        try:
+            return paramiko.PKey.from_path(str(path), password=self.cfg.passphrase.encode() if self.cfg.passphrase else None)
+        except paramiko.PasswordRequiredException:
+            raise TransportConfigError(f"bank.private_key {path} is encrypted: give bank.passphrase_file or "
+                                       "ACHBATCH_BANK__PASSPHRASE", where=self.where) from None
+        except FileNotFoundError:
+            raise TransportConfigError(f"bank.private_key {path} does not exist", where=self.where) from None
+        except OSError as e:
+            raise TransportConfigError(f"bank.private_key {path}: {e.strerror or e}", where=self.where) from None
+        except (paramiko.SSHException, ValueError, TypeError) as e:
+            raise TransportConfigError(f"bank.private_key {path}: cannot be loaded (wrong passphrase or not a "
+                                       f"private key: {e})", where=self.where) from None
+
+    def connect(self) -> None:
+        import paramiko
+
+        if self.connected:
+            return
+        self.close()
+        pins = self._pins()
+        if not pins:
+            raise HostKeyRejected(
+                f"unknown host {self.host_label}: no host key is pinned for it (bank.known_hosts "
+                f"{self.cfg.known_hosts}); refusing to connect", where=self.where)
+        pkey = self._private_key()
+        c = self.cfg
+        try:
+            sock = socket.create_connection((c.host, c.port), timeout=c.connect_timeout)
+        except socket.gaierror as e:
+            raise BankUnreachable(f"{self.where}: cannot resolve {c.host}: {e.strerror or e}", where=self.where) from None
+        except OSError as e:
+            raise BankUnreachable(f"{self.where}: cannot connect: {e.strerror or e}", where=self.where) from None
+        t = None
+        try:
+            t = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET_SIZE)
+            t.banner_timeout = t.handshake_timeout = t.auth_timeout = c.connect_timeout
+            _prefer_key_types(t, pins)
+            t.start_client(timeout=c.connect_timeout)
+            key = t.get_remote_server_key()
+            self._check_host_key(key, pins)
+            try:
+                t.auth_publickey(c.username, pkey)
+            except paramiko.AuthenticationException as e:
+                raise TransportConfigError(
+                    f"{self.where}: login refused for user {c.username!r} with key {c.private_key} "
+                    f"({fingerprint(pkey.asbytes())}): {e}", where=self.where) from None
+            sftp = paramiko.SFTPClient.from_transport(t, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE)
+            if sftp is None:
+                raise BankUnreachable(f"{self.where}: the server refused the sftp subsystem", where=self.where)
+            sftp.get_channel().settimeout(c.operation_timeout)
+        except TransportError:
+            if t is not None:
+                t.close()
+            sock.close()
+            raise
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            if t is not None:
+                t.close()
+            sock.close()
+            raise BankUnreachable(f"{self.where}: SSH connection failed: {_brief(e)}", where=self.where) from None
+        self._t, self._sftp = t, sftp
+
+    def _check_host_key(self, key, pins: list[Pin]) -> None:
+        blob = key.asbytes()
+        got = f"{key.get_name()} {fingerprint(blob)}"
+        for p in pins:
+            if (p.blob is not None and p.blob == blob) or (p.blob is None and p.fingerprint == fingerprint(blob)):
+                return
+        pinned = ", ".join(p.describe() for p in pins)
+        raise HostKeyRejected(
+            f"host key of {self.host_label} does not match the pinned key: the server presented {got}, pinned "
+            f"{pinned}. Refusing to connect (a changed key can mean an impostor; update the pin only after "
+            "checking the new key with the bank)", where=self.where)
+
+    def close(self) -> None:
+        sftp, t = self._sftp, self._t
+        self._sftp = self._t = None
+        for thing in (sftp, t):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception:  # noqa: BLE001 - closing a dead connection
+                    pass
+
+    @property
+    def connected(self) -> bool:
+        return self._t is not None and self._t.is_active() and self._sftp is not None
+
+    # -- errors ----------------------------------------------------------------------------------
+    def _fail(self, e: BaseException, path: str, what: str) -> TransportError:
+        """Classify a paramiko/socket error. A dead transport means the connection dropped (the
+        operation's effect on the server is unknown); a status reply from a live server is a refusal."""
+        import paramiko
+
+        alive = self._t is not None and self._t.is_active()
+        msg = f"{self.where}: {what} {path}: {_brief(e)}"
+        if isinstance(e, (socket.timeout, TimeoutError)):
+            self.close()  # a late reply would confuse the next request on this channel
+            return ConnectionLost(f"{self.where}: {what} {path}: no answer within {self.cfg.operation_timeout:g} s",
+                                  where=self.where, path=path)
+        if isinstance(e, (EOFError, paramiko.SSHException)) or not alive:
+            self.close()
+            return ConnectionLost(f"{self.where}: connection lost during {what} {path}: {_brief(e)}",
+                                  where=self.where, path=path)
+        if isinstance(e, OSError):
+            if e.errno in (errno.ENOENT,) or getattr(e, "errno", None) == _SSH_FX_NO_SUCH_FILE:
+                return TransportConfigError(f"{self.where}: {what} {path}: no such file or folder",
+                                            where=self.where, path=path)
+            if e.errno in (errno.EACCES, errno.EPERM):
+                return RemoteRefused(f"{self.where}: {what} {path}: permission denied by the bank",
+                                     where=self.where, path=path)
+            text = str(e)
+            if "Failure" in text:
+                return RemoteRefused(f"{self.where}: {what} {path}: the server reported a failure (its disk may "
+                                     "be full, or the operation is not allowed there)", where=self.where, path=path)
+            if "unsupported" in text.lower() or "Operation unsupported" in text:
+                return RemoteRefused(f"{self.where}: {what} {path}: the server does not support it",
+                                     where=self.where, path=path)
+            return RemoteRefused(msg, where=self.where, path=path)
+        return ConnectionLost(msg, where=self.where, path=path)
+
+    def _client(self):
+        if not self.connected:
+            self.close()
+            raise ConnectionLost(f"{self.where}: not connected", where=self.where)
+        return self._sftp
+
+    def _call(self, what: str, path: str, fn: Callable):
+        import paramiko
+
+        try:
+            return fn(self._client())
+        except TransportError:
+            raise
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            raise self._fail(e, path, what) from None
+
+    # -- operations ------------------------------------------------------------------------------
+    def listdir(self, folder: str) -> list[RemoteEntry]:
+        attrs = self._call("listing", folder, lambda s: s.listdir_attr(folder))
+        out = [RemoteEntry(a.filename, a.st_size or 0, int(a.st_mtime or 0), True)
+               for a in attrs if a.st_mode is not None and stat_mod.S_ISREG(a.st_mode)]
+        return sorted(out, key=lambda r: r.name)
+
+    def stat(self, folder: str, name: str) -> RemoteEntry | None:
+        path = self.path(folder, name)
+
+        def go(s):
+            try:
+                a = s.stat(path)
+            except FileNotFoundError:
+                return None
+            return RemoteEntry(name, a.st_size or 0, int(a.st_mtime or 0),
+                               a.st_mode is not None and stat_mod.S_ISREG(a.st_mode))
+
+        return self._call("stat", path, go)
+
+    def put(self, data, folder: str, name: str, *, exclusive: bool = False) -> None:
+        path = self.path(folder, name)
+        mv = memoryview(data)
+
+        def go(s):
+            with s.open(path, "wxb" if exclusive else "wb") as f:
+                f.MAX_REQUEST_SIZE = REQUEST_SIZE  # instance override of paramiko's 32 KiB default
+                f.set_pipelined(True)
+                for off in range(0, len(mv), CHUNK):
+                    f.write(mv[off:off + CHUNK])
+                f.flush()
+                _wait_for_writes(s, f)
+
+        self._call("upload of", path, go)
+
+    def get(self, folder: str, name: str, sink, *, hasher=None, size=None) -> int:
+        path = self.path(folder, name)
+
+        def go(s):
+            n = 0
+            with s.open(path, "rb") as f:
+                f.MAX_REQUEST_SIZE = REQUEST_SIZE
+                total = size if size is not None else f.stat().st_size
+                f.prefetch(total, PREFETCH_REQUESTS)
+                while True:
+                    chunk = f.read(CHUNK)
+                    if not chunk:
+                        break
+                    if hasher is not None:
+                        hasher.update(chunk)
+                    sink.write(chunk)
+                    n += len(chunk)
+            return n
+
+        return self._call("download of", path, go)
+
+    def rename(self, folder: str, src: str, dst_folder: str, dst: str) -> None:
+        a, b = self.path(folder, src), self.path(dst_folder, dst)
+
+        def go(s):
+            # posix-rename@openssh.com is atomic; servers without the extension get plain rename,
+            # which refuses an existing target (never overwrites).
+            try:
+                s.posix_rename(a, b)
+            except OSError as e:
+                if "unsupported" not in str(e).lower():
+                    raise
+                s.rename(a, b)
+
+        self._call("rename of", f"{a} -> {b}", go)
+
+    def remove(self, folder: str, name: str) -> None:
+        path = self.path(folder, name)
+
+        def go(s):
+            try:
+                s.remove(path)
+            except FileNotFoundError:
+                pass
+
+        self._call("removal of", path, go)
+
+
+def _wait_for_writes(sftp, f) -> None:
+    """Read the status of every pipelined write still outstanding, in order. paramiko files its
+    pipelined writes under no file object, so neither close() nor putfo() ever looks at their
+    statuses: a write refused in the middle (disk full, I/O error) would go unnoticed, and a size
+    check alone cannot see a hole. `_read_response(n)` raises the refusal as IOError."""
+    reqs = getattr(f, "_reqs", None)
+    read = getattr(sftp, "_read_response", None)
+    if reqs is None or read is None:  # a paramiko without them: the size/hash verification remains
+        return
+    while reqs:
+        read(reqs.popleft())
+
+
+def _prefer_key_types(t, pins: list[Pin]) -> None:
+    """Ask first for the host key types we have pinned, so that a server with several host keys
+    presents the one we can check (the others stay allowed: a mismatch is then reported)."""
+    wanted: list[str] = []
+    for p in pins:
+        if p.key_type == "ssh-rsa":
+            wanted += ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+        elif p.key_type:
+            wanted.append(p.key_type)
+    opts = t.get_security_options()
+    current = list(opts.key_types)
+    first = [k for k in dict.fromkeys(wanted) if k in current]
+    if first:
+        opts.key_types = tuple(first + [k for k in current if k not in first])
+
+
+def _brief(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+# -- from settings -----------------------------------------------------------------------------------
+
+def read_secret_file(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip("\r\n")
+    except OSError as e:
+        raise TransportConfigError(f"{what} {path}: {e.strerror or e}") from None
+
+
+def transport_from_settings(settings) -> Transport:
+    """The transport named by `[bank]` (batch.config.Settings)."""
+    b = settings.bank
+    if b.transport == "folder":
+        return FolderTransport(settings.bank_folder,
+                               create=tuple(d for d in (b.outbound_dir, b.inbound_dir, b.archive_dir) if d))
+    passphrase = None
+    if b.passphrase is not None:
+        passphrase = b.passphrase.get_secret_value()
+    elif b.passphrase_file is not None:
+        passphrase = read_secret_file(b.passphrase_file, "bank.passphrase_file")
+    return SftpTransport(SftpConfig(
+        host=b.host, port=b.port, username=b.username, private_key=b.private_key, passphrase=passphrase,
+        known_hosts=b.known_hosts, pinned_host_key=b.pinned_host_key, connect_timeout=b.connect_timeout,
+        operation_timeout=b.operation_timeout))
+
+
+def matches(name: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(name, pattern)

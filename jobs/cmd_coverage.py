@@ -1,0 +1,58 @@
+"""`achbatch coverage assess [--date D]`: recompute every policy's coverage standing, store the
+flags (history kept) and issue the members' notices for new or changed flags at risk."""
+from __future__ import annotations
+
+import sys
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from batch.coverage import CoverageRules, assess_coverage
+from batch.db import DatabaseError, DatabaseUnavailable, open_database
+from batch.notices import issue_notices
+from batch.returns import cancel_unneeded_retries
+
+from . import exitcodes
+from .cmd_returns import sender_name
+from .dates import business_date, date_option
+from .settings import settings_from_context
+
+_ORDER = ("ok", "not_started", "past_due", "termination_pending", "terminated")
+
+
+@click.group("coverage")
+def coverage_group() -> None:
+    """Coverage standing and flags."""
+
+
+@coverage_group.command("assess")
+@date_option
+@click.pass_context
+def assess_cmd(ctx: click.Context, run_date) -> None:
+    """Recompute every policy's standing as of the date; one current flag per policy."""
+    settings = settings_from_context(ctx)
+    d = business_date(run_date, settings.origination.zone)
+    try:
+        with open_database(settings.database_url) as sessions:
+            cancelled = cancel_unneeded_retries(sessions, d)
+            r = assess_coverage(sessions, d, CoverageRules.from_settings(settings.coverage),
+                                tz=settings.origination.zone)
+            notices = issue_notices(sessions, settings.notices_dir, d,
+                                    templates_dir=settings.paths.notices_templates, sender=sender_name(settings))
+    except (DatabaseError, OperationalError) as e:
+        click.echo(f"achbatch: {e}", err=True)
+        temporary = isinstance(e, (DatabaseUnavailable, OperationalError))
+        sys.exit(exitcodes.TEMPFAIL if temporary else exitcodes.USAGE)
+    counts = ", ".join(f"{r.by_status.get(st, 0)} {st}" for st in _ORDER)
+    click.echo(f"coverage {d}: {r.policies} policies ({counts}); {r.new} new, {r.changed} changed, "
+               f"{r.unchanged} unchanged")
+    if cancelled:
+        click.echo(f"  {cancelled} pending re-presentments cancelled (premium paid another way)")
+    if notices.created:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(notices.by_kind.items()))
+        click.echo(f"notices: {notices.created} written ({kinds}); manifest {notices.manifest}")
+    sys.exit(exitcodes.OK)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(coverage_group)

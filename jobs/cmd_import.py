@@ -1,0 +1,91 @@
+"""`achbatch import premiums|autopay|payments CSV`: load the enrollment system's bills, AutoPay
+mandates, or the portal's one-time payments. Exit 0 all rows good, 1 some rows rejected (listed,
+the rest loaded), 2 unreadable file, bad header or configuration error, 75 database unreachable."""
+from __future__ import annotations
+
+import sys
+
+import click
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from batch.db import DatabaseError, DatabaseUnavailable, open_database
+from batch.imports import ImportFileError, ImportResult, import_file
+
+from . import exitcodes
+from .settings import open_keyring, settings_from_context
+
+
+def _summary(r: ImportResult) -> str:
+    return (f"{r.file_name}: {r.rows_total} {r.kind} row{'s' if r.rows_total != 1 else ''}: {r.loaded} loaded, "
+            f"{r.updated} updated, {r.unchanged} unchanged, {len(r.rejected)} rejected")
+
+
+def _run(ctx: click.Context, kind: str, csv_path: str) -> None:
+    settings = settings_from_context(ctx)
+    keyring = open_keyring(settings) if kind != "premiums" else None
+    show_progress = sys.stderr.isatty()
+
+    def progress(rows: int) -> None:
+        if show_progress:
+            click.echo(f"\r  {rows:,} rows read", nl=False, err=True)
+
+    try:
+        with open_database(settings.database_url) as sessions:
+            result = import_file(kind, sessions, csv_path, keyring=keyring,
+                                 timezone=settings.origination.zone, progress=progress)
+    except ImportFileError as e:
+        click.echo(f"achbatch: {e}", err=True)
+        sys.exit(exitcodes.USAGE)
+    except DatabaseError as e:
+        click.echo(f"achbatch: {e}", err=True)
+        sys.exit(exitcodes.TEMPFAIL if isinstance(e, DatabaseUnavailable) else exitcodes.USAGE)
+    except (OperationalError, IntegrityError) as e:
+        # Lost connection, lock timeout, or a concurrent import of the same rows: the rows committed
+        # so far stay (imports are idempotent), so running the same import again is safe.
+        click.echo(f"achbatch: import interrupted by the database ({type(e.orig or e).__name__}); "
+                   "it is safe to run it again", err=True)
+        sys.exit(exitcodes.TEMPFAIL)
+    finally:
+        if show_progress:
+            click.echo("", err=True)
+    click.echo(_summary(result))
+    if result.previous_run_id is not None:
+        click.echo(f"  (the same file content was imported before, as import run {result.previous_run_id})")
+    for rejection in result.rejected:  # reasons never carry more than the last four digits
+        click.echo(f"  rejected {rejection}")
+    sys.exit(exitcodes.DATA_PROBLEMS if result.rejected else exitcodes.OK)
+
+
+@click.group("import")
+def import_group() -> None:
+    """Load CSV exports (header row required; amounts in dollars; dates ISO)."""
+
+
+@import_group.command("premiums")
+@click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False))
+@click.pass_context
+def premiums_cmd(ctx: click.Context, csv_path: str) -> None:
+    """Bills: member_id,member_name,plan_id,coverage_month,amount_due,subsidy,binder."""
+    _run(ctx, "premiums", csv_path)
+
+
+@import_group.command("autopay")
+@click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False))
+@click.pass_context
+def autopay_cmd(ctx: click.Context, csv_path: str) -> None:
+    """AutoPay mandates: member_id,plan_id,routing_number,account_number,account_type,account_holder,
+    authorized_at,channel."""
+    _run(ctx, "autopay", csv_path)
+
+
+@import_group.command("payments")
+@click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False))
+@click.pass_context
+def payments_cmd(ctx: click.Context, csv_path: str) -> None:
+    """One-time payments: confirmation_id,submitted_at,channel,member_id,plan_id,coverage_month,amount,
+    routing_number,account_number,account_type,account_holder."""
+    _run(ctx, "payments", csv_path)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(import_group)

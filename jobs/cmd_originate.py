@@ -1,0 +1,105 @@
+"""`achbatch autopay schedule` and `achbatch originate`: create the AutoPay pulls that are due, and
+build the day's NACHA files into the outbox."""
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from batch.autopay import schedule_autopay
+from batch.db import DatabaseError, DatabaseUnavailable, open_database
+from batch.origination import Company, Limits, OriginationError, originate
+
+from . import exitcodes
+from .dates import business_date, date_option
+from .settings import open_keyring, settings_from_context
+
+
+def _money(cents: int) -> str:
+    return f"${cents // 100:,}.{cents % 100:02d}"
+
+
+def _db_fail(e: Exception) -> None:
+    click.echo(f"achbatch: {e}", err=True)
+    temporary = isinstance(e, (DatabaseUnavailable, OperationalError))
+    sys.exit(exitcodes.TEMPFAIL if temporary else exitcodes.USAGE)
+
+
+@click.group("autopay")
+def autopay_group() -> None:
+    """AutoPay pulls."""
+
+
+@autopay_group.command("schedule")
+@date_option
+@click.pass_context
+def schedule_cmd(ctx: click.Context, run_date) -> None:
+    """Create the AutoPay pulls due on the date (idempotent: never two pulls for one premium)."""
+    settings = settings_from_context(ctx)
+    d = business_date(run_date, settings.origination.zone)
+    try:
+        with open_database(settings.database_url) as sessions:
+            r = schedule_autopay(sessions, d, settings.origination.autopay_lead_days)
+    except (DatabaseError, OperationalError) as e:
+        _db_fail(e)
+    click.echo(f"autopay {d}: {r.created} pulls created ({_money(r.created_cents)}); "
+               f"{r.already_scheduled} already scheduled, {r.covered} already paid, "
+               f"{r.not_due_yet} not due yet, {r.account_blocked} held (account blocked)")
+    sys.exit(exitcodes.OK)
+
+
+@click.command("originate")
+@date_option
+@click.option("--dry-run", is_flag=True, help="Build and validate in memory; change nothing.")
+@click.pass_context
+def originate_cmd(ctx: click.Context, run_date, dry_run: bool) -> None:
+    """Build the day's NACHA file(s) into the outbox. Re-running for the same date builds nothing new."""
+    settings = settings_from_context(ctx)
+    o = settings.origination
+    d = business_date(run_date, o.zone)
+    keyring = open_keyring(settings)
+    show = sys.stderr.isatty()
+
+    def progress(n: int) -> None:
+        if show:
+            click.echo(f"\r  {n:,} entries", nl=False, err=True)
+
+    try:
+        with open_database(settings.database_url) as sessions:
+            r = originate(sessions, keyring, Company.from_settings(settings.company),
+                          Limits(o.max_entries_per_file, o.max_cents_per_file, o.balanced), d,
+                          settings.outbox_dir, dry_run=dry_run,
+                          file_time=datetime.now(o.zone).strftime("%H%M"), progress=progress)
+    except OriginationError as e:
+        click.echo(f"achbatch: originate {d}: {e}", err=True)
+        sys.exit(exitcodes.DATA_PROBLEMS)
+    except (DatabaseError, OperationalError) as e:
+        _db_fail(e)
+    finally:
+        if show:
+            click.echo("", err=True)
+    for name in r.repaired:
+        click.echo(f"  rewrote {name} in the outbox from its stored bytes (a previous run stopped before renaming it)")
+    if r.skipped_reason:
+        click.echo(f"originate {d}: {r.skipped_reason}")
+        sys.exit(exitcodes.OK)
+    what = "would build" if dry_run else "built"
+    if not r.files:
+        click.echo(f"originate {d}: nothing to originate" + (f" ({r.held} held: account blocked)" if r.held else ""))
+        sys.exit(exitcodes.OK)
+    click.echo(f"originate {d}: {what} {len(r.files)} file(s), {r.payments} payments, {_money(r.total_cents)}, "
+               f"effective {r.effective_date}")
+    for f in r.files:
+        where = f" -> {f.path}" if f.path else ""
+        click.echo(f"  {f.file_name}: {f.batches} batches, {f.entries} entries, debits {_money(f.total_debit_cents)}, "
+                   f"credits {_money(f.total_credit_cents)}, sha256 {f.sha256[:16]}{where}")
+    if r.held:
+        click.echo(f"  {r.held} payments held: their bank account is blocked")
+    sys.exit(exitcodes.OK)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(autopay_group)
+    cli.add_command(originate_cmd)

@@ -1,0 +1,10 @@
+"""The shared `achbatch returns` command group. It registers nothing itself: `fetch` is added by
+jobs/cmd_send.py and `process` by the returns module, each importing `returns_group` from here."""
+from __future__ import annotations
+
+import click
+
+
+@click.group("returns")
+def returns_group() -> None:
+    """The bank's return, NOC and acknowledgement files: fetch them, then process them."""

@@ -1,0 +1,94 @@
+"""Shared fixtures: a fresh database per test on SQLite and on PostgreSQL, migrated sessions, and
+an account-number keyring.
+
+`db_url` is parametrized ['sqlite', 'postgresql']. For PostgreSQL a database with a random name is
+created on the server of ACHBATCH_TEST_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres)
+and dropped afterwards. When that server is unreachable the PostgreSQL cases FAIL if CI or
+ACHBATCH_TEST_PG_URL is set (scripts/test.sh sets it) and are skipped, with the reason, otherwise.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from batch.crypto import Keyring, generate_secret
+from batch.db import make_engine, make_sessionmaker, upgrade
+
+PG_DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+_pg_problem: list[str] = []  # cached after the first attempt: unreachable servers are slow to time out
+
+
+def pg_admin_url() -> str:
+    return os.environ.get("ACHBATCH_TEST_PG_URL") or PG_DEFAULT_URL
+
+
+def _pg_unavailable(reason: str) -> None:
+    where = make_url(pg_admin_url()).render_as_string(hide_password=True)
+    if os.environ.get("CI") or os.environ.get("ACHBATCH_TEST_PG_URL"):
+        pytest.fail(f"PostgreSQL at {where} is unreachable ({reason}); it is required here "
+                    "(CI or ACHBATCH_TEST_PG_URL is set)", pytrace=False)
+    pytest.skip(f"PostgreSQL at {where} is unreachable ({reason}); start it or set ACHBATCH_TEST_PG_URL "
+                "(in CI this fails instead of skipping)")
+
+
+def _admin_engine():
+    return create_engine(pg_admin_url(), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh, empty PostgreSQL database (random name), dropped at teardown."""
+    if _pg_problem:
+        _pg_unavailable(_pg_problem[0])
+    admin = _admin_engine()
+    name = f"achbatch_test_{secrets.token_hex(6)}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as e:  # noqa: BLE001 - any failure to reach the server
+        admin.dispose()
+        _pg_problem.append(str(getattr(e, "orig", e)).strip().splitlines()[0] if str(e) else type(e).__name__)
+        _pg_unavailable(_pg_problem[0])
+    try:
+        yield make_url(pg_admin_url()).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """An empty database URL, once on SQLite (a file under tmp_path) and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'achbatch.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def migrated_url(db_url):
+    """`db_url` with the schema migrated to head."""
+    upgrade(db_url)
+    return db_url
+
+
+@pytest.fixture
+def engine(migrated_url):
+    eng = make_engine(migrated_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine):
+    """A session factory on a freshly migrated database."""
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def keyring():
+    return Keyring([generate_secret()])

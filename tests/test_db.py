@@ -1,0 +1,356 @@
+"""Persistence (batch/db.py, batch/models.py, batch/migrations): migrations on SQLite and PostgreSQL,
+models in step with them, the unique and check constraints that carry the exactly-once guarantees,
+and no account number readable anywhere in the database."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+from sqlalchemy import inspect, select, text, update
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from batch.db import (
+    MIGRATIONS_DIR,
+    DatabaseError,
+    DatabaseUnavailable,
+    SchemaError,
+    current_revision,
+    head_revision,
+    make_engine,
+    normalize_url,
+    open_database,
+    require_current_schema,
+    upgrade,
+)
+from batch.imports import import_autopay, import_payments, import_premiums
+from batch.models import (
+    AutopayMandate,
+    Base,
+    BankAccount,
+    FileEntry,
+    NachaFile,
+    Payment,
+    Premium,
+    Sequence,
+)
+from jobs.cli import cli
+
+TABLES = {"premiums", "bank_accounts", "autopay_mandates", "payments", "nacha_files", "file_entries", "sequences",
+          "import_runs"}
+T0 = datetime(2026, 1, 15, 15, 0, tzinfo=timezone.utc)
+
+
+# -- migrations -----------------------------------------------------------------------------------
+
+def test_upgrade_creates_schema_and_is_idempotent(db_url):
+    before, after = upgrade(db_url)
+    assert before is None and after == head_revision()
+    assert upgrade(db_url) == (after, after)
+    engine = make_engine(db_url)
+    try:
+        assert TABLES <= set(inspect(engine).get_table_names())
+        assert current_revision(engine) == head_revision()
+        require_current_schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_models_match_migrations(engine):
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+
+
+def test_schema_check_before_upgrade(db_url):
+    engine = make_engine(db_url)
+    try:
+        with pytest.raises(SchemaError, match="achbatch db upgrade"):
+            require_current_schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_migrations_ship_inside_the_package():
+    import batch
+
+    assert MIGRATIONS_DIR.parent == Path(batch.__file__).resolve().parent
+    assert (MIGRATIONS_DIR / "env.py").is_file() and (MIGRATIONS_DIR / "script.py.mako").is_file()
+    # package directories (with __init__.py) so that setuptools' find: includes them in a wheel
+    assert (MIGRATIONS_DIR / "__init__.py").is_file() and (MIGRATIONS_DIR / "versions" / "__init__.py").is_file()
+    shipped = {p.stem for p in (MIGRATIONS_DIR / "versions").glob("0*.py")}
+    assert "0001_ledger" in shipped and head_revision() in shipped
+
+
+def test_url_normalisation():
+    assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("postgres://u:p%40ss@h:5433/db") == "postgresql+psycopg://u:p%40ss@h:5433/db"
+    assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+    with pytest.raises(DatabaseError, match="unsupported"):
+        normalize_url("mysql://u@h/db")
+    with pytest.raises(DatabaseError, match="not a database URL"):
+        normalize_url("nonsense")
+
+
+def test_unreachable_database_is_temporary(tmp_path):
+    with pytest.raises(DatabaseUnavailable):
+        upgrade("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_sqlite_pragmas(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sub' / 'x.db'}"
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    finally:
+        engine.dispose()
+    assert (tmp_path / "sub").is_dir()
+
+
+def test_cli_db_upgrade_then_commands_see_the_schema(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    (tmp_path / "p.csv").write_text("member_id,member_name,plan_id,coverage_month,amount_due,subsidy,binder\n")
+    early = runner.invoke(cli, ["import", "premiums", "p.csv"])
+    assert early.exit_code == 2 and "achbatch db upgrade" in early.output
+    first = runner.invoke(cli, ["db", "upgrade"])
+    assert first.exit_code == 0 and "upgraded" in first.output
+    assert (tmp_path / "achbatch-data" / "achbatch.db").is_file()
+    second = runner.invoke(cli, ["db", "upgrade"])
+    assert second.exit_code == 0 and "already at revision" in second.output
+
+
+# -- constraints ------------------------------------------------------------------------------------
+
+def _premium(**kw) -> Premium:
+    values = dict(member_id="M1", member_name="A B", plan_id="P1", coverage_month=date(2026, 2, 1),
+                  amount_due_cents=10000, subsidy="none", binder=False, due_date=date(2026, 1, 23))
+    values.update(kw)
+    return Premium(**values)
+
+
+def _account(keyring, number="12345678", routing="011000015") -> BankAccount:
+    return BankAccount(routing_number=routing, account_number_enc=keyring.encrypt_account(number),
+                       account_hash=keyring.account_hash(routing, number), last4=number[-4:],
+                       account_type="checking", holder_name="A B")
+
+
+def _payment(account_id, **kw) -> Payment:
+    values = dict(confirmation_id="C1", channel="portal", member_id="M1", plan_id="P1",
+                  coverage_month=date(2026, 2, 1), amount_cents=100, bank_account_id=account_id, submitted_at=T0,
+                  sec_code="WEB", payment_type_code="S", originate_on=date(2026, 1, 15), state="pending")
+    values.update(kw)
+    return Payment(**values)
+
+
+def _violates(sessions, *objects) -> bool:
+    try:
+        with sessions() as s, s.begin():
+            s.add_all(objects)
+    except IntegrityError:
+        return True
+    return False
+
+
+def test_premium_unique_per_member_plan_month(sessions):
+    assert not _violates(sessions, _premium())
+    assert _violates(sessions, _premium(amount_due_cents=5))
+    assert not _violates(sessions, _premium(coverage_month=date(2026, 3, 1), due_date=date(2026, 2, 23)))
+    assert _violates(sessions, _premium(member_id="M9", amount_due_cents=-1))
+
+
+def test_bank_account_unique_by_routing_and_hash(sessions, keyring):
+    assert not _violates(sessions, _account(keyring))
+    assert _violates(sessions, _account(keyring))
+    assert not _violates(sessions, _account(keyring, routing="021000021"))
+
+
+def test_payment_guarantees(sessions, keyring):
+    with sessions() as s, s.begin():
+        acct = _account(keyring)
+        prem = _premium()
+        s.add_all([acct, prem])
+        s.flush()
+        acct_id, prem_id = acct.id, prem.id
+        s.add(_payment(acct_id))
+    assert _violates(sessions, _payment(acct_id))  # confirmation_id is the idempotency key
+    assert _violates(sessions, _payment(acct_id, confirmation_id="C2", amount_cents=0))
+    assert _violates(sessions, _payment(999_999, confirmation_id="C3"))  # foreign keys enforced (SQLite too)
+    # never two AutoPay pulls for one premium
+    pull = dict(channel="autopay", autopay_premium_id=prem_id, premium_id=prem_id, payment_type_code="R")
+    assert not _violates(sessions, _payment(acct_id, confirmation_id=f"AP-{prem_id}", **pull))
+    assert _violates(sessions, _payment(acct_id, confirmation_id="AP-other", **pull))
+    assert _violates(sessions, _payment(acct_id, confirmation_id="C4", autopay_premium_id=prem_id))  # not autopay
+    # mail: no account, no SEC code, state paid; ACH channels the opposite
+    mail = dict(channel="mail", bank_account_id=None, sec_code=None, payment_type_code="", originate_on=None)
+    assert not _violates(sessions, _payment(None, confirmation_id="M-1", state="paid", **mail))
+    assert _violates(sessions, _payment(None, confirmation_id="M-2", state="pending", **mail))
+    assert _violates(sessions, _payment(acct_id, confirmation_id="M-3", state="paid", channel="mail", sec_code=None,
+                                        payment_type_code="", originate_on=None))
+    assert _violates(sessions, _payment(None, confirmation_id="C5"))  # ACH debit without an account
+    assert _violates(sessions, _payment(acct_id, confirmation_id="C6", state="paid"))
+    assert _violates(sessions, _payment(acct_id, confirmation_id="C7", sec_code="CCD"))
+    assert _violates(sessions, _payment(acct_id, confirmation_id="C8", channel="card"))
+
+
+def test_one_live_mandate_per_member_plan(sessions, keyring):
+    with sessions() as s, s.begin():
+        a1, a2 = _account(keyring, "11112222"), _account(keyring, "33334444")
+        s.add_all([a1, a2])
+        s.flush()
+        ids = a1.id, a2.id
+
+    def mandate(account_id, status="active", key="M1|P1", **kw):
+        return AutopayMandate(member_id="M1", plan_id="P1", bank_account_id=account_id, channel="web",
+                              authorized_at=T0, status=status, active_key=key, **kw)
+
+    assert not _violates(sessions, mandate(ids[0]))
+    assert _violates(sessions, mandate(ids[1]))  # a second live mandate
+    assert _violates(sessions, mandate(ids[1], status="suspended"))  # suspended is live too
+    assert _violates(sessions, mandate(ids[1], status="revoked"))  # revoked must release the key
+    assert _violates(sessions, mandate(ids[1], key="M1|P2"))  # the key is exactly member|plan
+    assert _violates(sessions, mandate(ids[1], key=None))  # active needs its key
+    assert not _violates(sessions, mandate(ids[1], status="revoked", key=None),
+                         mandate(ids[1], status="revoked", key=None))  # any number of ended ones
+    # revoking the live one frees the slot
+    with sessions() as s, s.begin():
+        s.execute(update(AutopayMandate).where(AutopayMandate.status == "active")
+                  .values(status="revoked", status_reason="replaced", active_key=None))
+    assert not _violates(sessions, mandate(ids[1]))
+
+
+def test_file_entry_guarantees(sessions, keyring):
+    with sessions() as s, s.begin():
+        acct = _account(keyring)
+        s.add(acct)
+        s.flush()
+        p1, p2 = _payment(acct.id), _payment(acct.id, confirmation_id="C2")
+        f = NachaFile(file_date=date(2026, 1, 15), file_id_modifier="A", file_name="a.ach", sha256="0" * 64,
+                      content_enc=b"x", entry_count=1, total_debit_cents=100, total_credit_cents=0)
+        s.add_all([p1, p2, f])
+        s.flush()
+        ids = p1.id, p2.id, f.id
+        s.add(FileEntry(file_id=f.id, batch_number=1, trace_number="011000010000001", payment_id=p1.id,
+                        amount_cents=100, transaction_code="27", sec_code="WEB"))
+
+    def entry(payment_id, trace):
+        return FileEntry(file_id=ids[2], batch_number=1, trace_number=trace, payment_id=payment_id,
+                         amount_cents=100, transaction_code="27", sec_code="WEB")
+
+    assert _violates(sessions, entry(ids[0], "011000010000002"))  # a payment in two entries
+    assert _violates(sessions, entry(ids[1], "011000010000001"))  # a trace number reused
+    assert _violates(sessions, entry(ids[1], "0110000100002"))  # trace numbers are 15 characters
+    assert not _violates(sessions, entry(ids[1], "011000010000002"))
+    assert not _violates(sessions, entry(None, "011000010000003"), entry(None, "011000010000004"))  # offsets
+    same_day = NachaFile(file_date=date(2026, 1, 15), file_id_modifier="A", file_name="b.ach", sha256="1" * 64,
+                         content_enc=b"y", entry_count=0, total_debit_cents=0, total_credit_cents=0)
+    assert _violates(sessions, same_day)  # one file per (date, modifier)
+
+
+def test_trace_sequence_is_seeded_and_claimed_atomically(sessions):
+    with sessions() as s, s.begin():
+        assert s.get(Sequence, "trace").value == 0
+    for expected in (5, 10):
+        with sessions() as s, s.begin():
+            claimed = s.execute(update(Sequence).where(Sequence.name == "trace")
+                                .values(value=Sequence.value + 5).returning(Sequence.value)).scalar_one()
+        assert claimed == expected
+
+
+def test_datetimes_are_aware_utc_and_naive_is_refused(sessions):
+    est = timezone(timedelta(hours=-5))
+    with sessions() as s, s.begin():
+        p = _premium(created_at=datetime(2026, 1, 15, 22, 10, tzinfo=est))
+        s.add(p)
+    with sessions() as s:
+        got = s.scalars(select(Premium)).one().created_at
+    assert got == datetime(2026, 1, 16, 3, 10, tzinfo=timezone.utc) and got.tzinfo is not None
+    with pytest.raises(StatementError, match="naive datetime"):
+        with sessions() as s, s.begin():
+            s.add(_premium(member_id="M2", created_at=datetime(2026, 1, 15, 22, 10)))
+
+
+# -- account numbers are unreadable at rest --------------------------------------------------------
+
+ACCOUNTS = ["730051749112", "99188470233", "5550042871", "48213377009"]  # none passes Luhn at 13+ digits
+
+
+def _load_accounts(sessions, keyring, tmp_path):
+    (tmp_path / "premiums.csv").write_text(
+        "member_id,member_name,plan_id,coverage_month,amount_due,subsidy,binder\n"
+        "M1,Quinn Rivers,P1,2026-02,100.00,none,yes\n")
+    (tmp_path / "autopay.csv").write_text(
+        "member_id,plan_id,routing_number,account_number,account_type,account_holder,authorized_at,channel\n"
+        f"M1,P1,011000015,{ACCOUNTS[0]},checking,Quinn Rivers,2026-01-02,web\n"
+        f"M2,P1,021000021,{ACCOUNTS[1]},savings,Sky Harbor,2026-01-02,paper\n"
+        f"M1,P1,011000015,{ACCOUNTS[2]},checking,Quinn Rivers,2026-01-09,web\n")  # replaces the first
+    (tmp_path / "payments.csv").write_text(
+        "confirmation_id,submitted_at,channel,member_id,plan_id,coverage_month,amount,routing_number,"
+        "account_number,account_type,account_holder\n"
+        f"PC-1,2026-01-15T10:00:00-05:00,guest,M1,P1,2026-02,100.00,026009593,{ACCOUNTS[3]},checking,Quinn Rivers\n"
+        f"PC-2,2026-01-15T11:00:00-05:00,portal,M2,P1,2026-02,80.00,021000021,{ACCOUNTS[1]},savings,Sky Harbor\n")
+    assert import_premiums(sessions, tmp_path / "premiums.csv").ok
+    assert import_autopay(sessions, tmp_path / "autopay.csv", keyring=keyring).ok
+    assert import_payments(sessions, tmp_path / "payments.csv", keyring=keyring).ok
+    with sessions() as s, s.begin():
+        s.add(NachaFile(file_date=date(2026, 1, 15), file_id_modifier="A", file_name="a.ach", sha256="0" * 64,
+                        content_enc=keyring.encrypt(f"6270260095931{ACCOUNTS[3]}".encode(), b"nacha_files.content"),
+                        entry_count=1, total_debit_cents=10000, total_credit_cents=0))
+        assert len(s.scalars(select(BankAccount)).all()) == 4
+
+
+def _forms(number: str) -> list[bytes]:
+    # as text, and as PostgreSQL would print it inside a bytea (hex)
+    return [number.encode(), number.encode().hex().encode()]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_file_bytes_hold_no_account_number(db_url, migrated_url, sessions, engine, keyring, tmp_path):
+    _load_accounts(sessions, keyring, tmp_path)
+    engine.dispose()  # checkpoint the WAL into the main file
+    db_path = Path(engine.url.database)
+    files = [p for p in db_path.parent.iterdir() if p.name.startswith(db_path.name)]
+    dump = b"".join(p.read_bytes() for p in files)
+    assert b"Quinn Rivers" in dump  # the dump really shows stored text
+    for number in ACCOUNTS:
+        for form in _forms(number):
+            assert form not in dump, f"account ending {number[-4:]} readable in the SQLite file"
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_postgresql_every_column_holds_no_account_number(db_url, migrated_url, sessions, engine, keyring, tmp_path):
+    _load_accounts(sessions, keyring, tmp_path)
+    dump: list[str] = []
+    with engine.connect() as conn:
+        tables = conn.execute(text("SELECT table_name FROM information_schema.tables "
+                                   "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")).scalars().all()
+        assert TABLES <= set(tables)
+        for table in tables:
+            columns = conn.execute(text("SELECT column_name, data_type FROM information_schema.columns "
+                                        "WHERE table_schema = 'public' AND table_name = :t"), {"t": table}).all()
+            for column, data_type in columns:
+                expr = f'"{column}"::text'
+                if data_type == "bytea":  # printable bytes as themselves, the rest escaped
+                    expr = f"encode(\"{column}\", 'escape') || ' ' || \"{column}\"::text"
+                dump += [v for v in conn.execute(text(f'SELECT {expr} FROM "{table}"')).scalars() if v is not None]
+    text_dump = "\n".join(dump)
+    assert "Quinn Rivers" in text_dump and "011000015" in text_dump  # the dump really shows stored values
+    for number in ACCOUNTS:
+        for form in _forms(number):
+            assert form.decode() not in text_dump, f"account ending {number[-4:]} readable in PostgreSQL"
+
+
+def test_open_database_checks_schema(db_url):
+    with pytest.raises(SchemaError):
+        with open_database(db_url):
+            pass
+    upgrade(db_url)
+    with open_database(db_url) as sessions:
+        with sessions() as s:
+            assert s.scalar(select(Sequence.value).where(Sequence.name == "trace")) == 0
