@@ -34,7 +34,7 @@ from typing import Callable, Iterator
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from .crypto import Keyring
 from .models import Delivery, DeliveryAttempt, NachaFile, utcnow
@@ -254,8 +254,9 @@ class _SendRun:
         sf.pgp = self.pgp is not None
         retrying = Retrying(
             stop=stop_after_attempt(self.p.retry_attempts),
-            wait=wait_exponential_jitter(initial=self.p.retry_wait_initial, max=self.p.retry_wait_max,
-                                         jitter=self.p.retry_wait_initial / 2),
+            # initial, 2x initial, 4x ... capped at the maximum, plus up to half the initial wait of jitter
+            wait=wait_exponential(multiplier=self.p.retry_wait_initial, max=self.p.retry_wait_max)
+            + wait_random(0, self.p.retry_wait_initial / 2),
             retry=retry_if_exception_type(BankUnreachable),
             sleep=self.sleep,
             reraise=True,

@@ -28,7 +28,7 @@ from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from .delivery import _private_dirs, run_lock
 from .models import InboundFile, utcnow
@@ -206,8 +206,8 @@ def fetch_files(
             return result
         retrying = lambda: Retrying(  # noqa: E731 - a fresh policy per operation
             stop=stop_after_attempt(policy.retry_attempts),
-            wait=wait_exponential_jitter(initial=policy.retry_wait_initial, max=policy.retry_wait_max,
-                                         jitter=policy.retry_wait_initial / 2),
+            wait=wait_exponential(multiplier=policy.retry_wait_initial, max=policy.retry_wait_max)
+            + wait_random(0, policy.retry_wait_initial / 2),
             retry=retry_if_exception_type(BankUnreachable), sleep=sleep, reraise=True,
             before_sleep=lambda rs: say(f"{rs.outcome.exception()}; trying again in {rs.next_action.sleep:.1f} s"))
         try:

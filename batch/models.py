@@ -662,3 +662,96 @@ __all__ += [
     "COVERAGE_STATUSES", "NOTICE_KINDS",
 ]
 # (end of returns section)
+
+
+# == Nightly run ledger and lock (issue 6; migration 0004_runs) ========================================
+# One `runs` row per nightly (or returns-poll) run and one `run_steps` row per step it ran or
+# skipped: who ran it (host, pid), when, the outcome, counts and the error. `run_steps.done_key`
+# = 'kind|business date|step' on a finished nightly step and NULL otherwise; being unique, a step
+# is recorded done at most once per business date, which is what lets a re-run resume. The real
+# mutual exclusion is batch/runlock.py (PostgreSQL advisory lock, flock beside a SQLite database);
+# `run_locks` only describes the current holder ("held since ...") for the next contender and status.
+RUN_KINDS = ("nightly", "returns")
+# running: in progress (or its process died: the next holder of the lock marks it 'crashed');
+# done: every step done, no problem; problems: done, data problems reported (exit 1); failed: a
+# step failed (exit 1 or 2); tempfail: the bank or database was unreachable (exit 75);
+# interrupted: stopped by SIGTERM between steps (exit 75).
+RUN_STATUSES = ("running", "done", "problems", "failed", "tempfail", "interrupted", "crashed")
+# skipped: done by an earlier run of the same business date; not_run: the run stopped before it;
+# unavailable: the service it calls is not installed in this build.
+STEP_STATUSES = ("running", "done", "skipped", "failed", "tempfail", "unavailable", "not_run", "crashed")
+
+
+class Run(Base):
+    """One run of the nightly pipeline (or of the morning returns poll)."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        CheckConstraint(_in("kind", RUN_KINDS), name="kind"),
+        CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+        Index("ix_runs_kind_business_date", "kind", "business_date"),
+        Index("ix_runs_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    business_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(12), default="running")
+    exit_code: Mapped[int | None] = mapped_column(SmallInteger, default=None)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    summary: Mapped[str | None] = mapped_column(String(1000), default=None)  # the one-line summary
+    counts: Mapped[str | None] = mapped_column(Text, default=None)  # JSON: totals of the run
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class RunStep(Base):
+    """One step of a run: start, end, status, counts (JSON) and the error, if any."""
+
+    __tablename__ = "run_steps"
+    __table_args__ = (
+        UniqueConstraint("run_id", "step"),
+        UniqueConstraint("done_key"),
+        CheckConstraint(_in("status", STEP_STATUSES), name="status"),
+        CheckConstraint("done_key IS NULL OR status = 'done'", name="done_key"),
+        Index("ix_run_steps_kind_business_date_step", "kind", "business_date", "step"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("runs.id"))
+    kind: Mapped[str] = mapped_column(String(12))
+    business_date: Mapped[date] = mapped_column(Date)
+    step: Mapped[str] = mapped_column(String(24))
+    position: Mapped[int] = mapped_column(SmallInteger)
+    status: Mapped[str] = mapped_column(String(12), default="running")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    counts: Mapped[str | None] = mapped_column(Text, default=None)  # JSON {name: integer}
+    note: Mapped[str] = mapped_column(String(1000), default="")
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    done_key: Mapped[str | None] = mapped_column(String(64), default=None)
+
+    @staticmethod
+    def key_for(kind: str, business_date: date, step: str) -> str:
+        return f"{kind}|{business_date.isoformat()}|{step}"
+
+
+class RunLockHolder(Base):
+    """Who holds (or last held) a run lock, for messages and `achbatch status`. Informational: the
+    lock itself is the advisory lock or flock of batch/runlock.py, which dies with its process."""
+
+    __tablename__ = "run_locks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(Id, ForeignKey("runs.id"), default=None)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+__all__ += ["Run", "RunStep", "RunLockHolder", "RUN_KINDS", "RUN_STATUSES", "STEP_STATUSES"]
+# (end of runs section)
