@@ -125,6 +125,7 @@ class Layout:
         self.format: Callable[[Any], str] = self._compile_format()
         self.quick_ok: Callable[[str], bool] = self._compile_quick()
         self.parse_checked: Callable[[str], Any] = self._compile_parse_checked()
+        self.parse_trusted: Callable[[str], Any] = self._compile_parse_checked(trusted=True)
         self.render: Callable[[Any], str | None] = self._compile_render()
         self._defaults = tuple(_default(f) for f in self.fields)
         self.make: Callable[..., Any] = self._compile_make()
@@ -244,15 +245,53 @@ class Layout:
         exec(compile(src, f"<layout {self.name} quick_ok>", "exec"), ns)
         return ns["quick_ok"]
 
-    def _compile_parse_checked(self):
-        """`parse_checked(line)`: the record when `quick_ok(line)`, else None (one call, the
-        reader's hot path)."""
-        terms, ns = self._quick_terms()
-        body = self._parse_src.split("return ", 1)[1]
-        src = ("def parse_checked(line):\n    if (" + "\n        and ".join(terms) + "):\n"
-               f"        return {body}    return None\n")
-        ns.update(self._parse_ns)
-        exec(compile(src, f"<layout {self.name} parse_checked>", "exec"), ns)
+    def _compile_parse_checked(self, trusted: bool = False):
+        """`parse_checked(line)`: the record when `quick_ok(line)`, else None: the reader's hot path.
+
+        The whole-line checks come first (length, printable ASCII, digit runs, fixed values); the
+        field checks then run on the parsed values themselves, so no field is sliced twice."""
+        ns: dict[str, Any] = {"_check": _value_check_message, "_new": tuple.__new__, "_cls": self.record_class}
+        # `trusted`: the caller already knows the line is 94 printable ASCII characters (the reader
+        # checks a whole chunk of records at once).
+        line_terms = [] if trusted else ["len(line) == 94", "line.isascii()", "line.isprintable()"]
+        line_terms += [f"line[{a}:{b}].isdigit()" for a, b in self._merge_digit_runs()]
+        assigns, value_terms, names = [], [], []
+        for i, f in enumerate(self.fields):
+            raw = f"line[{f.start - 1}:{f.end}]"
+            v = f"v{i}"
+            names.append(v)
+            if f.fixed is not None:
+                line_terms.append(f"{raw} == {f.fixed!r}")
+            if f.kind == TEXT:
+                assigns.append(f"{v} = {raw}.rstrip()")
+                if f.required:
+                    value_terms.append(v)
+            elif f.kind == BLANK:
+                assigns.append(f"{v} = ''")
+                value_terms.append(f"not {raw}.strip()")
+            elif f.kind == NUMBER:
+                assigns.append(f"{v} = int({raw})")
+            elif f.blank_ok:
+                assigns.append(f"{v} = {raw}.strip()")
+                value_terms.append(f"(not {v} or {raw}.isdigit())")
+            else:
+                assigns.append(f"{v} = {raw}")
+            if f.allowed is not None:
+                ns[f"_allowed{i}"] = f.allowed
+                value_terms.append(f"{v} in _allowed{i}")
+            if f.check:
+                blank = f"not {v} or " if f.blank_ok else ""
+                value_terms.append(f"({blank}_check({f.check!r}, {v}) is None)")
+        src = ["def parse_checked(line):",
+               "    if not (" + "\n            and ".join(line_terms) + "):",
+               "        return None"]
+        src += [f"    {a}" for a in assigns]
+        if value_terms:
+            src += ["    if not (" + "\n            and ".join(value_terms) + "):", "        return None"]
+        src.append(f"    return _new(_cls, ({', '.join(names)},))")
+        if not line_terms:
+            src[1:3] = []
+        exec(compile("\n".join(src) + "\n", f"<layout {self.name} parse_checked>", "exec"), ns)
         return ns["parse_checked"]
 
     def _compile_render(self):

@@ -60,12 +60,19 @@ class BatchStart:
     format: SecFormat | None
 
 
-@dataclass
 class EntryItem:
-    line: int
-    record: tuple
-    addenda: list = field(default_factory=list)
-    batch: BatchStart | None = None
+    """An entry detail record with its addenda, each addenda as (line, record)."""
+
+    __slots__ = ("line", "record", "addenda", "batch")
+
+    def __init__(self, line: int, record: tuple, addenda: list | None = None, batch: BatchStart | None = None):
+        self.line = line
+        self.record = record
+        self.addenda = [] if addenda is None else addenda
+        self.batch = batch
+
+    def __repr__(self) -> str:
+        return f"EntryItem(line={self.line}, record={self.record!r}, addenda={self.addenda!r})"
 
 
 @dataclass
@@ -120,7 +127,7 @@ class _BatchState:
     __slots__ = (
         "start", "fmt", "odfi", "scc", "count", "hash", "debit", "credit", "last_trace",
         "entry_layout", "is_debit", "tx_info", "returns", "nocs", "number", "indicator_index",
-        "zero_checks", "return_blanks", "totals_known", "hash_known",
+        "zero_checks", "return_blanks", "totals_known", "hash_known", "fast",
     )
 
 
@@ -202,8 +209,16 @@ class Reader:
             return open(src, "rb")
         return src
 
-    def _lines(self) -> Iterator[tuple[int, str]]:
-        """(record number, 94-character candidate line) pairs, with the profile's relaxations."""
+    _CHUNK = 1 << 20
+
+    def _line_chunks(self) -> Iterator[list[str]]:
+        """Lists of 94-character candidate records, in file order, with the profile's relaxations.
+
+        Fast lane: a stretch of the file made only of 94-character records each ending in LF is
+        recognised with a few C-level string operations and split at once; anything else (CR LF,
+        short or long lines, blank lines, records run together) goes line by line through
+        `_irregular`, which reports or relaxes it. The reader never holds more than about one
+        chunk (1 MiB) of the file, whatever its size or shape."""
         prof = self.profile
         try:
             fp = self._open()
@@ -211,6 +226,8 @@ class Reader:
             self._issue(None, None, "file", None, f"cannot read file: {exc.strerror or exc}")
             return
         close = fp is not self.source
+        self._n = 0
+        self._trusted = False
         try:
             if isinstance(self.source, (str, os.PathLike)):
                 size = os.fstat(fp.fileno()).st_size
@@ -221,82 +238,108 @@ class Reader:
                 if size == 0:
                     self._issue(None, None, "file", None, "file is empty")
                     return
-            n = 0
-            raw_count = 0
-            last_had_newline = True
             read_bytes = 0
-            # latin-1 keeps one character per byte, so columns stay byte columns.
-            text = io.TextIOWrapper(fp, encoding="latin-1", newline="")
-            readline = text.readline
+            rest = ""
+            saw_any = False
+            last_had_newline = True
             max_bytes = self.max_bytes
             while True:
-                # Bounded: one endless line must not be pulled into memory past the limit.
-                raw = readline(max_bytes - read_bytes + 1)
-                if not raw:
-                    break
-                raw_count += 1
-                read_bytes += len(raw)
-                if read_bytes > self.max_bytes:
-                    self._issue(n + 1, None, "file", None,
-                                f"file is larger than the {self.max_bytes}-byte limit")
-                    return
-                if raw.endswith("\n"):
-                    line = raw[:-1]
-                    last_had_newline = True
-                else:
-                    line = raw
-                    last_had_newline = False
-                if line.endswith("\r"):
-                    line = line[:-1]
-                    if not prof.crlf:
-                        self._issue(n + 1, None, "file", None,
-                                    "line ends in CR LF; use LF (the bank profile accepts CR LF)")
-                if "\r" in line:
-                    self._issue(n + 1, None, "file", None, "stray carriage return inside a record")
-                    line = line.replace("\r", " ")
-                if len(line) == 94:
-                    n += 1
-                    yield n, line
-                    continue
-                if not line:
-                    if prof.blank_lines:
+                data = fp.read(self._CHUNK)
+                if data:
+                    saw_any = True
+                    read_bytes += len(data)
+                    if read_bytes > max_bytes:
+                        self._issue(self._n + 1, None, "file", None,
+                                    f"file is larger than the {max_bytes}-byte limit")
+                        return
+                    # latin-1 keeps one character per byte, so columns stay byte columns.
+                    text = rest + data.decode("latin-1")
+                    cut = text.rfind("\n") + 1
+                    if cut == 0:
+                        if len(text) > max_bytes:
+                            return
+                        rest = text
                         continue
-                    n += 1
-                    self._issue(n, None, "file", None, "blank line")
-                    continue
-                if len(line) > 94 and len(line) % 94 == 0 and prof.unbroken_records:
-                    for i in range(0, len(line), 94):
-                        n += 1
-                        yield n, line[i:i + 94]
-                    continue
-                if len(line) < 94 and prof.trimmed_lines:
-                    # Space-padded back to 94 whether or not the line still ends in spaces (a
-                    # Fiserv return file has a 91-character header that does: moov issue 702);
-                    # a line cut inside a numeric field still fails that field's check.
-                    n += 1
-                    yield n, line.ljust(94)
-                    continue
-                n += 1
-                if len(line) > 94 and len(line) % 94 == 0:
-                    hint = "; records run together without line breaks (the bank profile accepts that)"
-                elif len(line) < 94:
-                    hint = "; trailing spaces trimmed? (the bank profile accepts that)"
+                    body, rest = text[:cut], text[cut:]
                 else:
-                    hint = ""
-                self._issue(n, (1, len(line)), "file", None,
-                            f"record is {len(line)} characters long, expected 94{hint}")
-                # Still read what can be read, so later problems are reported too.
-                yield n, line[:94].ljust(94)
-            if raw_count and not last_had_newline and not prof.missing_final_newline:
-                self._issue(n, None, "file", None,
+                    if not rest:
+                        break
+                    body, rest = rest, ""
+                    last_had_newline = body.endswith("\n")
+                k, r = divmod(len(body), 95)
+                if r == 0 and body.count("\n") == k and body[94::95] == "\n" * k:
+                    lines = body.split("\n")
+                    lines.pop()  # the empty piece after the last LF
+                    self._n += k
+                    # Printable ASCII checked once for the whole stretch, not once per record.
+                    self._trusted = body.isascii() and body.replace("\n", "").isprintable()
+                    yield lines
+                else:
+                    self._trusted = False
+                    yield from self._irregular(body)
+                if not data:
+                    break
+            if saw_any and not last_had_newline and not prof.missing_final_newline:
+                self._issue(self._n, None, "file", None,
                             "last record has no line feed (the bank profile accepts that)")
-            if raw_count == 0:
+            if not saw_any:
                 self._issue(None, None, "file", None, "file is empty")
         except OSError as exc:
             self._issue(None, None, "file", None, f"cannot read file: {exc.strerror or exc}")
         finally:
             if close:
                 fp.close()
+
+    def _irregular(self, body: str) -> Iterator[list[str]]:
+        """Line by line (one-record lists, lazily, so problems stay in file order): report or
+        relax what the profile says about each line's shape."""
+        prof = self.profile
+        pieces = body.split("\n")
+        if pieces and pieces[-1] == "":
+            pieces.pop()
+        for line in pieces:
+            n = self._n
+            if line.endswith("\r"):
+                line = line[:-1]
+                if not prof.crlf:
+                    self._issue(n + 1, None, "file", None,
+                                "line ends in CR LF; use LF (the bank profile accepts CR LF)")
+            if "\r" in line:
+                self._issue(n + 1, None, "file", None, "stray carriage return inside a record")
+                line = line.replace("\r", " ")
+            if len(line) == 94:
+                self._n += 1
+                yield [line]
+                continue
+            if not line:
+                if prof.blank_lines:
+                    continue
+                self._n += 1
+                self._issue(self._n, None, "file", None, "blank line")
+                continue
+            if len(line) > 94 and len(line) % 94 == 0 and prof.unbroken_records:
+                for i in range(0, len(line), 94):
+                    self._n += 1
+                    yield [line[i:i + 94]]
+                continue
+            if len(line) < 94 and prof.trimmed_lines:
+                # Space-padded back to 94 whether or not the line still ends in spaces (a Fiserv
+                # return file has a 91-character header that does: moov issue 702); a line cut
+                # inside a numeric field still fails that field's check.
+                self._n += 1
+                yield [line.ljust(94)]
+                continue
+            self._n += 1
+            if len(line) > 94 and len(line) % 94 == 0:
+                hint = "; records run together without line breaks (the bank profile accepts that)"
+            elif len(line) < 94:
+                hint = "; trailing spaces trimmed? (the bank profile accepts that)"
+            else:
+                hint = ""
+            self._issue(self._n, (1, min(len(line), 999999)), "file", None,
+                        f"record is {len(line)} characters long, expected 94{hint}")
+            # Still read what can be read, so later problems are reported too.
+            yield [line[:94].ljust(94)]
 
     # -- records ---------------------------------------------------------------------------------
     def _parse(self, n: int, line: str, layout: Layout):
@@ -309,12 +352,14 @@ class Reader:
     def __iter__(self):
         return self._items()
 
+
     def _items(self):
         S = self.summary
         state = "start"  # start, file, batch, skip_batch (an unsupported batch), end
         filler_seen = 0
         b: _BatchState | None = None
         pending: EntryItem | None = None
+        pending_clean = False
         fmt: SecFormat | None = None
         traced = True  # the current batch's entries carry trace numbers (all but ADV)
         skipped: BatchStart | None = None  # the unsupported batch being skipped
@@ -327,206 +372,220 @@ class Reader:
         file_fmt: SecFormat | None = None
         n = 0
 
-        for n, line in self._lines():
-            S.records += 1
-            t = line[0]
-            if t == "6" and state == "batch" and b is not None:
-                if pending is not None:
-                    self._finish_entry(pending, b)
-                    yield pending
-                layout = b.entry_layout
-                if layout.quick_ok(line):
-                    rec = layout.parse(line)
-                else:
-                    for p in layout.problems(line):
-                        if p.field.name in b.return_blanks and not p.value.strip():
-                            self._deferred.append((n, p))  # decided once the addenda are known
+        for chunk in self._line_chunks():
+            trusted = self._trusted
+            for line in chunk:
+                n += 1
+                S.records += 1
+                t = line[0]
+                if t == "6" and state == "batch" and b is not None:
+                    if pending is not None:
+                        if pending_clean and not pending.addenda:
+                            pass  # a forward entry with nothing left to check (see _fast_rule)
                         else:
-                            self._field_issue(n, layout, p)
-                    rec = layout.parse_tolerant(line)
-                # transaction code, amount, totals (positions 1-39 mean the same in every layout)
-                tc = rec[1]
-                amount = rec[5]
-                if type(amount) is not int:
-                    amount = 0
-                    b.totals_known = False  # already reported; the control totals cannot be checked
-                isd = b.is_debit.get(tc)
-                if isd is None:
-                    isd = self._classify_tx(n, layout, tc, b)
-                if isd:
-                    b.debit += amount
-                else:
-                    b.credit += amount
-                rdfi = rec[2]
-                if rdfi.isdigit() and rdfi.isascii():
-                    b.hash += int(rdfi)
-                    r9 = rdfi + rec[3]
-                    ok = routing_ok.get(r9)
-                    if ok is None:
-                        ok = routing_ok[r9] = is_valid_routing(r9)
-                    if not ok:
-                        self._rec_issue(n, layout, "check_digit",
-                                        f"routing check digit is wrong for {rdfi}{rec[3]}", rec[3])
-                else:
-                    b.hash_known = False  # already reported; the entry hash cannot be checked
-                b.count += 1
-                S.entries += 1
-                if traced:
-                    trace = rec[-1]
-                    if trace <= b.last_trace:
-                        self._rec_issue(n, layout, "trace_number",
-                                        "trace numbers must be ascending within a batch", trace)
-                    if trace[:8] != b.odfi:
-                        self._rec_issue(n, layout, "trace_number",
-                                        f"trace number must start with the ODFI identification {b.odfi}", trace)
-                    b.last_trace = trace
-                pending = EntryItem(n, rec, [], b.start)
-                continue
-
-            if t == "7" and state == "batch" and b is not None:
-                b.count += 1
-                S.addenda += 1
-                if pending is None:
-                    self._issue(n, (1, 1), "addenda", None, "addenda record without an entry before it")
+                            self._finish_entry(pending, b)
+                        yield pending
+                    layout = b.entry_layout
+                    rec = layout.parse_checked(line)
+                    clean = rec is not None
+                    if not clean:
+                        for p in layout.problems(line):
+                            if p.field.name in b.return_blanks and not p.value.strip():
+                                self._deferred.append((n, p))  # decided once the addenda are known
+                            else:
+                                self._field_issue(n, layout, p)
+                        rec = layout.parse_tolerant(line)
+                    # transaction code, amount, totals (positions 1-39 mean the same in every layout)
+                    tc = rec[1]
+                    amount = rec[5]
+                    if type(amount) is not int:
+                        amount = 0
+                        b.totals_known = False  # already reported; the control totals cannot be checked
+                    isd = b.is_debit.get(tc)
+                    if isd is None:
+                        isd = self._classify_tx(n, layout, tc, b)
+                    if isd:
+                        b.debit += amount
+                    else:
+                        b.credit += amount
+                    rdfi = rec[2]
+                    if rdfi.isdigit() and rdfi.isascii():
+                        b.hash += int(rdfi)
+                        r9 = rdfi + rec[3]
+                        ok = routing_ok.get(r9)
+                        if ok is None:
+                            ok = routing_ok[r9] = is_valid_routing(r9)
+                        if not ok:
+                            self._rec_issue(n, layout, "check_digit",
+                                            f"routing check digit is wrong for {rdfi}{rec[3]}", rec[3])
+                    else:
+                        b.hash_known = False  # already reported; the entry hash cannot be checked
+                    b.count += 1
+                    S.entries += 1
+                    if traced:
+                        trace = rec[-1]
+                        if trace <= b.last_trace:
+                            self._rec_issue(n, layout, "trace_number",
+                                            "trace numbers must be ascending within a batch", trace)
+                        if trace[:8] != b.odfi:
+                            self._rec_issue(n, layout, "trace_number",
+                                            f"trace number must start with the ODFI identification {b.odfi}", trace)
+                        b.last_trace = trace
+                    if clean:
+                        fr = b.fast.get(tc)
+                        if fr is None:
+                            fr = b.fast[tc] = self._fast_rule(tc, b)
+                        clean = (fr == 3 or (fr == 1 and amount != 0) or (fr == 2 and amount == 0)) \
+                            and rec[b.indicator_index] == "0" and not self._deferred
+                    pending_clean = clean
+                    pending = EntryItem(n, rec, [], b.start)
                     continue
-                type_code = line[1:3]
-                layout = fmt.forward_addenda.get(type_code)
-                if layout is None and fmt.return_addenda:
-                    layout = _addenda_variant(type_code, line[3:6])
-                if layout is None:
-                    self._issue(n, (2, 3), "addenda", "addenda_type_code",
-                                f"addenda type {type_code!r} is not allowed in a {fmt.code} batch", type_code)
-                    pending.addenda.append(None)
-                    continue
-                pending.addenda.append((n, self._parse(n, line, layout)))
-                continue
 
-            # Anything but an entry or addenda ends the pending entry.
-            if pending is not None:
-                self._finish_entry(pending, b)
-                yield pending
-                pending = None
-
-            if state == "skip_batch":
-                # Inside an unsupported batch: its entries and addenda are not read (another layout).
-                if t in ("6", "7"):
+                if t == "7" and state == "batch" and b is not None:
+                    b.count += 1
+                    S.addenda += 1
+                    if pending is None:
+                        self._issue(n, (1, 1), "addenda", None, "addenda record without an entry before it")
+                        continue
+                    type_code = line[1:3]
+                    layout = fmt.forward_addenda.get(type_code)
+                    if layout is None and fmt.return_addenda:
+                        layout = _addenda_variant(type_code, line[3:6])
+                    if layout is None:
+                        self._issue(n, (2, 3), "addenda", "addenda_type_code",
+                                    f"addenda type {type_code!r} is not allowed in a {fmt.code} batch", type_code)
+                        pending.addenda.append(None)
+                        continue
+                    pending.addenda.append((n, self._parse(n, line, layout)))
                     continue
+
+                # Anything but an entry or addenda ends the pending entry.
+                if pending is not None:
+                    if not (pending_clean and not pending.addenda):
+                        self._finish_entry(pending, b)
+                    yield pending
+                    pending = None
+
+                if state == "skip_batch":
+                    # Inside an unsupported batch: its entries and addenda are not read (another layout).
+                    if t in ("6", "7"):
+                        continue
+                    if t == "8":
+                        yield BatchEnd(n, None, skipped)
+                        skipped = None
+                        state = "file"
+                        continue
+
+                if t == "5":
+                    if state in ("batch", "skip_batch"):
+                        self._issue(n, (1, 1), "batch_header", None,
+                                    "batch header before the previous batch's control record")
+                        if state == "batch":
+                            yield from self._end_batch(None, b)
+                        else:
+                            yield BatchEnd(None, None, skipped)
+                        b = skipped = None
+                    elif state == "end":
+                        self._issue(n, (1, 1), "batch_header", None, "batch header after the file control record")
+                    elif state == "start" and not seen_file_header:
+                        if not self.profile.missing_file_envelope:
+                            self._issue(n, (1, 1), "file_header", None,
+                                        "file header record missing (the bank profile accepts that)")
+                        seen_file_header = True
+                    S.batches += 1
+                    sec = line[50:53].rstrip()
+                    fmt = batch_format(sec, line[4:20].rstrip())
+                    if sec not in S.sec_codes:
+                        S.sec_codes.append(sec)
+                    if fmt is not None and not fmt.supported:
+                        # Another header layout: not validated field by field, only reported.
+                        self._rec_issue(n, BATCH_HEADER, "standard_entry_class_code", fmt.unsupported_reason, sec)
+                        self._unsupported_batches += 1
+                        skipped = BatchStart(n, BATCH_HEADER.parse_tolerant(line), fmt)
+                        state = "skip_batch"
+                        yield skipped
+                        continue
+                    hdr = self._parse(n, line, BATCH_HEADER)
+                    if fmt is None:
+                        self._rec_issue(n, BATCH_HEADER, "standard_entry_class_code",
+                                        f"unknown SEC code {sec!r}", sec)
+                        fmt = sec_format(FALLBACK_SEC_CODE)
+                    if file_fmt is None:
+                        file_fmt = fmt
+                    elif fmt.file_control is not file_fmt.file_control:
+                        self._rec_issue(n, BATCH_HEADER, "standard_entry_class_code",
+                                        f"{fmt.code} batches cannot share a file with {file_fmt.code} batches: "
+                                        "their file control records differ (NR OR77)", sec)
+                    b = self._start_batch(n, hdr, fmt, last_batch_number)
+                    traced = fmt.has_trace_numbers
+                    if type(hdr.batch_number) is int:
+                        last_batch_number = max(last_batch_number, hdr.batch_number)
+                    state = "batch"
+                    yield b.start
+                    continue
+
                 if t == "8":
-                    yield BatchEnd(n, None, skipped)
-                    skipped = None
+                    layout = (b.fmt if b is not None else file_fmt or _STANDARD).batch_control
+                    ctl = self._parse(n, line, layout)
+                    if state != "batch":
+                        self._issue(n, (1, 1), layout.name, None, "batch control record without a batch header")
+                        continue
+                    yield from self._end_batch(ctl, b, n, layout)
+                    b = None
                     state = "file"
                     continue
 
-            if t == "5":
-                if state in ("batch", "skip_batch"):
-                    self._issue(n, (1, 1), "batch_header", None,
-                                "batch header before the previous batch's control record")
-                    if state == "batch":
-                        yield from self._end_batch(None, b)
-                    else:
-                        yield BatchEnd(None, None, skipped)
-                    b = skipped = None
-                elif state == "end":
-                    self._issue(n, (1, 1), "batch_header", None, "batch header after the file control record")
-                elif state == "start" and not seen_file_header:
-                    if not self.profile.missing_file_envelope:
-                        self._issue(n, (1, 1), "file_header", None,
-                                    "file header record missing (the bank profile accepts that)")
+                if t == "1" and line != FILLER_LINE:
+                    if seen_file_header or state != "start":
+                        self._issue(n, (1, 1), "file_header", None, "a second file header record")
+                        continue
                     seen_file_header = True
-                S.batches += 1
-                sec = line[50:53].rstrip()
-                fmt = batch_format(sec, line[4:20].rstrip())
-                if sec not in S.sec_codes:
-                    S.sec_codes.append(sec)
-                if fmt is not None and not fmt.supported:
-                    # Another header layout: not validated field by field, only reported.
-                    self._rec_issue(n, BATCH_HEADER, "standard_entry_class_code", fmt.unsupported_reason, sec)
-                    self._unsupported_batches += 1
-                    skipped = BatchStart(n, BATCH_HEADER.parse_tolerant(line), fmt)
-                    state = "skip_batch"
-                    yield skipped
-                    continue
-                hdr = self._parse(n, line, BATCH_HEADER)
-                if fmt is None:
-                    self._rec_issue(n, BATCH_HEADER, "standard_entry_class_code",
-                                    f"unknown SEC code {sec!r}", sec)
-                    fmt = sec_format(FALLBACK_SEC_CODE)
-                if file_fmt is None:
-                    file_fmt = fmt
-                elif fmt.file_control is not file_fmt.file_control:
-                    self._rec_issue(n, BATCH_HEADER, "standard_entry_class_code",
-                                    f"{fmt.code} batches cannot share a file with {file_fmt.code} batches: "
-                                    "their file control records differ (NR OR77)", sec)
-                b = self._start_batch(n, hdr, fmt, last_batch_number)
-                traced = fmt.has_trace_numbers
-                if type(hdr.batch_number) is int:
-                    last_batch_number = max(last_batch_number, hdr.batch_number)
-                state = "batch"
-                yield b.start
-                continue
-
-            if t == "8":
-                layout = (b.fmt if b is not None else file_fmt or _STANDARD).batch_control
-                ctl = self._parse(n, line, layout)
-                if state != "batch":
-                    self._issue(n, (1, 1), layout.name, None, "batch control record without a batch header")
-                    continue
-                yield from self._end_batch(ctl, b, n, layout)
-                b = None
-                state = "file"
-                continue
-
-            if t == "1" and line != FILLER_LINE:
-                if seen_file_header or state != "start":
-                    self._issue(n, (1, 1), "file_header", None, "a second file header record")
-                    continue
-                seen_file_header = True
-                hdr = self._parse(n, line, FILE_HEADER)
-                self.header = hdr
-                S.file_id_modifier = hdr.file_id_modifier
-                dest = hdr.immediate_destination.strip()
-                if len(dest) == 9 and dest.isdigit() and not is_valid_routing(dest):
-                    self._rec_issue(n, FILE_HEADER, "immediate_destination",
-                                    "routing check digit is wrong", hdr.immediate_destination)
-                state = "file"
-                yield FileStart(n, hdr)
-                continue
-
-            if t == "9":
-                if line == FILLER_LINE and (state == "end" or (seen_file_control)):
-                    filler_seen += 1
-                    continue
-                if state in ("batch", "skip_batch"):
-                    self._issue(n, (1, 1), "file_control", None, "file control before the last batch's control record")
-                    if state == "batch":
-                        yield from self._end_batch(None, b)
-                    else:
-                        yield BatchEnd(None, None, skipped)
-                    b = skipped = None
+                    hdr = self._parse(n, line, FILE_HEADER)
+                    self.header = hdr
+                    S.file_id_modifier = hdr.file_id_modifier
+                    dest = hdr.immediate_destination.strip()
+                    if len(dest) == 9 and dest.isdigit() and not is_valid_routing(dest):
+                        self._rec_issue(n, FILE_HEADER, "immediate_destination",
+                                        "routing check digit is wrong", hdr.immediate_destination)
                     state = "file"
-                if seen_file_control:
-                    self._issue(n, (1, 1), "file_control", None, "a second file control record")
+                    yield FileStart(n, hdr)
                     continue
-                if state == "start" and not seen_file_header:
-                    if not self.profile.missing_file_envelope:
-                        self._issue(n, (1, 1), "file_header", None, "file header record missing")
-                layout = (file_fmt or _STANDARD).file_control
-                ctl = self._parse(n, line, layout)
-                seen_file_control = True
-                self.control = ctl
-                self._check_file_control(n, ctl, layout)
-                state = "end"
-                continue
 
-            # Unknown record type, or a record in the wrong place.
-            if state == "end":
-                self._issue(n, (1, 1), "file", None, f"record after the file control record: type {t!r}")
-            elif t in ("6", "7"):
-                self._issue(n, (1, 1), "entry_detail" if t == "6" else "addenda", None,
-                            "entry or addenda record outside a batch")
-            else:
-                self._issue(n, (1, 1), "file", "record_type_code",
-                            f"unknown record type code {t!r}", t)
+                if t == "9":
+                    if line == FILLER_LINE and (state == "end" or (seen_file_control)):
+                        filler_seen += 1
+                        continue
+                    if state in ("batch", "skip_batch"):
+                        self._issue(n, (1, 1), "file_control", None, "file control before the last batch's control record")
+                        if state == "batch":
+                            yield from self._end_batch(None, b)
+                        else:
+                            yield BatchEnd(None, None, skipped)
+                        b = skipped = None
+                        state = "file"
+                    if seen_file_control:
+                        self._issue(n, (1, 1), "file_control", None, "a second file control record")
+                        continue
+                    if state == "start" and not seen_file_header:
+                        if not self.profile.missing_file_envelope:
+                            self._issue(n, (1, 1), "file_header", None, "file header record missing")
+                    layout = (file_fmt or _STANDARD).file_control
+                    ctl = self._parse(n, line, layout)
+                    seen_file_control = True
+                    self.control = ctl
+                    self._check_file_control(n, ctl, layout)
+                    state = "end"
+                    continue
+
+                # Unknown record type, or a record in the wrong place.
+                if state == "end":
+                    self._issue(n, (1, 1), "file", None, f"record after the file control record: type {t!r}")
+                elif t in ("6", "7"):
+                    self._issue(n, (1, 1), "entry_detail" if t == "6" else "addenda", None,
+                                "entry or addenda record outside a batch")
+                else:
+                    self._issue(n, (1, 1), "file", "record_type_code",
+                                f"unknown record type code {t!r}", t)
 
         # end of input
         if pending is not None:
@@ -568,6 +627,7 @@ class Reader:
         b.entry_layout = layout = fmt.entry
         b.is_debit = {}
         b.tx_info = {}
+        b.fast = {}
         b.returns = 0
         b.nocs = 0
         b.number = hdr.batch_number
@@ -638,6 +698,25 @@ class Reader:
         info = _TxInfo(tx, tuple(forward), scc_problem, prenote, zero_dollar)
         b.tx_info[tc] = info
         return info
+
+    def _fast_rule(self, tc, b: _BatchState) -> int:
+        """For a clean entry of this transaction code with no addenda, what `_finish_entry` would
+        still check, reduced to the amount: 1 = must be non-zero, 2 = must be zero, 3 = anything;
+        0 = no shortcut (the entry goes through `_finish_entry`). Worked out once per batch and code."""
+        fmt = b.fmt
+        info = b.tx_info.get(tc)
+        if info is None:
+            info = self._tx_info(tc, b)
+        tx = info.tx
+        if (tx is None or info.forward or info.scc_problem is not None or b.zero_checks or fmt.entry_checks
+                or fmt.addenda_count_field or fmt.max_amount_cents is not None or fmt.addenda_required
+                or (info.zero_dollar and fmt.zero_dollar_addenda_required)):
+            return 0
+        if info.prenote or fmt.amount_rule == AMOUNT_ZERO:
+            return 2
+        if fmt.amount_rule == AMOUNT_NONZERO and not tx.zero_amount:
+            return 1
+        return 3
 
     def _finish_entry(self, e: EntryItem, b: _BatchState):
         """Checks that need the entry together with its addenda."""
