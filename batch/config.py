@@ -323,14 +323,39 @@ class CoverageSettings(_Section):
 
 
 class ScheduleSettings(_Section):
+    """The built-in scheduler (`achbatch schedule`) and the rendered systemd timers / crontab."""
+
     nightly_at: time = time(20, 0)
     timezone: str = "America/New_York"
-    returns_poll_at: time = time(6, 0)
+    # One time or several ("06:00" or ["06:00", "13:00"]; the environment takes "06:00,13:00").
+    returns_poll_at: tuple[time, ...] = (time(6, 0),)
+    # How late the built-in scheduler may still start a run it missed (process paused, host busy).
+    misfire_grace_minutes: int = Field(default=60, ge=1, le=720)
 
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
         return _check_timezone(v)
+
+    @field_validator("returns_poll_at", mode="before")
+    @classmethod
+    def _poll_times(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = [part.strip() for part in v.split(",") if part.strip()]
+        elif isinstance(v, time):
+            v = [v]
+        if isinstance(v, (list, tuple)) and not v:
+            raise ValueError("give at least one time, e.g. \"06:00\"")
+        return v
+
+    @field_validator("returns_poll_at")
+    @classmethod
+    def _sorted_unique(cls, v: tuple[time, ...]) -> tuple[time, ...]:
+        return tuple(sorted(set(v)))
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
 
 class PathsSettings(_Section):
@@ -340,8 +365,12 @@ class PathsSettings(_Section):
     # A folder of member-notice templates overriding the ones shipped in batch/templates/notices
     # (same file names, e.g. returned_payment.html.j2); empty: the shipped templates only.
     notices_templates: Path | None = None
+    # A folder the enrollment system and the portal drop their CSV exports into; the nightly run
+    # imports premiums*.csv, autopay*.csv and payments*.csv from it (in that order) and moves each
+    # file imported to <data_dir>/archive/imported/. Empty: the nightly run imports nothing.
+    drop_dir: Path | None = None
 
-    @field_validator("reports_dir", "metrics_file", "notices_templates", mode="before")
+    @field_validator("reports_dir", "metrics_file", "notices_templates", "drop_dir", mode="before")
     @classmethod
     def _empty(cls, v: object) -> object:
         return None if v == "" else v

@@ -173,12 +173,15 @@ def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFac
     if binder is not None:
         bpays = pays[binder.coverage_month]
         due = binder.due
-        if as_of <= due:
-            return Standing("ok", "binder_not_due", f"binder for {_month(binder.coverage_month)} due {due}",
-                            subsidy=binder.subsidy)
         need = binder.amount_due_cents - threshold
-        on_time = sum(p.amount_cents for p in bpays
-                      if p.paid_on <= due and (p.returned_on is None or p.returned_on > as_of))
+        if as_of <= due:
+            if paid_now(binder) < need:
+                return Standing("ok", "binder_not_due", f"binder for {_month(binder.coverage_month)} due {due}",
+                                subsidy=binder.subsidy)
+            on_time = need  # paid, and it is not due yet
+        else:
+            on_time = sum(p.amount_cents for p in bpays
+                          if p.paid_on <= due and (p.returned_on is None or p.returned_on > as_of))
         if on_time < need:
             owed = max(0, binder.amount_due_cents - paid_now(binder))
             owed_months = 1 if owed > threshold else 0
@@ -228,17 +231,20 @@ def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFac
         k += 1
     subsidized = first.subsidy in SUBSIDIZED
     grace = rules.grace_months_subsidized if subsidized else rules.grace_months_unsubsidized
-    fpays = pays[first.coverage_month]
-    label = _month(first.coverage_month)
-    if any(p.returned_on is not None and p.returned_on <= as_of for p in fpays) and paid_now(first) == 0:
-        code, why = "premium_returned", f"premium for {label} returned ({_return_words(fpays, as_of)})"
-    elif 0 < paid_now(first) < first.amount_due_cents - threshold:
-        code, why = "premium_partial", (f"premium for {label} only partly paid: {_dollars(paid_now(first))} of "
-                                        f"{_dollars(first.amount_due_cents)}")
+    oldest = owed_months[0] if owed_months else first  # the oldest month still owed
+    opays = pays[oldest.coverage_month]
+    label = _month(oldest.coverage_month)
+    if any(p.returned_on is not None and p.returned_on <= as_of for p in opays) and paid_now(oldest) == 0:
+        code, why = "premium_returned", f"premium for {label} returned ({_return_words(opays, as_of)})"
+    elif 0 < paid_now(oldest) < oldest.amount_due_cents - threshold:
+        code, why = "premium_partial", (f"premium for {label} only partly paid: {_dollars(paid_now(oldest))} of "
+                                        f"{_dollars(oldest.amount_due_cents)}")
     else:
-        code, why = "premium_unpaid", f"premium for {label} not paid in full by {d1}"
+        code, why = "premium_unpaid", f"premium for {label} not paid in full by {oldest.due}"
     if len(owed_months) > 1:
         why += f"; {len(owed_months)} months owed"
+    if oldest is not first:
+        why += f"; delinquent since {d1} ({_month(first.coverage_month)} missed)"
     n, cents = len(owed_months), owed
     if grace >= 1:
         if k <= grace:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from sqlalchemy import select, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from .crypto import Keyring
@@ -54,6 +54,10 @@ from .transport import (
 __all__ = ["DeliveryPolicy", "PendingFile", "SendResult", "SentFile", "pending_deliveries", "run_lock", "send_files"]
 
 SEND_LOCK_KEY = 0x41434842_53454E44 & 0x7FFFFFFFFFFFFFFF  # "ACHBSEND"
+# Rows are read for their state far more often than for their bytes: never load the file's content
+# (about 100 MB for a million entries) or a PGP payload just to look at a state.
+_LIGHT_FILE = [defer(NachaFile.content_enc)]
+_LIGHT_DELIVERY = [defer(Delivery.pgp_payload)]
 TEMP_SUFFIX = ".part"
 _MAX_ERROR = 1000
 
@@ -281,7 +285,7 @@ class _SendRun:
             sf.outcome, sf.error = "refused", str(e)
             self._note_error(file_id, delivery_id, sf.error)
         with self.sessions() as s:
-            d = s.get(Delivery, delivery_id)
+            d = s.get(Delivery, delivery_id, options=_LIGHT_DELIVERY)
             sf.attempts = d.attempts
             if sf.remote_name is None:
                 sf.remote_name = d.remote_name
@@ -291,7 +295,7 @@ class _SendRun:
         """The exact payload, and the delivery row (created on the first run). A PGP payload is
         made once and stored: a retry after an ambiguous failure must find the same bytes."""
         with self.sessions() as s, s.begin():
-            row = s.get(NachaFile, file_id)
+            row = s.get(NachaFile, file_id, options=_LIGHT_FILE)
             data = stored_bytes(self.keyring, row)
             d = s.scalars(select(Delivery).where(Delivery.file_id == file_id)).first()
             recipient = self.pgp.recipient if self.pgp is not None else None
@@ -338,8 +342,8 @@ class _SendRun:
         self.t.connect()  # no-op when connected; BankUnreachable/config errors propagate
         listing = {e.name: e for e in self.t.listdir(folder)}
         with self.sessions() as s:
-            row = s.get(NachaFile, file_id)
-            d = s.get(Delivery, delivery_id)
+            row = s.get(NachaFile, file_id, options=_LIGHT_FILE)
+            d = s.get(Delivery, delivery_id, options=_LIGHT_DELIVERY)
             if row.state == "sent":
                 return "already_there", d.remote_name  # another path confirmed it meanwhile
             earlier = [a.remote_name for a in s.scalars(
@@ -463,8 +467,8 @@ class _SendRun:
     def _begin_attempt(self, file_id, delivery_id, number, upload_name, final) -> int:
         now = utcnow()
         with self.sessions() as s, s.begin():
-            d = s.get(Delivery, delivery_id)
-            row = s.get(NachaFile, file_id)
+            d = s.get(Delivery, delivery_id, options=_LIGHT_DELIVERY)
+            row = s.get(NachaFile, file_id, options=_LIGHT_FILE)
             a = DeliveryAttempt(delivery_id=delivery_id, number=number, started_at=now, upload_name=upload_name,
                                 remote_name=final, bytes_sent=0)
             s.add(a)
@@ -484,10 +488,10 @@ class _SendRun:
             a = s.get(DeliveryAttempt, attempt_id) if attempt_id else None
             if a is not None:
                 a.outcome, a.error, a.finished_at = outcome, error[:_MAX_ERROR], utcnow()
-            d = s.get(Delivery, delivery_id)
+            d = s.get(Delivery, delivery_id, options=_LIGHT_DELIVERY)
             d.ambiguous = ambiguous
             d.last_error = error[:_MAX_ERROR]
-            row = s.get(NachaFile, file_id)
+            row = s.get(NachaFile, file_id, options=_LIGHT_FILE)
             # 'sending' only while the bank may hold the file under its final name.
             row.state = "sending" if ambiguous else "built"
 
@@ -501,7 +505,7 @@ class _SendRun:
             if delivery_id is None:
                 delivery_id = s.scalar(select(Delivery.id).where(Delivery.file_id == file_id))
             if delivery_id is not None:
-                d = s.get(Delivery, delivery_id)
+                d = s.get(Delivery, delivery_id, options=_LIGHT_DELIVERY)
                 d.last_error = error[:_MAX_ERROR]
 
     def note_not_tried(self, files: list[SentFile], reason: str) -> None:
@@ -513,8 +517,8 @@ class _SendRun:
         archived = self._archive(final, payload)
         now = utcnow()
         with self.sessions() as s, s.begin():
-            row = s.get(NachaFile, file_id)
-            d = s.get(Delivery, delivery_id)
+            row = s.get(NachaFile, file_id, options=_LIGHT_FILE)
+            d = s.get(Delivery, delivery_id, options=_LIGHT_DELIVERY)
             if attempt is not None:
                 a = s.get(DeliveryAttempt, attempt)
                 a.outcome, a.finished_at, a.bytes_sent, a.error = "sent", now, len(payload), None

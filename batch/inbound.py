@@ -247,11 +247,14 @@ def _fetch_one(sessions, transport: Transport, policy: InboundPolicy, source: st
         seen = s.scalars(select(InboundFile).where(
             (InboundFile.source == source) & (InboundFile.remote_name == entry.name)
             & (InboundFile.remote_size == entry.size) & (InboundFile.remote_mtime == entry.mtime))).first()
+        seen_archived = seen is not None and seen.remote_archived_at is not None
         if seen is not None:
             ff.inbound_id, ff.sha256, ff.local_name = seen.id, seen.sha256, seen.local_name
-            if policy.archive_dir and seen.remote_archived_at is None:
-                ff.remote_archived = _archive_remote(sessions, transport, policy, seen.id, entry, result)
-            return ff
+    # (no session is held across network operations: on SQLite every transaction takes the write lock)
+    if ff.inbound_id is not None:
+        if policy.archive_dir and not seen_archived:
+            ff.remote_archived = _archive_remote(sessions, transport, policy, ff.inbound_id, entry, result)
+        return ff
 
     # Download to a temporary inbox file, hashing on the way.
     tmp = inbox / f"{_TMP}{entry.name}.{os.getpid()}"

@@ -653,8 +653,11 @@ class Notice(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-# Re-presentments are looked up by their original payment (how many retries it already has).
+# Re-presentments are looked up by their original payment (how many retries it already has); a
+# blocked account's pending payments and AutoPay mandates by the account.
 Index("ix_payments_retry_of_id", Payment.__table__.c.retry_of_id)
+Index("ix_payments_bank_account_id", Payment.__table__.c.bank_account_id)
+Index("ix_autopay_mandates_bank_account_id", AutopayMandate.__table__.c.bank_account_id)
 
 __all__ += [
     "AccountChange", "CoverageFlag", "Notice", "PaymentEvent", "PaymentReturn", "ReturnFile", "ReviewItem",

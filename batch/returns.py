@@ -16,6 +16,7 @@ import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable
@@ -169,6 +170,7 @@ class RetryPlan:
     reason: str
 
 
+@lru_cache(maxsize=1024)
 def retry_date(processed_on: date, delay_banking_days: int) -> date:
     """The first banking day at least `delay_banking_days` banking days after the return was
     processed (the day's origination picks it up)."""
@@ -191,10 +193,15 @@ def plan_retry(*, processed_on: date, original_settlement: date, retries_so_far:
         return RetryPlan(None, n, "no re-presentment: premium paid by other means")
     when = retry_date(processed_on, policy.retry_delay_banking_days)
     limit = original_settlement + timedelta(days=policy.retry_window_days)
-    if effective_entry_date(when) > limit:
+    if _settles(when) > limit:
         return RetryPlan(None, n, f"no re-presentment: past {policy.retry_window_days} days after the "
                                   f"original settlement on {original_settlement}")
     return RetryPlan(when, n, f"re-presentment {n} of {policy.max_retries} scheduled for {when}")
+
+
+@lru_cache(maxsize=4096)
+def _settles(file_date: date) -> date:
+    return effective_entry_date(file_date)
 
 
 @dataclass(frozen=True)
@@ -387,6 +394,10 @@ def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path:
             reader = Reader(path, policy.profile, name=path.name)
             for item in reader:
                 if isinstance(item, EntryItem):
+                    if reader.issues:
+                        # The file will be rejected whole: read on only to list every problem.
+                        applier.items.clear()
+                        continue
                     applier.add(item)
                 elif isinstance(item, FileStart):
                     rf.file_creation_date = _yymmdd(item.header.file_creation_date)
@@ -635,7 +646,8 @@ class _Applier:
                 conn.execute(update(Payment).where(Payment.id.in_(ids[i:i + 1000]))
                              .values(state=st, updated_at=self.now))
         for it, rc, o, d, old in applied:
-            events.append(self._event(o.payment_id, d.event, old, d.new_state, d.detail))
+            if rc.kind != codes.KIND_RETURN:  # a return is recorded by its payment_returns row
+                events.append(self._event(o.payment_id, d.event, old, d.new_state, d.detail))
             if d.new_state == "failed":
                 self.out.payments_failed += 1
         actions: dict[int, str] = {}
@@ -772,18 +784,36 @@ class _Applier:
         authorization is needed); pending AutoPay pulls and re-presentments on it are stopped."""
         conn = self.conn
         counts: dict[tuple[str, int], int] = {}
-        for (member, acct), reason in revokes.items():
-            where = ((AutopayMandate.member_id == member) & (AutopayMandate.bank_account_id == acct)
-                     & AutopayMandate.status.in_(("active", "suspended")))
-            n = conn.execute(update(AutopayMandate).where(where).values(
-                status="revoked", status_reason=_cut(f"unauthorized return: {reason}", 100), active_key=None,
-                ended_at=self.now, updated_at=self.now)).rowcount
-            counts[(member, acct)] = n
-            self.out.mandates_revoked += n
-            pending = conn.execute(select(Payment.id).where(
-                (Payment.member_id == member) & (Payment.bank_account_id == acct) & (Payment.state == "pending")
-                & Payment.channel.in_(_MANDATE_CHANNELS))).scalars().all()
-            self._fail_pending(pending, f"AutoPay authorization revoked: {reason}", events)
+        if not revokes:
+            return counts
+        members = sorted({m for m, _a in revokes})
+        mandates: dict[str, list[int]] = defaultdict(list)  # reason -> mandate ids
+        pending: dict[str, list[int]] = defaultdict(list)  # reason -> payment ids
+        for i in range(0, len(members), 1000):
+            part = members[i:i + 1000]
+            for mid, member, acct in conn.execute(
+                    select(AutopayMandate.id, AutopayMandate.member_id, AutopayMandate.bank_account_id)
+                    .where(AutopayMandate.member_id.in_(part) & AutopayMandate.status.in_(("active", "suspended")))):
+                reason = revokes.get((member, acct))
+                if reason is not None:
+                    mandates[reason].append(mid)
+                    counts[(member, acct)] = counts.get((member, acct), 0) + 1
+            for pid, member, acct in conn.execute(
+                    select(Payment.id, Payment.member_id, Payment.bank_account_id)
+                    .where(Payment.member_id.in_(part) & (Payment.state == "pending")
+                           & Payment.channel.in_(_MANDATE_CHANNELS))):
+                reason = revokes.get((member, acct))
+                if reason is not None:
+                    pending[reason].append(pid)
+        for reason, ids in mandates.items():
+            for i in range(0, len(ids), 1000):
+                n = conn.execute(update(AutopayMandate).where(
+                    AutopayMandate.id.in_(ids[i:i + 1000]) & AutopayMandate.status.in_(("active", "suspended")))
+                    .values(status="revoked", status_reason=_cut(f"unauthorized return: {reason}", 100),
+                            active_key=None, ended_at=self.now, updated_at=self.now)).rowcount
+                self.out.mandates_revoked += n
+        for reason, ids in pending.items():
+            self._fail_pending(ids, f"AutoPay authorization revoked: {reason}", events)
         return counts
 
     def _fail_pending(self, ids: list[int], reason: str, events: list[dict]) -> None:
@@ -825,7 +855,7 @@ class _Applier:
             for pid, fdate in conn.execute(select(FileEntry.payment_id, NachaFile.file_date)
                                            .join(NachaFile, NachaFile.id == FileEntry.file_id)
                                            .where(FileEntry.payment_id.in_(part))):
-                settle[pid] = effective_entry_date(fdate)
+                settle[pid] = _settles(fdate)
         owed = self._owed([(o.member_id, o.plan_id, o.coverage_month) for _it, _rc, o in items])
         new_rows: list[dict] = []
         new_for_line: dict[str, int] = {}
@@ -833,7 +863,7 @@ class _Applier:
             root = roots[o.payment_id]
             key = (o.member_id, o.plan_id, o.coverage_month)
             plan = plan_retry(processed_on=self.on,
-                              original_settlement=settle.get(root) or effective_entry_date(o.file_date),
+                              original_settlement=settle.get(root) or _settles(o.file_date),
                               retries_so_far=retries.get(root, 0), premium_owed_cents=owed.get(key),
                               amount_cents=o.pay_amount, policy=self.policy)
             actions[it.line] = plan.reason
@@ -870,12 +900,13 @@ class _Applier:
                     .where(Premium.member_id.in_(part))):
                 if (m, p, month) in wanted:
                     out[(m, p, month)] = int(due)
-            for m, p, month, paid in self.conn.execute(
-                    select(Payment.member_id, Payment.plan_id, Payment.coverage_month, func.sum(Payment.amount_cents))
-                    .where(Payment.member_id.in_(part) & Payment.state.in_(COUNTING_STATES))
-                    .group_by(Payment.member_id, Payment.plan_id, Payment.coverage_month)):
-                if (m, p, month) in out:
-                    out[(m, p, month)] -= int(paid)
+            # by member only (its index), the state filtered here: SQLite would otherwise pick the
+            # state index and scan every payment in flight
+            for m, p, month, state, cents in self.conn.execute(
+                    select(Payment.member_id, Payment.plan_id, Payment.coverage_month, Payment.state,
+                           Payment.amount_cents).where(Payment.member_id.in_(part))):
+                if state in COUNTING_STATES and (m, p, month) in out:
+                    out[(m, p, month)] -= int(cents)
         return out
 
     # -- NOCs -------------------------------------------------------------------------------------
@@ -999,12 +1030,11 @@ def cancel_unneeded_retries(sessions: sessionmaker[Session], as_of: date) -> int
                                                           Premium.amount_due_cents).where(Premium.member_id.in_(part))):
                 if (m, p, month) in keys:
                     due[(m, p, month)] = int(cents)
-            for m, p, month, cents in conn.execute(
-                    select(Payment.member_id, Payment.plan_id, Payment.coverage_month, func.sum(Payment.amount_cents))
-                    .where(Payment.member_id.in_(part) & Payment.state.in_(COUNTING_STATES)
-                           & (Payment.channel != "retry"))
-                    .group_by(Payment.member_id, Payment.plan_id, Payment.coverage_month)):
-                paid[(m, p, month)] += int(cents)
+            for m, p, month, state, channel, cents in conn.execute(
+                    select(Payment.member_id, Payment.plan_id, Payment.coverage_month, Payment.state,
+                           Payment.channel, Payment.amount_cents).where(Payment.member_id.in_(part))):
+                if state in COUNTING_STATES and channel != "retry":
+                    paid[(m, p, month)] += int(cents)
         stop = []
         for pid, m, p, month, amount in retries:
             key = (m, p, month)

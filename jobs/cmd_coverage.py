@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+import jinja2
 from sqlalchemy.exc import OperationalError
 
 from batch.coverage import CoverageRules, assess_coverage
@@ -39,6 +40,9 @@ def assess_cmd(ctx: click.Context, run_date) -> None:
                                 tz=settings.origination.zone)
             notices = issue_notices(sessions, settings.notices_dir, d,
                                     templates_dir=settings.paths.notices_templates, sender=sender_name(settings))
+    except jinja2.TemplateError as e:  # a notice template (most likely an override) is broken
+        click.echo(f"achbatch: notice template error: {e}", err=True)
+        sys.exit(exitcodes.USAGE)
     except (DatabaseError, OperationalError) as e:
         click.echo(f"achbatch: {e}", err=True)
         temporary = isinstance(e, (DatabaseUnavailable, OperationalError))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+import jinja2
 from sqlalchemy.exc import OperationalError
 
 from batch.db import DatabaseError, DatabaseUnavailable, open_database
@@ -70,6 +71,9 @@ def process_cmd(ctx: click.Context, files: tuple[str, ...], run_date) -> None:
             result.retries_cancelled = cancel_unneeded_retries(sessions, d)
             notices = issue_notices(sessions, settings.notices_dir, d,
                                     templates_dir=settings.paths.notices_templates, sender=sender_name(settings))
+    except jinja2.TemplateError as e:  # a notice template (most likely an override) is broken
+        click.echo(f"achbatch: notice template error: {e}", err=True)
+        sys.exit(exitcodes.USAGE)
     except (DatabaseError, OperationalError) as e:
         _db_fail(e)
     if not result.files:

@@ -11,6 +11,17 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
+# OpenSSH's server: the transport tests start a private sshd on 127.0.0.1 (tests/sshd.py).
+if [ ! -x /usr/sbin/sshd ]; then
+    echo "installing openssh-server (needed by the SFTP tests)" >&2
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
+           && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; }; then
+        echo "ERROR: cannot install openssh-server; the SFTP tests need /usr/sbin/sshd" >&2
+        exit 1
+    fi
+    [ -x /usr/sbin/sshd ] || { echo "ERROR: openssh-server installed but /usr/sbin/sshd is missing" >&2; exit 1; }
+fi
+
 # PostgreSQL on 127.0.0.1:5432 (these machines run one; start it when it is down).
 if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
     if command -v pg_ctlcluster >/dev/null 2>&1; then
@@ -19,5 +30,14 @@ if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432
     fi
 fi
 export ACHBATCH_TEST_PG_URL=${ACHBATCH_TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/postgres}
+
+# Headless Chromium for the HTML report test (Debian's `chromium`): installed when missing.
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "scripts/test.sh: installing Debian's chromium (for tests/test_reports_browser.py)" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+        echo "scripts/test.sh: ERROR: could not install chromium with apt-get" >&2
+        exit 1
+    fi
+fi
 
 exec .venv/bin/python -m pytest "$@"

@@ -294,6 +294,13 @@ def test_rename_forbidden_mode_uploads_to_a_unique_final_name(sshd_server, sessi
 
 @pytest.fixture
 def gpg_pair():
+    """The bank's key pair and ours, each in its own GnuPG home (agents stopped at teardown)."""
+    import shutil
+
+    if shutil.which("gpg") is None:
+        if os.environ.get("CI"):
+            pytest.fail("gpg is missing; it is required in CI")
+        pytest.skip("gpg is not installed")
     bank, us = GpgHome("ach-bank@example.test"), GpgHome("achbatch@example.test")
     us.trust(bank)
     bank.trust(us)

@@ -119,16 +119,10 @@ SETTLED = date(2026, 12, 2)
     (date(2026, 12, 3), SETTLED, 0, 0, None, 1),  # premium paid another way
     (date(2026, 12, 3), SETTLED, 0, 5000, None, 1),  # partly paid: the same amount would overpay
     (date(2026, 12, 3), SETTLED, 0, None, None, 1),  # no premium on record
-    (date(2027, 5, 27), SETTLED, 0, 10000, date(2027, 6, 1), 1),  # settles 2027-06-01 = day 181? no: 181 > 180
 ])
 def test_plan_retry(processed, settled, so_far, owed, when, n):
     plan = plan_retry(processed_on=processed, original_settlement=settled, retries_so_far=so_far,
                       premium_owed_cents=owed, amount_cents=10000, policy=POLICY)
-    if processed == date(2027, 5, 27):
-        # retry file date 2027-06-01 (Tue), effective 2027-06-02 = 182 days after 2026-12-02: refused
-        assert (effective_entry_date(add_banking_days(processed, 2)) - settled).days > 180
-        assert plan.originate_on is None and "180 days" in plan.reason
-        return
     assert plan.originate_on == when and plan.retry_number == n
 
 
@@ -140,7 +134,8 @@ def test_plan_retry_window_edge():
     assert ok.originate_on == date(2027, 5, 26) and effective_entry_date(ok.originate_on) <= limit
     late = plan_retry(processed_on=date(2027, 5, 26), original_settlement=SETTLED, retries_so_far=0,
                       premium_owed_cents=1, amount_cents=1, policy=POLICY)
-    assert late.originate_on is None
+    # would go out 2027-05-28 (Fri) and settle 2027-06-01, 181 days after the original
+    assert late.originate_on is None and "180 days" in late.reason
     slower = plan_retry(processed_on=date(2026, 12, 3), original_settlement=SETTLED, retries_so_far=0,
                         premium_owed_cents=1, amount_cents=1, policy=ReturnPolicy(retry_delay_banking_days=5))
     assert slower.originate_on == date(2026, 12, 10)
@@ -464,6 +459,23 @@ def test_an_invalid_file_is_rejected_whole_with_located_errors(world):
         assert s.scalars(select(BankAccount).where(BankAccount.status == "blocked")).first() is None
     again = world.process("\n".join(lines) + "\n")
     assert again.status == "rejected" and again.errors == out.errors and world.count(ReturnFile) == 1
+
+
+def test_a_problem_after_the_first_chunks_still_rejects_the_whole_file(world, monkeypatch):
+    import batch.returns as returns_mod
+
+    monkeypatch.setattr(returns_mod, "CHUNK", 1)  # every entry is applied as its own chunk
+    a, b, c = world.member(), world.member(), world.member()
+    o = world.originate()
+    text = world.bank.returns([(o[a], "R02"), (o[b], "R01"), (o[c], "R01")], RETURN_DAY)
+    lines = text.splitlines()
+    i = [n for n, line in enumerate(lines) if line.startswith("799")][2]
+    lines[i] = lines[i][:3] + "R00" + lines[i][6:]
+    out = world.process("\n".join(lines) + "\n")
+    assert out.status == "rejected" and any("unknown return reason code 'R00'" in e for e in out.errors)
+    assert world.count(PaymentReturn) == 0 and world.count(Payment, Payment.channel == "retry") == 0
+    assert world.count(BankAccount, BankAccount.status == "blocked") == 0
+    assert {p.state for m in (a, b, c) for p in world.payments(m)} == {"in_file"}
 
 
 def test_concurrent_runs_apply_a_file_once(world):

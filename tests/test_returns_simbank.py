@@ -167,6 +167,8 @@ class SimBank:
                 individual_identification_number=r.individual_identification_number,
                 individual_name=r.individual_name, discretionary_data="", trace_number=trace)
             corrected = codes.format_corrected_data(code, **parts)
+            if not corrected.strip():  # C13 defines no corrected value, but the field is mandatory
+                corrected = "ADDENDA FORMAT ERROR"
             if orig.trace in refused:
                 add = ADDENDA_98_REFUSED.make(
                     refused_change_code=refused[orig.trace], original_entry_trace_number=orig.trace,

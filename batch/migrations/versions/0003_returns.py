@@ -1,7 +1,9 @@
 """Returns, NOCs, coverage standing and notices: the bank-file ledger (return_files), applied
 returns (payment_returns), payment events, the NOC audit (account_changes), the review list
-(review_items), coverage flags with history (coverage_flags), member notices (notices), and an
-index on payments.retry_of_id (re-presentments of a payment are counted by it).
+(review_items), coverage flags with history (coverage_flags), member notices (notices), and
+indexes on payments.retry_of_id (re-presentments of a payment are counted by it) and on
+payments.bank_account_id and autopay_mandates.bank_account_id (a blocked account's payments and
+mandates).
 
 Revision ID: 0003_returns
 Revises: 0002_delivery
@@ -222,9 +224,13 @@ def upgrade() -> None:
     op.create_index("ix_notices_notice_date", "notices", ["notice_date"])
 
     op.create_index("ix_payments_retry_of_id", "payments", ["retry_of_id"])
+    op.create_index("ix_payments_bank_account_id", "payments", ["bank_account_id"])
+    op.create_index("ix_autopay_mandates_bank_account_id", "autopay_mandates", ["bank_account_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_autopay_mandates_bank_account_id", table_name="autopay_mandates")
+    op.drop_index("ix_payments_bank_account_id", table_name="payments")
     op.drop_index("ix_payments_retry_of_id", table_name="payments")
     for table in ("notices", "coverage_flags", "review_items", "account_changes", "payment_events",
                   "payment_returns", "return_files"):

@@ -1,0 +1,276 @@
+"""Speed and memory of applying a bank return file.
+
+    python benchmarks/bench_returns.py [--entries N] [--returns R] [--accounts A] [--db sqlite|postgresql]
+
+Creates a fresh database (SQLite in a temporary folder, or a new PostgreSQL database on the server
+named by $ACHBATCH_TEST_PG_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres,
+dropped afterwards) and bulk-loads N originated entries (default 1,000,000): premiums, encrypted
+bank accounts (A, default N/10), AutoPay mandates, payments in state 'in_file', one NACHA file
+row and its file_entries. Then a simulated bank writes (with our NACHA writer) a return file of R
+returns (default 100,000: R01 70%, R09 5%, R02 8%, R03 4%, R10 5%, R07 2%, R08 3%, R17 3%) plus 1% of R
+NOCs, and `process_return_file` applies it in one transaction. Each step runs in its own process
+so its peak RSS is its own; prints wall time and peak RSS per step and checks the outcome.
+Target: processing under 20 s on SQLite and on PostgreSQL.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date, datetime, timezone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+FILE_DATE = date(2026, 12, 1)  # a Tuesday: effective 2026-12-02
+PROCESSED_ON = date(2026, 12, 3)
+KEY = bytes(range(32))  # a throwaway benchmark key, never used for real data
+ROUTINGS = ("011000015", "021000021", "026009593", "011401533", "091000019")
+ODFI = "011000015"
+CODES = (("R01", 70), ("R09", 5), ("R02", 8), ("R03", 4), ("R10", 5), ("R07", 2), ("R08", 3), ("R17", 3))
+
+
+def _keyring():
+    from batch.crypto import Keyring
+
+    return Keyring([KEY])
+
+
+def _account(i: int) -> str:
+    return f"{(i * 7919) % 10**10 + 10**9:010d}"
+
+
+def step_load(url: str, n: int, accounts: int) -> dict:
+    from sqlalchemy import insert
+
+    from batch.db import make_engine, upgrade
+    from batch.models import AutopayMandate, BankAccount, FileEntry, NachaFile, Payment, Premium
+    from batch.premium_calendar import due_date
+
+    upgrade(url)
+    kr = _keyring()
+    engine = make_engine(url)
+    t0 = time.perf_counter()
+    now = datetime(2026, 11, 30, 15, tzinfo=timezone.utc)
+    month = date(2027, 1, 1)
+    due = due_date(month)
+    chunk = 10_000
+    with engine.begin() as conn:
+        for start in range(0, accounts, chunk):
+            rows = []
+            for i in range(start, min(start + chunk, accounts)):
+                acct, routing = _account(i), ROUTINGS[i % len(ROUTINGS)]
+                rows.append({"id": i + 1, "routing_number": routing, "account_number_enc": kr.encrypt_account(acct),
+                             "account_hash": kr.account_hash(routing, acct), "last4": acct[-4:],
+                             "account_type": "checking" if i % 4 else "savings", "holder_name": f"MEMBER {i}",
+                             "status": "active", "validation_result": "unvalidated", "created_at": now,
+                             "updated_at": now})
+            conn.execute(insert(BankAccount), rows)
+            conn.execute(insert(AutopayMandate), [{
+                "member_id": f"M{i:09d}", "plan_id": "HLTH-1", "bank_account_id": i + 1, "channel": "web",
+                "authorized_at": now, "status": "active", "active_key": f"M{i:09d}|HLTH-1", "created_at": now,
+                "updated_at": now} for i in range(start, min(start + chunk, accounts))])
+        conn.execute(insert(NachaFile), [{"id": 1, "file_date": FILE_DATE, "file_id_modifier": "A",
+                                          "file_name": "ACH-20261201-A.ach", "sha256": "0" * 64, "content_enc": b"x",
+                                          "batch_count": 1, "entry_count": n, "total_debit_cents": 0,
+                                          "total_credit_cents": 0, "state": "sent", "created_at": now}])
+        for start in range(0, n, chunk):
+            idx = range(start, min(start + chunk, n))
+            conn.execute(insert(Premium), [{
+                "id": i + 1, "member_id": f"M{i:09d}", "member_name": f"MEMBER {i}", "plan_id": "HLTH-1",
+                "coverage_month": month, "amount_due_cents": 1000 + i % 90000, "subsidy": "aptc", "binder": False,
+                "due_date": due, "created_at": now, "updated_at": now} for i in idx])
+            conn.execute(insert(Payment), [{
+                "id": i + 1, "confirmation_id": f"AP-{i + 1}", "channel": "autopay", "member_id": f"M{i:09d}",
+                "plan_id": "HLTH-1", "coverage_month": month, "premium_id": i + 1, "amount_cents": 1000 + i % 90000,
+                "bank_account_id": i % accounts + 1, "submitted_at": now, "sec_code": "WEB",
+                "payment_type_code": "R", "originate_on": FILE_DATE, "state": "in_file", "autopay_premium_id": i + 1,
+                "retry_number": 0, "created_at": now, "updated_at": now} for i in idx])
+            conn.execute(insert(FileEntry), [{
+                "file_id": 1, "batch_number": 1, "trace_number": f"{ODFI[:8]}{i + 1:07d}", "payment_id": i + 1,
+                "amount_cents": 1000 + i % 90000, "transaction_code": "37" if i % accounts % 4 == 0 else "27",
+                "sec_code": "WEB"} for i in idx])
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("COMMIT")
+            conn.exec_driver_sql("ANALYZE")
+    engine.dispose()
+    return {"seconds": time.perf_counter() - t0}
+
+
+def step_build(path: str, n: int, returns: int, accounts: int) -> dict:
+    """The bank's file: `returns` returns spread over the N entries, and 1% as many NOCs."""
+    from nacha import codes
+    from nacha.layouts import ADDENDA_98, ADDENDA_99, BATCH_HEADER, ENTRY_COR, ENTRY_WEB, FILE_HEADER
+    from nacha.routing import check_digit
+    from nacha.writer import write_file
+
+    t0 = time.perf_counter()
+    rdfi = "02100002"
+    step = max(1, n // returns)
+    picks = [i * step for i in range(returns)]
+    code_cycle = [c for c, w in CODES for _ in range(w)]
+    seq = iter(range(1, 10**7))
+
+    def ret_entries():
+        for k, i in enumerate(picks):
+            acct = _account(i % accounts)
+            routing = ROUTINGS[(i % accounts) % len(ROUTINGS)]
+            trace = f"{rdfi}{next(seq):07d}"
+            rec = ENTRY_WEB.make(transaction_code="36" if (i % accounts) % 4 == 0 else "26",
+                                 receiving_dfi_identification=ODFI[:8], check_digit=ODFI[8], dfi_account_number=acct,
+                                 amount=1000 + i % 90000, individual_identification_number=f"M{i:09d}",
+                                 individual_name=f"MEMBER {i}", payment_type_code="R", trace_number=trace)
+            add = ADDENDA_99.make(return_reason_code=code_cycle[k % len(code_cycle)],
+                                  original_entry_trace_number=f"{ODFI[:8]}{i + 1:07d}",
+                                  original_receiving_dfi_identification=routing[:8], trace_number=trace)
+            yield rec, [add]
+
+    def noc_entries():
+        for k in range(max(1, returns // 100)):
+            i = picks[k] + 1  # an entry that was not returned
+            acct = _account(i % accounts)
+            routing = ROUTINGS[(i % accounts) % len(ROUTINGS)]
+            trace = f"{rdfi}{next(seq):07d}"
+            rec = ENTRY_COR.make(transaction_code="36" if (i % accounts) % 4 == 0 else "26",
+                                 receiving_dfi_identification=ODFI[:8], check_digit=ODFI[8], dfi_account_number=acct,
+                                 amount=0, individual_identification_number=f"M{i:09d}", individual_name="X",
+                                 trace_number=trace)
+            add = ADDENDA_98.make(change_code="C01", original_entry_trace_number=f"{ODFI[:8]}{i + 1:07d}",
+                                  original_receiving_dfi_identification=routing[:8],
+                                  corrected_data=codes.format_corrected_data("C01", account_number=f"9{k:09d}"),
+                                  trace_number=trace)
+            yield rec, [add]
+
+    header = FILE_HEADER.make(immediate_destination=" " + ODFI, immediate_origin=" " + rdfi + check_digit(rdfi),
+                              file_creation_date=PROCESSED_ON.strftime("%y%m%d"), file_creation_time="0600",
+                              file_id_modifier="A", immediate_destination_name="HEALTH CONNECTOR",
+                              immediate_origin_name="SIMULATED BANK")
+
+    def bh(sec):
+        return BATCH_HEADER.make(service_class_code="225", company_name="HEALTH CONNECTOR",
+                                 company_identification="9000000001", standard_entry_class_code=sec,
+                                 company_entry_description="PREMIUM", effective_entry_date="261202",
+                                 originator_status_code="1", originating_dfi_identification=rdfi, batch_number=1)
+
+    w = write_file(path, header, [(bh("WEB"), ret_entries()), (bh("COR"), noc_entries())])
+    return {"seconds": time.perf_counter() - t0, "bytes": os.path.getsize(path), "records": w.records}
+
+
+def step_process(url: str, path: str) -> dict:
+    from sqlalchemy import func, select
+
+    from batch.db import make_engine, make_sessionmaker
+    from batch.models import Payment
+    from batch.returns import process_return_file
+
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    t0 = time.perf_counter()
+    out = process_return_file(sessions, _keyring(), path, PROCESSED_ON)
+    dt = time.perf_counter() - t0
+    with sessions() as s:
+        states = dict(s.execute(select(Payment.state, func.count()).group_by(Payment.state)).all())
+        retries = s.scalar(select(func.count()).select_from(Payment).where(Payment.channel == "retry"))
+    engine.dispose()
+    return {"seconds": dt, "status": out.status, "returns": out.returns, "applied": out.returns_applied,
+            "nocs": out.nocs, "nocs_applied": out.nocs_applied, "retries": out.retries_scheduled,
+            "blocked": out.accounts_blocked, "revoked": out.mandates_revoked, "review": out.review_items,
+            "errors": out.errors[:5], "states": states, "retry_rows": retries}
+
+
+def _child(args) -> None:
+    if args.step == "load":
+        out = step_load(args.url, args.entries, args.accounts)
+    elif args.step == "build":
+        out = step_build(args.file, args.entries, args.returns, args.accounts)
+    else:
+        out = step_process(args.url, args.file)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+def _run(step: str, args, url: str, path: str) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--step", step, "--url", url, "--file", path,
+           "--entries", str(args.entries), "--returns", str(args.returns), "--accounts", str(args.accounts)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"step {step} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--entries", type=int, default=1_000_000)
+    ap.add_argument("--returns", type=int, default=100_000)
+    ap.add_argument("--accounts", type=int, default=0, help="distinct bank accounts (default: entries / 10)")
+    ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--step", help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    ap.add_argument("--file", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.accounts <= 0:
+        args.accounts = max(1, args.entries // 10)
+    if args.step:
+        _child(args)
+        return
+
+    tmp = tempfile.mkdtemp(prefix="bench-returns-")
+    path = os.path.join(tmp, "RET-20261203.ach")
+    dbname = None
+    admin = os.environ.get("ACHBATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    if args.db == "sqlite":
+        url = f"sqlite:///{tmp}/bench.db"
+    else:
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        dbname = "achbatch_bench_" + uuid.uuid4().hex[:10]
+        eng = create_engine(admin, isolation_level="AUTOCOMMIT")
+        with eng.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{dbname}"'))
+        eng.dispose()
+        url = make_url(admin).set(database=dbname).render_as_string(hide_password=False)
+    try:
+        print(f"bench_returns: {args.returns:,} returns against {args.entries:,} originated entries "
+              f"({args.accounts:,} accounts) on {args.db}, python {sys.version.split()[0]}, {os.cpu_count()} cpus")
+        load = _run("load", args, url, path)
+        print(f"  load     {load['seconds']:7.1f} s  peak RSS {load['peak_rss_mb']:6.1f} MB  (bulk inserts, not timed "
+              f"against the target)")
+        build = _run("build", args, url, path)
+        print(f"  build    {build['seconds']:7.1f} s  peak RSS {build['peak_rss_mb']:6.1f} MB  -> "
+              f"{build['records']:,} records, {build['bytes'] / 1e6:.1f} MB (our NACHA writer)")
+        proc = _run("process", args, url, path)
+        print(f"  process  {proc['seconds']:7.1f} s  {proc['returns'] / proc['seconds']:>9,.0f} returns/s  peak RSS "
+              f"{proc['peak_rss_mb']:6.1f} MB")
+        print(f"           {proc['applied']:,} of {proc['returns']:,} returns and {proc['nocs_applied']:,} of "
+              f"{proc['nocs']:,} NOCs applied; {proc['retries']:,} re-presentments, {proc['blocked']:,} accounts "
+              f"blocked, {proc['revoked']:,} mandates revoked, {proc['review']:,} for review")
+        cycle = [c for c, w in CODES for _ in range(w)]
+        picked = [cycle[k % len(cycle)] for k in range(args.returns)]
+        expect_retry = sum(c in ("R01", "R09") for c in picked)
+        expect_review = picked.count("R17")  # our own format error: failed, and on the review list
+        ok = (proc["status"] == "applied" and proc["applied"] == args.returns and proc["review"] == expect_review
+              and proc["retries"] == expect_retry == proc["retry_rows"] and proc["nocs_applied"] == proc["nocs"])
+        print(f"  check: every return applied once, retries as expected: {'yes' if ok else 'NO ' + json.dumps(proc)}")
+        print(f"  target: process < 20 s: {'met' if proc['seconds'] < 20 else 'MISSED'}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if dbname:
+            from sqlalchemy import create_engine, text
+
+            eng = create_engine(admin, isolation_level="AUTOCOMMIT")
+            with eng.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
+            eng.dispose()
+
+
+if __name__ == "__main__":
+    main()

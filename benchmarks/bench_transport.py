@@ -1,0 +1,193 @@
+"""Speed of delivery and fetch over SFTP against plain paramiko, on the same bytes in the same run.
+
+    python benchmarks/bench_transport.py [--entries 1000000] [--rounds 3] [--read-back]
+
+Builds a NACHA file of N PPD debit entries with nacha.writer (1,000,000 entries: about 100 MB),
+records it as a built file in a fresh SQLite database, starts a private OpenSSH server on
+127.0.0.1 (tests/sshd.py; needs /usr/sbin/sshd), then for each round:
+  * plain paramiko: SFTPClient.putfo of the bytes, then getfo into memory (SSHClient with the
+    pinned host key, paramiko's defaults otherwise);
+  * achbatch: `send_files` (ledger, decrypt and sha256 check of the stored bytes, list, upload to a
+    temporary name, size check, rename, confirm, local archive copy) and `fetch_files` (list,
+    download to the inbox with sha256 on the way, re-stat, archive copy, ledger).
+Prints MB/s for each (best of the rounds; MB = 10^6 bytes) and the ratio plain/achbatch: the
+target is a ratio of at most 1.2 (achbatch at least 1/1.2 of plain paramiko's speed).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+FILE_DATE = date(2026, 12, 1)
+
+
+def build_file(entries: int) -> bytes:
+    """A valid NACHA file of `entries` PPD debits (batches of at most 100,000 entries)."""
+    from nacha.layouts import BATCH_HEADER, ENTRY_PPD, FILE_HEADER
+    from nacha.writer import FileWriter
+
+    sink = io.StringIO()
+    header = FILE_HEADER.make(immediate_destination=" 011000015", immediate_origin="9000000001",
+                              file_creation_date="261201", file_creation_time="2300", file_id_modifier="A",
+                              immediate_destination_name="FEDERAL RESERVE BANK", immediate_origin_name="HEALTH CONNECTOR")
+    w = FileWriter(sink, header, name="bench.ach")
+    routings = ("011000015", "021000021", "026009593", "011401533", "091000019")
+    per_batch = 100_000
+    n = 0
+    while n < entries:
+        w.start_batch(BATCH_HEADER.make(service_class_code="225", company_name="HEALTH CONNECTOR",
+                                        company_identification="9000000001", standard_entry_class_code="PPD",
+                                        company_entry_description="PREMIUM", effective_entry_date="261202",
+                                        originator_status_code="1", originating_dfi_identification="01100001",
+                                        batch_number=1))
+        for i in range(n, min(n + per_batch, entries)):
+            r = routings[i % 5]
+            w.add_entry(ENTRY_PPD.make(transaction_code="27", receiving_dfi_identification=r[:8], check_digit=r[8],
+                                       dfi_account_number=f"{7300000000 + i * 7919}", amount=1000 + i % 50000,
+                                       individual_identification_number=f"M{i:08d}",
+                                       individual_name=f"MEMBER {i}", trace_number=f"01100001{i + 1:07d}"))
+        w.end_batch()
+        n = min(n + per_batch, entries)
+    w.finish()
+    return sink.getvalue().encode("ascii")
+
+
+def plain_paramiko(server, data: bytes, remote: str) -> tuple[float, float]:
+    import paramiko
+
+    c = paramiko.SSHClient()
+    c.load_host_keys(str(server.known_hosts))
+    c.set_missing_host_key_policy(paramiko.RejectPolicy())
+    c.connect("127.0.0.1", server.port, server.user, key_filename=str(server.client_key), allow_agent=False,
+              look_for_keys=False, timeout=30)
+    try:
+        sftp = c.open_sftp()
+        t0 = time.perf_counter()
+        sftp.putfo(io.BytesIO(data), remote)
+        put = time.perf_counter() - t0
+        sink = io.BytesIO()
+        t0 = time.perf_counter()
+        sftp.getfo(remote, sink)
+        get = time.perf_counter() - t0
+        assert sink.getvalue() == data
+        sftp.remove(remote)
+    finally:
+        c.close()
+    return put, get
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--entries", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--read-back", action="store_true", help="also verify each upload by reading it back")
+    args = ap.parse_args()
+
+    from sqlalchemy import update
+
+    from batch.config import Settings
+    from batch.crypto import FILE_CONTEXT, Keyring, generate_secret
+    from batch.db import make_engine, make_sessionmaker, upgrade
+    from batch.delivery import DeliveryPolicy, send_files
+    from batch.inbound import InboundPolicy, fetch_files
+    from batch.models import Delivery, DeliveryAttempt, InboundFile, NachaFile
+    from batch.transport import transport_from_settings
+    from sshd import SSHD, SshServer
+
+    if not SSHD.is_file():
+        sys.exit(f"{SSHD} is missing: apt-get install -y openssh-server")
+    t0 = time.perf_counter()
+    data = build_file(args.entries)
+    build_s = time.perf_counter() - t0
+    mb = len(data) / 1e6
+    print(f"file: {args.entries:,} entries, {len(data):,} bytes ({mb:.1f} MB), built with nacha.writer in {build_s:.1f} s")
+
+    tmp = Path(tempfile.mkdtemp(prefix="achbench-"))
+    server = SshServer(tmp / "sshd").start()
+    try:
+        bank = tmp / "bank"
+        for d in ("incoming", "outgoing"):
+            (bank / d).mkdir(parents=True)
+        url = f"sqlite:///{tmp / 'db' / 'achbatch.db'}"
+        upgrade(url)
+        engine = make_engine(url)
+        sessions = make_sessionmaker(engine)
+        keyring = Keyring([generate_secret()])
+        with sessions() as s, s.begin():
+            row = NachaFile(file_date=FILE_DATE, file_id_modifier="A", file_name="ACH-20261201-A.ach",
+                            sha256=hashlib.sha256(data).hexdigest(), content_enc=keyring.encrypt(data, FILE_CONTEXT),
+                            entry_count=args.entries, total_debit_cents=0, total_credit_cents=0, state="built")
+            s.add(row)
+            s.flush()
+            fid = row.id
+        settings = Settings.model_validate({
+            "bank": server.bank_settings(outbound_dir=str(bank / "incoming"), inbound_dir=str(bank / "outgoing"),
+                                         verify_read_back=args.read_back),
+            "paths": {"data_dir": str(tmp / "data")}})
+
+        results = {"plain put": [], "plain get": [], "achbatch send": [], "achbatch fetch": []}
+        for rnd in range(args.rounds):
+            put, get = plain_paramiko(server, data, str(bank / "incoming" / "plain.ach"))
+            results["plain put"].append(put)
+            results["plain get"].append(get)
+
+            # send: reset the ledger so that the same file is sent afresh each round
+            for p in (bank / "incoming").iterdir():
+                p.unlink()
+            shutil.rmtree(tmp / "data" / "archive", ignore_errors=True)
+            with sessions() as s, s.begin():
+                s.query(DeliveryAttempt).delete()
+                s.query(Delivery).delete()
+                s.execute(update(NachaFile).where(NachaFile.id == fid).values(state="built", sent_at=None))
+            t0 = time.perf_counter()
+            r = send_files(sessions, keyring, transport_from_settings(settings),
+                           DeliveryPolicy.from_settings(settings.bank), archive_dir=settings.archive_dir)
+            send_s = time.perf_counter() - t0
+            assert [f.outcome for f in r.files] == ["sent"], r
+            assert hashlib.sha256((bank / "incoming" / "ACH-20261201-A.ach").read_bytes()).hexdigest() == r.files[0].sha256
+            results["achbatch send"].append(send_s)
+
+            # fetch: the bank leaves the same bytes for us
+            shutil.move(bank / "incoming" / "ACH-20261201-A.ach", bank / "outgoing" / "RET.ach")
+            shutil.rmtree(tmp / "data" / "inbox", ignore_errors=True)
+            with sessions() as s, s.begin():
+                s.query(InboundFile).delete()
+            t0 = time.perf_counter()
+            fr = fetch_files(sessions, transport_from_settings(settings), InboundPolicy.from_settings(settings.bank),
+                             inbox=settings.inbox_dir, archive_dir=settings.archive_dir)
+            fetch_s = time.perf_counter() - t0
+            assert [f.outcome for f in fr.files] == ["received"], fr
+            assert fr.files[0].sha256 == hashlib.sha256(data).hexdigest()
+            results["achbatch fetch"].append(fetch_s)
+            (bank / "outgoing" / "RET.ach").unlink()
+            print(f"round {rnd + 1}: plain put {mb / put:6.1f} MB/s, get {mb / get:6.1f} MB/s | "
+                  f"achbatch send {mb / send_s:6.1f} MB/s, fetch {mb / fetch_s:6.1f} MB/s")
+        engine.dispose()
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    best = {k: mb / min(v) for k, v in results.items()}
+    print()
+    print(f"best of {args.rounds} ({mb:.1f} MB{', read-back verification on' if args.read_back else ''}):")
+    for a, b in (("plain put", "achbatch send"), ("plain get", "achbatch fetch")):
+        ratio = best[a] / best[b]
+        verdict = "within" if ratio <= 1.2 else "OUTSIDE"
+        print(f"  {b:15s} {best[b]:7.1f} MB/s   {a:10s} {best[a]:7.1f} MB/s   ratio {ratio:.2f} "
+              f"({verdict} the 1.2x target)")
+
+
+if __name__ == "__main__":
+    main()

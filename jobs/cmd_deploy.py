@@ -1,0 +1,203 @@
+"""`achbatch deploy systemd|cron [--out DIR] [options]`: render, with jinja2, what ops install to run
+achbatch unattended: systemd units (a oneshot service and a timer for the nightly run and for the
+returns poll, an OnFailure hook, and the built-in scheduler as an alternative service), or a
+crontab whose lines are wrapped in `flock -n`. Times and zone come from `[schedule]`; every path is
+made absolute. Without --out the files are printed; with --out they are written there."""
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+import jinja2
+
+from . import exitcodes
+from .settings import settings_from_context
+
+__all__ = ["DeployOptions", "render_cron", "render_systemd", "systemd_calendar"]
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+SYSTEMD_FILES = ("achbatch-nightly.service", "achbatch-nightly.timer", "achbatch-returns.service",
+                 "achbatch-returns.timer", "achbatch-failure@.service", "achbatch-scheduler.service")
+CRON_FILE = "achbatch.crontab"
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    exe: tuple[str, ...]  # the achbatch command, absolute (e.g. ('/srv/achbatch/.venv/bin/achbatch',))
+    workdir: Path
+    user: str = "achbatch"
+    group: str | None = None
+    env_file: Path | None = Path("/etc/achbatch/achbatch.env")
+    config: Path | None = None
+    timeout: str = "3h"
+    on_failure_cmd: str | None = None
+    log_dir: Path = Path("/var/log/achbatch")
+    after: str | None = None  # e.g. "postgresql.service" when the database runs on this host
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), keep_trailing_newline=True,
+                              undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def systemd_calendar(t, zone: str) -> str:
+    """OnCalendar= for every day at `t` in `zone`."""
+    return f"*-*-* {t:%H:%M:%S} {zone}"
+
+
+def _systemd_word(arg: str) -> str:
+    arg = arg.replace("%", "%%")  # % starts a unit specifier
+    if any(c in arg for c in " \t\"'\\;$"):
+        return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return arg
+
+
+def _systemd_cmd(args: list[str]) -> str:
+    return " ".join(_systemd_word(a) for a in args)
+
+
+def _cron_cmd(args: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in args).replace("%", "\\%")  # % ends a cron command line
+
+
+def _base_args(o: DeployOptions) -> list[str]:
+    args = list(o.exe)
+    if o.config is not None:
+        args += ["--config", str(o.config)]
+    return args
+
+
+def _header(kind: str) -> str:
+    return (f"Rendered by `achbatch deploy {kind}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
+            "edit the settings and render again rather than editing this file.")
+
+
+def _context(settings, o: DeployOptions, kind: str) -> dict:
+    sch = settings.schedule
+    base = _base_args(o)
+    nightly = base + ["nightly", "--log-format", "json"]
+    returns = base + ["nightly", "--returns-only", "--log-format", "json"]
+    return {
+        "header": _header(kind), "user": o.user, "group": o.group, "workdir": str(o.workdir),
+        "env_file": str(o.env_file) if o.env_file else None, "timeout": o.timeout, "after": o.after,
+        "timezone": sch.timezone, "nightly_at": f"{sch.nightly_at:%H:%M}",
+        "returns_times": ", ".join(f"{t:%H:%M}" for t in sch.returns_poll_at),
+        "nightly_calendar": systemd_calendar(sch.nightly_at, sch.timezone),
+        "returns_calendars": [systemd_calendar(t, sch.timezone) for t in sch.returns_poll_at],
+        "_nightly": nightly, "_returns": returns,
+        "on_failure_cmd": _systemd_word(o.on_failure_cmd) if o.on_failure_cmd else None,
+        "status_cmd": _systemd_cmd(base + ["status"]),
+        "schedule_cmd": _systemd_cmd(base + ["schedule", "--log-format", "json"]),
+    }
+
+
+def render_systemd(settings, o: DeployOptions) -> dict[str, str]:
+    """{file name: text} of the systemd units."""
+    ctx = _context(settings, o, "systemd")
+    ctx["nightly_cmd"] = _systemd_cmd(ctx.pop("_nightly"))
+    ctx["returns_cmd"] = _systemd_cmd(ctx.pop("_returns"))
+    env = _env()
+    return {name: env.get_template(name + ".j2").render(**ctx) for name in SYSTEMD_FILES}
+
+
+def render_cron(settings, o: DeployOptions, *, flock: str | None = None) -> dict[str, str]:
+    """{file name: text} of the crontab."""
+    ctx = _context(settings, o, "cron")
+    data_dir = settings.data_dir if settings.data_dir.is_absolute() else o.workdir / settings.data_dir
+    lock = data_dir / "cron.flock"
+    flock = flock or shutil.which("flock") or "/usr/bin/flock"
+    prefix = f"cd {shlex.quote(str(o.workdir))} && "
+    if o.env_file:
+        prefix += f"set -a && . {shlex.quote(str(o.env_file))} && set +a && "
+    # -E 3: a run already going on this host is reported like the database lock's "skipped" (exit 3)
+    prefix += _cron_cmd([flock, "-n", "-E", "3", str(lock)]) + " "
+    sch = settings.schedule
+    ctx.update(
+        cron_prefix=prefix,
+        nightly_cmd=_cron_cmd(ctx.pop("_nightly")), returns_cmd=_cron_cmd(ctx.pop("_returns")),
+        nightly_cron=f"{sch.nightly_at.minute} {sch.nightly_at.hour} * * *",
+        returns_cron=[f"{t.minute} {t.hour} * * *" for t in sch.returns_poll_at],
+        log_dir=shlex.quote(str(o.log_dir)),
+    )
+    return {CRON_FILE: _env().get_template(CRON_FILE + ".j2").render(**ctx)}
+
+
+def _default_exe() -> tuple[str, ...]:
+    """The achbatch being run now, as an absolute command."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "achbatch" and argv0.exists():
+        return (str(argv0.resolve() if not argv0.is_absolute() else argv0),)
+    found = shutil.which("achbatch")
+    if found:
+        return (str(Path(found).absolute()),)
+    return (sys.executable, "-m", "jobs")
+
+
+@click.command("deploy")
+@click.argument("kind", type=click.Choice(["systemd", "cron"]))
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Folder to write the files into (created). Default: print them.")
+@click.option("--user", default="achbatch", show_default=True, help="The system user the runs execute as.")
+@click.option("--group", default=None, help="Its group (systemd Group=). Default: the user's.")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Working directory of the runs (relative paths in the settings start here). Default: this one.")
+@click.option("--env-file", default="/etc/achbatch/achbatch.env", show_default=True,
+              help="File of ACHBATCH_* secrets (mode 0600); '' for none.")
+@click.option("--exe", default=None, help="The achbatch command (absolute). Default: the one running now.")
+@click.option("--timeout", default="3h", show_default=True, help="systemd TimeoutStartSec of a run.")
+@click.option("--on-failure-cmd", default=None,
+              help="Also run this command (absolute path; gets the failed unit's name) from the OnFailure hook.")
+@click.option("--log-dir", default="/var/log/achbatch", show_default=True, help="cron: where the logs go.")
+@click.option("--after", default=None, help="systemd: also start after these units (e.g. postgresql.service).")
+@click.pass_context
+def deploy_cmd(ctx: click.Context, kind: str, out: str | None, user: str, group: str | None, workdir: str | None,
+               env_file: str, exe: str | None, timeout: str, on_failure_cmd: str | None, log_dir: str,
+               after: str | None) -> None:
+    """Render systemd units (service + timer for the nightly run and the returns poll, an OnFailure
+    hook, the scheduler as an alternative) or a crontab (flock -n, absolute paths, logs redirected)."""
+    settings = settings_from_context(ctx)
+    root = ctx.find_root().obj or {}
+    wd = Path(workdir).absolute() if workdir else Path.cwd()
+    exe_args = tuple(shlex.split(exe)) if exe else _default_exe()
+    problems = []
+    if not Path(exe_args[0]).is_absolute():
+        problems.append(f"--exe: {exe_args[0]!r} is not an absolute path")
+    if on_failure_cmd and not Path(on_failure_cmd).is_absolute():
+        problems.append(f"--on-failure-cmd: {on_failure_cmd!r} is not an absolute path")
+    if env_file and not Path(env_file).is_absolute():
+        problems.append(f"--env-file: {env_file!r} is not an absolute path")
+    if problems:
+        for p in problems:
+            click.echo(f"achbatch: {p}", err=True)
+        sys.exit(exitcodes.USAGE)
+    config = Path(root["config_path"]).absolute() if root.get("config_path") else None
+    opts = DeployOptions(exe=exe_args, workdir=wd, user=user, group=group,
+                         env_file=Path(env_file) if env_file else None, config=config, timeout=timeout,
+                         on_failure_cmd=on_failure_cmd, log_dir=Path(log_dir).absolute(), after=after)
+    files = render_systemd(settings, opts) if kind == "systemd" else render_cron(settings, opts)
+    if out is None:
+        for name, text in files.items():
+            click.echo(f"# ===== {name} =====")
+            click.echo(text, nl=False)
+        sys.exit(exitcodes.OK)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {folder / name}")
+    if kind == "systemd":
+        click.echo(f"install: cp {folder}/achbatch-* /etc/systemd/system/ && systemctl daemon-reload && "
+                   "systemctl enable --now achbatch-nightly.timer achbatch-returns.timer")
+        click.echo("  (or, instead of the timers: systemctl enable --now achbatch-scheduler.service)")
+    else:
+        click.echo(f"install: mkdir -p {opts.log_dir} && crontab -u {user} {folder / CRON_FILE}")
+    sys.exit(exitcodes.OK)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(deploy_cmd)

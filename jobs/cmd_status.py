@@ -1,0 +1,125 @@
+"""`achbatch status [--json] [--runs N]`: the last runs and their steps, files awaiting delivery,
+bank files awaiting processing, payments by state, coverage flags by status, return rates.
+Exit 0 all well; 1 something needs attention (a file unsent past the cut-off, a failed or crashed
+last run), so it can serve as a health check; 2 no schema / configuration; 75 database unreachable."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from batch.db import DatabaseError, DatabaseUnavailable, make_engine, make_sessionmaker
+from batch.nightly import money
+from batch.status import collect_status, table_names
+
+from . import exitcodes
+from .settings import settings_from_context
+
+
+def _show(data: dict) -> None:
+    echo = click.echo
+    lock = data["lock"]
+    if lock["held"]:
+        h = lock["holder"] or {}
+        echo(f"run lock: HELD since {h.get('since') or '?'} by {h.get('host') or '?'} pid {h.get('pid') or '?'}"
+             + (f" (run {h['run_id']})" if h.get("run_id") else ""))
+    else:
+        echo("run lock: free" if lock["held"] is False else "run lock: unknown (held on another host?)")
+    echo(f"last successful nightly run finished: {data.get('last_success_at') or 'never'}")
+    echo("")
+    echo("last runs:")
+    if not data["last_runs"]:
+        echo("  none yet")
+    for r in data["last_runs"]:
+        echo(f"  run {r['id']} {r['kind']} {r['business_date']}: {r['status']}"
+             + (f" (exit {r['exit_code']})" if r["exit_code"] is not None else "")
+             + f", started {r['started_at']} on {r['host']} pid {r['pid']}"
+             + (f", {r['duration_s']:.1f}s" if r["duration_s"] is not None else ""))
+        for st in r["steps"]:
+            extra = st["note"] or ""
+            if st["error"]:
+                extra = (extra + "; " if extra else "") + f"error: {st['error']}"
+            echo(f"    {st['step']:<16} {st['status']:<11} {extra}"[:200].rstrip())
+    echo("")
+    unsent = data["files_awaiting_delivery"]
+    if unsent is None:
+        echo("files awaiting delivery: unknown (no origination tables)")
+    else:
+        echo(f"files built, not confirmed sent: {len(unsent)}")
+        for f in unsent:
+            late = "  PAST CUT-OFF" if f["past_cutoff"] else ""
+            echo(f"  {f['file_name']} ({f['state']}, {f['entries']} entries, {money(f['total_debit_cents'])}, "
+                 f"cut-off {f['cutoff_at']}){late}")
+    inbound = data["files_awaiting_processing"]
+    if inbound is None:
+        echo("bank files awaiting processing: unknown (no inbound ledger)")
+    else:
+        echo(f"bank files received, not processed: {len(inbound)}")
+        for f in inbound:
+            echo(f"  {f['local_name']} (from {f['remote_name']}, received {f['received_at']})")
+    pays = data["payments_by_state"]
+    echo("payments by state: " + (", ".join(f"{k} {v}" for k, v in sorted(pays.items())) or "none"))
+    cov = data["coverage_by_status"]
+    echo("coverage flags by status: " + (", ".join(f"{k} {v}" for k, v in sorted(cov.items())) or "none"))
+    if data.get("review_items_open") is not None:
+        echo(f"review list: {data['review_items_open']} open item(s)")
+    rates = data.get("return_rates")
+    if rates:
+        echo(f"return rates (60 days to {data['return_rates_as_of']}): " + ", ".join(
+            f"{r['category']} {r['rate'] * 100:.2f}% of {r['entries']} (limit {r['threshold'] * 100:g}%)"
+            + (" OVER" if r["crossed"] else "") for r in rates))
+    echo("")
+    if data["needs_attention"]:
+        echo("NEEDS ATTENTION:")
+        for a in data["needs_attention"]:
+            echo(f"  - {a}")
+    else:
+        echo("all well")
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (keys: last_runs, lock, "
+              "files_awaiting_delivery, files_awaiting_processing, payments_by_state, coverage_by_status, "
+              "return_rates, review_items_open, needs_attention, ok).")
+@click.option("--runs", "runs", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="How many recent runs to show.")
+@click.pass_context
+def status_cmd(ctx: click.Context, as_json: bool, runs: int) -> None:
+    """Last runs and their steps, files awaiting delivery, pending bank files, payments by state,
+    coverage flags. Exit 1 when something needs attention (health check)."""
+    settings = settings_from_context(ctx)
+    try:
+        # Reads only, and never behind a running night's write lock (SQLite: deferred transactions).
+        engine = make_engine(settings.database_url, sqlite_immediate=False)
+    except DatabaseError as e:
+        click.echo(f"achbatch: {e}", err=True)
+        sys.exit(exitcodes.USAGE)
+    try:
+        try:
+            tables = table_names(engine)
+        except OperationalError as e:
+            raise DatabaseUnavailable(f"cannot open the database: {str(getattr(e, 'orig', e)).strip()}") from None
+        if "runs" not in tables:
+            click.echo("achbatch: the database has no achbatch schema (or an old one): run `achbatch db upgrade`",
+                       err=True)
+            sys.exit(exitcodes.USAGE)
+        report = collect_status(make_sessionmaker(engine), settings, runs=runs)
+    except DatabaseUnavailable as e:
+        click.echo(f"achbatch: {e}", err=True)
+        sys.exit(exitcodes.TEMPFAIL)
+    except OperationalError as e:
+        click.echo(f"achbatch: database error: {str(getattr(e, 'orig', e)).strip()}", err=True)
+        sys.exit(exitcodes.TEMPFAIL)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(report.data, indent=2, default=str))
+    else:
+        _show(report.data)
+    sys.exit(exitcodes.OK if report.ok else exitcodes.DATA_PROBLEMS)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(status_cmd)

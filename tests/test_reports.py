@@ -1,0 +1,223 @@
+"""Reports (batch/reports.py, `achbatch report`): the contract CSV columns, integer-cent tables,
+reconciliation tied to the NACHA control records, rolling return rates against NACHA's thresholds
+(exact fractions), the inline SVG chart, xlsx, and account numbers never shown."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import date
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+from click.testing import CliRunner
+from openpyxl import load_workbook
+from sqlalchemy import select, update
+
+from batch.coverage import assess_coverage
+from batch.models import FileEntry, NachaFile
+from batch.reports import (
+    COLUMNS,
+    ReturnRate,
+    _percent,
+    coverage_report,
+    dollars,
+    reconciliation_report,
+    render_csv,
+    render_html,
+    return_rates,
+    returns_chart_svg,
+    returns_report,
+    write_report,
+)
+from jobs.cli import cli
+
+from test_returns import FILE_DATE, RETURN_DAY, World, cli_env  # noqa: F401  (fixture)
+
+CONTRACT = {
+    "returns": "trace_number,member_id,plan_id,amount,return_code,return_title,category,returned_on,disposition",
+    "coverage": "member_id,plan_id,status,reason,months_owed,amount_owed,deadline",
+    "reconciliation": "file,batch,effective_date,entries,debits,returned_entries,returned_amount,net",
+}
+
+
+def test_contract_columns():
+    assert {k: ",".join(v) for k, v in COLUMNS.items()} == CONTRACT
+
+
+@pytest.mark.parametrize("cents, text", [(0, "0.00"), (5, "0.05"), (12345, "123.45"), (-100, "-1.00"),
+                                         (99_999_999_99, "99999999.99")])
+def test_dollars(cents, text):
+    assert dollars(cents) == text
+
+
+@pytest.mark.parametrize("rate, text", [(Fraction(5, 1000), "0.50%"), (Fraction(1, 3), "33.33%"),
+                                        (Fraction(2, 3), "66.67%"), (Fraction(1, 200_000), "0.00%"),
+                                        (Fraction(1, 20_000), "0.01%")])
+def test_percent_is_exact(rate, text):
+    assert _percent(rate) == text
+
+
+def test_thresholds_are_crossed_only_above_them():
+    half = Fraction(5, 1000)
+    assert not ReturnRate("unauthorized", 1, 200, half).crossed  # exactly 0.5%
+    assert ReturnRate("unauthorized", 2, 200, half).crossed
+    assert not ReturnRate("overall", 0, 0, Fraction(15, 100)).crossed
+
+
+@pytest.fixture
+def book(sessions, keyring, tmp_path):
+    """10 payments originated; R01, R02, R10 and R03 returns; coverage assessed."""
+    w = World(sessions, keyring, tmp_path)
+    members = [w.member(amount=10000 + i * 111, channel="portal" if i % 3 == 0 else "autopay") for i in range(10)]
+    o = w.originate()
+    w.process(w.bank.returns([(o[members[0]], "R01"), (o[members[1]], "R02"), (o[members[2]], "R10")],
+                             RETURN_DAY))
+    w.process(w.bank.returns([(o[members[3]], "R03")], date(2026, 12, 4), modifier="B"), d=date(2026, 12, 4))
+    assess_coverage(sessions, date(2026, 12, 24))
+    return w, members, o
+
+
+def _csv(report):
+    return list(csv.reader(io.StringIO(render_csv(report))))
+
+
+def test_reconciliation_ties_to_the_control_records(book, sessions, keyring):
+    w, members, o = book
+    rep = reconciliation_report(sessions, keyring, date(2026, 12, 10))
+    assert not rep.warnings
+    assert all(str(rep.table[c].dtype) == "Int64" for c in ("batch", "entries", "debits", "returned_entries",
+                                                              "returned_amount", "net"))
+    rows = _csv(rep)
+    assert ",".join(rows[0]) == CONTRACT["reconciliation"]
+    with sessions() as s:
+        f = s.scalars(select(NachaFile)).one()
+    body = rows[1:]
+    assert {r[0] for r in body} == {f.file_name} and all(r[2] == "2026-12-02" for r in body)
+    assert sum(int(r[3]) for r in body) == 10
+    total = sum(Decimal(r[4]) for r in body)
+    assert total * 100 == f.total_debit_cents == sum(o[m].entry.amount for m in members)
+    returned = sum(Decimal(r[6]) for r in body)
+    assert returned * 100 == sum(o[m].entry.amount for m in members[:4])
+    assert sum(int(r[5]) for r in body) == 4
+    assert all(Decimal(r[7]) == Decimal(r[4]) - Decimal(r[6]) for r in body)
+    checks = rep.extra[0][1]
+    assert list(checks["ties"]) == ["yes"] * len(body)
+    # returns processed after the report date are not counted yet
+    early = reconciliation_report(sessions, keyring, RETURN_DAY)
+    assert int(early.table["returned_entries"].sum()) == 3
+
+
+def test_reconciliation_warns_when_a_batch_does_not_tie(book, sessions, keyring):
+    with sessions() as s, s.begin():
+        fe = s.scalars(select(FileEntry).order_by(FileEntry.id)).first()
+        s.execute(update(FileEntry).where(FileEntry.id == fe.id).values(amount_cents=fe.amount_cents + 1))
+    rep = reconciliation_report(sessions, keyring, date(2026, 12, 10))
+    assert any("batch control says" in w for w in rep.warnings)
+    assert "NO" in list(rep.extra[0][1]["ties"])
+
+
+def test_returns_report_rates_and_warnings(book, sessions):
+    w, members, o = book
+    rep = returns_report(sessions, date(2026, 12, 10))
+    rows = _csv(rep)
+    assert ",".join(rows[0]) == CONTRACT["returns"]
+    body = {r[4]: r for r in rows[1:]}
+    assert set(body) == {"R01", "R02", "R10", "R03"}
+    r01 = body["R01"]
+    assert r01[0] == o[members[0]].trace and r01[1] == members[0] and r01[2] == "HLTH-1"
+    assert r01[3] == "100.00" and r01[5] == "Insufficient Funds" and r01[6] == "other" and r01[7] == "2026-12-03"
+    assert r01[8] == "retry"
+    assert body["R02"][6] == "administrative" and body["R10"][6] == "unauthorized"
+    rates = {r.category: r for r in return_rates(sessions, date(2026, 12, 10))}
+    assert (rates["unauthorized"].returns, rates["unauthorized"].entries) == (1, 10)
+    assert (rates["administrative"].returns, rates["overall"].returns) == (2, 4)
+    assert len(rep.warnings) == 3 and all(w.startswith("WARNING") for w in rep.warnings)
+    assert "unauthorized return rate 10.00%" in rep.warnings[0] and "0.50%" in rep.warnings[0]
+    # 60 days on, the entries fall out of the window
+    later = returns_report(sessions, date(2027, 2, 15))
+    assert len(later.table) == 0 and later.warnings == []
+
+
+def test_returns_chart_is_an_inline_svg_by_code_and_day():
+    svg = returns_chart_svg({(date(2026, 12, 3), "R01"): 2, (date(2026, 12, 3), "R10"): 1,
+                             (date(2026, 12, 4), "R01"): 1}, date(2026, 12, 1), date(2026, 12, 7))
+    assert svg.startswith("<svg") and "<script" not in svg and "href" not in svg
+    bars = re.findall(r'<rect class="bar" data-code="(R\d\d)" data-day="([0-9-]+)" data-count="(\d+)"', svg)
+    assert sorted(bars) == [("R01", "2026-12-03", "2"), ("R01", "2026-12-04", "1"), ("R10", "2026-12-03", "1")]
+    heights = dict(((c, d), int(h)) for c, d, h in re.findall(
+        r'data-code="(R\d\d)" data-day="([0-9-]+)" data-count="\d+" x="\d+" y="\d+" width="\d+" height="(\d+)"', svg))
+    assert heights[("R01", "2026-12-03")] == 2 * heights[("R01", "2026-12-04")]
+    assert svg.count('class="legend"') == 2
+
+
+def test_coverage_report_lists_policies_at_risk(book, sessions):
+    w, members, o = book
+    rep = coverage_report(sessions, date(2026, 12, 24))
+    rows = _csv(rep)
+    assert ",".join(rows[0]) == CONTRACT["coverage"]
+    body = {r[0]: r for r in rows[1:]}
+    # January's premiums (due 2026-12-23) returned R02, R10, R03 are past due; the R01 was
+    # re-presented on 2026-12-07, before the due date, so that member is in good standing.
+    assert set(body) == set(members[1:4])
+    for m, code in zip(members[1:4], ("R02", "R10", "R03")):
+        r = body[m]
+        assert (r[1], r[2], r[4], r[6]) == ("HLTH-1", "past_due", "1", "2027-01-23")
+        assert f"returned ({code}" in r[3] and r[5] == dollars(o[m].entry.amount)
+    assert dict(zip(rep.extra[0][1]["status"], rep.extra[0][1]["count"]))["ok"] == 7
+    # the history answers for an earlier date: nothing had been assessed yet
+    assert _csv(coverage_report(sessions, date(2026, 12, 1)))[1:] == []
+
+
+def test_html_and_xlsx_carry_the_same_tables_and_never_an_account_number(book, sessions, keyring, tmp_path):
+    w, members, o = book
+    numbers = [o[m].entry.dfi_account_number for m in members]
+    for rep in (reconciliation_report(sessions, keyring, date(2026, 12, 10)), returns_report(sessions, date(2026, 12, 10)),
+                coverage_report(sessions, date(2026, 12, 24))):
+        html = render_html(rep)
+        assert f'id="{rep.kind}-table"' in html
+        for col in COLUMNS[rep.kind]:
+            assert f"<th scope=\"col\">{col}</th>" in html
+        path = write_report(rep, "xlsx", tmp_path / f"{rep.kind}.xlsx")
+        wb = load_workbook(path)
+        sheet = wb[rep.kind.capitalize()]
+        header = [c.value for c in sheet[1]]
+        assert header == list(COLUMNS[rep.kind])
+        assert sheet.max_row == len(rep.table) + 1
+        csv_text = render_csv(rep)
+        for text in (html, csv_text):
+            assert not any(n in text for n in numbers)
+        for ws in wb.worksheets:
+            for row in ws.iter_rows(values_only=True):
+                assert not any(str(v) in numbers for v in row if v is not None)
+    rep = returns_report(sessions, date(2026, 12, 10))
+    html = render_html(rep)
+    assert html.count('class="warning"') == 3 and "<svg" in html
+    assert not re.search(r"<script|<link|<img|src=|href=|url\(", html)  # no external assets, no scripts
+    wb = load_workbook(write_report(rep, "xlsx", tmp_path / "r.xlsx"))
+    sh = wb["Returns"]
+    amount_col = list(COLUMNS["returns"]).index("amount") + 1
+    cell = sh.cell(2, amount_col)
+    assert cell.number_format == '"$"#,##0.00' and Decimal(str(cell.value)) * 100 == \
+           Decimal(int(rep.table["amount"].iloc[0]))
+
+
+def test_cli_report_default_paths_formats_and_exit_codes(cli_env, sessions, tmp_path):  # noqa: F811
+    w = World(sessions, cli_env, tmp_path)
+    members = [w.member() for _ in range(3)]
+    o = w.originate()
+    w.process(w.bank.returns([(o[members[0]], "R10")], RETURN_DAY))
+    run = CliRunner()
+    r = run.invoke(cli, ["report", "returns", "--date", "2026-12-10", "--format", "csv"])
+    assert r.exit_code == 1 and "WARNING: unauthorized return rate 33.33%" in r.output
+    out = tmp_path / "achbatch-data" / "reports" / "returns-2026-12-10.csv"
+    assert out.read_text().splitlines()[0] == CONTRACT["returns"]
+    r = run.invoke(cli, ["report", "reconciliation", "--date", "2026-12-10"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "achbatch-data" / "reports" / "reconciliation-2026-12-10.html").exists()
+    target = tmp_path / "x" / "cov.xlsx"
+    r = run.invoke(cli, ["report", "coverage", "--date", "2026-12-10", "--format", "xlsx", "--out", str(target)])
+    assert r.exit_code == 0 and target.exists()
+    r = run.invoke(cli, ["report", "nonsense"])
+    assert r.exit_code == 2
