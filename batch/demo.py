@@ -277,8 +277,6 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
 
 
 def _where(say, settings, folder: Path) -> None:
-    from .nightly import money  # noqa: F401  (keeps the import graph obvious)
-
     data = settings.data_dir
     say("")
     say("where things are:")

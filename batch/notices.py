@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 
 import jinja2
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import BankAccount, CoverageFlag, Notice, Payment, PaymentReturn, Premium, utcnow

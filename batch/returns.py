@@ -21,7 +21,8 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import Date, SmallInteger, String, any_, bindparam, cast, func, insert, literal, select, text, update
+from sqlalchemy.types import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from nacha import codes
@@ -31,8 +32,8 @@ from nacha.reader import EntryItem, FileStart, Reader
 from nacha.routing import check_digit, is_valid_routing
 
 from .crypto import Keyring, mask
-from .imports import retry_confirmation_id
 from .models import (
+    UTCDateTime,
     AccountChange,
     AutopayMandate,
     BankAccount,
@@ -56,6 +57,9 @@ __all__ = [
 ]
 
 CHUNK = 5000
+# Row timestamps of bulk inserts from the database clock (one SQL expression, not a bound value
+# processed per row: with 100,000 rows that is seconds).
+_NOW = func.now()
 # Payments that count toward a premium (paid, or on their way).
 COUNTING_STATES = ("pending", "in_file", "sent", "settled", "paid")
 # States in which an originated debit can be returned.
@@ -453,6 +457,15 @@ def _lock(s: Session) -> None:
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
 
 
+def _in(column, values, pg: bool = False):
+    """`column IN (values)` for long lists: on PostgreSQL `column = ANY(array)`, one parameter
+    (thousands of IN parameters are slow to send and plan); elsewhere one expanding parameter, so
+    the list is not coerced element by element when the statement is built."""
+    if pg:
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(bindparam(None, list(values), expanding=True))
+
+
 def _yymmdd(v: str) -> date | None:
     try:
         return date(2000 + int(v[0:2]), int(v[2:4]), int(v[4:6]))
@@ -510,6 +523,8 @@ class _Applier:
         self.now = utcnow()
         self.submitted_at = datetime.combine(processed_on, time(0), tzinfo=timezone.utc)
         self.hashes: dict[tuple[str, str], tuple[str, ...]] = {}
+        pg = self.conn.dialect.name == "postgresql"
+        self._in = lambda column, values: _in(column, values, pg)
 
     # -- intake -----------------------------------------------------------------------------------
     def add(self, item: EntryItem) -> None:
@@ -549,7 +564,7 @@ class _Applier:
         if rets:
             self._apply_returns(rets, origs)
         if self.reviews:
-            self.conn.execute(insert(ReviewItem), self.reviews)
+            self.conn.execute(insert(ReviewItem).values(created_at=_NOW), self.reviews)
             self.out.review_items += len(self.reviews)
 
     def _lookup(self, traces: list[str]) -> dict[str, _Orig]:
@@ -565,7 +580,7 @@ class _Applier:
             .join(NachaFile, NachaFile.id == FileEntry.file_id)
             .outerjoin(Payment, Payment.id == FileEntry.payment_id)
             .outerjoin(BankAccount, BankAccount.id == Payment.bank_account_id)
-            .where(FileEntry.trace_number.in_(traces))
+            .where(self._in(FileEntry.trace_number, traces))
         ).all()
         for r in rows:
             out[r[0]] = _Orig(*r[1:])
@@ -578,7 +593,7 @@ class _Applier:
             "original_trace_number": original_trace[:15], "trace_number": it.entry.trace_number[:15],
             "amount_cents": it.entry.amount if type(it.entry.amount) is int else 0,
             "expected_amount_cents": expected, "payment_id": payment_id, "detail": _cut(detail, 300),
-            "status": "open", "created_at": self.now,
+            "status": "open",
         })
 
     def _account_hashes(self, rdfi: str, account: str) -> tuple[str, ...]:
@@ -643,7 +658,7 @@ class _Applier:
             by_state[d.new_state].append(o.payment_id)
         for st, ids in by_state.items():
             for i in range(0, len(ids), 1000):
-                conn.execute(update(Payment).where(Payment.id.in_(ids[i:i + 1000]))
+                conn.execute(update(Payment).where(self._in(Payment.id, ids[i:i + 1000]))
                              .values(state=st, updated_at=self.now))
         for it, rc, o, d, old in applied:
             if rc.kind != codes.KIND_RETURN:  # a return is recorded by its payment_returns row
@@ -711,16 +726,14 @@ class _Applier:
                 "kind": rc.kind, "status": "applied", "amount_cents": it.entry.amount, "returned_on": on,
                 "action": _cut(actions.get(it.line, d.detail), 200), "retry_payment_id": retry_ids.get(it.line),
                 "addenda_information": (getattr(a, "addenda_information", "") or "")[:44],
-                "created_at": self.now,
             })
-        conn.execute(insert(PaymentReturn), rows)
+        conn.execute(insert(PaymentReturn).values(created_at=_NOW), rows)
         if events:
-            conn.execute(insert(PaymentEvent), events)
+            conn.execute(insert(PaymentEvent).values(created_at=_NOW), events)
 
     def _event(self, payment_id: int, event: str, old: str, new: str, reason: str) -> dict:
         return {"payment_id": payment_id, "event": event, "old_state": old, "new_state": new,
-                "reason": _cut(reason, 200), "occurred_on": self.on, "return_file_id": self.rf.id,
-                "created_at": self.now}
+                "reason": _cut(reason, 200), "occurred_on": self.on, "return_file_id": self.rf.id}
 
     def _past_accounts(self, acct_ids: set[int]) -> dict[int, set[tuple[str, str]]]:
         """(RDFI, hash) pairs of accounts as they were before a NOC corrected them."""
@@ -729,7 +742,7 @@ class _Applier:
         for i in range(0, len(ids), 1000):
             for acct, routing, h in self.conn.execute(
                 select(AccountChange.bank_account_id, AccountChange.old_routing_number, AccountChange.old_account_hash)
-                .where(AccountChange.bank_account_id.in_(ids[i:i + 1000]) & (AccountChange.status == "applied"))
+                .where(self._in(AccountChange.bank_account_id, ids[i:i + 1000]) & (AccountChange.status == "applied"))
             ):
                 if routing and h:
                     out[acct].add((routing[:8], h))
@@ -741,7 +754,7 @@ class _Applier:
         for i in range(0, len(pay_ids), 1000):
             for pid, status, code in self.conn.execute(
                 select(PaymentReturn.payment_id, PaymentReturn.status, PaymentReturn.return_code)
-                .where(PaymentReturn.payment_id.in_(pay_ids[i:i + 1000]) & (PaymentReturn.kind == "return"))
+                .where(self._in(PaymentReturn.payment_id, pay_ids[i:i + 1000]) & (PaymentReturn.kind == "return"))
                 .order_by(PaymentReturn.id)
             ):
                 out[pid] = {"applied": status == "applied", "dishonored": status == "dishonored",
@@ -774,8 +787,9 @@ class _Applier:
                 .values(status="suspended", status_reason=_cut(f"account blocked: {reason}", 100),
                         updated_at=self.now)).rowcount
             self.out.mandates_suspended += n
-            pending = conn.execute(select(Payment.id).where(
-                Payment.bank_account_id.in_(ids) & (Payment.state == "pending"))).scalars().all()
+            # by account only (its index), the state filtered here (SQLite would pick the state index)
+            pending = [pid for pid, state in conn.execute(select(Payment.id, Payment.state).where(
+                self._in(Payment.bank_account_id, ids))).all() if state == "pending"]
             self._fail_pending(pending, f"bank account blocked: {reason}", events)
         return counts
 
@@ -793,17 +807,16 @@ class _Applier:
             part = members[i:i + 1000]
             for mid, member, acct in conn.execute(
                     select(AutopayMandate.id, AutopayMandate.member_id, AutopayMandate.bank_account_id)
-                    .where(AutopayMandate.member_id.in_(part) & AutopayMandate.status.in_(("active", "suspended")))):
+                    .where(self._in(AutopayMandate.member_id, part) & AutopayMandate.status.in_(("active", "suspended")))):
                 reason = revokes.get((member, acct))
                 if reason is not None:
                     mandates[reason].append(mid)
                     counts[(member, acct)] = counts.get((member, acct), 0) + 1
-            for pid, member, acct in conn.execute(
-                    select(Payment.id, Payment.member_id, Payment.bank_account_id)
-                    .where(Payment.member_id.in_(part) & (Payment.state == "pending")
-                           & Payment.channel.in_(_MANDATE_CHANNELS))):
+            for pid, member, acct, state, channel in conn.execute(
+                    select(Payment.id, Payment.member_id, Payment.bank_account_id, Payment.state, Payment.channel)
+                    .where(self._in(Payment.member_id, part))).all():
                 reason = revokes.get((member, acct))
-                if reason is not None:
+                if reason is not None and state == "pending" and channel in _MANDATE_CHANNELS:
                     pending[reason].append(pid)
         for reason, ids in mandates.items():
             for i in range(0, len(ids), 1000):
@@ -819,7 +832,7 @@ class _Applier:
     def _fail_pending(self, ids: list[int], reason: str, events: list[dict]) -> None:
         if not ids:
             return
-        self.conn.execute(update(Payment).where(Payment.id.in_(ids) & (Payment.state == "pending"))
+        self.conn.execute(update(Payment).where(self._in(Payment.id, ids) & (Payment.state == "pending"))
                           .values(state="failed", updated_at=self.now))
         for pid in ids:
             events.append(self._event(pid, "stopped", "pending", "failed", reason))
@@ -847,18 +860,19 @@ class _Applier:
         root_ids = sorted(set(roots.values()))
         retries: dict[int, int] = {}
         settle: dict[int, date] = {}
-        for i in range(0, len(root_ids), 1000):
-            part = root_ids[i:i + 1000]
+        for i in range(0, len(root_ids), 5000):
+            part = root_ids[i:i + 5000]
             for root, n in conn.execute(select(Payment.retry_of_id, func.max(Payment.retry_number))
-                                        .where(Payment.retry_of_id.in_(part)).group_by(Payment.retry_of_id)):
+                                        .where(self._in(Payment.retry_of_id, part)).group_by(Payment.retry_of_id)).all():
                 retries[root] = int(n or 0)
             for pid, fdate in conn.execute(select(FileEntry.payment_id, NachaFile.file_date)
                                            .join(NachaFile, NachaFile.id == FileEntry.file_id)
-                                           .where(FileEntry.payment_id.in_(part))):
+                                           .where(self._in(FileEntry.payment_id, part))).all():
                 settle[pid] = _settles(fdate)
         owed = self._owed([(o.member_id, o.plan_id, o.coverage_month) for _it, _rc, o in items])
-        new_rows: list[dict] = []
-        new_for_line: dict[str, int] = {}
+        # (retry number, originate_on) -> the returned payments to copy; (root, n) -> file line
+        copies: dict[tuple[int, date], list[int]] = defaultdict(list)
+        line_of: dict[tuple[int, int], int] = {}
         for it, rc, o in items:
             root = roots[o.payment_id]
             key = (o.member_id, o.plan_id, o.coverage_month)
@@ -871,20 +885,35 @@ class _Applier:
                 continue
             retries[root] = plan.retry_number
             owed[key] = owed[key] - o.pay_amount  # the re-presentment now covers it
-            cid = retry_confirmation_id(root, plan.retry_number)
-            new_for_line[cid] = it.line
-            new_rows.append({
-                "confirmation_id": cid, "channel": "retry", "member_id": o.member_id, "plan_id": o.plan_id,
-                "coverage_month": o.coverage_month, "premium_id": o.premium_id, "amount_cents": o.pay_amount,
-                "bank_account_id": o.bank_account_id, "submitted_at": self.submitted_at, "sec_code": o.sec_code,
-                "payment_type_code": o.payment_type_code, "originate_on": plan.originate_on, "state": "pending",
-                "autopay_premium_id": None, "retry_of_id": root, "retry_number": plan.retry_number,
-                "created_at": self.now, "updated_at": self.now,
-            })
-        if new_rows:
-            for pid, cid in conn.execute(insert(Payment).returning(Payment.id, Payment.confirmation_id), new_rows):
-                retry_ids[new_for_line[cid]] = pid
-            self.out.retries_scheduled += len(new_rows)
+            copies[(plan.retry_number, plan.originate_on)].append(o.payment_id)
+            line_of[(root, plan.retry_number)] = it.line
+        if not copies:
+            return actions
+        # The re-presentment is a copy of the returned payment (same member, plan, month, premium,
+        # amount, account, SEC and payment type), made by INSERT ... SELECT: no per-row round trip
+        # through Python. Its confirmation id is imports.retry_confirmation_id(root, n).
+        P = Payment
+        root_expr = func.coalesce(P.retry_of_id, P.id)
+        for (n, when), ids in copies.items():
+            for i in range(0, len(ids), 5000):
+                cols = select(
+                    literal("RT-") + cast(root_expr, String) + literal(f"-{n}"), literal("retry"), P.member_id,
+                    P.plan_id, P.coverage_month, P.premium_id, P.amount_cents, P.bank_account_id,
+                    literal(self.submitted_at, UTCDateTime), P.sec_code, P.payment_type_code, literal(when, Date),
+                    literal("pending"), root_expr, literal(n, SmallInteger), _NOW, _NOW,
+                ).where(self._in(P.id, ids[i:i + 5000]))
+                conn.execute(insert(P).from_select(
+                    ["confirmation_id", "channel", "member_id", "plan_id", "coverage_month", "premium_id",
+                     "amount_cents", "bank_account_id", "submitted_at", "sec_code", "payment_type_code",
+                     "originate_on", "state", "retry_of_id", "retry_number", "created_at", "updated_at"], cols))
+                self.out.retries_scheduled += len(ids[i:i + 5000])
+        made = sorted({root for (root, _n) in line_of})
+        for i in range(0, len(made), 5000):
+            for pid, root, n in conn.execute(select(P.id, P.retry_of_id, P.retry_number).where(
+                    self._in(P.retry_of_id, made[i:i + 5000]) & (P.channel == "retry"))).all():
+                line = line_of.get((root, n))
+                if line is not None:
+                    retry_ids[line] = pid
         return actions
 
     def _owed(self, keys: list[tuple[str, str, date]]) -> dict[tuple[str, str, date], int]:
@@ -893,18 +922,18 @@ class _Applier:
         wanted = set(keys)
         out: dict[tuple, int] = {}
         members = sorted({k[0] for k in wanted})
-        for i in range(0, len(members), 1000):
-            part = members[i:i + 1000]
+        for i in range(0, len(members), 5000):
+            part = members[i:i + 5000]
             for m, p, month, due in self.conn.execute(
                     select(Premium.member_id, Premium.plan_id, Premium.coverage_month, Premium.amount_due_cents)
-                    .where(Premium.member_id.in_(part))):
+                    .where(self._in(Premium.member_id, part))).all():
                 if (m, p, month) in wanted:
                     out[(m, p, month)] = int(due)
             # by member only (its index), the state filtered here: SQLite would otherwise pick the
             # state index and scan every payment in flight
             for m, p, month, state, cents in self.conn.execute(
                     select(Payment.member_id, Payment.plan_id, Payment.coverage_month, Payment.state,
-                           Payment.amount_cents).where(Payment.member_id.in_(part))):
+                           Payment.amount_cents).where(self._in(Payment.member_id, part))).all():
                 if state in COUNTING_STATES and (m, p, month) in out:
                     out[(m, p, month)] -= int(cents)
         return out
@@ -1027,12 +1056,12 @@ def cancel_unneeded_retries(sessions: sessionmaker[Session], as_of: date) -> int
         for i in range(0, len(members), 1000):
             part = members[i:i + 1000]
             for m, p, month, cents in conn.execute(select(Premium.member_id, Premium.plan_id, Premium.coverage_month,
-                                                          Premium.amount_due_cents).where(Premium.member_id.in_(part))):
+                                                          Premium.amount_due_cents).where(_in(Premium.member_id, part))):
                 if (m, p, month) in keys:
                     due[(m, p, month)] = int(cents)
             for m, p, month, state, channel, cents in conn.execute(
                     select(Payment.member_id, Payment.plan_id, Payment.coverage_month, Payment.state,
-                           Payment.channel, Payment.amount_cents).where(Payment.member_id.in_(part))):
+                           Payment.channel, Payment.amount_cents).where(_in(Payment.member_id, part))):
                 if state in COUNTING_STATES and channel != "retry":
                     paid[(m, p, month)] += int(cents)
         stop = []

@@ -235,13 +235,17 @@ def read_holder(engine: Engine, name: str = "nightly") -> Holder:
     return holder
 
 
+# Advisory locks belong to a database: another database on the same server has its own.
+_THIS_DATABASE = " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+
+
 def _pg_holder(engine: Engine, key: int) -> Holder | None:
     try:
         with engine.connect() as conn:
             row = conn.execute(text(
                 "SELECT a.application_name, a.pid, a.backend_start FROM pg_locks l "
                 "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
-                "AND l.classid = :hi AND l.objid = :lo AND l.objsubid = 1"),
+                "AND l.classid = :hi AND l.objid = :lo AND l.objsubid = 1" + _THIS_DATABASE),
                 {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).first()
     except SQLAlchemyError:
         return None
@@ -259,8 +263,8 @@ def lock_is_held(engine: Engine, name: str = "nightly") -> bool | None:
         try:
             with engine.connect() as conn:
                 return bool(conn.execute(text(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                    "AND classid = :hi AND objid = :lo AND objsubid = 1"),
+                    "SELECT count(*) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+                    "AND l.classid = :hi AND l.objid = :lo AND l.objsubid = 1" + _THIS_DATABASE),
                     {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalar())
         except SQLAlchemyError:
             return None

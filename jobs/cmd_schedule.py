@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import click
+from apscheduler.events import EVENT_SCHEDULER_STARTED
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
@@ -137,24 +139,41 @@ def schedule_cmd(ctx: click.Context, list_only: bool, log_format: str) -> None:
     scheduler = make_scheduler(settings)
     configure_scheduler(scheduler, settings, run_job)
 
+    main_done = threading.Event()
+
     def on_signal(signum, _frame):
         if stop():
             return
         stop.set()
         logger.info("%s received: stopping after the current step", signal.Signals(signum).name,
                     extra={"event": "stopping"})
-        # Not from inside the handler: shutdown takes the scheduler's locks.
-        threading.Thread(target=scheduler.shutdown, kwargs={"wait": False}, daemon=True).start()
+
+    def stopper() -> None:
+        # Not from inside the signal handler: shutdown takes the scheduler's locks. And the signal may
+        # come before start() has set the scheduler running: try until it is, or until main is done.
+        stop.event.wait()
+        while not main_done.is_set():
+            try:
+                scheduler.shutdown(wait=False)
+                return
+            except SchedulerNotRunningError:
+                main_done.wait(0.05)
+
+    def on_started(_event) -> None:
+        logger.info("scheduler started (pid %s); the database lock keeps runs on several hosts apart",
+                    os.getpid(), extra={"event": "scheduler_started", "pid": os.getpid()})
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    threading.Thread(target=stopper, name="achbatch-stopper", daemon=True).start()
+    scheduler.add_listener(on_started, EVENT_SCHEDULER_STARTED)
     for job in scheduler.get_jobs():
         logger.info("job %s: %s", job.id, job.name, extra={"event": "job_added", "job": job.id})
-    logger.info("scheduler started (pid %s); the database lock keeps runs on several hosts apart", os.getpid(),
-                extra={"event": "scheduler_started", "pid": os.getpid()})
     try:
-        scheduler.start()
+        if not stop():
+            scheduler.start()
     finally:
+        main_done.set()
         with busy:  # wait for a run in progress to reach its step boundary
             pass
         os.close(fd)

@@ -107,3 +107,34 @@ def test_sqlite_lock_file_sits_beside_the_database(tmp_path):
             assert '"pid"' in text and '"since"' in text
     finally:
         eng.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_lock_belongs_to_its_database(pg_url):
+    """Two achbatch databases on one server do not block each other, and status looks only at its own."""
+    import secrets
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    other = f"achbatch_test_{secrets.token_hex(6)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{other}"'))
+    other_url = make_url(pg_url).set(database=other).render_as_string(hide_password=False)
+    try:
+        upgrade(pg_url)
+        upgrade(other_url)
+        a, b = make_engine(pg_url), make_engine(other_url)
+        try:
+            with RunLock(a):
+                assert lock_is_held(a) is True and lock_is_held(b) is False
+                with RunLock(b):  # the other database's lock is free
+                    assert lock_is_held(b) is True
+        finally:
+            a.dispose()
+            b.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)'))
+        admin.dispose()

@@ -377,3 +377,45 @@ def test_summary_line_names_files_entries_dollars_returns_flags():
     assert "files 2 built, 1 sent, 1 unsent; entries 1,234, $1,234,567.89; returns 3 (2 NOCs, 1 for review); " \
            "flags 4 at risk; not available: reports; to retry: send; 1 data problem; exit 75" in line
     assert "\n" not in line
+
+
+def test_progress_redraws_on_a_terminal_and_logs_plain_lines_otherwise():
+    import io
+    import logging
+
+    from jobs.logging_setup import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    logger = logging.getLogger("test-progress")
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    tty = Tty()
+    p = Progress(logger, stream=tty)
+    p("originate", 10000, "entries")
+    p("originate", 20000, "entries")
+    p.clear()
+    assert tty.getvalue().count("\r  originate: ") == 2 and "20,000 entries" in tty.getvalue() and records == []
+    plain = io.StringIO()
+    q = Progress(logger, stream=plain, every_s=3600)
+    q("import", 1000, "rows")
+    q("import", 2000, "rows")  # within the interval: not repeated
+    assert plain.getvalue() == ""
+    assert [r.getMessage() for r in records] == ["import: 1,000 rows so far"]
+
+
+def test_database_unreachable_exit_75_and_no_schema_exit_2(tmp_path):
+    down = Folder(tmp_path / "a", db_url="postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+    (tmp_path / "a").mkdir()
+    p = down.run("nightly", "--date", THURSDAY.isoformat())
+    assert p.returncode == 75 and "cannot open the database" in p.stderr
+    assert down.run("status").returncode == 75
+    fresh = Folder(tmp_path / "b")
+    (tmp_path / "b").mkdir()
+    p = fresh.run("nightly", "--date", THURSDAY.isoformat())
+    assert p.returncode == 2 and "achbatch db upgrade" in p.stderr

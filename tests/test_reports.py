@@ -33,7 +33,7 @@ from batch.reports import (
 )
 from jobs.cli import cli
 
-from test_returns import FILE_DATE, RETURN_DAY, World, cli_env  # noqa: F401  (fixture)
+from test_returns import RETURN_DAY, World, cli_env  # noqa: F401  (fixture)
 
 CONTRACT = {
     "returns": "trace_number,member_id,plan_id,amount,return_code,return_title,category,returned_on,disposition",

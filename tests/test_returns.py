@@ -16,7 +16,6 @@ from batch.models import (
     AccountChange,
     AutopayMandate,
     BankAccount,
-    FileEntry,
     Payment,
     PaymentEvent,
     PaymentReturn,
