@@ -442,10 +442,6 @@ class Settings(_Section):
     def bank_folder(self) -> Path:
         return self.bank.folder or self.data_dir / "bank"
 
-    @property
-    def pgp_home(self) -> Path:
-        return self.bank.pgp_home or self.data_dir / "gnupg"
-
 
 # Section name -> model, in file order (used by the loader and the example-file test).
 SECTIONS: dict[str, type[_Section]] = {

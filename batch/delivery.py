@@ -206,6 +206,9 @@ def send_files(
         run = _SendRun(sessions, keyring, transport, policy, Path(archive_dir), outbox, pgp,
                        transport_kind or type(transport).__name__.replace("Transport", "").lower(),
                        on_step or (lambda _s, _n: None), sleep, log or (lambda _m: None))
+        # Connect while the first file is read from the database and checked (a failure here is
+        # ignored: the first try connects again and reports it).
+        run.preconnect = _Background(_quiet_connect, transport)
         try:
             for f in todo:
                 if result.unreachable or result.config_error:
@@ -218,6 +221,8 @@ def send_files(
                 elif sf.outcome == "config":
                     result.config_error = sf.error
         finally:
+            if run.preconnect is not None:
+                run.preconnect.join(raise_errors=False)
             transport.close()
         if result.unreachable or result.config_error:
             run.note_not_tried([f for f in result.files if f.outcome == "not_tried"],
@@ -243,6 +248,7 @@ class _SendRun:
         self.sleep = sleep
         self.log = log
         self.destination = f"{transport.where} {policy.outbound_dir}"[:500]
+        self.preconnect: _Background | None = None
 
     # -- per file --------------------------------------------------------------------------------
     def deliver(self, f: PendingFile) -> SentFile:
@@ -258,6 +264,9 @@ class _SendRun:
             return sf
         sf.size, sf.sha256 = len(payload), sha
         sf.pgp = self.pgp is not None
+        if self.preconnect is not None:
+            self.preconnect.join(raise_errors=False)
+            self.preconnect = None
         retrying = Retrying(
             stop=stop_after_attempt(self.p.retry_attempts),
             # initial, 2x initial, 4x ... capped at the maximum, plus up to half the initial wait of jitter
@@ -625,6 +634,13 @@ def _stored_bytes(s: Session, keyring: Keyring, row: NachaFile) -> bytes:
             content = bytes(cur.fetchone()[0])
         return stored_bytes(keyring, _StoredFile(row.file_name, row.sha256, content))
     return stored_bytes(keyring, row)
+
+
+def _quiet_connect(transport: Transport) -> None:
+    try:
+        transport.connect()
+    except TransportError:
+        pass
 
 
 class _Background:

@@ -48,7 +48,8 @@ def _pgp(settings, *, outbound: bool):
         passphrase = None
         if b.pgp_passphrase_file is not None:
             passphrase = b.pgp_passphrase_file.read_text(encoding="utf-8").strip("\r\n")
-        pgp = Pgp(settings.pgp_home, recipient=b.pgp_recipient, passphrase=passphrase)
+        home = b.pgp_home or settings.data_dir / "gnupg"  # documented default of bank.pgp_home
+        pgp = Pgp(home, recipient=b.pgp_recipient, passphrase=passphrase)
         if outbound:
             pgp.check_recipient()
         return pgp

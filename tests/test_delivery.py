@@ -476,3 +476,19 @@ def test_cli_send_exits_3_while_another_send_holds_the_lock(cli_env, sessions, t
     assert r.returncode == 3, r.stderr
     assert not (tmp_path / "data" / "bank" / "incoming" / "ACH-20261201-A.ach").exists()
     assert achbatch(cfg, "send").returncode == 0
+
+
+def test_cli_send_with_pgp(cli_env, sessions, tmp_path, gpg_pair):
+    bank_key, our_key = gpg_pair
+    keyring, config = cli_env
+    data = nacha_like(20_000)
+    add_built_file(sessions, keyring, data)
+    bank = {"transport": "folder", "pgp_recipient": bank_key.fingerprint, "pgp_home": str(our_key.path)}
+    r = achbatch(config(bank | {"pgp_recipient": "F" * 40}), "send")
+    assert r.returncode == 2 and "not in" in r.stderr  # the bank's key must be there: nothing sent
+    r = achbatch(config(bank), "send")
+    assert r.returncode == 0, r.stderr
+    assert "sent as ACH-20261201-A.ach.pgp" in r.stdout and "PGP" in r.stdout
+    sent = (tmp_path / "data" / "bank" / "incoming" / "ACH-20261201-A.ach.pgp").read_bytes()
+    plain = bank_key.gpg.decrypt(sent)
+    assert plain.ok and plain.data == data
