@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import io
 import os
+import re
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice, repeat
 from typing import IO, Iterator
 
 from . import codes
+from .columns import STRIDE, plan_for, printable
 from .errors import InvalidFile, Issue
 from .fields import FieldProblem, Layout, mask
 from .layouts import (
@@ -63,16 +67,41 @@ class BatchStart:
 class EntryItem:
     """An entry detail record with its addenda, each addenda as (line, record)."""
 
-    __slots__ = ("line", "record", "addenda", "batch")
+    __slots__ = ("line", "_record", "addenda", "batch", "_text")
 
     def __init__(self, line: int, record: tuple, addenda: list | None = None, batch: BatchStart | None = None):
         self.line = line
-        self.record = record
+        self._record = record
         self.addenda = [] if addenda is None else addenda
         self.batch = batch
 
+    @property
+    def record(self):
+        r = self._record
+        if r is None:  # an entry of a column-checked run (_RunEntry): its fields, parsed on first use
+            r = self._record = self.batch.format.entry.parse(self._text)
+        return r
+
+    @record.setter
+    def record(self, value):
+        self._record = value
+
     def __repr__(self) -> str:
         return f"EntryItem(line={self.line}, record={self.record!r}, addenda={self.addenda!r})"
+
+
+class _RunEntry(EntryItem):
+    """An entry of a run the reader checked column by column (nacha.columns): valid, without
+    addenda; its record is parsed from its text when first asked for."""
+
+    __slots__ = ()
+
+    def __init__(self, line: int, text: str, batch: BatchStart):
+        self.line = line
+        self._text = text
+        self.batch = batch
+        self._record = None
+        self.addenda = ()
 
 
 @dataclass
@@ -127,7 +156,7 @@ class _BatchState:
     __slots__ = (
         "start", "fmt", "odfi", "scc", "count", "hash", "debit", "credit", "last_trace",
         "entry_layout", "is_debit", "tx_info", "returns", "nocs", "number", "indicator_index",
-        "zero_checks", "return_blanks", "totals_known", "hash_known", "fast",
+        "zero_checks", "return_blanks", "totals_known", "hash_known", "fast", "plan", "run_rules",
     )
 
 
@@ -148,6 +177,7 @@ _STANDARD = sec_format(FALLBACK_SEC_CODE)  # control layouts when no batch has s
 _NO_KINDS = frozenset()
 # Service classes whose entries are restricted by side; 200 takes any entry code.
 _CHECKED_SERVICE_CLASSES = frozenset({"220", "225", "280"})
+_NOT_ENTRY = re.compile("[^6]")  # in a chunk's column of record type codes: where a run of entries ends
 
 
 class Reader:
@@ -176,6 +206,12 @@ class Reader:
         self._hash_known = True  # every RDFI identification read (else the entry hash is not compared)
         # Blank-field problems of the pending entry that the profile forgives on returns and NOCs.
         self._deferred: list[tuple[int, FieldProblem]] = []
+        # Runs of at least this many plain entries in a regular chunk are checked column by column
+        # (nacha.columns); 0 turns that off (tests compare both paths).
+        self.min_run = self.MIN_RUN
+        self._raw: bytes | None = None
+
+    MIN_RUN = 8
 
     # -- issues ----------------------------------------------------------------------------------
     def _issue(self, line, columns, record, fld, message, value=None):
@@ -272,10 +308,13 @@ class Reader:
                     lines.pop()  # the empty piece after the last LF
                     self._n += k
                     # Printable ASCII checked once for the whole stretch, not once per record.
-                    self._trusted = body.isascii() and body.replace("\n", "").isprintable()
+                    raw = body.encode("latin-1")
+                    self._trusted = printable(raw)
+                    self._raw = raw
                     yield lines
                 else:
                     self._trusted = False
+                    self._raw = None
                     yield from self._irregular(body)
                 if not data:
                     break
@@ -372,10 +411,19 @@ class Reader:
         file_fmt: SecFormat | None = None
         n = 0
 
+        min_run = self.min_run
         for chunk in self._line_chunks():
-            trusted = self._trusted
-            for line in chunk:
+            # A regular chunk (94-character printable records, LF each) can hold runs of entries
+            # checked column by column: `types` is its column of record type codes.
+            raw = self._raw if (self._trusted and min_run) else None
+            types = raw[0::STRIDE].decode("ascii") if raw is not None else ""
+            nlines = len(chunk)
+            no_run_before = 0  # a run that failed the column checks is not tried again line by line
+            idx = -1
+            it = iter(chunk)
+            for line in it:
                 n += 1
+                idx += 1
                 S.records += 1
                 t = line[0]
                 if t == "6" and state == "batch" and b is not None:
@@ -385,6 +433,34 @@ class Reader:
                         else:
                             self._finish_entry(pending, b)
                         yield pending
+                        pending = None
+                    if raw is not None and idx >= no_run_before and b.plan is not None and traced \
+                            and not self._deferred:
+                        m_ = _NOT_ENTRY.search(types, idx)
+                        j = m_.start() if m_ is not None else nlines
+                        if j == nlines or types[j] == "7":
+                            j -= 1  # the last entry may have addenda (here, or in the next chunk)
+                        m = j - idx
+                        res = None
+                        if m >= min_run:
+                            res = b.plan.check_run(raw, idx * STRIDE, m, b.odfi, b.last_trace,
+                                                   lambda tc: self._run_rule(tc, b))
+                        if res is not None:
+                            if res.is_debit:
+                                b.debit += res.total
+                            else:
+                                b.credit += res.total
+                            b.hash += res.hash
+                            b.count += m
+                            b.last_trace = res.last_trace
+                            S.entries += m
+                            S.records += m - 1
+                            yield from map(_RunEntry, range(n, n + m), chunk[idx:j], repeat(b.start, m))
+                            deque(islice(it, m - 1), maxlen=0)
+                            n += m - 1
+                            idx += m - 1
+                            continue
+                        no_run_before = max(j, idx + 1)
                     layout = b.entry_layout
                     rec = layout.parse_checked(line)
                     clean = rec is not None
@@ -628,6 +704,8 @@ class Reader:
         b.is_debit = {}
         b.tx_info = {}
         b.fast = {}
+        b.run_rules = {}
+        b.plan = plan_for(layout)
         b.returns = 0
         b.nocs = 0
         b.number = hdr.batch_number
@@ -698,6 +776,24 @@ class Reader:
         info = _TxInfo(tx, tuple(forward), scc_problem, prenote, zero_dollar)
         b.tx_info[tc] = info
         return info
+
+    def _run_rule(self, tc, b: _BatchState):
+        """(is_debit, fast rule) for a transaction code in a column-checked run, or None when its
+        entries need the record-by-record path (unknown code, or more to check: `_fast_rule` 0)."""
+        r = b.run_rules.get(tc, False)
+        if r is False:
+            r = None
+            if codes.transaction_code(tc) is not None:
+                isd = b.is_debit.get(tc)
+                if isd is None:
+                    isd = self._classify_tx(None, b.entry_layout, tc, b)  # a known code: no issue
+                fr = b.fast.get(tc)
+                if fr is None:
+                    fr = b.fast[tc] = self._fast_rule(tc, b)
+                if fr:
+                    r = (isd, fr)
+            b.run_rules[tc] = r
+        return r
 
     def _fast_rule(self, tc, b: _BatchState) -> int:
         """For a clean entry of this transaction code with no addenda, what `_finish_entry` would

@@ -11,11 +11,13 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from operator import itemgetter
 from typing import IO, Iterable
 
 from . import codes
+from .columns import STRIDE, plan_for, printable_lines
 from .errors import Issue, WriteError
-from .fields import Layout
+from .fields import BLANK, NUMBER, TEXT, Layout
 from .layouts import BATCH_CONTROL, BATCH_HEADER, FILE_CONTROL, FILE_HEADER, FILLER_LINE
 from .model import Batch, Entry, NachaFile
 from .routing import is_valid_routing
@@ -32,7 +34,16 @@ class FileWriter:
         w.add_entry(entry_record, [addenda...])
         w.end_batch()
         w.finish()                        # file control + 9-filler
+
+    Plain entries (no addenda) are checked in blocks: up to `block_size` of them are buffered, then
+    formatted and checked together column by column (nacha.columns) with every check the record
+    path makes. A block that is not clean is replayed record by record, which refuses the first bad
+    entry naming its line and field. So a bad entry is refused at the latest when its batch ends
+    (`end_batch`), never written, not even in part; `block_size = 1` refuses it in its own
+    `add_entry` call.
     """
+
+    block_size = 4096
 
     def __init__(self, sink: IO[str], header, name: str = "<output>"):
         self.sink = sink
@@ -47,6 +58,7 @@ class FileWriter:
         self._finished = False
         self._routing_ok: dict[str, bool] = {}
         self._buf: list[str] = []
+        self._block_records: list = []  # plain entries not yet checked (see _check_block)
         self._emit(FILE_HEADER, header)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -95,7 +107,10 @@ class FileWriter:
         self.batch_count += 1
         header = header._replace(batch_number=self.batch_count)
         self._emit(BATCH_HEADER, header)
-        self._batch = _OpenBatch(header, fmt)
+        self._batch = b = _OpenBatch(header, fmt)
+        if b.plan is not None and self.block_size > 1:
+            self.add_entry = _adder_factory(fmt.entry)(
+                b.cls, FileWriter.add_entry.__get__(self), self._block_records, self.block_size, self._check_block)
         return self.batch_count
 
     def add_entry(self, record, addenda: Iterable = ()) -> None:
@@ -104,6 +119,64 @@ class FileWriter:
         b = self._batch
         if b is None:
             raise WriteError("add_entry called outside a batch")
+        # While a batch whose entries can be checked column by column is open, `add_entry` is
+        # that batch's compiled adder (see _adder_factory); it comes here for anything else.
+        self._check_block()
+        self._add_checked(record, addenda)
+
+    def _check_block(self) -> None:
+        """Check the buffered plain entries column by column; replay them record by record when
+        the block is not clean (which refuses the first bad one)."""
+        recs = self._block_records
+        if not recs:
+            return
+        b = self._batch
+        m = len(recs)
+        try:
+            body = "\n".join(map(b.line_format.__mod__, recs)) + "\n"
+        except (TypeError, ValueError):
+            body = ""
+        res = None
+        if len(body) == STRIDE * m and b.max_amount is None:
+            try:
+                raw = body.encode("ascii")
+            except UnicodeEncodeError:
+                raw = None
+            if raw is not None and printable_lines(raw, m):
+                res = b.plan.check_run(raw, 0, m, b.odfi, b.last_trace, lambda tc: self._run_rule(b, tc))
+        if res is None:
+            records = recs.copy()
+            recs.clear()  # in place: the batch's adder holds this list
+            for rec in records:
+                self._add_checked(rec, ())
+            return
+        recs.clear()
+        self.records += m
+        b.count += m
+        if res.is_debit:
+            b.debit += res.total
+        else:
+            b.credit += res.total
+        b.hash += res.hash
+        b.last_trace = res.last_trace
+        self._flush()
+        self.sink.write(body)
+
+    def _run_rule(self, b, tc: str):
+        """(is_debit, amount rule) of a transaction code for the column check: 1 = non-zero,
+        2 = zero, 3 = any; None when the record path must decide (and refuse)."""
+        rule = b.rules.get(tc)
+        if rule is None:
+            try:
+                rule = b.rules[tc] = self._tx_rule(b, tc, False)
+            except WriteError:
+                return None
+        is_debit, zero = rule
+        return is_debit, (2 if zero else 1 if zero is False else 3)
+
+    def _add_checked(self, record, addenda: Iterable = ()) -> None:
+        """The record path: every check on this one entry, refusing it at once."""
+        b = self._batch
         if type(record) is not b.cls:
             self._render(b.fmt.entry, record)  # not this batch's entry record: raises a WriteError
         if addenda:
@@ -218,6 +291,8 @@ class FileWriter:
         b = self._batch
         if b is None:
             raise WriteError("end_batch called with no open batch")
+        self._check_block()
+        self.__dict__.pop("add_entry", None)  # the batch's adder goes with it
         if b.count == 0:
             raise WriteError([Issue(self.name, self.records + 1, None, "batch_control", None,
                                     "a batch must hold at least one entry")])
@@ -266,7 +341,7 @@ class FileWriter:
 
 class _OpenBatch:
     __slots__ = ("header", "fmt", "odfi", "count", "hash", "debit", "credit", "last_trace", "rules", "render",
-                 "max_amount", "cls")
+                 "max_amount", "cls", "plan", "line_format")
 
     def __init__(self, header, fmt):
         self.header = header
@@ -281,6 +356,62 @@ class _OpenBatch:
         self.render = fmt.entry.render
         self.cls = fmt.entry.record_class
         self.max_amount = fmt.max_amount_cents
+        self.plan = plan_for(fmt.entry)
+        self.line_format = line_format(fmt.entry)
+
+
+_ADDERS: dict[int, object] = {}
+
+
+def line_format(layout: Layout) -> str:
+    """The %-format of a layout's record as a whole tuple: every field formatted to at least its
+    width (text left-justified, numbers zero-filled, digit fields right-justified so that a short
+    one shows spaces, reserved fields as spaces), so a line of exactly 94 characters proves every
+    value had exactly its width."""
+    specs = []
+    for f in layout.fields:
+        if f.kind == NUMBER:
+            specs.append(f"%0{f.width}d")
+        elif f.kind == TEXT:
+            specs.append(f"%-{f.width}s")
+        elif f.kind == BLANK:
+            specs.append("%.0s" + " " * f.width)  # the value is not written
+        else:
+            specs.append(f"%{f.width}s")
+    return "".join(specs)
+
+
+def _adder_factory(layout: Layout):
+    """A factory of `add_entry` functions for batches of this entry layout, compiled once.
+
+    The adder buffers a plain entry, unchecked, for the block check (which formats it with
+    `line_format` and checks the block column by column); anything else goes to `slow` (the record
+    path) at once: addenda, another record type, a number field that is not an int, another field
+    that is not a str."""
+    fn = _ADDERS.get(id(layout))
+    if fn is None:
+        ints = [f"type(record[{i}]) is int" for i, f in enumerate(layout.fields) if f.kind == NUMBER]
+        strs = [i for i, f in enumerate(layout.fields) if f.kind != NUMBER]
+        src = "\n".join([
+            "def factory(_cls, _slow, _recs, _size, _check):",
+            "    _rappend = _recs.append",
+            "    def add_entry(record, addenda=()):",
+            "        if addenda or type(record) is not _cls or not (" + (" and ".join(ints) or "True") + "):",
+            "            return _slow(record, addenda)",
+            "        try:",
+            "            _join(_strs(record))  # TypeError unless every other field is a str",
+            "        except TypeError:",
+            "            return _slow(record, addenda)",
+            "        _rappend(record)",
+            "        if len(_recs) >= _size:",
+            "            _check()",
+            "    return add_entry",
+            "",
+        ])
+        ns: dict = {"_join": "".join, "_strs": itemgetter(*strs)}
+        exec(compile(src, f"<layout {layout.name} adder>", "exec"), ns)
+        fn = _ADDERS[id(layout)] = ns["factory"]
+    return fn
 
 
 def _write_model(w: FileWriter, f: NachaFile) -> None:

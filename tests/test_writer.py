@@ -145,16 +145,25 @@ REFUSALS = {
 }
 
 
+@pytest.mark.parametrize("block", [1, FileWriter.block_size])
 @pytest.mark.parametrize("case", sorted(REFUSALS))
-def test_add_entry_refuses_and_names_the_field_without_writing(case):
+def test_add_entry_refuses_and_names_the_field_without_writing(case, block):
+    # Plain entries are checked in blocks: the refusal comes at the latest from end_batch, and
+    # with a block of one from the add_entry call itself.
     records, fld = REFUSALS[case]
     buf = io.StringIO()
     w = FileWriter(buf, header())
+    w.block_size = block
     w.start_batch(bh())
+    before = buf.getvalue()
+    added = 0
     with pytest.raises(WriteError) as exc:
         for r in records:
-            before = buf.getvalue()
             w.add_entry(r)
+            added += 1
+        w.end_batch()
+    if block == 1:
+        assert added == len(records) - 1, "with a block of one, the bad entry's own add_entry refuses it"
     assert buf.getvalue() == before, "a refused entry must not be written, not even in part"
     issues = exc.value.issues
     assert issues and any(i.field == fld for i in issues), [str(i) for i in issues]
@@ -166,6 +175,7 @@ def test_sensitive_value_is_masked_in_the_refusal():
     w.start_batch(bh())
     with pytest.raises(WriteError) as exc:
         w.add_entry(entry(1, dfi_account_number="123456789012345678"))
+        w.end_batch()
     text = str(exc.value) + " ".join(str(i.value) for i in exc.value.issues)
     assert "123456789012345678" not in text
 
@@ -187,6 +197,7 @@ def test_web_entry_without_payment_type_is_refused():
     w.start_batch(bh("WEB"))
     with pytest.raises(WriteError) as exc:
         w.add_entry(entry(1, layout=ENTRY_WEB, payment_type_code=""))
+        w.end_batch()
     assert any(i.field == "payment_type_code" for i in exc.value.issues)
 
 
@@ -196,6 +207,7 @@ def test_credit_in_tel_batch_is_refused_even_in_200():
     w.start_batch(bh("TEL", service_class_code="200"))
     with pytest.raises(WriteError) as exc:
         w.add_entry(entry(1, layout=ENTRY_TEL, tc="22"))
+        w.end_batch()
     assert any(i.field == "transaction_code" for i in exc.value.issues)
 
 
