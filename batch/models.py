@@ -32,6 +32,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -225,9 +226,12 @@ class Payment(Base):
             name="mail",
         ),
         CheckConstraint("autopay_premium_id IS NULL OR channel = 'autopay'", name="autopay_premium"),
-        Index("ix_payments_state_originate_on", "state", "originate_on"),
+        # Partial indexes (migration 0005): the nightly bulk updates of state skip them.
+        Index("ix_payments_pending", "originate_on", postgresql_where=text("state = 'pending'"),
+              sqlite_where=text("state = 'pending'")),
         Index("ix_payments_member_plan_month", "member_id", "plan_id", "coverage_month"),
-        Index("ix_payments_premium_id", "premium_id"),
+        Index("ix_payments_premium_id", "premium_id", postgresql_where=text("premium_id IS NOT NULL"),
+              sqlite_where=text("premium_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -655,7 +659,8 @@ class Notice(Base):
 
 # Re-presentments are looked up by their original payment (how many retries it already has); a
 # blocked account's pending payments and AutoPay mandates by the account.
-Index("ix_payments_retry_of_id", Payment.__table__.c.retry_of_id)
+Index("ix_payments_retry_of_id", Payment.__table__.c.retry_of_id,
+      postgresql_where=text("retry_of_id IS NOT NULL"), sqlite_where=text("retry_of_id IS NOT NULL"))
 Index("ix_payments_bank_account_id", Payment.__table__.c.bank_account_id)
 Index("ix_autopay_mandates_bank_account_id", AutopayMandate.__table__.c.bank_account_id)
 

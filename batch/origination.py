@@ -253,27 +253,27 @@ def _held_count(s: Session, file_date: date) -> int:
 
 
 def _pending_rows(s: Session, file_date: date, key: BatchKey) -> Iterator[list]:
-    """The batch key's payments in id order, a chunk at a time (keyset pagination: no cursor is
-    held open while the same transaction writes)."""
+    """The batch key's payments in id order, a chunk at a time, from one streamed query (a server-
+    side cursor on PostgreSQL; SQLite steps its statement lazily). Paging with `id > last ... LIMIT`
+    instead made every page sort all the remaining candidates: quadratic on a million payments.
+    The writes made meanwhile on the same connection (file entries; payments already read moving to
+    in_file when a file is split) never touch a row the cursor has yet to return."""
     is_retry = key.description == RETRY_DESCRIPTION
-    last = 0
-    conn = s.connection()  # Core rows, no ORM identity bookkeeping
-    while True:
-        rows = conn.execute(
-            select(Payment.id, Payment.amount_cents, Payment.member_id, BankAccount.routing_number,
-                   BankAccount.account_number_enc, BankAccount.account_type, BankAccount.holder_name)
-            .join(BankAccount, Payment.bank_account_id == BankAccount.id)
-            .where(_eligible(file_date) & (Payment.sec_code == key.sec_code)
-                   & (Payment.payment_type_code == key.payment_type_code)
-                   & ((Payment.channel == "retry") if is_retry else (Payment.channel != "retry"))
-                   & (Payment.id > last))
-            .order_by(Payment.id)
-            .limit(CHUNK)
-        ).all()
-        if not rows:
-            return
-        last = rows[-1][0]
-        yield rows
+    conn = s.connection()
+    result = conn.execute(
+        select(Payment.id, Payment.amount_cents, Payment.member_id, BankAccount.routing_number,
+               BankAccount.account_number_enc, BankAccount.account_type, BankAccount.holder_name)
+        .join(BankAccount, Payment.bank_account_id == BankAccount.id)
+        .where(_eligible(file_date) & (Payment.sec_code == key.sec_code)
+               & (Payment.payment_type_code == key.payment_type_code)
+               & ((Payment.channel == "retry") if is_retry else (Payment.channel != "retry")))
+        .order_by(Payment.id),
+        execution_options={"stream_results": True, "max_row_buffer": CHUNK},  # this statement only
+    )
+    try:
+        yield from result.partitions(CHUNK)
+    finally:
+        result.close()
 
 
 def _claim_traces(s: Session, n: int, dry_run: bool) -> int:
@@ -292,6 +292,13 @@ def _exhausted(used: int, needed: int) -> OriginationError:
     return OriginationError(
         f"trace number sequence exhausted: {used:,} of {MAX_TRACE_SEQUENCE:,} used and {needed:,} more needed; "
         "trace numbers are never reused (agree a new trace scheme with the ODFI)")
+
+
+_FILE_ENTRY_COLUMNS = ("file_id", "batch_number", "trace_number", "payment_id", "amount_cents",
+                       "transaction_code", "sec_code")
+_COPY_FILE_ENTRIES = f"COPY file_entries ({', '.join(_FILE_ENTRY_COLUMNS)}) FROM STDIN"
+_INSERT_FILE_ENTRIES = (f"INSERT INTO file_entries ({', '.join(_FILE_ENTRY_COLUMNS)}) "
+                        f"VALUES ({', '.join('?' * len(_FILE_ENTRY_COLUMNS))})")  # sqlite3: qmark
 
 
 class _FileBuilder:
@@ -390,10 +397,13 @@ class _FileBuilder:
             row.total_credit_cents = ctl.total_credit_amount
             self.s.flush()
             fid = row.id
+            # Set-based, and no ORM session synchronisation (no Payment objects are loaded here;
+            # synchronising would fetch and look up every updated id).
             self.s.execute(
                 update(Payment)
                 .where(Payment.id.in_(select(FileEntry.payment_id).where(FileEntry.file_id == fid)))
                 .values(state="in_file", updated_at=utcnow())
+                .execution_options(synchronize_session=False)
             )
             built.file_id = fid
             built.path = self.outbox / self.name
@@ -507,17 +517,26 @@ class _FileBuilder:
     def _record_entry(self, pid, trace, amount, tc) -> None:
         if self.dry_run:
             return
-        self._entries.append({
-            "file_id": self._file_row.id, "batch_number": self.batch_number, "trace_number": trace,
-            "payment_id": pid, "amount_cents": amount, "transaction_code": tc, "sec_code": self._key.sec_code,
-        })
+        # In _FILE_ENTRY_COLUMNS order.
+        self._entries.append((self._file_row.id, self.batch_number, trace, pid, amount, tc, self._key.sec_code))
         if len(self._entries) >= CHUNK:
             self._flush_entries()
 
     def _flush_entries(self) -> None:
         if self._entries:
-            # Core executemany (not the ORM bulk path): one round trip per chunk.
-            self.s.connection().execute(FileEntry.__table__.insert(), self._entries)
+            conn = self.s.connection()
+            if conn.dialect.name == "postgresql":
+                # COPY on the transaction's own connection: an order of magnitude faster than
+                # executemany for hundreds of thousands of rows, and just as transactional.
+                raw = conn.connection.driver_connection
+                with raw.cursor() as cur, cur.copy(_COPY_FILE_ENTRIES) as copy:
+                    for e in self._entries:
+                        copy.write_row(e)
+            elif conn.dialect.name == "sqlite":
+                # One prepared statement, executed for the chunk's rows by the driver itself.
+                conn.exec_driver_sql(_INSERT_FILE_ENTRIES, self._entries)
+            else:
+                conn.execute(FileEntry.__table__.insert(), [dict(zip(_FILE_ENTRY_COLUMNS, e)) for e in self._entries])
             self._entries = []
 
     def close(self) -> None:
