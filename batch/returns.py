@@ -21,7 +21,9 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
-from sqlalchemy import Date, SmallInteger, String, any_, bindparam, cast, func, insert, literal, select, text, update
+from sqlalchemy import (
+    Date, SmallInteger, String, any_, bindparam, cast, func, insert, literal, select, text, update,
+)
 from sqlalchemy.types import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,7 +58,8 @@ __all__ = [
     "process_return_files", "retry_date", "returned_state_for",
 ]
 
-CHUNK = 5000
+CHUNK = 5000  # entries of the file applied together
+PART = 5000  # values in one IN list (SQLite allows 32,766 parameters a statement)
 # Row timestamps of bulk inserts from the database clock (one SQL expression, not a bound value
 # processed per row: with 100,000 rows that is seconds).
 _NOW = func.now()
@@ -66,6 +69,7 @@ COUNTING_STATES = ("pending", "in_file", "sent", "settled", "paid")
 IN_FLIGHT_STATES = ("in_file", "sent", "settled")
 # Dispositions whose return leaves the payment 'returned'; every other one marks it 'failed'.
 _RETURNED_DISPOSITIONS = frozenset({codes.RETRY_FUNDS, codes.BLOCK_ACCOUNT, codes.REVOKE_AUTH})
+_NO_HISTORY: dict = {}
 # Pending payments that a revoked AutoPay authorization stops (a one-time payment carries its own).
 _MANDATE_CHANNELS = ("autopay", "retry")
 
@@ -457,13 +461,15 @@ def _lock(s: Session) -> None:
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
 
 
-def _in(column, values, pg: bool = False):
+def _in(column, values, dialect: str = "sqlite"):
     """`column IN (values)` for long lists: on PostgreSQL `column = ANY(array)`, one parameter
     (thousands of IN parameters are slow to send and plan); elsewhere one expanding parameter, so
-    the list is not coerced element by element when the statement is built."""
-    if pg:
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(bindparam(None, list(values), expanding=True))
+    the list is not coerced element by element when the statement is built. (SQLite's
+    `IN (SELECT value FROM json_each(?))` was tried: its planner then scans the table.)"""
+    values = list(values)
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(bindparam(None, values, expanding=True))
 
 
 def _yymmdd(v: str) -> date | None:
@@ -523,8 +529,8 @@ class _Applier:
         self.now = utcnow()
         self.submitted_at = datetime.combine(processed_on, time(0), tzinfo=timezone.utc)
         self.hashes: dict[tuple[str, str], tuple[str, ...]] = {}
-        pg = self.conn.dialect.name == "postgresql"
-        self._in = lambda column, values: _in(column, values, pg)
+        dialect = self.conn.dialect.name
+        self._in = lambda column, values: _in(column, values, dialect)
 
     # -- intake -----------------------------------------------------------------------------------
     def add(self, item: EntryItem) -> None:
@@ -559,8 +565,8 @@ class _Applier:
         for it in items:
             if it.kind == "":
                 self._review(it, "not_return_or_noc", "", "", "a forward entry, neither a return nor a NOC")
-        for it in nocs:
-            self._apply_noc(it, origs.get(it.addenda.original_entry_trace_number))
+        if nocs:
+            self._apply_nocs(nocs, origs)
         if rets:
             self._apply_returns(rets, origs)
         if self.reviews:
@@ -612,8 +618,9 @@ class _Applier:
         acct_ids = {o.bank_account_id for o in origs.values() if o.bank_account_id is not None}
         past_accounts = self._past_accounts(acct_ids)
         pay_ids = [o.payment_id for o in origs.values() if o.payment_id is not None]
-        history = self._return_history(pay_ids) if any(
-            codes.RETURN_CODES[it.addenda[2]].kind != codes.KIND_RETURN for it in rets) else {}
+        track_history = any(codes.RETURN_CODES[it.addenda[2]].kind != codes.KIND_RETURN for it in rets)
+        history = self._return_history(pay_ids) if track_history else {}
+        known: dict[int | None, frozenset] = {}
         state: dict[int, str] = {}
         applied: list[tuple[_Item, codes.ReturnCode, _Orig, ReturnDecision, str]] = []
         for it in rets:
@@ -627,14 +634,16 @@ class _Applier:
                               self._account_hashes(rdfi, account) if account else None)
             original = None
             if o is not None:
-                accounts = set()
-                if o.routing_number is not None:
-                    accounts.add((o.routing_number[:8], o.account_hash))
-                    accounts |= past_accounts.get(o.bank_account_id, set())
-                h = history.get(o.payment_id, {})
+                accounts = known.get(o.bank_account_id)
+                if accounts is None:  # the account now, and as it was before any NOC corrected it
+                    pairs = set(past_accounts.get(o.bank_account_id, ()))
+                    if o.routing_number is not None:
+                        pairs.add((o.routing_number[:8], o.account_hash))
+                    accounts = known[o.bank_account_id] = frozenset(pairs)
+                h = history.get(o.payment_id, _NO_HISTORY) if history else _NO_HISTORY
                 original = OriginalEntry(o.file_entry_id, o.payment_id, o.amount_cents,
                                          state.get(o.payment_id, o.state) if o.payment_id else None,
-                                         frozenset(accounts), h.get("applied", False), h.get("dishonored", False),
+                                         accounts, h.get("applied", False), h.get("dishonored", False),
                                          h.get("state"))
             d = decide_return(rc, seen, original)
             if not d.apply:
@@ -643,11 +652,12 @@ class _Applier:
                 continue
             old = state.get(o.payment_id, o.state)
             state[o.payment_id] = d.new_state
-            before = history.get(o.payment_id, {})
-            if rc.kind == codes.KIND_DISHONORED:
-                history[o.payment_id] = {"applied": False, "dishonored": True, "state": before.get("state")}
-            else:
-                history[o.payment_id] = {"applied": True, "dishonored": False, "state": d.new_state}
+            if track_history:  # a later dishonor or contest in this chunk must see this change
+                before = history.get(o.payment_id, _NO_HISTORY)
+                if rc.kind == codes.KIND_DISHONORED:
+                    history[o.payment_id] = {"applied": False, "dishonored": True, "state": before.get("state")}
+                else:
+                    history[o.payment_id] = {"applied": True, "dishonored": False, "state": d.new_state}
             applied.append((it, rc, o, d, old))
         if not applied:
             return
@@ -657,8 +667,8 @@ class _Applier:
         for _it, _rc, o, d, _old in applied:
             by_state[d.new_state].append(o.payment_id)
         for st, ids in by_state.items():
-            for i in range(0, len(ids), 1000):
-                conn.execute(update(Payment).where(self._in(Payment.id, ids[i:i + 1000]))
+            for i in range(0, len(ids), PART):
+                conn.execute(update(Payment).where(self._in(Payment.id, ids[i:i + PART]))
                              .values(state=st, updated_at=self.now))
         for it, rc, o, d, old in applied:
             if rc.kind != codes.KIND_RETURN:  # a return is recorded by its payment_returns row
@@ -739,10 +749,10 @@ class _Applier:
         """(RDFI, hash) pairs of accounts as they were before a NOC corrected them."""
         out: dict[int, set[tuple[str, str]]] = defaultdict(set)
         ids = sorted(acct_ids)
-        for i in range(0, len(ids), 1000):
+        for i in range(0, len(ids), PART):
             for acct, routing, h in self.conn.execute(
                 select(AccountChange.bank_account_id, AccountChange.old_routing_number, AccountChange.old_account_hash)
-                .where(self._in(AccountChange.bank_account_id, ids[i:i + 1000]) & (AccountChange.status == "applied"))
+                .where(self._in(AccountChange.bank_account_id, ids[i:i + PART]) & (AccountChange.status == "applied"))
             ):
                 if routing and h:
                     out[acct].add((routing[:8], h))
@@ -751,10 +761,10 @@ class _Applier:
     def _return_history(self, pay_ids: list[int]) -> dict[int, dict]:
         """Per payment: whether it carries an applied or a dishonored return, and the state it gave."""
         out: dict[int, dict] = {}
-        for i in range(0, len(pay_ids), 1000):
+        for i in range(0, len(pay_ids), PART):
             for pid, status, code in self.conn.execute(
                 select(PaymentReturn.payment_id, PaymentReturn.status, PaymentReturn.return_code)
-                .where(self._in(PaymentReturn.payment_id, pay_ids[i:i + 1000]) & (PaymentReturn.kind == "return"))
+                .where(self._in(PaymentReturn.payment_id, pay_ids[i:i + PART]) & (PaymentReturn.kind == "return"))
                 .order_by(PaymentReturn.id)
             ):
                 out[pid] = {"applied": status == "applied", "dishonored": status == "dishonored",
@@ -803,8 +813,8 @@ class _Applier:
         members = sorted({m for m, _a in revokes})
         mandates: dict[str, list[int]] = defaultdict(list)  # reason -> mandate ids
         pending: dict[str, list[int]] = defaultdict(list)  # reason -> payment ids
-        for i in range(0, len(members), 1000):
-            part = members[i:i + 1000]
+        for i in range(0, len(members), PART):
+            part = members[i:i + PART]
             for mid, member, acct in conn.execute(
                     select(AutopayMandate.id, AutopayMandate.member_id, AutopayMandate.bank_account_id)
                     .where(self._in(AutopayMandate.member_id, part) & AutopayMandate.status.in_(("active", "suspended")))):
@@ -939,95 +949,134 @@ class _Applier:
         return out
 
     # -- NOCs -------------------------------------------------------------------------------------
-    def _apply_noc(self, it: _Item, o: _Orig | None) -> None:
-        a = it.addenda
-        code = a[2]
-        trace = a.original_entry_trace_number
-        cc = codes.CHANGE_CODES[code]
-        if o is None:
-            self._review(it, "unknown_trace", code, trace, f"NOC {code}: no entry of ours has trace number {trace}")
-            return
-        if o.payment_id is None or o.bank_account_id is None:
-            self._review(it, "offset_entry", code, trace, f"NOC {code} for our own settlement offset entry")
-            return
-        rec = {"return_file_id": self.rf.id, "line": it.line, "bank_account_id": o.bank_account_id,
-               "payment_id": o.payment_id, "original_trace_number": trace, "noc_trace_number": it.entry.trace_number,
-               "change_code": code, "refused_code": None, "applied_on": self.on, "created_at": self.now}
-        if cc.refused:
-            # A refused NOC (C61-C69): the ODFI refused a NOC on our behalf; recorded, nothing changes.
-            rec.update(change_code=(a.change_code or "")[:3], refused_code=code, status="refused",
-                       detail=_cut(f"refused NOC {code} {cc.title} (of {a.change_code})", 300))
-            self.conn.execute(insert(AccountChange), [rec])
-            self.out.nocs_refused += 1
-            return
-        if not cc.applies_to_us or codes.PART_INDIVIDUAL_ID in {p.name for p in cc.parts}:
-            # C08/C14 are for IAT entries, which we never send; C09 would change a member id,
-            # which is the enrollment system's: both for review.
-            rec.update(status="noted", detail=_cut(f"{code} {cc.title}: not applied automatically", 300))
-            self.conn.execute(insert(AccountChange), [rec])
-            self._review(it, "noc_for_review", code, trace, f"NOC {code} {cc.title}: needs a person",
-                         payment_id=o.payment_id)
-            return
-        if not cc.parts:
-            # C13 Addenda Format Error: the entry posted; our debits carry no addenda to fix.
-            rec.update(status="noted", detail=_cut(f"{code} {cc.title}: nothing to correct", 300))
-            self.conn.execute(insert(AccountChange), [rec])
-            self.out.nocs_applied += 1
-            return
-        parts = codes.parse_corrected_data(code, a.corrected_data.ljust(codes.CORRECTED_DATA_LENGTH))
-        acct = self.s.get(BankAccount, o.bank_account_id)
-        number = self.keyring.decrypt_account(acct.account_number_enc)
-        current = AccountState(acct.routing_number, number, acct.account_type, acct.holder_name)
-        plan = plan_noc(code, parts, current)
-        rec.update(old_routing_number=current.routing_number, old_account_masked=mask(number),
-                   old_account_type=current.account_type, old_holder_name=current.holder_name,
-                   old_account_hash=acct.account_hash, status=plan.status, detail=_cut(plan.detail, 300))
-        if plan.status == "rejected":
-            self.conn.execute(insert(AccountChange), [rec])
-            self._review(it, "noc_rejected", code, trace, plan.detail, payment_id=o.payment_id)
-            return
-        new = plan.new
-        rec.update(new_routing_number=new.routing_number, new_account_masked=mask(new.account_number),
-                   new_account_type=new.account_type, new_holder_name=new.holder_name)
-        if plan.status == "applied":
-            detail = self._correct_account(acct, current, new, code)
-            if detail:
-                rec["detail"] = _cut(f"{plan.detail}; {detail}", 300)
-        self.conn.execute(insert(AccountChange), [rec])
-        self.out.nocs_applied += 1
+    def _apply_nocs(self, nocs: list[_Item], origs: dict[str, _Orig]) -> None:
+        """A chunk's NOCs: the accounts they name are loaded once, the corrections planned in file
+        order (two NOCs for one account apply one after the other), then written together."""
+        changes: list[dict] = []
+        todo: list[tuple[_Item, _Orig, str, dict, dict]] = []
+        for it in nocs:
+            a = it.addenda
+            code = a[2]
+            trace = a.original_entry_trace_number
+            cc = codes.CHANGE_CODES[code]
+            o = origs.get(trace)
+            if o is None:
+                self._review(it, "unknown_trace", code, trace, f"NOC {code}: no entry of ours has trace number {trace}")
+                continue
+            if o.payment_id is None or o.bank_account_id is None:
+                self._review(it, "offset_entry", code, trace, f"NOC {code} for our own settlement offset entry")
+                continue
+            rec = {"return_file_id": self.rf.id, "line": it.line, "bank_account_id": o.bank_account_id,
+                   "payment_id": o.payment_id, "original_trace_number": trace,
+                   "noc_trace_number": it.entry.trace_number, "change_code": code, "refused_code": None,
+                   "applied_on": self.on}
+            for k in ("old_routing_number", "new_routing_number", "old_account_masked", "new_account_masked",
+                      "old_account_type", "new_account_type", "old_holder_name", "new_holder_name",
+                      "old_account_hash"):
+                rec[k] = None
+            if cc.refused:
+                # A refused NOC (C61-C69): the ODFI refused a NOC on our behalf; recorded, nothing changes.
+                rec.update(change_code=(a.change_code or "")[:3], refused_code=code, status="refused",
+                           detail=_cut(f"refused NOC {code} {cc.title} (of {a.change_code})", 300))
+                changes.append(rec)
+                self.out.nocs_refused += 1
+            elif not cc.applies_to_us or codes.PART_INDIVIDUAL_ID in {p.name for p in cc.parts}:
+                # C08/C14 are for IAT entries, which we never send; C09 would change a member id,
+                # which is the enrollment system's: both for review.
+                rec.update(status="noted", detail=_cut(f"{code} {cc.title}: not applied automatically", 300))
+                changes.append(rec)
+                self._review(it, "noc_for_review", code, trace, f"NOC {code} {cc.title}: needs a person",
+                             payment_id=o.payment_id)
+            elif not cc.parts:
+                # C13 Addenda Format Error: the entry posted; our debits carry no addenda to fix.
+                rec.update(status="noted", detail=_cut(f"{code} {cc.title}: nothing to correct", 300))
+                changes.append(rec)
+                self.out.nocs_applied += 1
+            else:
+                parts = codes.parse_corrected_data(code, a.corrected_data.ljust(codes.CORRECTED_DATA_LENGTH))
+                changes.append(rec)
+                todo.append((it, o, code, parts, rec))
+        if todo:
+            self._correct_accounts(todo)
+        if changes:
+            self.conn.execute(insert(AccountChange).values(created_at=_NOW), changes)
 
-    def _correct_account(self, acct: BankAccount, current: AccountState, new: AccountState, code: str) -> str:
-        """Store the corrected account (encrypted, new keyed hash). When the corrected account is
-        already on record as another row, pending payments and live mandates move to it and this
-        row is blocked (two rows must not hold one account)."""
-        s = self.s
-        number_changed = (new.routing_number, new.account_number) != (current.routing_number, current.account_number)
-        if number_changed:
-            hashes = self.keyring.account_hashes(new.routing_number, new.account_number)
-            other = s.scalar(select(BankAccount).where(BankAccount.routing_number == new.routing_number,
-                                                      BankAccount.account_hash.in_(hashes),
-                                                      BankAccount.id != acct.id))
-            if other is not None:
-                s.execute(update(Payment).where((Payment.bank_account_id == acct.id) & (Payment.state == "pending"))
-                          .values(bank_account_id=other.id, updated_at=self.now))
-                s.execute(update(AutopayMandate).where(
-                    (AutopayMandate.bank_account_id == acct.id) & AutopayMandate.status.in_(("active", "suspended")))
-                    .values(bank_account_id=other.id, updated_at=self.now))
-                acct.status = "blocked"
-                acct.status_reason = _cut(f"NOC {code}: corrected to account ****{new.account_number[-4:]} "
-                                          f"(record {other.id})", 100)
-                acct.updated_at = self.now
-                s.flush()
-                return f"the corrected account was already on record (#{other.id}): payments and AutoPay moved to it"
-            acct.routing_number = new.routing_number
-            acct.account_number_enc = self.keyring.encrypt_account(new.account_number)
-            acct.account_hash = self.keyring.account_hash(new.routing_number, new.account_number)
-            acct.last4 = new.account_number[-4:]
-        acct.account_type = new.account_type
-        acct.holder_name = new.holder_name
-        acct.updated_at = self.now
-        s.flush()
-        return ""
+    def _correct_accounts(self, todo: list[tuple[_Item, _Orig, str, dict, dict]]) -> None:
+        conn = self.conn
+        ids = sorted({o.bank_account_id for _it, o, _c, _p, _r in todo})
+        accounts: dict[int, dict] = {}
+        for row in conn.execute(select(BankAccount.id, BankAccount.routing_number, BankAccount.account_number_enc,
+                                       BankAccount.account_hash, BankAccount.account_type, BankAccount.holder_name)
+                                .where(self._in(BankAccount.id, ids))).all():
+            accounts[row.id] = {"routing_number": row.routing_number,
+                                "account_number": self.keyring.decrypt_account(row.account_number_enc),
+                                "account_type": row.account_type, "holder_name": row.holder_name,
+                                "account_hash": row.account_hash, "changed": False, "number_changed": False,
+                                "merged_into": None}
+        for it, o, code, parts, rec in todo:
+            acct = accounts[o.bank_account_id]
+            current = AccountState(acct["routing_number"], acct["account_number"], acct["account_type"],
+                                   acct["holder_name"])
+            plan = plan_noc(code, parts, current)
+            rec.update(old_routing_number=current.routing_number, old_account_masked=mask(current.account_number),
+                       old_account_type=current.account_type, old_holder_name=current.holder_name,
+                       old_account_hash=acct["account_hash"], status=plan.status, detail=_cut(plan.detail, 300))
+            if plan.status == "rejected" or acct["merged_into"] is not None:
+                if plan.status == "rejected":
+                    self._review(it, "noc_rejected", code, rec["original_trace_number"], plan.detail,
+                                 payment_id=o.payment_id)
+                else:
+                    rec.update(status="noted", detail=_cut(f"{plan.detail}; the account was already replaced", 300))
+                continue
+            new = plan.new
+            rec.update(new_routing_number=new.routing_number, new_account_masked=mask(new.account_number),
+                       new_account_type=new.account_type, new_holder_name=new.holder_name)
+            self.out.nocs_applied += 1
+            if plan.status != "applied":
+                continue
+            if (new.routing_number, new.account_number) != (current.routing_number, current.account_number):
+                other = self._account_on_record(new, o.bank_account_id)
+                if other is not None:
+                    self._merge_account(o.bank_account_id, other, new, code)
+                    acct["merged_into"] = other
+                    rec["detail"] = _cut(f"{plan.detail}; the corrected account was already on record (#{other}): "
+                                         "payments and AutoPay moved to it", 300)
+                    continue
+                acct["number_changed"] = True
+                acct["account_hash"] = self.keyring.account_hash(new.routing_number, new.account_number)
+            acct.update(routing_number=new.routing_number, account_number=new.account_number,
+                        account_type=new.account_type, holder_name=new.holder_name, changed=True)
+        rows = []
+        for aid, acct in accounts.items():
+            if not acct["changed"] or acct["merged_into"] is not None:
+                continue
+            rows.append({"b_id": aid, "routing_number": acct["routing_number"],
+                         "account_number_enc": self.keyring.encrypt_account(acct["account_number"]),
+                         "account_hash": acct["account_hash"], "last4": acct["account_number"][-4:],
+                         "account_type": acct["account_type"], "holder_name": acct["holder_name"]})
+        if rows:
+            conn.execute(update(BankAccount).where(BankAccount.id == bindparam("b_id"))
+                         .values(updated_at=self.now), rows)
+
+    def _account_on_record(self, new: AccountState, own_id: int) -> int | None:
+        hashes = self.keyring.account_hashes(new.routing_number, new.account_number)
+        return self.conn.execute(select(BankAccount.id).where(
+            (BankAccount.routing_number == new.routing_number) & BankAccount.account_hash.in_(hashes)
+            & (BankAccount.id != own_id))).scalar()
+
+    def _merge_account(self, acct_id: int, other_id: int, new: AccountState, code: str) -> None:
+        """The corrected account is already on record as another row: pending payments and live
+        mandates move to it and this row is blocked (two rows must not hold one account)."""
+        conn = self.conn
+        conn.execute(update(Payment).where((Payment.bank_account_id == acct_id) & (Payment.state == "pending"))
+                     .values(bank_account_id=other_id, updated_at=self.now))
+        conn.execute(update(AutopayMandate).where(
+            (AutopayMandate.bank_account_id == acct_id) & AutopayMandate.status.in_(("active", "suspended")))
+            .values(bank_account_id=other_id, updated_at=self.now))
+        conn.execute(update(BankAccount).where(BankAccount.id == acct_id).values(
+            status="blocked", updated_at=self.now,
+            status_reason=_cut(f"NOC {code}: corrected to account ****{new.account_number[-4:]} (record {other_id})",
+                               100)))
 
 
 def _last4(account: str) -> str:
