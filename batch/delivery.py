@@ -32,12 +32,12 @@ from datetime import date
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, defer, sessionmaker
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from .crypto import Keyring
-from .models import Delivery, DeliveryAttempt, NachaFile, utcnow
+from .models import Delivery, DeliveryAttempt, FileEntry, NachaFile, Payment, utcnow
 from .origination import OriginationError, stored_bytes
 from .pgp import Pgp, PgpError
 from .transport import (
@@ -565,6 +565,14 @@ class _SendRun:
             row.state = "sent"
             row.sent_at = now
             file_name = row.file_name
+            # The file's payments are at the bank now: in_file -> sent, in the same transaction.
+            s.execute(
+                update(Payment)
+                .where(Payment.id.in_(select(FileEntry.payment_id).where(FileEntry.file_id == file_id)))
+                .where(Payment.state == "in_file")
+                .values(state="sent", updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
         self.step("confirmed", file_name)
         del archived
         if self.outbox is not None:

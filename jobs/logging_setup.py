@@ -88,7 +88,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.every_s = every_s
-        self._last = 0.0
+        self._last: float | None = None  # the first call always logs (monotonic time may be small)
         self._drawn = False
 
     def __call__(self, step: str, n: int, unit: str) -> None:
@@ -98,7 +98,7 @@ class Progress:
             self._drawn = True
             return
         now = time.monotonic()
-        if now - self._last >= self.every_s:
+        if self._last is None or now - self._last >= self.every_s:
             self._last = now
             self.logger.info("%s: %s %s so far", step, f"{n:,}", unit,
                              extra={"event": "progress", "step": step, "n": n, "unit": unit})

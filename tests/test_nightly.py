@@ -155,6 +155,8 @@ def test_bank_unreachable_exit_75_after_finishing_what_can_be_finished(tmp_path)
         statuses = dict(s.execute(select(RunStep.step, RunStep.status)).all())
         run = s.scalars(select(Run)).one()
         state = s.scalar(select(NachaFile.state))
+        unsent = sorted(s.scalars(select(Payment.state).join(FileEntry, FileEntry.payment_id == Payment.id)))
+    assert unsent and set(unsent) == {"in_file"}  # built, not at the bank
     assert statuses == {"import": "done", "autopay": "done", "originate": "done", "send": "tempfail",
                         "returns_fetch": "tempfail", "returns_process": "done", "coverage": "done", "reports": "done"}
     assert run.status == "tempfail" and run.exit_code == 75 and state != "sent"
@@ -164,6 +166,8 @@ def test_bank_unreachable_exit_75_after_finishing_what_can_be_finished(tmp_path)
     assert "1 sent" in again.stdout
     with f.sessions() as sessions, sessions() as s:
         redone = dict(s.execute(select(RunStep.step, RunStep.status).where(RunStep.run_id == 2)).all())
+        sent = sorted(s.scalars(select(Payment.state).join(FileEntry, FileEntry.payment_id == Payment.id)))
+    assert len(sent) == len(unsent) and set(sent) == {"sent"}  # confirmed at the bank: the file's payments too
     assert redone == {"import": "skipped", "autopay": "skipped", "originate": "skipped", "send": "done",
                       "returns_fetch": "done", "returns_process": "skipped", "coverage": "skipped",
                       "reports": "skipped"}
