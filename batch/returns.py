@@ -472,6 +472,24 @@ def _in(column, values, dialect: str = "sqlite"):
     return column.in_(bindparam(None, values, expanding=True))
 
 
+def _insert_rows(conn, model, rows: list[dict]) -> None:
+    """Insert many rows that share their keys, stamped created_at now: by COPY on PostgreSQL (one
+    stream instead of a statement per row: several times faster for 100,000 returns), by
+    executemany elsewhere."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(model).values(created_at=_NOW), rows)
+        return
+    cols = list(rows[0])
+    now = conn.execute(select(_NOW)).scalar_one()
+    raw = conn.connection.driver_connection
+    sql = f"COPY {model.__tablename__} ({', '.join(cols + ['created_at'])}) FROM STDIN"
+    with raw.cursor() as cur, cur.copy(sql) as copy:
+        for r in rows:
+            copy.write_row([r[c] for c in cols] + [now])
+
+
 def _yymmdd(v: str) -> date | None:
     try:
         return date(2000 + int(v[0:2]), int(v[2:4]), int(v[4:6]))
@@ -570,7 +588,7 @@ class _Applier:
         if rets:
             self._apply_returns(rets, origs)
         if self.reviews:
-            self.conn.execute(insert(ReviewItem).values(created_at=_NOW), self.reviews)
+            _insert_rows(self.conn, ReviewItem, self.reviews)
             self.out.review_items += len(self.reviews)
 
     def _lookup(self, traces: list[str]) -> dict[str, _Orig]:
@@ -737,9 +755,9 @@ class _Applier:
                 "action": _cut(actions.get(it.line, d.detail), 200), "retry_payment_id": retry_ids.get(it.line),
                 "addenda_information": (getattr(a, "addenda_information", "") or "")[:44],
             })
-        conn.execute(insert(PaymentReturn).values(created_at=_NOW), rows)
+        _insert_rows(conn, PaymentReturn, rows)
         if events:
-            conn.execute(insert(PaymentEvent).values(created_at=_NOW), events)
+            _insert_rows(conn, PaymentEvent, events)
 
     def _event(self, payment_id: int, event: str, old: str, new: str, reason: str) -> dict:
         return {"payment_id": payment_id, "event": event, "old_state": old, "new_state": new,
@@ -797,9 +815,8 @@ class _Applier:
                 .values(status="suspended", status_reason=_cut(f"account blocked: {reason}", 100),
                         updated_at=self.now)).rowcount
             self.out.mandates_suspended += n
-            # by account only (its index), the state filtered here (SQLite would pick the state index)
-            pending = [pid for pid, state in conn.execute(select(Payment.id, Payment.state).where(
-                self._in(Payment.bank_account_id, ids))).all() if state == "pending"]
+            pending = list(conn.scalars(select(Payment.id).where(
+                self._in(Payment.bank_account_id, ids) & (Payment.state == "pending"))))
             self._fail_pending(pending, f"bank account blocked: {reason}", events)
         return counts
 
@@ -822,11 +839,12 @@ class _Applier:
                 if reason is not None:
                     mandates[reason].append(mid)
                     counts[(member, acct)] = counts.get((member, acct), 0) + 1
-            for pid, member, acct, state, channel in conn.execute(
-                    select(Payment.id, Payment.member_id, Payment.bank_account_id, Payment.state, Payment.channel)
-                    .where(self._in(Payment.member_id, part))).all():
+            for pid, member, acct in conn.execute(
+                    select(Payment.id, Payment.member_id, Payment.bank_account_id)
+                    .where(self._in(Payment.member_id, part) & (Payment.state == "pending")
+                           & Payment.channel.in_(_MANDATE_CHANNELS))).all():
                 reason = revokes.get((member, acct))
-                if reason is not None and state == "pending" and channel in _MANDATE_CHANNELS:
+                if reason is not None:
                     pending[reason].append(pid)
         for reason, ids in mandates.items():
             for i in range(0, len(ids), 1000):
@@ -869,15 +887,20 @@ class _Applier:
         roots = {o.payment_id: (o.retry_of_id or o.payment_id) for _it, _rc, o in items}
         root_ids = sorted(set(roots.values()))
         retries: dict[int, int] = {}
-        settle: dict[int, date] = {}
+        # A returned original's own file date came with the lookup; only a returned
+        # re-presentment needs its original's.
+        settle: dict[int, date] = {o.payment_id: _settles(o.file_date) for _it, _rc, o in items
+                                   if o.retry_of_id is None}
+        other_roots = sorted({root for pid, root in roots.items() if root != pid})
         for i in range(0, len(root_ids), 5000):
             part = root_ids[i:i + 5000]
             for root, n in conn.execute(select(Payment.retry_of_id, func.max(Payment.retry_number))
                                         .where(self._in(Payment.retry_of_id, part)).group_by(Payment.retry_of_id)).all():
                 retries[root] = int(n or 0)
+        for i in range(0, len(other_roots), 5000):
             for pid, fdate in conn.execute(select(FileEntry.payment_id, NachaFile.file_date)
                                            .join(NachaFile, NachaFile.id == FileEntry.file_id)
-                                           .where(self._in(FileEntry.payment_id, part))).all():
+                                           .where(self._in(FileEntry.payment_id, other_roots[i:i + 5000]))).all():
                 settle[pid] = _settles(fdate)
         owed = self._owed([(o.member_id, o.plan_id, o.coverage_month) for _it, _rc, o in items])
         # (retry number, originate_on) -> the returned payments to copy; (root, n) -> file line
@@ -912,18 +935,16 @@ class _Applier:
                     literal(self.submitted_at, UTCDateTime), P.sec_code, P.payment_type_code, literal(when, Date),
                     literal("pending"), root_expr, literal(n, SmallInteger), _NOW, _NOW,
                 ).where(self._in(P.id, ids[i:i + 5000]))
-                conn.execute(insert(P).from_select(
+                made = conn.execute(insert(P).from_select(
                     ["confirmation_id", "channel", "member_id", "plan_id", "coverage_month", "premium_id",
                      "amount_cents", "bank_account_id", "submitted_at", "sec_code", "payment_type_code",
-                     "originate_on", "state", "retry_of_id", "retry_number", "created_at", "updated_at"], cols))
+                     "originate_on", "state", "retry_of_id", "retry_number", "created_at", "updated_at"], cols)
+                    .returning(P.id, P.retry_of_id, P.retry_number)).all()
                 self.out.retries_scheduled += len(ids[i:i + 5000])
-        made = sorted({root for (root, _n) in line_of})
-        for i in range(0, len(made), 5000):
-            for pid, root, n in conn.execute(select(P.id, P.retry_of_id, P.retry_number).where(
-                    self._in(P.retry_of_id, made[i:i + 5000]) & (P.channel == "retry"))).all():
-                line = line_of.get((root, n))
-                if line is not None:
-                    retry_ids[line] = pid
+                for pid, root, rn in made:
+                    line = line_of.get((root, rn))
+                    if line is not None:
+                        retry_ids[line] = pid
         return actions
 
     def _owed(self, keys: list[tuple[str, str, date]]) -> dict[tuple[str, str, date], int]:
@@ -999,7 +1020,7 @@ class _Applier:
         if todo:
             self._correct_accounts(todo)
         if changes:
-            self.conn.execute(insert(AccountChange).values(created_at=_NOW), changes)
+            _insert_rows(self.conn, AccountChange, changes)
 
     def _correct_accounts(self, todo: list[tuple[_Item, _Orig, str, dict, dict]]) -> None:
         conn = self.conn
