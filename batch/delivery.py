@@ -399,8 +399,6 @@ class _SendRun:
             upload_name = final
         attempt_id = self._begin_attempt(file_id, delivery_id, attempt_no, upload_name, final)
         self.step("sending", file_name)
-        # The local archive copy is written while the upload runs (file writes release the GIL).
-        archiver = _Background(self._archive_write, final, payload)
 
         # 3. Upload, verify, rename. The local archive copy is written meanwhile (file writes
         # release the GIL), so it costs no time on a large file.

@@ -118,6 +118,24 @@ def test_folder_send_end_to_end(sessions, keyring, tmp_path):
     assert ledger(sessions, fid)[1].uploads == 1
 
 
+@pytest.mark.parametrize("rename_allowed", [True, False])
+def test_stored_bytes_that_fail_their_sha256_are_never_delivered(sessions, keyring, tmp_path, rename_allowed):
+    # The stored bytes are checked against the sha256 recorded at origination before anything is
+    # sent, whether the bank takes a temporary name and a rename or the final name directly.
+    env = Env(tmp_path)
+    files = built_files(sessions, keyring, tmp_path)
+    (fid, _data), = files.items()
+    with sessions() as s, s.begin():
+        s.get(NachaFile, fid).sha256 = "0" * 64  # the recorded digest no longer matches the bytes
+    extra = {} if rename_allowed else {"rename_allowed": False, "file_name_pattern": "HIX-{date}-{modifier}-{seq:02d}.ach"}
+    r = env.send(sessions, keyring, settings=env.settings(**extra))
+    assert [f.outcome for f in r.files] == ["failed"]
+    assert "do not match the recorded sha256" in r.files[0].error
+    assert env.incoming() == []  # neither the final name nor a temporary upload is left at the bank
+    row, _d, _attempts = ledger(sessions, fid)
+    assert row.state != "sent"
+
+
 def test_send_only_the_given_file_date(sessions, keyring, tmp_path):
     env = Env(tmp_path)
     a = add_built_file(sessions, keyring, b"day one\n", file_date=date(2026, 12, 1))
