@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 __all__ = [
     "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "SchemaError", "alembic_config", "current_revision",
     "head_revision", "make_engine", "make_sessionmaker", "normalize_url", "open_database",
-    "require_current_schema", "upgrade",
+    "copy_rows", "require_current_schema", "upgrade",
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -33,6 +33,15 @@ class SchemaError(DatabaseError):
 
 class DatabaseUnavailable(DatabaseError):
     """The database could not be reached (server down, refused, timed out): worth retrying."""
+
+
+def copy_rows(conn, table: str, columns, rows) -> None:
+    """PostgreSQL only: stream `rows` (sequences in `columns` order) into `table` with COPY on the
+    transaction's own connection; several times faster than executemany for 100,000s of rows."""
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def normalize_url(url: str) -> str:

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, defer, sessionmaker
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from .crypto import Keyring
+from .fsutil import fsync_dir as _fsync_dir
 from .models import Delivery, DeliveryAttempt, FileEntry, NachaFile, Payment, utcnow
 from .origination import OriginationError, stored_bytes
 from .pgp import Pgp, PgpError
@@ -695,16 +696,3 @@ def _private_dirs(folder: Path) -> None:
             d.mkdir(mode=0o700)
         except FileExistsError:
             pass
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

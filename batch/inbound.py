@@ -30,9 +30,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
-from .delivery import _fsync_dir, _private_dirs, run_lock
+from .delivery import _private_dirs, run_lock
+from .fsutil import fsync_dir as _fsync_dir
 from .models import InboundFile, utcnow
-from .origination import write_atomic
+from .fsutil import write_atomic
 from .pgp import PGP_SUFFIXES, Pgp, PgpError
 from .transport import (
     BankUnreachable,

@@ -10,13 +10,14 @@ temporary name in the same folder and renamed, so the collector never reads half
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import fsutil
 from .models import RUN_KINDS, Run, RunStep
 from .status import _t, coverage_by_status, payments_by_state, table_names
 
@@ -76,8 +77,8 @@ def _escape(v: str) -> str:
 def _value(v: float | int) -> str:
     if isinstance(v, bool):
         return "1" if v else "0"
-    if isinstance(v, int):
-        return str(v)
+    if isinstance(v, (int, Decimal)):
+        return str(v)  # dollars come as Decimal(cents) / 100: exact, no float
     return repr(float(v))
 
 
@@ -125,7 +126,7 @@ def render(snap: dict) -> str:
     ):
         w.metric(name, help_, [({"kind": x}, runs[x]["totals"].get(key)) for x in k])
     w.metric("last_run_originated_dollars", "Dollars the last run originated (debits).",
-             [({"kind": x}, runs[x]["totals"]["cents"] / 100) for x in k if "cents" in runs[x]["totals"]])
+             [({"kind": x}, Decimal(runs[x]["totals"]["cents"]) / 100) for x in k if "cents" in runs[x]["totals"]])
     steps = snap.get("steps", {})
     w.metric("step_duration_seconds", "Duration of each step of the last run.",
              [({"kind": x, "step": st}, d) for x in sorted(steps) for st, _status, d in steps[x]])
@@ -149,15 +150,4 @@ def write_atomic(path: Path, text: str) -> Path:
     """Write to a temporary name beside `path`, fsync, rename (mode 0644: the collector reads it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return fsutil.write_atomic(path, text.encode("utf-8"), mode=0o644)

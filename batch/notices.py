@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -22,7 +21,10 @@ import jinja2
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from .fsutil import write_atomic
 from .models import BankAccount, CoverageFlag, Notice, Payment, PaymentReturn, Premium, utcnow
+
+_VENDOR_READABLE = 0o644  # notices and manifests are picked up by the print and email vendor
 
 __all__ = [
     "MANIFEST_COLUMNS", "NOTICE_FOR_FLAG", "NoticeResult", "TEMPLATES_DIR", "issue_notices", "notice_kind_for_flag",
@@ -124,7 +126,7 @@ def issue_notices(sessions: sessionmaker[Session], notices_dir: Path, notice_dat
                 ctx = _context(e, notice_date, sender)
                 html = render_notice(env, e["kind"], ctx)
                 day_dir.mkdir(parents=True, exist_ok=True)
-                _write_atomic(notices_dir / rel, html.encode("utf-8"))
+                write_atomic(notices_dir / rel, html.encode("utf-8"), mode=_VENDOR_READABLE)
                 if len(res.files) < 1000:
                     res.files.append(notices_dir / rel)
                 rows.append({"event_key": e["event_key"], "kind": e["kind"], "member_id": e["member_id"],
@@ -229,15 +231,6 @@ def _context(e: dict, notice_date: date, sender: str) -> dict:
     }
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(".tmp-" + path.name)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_manifests(sessions: sessionmaker[Session], notices_dir: Path, notice_date: date) -> Path:
     """Rewrite `manifest.csv` (every notice) and `<notice_date>/manifest.csv` (that day's) from the
     database. Columns: MANIFEST_COLUMNS; amounts in dollars, dates ISO. Returns the day's manifest."""
@@ -266,7 +259,7 @@ def write_manifests(sessions: sessionmaker[Session], notices_dir: Path, notice_d
                 all_w.writerow(line)
                 if r.notice_date == notice_date:
                     day_w.writerow(line)
-    _write_atomic(notices_dir / "manifest.csv", all_buf.getvalue().encode("utf-8"))
+    write_atomic(notices_dir / "manifest.csv", all_buf.getvalue().encode("utf-8"), mode=_VENDOR_READABLE)
     day_manifest = day_dir / "manifest.csv"
-    _write_atomic(day_manifest, day_buf.getvalue().encode("utf-8"))
+    write_atomic(day_manifest, day_buf.getvalue().encode("utf-8"), mode=_VENDOR_READABLE)
     return day_manifest

@@ -31,6 +31,9 @@ from nacha.sec import sec_format
 from nacha.writer import FileWriter
 
 from .crypto import FILE_CONTEXT, Keyring
+from .db import copy_rows
+from .fsutil import fsync_dir as _fsync_dir
+from .fsutil import write_atomic
 from .models import BankAccount, FileEntry, NachaFile, Payment, Sequence, TRACE_SEQUENCE, utcnow
 
 # File ID Modifiers in the order they are used within one file date (NR2013 OR109).
@@ -296,7 +299,6 @@ def _exhausted(used: int, needed: int) -> OriginationError:
 
 _FILE_ENTRY_COLUMNS = ("file_id", "batch_number", "trace_number", "payment_id", "amount_cents",
                        "transaction_code", "sec_code")
-_COPY_FILE_ENTRIES = f"COPY file_entries ({', '.join(_FILE_ENTRY_COLUMNS)}) FROM STDIN"
 _INSERT_FILE_ENTRIES = (f"INSERT INTO file_entries ({', '.join(_FILE_ENTRY_COLUMNS)}) "
                         f"VALUES ({', '.join('?' * len(_FILE_ENTRY_COLUMNS))})")  # sqlite3: qmark
 
@@ -526,17 +528,9 @@ class _FileBuilder:
         if self._entries:
             conn = self.s.connection()
             if conn.dialect.name == "postgresql":
-                # COPY on the transaction's own connection: an order of magnitude faster than
-                # executemany for hundreds of thousands of rows, and just as transactional.
-                raw = conn.connection.driver_connection
-                with raw.cursor() as cur, cur.copy(_COPY_FILE_ENTRIES) as copy:
-                    for e in self._entries:
-                        copy.write_row(e)
-            elif conn.dialect.name == "sqlite":
-                # One prepared statement, executed for the chunk's rows by the driver itself.
+                copy_rows(conn, "file_entries", _FILE_ENTRY_COLUMNS, self._entries)
+            else:  # SQLite: one prepared statement, executed for the chunk's rows by the driver itself
                 conn.exec_driver_sql(_INSERT_FILE_ENTRIES, self._entries)
-            else:
-                conn.execute(FileEntry.__table__.insert(), [dict(zip(_FILE_ENTRY_COLUMNS, e)) for e in self._entries])
             self._entries = []
 
     def close(self) -> None:
@@ -569,32 +563,3 @@ def stored_bytes(keyring: Keyring, row: NachaFile) -> bytes:
     if hashlib.sha256(data).hexdigest() != row.sha256:
         raise OriginationError(f"{row.file_name}: stored bytes do not match the recorded sha256")
     return data
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write `data` to `path` via a temporary file and rename (mode 0600)."""
-    tmp = path.with_name(".tmp-" + path.name)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -34,6 +34,7 @@ from nacha.reader import EntryItem, FileStart, Reader
 from nacha.routing import check_digit, is_valid_routing
 
 from .crypto import Keyring, mask
+from .db import copy_rows
 from .models import (
     UTCDateTime,
     AccountChange,
@@ -483,11 +484,7 @@ def _insert_rows(conn, model, rows: list[dict]) -> None:
         return
     cols = list(rows[0])
     now = conn.execute(select(_NOW)).scalar_one()
-    raw = conn.connection.driver_connection
-    sql = f"COPY {model.__tablename__} ({', '.join(cols + ['created_at'])}) FROM STDIN"
-    with raw.cursor() as cur, cur.copy(sql) as copy:
-        for r in rows:
-            copy.write_row([r[c] for c in cols] + [now])
+    copy_rows(conn, model.__tablename__, cols + ["created_at"], ([r[c] for c in cols] + [now] for r in rows))
 
 
 def _yymmdd(v: str) -> date | None:

@@ -24,6 +24,8 @@ from datetime import date
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from .fsutil import fsync_dir as _fsync_dir
+
 __all__ = [
     "BankUnreachable", "ConnectionLost", "FolderTransport", "HostKeyRejected", "RemoteEntry", "RemoteRefused",
     "SftpTransport", "Transport", "TransportConfigError", "TransportError", "check_name_pattern", "fingerprint",
@@ -332,17 +334,6 @@ class FolderTransport(Transport):
             raise self._error(e, str(p)) from None
 
 
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # -- SFTP ------------------------------------------------------------------------------------------

@@ -20,11 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import date, datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from _pgdb import create_database, drop_database  # noqa: E402  (benchmarks/, the script's own folder)
 
 FILE_DATE = date(2026, 12, 1)  # a Tuesday, a Fed banking day
 KEY = bytes(range(32))  # a throwaway benchmark key, never used for real data
@@ -138,16 +139,7 @@ def main() -> None:
     if args.db == "sqlite":
         url = f"sqlite:///{tmp}/bench.db"
     else:
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
-
-        admin = os.environ.get("ACHBATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-        dbname = "achbatch_bench_" + uuid.uuid4().hex[:10]
-        eng = create_engine(admin, isolation_level="AUTOCOMMIT")
-        with eng.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{dbname}"'))
-        eng.dispose()
-        url = make_url(admin).set(database=dbname).render_as_string(hide_password=False)
+        url, dbname = create_database()
     try:
         print(f"bench_origination: {args.payments:,} payments over {args.accounts:,} accounts on {args.db}, "
               f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
@@ -169,12 +161,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if dbname:
-            from sqlalchemy import create_engine, text
-
-            eng = create_engine(admin, isolation_level="AUTOCOMMIT")
-            with eng.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
-            eng.dispose()
+            drop_database(dbname)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import date, datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from _pgdb import create_database, drop_database  # noqa: E402  (benchmarks/, the script's own folder)
 
 FILE_DATE = date(2026, 12, 1)  # a Tuesday: effective 2026-12-02
 PROCESSED_ON = date(2026, 12, 3)
@@ -229,19 +230,10 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="bench-returns-")
     path = os.path.join(tmp, "RET-20261203.ach")
     dbname = None
-    admin = os.environ.get("ACHBATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     if args.db == "sqlite":
         url = f"sqlite:///{tmp}/bench.db"
     else:
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
-
-        dbname = "achbatch_bench_" + uuid.uuid4().hex[:10]
-        eng = create_engine(admin, isolation_level="AUTOCOMMIT")
-        with eng.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{dbname}"'))
-        eng.dispose()
-        url = make_url(admin).set(database=dbname).render_as_string(hide_password=False)
+        url, dbname = create_database()
     try:
         print(f"bench_returns: {args.returns:,} returns against {args.entries:,} originated entries "
               f"({args.accounts:,} accounts) on {args.db}, python {sys.version.split()[0]}, {os.cpu_count()} cpus")
@@ -269,12 +261,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if dbname:
-            from sqlalchemy import create_engine, text
-
-            eng = create_engine(admin, isolation_level="AUTOCOMMIT")
-            with eng.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
-            eng.dispose()
+            drop_database(dbname)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from _pgdb import create_database, drop_database  # noqa: E402  (benchmarks/, the script's own folder)
+
 FILE_DATE = date(2026, 12, 1)
 
 
@@ -121,33 +123,6 @@ def transport_only(settings, data: bytes, folder: str, local: Path) -> tuple[flo
     return up, down
 
 
-_PG: dict = {}
-
-
-def pg_database() -> str:
-    import uuid
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin_url = os.environ.get("ACHBATCH_TEST_PG_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    name = f"achbatch_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    _PG.update(admin=admin, name=name)
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_pg_database() -> None:
-    from sqlalchemy import text
-
-    if _PG:
-        with _PG["admin"].connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{_PG["name"]}" WITH (FORCE)'))
-        _PG["admin"].dispose()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--entries", type=int, default=1_000_000)
@@ -177,6 +152,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="achbench-"))
     server = SshServer(tmp / "sshd").start()
+    dbname = None
     try:
         bank = tmp / "bank"
         for d in ("incoming", "outgoing"):
@@ -184,7 +160,7 @@ def main() -> None:
         if args.db == "sqlite":
             url = f"sqlite:///{tmp / 'db' / 'achbatch.db'}"
         else:
-            url = pg_database()
+            url, dbname = create_database()
         upgrade(url)
         engine = make_engine(url)
         sessions = make_sessionmaker(engine)
@@ -248,8 +224,8 @@ def main() -> None:
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-        if args.db == "postgresql":
-            drop_pg_database()
+        if dbname:
+            drop_database(dbname)
 
     best = {k: mb / min(v) for k, v in results.items()}
     print()

@@ -263,7 +263,7 @@ class Reader:
             return
         close = fp is not self.source
         self._n = 0
-        self._trusted = False
+        self._raw = None
         try:
             if isinstance(self.source, (str, os.PathLike)):
                 size = os.fstat(fp.fileno()).st_size
@@ -309,11 +309,9 @@ class Reader:
                     self._n += k
                     # Printable ASCII checked once for the whole stretch, not once per record.
                     raw = body.encode("latin-1")
-                    self._trusted = printable(raw)
-                    self._raw = raw
+                    self._raw = raw if printable(raw) else None
                     yield lines
                 else:
-                    self._trusted = False
                     self._raw = None
                     yield from self._irregular(body)
                 if not data:
@@ -415,7 +413,7 @@ class Reader:
         for chunk in self._line_chunks():
             # A regular chunk (94-character printable records, LF each) can hold runs of entries
             # checked column by column: `types` is its column of record type codes.
-            raw = self._raw if (self._trusted and min_run) else None
+            raw = self._raw if min_run else None
             types = raw[0::STRIDE].decode("ascii") if raw is not None else ""
             nlines = len(chunk)
             no_run_before = 0  # a run that failed the column checks is not tried again line by line

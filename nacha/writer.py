@@ -19,7 +19,7 @@ from .columns import STRIDE, plan_for, printable_lines
 from .errors import Issue, WriteError
 from .fields import BLANK, NUMBER, TEXT, Layout
 from .layouts import BATCH_CONTROL, BATCH_HEADER, FILE_CONTROL, FILE_HEADER, FILLER_LINE
-from .model import Batch, Entry, NachaFile
+from .model import Entry, NachaFile
 from .routing import is_valid_routing
 from .sec import AMOUNT_NONZERO, AMOUNT_ZERO, CREDIT, DEBIT, sec_format
 
