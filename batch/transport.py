@@ -457,6 +457,7 @@ class SftpTransport(Transport):
             t = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET_SIZE)
             t.banner_timeout = t.handshake_timeout = t.auth_timeout = c.connect_timeout
             _prefer_key_types(t, pins)
+            _prefer_aead_ciphers(t)
             t.start_client(timeout=c.connect_timeout)
             key = t.get_remote_server_key()
             self._check_host_key(key, pins)
@@ -674,6 +675,18 @@ def _prefer_key_types(t, pins: list[Pin]) -> None:
     first = [k for k in dict.fromkeys(wanted) if k in current]
     if first:
         opts.key_types = tuple(first + [k for k in current if k not in first])
+
+
+def _prefer_aead_ciphers(t) -> None:
+    """Offer AES-GCM first (paramiko lists it last): an AEAD cipher authenticates each packet in
+    the same pass that encrypts it, where aes-ctr + hmac-sha2-256 (paramiko's first choice) is
+    encrypt-and-MAC and costs a second pass; OpenSSH also prefers it to ctr. The other ciphers stay
+    allowed for servers without it. Measured on 95 MB to a local OpenSSH: our upload 112-127 MB/s
+    with aes128-ctr, 131-138 MB/s with aes128-gcm."""
+    opts = t.get_security_options()
+    current = list(opts.ciphers)
+    first = [c for c in ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com") if c in current]
+    opts.ciphers = tuple(first + [c for c in current if c not in first])
 
 
 def _brief(e: BaseException) -> str:

@@ -61,8 +61,10 @@ def bank(tmp_path):
 # -- normal operation --------------------------------------------------------------------------------
 
 def test_sftp_put_get_list_rename_remove_byte_for_byte(sshd_server, bank):
-    data = os.urandom(3 * 1024 * 1024 + 17)  # several requests and an odd tail
+    data = os.urandom(9 * 1024 * 1024 + 17)  # more than two receive windows, many requests, an odd tail
     with SftpTransport(cfg(sshd_server)) as t:
+        t.connect()
+        assert t._t.local_cipher == t._t.remote_cipher == "aes128-gcm@openssh.com"  # AEAD preferred
         inc = str(bank / "incoming")
         t.put(data, inc, ".x.part", exclusive=True)
         assert t.stat(inc, ".x.part").size == len(data)
