@@ -270,17 +270,17 @@ def rotate(session_factory: Callable, keyring: Keyring, *, batch_size: int = 500
     can be dropped from the keyring."""
     from sqlalchemy import select
 
-    from .models import BankAccount, NachaFile
+    from .models import BankAccount, NachaFileContent
 
     result = RotationResult()
-    for model, attr, context in ((BankAccount, "account_number_enc", ACCOUNT_CONTEXT),
-                                 (NachaFile, "content_enc", FILE_CONTEXT)):
+    # Files one per transaction: each holds a whole NACHA file (about 100 MB for a million entries).
+    for model, key, attr, context, per_batch in (
+            (BankAccount, BankAccount.id, "account_number_enc", ACCOUNT_CONTEXT, batch_size),
+            (NachaFileContent, NachaFileContent.file_id, "content_enc", FILE_CONTEXT, 1)):
         last_id = 0
         while True:
             with session_factory() as session, session.begin():
-                rows = session.scalars(
-                    select(model).where(model.id > last_id).order_by(model.id).limit(batch_size)
-                ).all()
+                rows = session.scalars(select(model).where(key > last_id).order_by(key).limit(per_batch)).all()
                 if not rows:
                     break
                 for row in rows:
@@ -301,7 +301,9 @@ def rotate(session_factory: Callable, keyring: Keyring, *, batch_size: int = 500
                     else:
                         result.files_reencrypted += 1
                     setattr(row, attr, keyring.encrypt(plain, context))
-                last_id = rows[-1].id
-            if progress:
-                progress(model.__tablename__, result.accounts_checked if model is BankAccount else result.files_checked)
+                last_id = getattr(rows[-1], key.key)
+            if progress and model is BankAccount:
+                progress("bank_accounts", result.accounts_checked)
+            elif progress:
+                progress("nacha_files", result.files_checked)
     return result

@@ -55,9 +55,8 @@ from .transport import (
 __all__ = ["DeliveryPolicy", "PendingFile", "SendResult", "SentFile", "pending_deliveries", "run_lock", "send_files"]
 
 SEND_LOCK_KEY = 0x41434842_53454E44 & 0x7FFFFFFFFFFFFFFF  # "ACHBSEND"
-# Rows are read for their state far more often than for their bytes: never load the file's content
-# (about 100 MB for a million entries) or a PGP payload just to look at a state.
-_LIGHT_FILE = [defer(NachaFile.content_enc)]
+# Rows are read for their state far more often than for their bytes: never load a PGP payload just
+# to look at a state (a file's own bytes live in their own table, nacha_file_contents).
 _LIGHT_DELIVERY = [defer(Delivery.pgp_payload)]
 TEMP_SUFFIX = ".part"
 _MAX_ERROR = 1000
@@ -307,7 +306,7 @@ class _SendRun:
         """The exact payload, and the delivery row (created on the first run). A PGP payload is
         made once and stored: a retry after an ambiguous failure must find the same bytes."""
         with self.sessions() as s, s.begin():
-            row = s.get(NachaFile, file_id, options=_LIGHT_FILE)
+            row = s.get(NachaFile, file_id)
             data = _stored_bytes(s, self.keyring, row)
             d = s.scalars(select(Delivery).where(Delivery.file_id == file_id)).first()
             recipient = self.pgp.recipient if self.pgp is not None else None
@@ -355,7 +354,7 @@ class _SendRun:
         self.t.connect()  # no-op when connected; BankUnreachable/config errors propagate
         listing = {e.name: e for e in self.t.listdir(folder)}
         with self.sessions() as s:
-            row = s.get(NachaFile, file_id, options=_LIGHT_FILE)
+            row = s.get(NachaFile, file_id)
             d = s.get(Delivery, delivery_id, options=_LIGHT_DELIVERY)
             if row.state == "sent":
                 return "already_there", d.remote_name  # another path confirmed it meanwhile
@@ -490,7 +489,7 @@ class _SendRun:
         now = utcnow()
         with self.sessions() as s, s.begin():
             d = s.get(Delivery, delivery_id, options=_LIGHT_DELIVERY)
-            row = s.get(NachaFile, file_id, options=_LIGHT_FILE)
+            row = s.get(NachaFile, file_id)
             a = DeliveryAttempt(delivery_id=delivery_id, number=number, started_at=now, upload_name=upload_name,
                                 remote_name=final, bytes_sent=0)
             s.add(a)
@@ -513,7 +512,7 @@ class _SendRun:
             d = s.get(Delivery, delivery_id, options=_LIGHT_DELIVERY)
             d.ambiguous = ambiguous
             d.last_error = error[:_MAX_ERROR]
-            row = s.get(NachaFile, file_id, options=_LIGHT_FILE)
+            row = s.get(NachaFile, file_id)
             # 'sending' only while the bank may hold the file under its final name.
             row.state = "sending" if ambiguous else "built"
 
@@ -545,7 +544,7 @@ class _SendRun:
             self.log(f"{final}: delivered, but the local archive copy under {self.archive_dir} failed: {e}")
         now = utcnow()
         with self.sessions() as s, s.begin():
-            row = s.get(NachaFile, file_id, options=_LIGHT_FILE)
+            row = s.get(NachaFile, file_id)
             d = s.get(Delivery, delivery_id, options=_LIGHT_DELIVERY)
             if attempt is not None:
                 a = s.get(DeliveryAttempt, attempt)
@@ -627,7 +626,7 @@ class _SendRun:
 class _StoredFile:
     file_name: str
     sha256: str
-    content_enc: bytes
+    content_enc: bytes | None
 
 
 def _stored_bytes(s: Session, keyring: Keyring, row: NachaFile) -> bytes:
@@ -637,8 +636,9 @@ def _stored_bytes(s: Session, keyring: Keyring, row: NachaFile) -> bytes:
     if s.get_bind().dialect.name == "postgresql":
         dbapi = s.connection().connection.driver_connection
         with dbapi.cursor(binary=True) as cur:
-            cur.execute("SELECT content_enc FROM nacha_files WHERE id = %s", (row.id,))
-            content = bytes(cur.fetchone()[0])
+            cur.execute("SELECT content_enc FROM nacha_file_contents WHERE file_id = %s", (row.id,))
+            got = cur.fetchone()
+            content = bytes(got[0]) if got else None
         return stored_bytes(keyring, _StoredFile(row.file_name, row.sha256, content))
     return stored_bytes(keyring, row)
 

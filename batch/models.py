@@ -34,7 +34,8 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
@@ -257,7 +258,10 @@ class Payment(Base):
 
 class NachaFile(Base):
     """A built NACHA file. The bytes are stored (encrypted: they contain account numbers) with their
-    sha256 so a file is re-sent as the same bytes, never rebuilt."""
+    sha256 so a file is re-sent as the same bytes, never rebuilt. They live in their own table
+    (`NachaFileContent`, about 100 MB for a million entries): a file's state changes several times
+    while it is delivered, and SQLite rewrites a whole row on every update. `row.content_enc` reads
+    them (one query, on first access) and sets them."""
 
     __tablename__ = "nacha_files"
     __table_args__ = (
@@ -272,7 +276,6 @@ class NachaFile(Base):
     file_id_modifier: Mapped[str] = mapped_column(String(1))
     file_name: Mapped[str] = mapped_column(String(200))
     sha256: Mapped[str] = mapped_column(String(64))
-    content_enc: Mapped[bytes] = mapped_column(LargeBinary)
     batch_count: Mapped[int] = mapped_column(Integer, default=0)
     entry_count: Mapped[int] = mapped_column(Integer)
     total_debit_cents: Mapped[int] = mapped_column(BigInteger)
@@ -280,6 +283,22 @@ class NachaFile(Base):
     state: Mapped[str] = mapped_column(String(8), default="built")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    content: Mapped["NachaFileContent | None"] = relationship(
+        back_populates="file", cascade="all, delete-orphan", single_parent=True, uselist=False, lazy="select")
+    content_enc: AssociationProxy[bytes | None] = association_proxy(
+        "content", "content_enc", creator=lambda blob: NachaFileContent(content_enc=blob))
+
+
+class NachaFileContent(Base):
+    """The encrypted bytes of one built file (see NachaFile)."""
+
+    __tablename__ = "nacha_file_contents"
+
+    file_id: Mapped[int] = mapped_column(Id, ForeignKey("nacha_files.id", ondelete="CASCADE"), primary_key=True)
+    content_enc: Mapped[bytes] = mapped_column(LargeBinary)
+
+    file: Mapped[NachaFile] = relationship(back_populates="content")
 
 
 class FileEntry(Base):

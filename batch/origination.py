@@ -364,8 +364,7 @@ class _FileBuilder:
         self._batches = 0
         if not self.dry_run:
             row = NachaFile(file_date=self.file_date, file_id_modifier=mod, file_name=self.name, sha256="",
-                            content_enc=b"", entry_count=0, total_debit_cents=0, total_credit_cents=0,
-                            state="built")
+                            entry_count=0, total_debit_cents=0, total_credit_cents=0, state="built")
             self.s.add(row)
             self.s.flush()
             self._file_row = row
@@ -559,6 +558,8 @@ def _repair_outbox(s: Session, keyring: Keyring, outbox: Path) -> list[str]:
 
 def stored_bytes(keyring: Keyring, row: NachaFile) -> bytes:
     """A built file's bytes as recorded at origination, checked against its sha256."""
+    if row.content_enc is None:
+        raise OriginationError(f"{row.file_name}: its stored bytes are missing")
     data = keyring.decrypt(row.content_enc, FILE_CONTEXT)
     if hashlib.sha256(data).hexdigest() != row.sha256:
         raise OriginationError(f"{row.file_name}: stored bytes do not match the recorded sha256")

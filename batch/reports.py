@@ -30,7 +30,7 @@ from nacha.calendar import effective_entry_date
 from nacha.reader import BatchEnd, BatchStart, FileEnd, Reader
 
 from .crypto import FILE_CONTEXT, CryptoError, Keyring
-from .models import CoverageFlag, FileEntry, NachaFile, Payment, PaymentReturn, ReviewItem
+from .models import CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, ReviewItem
 
 __all__ = [
     "COLUMNS", "FORMATS", "KINDS", "RATE_WINDOW_DAYS", "Report", "ReturnRate", "TEMPLATES_DIR", "coverage_report",
@@ -138,7 +138,7 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
     start, end = _window(as_of, days)
     with sessions() as s:
         files = s.execute(select(NachaFile.id, NachaFile.file_name, NachaFile.file_date, NachaFile.total_debit_cents,
-                                 NachaFile.entry_count, NachaFile.content_enc, NachaFile.sha256)
+                                 NachaFile.entry_count, NachaFile.sha256)
                           .where((NachaFile.file_date >= start) & (NachaFile.file_date <= end))
                           .order_by(NachaFile.file_date, NachaFile.file_id_modifier)).all()
         ids = [f.id for f in files]
@@ -165,7 +165,7 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
                 returned[(fid, bn)] = [int(n), int(cents or 0)]
     rows, checks, warnings = [], [], []
     for f in files:
-        controls, file_control, problem = _controls(keyring, f)
+        controls, file_control, problem = _controls(sessions, keyring, f)
         if problem:
             warnings.append(f"{f.file_name}: {problem}")
         batches = sorted({bn for (fid, bn) in orig if fid == f.id} | set(controls))
@@ -209,13 +209,18 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
                   [("Control record check", checks_df)], summary, warnings, window=(start, end))
 
 
-def _controls(keyring: Keyring | None, f) -> tuple[dict[int, dict], dict | None, str | None]:
+def _controls(sessions: sessionmaker[Session], keyring: Keyring | None, f
+              ) -> tuple[dict[int, dict], dict | None, str | None]:
     """Batch controls {batch number: {entries, debits, effective_date}} and the file control of a
-    stored file, streamed from its (decrypted) bytes."""
+    stored file, streamed from its (decrypted) bytes (read one file at a time)."""
     if keyring is None:
         return {}, None, None
+    with sessions() as s:
+        blob = s.scalar(select(NachaFileContent.content_enc).where(NachaFileContent.file_id == f.id))
+    if blob is None:
+        return {}, None, "its stored bytes are missing"
     try:
-        data = keyring.decrypt(f.content_enc, FILE_CONTEXT)
+        data = keyring.decrypt(blob, FILE_CONTEXT)
     except CryptoError as e:
         return {}, None, f"stored file cannot be read ({e})"
     out: dict[int, dict] = {}

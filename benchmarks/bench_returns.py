@@ -52,7 +52,7 @@ def step_load(url: str, n: int, accounts: int) -> dict:
     from sqlalchemy import insert
 
     from batch.db import make_engine, upgrade
-    from batch.models import AutopayMandate, BankAccount, FileEntry, NachaFile, Payment, Premium
+    from batch.models import AutopayMandate, BankAccount, FileEntry, NachaFile, NachaFileContent, Payment, Premium
     from batch.premium_calendar import due_date
 
     upgrade(url)
@@ -79,9 +79,10 @@ def step_load(url: str, n: int, accounts: int) -> dict:
                 "authorized_at": now, "status": "active", "active_key": f"M{i:09d}|HLTH-1", "created_at": now,
                 "updated_at": now} for i in range(start, min(start + chunk, accounts))])
         conn.execute(insert(NachaFile), [{"id": 1, "file_date": FILE_DATE, "file_id_modifier": "A",
-                                          "file_name": "ACH-20261201-A.ach", "sha256": "0" * 64, "content_enc": b"x",
+                                          "file_name": "ACH-20261201-A.ach", "sha256": "0" * 64,
                                           "batch_count": 1, "entry_count": n, "total_debit_cents": 0,
                                           "total_credit_cents": 0, "state": "sent", "created_at": now}])
+        conn.execute(insert(NachaFileContent), [{"file_id": 1, "content_enc": b"x"}])
         for start in range(0, n, chunk):
             idx = range(start, min(start + chunk, n))
             conn.execute(insert(Premium), [{

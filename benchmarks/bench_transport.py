@@ -18,10 +18,9 @@ Prints MB/s for each (best of the rounds; MB = 10^6 bytes) and the ratio plain/a
 target is a ratio of at most 1.2 (achbatch at least 1/1.2 of plain paramiko's speed). The machine
 is shared: run several rounds and read the best.
 
-On SQLite every update of a `nacha_files` row rewrites the whole row, stored file bytes included
-(SQLite keeps no out-of-line storage like PostgreSQL's TOAST): the two state changes of a send
-(built -> sending -> sent) cost two writes of the file into the database's journal. PostgreSQL,
-the production database, does not pay that.
+The file's bytes live in their own table (nacha_file_contents, migration 0006): the state changes
+of a send (built -> sending -> sent) rewrite only the small nacha_files row, on SQLite as on
+PostgreSQL.
 """
 from __future__ import annotations
 

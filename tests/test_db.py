@@ -21,6 +21,7 @@ from batch.db import (
     current_revision,
     head_revision,
     make_engine,
+    make_sessionmaker,
     normalize_url,
     open_database,
     require_current_schema,
@@ -63,6 +64,60 @@ def test_models_match_migrations(engine):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == []
+
+
+def test_file_bytes_move_to_their_own_table_and_back(db_url):
+    """Migration 0006 moves each file's bytes out of nacha_files (SQLite rewrote the whole row at
+    every delivery state change) and keeps the rows that refer to the file; downgrading puts them back."""
+    upgrade(db_url, "0005_payment_indexes")
+    blobs = {1: b"\x01first file" + bytes(range(256)), 2: b"\x01second"}
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            for fid, blob in blobs.items():
+                conn.execute(text(
+                    "INSERT INTO nacha_files (id, file_date, file_id_modifier, file_name, sha256, content_enc, "
+                    "batch_count, entry_count, total_debit_cents, total_credit_cents, state, created_at) VALUES "
+                    "(:id, :d, :m, :n, :h, :c, 1, 1, 100, 0, 'built', :t)"),
+                    {"id": fid, "d": date(2026, 12, fid), "m": "A", "n": f"F{fid}.ach", "h": "0" * 64, "c": blob,
+                     "t": T0})
+            conn.execute(text(
+                "INSERT INTO file_entries (id, file_id, batch_number, trace_number, amount_cents, transaction_code, "
+                "sec_code) VALUES (1, 1, 1, '011000010000001', 100, '27', 'PPD')"))
+
+        assert upgrade(db_url)[1] == head_revision()
+        with engine.connect() as conn:
+            assert "content_enc" not in {c["name"] for c in inspect(conn).get_columns("nacha_files")}
+            moved = dict(conn.execute(text("SELECT file_id, content_enc FROM nacha_file_contents")).all())
+            assert {k: bytes(v) for k, v in moved.items()} == blobs
+            assert conn.execute(text("SELECT count(*) FROM nacha_files")).scalar() == 2
+            assert conn.execute(text("SELECT file_id FROM file_entries")).scalar() == 1  # not cascaded away
+        with make_sessionmaker(engine)() as s:  # the model reads them through the file
+            assert s.get(NachaFile, 2).content_enc == blobs[2]
+
+        downgrade_to(db_url, "0005_payment_indexes")
+        with engine.connect() as conn:
+            assert "nacha_file_contents" not in inspect(conn).get_table_names()
+            back = dict(conn.execute(text("SELECT id, content_enc FROM nacha_files")).all())
+            assert {k: bytes(v) for k, v in back.items()} == blobs
+            assert conn.execute(text("SELECT count(*) FROM file_entries")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def downgrade_to(url: str, revision: str) -> None:
+    from alembic import command
+
+    from batch.db import alembic_config
+
+    engine = make_engine(url)
+    try:
+        cfg = alembic_config(url)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+    finally:
+        engine.dispose()
 
 
 def test_schema_check_before_upgrade(db_url):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from batch.crypto import Keyring, generate_secret
 from batch.db import make_engine, make_sessionmaker
@@ -86,7 +87,7 @@ def test_originate_builds_one_valid_file_with_every_payment(sessions, keyring, t
     with sessions() as s:
         pays = {p.id: p for p in s.scalars(select(Payment))}
         fe = {e.trace_number: e for e in s.scalars(select(FileEntry))}
-        row = s.scalars(select(NachaFile)).one()
+        row = s.scalars(select(NachaFile).options(selectinload(NachaFile.content))).one()
     for e in f.entries():
         rec = e.record
         p = pays[fe[rec.trace_number].payment_id]
