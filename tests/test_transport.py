@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import re
+import socket
 import subprocess
 from datetime import date
 from pathlib import Path
@@ -82,6 +83,51 @@ def test_sftp_put_get_list_rename_remove_byte_for_byte(sshd_server, bank):
         t.remove(str(bank / "archive"), "x.ach")  # removing a missing file is not an error
         assert t.listdir(inc) == [] and t.listdir(str(bank / "archive")) == []
     assert (bank / "incoming").exists() and not any((bank / "archive").iterdir())
+
+
+def test_download_stops_at_the_listed_size_or_at_the_end(sshd_server, bank):
+    """`size` is what the caller listed: a file that grew gives only that much (the caller re-checks
+    its size), a file that shrank gives what is there."""
+    data = os.urandom(3 * (240 << 10) + 5)
+    (bank / "outgoing" / "R.ach").write_bytes(data)
+    out = str(bank / "outgoing")
+    with SftpTransport(cfg(sshd_server)) as t:
+        for size, want in ((len(data), data), (len(data) - 1000, data[:-1000]), (len(data) + 10 ** 6, data),
+                           (0, b""), (None, data)):
+            sink, h = io.BytesIO(), hashlib.sha256()
+            assert t.get(out, "R.ach", sink, hasher=h, size=size) == len(want), size
+            assert sink.getvalue() == want and h.digest() == hashlib.sha256(want).digest()
+
+
+def test_download_completes_short_replies_in_order(sshd_server, bank):
+    """Requests larger than OpenSSH reads at once (255 KiB) get short replies in mid-file: each is
+    completed before the next piece, so the bytes arrive whole and in order."""
+    data = os.urandom(5 << 20)
+    (bank / "outgoing" / "R.ach").write_bytes(data)
+    with SftpTransport(cfg(sshd_server)) as t:
+        t.connect()
+        t.request_size = 400 << 10
+        sink = io.BytesIO()
+        assert t.get(str(bank / "outgoing"), "R.ach", sink, size=len(data)) == len(data)
+        assert sink.getvalue() == data
+
+
+def test_connection_killed_mid_download_is_lost(sshd_server, bank):
+    (bank / "outgoing" / "R.ach").write_bytes(os.urandom(64 << 20))
+    t = SftpTransport(cfg(sshd_server))
+    t.connect()
+    assert t._t.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)  # no 40 ms waits on small requests
+
+    class KillAfterFirstPiece(io.BytesIO):
+        def write(self, b):
+            if self.tell() == 0:
+                sshd_server.kill_connections()
+            return super().write(b)
+
+    with pytest.raises(ConnectionLost):
+        t.get(str(bank / "outgoing"), "R.ach", KillAfterFirstPiece(), size=64 << 20)
+    assert not t.connected
+    t.close()
 
 
 def test_listing_leaves_out_folders(sshd_server, bank):
