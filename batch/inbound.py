@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from .delivery import _private_dirs, run_lock
+from .fsutil import DurableCopies
 from .fsutil import fsync_dir as _fsync_dir
 from .models import InboundFile, utcnow
 from .fsutil import write_atomic
@@ -224,11 +225,18 @@ def fetch_files(
                 if entry.name.startswith(".") or not matches(entry.name, policy.pattern):
                     continue
                 fetched = None
-                for attempt in retrying():
-                    with attempt:
-                        transport.connect()
-                        fetched = _fetch_one(sessions, transport, policy, source, entry, inbox, archive_dir, pgp,
-                                             step, result)
+                try:
+                    for attempt in retrying():
+                        with attempt:
+                            transport.connect()
+                            fetched = _fetch_one(sessions, transport, policy, source, entry, inbox, archive_dir,
+                                                 pgp, step, result)
+                except OSError as e:  # our disk (inbox or archive): full, read-only, I/O error
+                    result.files.append(FetchedFile(
+                        entry.name, entry.size, "failed",
+                        error=(f"{entry.name}: cannot keep a local copy under {inbox} or {archive_dir}: "
+                               f"{e.strerror or e}; it stays at the bank for the next run")))
+                    break  # the next files would meet the same local problem
                 result.files.append(fetched)
         except BankUnreachable as e:
             result.unreachable = str(e)
@@ -260,7 +268,8 @@ def _fetch_one(sessions, transport: Transport, policy: InboundPolicy, source: st
             ff.remote_archived = _archive_remote(sessions, transport, policy, ff.inbound_id, entry, result)
         return ff
 
-    # Download to a temporary inbox file, hashing on the way.
+    # Download to a temporary inbox file and, at the same time, to the temporary archive copy,
+    # hashing on the way; both are written back to disk during the transfer (DurableCopies).
     tmp = inbox / f"{_TMP}{entry.name}.{os.getpid()}"
     day = datetime.now(timezone.utc).strftime("%Y%m%d")
     arch_dir = archive_dir / "received" / day
@@ -268,10 +277,13 @@ def _fetch_one(sessions, transport: Transport, policy: InboundPolicy, source: st
     arch_tmp = arch_dir / f"{_TMP}{entry.name}.{os.getpid()}"
     h = hashlib.sha256()
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb", buffering=0) as f:
-            n = transport.get(folder, entry.name, f, hasher=h, size=entry.size)
-            os.fsync(f.fileno())
+        copies = DurableCopies([tmp, arch_tmp])
+        try:
+            n = transport.get(folder, entry.name, copies, hasher=h, size=entry.size)
+        except BaseException:
+            copies.close(sync=False)
+            raise
+        copies.close()
         step("downloaded", entry.name)
         after = transport.stat(folder, entry.name)
         if n != entry.size or after is None or (after.size, after.mtime) != (entry.size, entry.mtime):
@@ -303,7 +315,6 @@ def _fetch_one(sessions, transport: Transport, policy: InboundPolicy, source: st
 
         # The local archive copy of the bytes received is in place before the ledger row points to it.
         arch = arch_dir / f"{sha[:12]}-{entry.name}"
-        _copy_file(tmp, arch_tmp)
         os.replace(arch_tmp, arch)
         _fsync_dir(arch_dir)
 
@@ -387,29 +398,3 @@ def _free_local_name(s: Session, inbox: Path, name: str, sha: str) -> str:
 def _head(path: Path, n: int = 64) -> bytes:
     with open(path, "rb") as f:
         return f.read(n)
-
-
-def _copy_file(src: Path, dst: Path) -> None:
-    """Copy inside the kernel (copy_file_range: no trip through Python), mode 0600, fsynced."""
-    with open(src, "rb") as fin:
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            size = os.fstat(fin.fileno()).st_size
-            done = 0
-            try:
-                while done < size:
-                    n = os.copy_file_range(fin.fileno(), fd, size - done)
-                    if n == 0:
-                        break
-                    done += n
-            except OSError:
-                done = -1
-            if done != size:  # not supported here: copy through user space
-                os.lseek(fd, 0, os.SEEK_SET)
-                os.ftruncate(fd, 0)
-                fin.seek(0)
-                while chunk := fin.read(1 << 20):
-                    os.write(fd, chunk)
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -607,7 +607,10 @@ class SftpTransport(Transport):
         def consume(chunk) -> None:
             if hasher is not None:
                 hasher.update(chunk)
-            sink.write(chunk)
+            try:
+                sink.write(chunk)
+            except OSError as e:  # our own disk, not the bank: passed on as it is, below
+                raise _LocalWriteError(e) from None
 
         def go(s):
             with s.open(path, "rb") as f:
@@ -619,7 +622,10 @@ class SftpTransport(Transport):
                                           consume)
             return n
 
-        return self._call("download of", path, go)
+        try:
+            return self._call("download of", path, go)
+        except _LocalWriteError as e:
+            raise e.error from None
 
     def rename(self, folder: str, src: str, dst_folder: str, dst: str) -> None:
         a, b = self.path(folder, src), self.path(dst_folder, dst)
@@ -646,6 +652,15 @@ class SftpTransport(Transport):
                 pass
 
         self._call("removal of", path, go)
+
+
+class _LocalWriteError(Exception):
+    """A download's local sink failed (disk full, I/O error): not a bank error, never classified as
+    one; `get` raises the OSError itself."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
 
 
 class _Replies:

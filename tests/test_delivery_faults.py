@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from batch.config import Settings
 from batch.inbound import pending_inbound
 from sshd import add_built_file, nacha_like, sshd_server  # noqa: F401 - fixture
 from test_delivery import Env, achbatch, cli_env, ledger  # noqa: F401 - fixture
@@ -269,6 +270,29 @@ def test_server_killed_mid_download_then_the_next_fetch_gets_it_once(sshd_server
     r = achbatch(cfg, "returns", "fetch")
     assert r.returncode == 0, r.stderr
     assert os.listdir(inbox) == ["BIGRET.ach"] and (inbox / "BIGRET.ach").read_bytes() == data
+    assert len(pending_inbound(sessions)) == 1
+
+
+def test_local_disk_full_during_fetch_is_ours_named_and_the_file_waits_at_the_bank(sshd_server, sessions, tmp_path,
+                                                                                   small_disk):
+    """Our inbox and archive on a 4 MiB tmpfs: a 3 MB return file (two local copies) does not fit.
+    The error names our folder, not the bank; nothing is recorded or left half-written; once space
+    is back the next fetch receives the file once."""
+    env = Env(tmp_path, sshd_server)
+    data = nacha_like(3_000_000, seed=11)
+    (env.bank / "outgoing" / "RET.ach").write_bytes(data)
+    st = Settings.model_validate({"bank": env.bank_section(), "paths": {"data_dir": str(small_disk)}})
+    r = env.fetch(sessions, settings=st)
+    (f,) = r.files
+    assert f.outcome == "failed" and str(small_disk) in f.error and "No space left" in f.error, f.error
+    assert "stays at the bank" in f.error and r.unreachable is None
+    assert pending_inbound(sessions) == []
+    leftovers = [p for p in small_disk.rglob("*") if p.is_file()]
+    assert leftovers == [], leftovers
+    assert (env.bank / "outgoing" / "RET.ach").read_bytes() == data
+    subprocess.run(["umount", str(small_disk)], check=True)  # space is back
+    (f,) = env.fetch(sessions, settings=st).files
+    assert f.outcome == "received" and (small_disk / "inbox" / "RET.ach").read_bytes() == data
     assert len(pending_inbound(sessions)) == 1
 
 

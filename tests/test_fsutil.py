@@ -1,0 +1,64 @@
+"""Durable local writes (batch/fsutil.py)."""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import pytest
+
+from batch import fsutil
+from batch.fsutil import DurableCopies, write_atomic
+
+
+def test_durable_copies_write_the_same_bytes_to_every_file_private(tmp_path):
+    paths = [tmp_path / "inbox.tmp", tmp_path / "archive.tmp"]
+    c = DurableCopies(paths, kick=64 << 10)  # write-back kicked many times
+    pieces = [os.urandom(n) for n in (1, 100_000, 70_000, 0, 300_001)]
+    for p in pieces:
+        assert c.write(memoryview(p)) == len(p)
+    c.close()
+    for p in paths:
+        assert p.read_bytes() == b"".join(pieces)
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    c.close()  # closing twice is harmless
+
+
+def test_a_background_write_back_error_is_raised_at_close(tmp_path, monkeypatch):
+    """Linux reports a write-back error once per open file: if the helper thread's fdatasync saw it,
+    the final fsync would not, so close() raises the helper's error. (The I/O error is simulated:
+    fdatasync is replaced; a real one needs a failing disk.)"""
+    def failing(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(fsutil.os, "fdatasync", failing)
+    c = DurableCopies([tmp_path / "a"], kick=10)
+    c.write(b"x" * 100)
+    with pytest.raises(OSError) as e:
+        c.close()
+    assert e.value.errno == errno.EIO
+    assert c.fds == []  # closed all the same
+
+
+def test_abandoned_copies_close_without_syncing(tmp_path, monkeypatch):
+    c = DurableCopies([tmp_path / "a", tmp_path / "b"], kick=1 << 30)
+    c.write(b"partial")
+    synced = []
+    monkeypatch.setattr(fsutil.os, "fsync", lambda fd: synced.append(fd))
+    c.close(sync=False)
+    assert synced == [] and c.fds == []
+
+
+def test_an_unopenable_path_leaves_no_descriptor_open(tmp_path):
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(FileNotFoundError):
+        DurableCopies([tmp_path / "a", tmp_path / "missing" / "b"])
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_write_atomic_replaces_whole_and_private(tmp_path):
+    p = tmp_path / "m.prom"
+    write_atomic(p, b"one")
+    write_atomic(p, b"two two")
+    assert p.read_bytes() == b"two two" and stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert sorted(os.listdir(tmp_path)) == ["m.prom"]
