@@ -8,7 +8,10 @@ database on the server of $ACHBATCH_TEST_PG_URL, default postgresql+psycopg://po
 dropped afterwards), starts a private OpenSSH server on
 127.0.0.1 (tests/sshd.py; needs /usr/sbin/sshd), then for each round:
   * plain paramiko: connect (SSHClient, pinned host key), SFTPClient.putfo of the bytes, getfo into
-    memory; paramiko's defaults otherwise. Connecting is timed with the put, as it is in `send`;
+    memory; paramiko's defaults otherwise (aes128-ctr + hmac-sha2-256). Connecting is timed with
+    the put, as it is in `send`; the get reuses the connection (a `fetch` connects: it pays that
+    too). Then the same again offering only aes128-gcm, the cipher achbatch negotiates, so that the
+    difference the cipher makes can be told from the rest;
   * achbatch: `send_files` (ledger, decrypt and sha256 check of the stored bytes, list, upload to a
     temporary name, size check, rename, confirm, local archive copy) and `fetch_files` (list,
     download to the inbox with sha256 on the way, re-stat, archive copy, ledger).
@@ -75,15 +78,24 @@ def build_file(entries: int) -> bytes:
     return sink.getvalue().encode("ascii")
 
 
-def plain_paramiko(server, data: bytes, remote: str) -> tuple[float, float]:
+GCM = "aes128-gcm@openssh.com"
+
+
+def plain_paramiko(server, data: bytes, remote: str, *, cipher: str | None = None) -> tuple[float, float, str]:
+    """putfo then getfo; returns their times and the cipher negotiated. `cipher`: the only one
+    offered (paramiko's `disabled_algorithms`), else paramiko's defaults."""
     import paramiko
 
+    disabled = None
+    if cipher:
+        disabled = {"ciphers": [c for c in paramiko.Transport._preferred_ciphers if c != cipher]}
     t0 = time.perf_counter()
     c = paramiko.SSHClient()
     c.load_host_keys(str(server.known_hosts))
     c.set_missing_host_key_policy(paramiko.RejectPolicy())
     c.connect("127.0.0.1", server.port, server.user, key_filename=str(server.client_key), allow_agent=False,
-              look_for_keys=False, timeout=30)
+              look_for_keys=False, timeout=30, disabled_algorithms=disabled)
+    negotiated = c.get_transport().local_cipher
     try:
         sftp = c.open_sftp()
         sftp.putfo(io.BytesIO(data), remote)
@@ -96,7 +108,7 @@ def plain_paramiko(server, data: bytes, remote: str) -> tuple[float, float]:
         sftp.remove(remote)
     finally:
         c.close()
-    return put, get
+    return put, get, negotiated
 
 
 def transport_only(settings, data: bytes, folder: str, local: Path) -> tuple[float, float]:
@@ -176,12 +188,16 @@ def main() -> None:
                                          verify_read_back=args.read_back),
             "paths": {"data_dir": str(tmp / "data")}})
 
-        results = {"plain put": [], "plain get": [], "achbatch send": [], "achbatch fetch": [],
-                   "transport upload": [], "transport download": []}
+        results = {"plain put": [], "plain get": [], "plain put gcm": [], "plain get gcm": [], "achbatch send": [],
+                   "achbatch fetch": [], "transport upload": [], "transport download": []}
+        ciphers = {}
         for rnd in range(args.rounds):
-            put, get = plain_paramiko(server, data, str(bank / "incoming" / "plain.ach"))
+            put, get, ciphers["plain"] = plain_paramiko(server, data, str(bank / "incoming" / "plain.ach"))
             results["plain put"].append(put)
             results["plain get"].append(get)
+            put, get, _ = plain_paramiko(server, data, str(bank / "incoming" / "plain.ach"), cipher=GCM)
+            results["plain put gcm"].append(put)
+            results["plain get gcm"].append(get)
 
             up, down = transport_only(settings, data, str(bank / "incoming"), tmp / "download.bin")
             results["transport upload"].append(up)
@@ -216,10 +232,15 @@ def main() -> None:
             assert fr.files[0].sha256 == hashlib.sha256(data).hexdigest()
             results["achbatch fetch"].append(fetch_s)
             (bank / "outgoing" / "RET.ach").unlink()
-            print(f"round {rnd + 1}: plain put {mb / put:6.1f} MB/s, get {mb / get:6.1f} MB/s | "
+            last = {k: v[-1] for k, v in results.items()}
+            print(f"round {rnd + 1}: plain put {mb / last['plain put']:6.1f} MB/s, get {mb / last['plain get']:6.1f} "
+                  f"MB/s (gcm: {mb / last['plain put gcm']:6.1f}, {mb / last['plain get gcm']:6.1f}) | "
                   f"transport upload {mb / up:6.1f}, download {mb / down:6.1f} | "
                   f"achbatch send {mb / send_s:6.1f} MB/s, fetch {mb / fetch_s:6.1f} MB/s", flush=True)
         engine.dispose()
+        with transport_from_settings(settings) as t:
+            t.connect()
+            ciphers["achbatch"] = t._t.local_cipher
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -230,11 +251,14 @@ def main() -> None:
     print()
     print(f"best of {args.rounds} ({mb:.1f} MB, ledger on {args.db}"
           f"{', read-back verification on' if args.read_back else ''}):")
+    print(f"  ciphers: plain paramiko (its defaults) {ciphers.get('plain')}, achbatch {ciphers.get('achbatch')}; "
+          f"'plain ... gcm' is plain paramiko offering only {GCM}")
     for a, b in (("plain put", "transport upload"), ("plain get", "transport download"),
-                 ("plain put", "achbatch send"), ("plain get", "achbatch fetch")):
+                 ("plain put", "achbatch send"), ("plain get", "achbatch fetch"),
+                 ("plain put gcm", "achbatch send"), ("plain get gcm", "achbatch fetch")):
         ratio = best[a] / best[b]
         verdict = "within" if ratio <= 1.2 else "OUTSIDE"
-        print(f"  {b:18s} {best[b]:7.1f} MB/s   {a:10s} {best[a]:7.1f} MB/s   ratio {ratio:.2f} "
+        print(f"  {b:18s} {best[b]:7.1f} MB/s   {a:13s} {best[a]:7.1f} MB/s   ratio {ratio:.2f} "
               f"({verdict} the 1.2x target)")
 
 
