@@ -276,9 +276,9 @@ def rotate(session_factory: Callable, keyring: Keyring, *, batch_size: int = 500
 
     result = RotationResult()
     # Files one per transaction: each holds a whole NACHA file (about 100 MB for a million entries).
-    for model, key, attr, context, per_batch in (
-            (BankAccount, BankAccount.id, "account_number_enc", ACCOUNT_CONTEXT, batch_size),
-            (NachaFileContent, NachaFileContent.file_id, "content_enc", FILE_CONTEXT, 1)):
+    for label, model, key, attr, context, per_batch in (
+            ("bank_accounts", BankAccount, BankAccount.id, "account_number_enc", ACCOUNT_CONTEXT, batch_size),
+            ("nacha_files", NachaFileContent, NachaFileContent.file_id, "content_enc", FILE_CONTEXT, 1)):
         last_id = 0
         while True:
             with session_factory() as session, session.begin():
@@ -304,8 +304,6 @@ def rotate(session_factory: Callable, keyring: Keyring, *, batch_size: int = 500
                         result.files_reencrypted += 1
                     setattr(row, attr, keyring.encrypt(plain, context))
                 last_id = getattr(rows[-1], key.key)
-            if progress and model is BankAccount:
-                progress("bank_accounts", result.accounts_checked)
-            elif progress:
-                progress("nacha_files", result.files_checked)
+            if progress:
+                progress(label, result.accounts_checked if model is BankAccount else result.files_checked)
     return result

@@ -622,13 +622,6 @@ class _SendRun:
             written[1].unlink(missing_ok=True)
 
 
-@dataclass(frozen=True)
-class _StoredFile:
-    file_name: str
-    sha256: str
-    content_enc: bytes | None
-
-
 def _stored_bytes(s: Session, keyring: Keyring, row: NachaFile) -> bytes:
     """stored_bytes() of the file (decrypted, checked against its sha256). On PostgreSQL the large
     bytea is read with psycopg's binary protocol, three to four times faster than the hex text
@@ -638,8 +631,8 @@ def _stored_bytes(s: Session, keyring: Keyring, row: NachaFile) -> bytes:
         with dbapi.cursor(binary=True) as cur:
             cur.execute("SELECT content_enc FROM nacha_file_contents WHERE file_id = %s", (row.id,))
             got = cur.fetchone()
-            content = bytes(got[0]) if got else None
-        return stored_bytes(keyring, _StoredFile(row.file_name, row.sha256, content))
+        if got is not None:
+            return stored_bytes(keyring, row, bytes(got[0]))
     return stored_bytes(keyring, row)
 
 

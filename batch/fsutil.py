@@ -3,6 +3,8 @@ the target, fsynced, renamed into place, the folder fsynced."""
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import suppress
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"  # temporary names start with this (the steps clean up `.tmp-*` after a crash)
@@ -15,9 +17,8 @@ def fsync_dir(d: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -43,7 +44,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> Path:
 
 
 class DurableCopies:
-    """Write the same bytes to several new files (mode `mode`) and make them durable at `close()`.
+    """Write the same bytes to several new files (mode `mode`) and make them durable at `close()`;
+    as a context manager, closed at the end of the block (abandoned, not synced, on an exception).
 
     While the bytes arrive, a helper thread asks the kernel to write back what is there every
     `kick` bytes (fdatasync), so the disk works during a long transfer instead of after it and the
@@ -74,8 +76,6 @@ class DurableCopies:
                 done += os.write(fd, mv[done:])
         self._pending += len(mv)
         if self._pending >= self._kick and (self._thread is None or not self._thread.is_alive()):
-            import threading
-
             self._pending = 0
             self._thread = threading.Thread(target=self._write_back, name="achbatch-writeback", daemon=True)
             self._thread.start()
@@ -101,10 +101,14 @@ class DurableCopies:
         finally:
             self._close_fds()
 
+    def __enter__(self) -> "DurableCopies":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(sync=exc_type is None)
+
     def _close_fds(self) -> None:
         fds, self.fds = self.fds, []
         for fd in fds:
-            try:
+            with suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass

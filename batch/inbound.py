@@ -31,10 +31,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from .delivery import _private_dirs, run_lock
-from .fsutil import DurableCopies
+from .fsutil import DurableCopies, write_atomic
 from .fsutil import fsync_dir as _fsync_dir
 from .models import InboundFile, utcnow
-from .fsutil import write_atomic
 from .pgp import PGP_SUFFIXES, Pgp, PgpError
 from .transport import (
     BankUnreachable,
@@ -277,13 +276,8 @@ def _fetch_one(sessions, transport: Transport, policy: InboundPolicy, source: st
     arch_tmp = arch_dir / f"{_TMP}{entry.name}.{os.getpid()}"
     h = hashlib.sha256()
     try:
-        copies = DurableCopies([tmp, arch_tmp])
-        try:
+        with DurableCopies([tmp, arch_tmp]) as copies:
             n = transport.get(folder, entry.name, copies, hasher=h, size=entry.size)
-        except BaseException:
-            copies.close(sync=False)
-            raise
-        copies.close()
         step("downloaded", entry.name)
         after = transport.stat(folder, entry.name)
         if n != entry.size or after is None or (after.size, after.mtime) != (entry.size, entry.mtime):

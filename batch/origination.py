@@ -556,11 +556,13 @@ def _repair_outbox(s: Session, keyring: Keyring, outbox: Path) -> list[str]:
     return repaired
 
 
-def stored_bytes(keyring: Keyring, row: NachaFile) -> bytes:
-    """A built file's bytes as recorded at origination, checked against its sha256."""
-    if row.content_enc is None:
+def stored_bytes(keyring: Keyring, row: NachaFile, content_enc: bytes | None = None) -> bytes:
+    """A built file's bytes as recorded at origination, checked against its sha256. `content_enc`:
+    the file's stored ciphertext when the caller read it itself (else `row.content_enc` loads it)."""
+    blob = row.content_enc if content_enc is None else content_enc
+    if blob is None:
         raise OriginationError(f"{row.file_name}: its stored bytes are missing")
-    data = keyring.decrypt(row.content_enc, FILE_CONTEXT)
+    data = keyring.decrypt(blob, FILE_CONTEXT)
     if hashlib.sha256(data).hexdigest() != row.sha256:
         raise OriginationError(f"{row.file_name}: stored bytes do not match the recorded sha256")
     return data

@@ -616,11 +616,10 @@ class SftpTransport(Transport):
             with s.open(path, "rb") as f:
                 f.MAX_REQUEST_SIZE = self.request_size
                 total = size if size is not None else f.stat().st_size
-                # No read past `total` to look for the end: a reply that small waits about 40 ms for
-                # a delayed acknowledgement (sshd leaves Nagle on), longer than a 1 MB file takes.
-                n, _eof = _read_pipelined(s, f, total, self.request_size, max(2, WINDOW_SIZE // self.request_size),
-                                          consume)
-            return n
+                # No read past `total` to look for the end (one more round trip): the caller
+                # re-checks the file's size and time.
+                return _read_pipelined(s, f, total, self.request_size, max(2, WINDOW_SIZE // self.request_size),
+                                       consume)
 
         try:
             return self._call("download of", path, go)
@@ -674,28 +673,20 @@ class _Replies:
         self.got[num] = (t, msg)
 
 
-def _read_pipelined(sftp, f, size: int, request: int, depth: int, consume: Callable[[bytes], None]
-                    ) -> tuple[int, bool]:
+def _read_pipelined(sftp, f, size: int, request: int, depth: int, consume: Callable[[bytes], None]) -> int:
     """Read the first `size` bytes of the open remote file `f` in order, with up to `depth` read
-    requests in flight, all from this thread; `consume` gets each piece. Returns (bytes read, end of
-    file seen). A short reply is completed by a plain read before anything later is consumed.
+    requests in flight, all from this thread; `consume` gets each piece. Returns the bytes read
+    (fewer at the end of the file). A short reply is completed by a plain read before anything later
+    is consumed.
 
     Not paramiko's prefetch: it issues its requests from a second thread and takes a moment with no
     request outstanding for the end of the file, then falls back to one round trip per read while
     the rest of the file piles up in a list it rescans at every read (seen here on a 20 MB download:
-    10.6 MB/s instead of 147, once in 60 runs; plain getfo once in 12 runs at 4.7 MB/s). It also
-    costs about 50 ms per file, whatever its size. This uses paramiko's request machinery
-    (`_async_request`, `_read_response`, as `_wait_for_writes` does); a paramiko without it gets
-    its prefetch."""
+    10.6 MB/s instead of 147, once in 60 runs; plain getfo once in 12 runs at 4.7 MB/s). This uses
+    paramiko's request machinery (`_async_request`, `_read_response`, as `_wait_for_writes` does;
+    pyproject keeps paramiko below 6)."""
     from paramiko.sftp import CMD_DATA, CMD_READ, CMD_STATUS, int64
 
-    if not (hasattr(sftp, "_async_request") and hasattr(sftp, "_read_response") and hasattr(f, "handle")):
-        f.prefetch(size)
-        n = 0
-        while n < size and (chunk := f.read(min(request, size - n))):
-            consume(chunk)
-            n += len(chunk)
-        return n, n < size
     replies = _Replies()
     inflight: deque[tuple[int, int, int]] = deque()  # (request number, offset, length)
     ask = done = 0
@@ -706,7 +697,7 @@ def _read_pipelined(sftp, f, size: int, request: int, depth: int, consume: Calla
             inflight.append((sftp._async_request(replies, CMD_READ, f.handle, int64(ask), int(length)), ask, length))
             ask += length
         if not inflight:
-            return done, eof
+            return done
         num, offset, length = inflight.popleft()
         while num not in replies.got:
             sftp._read_response()  # one reply, handed to whoever asked
@@ -755,10 +746,7 @@ def _prefer_key_types(t, pins: list[Pin]) -> None:
         elif p.key_type:
             wanted.append(p.key_type)
     opts = t.get_security_options()
-    current = list(opts.key_types)
-    first = [k for k in dict.fromkeys(wanted) if k in current]
-    if first:
-        opts.key_types = tuple(first + [k for k in current if k not in first])
+    opts.key_types = _first(wanted, opts.key_types)
 
 
 def _prefer_aead_ciphers(t) -> None:
@@ -768,9 +756,14 @@ def _prefer_aead_ciphers(t) -> None:
     allowed for servers without it. Measured on 95 MB to a local OpenSSH: our upload 112-127 MB/s
     with aes128-ctr, 131-138 MB/s with aes128-gcm."""
     opts = t.get_security_options()
-    current = list(opts.ciphers)
-    first = [c for c in ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com") if c in current]
-    opts.ciphers = tuple(first + [c for c in current if c not in first])
+    opts.ciphers = _first(["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"], opts.ciphers)
+
+
+def _first(wanted: list[str], current) -> tuple[str, ...]:
+    """`current` (paramiko's offer) with those of `wanted` it has moved to the front, in `wanted`'s
+    order; nothing is added or removed."""
+    first = [k for k in dict.fromkeys(wanted) if k in current]
+    return tuple(first + [k for k in current if k not in first])
 
 
 def _brief(e: BaseException) -> str:

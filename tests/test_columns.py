@@ -284,19 +284,7 @@ def runs_of(draw, code):
     chars = st.sampled_from(EDIT_CHARS + "X1")
     for i, c, ch in draw(st.lists(st.tuples(st.integers(0, n - 1), column, chars), max_size=2)):
         lines[i] = lines[i][:c] + ch + lines[i][c + 1:]
-    fh = FILE_HEADER.make(immediate_destination=" 021000021", immediate_origin="1234567890",
-                          file_creation_date="261130", file_creation_time="2300", file_id_modifier="A",
-                          immediate_destination_name="BANK", immediate_origin_name="CONNECTOR")
-    bh = BATCH_HEADER.make(service_class_code="200", company_name=fmt.company_name or "HEALTH CONNECT",
-                           company_identification="1234567890", standard_entry_class_code=code,
-                           company_entry_description=fmt.entry_description or "PREMIUM",
-                           effective_entry_date="" if fmt.effective_date_blank else "261201",
-                           originator_status_code="1", originating_dfi_identification=ODFI, batch_number=1)
-    bc = BATCH_CONTROL.make(service_class_code="200", company_identification="1234567890",
-                            originating_dfi_identification=ODFI, batch_number=1)
-    fc = FILE_CONTROL.make()
-    body = [FILE_HEADER.format(fh), BATCH_HEADER.format(bh)] + lines + [BATCH_CONTROL.format(bc), FILE_CONTROL.format(fc)]
-    return "".join(ln + "\n" for ln in body)
+    return _wrap(code, lines)
 
 
 @pytest.mark.parametrize("code", RUN_FORMATS)
@@ -307,8 +295,8 @@ def test_runs_of_every_supported_layout_read_the_same_both_ways(code, data):
 
 
 def clean_run(code: str, n: int = 12) -> str:
-    """A batch of n entries of this SEC code that the record path finds clean, when the format
-    allows that without addenda."""
+    """The lines of a batch of n entries of this SEC code that the record path finds clean, when
+    the format allows that without addenda."""
     fmt = _sec.sec_format(code)
     layout = fmt.entry
     if fmt.tx_codes:

@@ -110,14 +110,7 @@ def downgrade_to(url: str, revision: str) -> None:
 
     from batch.db import alembic_config
 
-    engine = make_engine(url)
-    try:
-        cfg = alembic_config(url)
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, revision)
-    finally:
-        engine.dispose()
+    command.downgrade(alembic_config(url), revision)  # the migrations' env opens the database itself
 
 
 def test_schema_check_before_upgrade(db_url):

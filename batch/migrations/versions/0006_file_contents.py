@@ -30,9 +30,12 @@ def _id() -> sa.types.TypeEngine:
     return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+def _dialect() -> str:
+    return op.get_bind().dialect.name
+
+
 def _check_sqlite() -> None:
-    bind = op.get_bind()
-    if bind.dialect.name == "sqlite":
+    if _dialect() == "sqlite":
         import sqlite3
 
         if sqlite3.sqlite_version_info < (3, 35, 0):
@@ -50,7 +53,7 @@ def upgrade() -> None:
                                 name="fk_nacha_file_contents_file_id_nacha_files"),
         sa.PrimaryKeyConstraint("file_id", name="pk_nacha_file_contents"),
     )
-    if op.get_bind().dialect.name == "postgresql":
+    if _dialect() == "postgresql":
         op.execute("ALTER TABLE nacha_file_contents ALTER COLUMN content_enc SET STORAGE EXTERNAL")
     op.execute("INSERT INTO nacha_file_contents (file_id, content_enc) SELECT id, content_enc FROM nacha_files")
     op.execute("ALTER TABLE nacha_files DROP COLUMN content_enc")
@@ -58,7 +61,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     _check_sqlite()
-    pg = op.get_bind().dialect.name == "postgresql"
+    pg = _dialect() == "postgresql"
     # NOT NULL as before; SQLite can add such a column only with a default (it stays, harmless).
     op.execute("ALTER TABLE nacha_files ADD COLUMN content_enc "
                + ("BYTEA NOT NULL DEFAULT '\\x'::bytea" if pg else "BLOB NOT NULL DEFAULT X''"))
