@@ -472,7 +472,12 @@ RETURN_KINDS = ("return", "dishonored", "contested")
 RETURN_STATUSES = ("applied", "dishonored")
 NOC_STATUSES = ("applied", "unchanged", "noted", "refused", "rejected")
 REVIEW_STATUSES = ("open", "resolved")
-COVERAGE_STATUSES = ("ok", "not_started", "past_due", "termination_pending", "terminated")
+# at_risk (migration 0007): a premium's payment was returned and no replacement has cleared yet,
+# before any delinquency status applies (reference §5.4).
+COVERAGE_STATUSES = ("ok", "at_risk", "not_started", "past_due", "termination_pending", "terminated")
+# What a review item is about (migration 0007): an entry of a bank file (file + line), one of our
+# payments, a line of a bank statement, or a name in the bank's folder.
+REVIEW_SUBJECTS = ("file", "payment", "statement_line", "remote_name")
 NOTICE_KINDS = ("returned_payment", "past_due_warning", "termination_warning", "coverage_not_started",
                 "coverage_terminated")
 
@@ -588,25 +593,37 @@ class AccountChange(Base):
 
 
 class ReviewItem(Base):
-    """An entry of a bank file that was not applied automatically (unknown trace number, amount or
-    account mismatch, duplicate return, ...): the ops review list. Never silently dropped."""
+    """Something a person must decide, never silently dropped: an entry of a bank file that was not
+    applied automatically (unknown trace number, amount or account mismatch, a return code for
+    review, ...), a payment held back or collected twice (`double_collection`: `payment_id` and
+    `related_payment_id`), a bank statement line, a bad remote name. `subject` says which; an item
+    about a bank file names its file and line. `dedupe_key`, when set, is unique: a re-run does not
+    open the same item twice."""
 
     __tablename__ = "review_items"
     __table_args__ = (
+        UniqueConstraint("dedupe_key"),
         CheckConstraint(_in("status", REVIEW_STATUSES), name="status"),
+        CheckConstraint(_in("subject", REVIEW_SUBJECTS), name="subject"),
+        CheckConstraint("subject <> 'file' OR (return_file_id IS NOT NULL AND line IS NOT NULL)", name="file_line"),
         Index("ix_review_items_status", "status"),
+        Index("ix_review_items_payment_id", "payment_id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    return_file_id: Mapped[int] = mapped_column(Id, ForeignKey("return_files.id"))
-    line: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(24))
-    code: Mapped[str] = mapped_column(String(3))  # return or change code
-    original_trace_number: Mapped[str] = mapped_column(String(15))
-    trace_number: Mapped[str] = mapped_column(String(15))  # the return/NOC entry's own trace
+    subject: Mapped[str] = mapped_column(String(16), default="file")
+    subject_ref: Mapped[str | None] = mapped_column(String(300), default=None)
+    return_file_id: Mapped[int | None] = mapped_column(Id, ForeignKey("return_files.id"), default=None)
+    line: Mapped[int | None] = mapped_column(Integer, default=None)
+    code: Mapped[str | None] = mapped_column(String(3), default=None)  # return or change code
+    original_trace_number: Mapped[str | None] = mapped_column(String(15), default=None)
+    trace_number: Mapped[str | None] = mapped_column(String(15), default=None)  # the bank entry's own trace
     amount_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     expected_amount_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)
     payment_id: Mapped[int | None] = mapped_column(Id, ForeignKey("payments.id"), default=None)
+    related_payment_id: Mapped[int | None] = mapped_column(Id, ForeignKey("payments.id"), default=None)
+    dedupe_key: Mapped[str | None] = mapped_column(String(120), default=None)
     detail: Mapped[str] = mapped_column(String(300))
     status: Mapped[str] = mapped_column(String(8), default="open")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -681,12 +698,20 @@ class Notice(Base):
 Index("ix_payments_retry_of_id", Payment.__table__.c.retry_of_id,
       postgresql_where=text("retry_of_id IS NOT NULL"), sqlite_where=text("retry_of_id IS NOT NULL"))
 Index("ix_payments_bank_account_id", Payment.__table__.c.bank_account_id)
+# At most one open re-presentment (pending, in a file, sent) per original payment (migration 0007):
+# two cannot coexist whatever the application does.
+OPEN_RETRY_STATES = ("pending", "in_file", "sent")
+Index("ux_payments_open_retry", Payment.__table__.c.retry_of_id, unique=True,
+      postgresql_where=text("retry_of_id IS NOT NULL AND state IN ('pending', 'in_file', 'sent')"),
+      sqlite_where=text("retry_of_id IS NOT NULL AND state IN ('pending', 'in_file', 'sent')"))
+# Imports find an account a NOC corrected by the keyed hash of the number it had before.
+Index("ix_account_changes_old_account_hash", AccountChange.__table__.c.old_account_hash)
 Index("ix_autopay_mandates_bank_account_id", AutopayMandate.__table__.c.bank_account_id)
 
 __all__ += [
     "AccountChange", "CoverageFlag", "Notice", "PaymentEvent", "PaymentReturn", "ReturnFile", "ReviewItem",
     "RETURN_FILE_STATUSES", "RETURN_KINDS", "RETURN_STATUSES", "NOC_STATUSES", "REVIEW_STATUSES",
-    "COVERAGE_STATUSES", "NOTICE_KINDS",
+    "COVERAGE_STATUSES", "NOTICE_KINDS", "REVIEW_SUBJECTS", "OPEN_RETRY_STATES",
 ]
 # (end of returns section)
 

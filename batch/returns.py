@@ -610,7 +610,7 @@ class _Applier:
     def _review(self, it: _Item, kind: str, code: str, original_trace: str, detail: str,
                 expected: int | None = None, payment_id: int | None = None) -> None:
         self.reviews.append({
-            "return_file_id": self.rf.id, "line": it.line, "kind": kind, "code": code[:3],
+            "return_file_id": self.rf.id, "line": it.line, "subject": "file", "kind": kind, "code": code[:3],
             "original_trace_number": original_trace[:15], "trace_number": it.entry.trace_number[:15],
             "amount_cents": it.entry.amount if type(it.entry.amount) is int else 0,
             "expected_amount_cents": expected, "payment_id": payment_id, "detail": _cut(detail, 300),

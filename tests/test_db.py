@@ -105,6 +105,75 @@ def test_file_bytes_move_to_their_own_table_and_back(db_url):
         engine.dispose()
 
 
+def test_money_rules_migration_keeps_review_items_and_flags(db_url):
+    """Migration 0007 rebuilds review_items and coverage_flags on SQLite: existing items keep every
+    value (subject 'file'), flags keep their ids while notices refer to them, and the new rules hold:
+    an item about a file still needs its file and line, at most one open re-presentment per payment."""
+    upgrade(db_url, "0006_file_contents")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO return_files (id, sha256, file_name, status, processed_on, returns, nocs, "
+                              "applied, review_items, created_at) VALUES (1, :h, 'r.ach', 'applied', :d, 1, 0, 0, 1, :t)"),
+                         {"h": "a" * 64, "d": date(2026, 2, 2), "t": T0})
+            conn.execute(text("INSERT INTO review_items (id, return_file_id, line, kind, code, original_trace_number, "
+                              "trace_number, amount_cents, detail, status, created_at) VALUES (7, 1, 3, "
+                              "'unknown_trace', 'R01', '011000010000009', '091000010000001', 1234, 'no entry', "
+                              "'open', :t)"), {"t": T0})
+            conn.execute(text("INSERT INTO coverage_flags (id, member_id, plan_id, status, reason_code, reason, "
+                              "months_owed, amount_owed_cents, grace_month, grace_months, subsidy, assessed_on, "
+                              "last_assessed_on, current_key, created_at) VALUES (5, 'M1', 'P1', 'past_due', 'x', "
+                              "'why', 1, 100, 1, 3, 'aptc', :d, :d, 'M1|P1', :t)"), {"d": date(2026, 2, 2), "t": T0})
+            conn.execute(text("INSERT INTO notices (id, event_key, kind, member_id, plan_id, amount_owed_cents, "
+                              "file_name, notice_date, coverage_flag_id, created_at) VALUES (1, 'k', "
+                              "'past_due_warning', 'M1', 'P1', 100, 'n.html', :d, 5, :t)"), {"d": date(2026, 2, 2), "t": T0})
+        assert upgrade(db_url)[1] == head_revision()
+        with engine.begin() as conn:
+            row = conn.execute(text("SELECT subject, return_file_id, line, code, amount_cents, detail, status "
+                                    "FROM review_items WHERE id = 7")).one()
+            assert tuple(row) == ("file", 1, 3, "R01", 1234, "no entry", "open")
+            assert conn.execute(text("SELECT coverage_flag_id FROM notices")).scalar() == 5
+            assert conn.execute(text("SELECT status FROM coverage_flags WHERE id = 5")).scalar() == "past_due"
+            conn.execute(text("UPDATE coverage_flags SET status = 'at_risk' WHERE id = 5"))
+            conn.execute(text("INSERT INTO review_items (kind, subject, amount_cents, detail, status, created_at) "
+                              "VALUES ('double_collection', 'payment', 0, 'two debits', 'open', :t)"), {"t": T0})
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # an item about a file names it
+            conn.execute(text("INSERT INTO review_items (kind, subject, amount_cents, detail, status, created_at) "
+                              "VALUES ('unknown_trace', 'file', 0, 'x', 'open', :t)"), {"t": T0})
+        downgrade_to(db_url, "0006_file_contents")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM review_items")).scalar() == 1  # the file item
+            assert conn.execute(text("SELECT status FROM coverage_flags WHERE id = 5")).scalar() == "past_due"
+            assert conn.execute(text("SELECT coverage_flag_id FROM notices")).scalar() == 5
+    finally:
+        engine.dispose()
+
+
+def test_two_open_representments_of_one_payment_cannot_coexist(sessions, keyring):
+    """The database, not only the application, refuses a second open re-presentment (0007)."""
+    from batch.models import BankAccount as BA
+    with sessions() as s, s.begin():
+        acct = BA(routing_number="011000015", account_number_enc=keyring.encrypt_account("12345678"),
+                  account_hash=keyring.account_hash("011000015", "12345678"), last4="5678",
+                  account_type="checking", holder_name="A")
+        s.add(acct)
+        s.flush()
+        base = dict(channel="portal", member_id="M1", plan_id="P1", coverage_month=date(2026, 3, 1),
+                    amount_cents=100, bank_account_id=acct.id, submitted_at=T0, sec_code="WEB",
+                    payment_type_code="S", originate_on=date(2026, 2, 2))
+        orig = Payment(confirmation_id="C1", state="returned", **base)
+        s.add(orig)
+        s.flush()
+        retry = dict(base, channel="retry", retry_of_id=orig.id)
+        s.add(Payment(confirmation_id="RT-1-1", state="returned", retry_number=1, **retry))
+        s.add(Payment(confirmation_id="RT-1-2", state="sent", retry_number=2, **retry))
+    with pytest.raises(IntegrityError), sessions() as s, s.begin():
+        s.add(Payment(confirmation_id="RT-1-3", state="pending", retry_number=3, **retry))
+    with sessions() as s, s.begin():  # once the open one is returned, the next may open
+        s.execute(update(Payment).where(Payment.confirmation_id == "RT-1-2").values(state="returned"))
+        s.add(Payment(confirmation_id="RT-1-3", state="pending", retry_number=3, **retry))
+
+
 def downgrade_to(url: str, revision: str) -> None:
     from alembic import command
 
