@@ -1,12 +1,16 @@
-"""AutoPay scheduling: for each active mandate and each unpaid premium whose draft date has come,
-create one pull (a pending payment) for what is still owed.
+"""AutoPay scheduling: for each active mandate, one pull (a pending payment) for what is still owed
+on the premium currently due, once its draft date has come.
 
 The draft date is `premium_calendar.autopay_draft_date(due_date, lead_days)`: the pull settles on
 the last banking day on or before the due date (the 23rd of the month before coverage), earlier by
-`autopay_lead_days` banking days. A run that finds the draft date already passed creates the pull
-at once (it goes out in that day's file). `payments.autopay_premium_id` is unique, so no premium
-ever gets two pulls, whatever re-runs or concurrent runs happen. A premium already covered in full
-by pending, in-file, sent, settled or mail payments gets no pull.
+`autopay_lead_days` banking days. The premium currently due is the latest whose draft date has
+come (`debit_rules.current_due_date`): a run that finds its draft date passed while the host was
+down creates the pull at once, and earlier unpaid months are a backlog AutoPay never sweeps (the
+member pays those another way; the notices say so). `payments.autopay_premium_id` is unique, so
+no premium ever gets two pulls, whatever re-runs or concurrent runs happen. No pull for a premium
+already covered in full by pending, in-file, sent, settled or mail payments, due before the mandate
+was authorized, for coverage that cannot exist (a binder that lapsed unpaid, a month after a
+terminated policy's coverage end), or past the reinitiation limit (batch/debit_rules.py).
 """
 from __future__ import annotations
 
@@ -17,23 +21,28 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import debit_guard, debit_rules
 from .models import AutopayMandate, BankAccount, Payment, Premium
 from .premium_calendar import autopay_draft_date
 
-# Payments that count toward a premium being covered.
-COVERING_STATES = ("pending", "in_file", "sent", "settled", "paid")
+# Payments that count toward a premium being covered (one definition, in debit_rules).
+COVERING_STATES = debit_rules.COUNTING_STATES
 CHUNK = 5000
 
 
 @dataclass
 class AutopayResult:
     run_date: date
+    due_date: date | None = None  # the premiums currently due: the only ones pulled
     created: int = 0
     created_cents: int = 0
     already_scheduled: int = 0
     covered: int = 0  # premiums paid in full another way
     not_due_yet: int = 0
     account_blocked: int = 0
+    not_authorized: int = 0  # due before the mandate was authorized
+    refused: int = 0  # refused by the debit rules (coverage that cannot exist, reinitiation limit)
+    refusals: list[tuple[int, str]] = field(default_factory=list)  # (premium id, why), the first 1000
     pulls: list[int] = field(default_factory=list)  # payment ids created (first 1000)
 
 
@@ -41,11 +50,17 @@ def autopay_confirmation_id(premium_id: int) -> str:
     return f"AP-{premium_id}"
 
 
-def schedule_autopay(sessions: sessionmaker[Session], run_date: date, lead_banking_days: int = 0) -> AutopayResult:
-    """Create the AutoPay pulls due on or before `run_date`. Idempotent."""
+def schedule_autopay(sessions: sessionmaker[Session], run_date: date, lead_banking_days: int = 0,
+                     guard: debit_guard.GuardSettings | None = None) -> AutopayResult:
+    """Create the AutoPay pulls due on `run_date`. Idempotent. `guard`: the settings the debit rules
+    need (coverage rules, time zone)."""
+    guard = guard or debit_guard.GuardSettings()
+    tz = guard.tz
     res = AutopayResult(run_date)
-    # Draft dates are at most a few weeks before the due date: premiums due more than 60 days after
-    # the run date cannot be due yet, which bounds the scan.
+    due_now = debit_rules.current_due_date(run_date, lead_banking_days)
+    res.due_date = due_now
+    # Premiums normally fall due on the 23rd, so this is one due date; a premium with another due
+    # date between it and the next draft is pulled once its own draft date comes.
     horizon = run_date + timedelta(days=60)
     with sessions() as s, s.begin():
         last_id = 0
@@ -53,12 +68,12 @@ def schedule_autopay(sessions: sessionmaker[Session], run_date: date, lead_banki
             rows = s.execute(
                 select(Premium.id, Premium.member_id, Premium.plan_id, Premium.coverage_month,
                        Premium.amount_due_cents, Premium.due_date, AutopayMandate.bank_account_id,
-                       AutopayMandate.channel, BankAccount.status)
+                       AutopayMandate.channel, AutopayMandate.authorized_at, BankAccount.status)
                 .join(AutopayMandate, and_(AutopayMandate.member_id == Premium.member_id,
                                            AutopayMandate.plan_id == Premium.plan_id,
                                            AutopayMandate.status == "active"))
                 .join(BankAccount, BankAccount.id == AutopayMandate.bank_account_id)
-                .where((Premium.due_date <= horizon) & (Premium.id > last_id))
+                .where((Premium.due_date >= due_now) & (Premium.due_date <= horizon) & (Premium.id > last_id))
                 .order_by(Premium.id)
                 .limit(CHUNK)
             ).all()
@@ -68,8 +83,9 @@ def schedule_autopay(sessions: sessionmaker[Session], run_date: date, lead_banki
             ids = [r[0] for r in rows]
             scheduled = set(s.scalars(select(Payment.autopay_premium_id).where(Payment.autopay_premium_id.in_(ids))))
             paid = _covered_cents(s, rows)
-            new = []
-            for pid, member, plan, month, due_cents, due, account_id, channel, acct_status in rows:
+            wanted = []
+            for row in rows:
+                pid, member, plan, month, due_cents, due, account_id, channel, authorized_at, acct_status = row
                 if pid in scheduled:
                     res.already_scheduled += 1
                     continue
@@ -82,6 +98,23 @@ def schedule_autopay(sessions: sessionmaker[Session], run_date: date, lead_banki
                     continue
                 if acct_status != "active":
                     res.account_blocked += 1
+                    continue
+                auth_day = authorized_at.astimezone(tz).date()
+                if not debit_rules.authorized_for(due, auth_day).ok:
+                    res.not_authorized += 1
+                    continue
+                wanted.append((row, owed, auth_day))
+            cands = [debit_guard.Candidate(-row[0], "autopay", row[1], row[2], row[3], row[6]) for row, _o, _a in wanted]
+            refused = debit_guard.verdicts(s.connection(), cands, run_date, guard, exclude=frozenset(),
+                                           authorized={-row[0]: a for row, _o, a in wanted})
+            new = []
+            for row, owed, _a in wanted:
+                pid, member, plan, month, _due_cents, _due, account_id, channel, _at, _st = row
+                v = refused.get(-pid)
+                if v is not None:
+                    res.refused += 1
+                    if len(res.refusals) < 1000:
+                        res.refusals.append((pid, v.reason))
                     continue
                 web = channel == "web"
                 new.append({

@@ -42,7 +42,7 @@ from .models import CoverageFlag, Payment, PaymentEvent, PaymentReturn, Premium,
 
 __all__ = [
     "AT_RISK_STATUSES", "SUBSIDIZED", "AssessResult", "CoverageRules", "PaymentFact", "PremiumFact", "Standing",
-    "assess_coverage", "assess_policy", "months_later",
+    "assess_coverage", "assess_policy", "months_later", "policy_facts",
 ]
 
 SUBSIDIZED = ("aptc", "connectorcare")
@@ -305,15 +305,20 @@ def assess_coverage(sessions: sessionmaker[Session], as_of: date, rules: Coverag
     return res
 
 
-def _assess_chunk(conn, keys: list[tuple[str, str]], as_of: date, rules: CoverageRules, tz, res: AssessResult) -> None:
+def policy_facts(conn, keys: list[tuple[str, str]], tz: tzinfo | None = None, *,
+                 exclude_payment_ids: frozenset[int] = frozenset()
+                 ) -> dict[tuple[str, str], tuple[list[PremiumFact], list[PaymentFact]]]:
+    """The premiums and payments of each policy (member, plan) in `keys`, as assess_policy takes
+    them: one set of queries for the whole list. `exclude_payment_ids`: payments left out (a debit
+    whose own fate is being decided)."""
     wanted = set(keys)
     members = sorted({k[0] for k in keys})
-    premiums: dict[tuple, list[PremiumFact]] = defaultdict(list)
+    out: dict[tuple[str, str], tuple[list[PremiumFact], list[PaymentFact]]] = {k: ([], []) for k in keys}
     for m, p, month, cents, subsidy, binder, due in conn.execute(
             select(Premium.member_id, Premium.plan_id, Premium.coverage_month, Premium.amount_due_cents,
                    Premium.subsidy, Premium.binder, Premium.due_date).where(Premium.member_id.in_(members))):
         if (m, p) in wanted:
-            premiums[(m, p)].append(PremiumFact(month, int(cents), subsidy, bool(binder), due))
+            out[(m, p)][0].append(PremiumFact(month, int(cents), subsidy, bool(binder), due))
     rows = conn.execute(
         select(Payment.id, Payment.member_id, Payment.plan_id, Payment.coverage_month, Payment.amount_cents,
                Payment.state, Payment.originate_on, Payment.submitted_at)
@@ -332,15 +337,19 @@ def _assess_chunk(conn, keys: list[tuple[str, str]], as_of: date, rules: Coverag
                                            & PaymentEvent.event.in_(("stopped", "cancelled")))
                                     .group_by(PaymentEvent.payment_id)):
             ended.setdefault(pid, (on, None))
-    payments: dict[tuple, list[PaymentFact]] = defaultdict(list)
     for pid, m, p, month, cents, state, originate_on, submitted_at in rows:
-        if (m, p) not in wanted:
+        if (m, p) not in wanted or pid in exclude_payment_ids:
             continue
         paid_on = originate_on if originate_on is not None else _local_date(submitted_at, tz)
         returned_on, code = None, None
         if state in ("returned", "failed"):
             returned_on, code = ended.get(pid, (paid_on, None))
-        payments[(m, p)].append(PaymentFact(month, int(cents), paid_on, returned_on, code))
+        out[(m, p)][1].append(PaymentFact(month, int(cents), paid_on, returned_on, code))
+    return out
+
+
+def _assess_chunk(conn, keys: list[tuple[str, str]], as_of: date, rules: CoverageRules, tz, res: AssessResult) -> None:
+    facts = policy_facts(conn, keys, tz)
     current = {(f.member_id, f.plan_id): f for f in conn.execute(
         select(CoverageFlag).where(CoverageFlag.current_key.in_([CoverageFlag.key_for(*k) for k in keys])))}
     now = utcnow()
@@ -348,7 +357,7 @@ def _assess_chunk(conn, keys: list[tuple[str, str]], as_of: date, rules: Coverag
     supersede: list[int] = []
     new_rows: list[dict] = []
     for key in keys:
-        st = assess_policy(premiums[key], payments[key], as_of, rules)
+        st = assess_policy(*facts[key], as_of, rules)
         res.policies += 1
         res.by_status[st.status] = res.by_status.get(st.status, 0) + 1
         cur = current.get(key)

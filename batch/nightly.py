@@ -249,23 +249,32 @@ def step_import(ctx: NightContext) -> StepOutcome:
 def step_autopay(ctx: NightContext) -> StepOutcome:
     from .autopay import schedule_autopay
 
-    r = schedule_autopay(ctx.sessions, ctx.business_date, ctx.settings.origination.autopay_lead_days)
-    note = (f"{r.created} pulls ({money(r.created_cents)}); {r.already_scheduled} already scheduled, "
-            f"{r.covered} already paid, {r.not_due_yet} not due yet, {r.account_blocked} held (account blocked)")
+    from .debit_guard import GuardSettings
+
+    r = schedule_autopay(ctx.sessions, ctx.business_date, ctx.settings.origination.autopay_lead_days,
+                         GuardSettings.from_settings(ctx.settings))
+    note = (f"{r.created} pulls ({money(r.created_cents)}) for premiums due {r.due_date}; "
+            f"{r.already_scheduled} already scheduled, {r.covered} already paid, {r.not_due_yet} not due yet, "
+            f"{r.account_blocked} held (account blocked)")
+    if r.not_authorized or r.refused:
+        note += f"; {r.not_authorized} due before their authorization, {r.refused} refused by the debit rules"
     return StepOutcome(counts={"pulls": r.created, "cents": r.created_cents, "already_scheduled": r.already_scheduled,
-                               "covered": r.covered, "held": r.account_blocked}, note=note)
+                               "covered": r.covered, "held": r.account_blocked, "not_authorized": r.not_authorized,
+                               "refused": r.refused}, note=note)
 
 
 def step_originate(ctx: NightContext) -> StepOutcome:
+    from .debit_guard import GuardSettings
     from .origination import Company, Limits, originate
 
     s, o = ctx.settings, ctx.settings.origination
     r = originate(ctx.sessions, ctx.keyring, Company.from_settings(s.company),
                   Limits(o.max_entries_per_file, o.max_cents_per_file, o.balanced), ctx.business_date,
                   s.outbox_dir, dry_run=ctx.dry_run, file_time=ctx.now().astimezone(o.zone).strftime("%H%M"),
-                  progress=lambda n: ctx.progress(n, "entries"), on_step=lambda name: ctx.hook(f"originate:{name}"))
+                  progress=lambda n: ctx.progress(n, "entries"), on_step=lambda name: ctx.hook(f"originate:{name}"),
+                  guard=GuardSettings.from_settings(s))
     counts = {"files": len(r.files), "entries": r.payments, "cents": r.total_cents, "held": r.held,
-              "repaired": len(r.repaired)}
+              "repaired": len(r.repaired), "stopped": len(r.stopped), "review_items": r.review_items}
     if r.skipped_reason:
         return StepOutcome(counts=counts, note=r.skipped_reason)
     verb = "would build" if ctx.dry_run else "built"
@@ -276,9 +285,13 @@ def step_originate(ctx: NightContext) -> StepOutcome:
         note = f"{verb} {names}: {r.payments} entries, {money(r.total_cents)}, effective {r.effective_date}"
     if r.held:
         note += f"; {r.held} payments held (account blocked)"
+    if r.stopped:
+        note += (f"; {len(r.stopped)} debits stopped by the debit rules"
+                 + (f" ({r.review_items} for review)" if r.review_items else ""))
     if r.repaired:
         note += f"; rewrote {', '.join(r.repaired)} in the outbox from the stored bytes"
-    return StepOutcome(counts=counts, note=note)
+    problems = [f"{r.review_items} member payment(s) stopped by the debit rules, for review"] if r.review_items else []
+    return StepOutcome(counts=counts, note=note, problems=problems)
 
 
 # -- transport (batch/delivery.py, batch/inbound.py, batch/transport.py) ----------------------------
@@ -411,6 +424,8 @@ def step_returns_process(ctx: NightContext) -> StepOutcome:
         from .returns import ReturnPolicy, outcome_words, process_inbox
     except ImportError as e:
         raise StepUnavailable(f"batch.returns: {e}") from None
+    from .debit_guard import GuardSettings
+
     s = ctx.settings
     if ctx.dry_run:
         from .inbound import pending_inbound
@@ -421,7 +436,8 @@ def step_returns_process(ctx: NightContext) -> StepOutcome:
                            + (": " + ", ".join(p.local_name for p in todo) if todo else "")
                            + " (files a real fetch would bring are not counted)")
     r = process_inbox(ctx.sessions, ctx.keyring, s.inbox_dir, ctx.business_date,
-                      ReturnPolicy(retry_delay_banking_days=s.origination.retry_delay_banking_days))
+                      ReturnPolicy(retry_delay_banking_days=s.origination.retry_delay_banking_days,
+                                   guard=GuardSettings.from_settings(s)))
     files = r.files
     c = {"files": len(files),
          "returns": sum(f.returns_applied for f in files),

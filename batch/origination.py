@@ -31,6 +31,7 @@ from nacha.sec import sec_format
 from nacha.writer import FileWriter
 
 from .crypto import FILE_CONTEXT, Keyring
+from .debit_guard import GuardSettings, screen_pending
 from .db import copy_rows
 from .fsutil import fsync_dir as _fsync_dir
 from .fsutil import write_atomic
@@ -80,6 +81,9 @@ class OriginationResult:
     payments: int = 0
     total_cents: int = 0
     held: int = 0  # pending payments not originated (account blocked)
+    stopped: dict[int, str] = field(default_factory=dict)  # payment id -> why a rule stopped it (failed)
+    reduced: dict[int, tuple[int, int]] = field(default_factory=dict)  # AutoPay pull -> (old, new cents)
+    review_items: int = 0  # opened for stopped member payments
     repaired: list[str] = field(default_factory=list)  # outbox files rewritten from stored bytes
     skipped_reason: str | None = None
     dry_run: bool = False
@@ -143,8 +147,11 @@ def originate(
     file_time: str = "0000",
     progress: Callable[[int], None] | None = None,
     on_step: Callable[[str], None] | None = None,
+    guard: GuardSettings | None = None,
 ) -> OriginationResult:
-    """Build the NACHA file(s) for every payment due on or before `file_date`.
+    """Build the NACHA file(s) for every payment due on or before `file_date`. First, in the same
+    transaction, the debit rules screen the pending payments (batch/debit_guard.py, with `guard`:
+    settings' coverage rules and time zone): a debit they forbid is stopped, never written.
 
     `on_step(name)` is called at each step boundary ('locked', 'claimed', 'written', 'committed',
     'renamed'); tests use it to crash the process there."""
@@ -161,7 +168,7 @@ def originate(
 
     try:
         _originate_in_transaction(sessions, keyring, company, limits, file_date, eff, outbox, dry_run,
-                                  file_time, progress, step, result)
+                                  file_time, progress, step, result, guard or GuardSettings())
     except _DryRunDone:
         return result
     if not result.files:
@@ -180,12 +187,14 @@ class _DryRunDone(Exception):
 
 
 def _originate_in_transaction(sessions, keyring, company, limits, file_date, eff, outbox, dry_run, file_time,
-                              progress, step, result) -> None:
+                              progress, step, result, guard) -> None:
     with sessions() as s, s.begin():
         _lock(s)
         step("locked")
         if not dry_run:
             result.repaired = _repair_outbox(s, keyring, outbox)
+        screened = screen_pending(s.connection(), file_date, guard)
+        result.stopped, result.reduced, result.review_items = screened.stopped, screened.reduced, screened.review_items
         keys = _pending_keys(s, file_date)
         result.held = _held_count(s, file_date)
         total = sum(n for _k, n in keys)

@@ -33,6 +33,7 @@ from nacha.errors import Issue
 from nacha.reader import EntryItem, FileStart, Reader
 from nacha.routing import check_digit, is_valid_routing
 
+from . import debit_guard, debit_rules
 from .crypto import Keyring, mask
 from .db import copy_rows
 from .models import (
@@ -64,8 +65,8 @@ PART = 5000  # values in one IN list (SQLite allows 32,766 parameters a statemen
 # Row timestamps of bulk inserts from the database clock (one SQL expression, not a bound value
 # processed per row: with 100,000 rows that is seconds).
 _NOW = func.now()
-# Payments that count toward a premium (paid, or on their way).
-COUNTING_STATES = ("pending", "in_file", "sent", "settled", "paid")
+# Payments that count toward a premium (paid, or on their way): one definition, in debit_rules.
+COUNTING_STATES = debit_rules.COUNTING_STATES
 # States in which an originated debit can be returned.
 IN_FLIGHT_STATES = ("in_file", "sent", "settled")
 # Dispositions whose return leaves the payment 'returned'; every other one marks it 'failed'.
@@ -88,6 +89,7 @@ class ReturnPolicy:
     max_retries: int = codes.MAX_REINITIATIONS
     retry_window_days: int = codes.REINITIATION_WINDOW_DAYS
     profile: str = "bank"
+    guard: debit_guard.GuardSettings = debit_guard.GuardSettings()  # coverage rules, time zone
 
 
 @dataclass(frozen=True)
@@ -608,13 +610,15 @@ class _Applier:
         return out
 
     def _review(self, it: _Item, kind: str, code: str, original_trace: str, detail: str,
-                expected: int | None = None, payment_id: int | None = None) -> None:
+                expected: int | None = None, payment_id: int | None = None, *, related_payment_id: int | None = None,
+                subject: str = "file", dedupe_key: str | None = None) -> None:
+        # Every row carries every key: PostgreSQL loads them by COPY with the first row's columns.
         self.reviews.append({
-            "return_file_id": self.rf.id, "line": it.line, "subject": "file", "kind": kind, "code": code[:3],
-            "original_trace_number": original_trace[:15], "trace_number": it.entry.trace_number[:15],
+            "return_file_id": self.rf.id, "line": it.line, "subject": subject, "subject_ref": None, "kind": kind,
+            "code": code[:3], "original_trace_number": original_trace[:15], "trace_number": it.entry.trace_number[:15],
             "amount_cents": it.entry.amount if type(it.entry.amount) is int else 0,
-            "expected_amount_cents": expected, "payment_id": payment_id, "detail": _cut(detail, 300),
-            "status": "open",
+            "expected_amount_cents": expected, "payment_id": payment_id, "related_payment_id": related_payment_id,
+            "dedupe_key": dedupe_key, "detail": _cut(detail, 300), "status": "open",
         })
 
     def _account_hashes(self, rdfi: str, account: str) -> tuple[str, ...]:
@@ -729,11 +733,8 @@ class _Applier:
         if dishonored:
             ids = [o.payment_id for _it, _rc, o in dishonored]
             self._set_return_status(ids, "applied", "dishonored")
-            cancelled = self._cancel_retries_of(ids, "cancelled: the return was dishonored", events)
-            for it, rc, o in dishonored:
-                actions[it.line] = "return dishonored: payment settled again" + (
-                    f"; {cancelled.get(o.payment_id, 0)} pending re-presentment(s) cancelled"
-                    if cancelled.get(o.payment_id) else "")
+            for it, o, words in self._settle_excess(dishonored, events):
+                actions[it.line] = "return dishonored: payment settled again" + words
         if contested:
             self._set_return_status([o.payment_id for _it, _rc, o in contested], "dishonored", "applied")
             for it, rc, o in contested:
@@ -863,17 +864,76 @@ class _Applier:
             events.append(self._event(pid, "stopped", "pending", "failed", reason))
         self.out.payments_failed += len(ids)
 
-    def _cancel_retries_of(self, pay_ids: list[int], reason: str, events: list[dict]) -> dict[int, int]:
-        roots = {}
-        for pid, root in self.conn.execute(select(Payment.id, Payment.retry_of_id).where(Payment.id.in_(pay_ids))):
-            roots[root or pid] = pid
-        rows = self.conn.execute(select(Payment.id, Payment.retry_of_id).where(
-            Payment.retry_of_id.in_(list(roots)) & (Payment.state == "pending"))).all()
-        self._fail_pending([r[0] for r in rows], reason, events)
-        counts: dict[int, int] = defaultdict(int)
-        for _id, root in rows:
-            counts[roots[root]] += 1
-        return counts
+    def _settle_excess(self, dishonored: list[tuple[_Item, codes.ReturnCode, _Orig]],
+                       events: list[dict]) -> list[tuple[_Item, _Orig, str]]:
+        """A dishonored return put a payment back to settled: the premium month may now be collected
+        twice. The debits of that month beyond what is owed are cancelled while still pending; any
+        already in a file, sent or settled opens a `double_collection` review item naming both
+        payments (a refund is finance's decision, never ours to make silently). Per payment: the
+        words for the return's action."""
+        keys = {(o.member_id, o.plan_id, o.coverage_month) for _it, _rc, o in dishonored}
+        due: dict[tuple, int] = {}
+        debits: dict[tuple, list[debit_rules.Debit]] = defaultdict(list)
+        members = sorted({k[0] for k in keys})
+        for i in range(0, len(members), PART):
+            part = members[i:i + PART]
+            for m, p, month, cents in self.conn.execute(
+                    select(Premium.member_id, Premium.plan_id, Premium.coverage_month, Premium.amount_due_cents)
+                    .where(self._in(Premium.member_id, part))):
+                if (m, p, month) in keys:
+                    due[(m, p, month)] = int(cents)
+            for pid, m, p, month, channel, state, cents, root in self.conn.execute(
+                    select(Payment.id, Payment.member_id, Payment.plan_id, Payment.coverage_month, Payment.channel,
+                           Payment.state, Payment.amount_cents, Payment.retry_of_id)
+                    .where(self._in(Payment.member_id, part))):
+                if (m, p, month) in keys:
+                    debits[(m, p, month)].append(debit_rules.Debit(pid, channel, state, int(cents), root))
+        restored = {o.payment_id for _it, _rc, o in dishonored}
+        cancel: list[int] = []
+        reviews: dict[tuple[int, int], tuple[_Item, _Orig, debit_rules.Debit]] = {}
+        out = []
+        for it, _rc, o in dishonored:
+            key = (o.member_id, o.plan_id, o.coverage_month)
+            month = debits[key]
+            if key in due:
+                plan = debit_rules.excess_debits(due[key], month, keep=restored)
+            else:  # no premium on record: at least the copies of this very payment must not go out too
+                root = o.retry_of_id or o.payment_id
+                plan = debit_rules.Excess(tuple(d.id for d in month if d.state == "pending" and d.channel == "retry"
+                                                and (d.retry_of_id == root or d.id == root)
+                                                and d.id not in restored))
+            gone = set(plan.cancel)
+            debits[key] = [debit_rules.Debit(d.id, d.channel, "failed" if d.id in gone else d.state, d.amount_cents,
+                                             d.retry_of_id) for d in month]
+            cancel += plan.cancel
+            by_id = {d.id: d for d in month}
+            for other in plan.review:
+                reviews.setdefault((o.payment_id, other), (it, o, by_id[other]))
+            words = ""
+            if plan.cancel:
+                words += f"; {len(plan.cancel)} pending debit(s) of the same premium month cancelled"
+            if plan.review:
+                words += (f"; payment(s) {', '.join('#' + str(x) for x in plan.review)} already collect the same month: "
+                          "double collection for review")
+            out.append((it, o, words))
+        self._fail_pending(cancel, "cancelled: a dishonored return restored the original payment", events)
+        if reviews:
+            self._double_collections(reviews)
+        return out
+
+    def _double_collections(self, pairs: dict[tuple[int, int], tuple[_Item, _Orig, debit_rules.Debit]]) -> None:
+        keys = {f"double_collection|{a}|{b}": ab for ab in pairs for a, b in [sorted(ab)]}
+        seen = set(self.conn.scalars(select(ReviewItem.dedupe_key).where(ReviewItem.dedupe_key.in_(list(keys)))))
+        for key, (restored, other) in keys.items():
+            if key in seen:
+                continue
+            it, o, d = pairs[(restored, other)]
+            self._review(it, "double_collection", it.addenda[2], it.addenda.original_entry_trace_number,
+                         f"payment #{restored} was settled again by a dishonored return while payment #{other} "
+                         f"({d.channel}, {d.state}, {_dollars(d.amount_cents)}) collects the same premium "
+                         f"({o.member_id} {o.plan_id} {o.coverage_month:%Y-%m}): refund or not is finance's decision",
+                         expected=o.pay_amount, payment_id=restored, related_payment_id=other, subject="payment",
+                         dedupe_key=key)
 
     def _schedule_retries(self, items: list[tuple[_Item, codes.ReturnCode, _Orig]], retry_ids: dict[int, int]) -> dict[int, str]:
         """Plan and insert the re-presentments of this chunk's R01/R09 returns."""
@@ -903,6 +963,7 @@ class _Applier:
         # (retry number, originate_on) -> the returned payments to copy; (root, n) -> file line
         copies: dict[tuple[int, date], list[int]] = defaultdict(list)
         line_of: dict[tuple[int, int], int] = {}
+        planned: list[tuple[_Item, _Orig, int, tuple, RetryPlan]] = []
         for it, rc, o in items:
             root = roots[o.payment_id]
             key = (o.member_id, o.plan_id, o.coverage_month)
@@ -913,8 +974,17 @@ class _Applier:
             actions[it.line] = plan.reason
             if plan.originate_on is None:
                 continue
+            planned.append((it, o, root, key, plan))
+            owed[key] = owed[key] - o.pay_amount  # the re-presentment would cover it
+        # The debit rules, for the re-presentments planned: coverage that can still exist on their
+        # day, and the reinitiation limit per premium month and account across channels.
+        refused = self._refused(planned)
+        for it, o, root, key, plan in planned:
+            v = refused.get(o.payment_id)
+            if v is not None:
+                actions[it.line] = f"no re-presentment: {v.reason}"
+                continue
             retries[root] = plan.retry_number
-            owed[key] = owed[key] - o.pay_amount  # the re-presentment now covers it
             copies[(plan.retry_number, plan.originate_on)].append(o.payment_id)
             line_of[(root, plan.retry_number)] = it.line
         if not copies:
@@ -943,6 +1013,26 @@ class _Applier:
                     if line is not None:
                         retry_ids[line] = pid
         return actions
+
+    def _refused(self, planned: list[tuple[_Item, _Orig, int, tuple, RetryPlan]]) -> dict[int, debit_rules.Verdict]:
+        """Refusals by the debit rules of the planned re-presentments, by returned payment id."""
+        out: dict[int, debit_rules.Verdict] = {}
+        by_day: dict[date, list] = defaultdict(list)
+        for entry in planned:
+            by_day[entry[4].originate_on].append(entry)
+        for day, group in by_day.items():
+            now: dict[tuple, list[debit_rules.PriorReturn]] = defaultdict(list)  # this chunk's returns
+            cands = []
+            for it, o, _root, _key, _plan in group:
+                cand = debit_guard.Candidate(-o.payment_id, "retry", o.member_id, o.plan_id, o.coverage_month,
+                                             o.bank_account_id)
+                now[cand.key].append(debit_rules.PriorReturn(self.on, _settles(o.file_date)))
+                cands.append(cand)
+            found = debit_guard.verdicts(self.conn, cands, day, self.policy.guard, exclude=frozenset(),
+                                         extra_prior=dict(now))
+            for cid, v in found.items():
+                out[-cid] = v
+        return out
 
     def _owed(self, keys: list[tuple[str, str, date]]) -> dict[tuple[str, str, date], int]:
         """Cents still owed per (member, plan, coverage month) with a premium on record: the amount

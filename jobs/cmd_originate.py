@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from batch.autopay import schedule_autopay
 from batch.db import DatabaseError, DatabaseUnavailable, open_database
+from batch.debit_guard import GuardSettings
 from batch.origination import Company, Limits, OriginationError, originate
 
 from . import exitcodes
@@ -41,12 +42,21 @@ def schedule_cmd(ctx: click.Context, run_date) -> None:
     d = business_date(run_date, settings.origination.zone)
     try:
         with open_database(settings.database_url) as sessions:
-            r = schedule_autopay(sessions, d, settings.origination.autopay_lead_days)
+            r = schedule_autopay(sessions, d, settings.origination.autopay_lead_days,
+                                 GuardSettings.from_settings(settings))
     except (DatabaseError, OperationalError) as e:
         _db_fail(e)
-    click.echo(f"autopay {d}: {r.created} pulls created ({_money(r.created_cents)}); "
+    click.echo(f"autopay {d}: {r.created} pulls created ({_money(r.created_cents)}) for premiums due {r.due_date}; "
                f"{r.already_scheduled} already scheduled, {r.covered} already paid, "
                f"{r.not_due_yet} not due yet, {r.account_blocked} held (account blocked)")
+    if r.not_authorized:
+        click.echo(f"  {r.not_authorized} premium(s) due before their AutoPay authorization: not pulled")
+    if r.refused:
+        click.echo(f"  {r.refused} pull(s) refused by the debit rules:")
+        for premium_id, why in r.refusals[:20]:
+            click.echo(f"    premium {premium_id}: {why}")
+        if r.refused > 20:
+            click.echo(f"    ... and {r.refused - 20} more")
     sys.exit(exitcodes.OK)
 
 
@@ -71,7 +81,8 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool) -> None:
             r = originate(sessions, keyring, Company.from_settings(settings.company),
                           Limits(o.max_entries_per_file, o.max_cents_per_file, o.balanced), d,
                           settings.outbox_dir, dry_run=dry_run,
-                          file_time=datetime.now(o.zone).strftime("%H%M"), progress=progress)
+                          file_time=datetime.now(o.zone).strftime("%H%M"), progress=progress,
+                          guard=GuardSettings.from_settings(settings))
     except OriginationError as e:
         click.echo(f"achbatch: originate {d}: {e}", err=True)
         sys.exit(exitcodes.DATA_PROBLEMS)
@@ -85,10 +96,24 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool) -> None:
     if r.skipped_reason:
         click.echo(f"originate {d}: {r.skipped_reason}")
         sys.exit(exitcodes.OK)
+    if r.stopped:
+        verb = "would stop" if dry_run else "stopped"
+        click.echo(f"  {verb} {len(r.stopped)} debit(s) the debit rules forbid (marked failed, never sent):")
+        for pid, why in sorted(r.stopped.items())[:20]:
+            click.echo(f"    payment {pid}: {why}")
+        if len(r.stopped) > 20:
+            click.echo(f"    ... and {len(r.stopped) - 20} more (see each payment's events)")
+        if r.review_items:
+            click.echo(f"  {r.review_items} of them member payments: put on the review list")
+    if r.reduced:
+        verb = "would lower" if dry_run else "lowered"
+        click.echo(f"  {verb} {len(r.reduced)} AutoPay pull(s) to the remainder still owed (the rest is paid "
+                   "another way)")
+    done = exitcodes.DATA_PROBLEMS if r.review_items else exitcodes.OK
     what = "would build" if dry_run else "built"
     if not r.files:
         click.echo(f"originate {d}: nothing to originate" + (f" ({r.held} held: account blocked)" if r.held else ""))
-        sys.exit(exitcodes.OK)
+        sys.exit(done)
     click.echo(f"originate {d}: {what} {len(r.files)} file(s), {r.payments} payments, {_money(r.total_cents)}, "
                f"effective {r.effective_date}")
     for f in r.files:
@@ -97,7 +122,7 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool) -> None:
                    f"credits {_money(f.total_credit_cents)}, sha256 {f.sha256[:16]}{where}")
     if r.held:
         click.echo(f"  {r.held} payments held: their bank account is blocked")
-    sys.exit(exitcodes.OK)
+    sys.exit(done)
 
 
 def register(cli: click.Group) -> None:

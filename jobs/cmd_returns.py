@@ -8,6 +8,7 @@ import click
 import jinja2
 from sqlalchemy.exc import OperationalError
 
+from batch.debit_guard import GuardSettings
 from batch.db import DatabaseError, DatabaseUnavailable, open_database
 from batch.notices import issue_notices
 from batch.returns import (
@@ -61,7 +62,8 @@ def process_cmd(ctx: click.Context, files: tuple[str, ...], run_date) -> None:
     settings = settings_from_context(ctx)
     d = business_date(run_date, settings.origination.zone)
     keyring = open_keyring(settings)
-    policy = ReturnPolicy(retry_delay_banking_days=settings.origination.retry_delay_banking_days)
+    policy = ReturnPolicy(retry_delay_banking_days=settings.origination.retry_delay_banking_days,
+                          guard=GuardSettings.from_settings(settings))
     try:
         with open_database(settings.database_url) as sessions:
             if files:
