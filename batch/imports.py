@@ -750,8 +750,9 @@ class _AccountBook:
             value, current = getattr(bank, name), getattr(acct, name)
             if value == current:
                 continue
-            fixes = [c for c in corrections
-                     if getattr(c, f"old_{name}") is not None and getattr(c, f"old_{name}") != getattr(c, f"new_{name}")]
+            # the NOCs that changed this field, newest first
+            fixes = [c for c in corrections if (old := getattr(c, f"old_{name}")) is not None
+                     and old != getattr(c, f"new_{name}")]
             if fixes:
                 if name == "holder_name" and _same_name(value, current):
                     continue
