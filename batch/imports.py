@@ -5,6 +5,10 @@ checked and a bad row is rejected with its line number and reason while the good
 Idempotent: a row already recorded with the same values changes nothing, so re-importing a file
 changes nothing; a payment's `confirmation_id` is its idempotency key. Each import is written to
 the `import_runs` ledger. Row checking (`parse_*_row`) is pure; the `import_*` services do the I/O.
+
+NOC corrections stick (`_AccountBook`): a row never undoes a NOC's correction of an account, and a
+row carrying a number or routing a NOC corrected is debited to the corrected account (audited in
+`payment_events`); what was kept against a row is said in the result's notes.
 """
 from __future__ import annotations
 
@@ -28,19 +32,22 @@ from nacha.routing import routing_problem
 from .crypto import Keyring, mask
 from .models import (
     MANDATE_LIVE_STATUSES,
+    AccountChange,
     AutopayMandate,
     BankAccount,
     ImportRun,
     Payment,
+    PaymentEvent,
     Premium,
     utcnow,
 )
 from .premium_calendar import due_date, parse_coverage_month
+from .returns import merged_into
 
 __all__ = [
     "AUTOPAY_CONFIRMATION_PREFIX", "CARD_MESSAGE", "HEADERS", "KINDS", "RESERVED_CONFIRMATION_PREFIXES",
-    "RETRY_CONFIRMATION_PREFIX", "BankFields", "ImportFileError", "ImportResult", "MandateRow", "PaymentRow",
-    "PremiumRow", "Rejection", "RowError", "autopay_confirmation_id", "import_autopay", "import_file",
+    "RETRY_CONFIRMATION_PREFIX", "BankFields", "ImportFileError", "ImportResult", "MandateRow", "Note",
+    "PaymentRow", "PremiumRow", "Rejection", "RowError", "autopay_confirmation_id", "import_autopay", "import_file",
     "import_payments", "import_premiums", "is_card_number", "parse_amount", "parse_autopay_row",
     "parse_instant", "parse_payment_row", "parse_premium_row", "retry_confirmation_id",
 ]
@@ -107,6 +114,19 @@ class Rejection:
         return f"line {self.line}: {self.reason}"
 
 
+@dataclass(frozen=True)
+class Note:
+    """Something an import did, or kept, that ops should know though the row loaded: a NOC's
+    correction kept against the row, a row sent to the account a NOC corrected. Account numbers
+    masked, as in rejections."""
+
+    line: int  # 1-based physical line where the record starts
+    text: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.text}"
+
+
 @dataclass
 class ImportResult:
     kind: str
@@ -117,6 +137,7 @@ class ImportResult:
     updated: int = 0  # existing rows whose values changed
     unchanged: int = 0  # already recorded with the same values
     rejected: list[Rejection] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)  # rows loaded (or unchanged) with something to say
     import_run_id: int | None = None
     previous_run_id: int | None = None  # an earlier import of the same bytes, if any
     previous_run_at: datetime | None = None
@@ -454,7 +475,8 @@ class _Handler:
     def parse(self, values: dict[str, str]) -> Any:
         raise NotImplementedError
 
-    def apply(self, session: Session, items: list[tuple[int, Any]]) -> list[_Outcome]:
+    def apply(self, session: Session, items: list[tuple[int, Any]], notes: list[Note]) -> list[_Outcome]:
+        """One chunk: an outcome per item, in order; notes (if any) appended to `notes`."""
         raise NotImplementedError
 
 
@@ -465,7 +487,7 @@ class _PremiumHandler(_Handler):
     def parse(self, values):
         return parse_premium_row(values)
 
-    def apply(self, session, items):
+    def apply(self, session, items, notes):
         keys = [it.key for _, it in items]
         cols = (Premium.id, Premium.member_id, Premium.plan_id, Premium.coverage_month, Premium.member_name,
                 Premium.amount_due_cents, Premium.subsidy, Premium.binder)
@@ -508,13 +530,77 @@ def _where_keys(stmt, columns, keys):
     return stmt
 
 
+@dataclass(frozen=True)
+class _Correction:
+    """An applied NOC (an `account_changes` row of status 'applied'), as an import needs it."""
+
+    bank_account_id: int
+    code: str
+    applied_on: date
+    return_file_id: int
+    old_routing_number: str | None
+    new_routing_number: str | None
+    old_account_masked: str | None
+    new_account_masked: str | None
+    old_account_type: str | None
+    new_account_type: str | None
+    old_holder_name: str | None
+    new_holder_name: str | None
+
+    def words(self) -> str:
+        return f"the NOC correction of {self.applied_on.isoformat()} ({self.code})"
+
+
+_CORRECTION_COLUMNS = (
+    AccountChange.bank_account_id, AccountChange.change_code, AccountChange.applied_on,
+    AccountChange.return_file_id, AccountChange.old_routing_number, AccountChange.new_routing_number,
+    AccountChange.old_account_masked, AccountChange.new_account_masked, AccountChange.old_account_type,
+    AccountChange.new_account_type, AccountChange.old_holder_name, AccountChange.new_holder_name,
+)
+
+
+def _correction(r: Any) -> _Correction:
+    return _Correction(r.bank_account_id, r.change_code, r.applied_on, r.return_file_id, r.old_routing_number,
+                       r.new_routing_number, r.old_account_masked, r.new_account_masked, r.old_account_type,
+                       r.new_account_type, r.old_holder_name, r.new_holder_name)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """The account a row's routing and account number lead to. `via` is set when the row carries a
+    number or routing a NOC corrected (ref §2.5): the account is the corrected one, found through the
+    NOC's audit record. `ids`: every record on the way (the row's own first, the live one last)."""
+
+    account: BankAccount
+    via: _Correction | None = None
+    ids: tuple[int, ...] = ()
+
+
+# Fields of an account an import may set and a NOC may correct (C04 holder name, C05-C07 type).
+_CORRECTABLE = (("account_type", "account type"), ("holder_name", "holder name"))
+_MAX_MERGE_HOPS = 5  # a record merged into one that was merged again ...: a bound, never a loop
+
+
+def _same_name(a: str, b: str) -> bool:
+    """The same holder name apart from letter case and spacing (a NOC's name is upper case)."""
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
 class _AccountBook:
     """Finds bank accounts by keyed hash (under every key of the ring, so rows written before a key
-    rotation still match) and creates missing ones, within one chunk's transaction."""
+    rotation still match) and creates missing ones, within one chunk's transaction.
 
-    def __init__(self, session: Session, keyring: Keyring, banks: list[BankFields]):
+    NOC corrections stick (DESIGN.md; ref §2.5: the Originator makes the change before the next
+    entry to the account): a row carrying the account number or routing a NOC corrected resolves to
+    the corrected account (found through `account_changes.old_account_hash`, or through the record a
+    NOC merged the account into), never to a new account row; and a row never undoes a NOC's
+    correction of the account type or holder name. What an import keeps against a row is said in a
+    note. Every look-up is one query per chunk, and only for the rows that need it."""
+
+    def __init__(self, session: Session, keyring: Keyring, banks: list[BankFields], notes: list[Note]):
         self.session = session
         self.keyring = keyring
+        self.notes = notes
         self._candidates: dict[tuple[str, str], list[str]] = {}
         for b in banks:
             self._candidates.setdefault((b.routing_number, b.account_number),
@@ -524,13 +610,115 @@ class _AccountBook:
         for i in range(0, len(all_hashes), 500):
             for acct in session.scalars(select(BankAccount).where(BankAccount.account_hash.in_(all_hashes[i:i + 500]))):
                 self._by_hash[(acct.routing_number, acct.account_hash)] = acct
+        self._resolved: dict[tuple[str, str], _Found] = {}
+        for key in self._candidates:
+            acct = self._current(key)
+            if acct is not None:
+                self._resolved[key] = _Found(acct, None, (acct.id,))
+        self._follow_old_numbers([key for key in self._candidates if key not in self._resolved])
+        self._follow_merges()
+        # The NOC corrections of the accounts a row would change (or reached through a NOC).
+        self._corrections: dict[int, list[_Correction]] = {}
+        differ = {f.account.id for f in self._resolved.values() if f.via is not None}
+        for b in banks:
+            f = self._resolved.get((b.routing_number, b.account_number))
+            if f is not None and (f.account.account_type, f.account.holder_name) != (b.account_type, b.holder_name):
+                differ.add(f.account.id)
+        if differ:
+            ids = sorted(differ)
+            for i in range(0, len(ids), 500):
+                for r in session.execute(select(*_CORRECTION_COLUMNS).where(
+                        AccountChange.bank_account_id.in_(ids[i:i + 500]) & (AccountChange.status == "applied"))
+                        .order_by(AccountChange.id.desc())):
+                    self._corrections.setdefault(r.bank_account_id, []).append(_correction(r))
 
-    def find(self, bank: BankFields) -> BankAccount | None:
-        for h in self._candidates[(bank.routing_number, bank.account_number)]:
-            acct = self._by_hash.get((bank.routing_number, h))
+    def _current(self, key: tuple[str, str]) -> BankAccount | None:
+        for h in self._candidates[key]:
+            acct = self._by_hash.get((key[0], h))
             if acct is not None:
                 return acct
         return None
+
+    def _follow_old_numbers(self, missing: list[tuple[str, str]]) -> None:
+        """Rows whose number (or routing) no account holds now: the newest applied NOC that
+        corrected it leads to the account (corrected in place, so the same id however often it was
+        corrected since)."""
+        if not missing:
+            return
+        hashes = sorted({h for key in missing for h in self._candidates[key]})
+        newest: dict[tuple[str, str], tuple[int, _Correction]] = {}
+        for i in range(0, len(hashes), 500):
+            for r in self.session.execute(select(AccountChange.id, AccountChange.old_account_hash, *_CORRECTION_COLUMNS)
+                                          .where(AccountChange.old_account_hash.in_(hashes[i:i + 500])
+                                                 & (AccountChange.status == "applied"))):
+                k = (r.old_routing_number, r.old_account_hash)
+                if k not in newest or r.id > newest[k][0]:
+                    newest[k] = (r.id, _correction(r))
+        via: dict[tuple[str, str], _Correction] = {}
+        for key in missing:
+            hits = [newest[(key[0], h)] for h in self._candidates[key] if (key[0], h) in newest]
+            if hits:
+                via[key] = max(hits, key=lambda t: t[0])[1]
+        if not via:
+            return
+        accounts = self._accounts({c.bank_account_id for c in via.values()})
+        for key, c in via.items():
+            acct = accounts.get(c.bank_account_id)
+            if acct is not None:
+                self._resolved[key] = _Found(acct, c, (acct.id,))
+
+    def _accounts(self, ids: set[int]) -> dict[int, BankAccount]:
+        out: dict[int, BankAccount] = {}
+        wanted = sorted(ids)
+        for i in range(0, len(wanted), 500):
+            for acct in self.session.scalars(select(BankAccount).where(BankAccount.id.in_(wanted[i:i + 500]))):
+                out[acct.id] = acct
+        return out
+
+    def _follow_merges(self) -> None:
+        """An account a NOC merged into another record (`returns._merge_account`: the corrected
+        account was already on record) is blocked with a reason naming that record. The row goes to
+        that record when the NOC's audit confirms it: an applied change of the blocked account with
+        the same code, whose corrected routing and last four digits are the record's. Otherwise the
+        blocked account stays, and the row is rejected as any blocked account's is."""
+        for _ in range(_MAX_MERGE_HOPS):
+            pointers = {}
+            for f in self._resolved.values():
+                m = merged_into(f.account.status_reason) if f.account.status == "blocked" else None
+                if m is not None and m[2] not in f.ids:
+                    pointers[f.account.id] = m
+            if not pointers:
+                return
+            targets = self._accounts({m[2] for m in pointers.values()})
+            confirmed: dict[int, _Correction] = {}
+            for r in self.session.execute(select(*_CORRECTION_COLUMNS).where(
+                    AccountChange.bank_account_id.in_(sorted(pointers)) & (AccountChange.status == "applied"))
+                    .order_by(AccountChange.id.desc())):
+                code, last4, other = pointers[r.bank_account_id]
+                target = targets.get(other)
+                if (r.bank_account_id not in confirmed and target is not None and r.change_code == code
+                        and target.last4 == last4 and (r.new_account_masked or "").endswith(last4)
+                        and r.new_routing_number == target.routing_number):
+                    confirmed[r.bank_account_id] = _correction(r)
+            if not confirmed:
+                return
+            for key, f in list(self._resolved.items()):
+                c = confirmed.get(f.account.id)
+                if c is not None:
+                    target = targets[pointers[f.account.id][2]]
+                    self._resolved[key] = _Found(target, f.via or c, (*f.ids, target.id))
+
+    def resolve(self, bank: BankFields) -> _Found | None:
+        key = (bank.routing_number, bank.account_number)
+        found = self._resolved.get(key)
+        if found is not None:
+            return found
+        acct = self._current(key)  # created earlier in this chunk
+        return _Found(acct, None, (acct.id,)) if acct is not None else None
+
+    def find(self, bank: BankFields) -> BankAccount | None:
+        found = self.resolve(bank)
+        return found.account if found is not None else None
 
     def new_values(self, bank: BankFields, now: datetime) -> dict[str, Any]:
         """Column values of a new account: encrypted number, keyed hash under the current key, and
@@ -544,25 +732,65 @@ class _AccountBook:
             validation_result="unvalidated", created_at=now, updated_at=now,
         )
 
-    @staticmethod
-    def refresh(acct: BankAccount, bank: BankFields, now: datetime) -> bool:
-        """The latest import's account type and holder name win (the number itself is the
-        identity). True when something changed."""
-        if acct.account_type == bank.account_type and acct.holder_name == bank.holder_name:
-            return False
-        acct.account_type, acct.holder_name, acct.updated_at = bank.account_type, bank.holder_name, now
-        return True
+    def refresh(self, found: _Found, bank: BankFields, now: datetime, line: int) -> bool:
+        """The row's account type and holder name replace the stored ones (the number itself is the
+        identity), except where a NOC decided them. True when something changed.
 
-    def find_or_create(self, bank: BankFields, now: datetime) -> tuple[BankAccount, bool]:
+        A field a NOC corrected keeps the correction whatever the row says: the value from before
+        the correction (a re-import of an older file, or an export that never learnt of the NOC)
+        and any third value alike (the bank's correction is what the account is; a genuine change
+        comes with a new account or a person's decision, not an unchanged export), each with a
+        note. A holder name differing from the corrected one only in letter case or spacing is the
+        corrected name: unchanged, no note. A row reached through a corrected number describes the
+        account as it was before the NOC: it changes nothing on it (noted)."""
+        acct = found.account
+        corrections = self._corrections.get(acct.id, [])
+        changed = False
+        for name, label in _CORRECTABLE:
+            value, current = getattr(bank, name), getattr(acct, name)
+            if value == current:
+                continue
+            # the NOCs that changed this field, newest first
+            fixes = [c for c in corrections if (old := getattr(c, f"old_{name}")) is not None
+                     and old != getattr(c, f"new_{name}")]
+            if fixes:
+                if name == "holder_name" and _same_name(value, current):
+                    continue
+                newest = fixes[0]
+                shown = f"{label} {value}" if name == "account_type" else label
+                corrected = f" to {current}" if name == "account_type" else ""
+                if any(getattr(c, f"old_{name}") == value
+                       or (name == "holder_name" and _same_name(value, c.old_holder_name or "")) for c in fixes):
+                    why = "the row carries the value from before the correction"
+                else:
+                    why = ("the row carries a value that is neither the corrected one nor one it replaced: "
+                           "a person should confirm it with the member")
+                self._note(line, f"account ****{acct.last4}: {shown} not applied: {newest.words()}{corrected} was "
+                                 f"kept ({why})")
+                continue
+            if found.via is not None:
+                if name == "holder_name" and _same_name(value, current):
+                    continue
+                shown = f"{label} {value}" if name == "account_type" else label
+                self._note(line, f"account ****{acct.last4}: {shown} not applied: the row describes the account "
+                                 f"as it was before {found.via.words()}")
+                continue
+            setattr(acct, name, value)
+            changed = True
+        if changed:
+            acct.updated_at = now
+        return changed
+
+    def find_or_create(self, bank: BankFields, now: datetime, line: int) -> tuple[_Found, bool]:
         """The account (attributes refreshed from `bank`, id assigned) and whether anything changed."""
-        acct = self.find(bank)
-        if acct is not None:
-            return acct, self.refresh(acct, bank, now)
+        found = self.resolve(bank)
+        if found is not None:
+            return found, self.refresh(found, bank, now, line)
         acct = BankAccount(**self.new_values(bank, now))
         self.session.add(acct)
         self.session.flush()
         self._by_hash[(acct.routing_number, acct.account_hash)] = acct
-        return acct, True
+        return _Found(acct, None, (acct.id,)), True
 
     def insert_many(self, new: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], int]:
         """Insert new accounts in one statement; their ids by (routing, account number)."""
@@ -573,6 +801,28 @@ class _AccountBook:
             list(new.values()))
         by_hash = {(r.routing_number, r.account_hash): r.id for r in rows}
         return {key: by_hash[(v["routing_number"], v["account_hash"])] for key, v in new.items()}
+
+    def _note(self, line: int, text: str) -> None:
+        self.notes.append(Note(line, text))
+
+
+def _at(routing: str | None, last4: str, show_routing: bool) -> str:
+    return f"{routing} ****{last4}" if show_routing else f"****{last4}"
+
+
+def _corrected_words(found: _Found, bank: BankFields) -> tuple[str, str]:
+    """('****6789', '****4321'): the corrected account and the row's, routing numbers shown when
+    they differ; the record id when the NOC merged the account into another record."""
+    acct = found.account
+    routing_changed = acct.routing_number != bank.routing_number
+    new = _at(acct.routing_number, acct.last4, routing_changed)
+    if len(found.ids) > 1:
+        new += f" (record {acct.id})"
+    return new, _at(bank.routing_number, bank.account_number[-4:], routing_changed)
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _blocked_reason(acct: BankAccount) -> str:
@@ -591,9 +841,9 @@ class _MandateHandler(_Handler):
     def parse(self, values):
         return parse_autopay_row(values, self.tz)
 
-    def apply(self, session, items):
+    def apply(self, session, items, notes):
         now = utcnow()
-        book = _AccountBook(session, self.keyring, [it.bank for _, it in items])
+        book = _AccountBook(session, self.keyring, [it.bank for _, it in items], notes)
         keys = [it.key for _, it in items]
         mandates: dict[tuple[str, str], list[AutopayMandate]] = {}
         wanted = set(keys)
@@ -602,15 +852,22 @@ class _MandateHandler(_Handler):
             if (m.member_id, m.plan_id) in wanted:
                 mandates.setdefault((m.member_id, m.plan_id), []).append(m)
         out: list[_Outcome] = []
-        for _, it in items:
-            existing = book.find(it.bank)
+        for line, it in items:
+            found = book.resolve(it.bank)
+            existing = found.account if found is not None else None
             if existing is not None and existing.status == "blocked":
                 out.append((REJECTED, _blocked_reason(existing)))
                 continue
+            if found is not None and found.via is not None:
+                to, was = _corrected_words(found, it.bank)
+                via_note = Note(line, f"account {was} was corrected by {found.via.words()} to {to}: "
+                                      "the AutoPay mandate is on the corrected account")
+            else:
+                via_note = None
             history = mandates.get(it.key, [])
             live = next((m for m in history if m.status in MANDATE_LIVE_STATUSES), None)
-            if existing is not None:
-                same = next((m for m in history if m.bank_account_id == existing.id
+            if found is not None:
+                same = next((m for m in history if m.bank_account_id in found.ids
                              and m.authorized_at == it.authorized_at), None)
                 if same is not None and same is not live:
                     # This very authorization was recorded before and has since ended (replaced or
@@ -622,7 +879,8 @@ class _MandateHandler(_Handler):
                     out.append((REJECTED, f"authorized_at {it.authorized_at.isoformat()} is older than the current "
                                           f"mandate's ({live.authorized_at.isoformat()})"))
                     continue
-                _, acct_changed = book.find_or_create(it.bank, now)
+                notes.extend([via_note] if via_note else [])  # before any note on the row's other values
+                _, acct_changed = book.find_or_create(it.bank, now, line)
                 if live.authorized_at == it.authorized_at and live.channel == it.channel:
                     out.append((UPDATED if acct_changed else UNCHANGED, None))
                     continue
@@ -633,7 +891,8 @@ class _MandateHandler(_Handler):
                 out.append((REJECTED, f"authorized_at {it.authorized_at.isoformat()} is not later than the current "
                                       f"mandate's ({live.authorized_at.isoformat()}) on another account"))
                 continue
-            acct, _ = book.find_or_create(it.bank, now)
+            notes.extend([via_note] if via_note else [])
+            acct = book.find_or_create(it.bank, now, line)[0].account
             if live is not None:
                 # A new bank account supersedes the old mandate (the new account awaits validation).
                 live.status, live.status_reason, live.active_key = "revoked", "replaced", None
@@ -663,9 +922,9 @@ class _PaymentHandler(_Handler):
     def parse(self, values):
         return parse_payment_row(values, self.tz)
 
-    def apply(self, session, items):
+    def apply(self, session, items, notes):
         now = utcnow()
-        book = _AccountBook(session, self.keyring, [it.bank for _, it in items if it.bank is not None])
+        book = _AccountBook(session, self.keyring, [it.bank for _, it in items if it.bank is not None], notes)
         ids = [it.confirmation_id for _, it in items]
         known = {p.confirmation_id: p for p in session.scalars(select(Payment).where(Payment.confirmation_id.in_(ids)))}
         wanted = {(it.member_id, it.plan_id, it.coverage_month) for _, it in items}
@@ -680,7 +939,9 @@ class _PaymentHandler(_Handler):
         # account reference: an existing account's id, or the (routing, number) of a new one
         accepted: list[tuple[PaymentRow, int | None, int | tuple[str, str] | None]] = []
         new_accounts: dict[tuple[str, str], dict[str, Any]] = {}
-        for _, it in items:
+        corrected: dict[str, str] = {}  # confirmation id -> why it is debited to a NOC-corrected account
+        audit: dict[str, int] = {}  # confirmation id -> the NOC's return file
+        for line, it in items:
             old = known.get(it.confirmation_id)
             if old is not None:
                 out.append(self._compare(old, it, book))
@@ -692,13 +953,23 @@ class _PaymentHandler(_Handler):
                 continue
             ref: int | tuple[str, str] | None = None
             if it.bank is not None:
-                acct = book.find(it.bank)
+                found = book.resolve(it.bank)
+                acct = found.account if found is not None else None
                 if acct is not None and acct.status == "blocked":
                     out.append((REJECTED, _blocked_reason(acct)))
                     continue
-                if acct is not None:
-                    book.refresh(acct, it.bank, now)
-                    ref = acct.id
+                if found is not None:
+                    ref = found.account.id
+                    if found.via is not None:
+                        to, was = _corrected_words(found, it.bank)
+                        notes.append(Note(line, f"account {was} was corrected by {found.via.words()}: payment "
+                                                f"{it.confirmation_id} is debited to the corrected account {to}"))
+                        corrected[it.confirmation_id] = (
+                            f"NOC {found.via.code} applied {found.via.applied_on.isoformat()}: debited to the "
+                            f"corrected account {to} instead of {was} (6 banking days / before the next entry: "
+                            "NACHA)")
+                        audit[it.confirmation_id] = found.via.return_file_id
+                    book.refresh(found, it.bank, now, line)
                 else:
                     ref = (it.bank.routing_number, it.bank.account_number)
                     if ref not in new_accounts:
@@ -715,7 +986,17 @@ class _PaymentHandler(_Handler):
             "originate_on": it.originate_on, "state": it.state, "retry_number": 0,
             "created_at": now, "updated_at": now,
         } for it, premium_id, ref in accepted]
-        if rows:
+        if rows and corrected:
+            payment_ids = {r.confirmation_id: r.id for r in session.execute(
+                insert(Payment).returning(Payment.id, Payment.confirmation_id), rows)}
+            # The audit of each payment sent to the account a NOC corrected (the state is unchanged).
+            on = now.astimezone(self.tz).date()
+            session.execute(insert(PaymentEvent), [
+                {"payment_id": payment_ids[cid], "event": "account_corrected", "old_state": "pending",
+                 "new_state": "pending", "reason": _cut(reason, 200), "occurred_on": on,
+                 "return_file_id": audit[cid], "created_at": now}
+                for cid, reason in corrected.items()])
+        elif rows:
             session.execute(insert(Payment), rows)
         return out
 
@@ -726,8 +1007,9 @@ class _PaymentHandler(_Handler):
             ("plan_id", old.plan_id, it.plan_id), ("coverage_month", old.coverage_month, it.coverage_month),
             ("amount", old.amount_cents, it.amount_cents), ("submitted_at", old.submitted_at, it.submitted_at),
         ) if a != b]
-        acct = book.find(it.bank) if it.bank is not None else None
-        if (acct.id if acct is not None else None) != old.bank_account_id:
+        found = book.resolve(it.bank) if it.bank is not None else None
+        # The account it was recorded on, or the one a NOC moved it to since (merged records)
+        if old.bank_account_id not in (found.ids if found is not None else (None,)):
             differs.append("bank account")
         if differs:
             return (REJECTED, f"confirmation_id {it.confirmation_id} is already recorded with a different "
@@ -778,9 +1060,11 @@ def _run(handler: _Handler, path: str | Path, sessions: sessionmaker[Session], *
         def flush() -> None:
             if not chunk:
                 return
+            notes: list[Note] = []
             with sessions() as session, session.begin():
-                outcomes = handler.apply(session, chunk)
+                outcomes = handler.apply(session, chunk, notes)
                 stats.after_chunk(session, sum(1 for o, _ in outcomes if o == LOADED))
+            result.notes.extend(notes)
             for (line, _), (outcome, reason) in zip(chunk, outcomes):
                 if outcome == REJECTED:
                     result.rejected.append(Rejection(line, reason or "rejected"))
@@ -814,6 +1098,7 @@ def _run(handler: _Handler, path: str | Path, sessions: sessionmaker[Session], *
         except OSError as e:
             raise ImportFileError(f"{path}: read error ({e.strerror})") from None
     result.rejected.sort(key=lambda r: r.line)
+    result.notes.sort(key=lambda n: n.line)
     result.sha256 = hashing.sha256.hexdigest()
     with sessions() as session, session.begin():
         prev = session.execute(

@@ -214,7 +214,8 @@ def step_import(ctx: NightContext) -> StepOutcome:
     if not drop.is_dir():
         return StepOutcome(config=f"paths.drop_dir: {drop} is not a folder")
     files, unknown = _drop_files(drop)
-    out = StepOutcome(counts={"files": 0, "rows": 0, "loaded": 0, "updated": 0, "unchanged": 0, "rejected": 0})
+    out = StepOutcome(counts={"files": 0, "rows": 0, "loaded": 0, "updated": 0, "unchanged": 0, "rejected": 0,
+                              "notes": 0})
     for p in unknown:
         out.problems.append(f"{p.name}: not imported: the name must start with premiums, autopay or payments")
     archive = ctx.settings.archive_dir / "imported" / ctx.business_date.isoformat()
@@ -234,14 +235,17 @@ def step_import(ctx: NightContext) -> StepOutcome:
         c["updated"] += r.updated
         c["unchanged"] += r.unchanged
         c["rejected"] += len(r.rejected)
+        c["notes"] += len(r.notes)
         if r.rejected:
             first = r.rejected[0]
             out.problems.append(f"{path.name}: {len(r.rejected)} {kind} row(s) rejected (first: {first})")
+        # e.g. a NOC correction kept against a row: `achbatch import` lists them
+        noted = f", {len(r.notes)} note{'s' if len(r.notes) != 1 else ''}" if r.notes else ""
         if not ctx.dry_run:
             moved = _move_imported(path, archive)
-            notes.append(f"{path.name} ({kind}: {r.loaded} loaded) -> {moved}")
+            notes.append(f"{path.name} ({kind}: {r.loaded} loaded{noted}) -> {moved}")
         else:
-            notes.append(f"{path.name} ({kind}: {r.loaded} would load)")
+            notes.append(f"{path.name} ({kind}: {r.loaded} would load{noted})")
     out.note = "; ".join(notes) if notes else f"no CSV files in {drop}"
     return out
 

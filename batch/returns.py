@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -56,8 +57,8 @@ from .origination import ADVISORY_LOCK_KEY
 __all__ = [
     "COUNTING_STATES", "IN_FLIGHT_STATES", "AccountState", "FileOutcome", "NocPlan", "OriginalEntry",
     "ProcessResult", "ReturnDecision", "ReturnPolicy", "ReturnSeen", "RetryPlan", "cancel_unneeded_retries",
-    "decide_return", "file_sha256", "outcome_words", "plan_noc", "plan_retry", "process_inbox", "process_return_file",
-    "process_return_files", "retry_date", "returned_state_for",
+    "decide_return", "file_sha256", "merged_account_reason", "merged_into", "outcome_words", "plan_noc",
+    "plan_retry", "process_inbox", "process_return_file", "process_return_files", "retry_date", "returned_state_for",
 ]
 
 CHUNK = 5000  # entries of the file applied together
@@ -1183,8 +1184,22 @@ class _Applier:
             .values(bank_account_id=other_id, updated_at=self.now))
         conn.execute(update(BankAccount).where(BankAccount.id == acct_id).values(
             status="blocked", updated_at=self.now,
-            status_reason=_cut(f"NOC {code}: corrected to account ****{new.account_number[-4:]} (record {other_id})",
-                               100)))
+            status_reason=_cut(merged_account_reason(code, new.account_number[-4:], other_id), 100)))
+
+
+_MERGED_REASON = re.compile(r"NOC (C[0-9]{2}): corrected to account \*\*\*\*([0-9A-Za-z-]{1,4}) \(record ([0-9]+)\)")
+
+
+def merged_account_reason(code: str, last4: str, other_id: int) -> str:
+    """The status_reason of an account a NOC merged into another record (see `_merge_account`)."""
+    return f"NOC {code}: corrected to account ****{last4} (record {other_id})"
+
+
+def merged_into(status_reason: str | None) -> tuple[str, str, int] | None:
+    """(change code, last four of the corrected account, id of the record it was merged into) when
+    `status_reason` is a `merged_account_reason`; None for any other reason (or one cut short)."""
+    m = _MERGED_REASON.fullmatch(status_reason or "")
+    return (m.group(1), m.group(2), int(m.group(3))) if m else None
 
 
 def _last4(account: str) -> str:

@@ -16,8 +16,9 @@ from .settings import open_keyring, settings_from_context
 
 
 def _summary(r: ImportResult) -> str:
+    notes = f", {len(r.notes)} note{'s' if len(r.notes) != 1 else ''}" if r.notes else ""
     return (f"{r.file_name}: {r.rows_total} {r.kind} row{'s' if r.rows_total != 1 else ''}: {r.loaded} loaded, "
-            f"{r.updated} updated, {r.unchanged} unchanged, {len(r.rejected)} rejected")
+            f"{r.updated} updated, {r.unchanged} unchanged, {len(r.rejected)} rejected{notes}")
 
 
 def _run(ctx: click.Context, kind: str, csv_path: str) -> None:
@@ -53,6 +54,8 @@ def _run(ctx: click.Context, kind: str, csv_path: str) -> None:
         click.echo(f"  (the same file content was imported before, as import run {result.previous_run_id})")
     for rejection in result.rejected:  # reasons never carry more than the last four digits
         click.echo(f"  rejected {rejection}")
+    for note in result.notes:  # rows loaded or unchanged, with something to say (NOC corrections kept); masked
+        click.echo(f"  note {note}")
     sys.exit(exitcodes.DATA_PROBLEMS if result.rejected else exitcodes.OK)
 
 
