@@ -30,7 +30,9 @@ from nacha.calendar import effective_entry_date
 from nacha.reader import BatchEnd, BatchStart, FileEnd, Reader
 
 from .crypto import FILE_CONTEXT, CryptoError, Keyring
-from .models import CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, ReviewItem
+from .models import (
+    CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, ReturnFile, ReviewItem,
+)
 
 __all__ = [
     "COLUMNS", "FORMATS", "KINDS", "RATE_WINDOW_DAYS", "Report", "ReturnRate", "TEMPLATES_DIR", "coverage_report",
@@ -52,7 +54,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                        "returned_amount", "net"),
 }
 # Columns holding integer cents (shown as dollars) and dates, per table.
-_MONEY = {"amount", "amount_owed", "debits", "returned_amount", "net", "debits_control", "amount_cents"}
+_MONEY = {"amount", "amount_owed", "debits", "returned_amount", "net", "debits_control", "amount_cents",
+          "expected_amount"}
 _COUNTS = {"batch", "entries", "returned_entries", "months_owed", "entries_control", "returns", "count"}
 
 
@@ -279,7 +282,8 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
             .where((PaymentReturn.kind == "return") & (PaymentReturn.returned_on >= start)
                    & (PaymentReturn.returned_on <= end))
             .order_by(PaymentReturn.returned_on, PaymentReturn.original_trace_number)).all()
-        open_reviews = s.scalar(select(func.count()).select_from(ReviewItem).where(ReviewItem.status == "open")) or 0
+        reviews = _open_review_rows(s)
+    open_reviews = len(reviews)
     table = _frame([{
         "trace_number": r.original_trace_number, "member_id": r.member_id, "plan_id": r.plan_id,
         "amount": r.amount_cents, "return_code": r.return_code, "return_title": r.return_title,
@@ -309,6 +313,10 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
             warnings.append(f"WARNING: {rt.category} return rate {_percent(rt.rate)} ({rt.returns} of {rt.entries} "
                             f"debit entries originated {start} to {end}) is over the NACHA threshold of "
                             f"{_percent(rt.threshold)}")
+    doubles = [r for r in reviews if r["kind"] == "double_collection"]
+    if doubles:
+        warnings.append(f"WARNING: {len(doubles)} premium month(s) collected twice (review item(s) "
+                        f"{', '.join('#' + str(r['id']) for r in doubles)}): finance decides whether to refund")
     summary = [("Returns processed", f"{len(rows):,}"),
                ("Dollars returned", _display_dollars(sum(r.amount_cents for r in rows))),
                ("Entries in review list", f"{open_reviews:,}")]
@@ -322,10 +330,30 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
                                            "amount"])),
         ("Returns by category", _frame(sorted(by_cat.values(), key=lambda d: d["category"]),
                                        ["category", "count", "amount"])),
+        ("Open review items (each waits for a person's decision)", _frame(reviews, REVIEW_COLUMNS)),
     ]
     chart = returns_chart_svg(per_day, start, end)
     return Report("returns", as_of, f"Returns, {start} to {end}", table, extra, summary, warnings, chart,
                   window=(start, end))
+
+
+REVIEW_COLUMNS = ("id", "opened_on", "kind", "code", "amount", "expected_amount", "payment_id", "related_payment_id",
+                  "member_id", "plan_id", "file", "line", "detail")
+
+
+def _open_review_rows(s: Session) -> list[dict]:
+    """Every open review item, oldest first, with the member and plan of its payment and the bank
+    file and line it came from (where it has them)."""
+    rows = s.execute(
+        select(ReviewItem, Payment.member_id, Payment.plan_id, ReturnFile.file_name)
+        .outerjoin(Payment, Payment.id == ReviewItem.payment_id)
+        .outerjoin(ReturnFile, ReturnFile.id == ReviewItem.return_file_id)
+        .where(ReviewItem.status == "open").order_by(ReviewItem.id)).all()
+    return [{"id": r.id, "opened_on": r.created_at.date(), "kind": r.kind, "code": r.code or "",
+             "amount": r.amount_cents, "expected_amount": r.expected_amount_cents, "payment_id": r.payment_id,
+             "related_payment_id": r.related_payment_id, "member_id": member or "", "plan_id": plan or "",
+             "file": file_name or "", "line": r.line, "detail": r.detail}
+            for r, member, plan, file_name in rows]
 
 
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",

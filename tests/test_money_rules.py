@@ -220,6 +220,11 @@ def test_a_dishonor_never_leaves_two_debits_for_one_premium(night):
     assert (item.subject, item.payment_id, item.related_payment_id, item.status) == ("payment", m1[0].id, m1[1].id,
                                                                                       "open")
     assert f"#{m1[0].id}" in item.detail and f"#{m1[1].id}" in item.detail and "finance" in item.detail
+    # The returns report shows it (a warning and the open review items) until a person resolves it.
+    night.cli("report", "returns", "--date", "2026-12-30", "--format", "html", code=1)
+    page = (night.tmp / "achbatch-data" / "reports" / "returns-2026-12-30.html").read_text()
+    assert "collected twice" in page and f"#{item.id}" in page and "Open review items" in page
+    assert "double_collection" in page
     m2 = night.payments("M2")
     assert [p.state for p in m2] == ["settled", "failed"]
     with night.sessions() as s:
