@@ -465,8 +465,8 @@ def policy_facts(conn, keys: list[tuple[str, str]], tz: tzinfo | None,
             cleared, pending = paid_on, False
         else:
             paid_on = originate_on if originate_on is not None else _local_date(submitted_at, tz)
-            pending = file_date is None
-            cleared = clearing_date(effective_entry_date(paid_on if pending else file_date))
+            pending = state == "pending"
+            cleared = clearing_date(effective_entry_date(file_date if file_date is not None else paid_on))
         returned_on, code = None, None
         if state in ("returned", "failed"):
             returned_on, code = ended.get(pid, (paid_on, None))

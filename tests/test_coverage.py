@@ -8,15 +8,31 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 import batch.coverage as coverage_mod
+from batch.autopay import schedule_autopay
 from batch.coverage import CoverageRules, PaymentFact, PremiumFact, assess_coverage, assess_policy, months_later
 from batch.crypto import generate_secret
-from batch.models import BankAccount, CoverageFlag, Notice, Payment, PaymentReturn, Premium, ReturnFile
+from batch.models import (
+    AutopayMandate,
+    BankAccount,
+    CoverageFlag,
+    FileEntry,
+    NachaFile,
+    Notice,
+    Payment,
+    PaymentReturn,
+    Premium,
+    ReturnFile,
+)
+from batch.origination import Company, Limits, originate
 from batch.premium_calendar import cleared_on, due_date
+from batch.returns import process_return_file
 from jobs.cli import cli
 from nacha.calendar import effective_entry_date, fed_holidays, is_banking_day
+
+from test_returns_simbank import SimBank, originals
 
 D = date
 JAN, FEB, MAR, APR = D(2027, 1, 1), D(2027, 2, 1), D(2027, 3, 1), D(2027, 4, 1)
@@ -424,6 +440,7 @@ def test_the_rules_are_pure_and_order_free():
 # =============================================================================================
 
 NOW = datetime(2026, 12, 1, 15, tzinfo=timezone.utc)
+COMPANY = Company("Health Connector", "9000000001", "9000000001", "011000015", "FEDERAL RESERVE BANK", "011000015")
 
 
 def _seed(sessions, keyring, member, subsidy="aptc", months=(JAN, FEB, MAR), paid=(JAN,), originate_on=D(2026, 12, 20)):
@@ -534,3 +551,175 @@ def test_cli_coverage_assess_writes_flags_and_notices(migrated_url, sessions, ke
     with sessions() as s:
         assert sorted(s.scalars(select(Notice.kind))) == ["coverage_not_started", "past_due_warning"]
     assert (tmp_path / "achbatch-data" / "notices" / "manifest.csv").exists()
+
+
+# =============================================================================================
+# A returned premium stays at risk until a payment for it has cleared: the database path
+# =============================================================================================
+
+def _mandate_member(sessions, keyring, member, subsidy):
+    """Feb 2027 (the binder) paid by check in January; March billed, due Tue 2027-02-23; AutoPay on."""
+    with sessions() as s, s.begin():
+        ba = BankAccount(routing_number="026009593", account_number_enc=keyring.encrypt_account("7300012345"),
+                         account_hash=keyring.account_hash("026009593", "7300012345"), last4="2345",
+                         account_type="checking", holder_name="MEMBER ONE")
+        s.add(ba)
+        s.flush()
+        for m in (FEB, MAR):
+            s.add(Premium(member_id=member, member_name="Member One", plan_id="HLTH-1", coverage_month=m,
+                          amount_due_cents=10000, subsidy=subsidy, binder=m == FEB, due_date=due_date(m)))
+        s.add(Payment(confirmation_id=f"{member}-check", channel="mail", member_id=member, plan_id="HLTH-1",
+                      coverage_month=FEB, amount_cents=10000, state="paid",
+                      submitted_at=datetime(2027, 1, 10, 15, tzinfo=timezone.utc)))
+        s.add(AutopayMandate(member_id=member, plan_id="HLTH-1", bank_account_id=ba.id, channel="web",
+                             authorized_at=datetime(2026, 12, 1, 15, tzinfo=timezone.utc), status="active",
+                             active_key=AutopayMandate.key_for(member, "HLTH-1")))
+
+
+@pytest.mark.parametrize("subsidy, delinquent", [("aptc", "past_due"), ("none", "termination_pending")])
+def test_the_audit_path_a_returned_autopay_pull_is_delinquent_until_its_re_presentment_clears(
+        sessions, keyring, tmp_path, subsidy, delinquent):
+    """An AutoPay pull settling on the due date, returned R01 after it, re-presented: the flag says
+    delinquent, naming R01 and the scheduled re-presentment, from the return until the
+    re-presentment's settlement + 2 banking days; then ok."""
+    member = "M700001"
+    _mandate_member(sessions, keyring, member, subsidy)
+    outbox = tmp_path / "outbox"
+
+    def originate_on(d):
+        r = originate(sessions, keyring, COMPANY, Limits(), d, outbox, file_time="2300")
+        return {o.member_id: o for f in r.files for o in originals(f.path).values()}
+
+    def flag(d):
+        assess_coverage(sessions, d)
+        return _flags(sessions, member)[-1]
+
+    assert schedule_autopay(sessions, D(2027, 2, 22)).created == 1  # March's pull, drafted Mon 02-22
+    sent = originate_on(D(2027, 2, 22))  # settles Tue 02-23, the due date
+    assert effective_entry_date(D(2027, 2, 22)) == due_date(MAR) == D(2027, 2, 23)
+    assert flag(D(2027, 2, 23)).status == "ok"  # on its way by the due date: paid on time
+
+    bank_file = tmp_path / "returns.ach"
+    bank_file.write_text(SimBank().returns([(sent[member], "R01")], D(2027, 2, 24)))
+    out = process_return_file(sessions, keyring, bank_file, D(2027, 2, 24))
+    assert (out.returns_applied, out.retries_scheduled) == (1, 1)
+    with sessions() as s:
+        retry = s.scalars(select(Payment).where(Payment.channel == "retry")).one()
+    assert (retry.originate_on, retry.retry_number) == (D(2027, 2, 26), 1)
+
+    words = ("premium for 2027-03 returned (R01 Insufficient Funds); re-presentment 1 scheduled for 2027-02-26; "
+             + ("grace month 1 of 3" if subsidy == "aptc" else "no grace period"))
+    first = flag(D(2027, 2, 24))  # the day the return is processed
+    assert (first.status, first.reason_code, first.reason) == (delinquent, "premium_returned", words)
+    assert (first.amount_owed_cents, first.months_owed, first.deadline) == (10000, 1, D(2027, 3, 23))
+    assert flag(D(2027, 2, 25)).id == first.id  # the day after the return: the same flag, unchanged
+    assert set(originate_on(D(2027, 2, 26))) == {member}  # the re-presentment goes out: settles Mon 03-01
+    for d in (D(2027, 2, 26), D(2027, 2, 27), D(2027, 3, 1), D(2027, 3, 2)):  # not cleared before Wed 03-03
+        f = flag(d)
+        assert (f.id, f.status, f.reason) == (first.id, delinquent, words), d
+    cured = flag(D(2027, 3, 3))
+    assert (cured.status, cured.reason_code, cured.amount_owed_cents) == ("ok", "paid", 0)
+
+
+def test_a_pull_returned_before_its_due_date_is_at_risk_in_the_database(sessions, keyring, tmp_path):
+    member = "M700002"
+    _mandate_member(sessions, keyring, member, "aptc")
+    assert schedule_autopay(sessions, D(2027, 2, 17), lead_banking_days=3).created == 1  # drafted Wed 02-17
+    r = originate(sessions, keyring, COMPANY, Limits(), D(2027, 2, 17), tmp_path / "outbox", file_time="2300")
+    sent = {o.member_id: o for f in r.files for o in originals(f.path).values()}
+    bank_file = tmp_path / "returns.ach"
+    bank_file.write_text(SimBank().returns([(sent[member], "R01")], D(2027, 2, 19)))
+    process_return_file(sessions, keyring, bank_file, D(2027, 2, 19))  # re-presentment Tue 02-23
+    assess_coverage(sessions, D(2027, 2, 19))
+    f = _flags(sessions, member)[-1]
+    assert (f.status, f.reason_code, f.deadline, f.amount_owed_cents, f.months_owed) == \
+           ("at_risk", "premium_returned", D(2027, 2, 23), 10000, 1)
+    assert f.reason == ("premium for 2027-03 returned (R01 Insufficient Funds); re-presentment 1 scheduled for "
+                        "2027-02-23; at risk until a replacement clears")
+
+
+def test_policy_facts_loads_a_chunk_with_one_set_of_queries(sessions, engine, keyring):
+    ny = ZoneInfo("America/New_York")
+    keys = []
+    with sessions() as s, s.begin():
+        nf = NachaFile(file_date=D(2027, 2, 22), file_id_modifier="A", file_name="f.ach", sha256="1" * 64,
+                       content_enc=b"x", entry_count=1, total_debit_cents=10000, total_credit_cents=0)
+        s.add(nf)
+        s.flush()
+        for i in range(12):
+            member = f"M8{i:05d}"
+            keys.append((member, "HLTH-1"))
+            ba = BankAccount(routing_number="021000021", account_number_enc=keyring.encrypt_account("12345678"),
+                             account_hash=keyring.account_hash("021000021", member), last4="5678",
+                             account_type="checking", holder_name="X")
+            s.add(ba)
+            s.flush()
+            s.add(Premium(member_id=member, member_name="X", plan_id="HLTH-1", coverage_month=MAR,
+                          amount_due_cents=10000, subsidy="aptc", binder=False, due_date=due_date(MAR)))
+            common = dict(channel="portal", member_id=member, plan_id="HLTH-1", coverage_month=MAR,
+                          bank_account_id=ba.id, submitted_at=NOW, sec_code="WEB", payment_type_code="S")
+            late = Payment(confirmation_id=f"{member}-late", amount_cents=6000, originate_on=D(2027, 2, 19),
+                           state="returned", **common)
+            s.add(late)
+            s.flush()
+            fe = FileEntry(file_id=nf.id, batch_number=1, trace_number=f"0110000100{i:05d}", payment_id=late.id,
+                           amount_cents=6000, transaction_code="27", sec_code="WEB")
+            s.add(fe)
+            s.flush()
+            s.add(PaymentReturn(return_file_id=_return_file(s, i).id, line=3, payment_id=late.id, file_entry_id=fe.id,
+                                original_trace_number=fe.trace_number, return_trace_number=f"0210000200{i:05d}",
+                                return_code="R01", return_title="Insufficient Funds", category="other",
+                                disposition="retry", kind="return", amount_cents=6000, returned_on=D(2027, 2, 24),
+                                action="x"))
+            common["channel"] = "retry"
+            s.add(Payment(confirmation_id=f"{member}-retry", amount_cents=6000, originate_on=D(2027, 2, 26),
+                          state="pending", retry_of_id=late.id, retry_number=1, **common))
+            s.add(Payment(confirmation_id=f"{member}-check", channel="mail", member_id=member, plan_id="HLTH-1",
+                          coverage_month=MAR, amount_cents=4000, state="paid",
+                          submitted_at=datetime(2027, 2, 25, 3, tzinfo=timezone.utc)))  # 22:00 on 02-24 in Boston
+    statements = []
+
+    def count(_conn, _cursor, sql, *_a):
+        statements.append(sql)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with sessions() as s:
+            conn = s.connection()
+            statements.clear()  # whatever opening the connection ran
+            few = coverage_mod.policy_facts(conn, keys[:2], ny)
+            n_few = len(statements)
+            statements.clear()
+            many = coverage_mod.policy_facts(conn, keys + [("NOBODY", "HLTH-1")], ny)
+            n_many = len(statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert n_few == n_many == 4, [q[:50] for q in statements]  # premiums, payments with their files, returns, stops and cancellations
+    assert set(few) == set(keys[:2]) and many[("NOBODY", "HLTH-1")] == ([], [])
+    premiums, payments = many[keys[3]]
+    assert premiums == [PremiumFact(MAR, 10000, "aptc", False, D(2027, 2, 23))]
+    by = {p.amount_cents if not p.retry else -1: p for p in payments}
+    late, retry, check = by[6000], by[-1], by[4000]
+    # originated late: settled on the effective entry date of its file (Tue 02-23), not of its day
+    assert (late.paid_on, late.cleared_on, late.returned_on, late.return_code, late.pending) == \
+           (D(2027, 2, 19), D(2027, 2, 25), D(2027, 2, 24), "R01", False)
+    assert (retry.paid_on, retry.cleared_on, retry.retry_number, retry.pending) == \
+           (D(2027, 2, 26), D(2027, 3, 3), 1, True)
+    assert (check.paid_on, check.cleared_on, check.pending, check.retry) == (D(2027, 2, 24), D(2027, 2, 24), False,
+                                                                             False)
+    assert all(p.payment_id is not None for p in payments)
+    # the debit being decided can be left out
+    with sessions() as s:
+        facts = coverage_mod.policy_facts(s.connection(), [keys[3]], ny, exclude_payment_ids=frozenset({retry.payment_id}))
+    assert sorted(p.amount_cents for p in facts[keys[3]][1]) == [4000, 6000]
+    # and the rule over them: $4,000 by check cleared, the $6,000 returned, its re-presentment in flight
+    st = assess_policy(premiums, payments, D(2027, 3, 2))
+    assert (st.status, st.amount_owed_cents) == ("past_due", 6000)
+
+
+def _return_file(s, i):
+    rf = ReturnFile(sha256=f"{i:064d}", file_name=f"r{i}.ach", status="applied", processed_on=D(2027, 2, 24),
+                    returns=1, nocs=0, applied=1, review_items=0)
+    s.add(rf)
+    s.flush()
+    return rf
