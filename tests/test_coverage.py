@@ -544,7 +544,7 @@ def test_cli_coverage_assess_writes_flags_and_notices(migrated_url, sessions, ke
     _seed(sessions, keyring, "M2", paid=())
     r = CliRunner().invoke(cli, ["coverage", "assess", "--date", "2027-01-24"])
     assert r.exit_code == 0, r.output
-    assert "2 policies (0 ok, 1 not_started, 1 past_due, 0 termination_pending, 0 terminated)" in r.output
+    assert "2 policies (0 ok, 0 at_risk, 1 not_started, 1 past_due, 0 termination_pending, 0 terminated)" in r.output
     assert "notices: 2 written" in r.output
     r = CliRunner().invoke(cli, ["coverage", "assess", "--date", "2027-01-24"])
     assert r.exit_code == 0 and "notices" not in r.output and "2 unchanged" in r.output

@@ -170,6 +170,30 @@ def test_coverage_report_lists_policies_at_risk(book, sessions):
     assert _csv(coverage_report(sessions, date(2026, 12, 1)))[1:] == []
 
 
+def test_coverage_report_shows_at_risk_after_the_delinquent(sessions):
+    from batch.models import CoverageFlag
+
+    day = date(2027, 2, 19)
+    rows = [("M1", "ok", 0, None), ("M2", "at_risk", 10000, date(2027, 2, 23)), ("M3", "past_due", 5000,
+                                                                                 date(2027, 2, 23)),
+            ("M4", "not_started", 7000, None), ("M5", "at_risk", 4000, date(2027, 2, 23))]
+    with sessions() as s, s.begin():
+        for member, status, cents, deadline in rows:
+            s.add(CoverageFlag(member_id=member, plan_id="HLTH-1", status=status, reason_code="x", reason=f"{status} why",
+                               months_owed=int(cents > 0), amount_owed_cents=cents, deadline=deadline, subsidy="aptc",
+                               assessed_on=day, last_assessed_on=day, current_key=CoverageFlag.key_for(member, "HLTH-1")))
+    rep = coverage_report(sessions, day)
+    body = _csv(rep)[1:]
+    assert [(r[0], r[2]) for r in body] == [("M3", "past_due"), ("M4", "not_started"), ("M2", "at_risk"),
+                                            ("M5", "at_risk")]
+    by_status = rep.extra[0][1]
+    assert list(by_status["status"]) == ["at_risk", "not_started", "past_due", "termination_pending", "terminated",
+                                         "ok"]
+    assert dict(zip(by_status["status"], by_status["amount_owed"]))["at_risk"] == 14000
+    assert dict(zip(by_status["status"], by_status["count"]))["at_risk"] == 2
+    assert "at_risk" in render_html(rep)
+
+
 def test_html_and_xlsx_carry_the_same_tables_and_never_an_account_number(book, sessions, keyring, tmp_path):
     w, members, o = book
     numbers = [o[m].entry.dfi_account_number for m in members]
