@@ -154,12 +154,16 @@ def test_returns_chart_is_an_inline_svg_by_code_and_day():
 
 def test_coverage_report_lists_policies_at_risk(book, sessions):
     w, members, o = book
+    # The R01's re-presentment goes out on its day, 2026-12-07 (settles 12-08, clears 12-10): a
+    # re-presentment only cures a returned premium once it has cleared, one never sent never does.
+    assert set(w.originate(date(2026, 12, 7))) == {members[0]}
+    assess_coverage(sessions, date(2026, 12, 24))
     rep = coverage_report(sessions, date(2026, 12, 24))
     rows = _csv(rep)
     assert ",".join(rows[0]) == CONTRACT["coverage"]
     body = {r[0]: r for r in rows[1:]}
     # January's premiums (due 2026-12-23) returned R02, R10, R03 are past due; the R01 was
-    # re-presented on 2026-12-07, before the due date, so that member is in good standing.
+    # re-presented on 2026-12-07 and cleared before the due date, so that member is in good standing.
     assert set(body) == set(members[1:4])
     for m, code in zip(members[1:4], ("R02", "R10", "R03")):
         r = body[m]
