@@ -285,7 +285,8 @@ CLEARING_CASES = [
     ("a replacement not known to clear (cleared_on None) never counts", ALL,
      PAID + [RET_MAR, pay(MAR, D(2027, 2, 26), cleared=None)], D(2027, 3, 10), R, PD1),
     # -- the re-presentment returned too ----------------------------------------------------------
-    ("re-presentment returned too: past due until the second one has cleared", ALL, PAID + [RET_MAR, RETRY_RETURNED, RETRY_2], D(2027, 3, 8), R, PD1),
+    ("re-presentment returned too: past due until the second one has cleared", ALL,
+     PAID + [RET_MAR, RETRY_RETURNED, RETRY_2], D(2027, 3, 8), R, PD1),
     # -- partial payment, and the rest returned ---------------------------------------------------------
     ("the $40 rest returned: $60 cleared before keeps counting, $40 owed", ALL, PAID + [P60, P40_RET, P40_RETRY],
      D(2027, 3, 2), R, ("past_due", "premium_returned", 1, 4000, D(2027, 3, 23), 1)),
@@ -694,7 +695,8 @@ def test_policy_facts_loads_a_chunk_with_one_set_of_queries(sessions, engine, ke
             n_many = len(statements)
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    assert n_few == n_many == 4, [q[:50] for q in statements]  # premiums, payments with their files, returns, stops and cancellations
+    # premiums, payments with their files, returns, stops and cancellations: whatever the chunk's size
+    assert n_few == n_many == 4, [q[:50] for q in statements]
     assert set(few) == set(keys[:2]) and many[("NOBODY", "HLTH-1")] == ([], [])
     premiums, payments = many[keys[3]]
     assert premiums == [PremiumFact(MAR, 10000, "aptc", False, D(2027, 2, 23))]
@@ -710,7 +712,8 @@ def test_policy_facts_loads_a_chunk_with_one_set_of_queries(sessions, engine, ke
     assert all(p.payment_id is not None for p in payments)
     # the debit being decided can be left out
     with sessions() as s:
-        facts = coverage_mod.policy_facts(s.connection(), [keys[3]], ny, exclude_payment_ids=frozenset({retry.payment_id}))
+        facts = coverage_mod.policy_facts(s.connection(), [keys[3]], ny,
+                                          exclude_payment_ids=frozenset({retry.payment_id}))
     assert sorted(p.amount_cents for p in facts[keys[3]][1]) == [4000, 6000]
     # and the rule over them: $4,000 by check cleared, the $6,000 returned, its re-presentment in flight
     st = assess_policy(premiums, payments, D(2027, 3, 2))

@@ -119,8 +119,9 @@ def test_flags_at_risk_get_no_notice_and_do_not_hide_the_ones_that_do(sessions, 
             member = f"M9{i:05d}"
             s.add(CoverageFlag(member_id=member, plan_id="HLTH-1", status=status, reason_code="premium_returned",
                                reason="premium for 2027-03 returned (R01 Insufficient Funds)", months_owed=1,
-                               amount_owed_cents=10000, deadline=date(2027, 2, 23), grace_month=int(status != "at_risk"),
-                               grace_months=3 if status != "at_risk" else 0, subsidy="aptc",
+                               amount_owed_cents=10000, deadline=date(2027, 2, 23),
+                               grace_month=int(status != "at_risk"), grace_months=3 if status != "at_risk" else 0,
+                               subsidy="aptc",
                                assessed_on=date(2027, 2, 19), last_assessed_on=date(2027, 2, 19),
                                current_key=CoverageFlag.key_for(member, "HLTH-1")))
     r = issue_notices(sessions, tmp_path / "notices", date(2027, 2, 19))

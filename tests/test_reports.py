@@ -183,9 +183,10 @@ def test_coverage_report_shows_at_risk_after_the_delinquent(sessions):
             ("M4", "not_started", 7000, None), ("M5", "at_risk", 4000, date(2027, 2, 23))]
     with sessions() as s, s.begin():
         for member, status, cents, deadline in rows:
-            s.add(CoverageFlag(member_id=member, plan_id="HLTH-1", status=status, reason_code="x", reason=f"{status} why",
-                               months_owed=int(cents > 0), amount_owed_cents=cents, deadline=deadline, subsidy="aptc",
-                               assessed_on=day, last_assessed_on=day, current_key=CoverageFlag.key_for(member, "HLTH-1")))
+            s.add(CoverageFlag(member_id=member, plan_id="HLTH-1", status=status, reason_code="x",
+                               reason=f"{status} why", months_owed=int(cents > 0), amount_owed_cents=cents,
+                               deadline=deadline, subsidy="aptc", assessed_on=day, last_assessed_on=day,
+                               current_key=CoverageFlag.key_for(member, "HLTH-1")))
     rep = coverage_report(sessions, day)
     body = _csv(rep)[1:]
     assert [(r[0], r[2]) for r in body] == [("M3", "past_due"), ("M4", "not_started"), ("M2", "at_risk"),
