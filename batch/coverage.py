@@ -25,6 +25,21 @@ The rules (reference §5; DESIGN.md "The rules it must get right"):
     processed (`returned_on`). The 23rd is the calendar date: it does not move for weekends or
     Federal Reserve holidays (members pay online any day; AutoPay already settles on the last
     banking day on or before it).
+  * A returned premium stays at risk until a payment for it has cleared (DESIGN.md; ref §5.4: a
+    dishonored payment is non-payment). A debit has cleared on its settlement date + 2 banking days
+    with no return (`premium_calendar.cleared_on`, ref §2.2); a mail payment the day it is paid.
+    Once a month has a returned payment (its return processed on or before the day considered),
+    its other payments count toward it only from the day they cleared: a re-presentment scheduled
+    or in flight does not cure it. A payment originated by the due date still counts as paid on
+    time; clearing only decides, after a return, whether the month stays paid. So a later month
+    returned after its due date is delinquent (grace rules above) until a replacement has cleared.
+  * `at_risk`: a month (binder or not) with a returned payment and no replacement cleared, where no
+    delinquency applies yet: on or before its due date, or a binder whose replacement was
+    originated by the due date but has not cleared (coverage starts, but is at risk). Its deadline
+    is the month's due date (none for a binder already past due). `not_started`, `past_due`,
+    `termination_pending` and `terminated` outrank it; it outranks `ok`.
+  * The amount owed on a month is its premium less the payments counting toward it (after a
+    return: the payments that have cleared).
 """
 from __future__ import annotations
 
@@ -37,8 +52,10 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from nacha import codes
+from nacha.calendar import effective_entry_date
 
-from .models import CoverageFlag, Payment, PaymentEvent, PaymentReturn, Premium, utcnow
+from .models import CoverageFlag, FileEntry, NachaFile, Payment, PaymentEvent, PaymentReturn, Premium, utcnow
+from .premium_calendar import cleared_on as clearing_date
 
 __all__ = [
     "AT_RISK_STATUSES", "SUBSIDIZED", "AssessResult", "CoverageRules", "PaymentFact", "PremiumFact", "Standing",
@@ -46,7 +63,8 @@ __all__ = [
 ]
 
 SUBSIDIZED = ("aptc", "connectorcare")
-AT_RISK_STATUSES = ("not_started", "past_due", "termination_pending", "terminated")
+# Every status but 'ok' (batch.models.COVERAGE_STATUSES), from the least to the most severe.
+AT_RISK_STATUSES = ("at_risk", "not_started", "past_due", "termination_pending", "terminated")
 _ONE_DAY = timedelta(days=1)
 
 
@@ -79,14 +97,55 @@ class PremiumFact:
 
 @dataclass(frozen=True)
 class PaymentFact:
+    """One payment toward a premium month, as the rules see it.
+
+    `returned_on`: the day a return (or failure) was processed; None: it stands. A return carries
+    its `return_code`; `returned_on` without one is a payment stopped or cancelled before it reached
+    the bank (never debited: it stops counting, but the month had no payment returned).
+    `cleared_on`: the day it has cleared (premium_calendar.cleared_on of its settlement date; a mail
+    payment: its paid_on); None: not known to clear, it never counts as cleared.
+    `pending`: not in a NACHA file yet; its cleared_on is when it would clear if originated on its
+    day, and it does not count as cleared until it has gone out (a debit never sent has no
+    settlement, so it cannot have cleared).
+    `retry_number`: n for the n-th re-presentment of a returned payment, 0 otherwise."""
+
     coverage_month: date
     amount_cents: int
     paid_on: date
-    returned_on: date | None = None  # the day a return (or failure) was processed; None: it stands
+    returned_on: date | None = None
     return_code: str | None = None
+    cleared_on: date | None = None
+    retry_number: int = 0
+    pending: bool = False
+    payment_id: int | None = None
+
+    @property
+    def retry(self) -> bool:
+        return self.retry_number > 0
 
     def counts_on(self, d: date) -> bool:
+        """Made by `d` and not returned (or stopped) by then."""
         return self.paid_on <= d and (self.returned_on is None or self.returned_on > d)
+
+    def returned_by(self, d: date) -> bool:
+        """A return of this payment was processed on or before `d`."""
+        return self.returned_on is not None and self.returned_on <= d and self.return_code is not None
+
+    def cleared_by(self, d: date) -> bool:
+        """Cleared on or before `d` (a payment returned since still stops counting: counts_on)."""
+        return not self.pending and self.cleared_on is not None and self.cleared_on <= d
+
+
+def _month_has_return(pays: list[PaymentFact], d: date) -> bool:
+    return any(p.returned_by(d) for p in pays)
+
+
+def _paid_toward(pays: list[PaymentFact], d: date) -> int:
+    """What counts toward a month on day `d`: every payment made and not returned by then; once a
+    payment of the month has been returned, only those that have cleared (a payment that had
+    cleared before the return keeps counting)."""
+    after_return = _month_has_return(pays, d)
+    return sum(p.amount_cents for p in pays if p.counts_on(d) and (not after_return or p.cleared_by(d)))
 
 
 @dataclass(frozen=True)
@@ -126,6 +185,21 @@ def _return_words(pays: list[PaymentFact], as_of: date) -> str:
     return "payment failed"
 
 
+def _retry_words(pays: list[PaymentFact], as_of: date) -> str:
+    """'; re-presentment 1 scheduled for 2027-02-25' for each re-presentment still open (not
+    returned or stopped, not cleared) on `as_of`. Worded from its scheduled day, so the reason stays
+    the same from the return until the re-presentment clears (a changed reason is a new flag)."""
+    return "".join(f"; re-presentment {p.retry_number} scheduled for {p.paid_on}"
+                   for p in sorted(pays, key=lambda p: (p.paid_on, p.retry_number))
+                   if p.retry and (p.returned_on is None or p.returned_on > as_of) and not p.cleared_by(as_of))
+
+
+def _returned_reason(what: str, month: PremiumFact, pays: list[PaymentFact], as_of: date) -> str:
+    """'premium for 2027-03 returned (R01 Insufficient Funds); re-presentment 1 scheduled for ...'"""
+    return (f"{what} for {_month(month.coverage_month)} returned ({_return_words(pays, as_of)})"
+            f"{_retry_words(pays, as_of)}")
+
+
 def _outstanding(prem: PremiumFact, pays: list[PaymentFact], as_of: date, threshold: int) -> list[tuple[date, date]]:
     """The day ranges [start, end) after the due date, up to `as_of`, in which the month was not
     paid in full (end = the day it became paid, or as_of + 1 while it still is not)."""
@@ -135,13 +209,13 @@ def _outstanding(prem: PremiumFact, pays: list[PaymentFact], as_of: date, thresh
     need = prem.amount_due_cents - threshold
     points = {due + _ONE_DAY}
     for p in pays:
-        for d in (p.paid_on, p.returned_on):
+        for d in (p.paid_on, p.returned_on, p.cleared_on):
             if d is not None and due + _ONE_DAY < d <= as_of:
                 points.add(d)
     spans: list[tuple[date, date]] = []
     start = None
     for t in sorted(points):
-        unpaid = sum(p.amount_cents for p in pays if p.counts_on(t)) < need
+        unpaid = _paid_toward(pays, t) < need
         if unpaid and start is None:
             start = t
         elif not unpaid and start is not None:
@@ -167,38 +241,49 @@ def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFac
     threshold = rules.payment_threshold_cents
 
     def paid_now(m: PremiumFact) -> int:
-        return sum(p.amount_cents for p in pays[m.coverage_month] if p.counts_on(as_of))
+        return _paid_toward(pays[m.coverage_month], as_of)
 
+    def returned_unpaid(m: PremiumFact) -> bool:
+        """A payment of the month was returned and no replacement has cleared (in full)."""
+        return _month_has_return(pays[m.coverage_month], as_of) and paid_now(m) < m.amount_due_cents - threshold
+
+    at_risk: list[tuple[PremiumFact, date | None]] = []  # (month, deadline)
     binder = next((m for m in months if m.binder), None)
     if binder is not None:
         bpays = pays[binder.coverage_month]
         due = binder.due
         need = binder.amount_due_cents - threshold
-        if as_of <= due:
-            if paid_now(binder) < need:
+        if as_of <= due and paid_now(binder) < need:
+            if not _month_has_return(bpays, as_of):
                 return Standing("ok", "binder_not_due", f"binder for {_month(binder.coverage_month)} due {due}",
                                 subsidy=binder.subsidy)
-            on_time = need  # paid, and it is not due yet
+            at_risk.append((binder, due))  # returned before its due date: still time to pay
         else:
-            on_time = sum(p.amount_cents for p in bpays
-                          if p.paid_on <= due and (p.returned_on is None or p.returned_on > as_of))
-        if on_time < need:
-            owed = max(0, binder.amount_due_cents - paid_now(binder))
-            owed_months = 1 if owed > threshold else 0
-            returned = [p for p in bpays if p.paid_on <= due and p.returned_on is not None and p.returned_on <= as_of]
-            partial = sum(p.amount_cents for p in bpays if p.paid_on <= due and p.counts_on(as_of))
-            label = _month(binder.coverage_month)
-            if returned:
-                code, why = "binder_returned", f"binder for {label} returned ({_return_words(returned, as_of)})"
-            elif partial > 0:
-                code, why = "binder_partial", (f"binder for {label} only partly paid by {due}: "
-                                               f"{_dollars(partial)} of {_dollars(binder.amount_due_cents)}")
-            else:
-                code, why = "binder_unpaid", f"binder for {label} not paid in full by {due}"
-            if owed_months == 0:
-                why += " (paid since, after the due date)"
-            return Standing("not_started", code, why + ": coverage does not start", owed_months, owed,
-                            None, 0, 0, binder.coverage_month, None, binder.subsidy)
+            if as_of <= due:
+                on_time = need  # paid, and it is not due yet
+            else:  # originated by the due date and not returned (clearing decides only after a return)
+                on_time = sum(p.amount_cents for p in bpays
+                              if p.paid_on <= due and (p.returned_on is None or p.returned_on > as_of))
+            if on_time < need:
+                owed = max(0, binder.amount_due_cents - paid_now(binder))
+                owed_months = 1 if owed > threshold else 0
+                returned = [p for p in bpays
+                            if p.paid_on <= due and p.returned_on is not None and p.returned_on <= as_of]
+                partial = sum(p.amount_cents for p in bpays if p.paid_on <= due and p.counts_on(as_of))
+                label = _month(binder.coverage_month)
+                if returned:
+                    code, why = "binder_returned", f"binder for {label} returned ({_return_words(returned, as_of)})"
+                elif partial > 0:
+                    code, why = "binder_partial", (f"binder for {label} only partly paid by {due}: "
+                                                   f"{_dollars(partial)} of {_dollars(binder.amount_due_cents)}")
+                else:
+                    code, why = "binder_unpaid", f"binder for {label} not paid in full by {due}"
+                if owed_months == 0:
+                    why += " (paid since, after the due date)"
+                return Standing("not_started", code, why + ": coverage does not start", owed_months, owed,
+                                None, 0, 0, binder.coverage_month, None, binder.subsidy)
+            if returned_unpaid(binder):  # replaced by the due date, the replacement not cleared yet
+                at_risk.append((binder, None))
         later = [m for m in months if m.coverage_month > binder.coverage_month]
     else:
         later = months
@@ -209,6 +294,9 @@ def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFac
             spans.append((a, b, m))
     end_now = as_of + _ONE_DAY
     if not any(b == end_now for _a, b, _m in spans):
+        at_risk += [(m, m.due) for m in later if as_of <= m.due and returned_unpaid(m)]
+        if at_risk:
+            return _at_risk_standing(at_risk, pays, as_of, paid_now)
         last = months[-1]
         return Standing("ok", "paid", "every premium due is paid", subsidy=last.subsidy)
     # The current delinquency: the run of overlapping or adjoining outstanding spans up to today.
@@ -234,8 +322,9 @@ def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFac
     oldest = owed_months[0] if owed_months else first  # the oldest month still owed
     opays = pays[oldest.coverage_month]
     label = _month(oldest.coverage_month)
-    if any(p.returned_on is not None and p.returned_on <= as_of for p in opays) and paid_now(oldest) == 0:
-        code, why = "premium_returned", f"premium for {label} returned ({_return_words(opays, as_of)})"
+    stopped = any(p.returned_on is not None and p.returned_on <= as_of for p in opays)
+    if _month_has_return(opays, as_of) or (stopped and paid_now(oldest) == 0):
+        code, why = "premium_returned", _returned_reason("premium", oldest, opays, as_of)
     elif 0 < paid_now(oldest) < oldest.amount_due_cents - threshold:
         code, why = "premium_partial", (f"premium for {label} only partly paid: {_dollars(paid_now(oldest))} of "
                                         f"{_dollars(oldest.amount_due_cents)}")
@@ -260,6 +349,24 @@ def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFac
     ends = first.coverage_month - _ONE_DAY  # the last day of the last month paid in full
     return Standing("terminated", code, f"{why}; not paid by {months_later(d1, 1)}", n, cents, None, k, 0,
                     first.coverage_month, ends, first.subsidy)
+
+
+def _at_risk_standing(items: list[tuple[PremiumFact, date | None]], pays: dict[date, list[PaymentFact]],
+                      as_of: date, paid_now) -> Standing:
+    """`at_risk`: months with a payment returned and no replacement cleared, none delinquent yet.
+    Named after the oldest; the deadline is the earliest due date still ahead (none for a binder
+    whose replacement went out by its due date and has not cleared)."""
+    items = sorted(items, key=lambda i: i[0].coverage_month)
+    first = items[0][0]
+    what = "binder" if first.binder else "premium"
+    why = _returned_reason(what, first, pays[first.coverage_month], as_of)
+    if len(items) > 1:
+        why += f"; {len(items)} months at risk"
+    why += "; at risk until a replacement clears"
+    owed = sum(max(0, m.amount_due_cents - paid_now(m)) for m, _d in items)
+    deadline = min((d for _m, d in items if d is not None), default=None)
+    return Standing("at_risk", f"{what}_returned", why, len(items), owed, deadline, 0, 0, first.coverage_month,
+                    None, first.subsidy)
 
 
 # =============================================================================================
@@ -305,24 +412,39 @@ def assess_coverage(sessions: sessionmaker[Session], as_of: date, rules: Coverag
     return res
 
 
-def policy_facts(conn, keys: list[tuple[str, str]], tz: tzinfo | None = None, *,
-                 exclude_payment_ids: frozenset[int] = frozenset()
-                 ) -> dict[tuple[str, str], tuple[list[PremiumFact], list[PaymentFact]]]:
-    """The premiums and payments of each policy (member, plan) in `keys`, as assess_policy takes
-    them: one set of queries for the whole list. `exclude_payment_ids`: payments left out (a debit
-    whose own fate is being decided)."""
-    wanted = set(keys)
+Facts = dict[tuple[str, str], tuple[list[PremiumFact], list[PaymentFact]]]
+
+
+def policy_facts(conn, keys: list[tuple[str, str]], tz: tzinfo | None,
+                 exclude_payment_ids: frozenset[int] = frozenset()) -> Facts:
+    """The facts `assess_policy` needs for each policy (member_id, plan_id) of `keys`: its premiums
+    and its payments, every key present (([], []) for a policy with none). One set of queries for
+    the chunk of keys, whatever its size (callers pass a chunk, e.g. CHUNK policies): premiums,
+    payments with the file that carried each (its settlement date), and the returns and failures
+    of those that ended. `tz`: the zone of business dates (a mail payment counts, and has cleared,
+    from its submission day there). `exclude_payment_ids`: payments left out, e.g. the debit a
+    caller is deciding whether to originate.
+
+    A payment's `paid_on` is its origination day (or a mail payment's submission day); `cleared_on`
+    is premium_calendar.cleared_on of its settlement date: the effective entry date of the file
+    that carried it, or, not in a file yet, of its origination day; a mail payment's paid_on."""
+    out: Facts = {k: ([], []) for k in keys}
     members = sorted({k[0] for k in keys})
-    out: dict[tuple[str, str], tuple[list[PremiumFact], list[PaymentFact]]] = {k: ([], []) for k in keys}
+    if not members:
+        return out
     for m, p, month, cents, subsidy, binder, due in conn.execute(
             select(Premium.member_id, Premium.plan_id, Premium.coverage_month, Premium.amount_due_cents,
                    Premium.subsidy, Premium.binder, Premium.due_date).where(Premium.member_id.in_(members))):
-        if (m, p) in wanted:
+        if (m, p) in out:
             out[(m, p)][0].append(PremiumFact(month, int(cents), subsidy, bool(binder), due))
-    rows = conn.execute(
+    rows = [r for r in conn.execute(
         select(Payment.id, Payment.member_id, Payment.plan_id, Payment.coverage_month, Payment.amount_cents,
-               Payment.state, Payment.originate_on, Payment.submitted_at)
+               Payment.state, Payment.channel, Payment.originate_on, Payment.submitted_at, Payment.retry_number,
+               NachaFile.file_date)
+        .outerjoin(FileEntry, FileEntry.payment_id == Payment.id)
+        .outerjoin(NachaFile, NachaFile.id == FileEntry.file_id)
         .where(Payment.member_id.in_(members))).all()
+        if (r[1], r[2]) in out and r[0] not in exclude_payment_ids]
     dead = [r[0] for r in rows if r[5] in ("returned", "failed")]
     ended: dict[int, tuple[date, str | None]] = {}
     for i in range(0, len(dead), 1000):
@@ -337,14 +459,19 @@ def policy_facts(conn, keys: list[tuple[str, str]], tz: tzinfo | None = None, *,
                                            & PaymentEvent.event.in_(("stopped", "cancelled")))
                                     .group_by(PaymentEvent.payment_id)):
             ended.setdefault(pid, (on, None))
-    for pid, m, p, month, cents, state, originate_on, submitted_at in rows:
-        if (m, p) not in wanted or pid in exclude_payment_ids:
-            continue
-        paid_on = originate_on if originate_on is not None else _local_date(submitted_at, tz)
+    for pid, m, p, month, cents, state, channel, originate_on, submitted_at, retry_number, file_date in rows:
+        if channel == "mail":
+            paid_on = _local_date(submitted_at, tz)
+            cleared, pending = paid_on, False
+        else:
+            paid_on = originate_on if originate_on is not None else _local_date(submitted_at, tz)
+            pending = state == "pending"
+            cleared = clearing_date(effective_entry_date(file_date if file_date is not None else paid_on))
         returned_on, code = None, None
         if state in ("returned", "failed"):
             returned_on, code = ended.get(pid, (paid_on, None))
-        out[(m, p)][1].append(PaymentFact(month, int(cents), paid_on, returned_on, code))
+        out[(m, p)][1].append(PaymentFact(month, int(cents), paid_on, returned_on, code, cleared,
+                                          int(retry_number or 0), pending, pid))
     return out
 
 
@@ -357,7 +484,8 @@ def _assess_chunk(conn, keys: list[tuple[str, str]], as_of: date, rules: Coverag
     supersede: list[int] = []
     new_rows: list[dict] = []
     for key in keys:
-        st = assess_policy(*facts[key], as_of, rules)
+        premiums, payments = facts[key]
+        st = assess_policy(premiums, payments, as_of, rules)
         res.policies += 1
         res.by_status[st.status] = res.by_status.get(st.status, 0) + 1
         cur = current.get(key)

@@ -22,7 +22,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from .fsutil import write_atomic
-from .models import BankAccount, CoverageFlag, Notice, Payment, PaymentReturn, Premium, utcnow
+from .models import COVERAGE_STATUSES, BankAccount, CoverageFlag, Notice, Payment, PaymentReturn, Premium, utcnow
 
 _VENDOR_READABLE = 0o644  # notices and manifests are picked up by the print and email vendor
 
@@ -41,7 +41,8 @@ CHUNK = 1000
 def notice_kind_for_flag(status: str, grace_month: int) -> str | None:
     """Which notice a coverage flag calls for (MA notice sequence, reference §5.3): a first month
     past due gets a Past Due Warning, later grace months and termination pending a Termination
-    Warning; 'ok' none."""
+    Warning; 'ok' none, and 'at_risk' none either (a payment returned, not delinquent yet: the
+    member already has the returned-payment notice of that return)."""
     if status == "not_started":
         return "coverage_not_started"
     if status == "past_due":
@@ -53,8 +54,9 @@ def notice_kind_for_flag(status: str, grace_month: int) -> str | None:
     return None
 
 
-NOTICE_FOR_FLAG = {s: notice_kind_for_flag(s, 1) for s in ("not_started", "past_due", "termination_pending",
-                                                          "terminated", "ok")}
+NOTICE_FOR_FLAG = {s: notice_kind_for_flag(s, 1) for s in COVERAGE_STATUSES}
+# The statuses whose flags get a notice.
+_NOTICED_STATUSES = tuple(s for s in COVERAGE_STATUSES if NOTICE_FOR_FLAG[s] is not None)
 
 
 def notice_environment(override_dir: Path | None = None) -> jinja2.Environment:
@@ -182,10 +184,12 @@ def _pending_returns(s: Session) -> list[dict]:
 
 
 def _pending_flags(s: Session) -> list[dict]:
-    """Current coverage flags at risk with no notice yet."""
+    """Current coverage flags that call for a notice and have none yet. Flags without a notice
+    ('ok', 'at_risk') are left out in the query: a chunk of them must not hide the ones behind."""
     rows = s.execute(
         select(CoverageFlag).outerjoin(Notice, Notice.coverage_flag_id == CoverageFlag.id)
-        .where(CoverageFlag.current_key.is_not(None) & (CoverageFlag.status != "ok") & Notice.id.is_(None))
+        .where(CoverageFlag.current_key.is_not(None) & CoverageFlag.status.in_(_NOTICED_STATUSES)
+               & Notice.id.is_(None))
         .order_by(CoverageFlag.id).limit(CHUNK)).scalars().all()
     out = []
     for f in rows:

@@ -4,7 +4,8 @@ Premiums are due the 23rd of the month before coverage (ref §5.1, MAHC). AutoPa
 due date (DESIGN.md): the pull settles on the last Federal Reserve banking day on or before the
 23rd, earlier by `autopay_lead_days` banking days when configured; the file carrying it is built
 one banking day before that settlement date, because a non-same-day debit settles on the next
-banking day after the file date (nacha.calendar.effective_entry_date, ref §3.1).
+banking day after the file date (nacha.calendar.effective_entry_date, ref §3.1). A debit has
+cleared two banking days after it settled (`cleared_on`, ref §2.2).
 """
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from datetime import date
 from nacha.calendar import add_banking_days, banking_day_on_or_before, previous_banking_day
 
 __all__ = [
-    "DUE_DAY", "autopay_draft_date", "autopay_settlement_date", "coverage_month_of", "due_date",
-    "parse_coverage_month",
+    "CLEARING_BANKING_DAYS", "DUE_DAY", "autopay_draft_date", "autopay_settlement_date", "cleared_on",
+    "coverage_month_of", "due_date", "parse_coverage_month",
 ]
 
 DUE_DAY = 23
+# Returns for insufficient or uncollected funds, a closed or an unknown account (the 2-banking-day
+# codes) reach us by the opening of business on settlement + 2 banking days (ref §2.2, NR2013 OR127).
+CLEARING_BANKING_DAYS = 2
 _YYYY_MM = re.compile(r"^([0-9]{4})-([0-9]{2})$")
 
 
@@ -65,3 +69,21 @@ def autopay_draft_date(due: date, lead_banking_days: int = 0) -> date:
     before its settlement date, so that effective_entry_date(draft) == settlement date.
     A run on or after this date originates the pull (a run that finds it passed does so at once)."""
     return previous_banking_day(autopay_settlement_date(due, lead_banking_days))
+
+
+def cleared_on(settlement_date: date) -> date:
+    """The day a debit that settled on `settlement_date` has cleared: settlement + 2 banking days.
+
+    The one definition, for coverage standing and coverage activation alike. Returns for
+    insufficient or uncollected funds and for closed, frozen or unknown accounts (the 2-banking-day
+    codes: R01, R02, R03, R04, R09, ...) arrive by the opening of business on the settlement date
+    plus two banking days (ref §2.2, NR2013 OR127 footnote *), so a debit with no return by then
+    counts as cleared ON that date (a run that day has already applied the morning's returns).
+    Unauthorized returns (R05, R07, R10, R11, R51) can come up to 60 days later; a debit that has
+    cleared can still be returned, and a return still un-counts it.
+
+    The settlement date of a debit is the effective entry date of the file that carried it
+    (`nacha.calendar.effective_entry_date(file_date)`); a mail payment (check or money order already
+    received) has no settlement and clears the day it is paid.
+    """
+    return add_banking_days(settlement_date, CLEARING_BANKING_DAYS)

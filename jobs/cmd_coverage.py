@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from batch.coverage import CoverageRules, assess_coverage
 from batch.db import DatabaseError, DatabaseUnavailable, open_database
+from batch.models import COVERAGE_STATUSES
 from batch.notices import issue_notices
 from batch.returns import cancel_unneeded_retries
 
@@ -18,7 +19,7 @@ from .cmd_returns import sender_name
 from .dates import business_date, date_option
 from .settings import settings_from_context
 
-_ORDER = ("ok", "not_started", "past_due", "termination_pending", "terminated")
+_ORDER = COVERAGE_STATUSES  # ok, at_risk, not_started, past_due, termination_pending, terminated
 
 
 @click.group("coverage")

@@ -186,7 +186,16 @@ def test_a_night_with_returns_nocs_coverage_and_reports(cli_env, sessions, tmp_p
     assert [b.header.company_entry_description for b in rf.batches] == ["RETRY PYMT"]
     (entry,) = list(rf.entries())
     assert entry.record.amount == JAN_AMOUNTS["M1"] and entry.record.dfi_account_number == "4004001234"
-    r = run.invoke(cli, ["coverage", "assess", "--date", "2026-12-29"])
+    # A returned premium stays past due until its re-presentment has cleared: it settles Wednesday
+    # 12-30 and clears two banking days later, Monday 2027-01-04 (New Year's Day is a Fed holiday).
+    for d in ("2026-12-29", "2026-12-31"):
+        r = run.invoke(cli, ["coverage", "assess", "--date", d])
+        assert r.exit_code == 0
+        with sessions() as s:
+            m1 = s.scalars(select(CoverageFlag).where(CoverageFlag.member_id == "M1").order_by(CoverageFlag.id)).all()
+        assert [f.status for f in m1] == ["past_due"], d
+        assert "re-presentment 1 scheduled for 2026-12-29" in m1[0].reason and "R01" in m1[0].reason
+    r = run.invoke(cli, ["coverage", "assess", "--date", "2027-01-04"])
     assert r.exit_code == 0
     with sessions() as s:
         m1 = s.scalars(select(CoverageFlag).where(CoverageFlag.member_id == "M1").order_by(CoverageFlag.id)).all()

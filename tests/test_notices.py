@@ -20,6 +20,7 @@ from test_returns import RETURN_DAY, World
     ("not_started", 0, "coverage_not_started"), ("past_due", 1, "past_due_warning"),
     ("past_due", 2, "termination_warning"), ("termination_pending", 3, "termination_warning"),
     ("termination_pending", 1, "termination_warning"), ("terminated", 4, "coverage_terminated"), ("ok", 0, None),
+    ("at_risk", 0, None),  # the returned-payment notice of its return already went out
 ])
 def test_notice_kind_for_flag(status, grace_month, kind):
     assert notice_kind_for_flag(status, grace_month) == kind
@@ -106,3 +107,24 @@ def test_notices_for_each_coverage_status(sessions, keyring, tmp_path):
     assert [r["deadline"] for r in rows] == ["2027-02-23", "2027-03-23", "2027-04-23", ""]
     last = (notices / rows[-1]["file"]).read_text()
     assert "2027-01-31" not in last and "2027-02-28" in last  # coverage ends with grace month 1
+
+
+def test_flags_at_risk_get_no_notice_and_do_not_hide_the_ones_that_do(sessions, tmp_path, monkeypatch):
+    import batch.notices as notices_mod
+    from batch.models import CoverageFlag
+
+    monkeypatch.setattr(notices_mod, "CHUNK", 2)  # more at_risk flags than one chunk, ahead of a past_due one
+    with sessions() as s, s.begin():
+        for i, status in enumerate(("at_risk", "at_risk", "at_risk", "past_due")):
+            member = f"M9{i:05d}"
+            s.add(CoverageFlag(member_id=member, plan_id="HLTH-1", status=status, reason_code="premium_returned",
+                               reason="premium for 2027-03 returned (R01 Insufficient Funds)", months_owed=1,
+                               amount_owed_cents=10000, deadline=date(2027, 2, 23),
+                               grace_month=int(status != "at_risk"), grace_months=3 if status != "at_risk" else 0,
+                               subsidy="aptc",
+                               assessed_on=date(2027, 2, 19), last_assessed_on=date(2027, 2, 19),
+                               current_key=CoverageFlag.key_for(member, "HLTH-1")))
+    r = issue_notices(sessions, tmp_path / "notices", date(2027, 2, 19))
+    assert (r.created, r.by_kind) == (1, {"past_due_warning": 1})
+    assert [row["member_id"] for row in _manifest(tmp_path / "notices" / "manifest.csv")] == ["M900003"]
+    assert issue_notices(sessions, tmp_path / "notices", date(2027, 2, 19)).created == 0

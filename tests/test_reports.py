@@ -154,12 +154,16 @@ def test_returns_chart_is_an_inline_svg_by_code_and_day():
 
 def test_coverage_report_lists_policies_at_risk(book, sessions):
     w, members, o = book
+    # The R01's re-presentment goes out on its day, 2026-12-07 (settles 12-08, clears 12-10): a
+    # re-presentment only cures a returned premium once it has cleared, one never sent never does.
+    assert set(w.originate(date(2026, 12, 7))) == {members[0]}
+    assess_coverage(sessions, date(2026, 12, 24))
     rep = coverage_report(sessions, date(2026, 12, 24))
     rows = _csv(rep)
     assert ",".join(rows[0]) == CONTRACT["coverage"]
     body = {r[0]: r for r in rows[1:]}
     # January's premiums (due 2026-12-23) returned R02, R10, R03 are past due; the R01 was
-    # re-presented on 2026-12-07, before the due date, so that member is in good standing.
+    # re-presented on 2026-12-07 and cleared before the due date, so that member is in good standing.
     assert set(body) == set(members[1:4])
     for m, code in zip(members[1:4], ("R02", "R10", "R03")):
         r = body[m]
@@ -168,6 +172,31 @@ def test_coverage_report_lists_policies_at_risk(book, sessions):
     assert dict(zip(rep.extra[0][1]["status"], rep.extra[0][1]["count"]))["ok"] == 7
     # the history answers for an earlier date: nothing had been assessed yet
     assert _csv(coverage_report(sessions, date(2026, 12, 1)))[1:] == []
+
+
+def test_coverage_report_shows_at_risk_after_the_delinquent(sessions):
+    from batch.models import CoverageFlag
+
+    day = date(2027, 2, 19)
+    rows = [("M1", "ok", 0, None), ("M2", "at_risk", 10000, date(2027, 2, 23)), ("M3", "past_due", 5000,
+                                                                                 date(2027, 2, 23)),
+            ("M4", "not_started", 7000, None), ("M5", "at_risk", 4000, date(2027, 2, 23))]
+    with sessions() as s, s.begin():
+        for member, status, cents, deadline in rows:
+            s.add(CoverageFlag(member_id=member, plan_id="HLTH-1", status=status, reason_code="x",
+                               reason=f"{status} why", months_owed=int(cents > 0), amount_owed_cents=cents,
+                               deadline=deadline, subsidy="aptc", assessed_on=day, last_assessed_on=day,
+                               current_key=CoverageFlag.key_for(member, "HLTH-1")))
+    rep = coverage_report(sessions, day)
+    body = _csv(rep)[1:]
+    assert [(r[0], r[2]) for r in body] == [("M3", "past_due"), ("M4", "not_started"), ("M2", "at_risk"),
+                                            ("M5", "at_risk")]
+    by_status = rep.extra[0][1]
+    assert list(by_status["status"]) == ["at_risk", "not_started", "past_due", "termination_pending", "terminated",
+                                         "ok"]
+    assert dict(zip(by_status["status"], by_status["amount_owed"]))["at_risk"] == 14000
+    assert dict(zip(by_status["status"], by_status["count"]))["at_risk"] == 2
+    assert "at_risk" in render_html(rep)
 
 
 def test_html_and_xlsx_carry_the_same_tables_and_never_an_account_number(book, sessions, keyring, tmp_path):

@@ -168,6 +168,14 @@ def test_metrics_render_escapes_and_is_parseable():
     assert _sample(fams, "achbatch_files_awaiting_delivery") == 0
 
 
+def test_metrics_count_flags_at_risk_by_status():
+    snap = {"runs": {}, "steps": {}, "returns_by_category": {}, "payments_by_state": {},
+            "coverage_by_status": {"at_risk": 2, "ok": 5, "past_due": 1}, "files_awaiting_delivery": 0}
+    fams = _families(render(snap))
+    assert _sample(fams, "achbatch_coverage_flags", status="at_risk") == 2
+    assert _sample(fams, "achbatch_coverage_flags", status="past_due") == 1
+
+
 def test_collect_reads_only_what_exists(tmp_path):
     f = Folder(tmp_path)
     f.setup(load=False)
