@@ -167,12 +167,12 @@ def test_inspect_json_matches_the_expected_summary(path):
 
 
 def test_inspect_invalid_file_exits_1_and_lists_the_error():
-    p = run("inspect", "--json", "--profile", "strict", SAMPLES / "invalid-unknown-return-code.ach")
+    p = run("inspect", "--json", "--profile", "strict", SAMPLES / "invalid-malformed-return-code.ach")
     assert p.returncode == 1
     _check_inspect_json(p.stdout)
-    t = run("inspect", "--profile", "strict", SAMPLES / "invalid-unknown-return-code.ach")
+    t = run("inspect", "--profile", "strict", SAMPLES / "invalid-malformed-return-code.ach")
     assert t.returncode == 1
-    assert "invalid-unknown-return-code.ach:4:4-6" in t.stdout
+    assert "invalid-malformed-return-code.ach:4:4-6" in t.stdout
     no_traceback(t)
 
 

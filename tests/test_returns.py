@@ -469,9 +469,9 @@ def test_a_problem_after_the_first_chunks_still_rejects_the_whole_file(world, mo
     text = world.bank.returns([(o[a], "R02"), (o[b], "R01"), (o[c], "R01")], RETURN_DAY)
     lines = text.splitlines()
     i = [n for n, line in enumerate(lines) if line.startswith("799")][2]
-    lines[i] = lines[i][:3] + "R00" + lines[i][6:]
+    lines[i] = lines[i][:3] + "R0X" + lines[i][6:]  # malformed (a well-formed unknown code is only a warning)
     out = world.process("\n".join(lines) + "\n")
-    assert out.status == "rejected" and any("unknown return reason code 'R00'" in e for e in out.errors)
+    assert out.status == "rejected" and any("malformed return reason code 'R0X'" in e for e in out.errors)
     assert world.count(PaymentReturn) == 0 and world.count(Payment, Payment.channel == "retry") == 0
     assert world.count(BankAccount, BankAccount.status == "blocked") == 0
     assert {p.state for m in (a, b, c) for p in world.payments(m)} == {"in_file"}
@@ -627,10 +627,10 @@ def test_cli_process_exit_codes_and_inbox(cli_env, sessions, tmp_path):
     assert "notices: 1 written" in r.output
     r = run.invoke(cli, ["returns", "process", str(good), "--date", "2026-12-03"])
     assert r.exit_code == 0 and "duplicate" in r.output
-    bad = w.write(w.bank.returns([(o[b], "R01")], RETURN_DAY, modifier="B").replace("R01", "R00", 1))
+    bad = w.write(w.bank.returns([(o[b], "R01")], RETURN_DAY, modifier="B").replace("R01", "R0X", 1))
     r = run.invoke(cli, ["returns", "process", str(bad), "--date", "2026-12-03"])
     assert r.exit_code == 1
-    assert "rejected" in r.output and "unknown return reason code 'R00'" in r.output
+    assert "rejected" in r.output and "malformed return reason code 'R0X'" in r.output
     review = w.write(w.bank.returns([(o[b], "R01")], RETURN_DAY, modifier="C", amounts={o[b].trace: 1}))
     r = run.invoke(cli, ["returns", "process", str(review), "--date", "2026-12-03"])
     assert r.exit_code == 1 and "review list" in r.output
