@@ -889,16 +889,17 @@ class Reader:
                     if rc is None:
                         fname = alayout.fields[2].name
                         if codes.is_well_formed_return_code(code):
-                            # NACHA adds return codes (R90 in 2028) and a bank may use one before
-                            # our table has it: the file is still well formed; the entry is for a
-                            # person to decide (returns processing does not apply it).
+                            # NACHA adds return codes (R90 in 2028, ref §2.1) and a bank may use one
+                            # before our table has it: the file is still well formed (`Rnn`, ref
+                            # §1.7); the entry is for a person to decide (returns processing does
+                            # not apply it).
                             self._warning(an, alayout, fname,
-                                          f"unknown return reason code {code!r}: not in the return code table "
-                                          "(ref §2.1)", code)
+                                          f"unknown return reason code {code!r}: well formed, but not in the "
+                                          "return code table", code)
                         else:
                             self._rec_issue(an, alayout, fname,
-                                            f"malformed return reason code {code!r}: expected R and two digits "
-                                            "(ref §1.7)", code)
+                                            f"malformed return reason code {code!r}: expected R and two digits",
+                                            code)
                     elif (rc.effective_from is not None and self._created_on is not None
                           and self._created_on < rc.effective_from):
                         # The reader knows no processing date; the file's creation date stands in.
