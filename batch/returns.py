@@ -2,7 +2,9 @@
 its Original Entry Trace Number (addenda 99 -> file_entries.trace_number), checked against the
 amount and account, and handled by its code's disposition (nacha.codes, never raw codes); each
 NOC corrects the stored bank account with an audit record. What cannot be applied automatically
-goes to the review list (review_items), never dropped.
+goes to the review list (review_items), never dropped: a return code the tables do not know or that
+is not in effect yet is not applied at all, and a code whose disposition is review marks the payment
+failed and asks a person what follows.
 
 A file is applied in ONE transaction and ledgered by sha256 (return_files): the same bytes are
 applied once; a file that fails validation is rejected whole (nothing applied) with its located
@@ -58,7 +60,8 @@ __all__ = [
     "COUNTING_STATES", "IN_FLIGHT_STATES", "AccountState", "FileOutcome", "NocPlan", "OriginalEntry",
     "ProcessResult", "ReturnDecision", "ReturnPolicy", "ReturnSeen", "RetryPlan", "cancel_unneeded_retries",
     "decide_return", "file_sha256", "merged_account_reason", "merged_into", "outcome_words", "plan_noc",
-    "plan_retry", "process_inbox", "process_return_file", "process_return_files", "retry_date", "returned_state_for",
+    "plan_retry", "process_inbox", "process_return_file", "process_return_files", "retry_date", "return_code_review",
+    "returned_state_for",
 ]
 
 CHUNK = 5000  # entries of the file applied together
@@ -137,7 +140,28 @@ def _review(kind: str, detail: str) -> ReturnDecision:
 def returned_state_for(rc: codes.ReturnCode) -> str:
     """'returned' for the dispositions with a follow-up (re-present, block, revoke); 'failed' with
     the code's title for every other one."""
-    return "returned" if rc.disposition in _RETURNED_DISPOSITIONS else "failed"
+    return _state_for_disposition(rc.disposition)
+
+
+def _state_for_disposition(disposition: str) -> str:
+    return "returned" if disposition in _RETURNED_DISPOSITIONS else "failed"
+
+
+def return_code_review(code: str, processed_on: date) -> ReturnDecision | None:
+    """A review decision for a return whose code we must not act on: one the tables do not know
+    (NACHA adds codes; the reader only warns about a well-formed one), or one not in effect yet on
+    the processing date (R90 from 2028-03-17, NACHA-R90). None when the code can be applied."""
+    rc = codes.return_code(code)
+    if rc is None:
+        return _review("unknown_return_code",
+                       f"Return reason code {code} is not in our return code table, so the return was not "
+                       "applied; a person must decide what it means for the payment.")
+    if rc.effective_from is not None and processed_on < rc.effective_from:
+        return _review("code_not_effective",
+                       f"Return reason code {code} ({rc.title}) takes effect on {rc.effective_from.isoformat()}, "
+                       f"after this file was processed on {processed_on.isoformat()}, so the return was not "
+                       "applied; a person must decide what it means for the payment.")
+    return None
 
 
 def decide_return(rc: codes.ReturnCode, seen: ReturnSeen, original: OriginalEntry | None) -> ReturnDecision:
@@ -293,6 +317,9 @@ class FileOutcome:
     payments_failed: int = 0  # returned payments marked failed, and pending ones stopped
     review_items: int = 0
     errors: list[str] = field(default_factory=list)
+    # The reader's warnings (a return code the tables do not know, ...): the file is applied; the
+    # entries they name are on the review list.
+    warnings: list[str] = field(default_factory=list)
     previously_processed_on: date | None = None
 
     @property
@@ -312,8 +339,9 @@ class ProcessResult:
 
 
 class _Rejected(Exception):
-    def __init__(self, issues: list[Issue]):
+    def __init__(self, issues: list[Issue], warnings: list[Issue]):
         self.issues = issues
+        self.warnings = warnings
 
 
 # =============================================================================================
@@ -413,8 +441,9 @@ def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path:
                     applier.add(item)
                 elif isinstance(item, FileStart):
                     rf.file_creation_date = _yymmdd(item.header.file_creation_date)
+            out.warnings = [str(w) for w in reader.warnings]
             if reader.issues:
-                raise _Rejected(reader.issues)  # rolls the whole file back
+                raise _Rejected(reader.issues, reader.warnings)  # rolls the whole file back
             applier.finish()
             rf.returns, rf.nocs = out.returns, out.nocs
             rf.applied = out.returns_applied + out.nocs_applied
@@ -423,7 +452,7 @@ def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path:
             if mark:
                 mark(s, out)
     except _Rejected as r:
-        return _record_rejection(sessions, path, out, processed_on, r.issues, mark)
+        return _record_rejection(sessions, path, out, processed_on, r.issues, mark, r.warnings)
     return out
 
 
@@ -439,9 +468,10 @@ def _seen_before(out: FileOutcome, prior: ReturnFile) -> FileOutcome:
 
 
 def _record_rejection(sessions, path: Path, out: FileOutcome, processed_on: date, issues: list[Issue],
-                      mark: Mark | None) -> FileOutcome:
+                      mark: Mark | None, warnings: list[Issue] = ()) -> FileOutcome:
     fresh = FileOutcome(out.path, out.sha256, "rejected")
     fresh.errors = [str(i) for i in issues]
+    fresh.warnings = [str(w) for w in warnings]  # shown, not stored: the errors say why it was rejected
     with sessions() as s, s.begin():
         prior = s.scalar(select(ReturnFile).where(ReturnFile.sha256 == out.sha256))
         if prior is not None:  # another run recorded it meanwhile
@@ -633,19 +663,37 @@ class _Applier:
         return h
 
     # -- returns ----------------------------------------------------------------------------------
+    def _known_codes(self, rets: list[_Item], origs: dict[str, _Orig]) -> list[tuple[_Item, codes.ReturnCode]]:
+        """The returns whose code can be applied, with its table row; each other one goes to the
+        review list and its payment is left as it is (never money moved on a code we cannot read)."""
+        out = []
+        for it in rets:
+            code = it.addenda[2]
+            d = return_code_review(code, self.on)
+            if d is None:
+                out.append((it, codes.RETURN_CODES[code]))
+                continue
+            trace = it.addenda.original_entry_trace_number
+            o = origs.get(trace)
+            self._review(it, d.review_kind, code, trace, d.detail,
+                         o.amount_cents if o is not None else None, o.payment_id if o is not None else None)
+        return out
+
     def _apply_returns(self, rets: list[_Item], origs: dict[str, _Orig]) -> None:
         conn, on = self.conn, self.on
+        known_codes = self._known_codes(rets, origs)
+        if not known_codes:
+            return
         acct_ids = {o.bank_account_id for o in origs.values() if o.bank_account_id is not None}
         past_accounts = self._past_accounts(acct_ids)
         pay_ids = [o.payment_id for o in origs.values() if o.payment_id is not None]
-        track_history = any(codes.RETURN_CODES[it.addenda[2]].kind != codes.KIND_RETURN for it in rets)
+        track_history = any(rc.kind != codes.KIND_RETURN for _it, rc in known_codes)
         history = self._return_history(pay_ids) if track_history else {}
         known: dict[int | None, frozenset] = {}
         state: dict[int, str] = {}
         applied: list[tuple[_Item, codes.ReturnCode, _Orig, ReturnDecision, str]] = []
-        for it in rets:
+        for it, rc in known_codes:
             a = it.addenda
-            rc = codes.RETURN_CODES[a[2]]
             trace = a.original_entry_trace_number
             o = origs.get(trace)
             account = it.entry.dfi_account_number
@@ -726,6 +774,13 @@ class _Applier:
                 actions[it.line] = f"payment failed: {rc.title} (our file: ops alerted)"
                 self._review(it, "format_error", rc.code, it.addenda.original_entry_trace_number,
                              f"{rc.code} {rc.title}: the entry we sent was faulty", payment_id=o.payment_id)
+            elif rc.disposition == codes.REVIEW:
+                # No automatic follow-up for these codes (ref §2.1 [DESIGN] "Other / ODFI-driven":
+                # case-by-case ops review): the payment stays failed and a person decides the rest.
+                actions[it.line] = f"payment failed: {rc.title} (on the review list)"
+                self._review(it, "return_for_review", rc.code, it.addenda.original_entry_trace_number,
+                             f"{rc.code} {rc.title}: the payment is marked failed; a person must decide what "
+                             "follows.", payment_id=o.payment_id)
             else:
                 actions[it.line] = f"payment failed: {rc.title}"
         # 4. dishonored and contested returns
@@ -779,13 +834,14 @@ class _Applier:
         """Per payment: whether it carries an applied or a dishonored return, and the state it gave."""
         out: dict[int, dict] = {}
         for i in range(0, len(pay_ids), PART):
-            for pid, status, code in self.conn.execute(
-                select(PaymentReturn.payment_id, PaymentReturn.status, PaymentReturn.return_code)
+            # by the disposition stored with the return, not by looking its code up again
+            for pid, status, disposition in self.conn.execute(
+                select(PaymentReturn.payment_id, PaymentReturn.status, PaymentReturn.disposition)
                 .where(self._in(PaymentReturn.payment_id, pay_ids[i:i + PART]) & (PaymentReturn.kind == "return"))
                 .order_by(PaymentReturn.id)
             ):
                 out[pid] = {"applied": status == "applied", "dishonored": status == "dishonored",
-                            "state": returned_state_for(codes.RETURN_CODES[code])}
+                            "state": _state_for_disposition(disposition)}
         return out
 
     def _set_return_status(self, pay_ids: list[int], old: str, new: str) -> None:

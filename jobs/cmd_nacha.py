@@ -17,13 +17,22 @@ def _money(cents: int) -> str:
     return f"${cents // 100:,}.{cents % 100:02d}"
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+# A warning line starts with this, so a person (or grep) tells it from an error line.
+WARNING_PREFIX = "warning: "
+
+
 @click.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--profile", type=click.Choice(sorted(PROFILES)), default="strict", show_default=True,
               help="strict: what we write; bank: what real banks send (CRLF, no filler, trimmed lines, ...).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {file, valid, errors}.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {file, valid, errors, warnings}.")
 def validate_cmd(files, profile, as_json):
-    """Validate NACHA files. Exit 0 when all are valid, 1 when any is not."""
+    """Validate NACHA files. Exit 0 when all are valid, 1 when any is not. Warnings (e.g. a return
+    reason code the tables do not know) are listed and leave a file valid."""
     results = []
     any_invalid = False
     for path in files:
@@ -31,17 +40,21 @@ def validate_cmd(files, profile, as_json):
         any_invalid |= bool(r.issues)
         results.append((path, r))
         if not as_json:
+            warned = f"; {_count(len(r.warnings), 'warning')}" if r.warnings else ""
             if r.issues:
-                click.echo(f"{path}: INVALID ({len(r.issues)} problem{'s' if len(r.issues) != 1 else ''})")
+                click.echo(f"{path}: INVALID ({_count(len(r.issues), 'problem')}{warned})")
                 for i in r.issues:
                     click.echo(f"  {i}")
             else:
                 s = r.summary
                 click.echo(f"{path}: valid ({s.batches} batches, {s.entries} entries, "
-                           f"debits {_money(s.total_debit_cents)}, credits {_money(s.total_credit_cents)})")
+                           f"debits {_money(s.total_debit_cents)}, credits {_money(s.total_credit_cents)}{warned})")
+            for w in r.warnings:
+                click.echo(f"  {WARNING_PREFIX}{w}")
     if as_json:
         click.echo(json.dumps([
-            {"file": path, "valid": not r.issues, "errors": [i.to_json() for i in r.issues]}
+            {"file": path, "valid": not r.issues, "errors": [i.to_json() for i in r.issues],
+             "warnings": [w.to_json() for w in r.warnings]}
             for path, r in results
         ], indent=2))
     sys.exit(exitcodes.DATA_PROBLEMS if any_invalid else exitcodes.OK)
@@ -53,13 +66,16 @@ def validate_cmd(files, profile, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def inspect_cmd(file, profile, as_json):
     """Summarise a NACHA file: batches, entries, totals, returns and NOCs (accounts masked).
-    Exit 1 when the file has problems (they are listed after the summary)."""
+    Exit 1 when the file has problems (they are listed after the summary); warnings are listed too
+    and leave the exit code alone."""
     summary, issues = describe(file, profile)
+    warnings = summary["warnings"]
     if as_json:
         out = {k: summary[k] for k in ("file", "file_id_modifier", "batches", "entries", "total_debit_cents",
                                        "total_credit_cents", "entry_hash", "sec_codes", "returns", "nocs")}
         out["valid"] = not issues
         out["errors"] = [i.to_json() for i in issues]
+        out["warnings"] = [w.to_json() for w in warnings]
         click.echo(json.dumps(out, indent=2))
     else:
         s = summary
@@ -79,6 +95,10 @@ def inspect_cmd(file, profile, as_json):
             click.echo(f"  notifications of change ({len(s['nocs'])}):")
             for n in s["nocs"]:
                 click.echo(f"    {n['change_code']} original trace {n['original_trace_number']}: {n['corrected_data']}")
+        if warnings:
+            click.echo(f"  {_count(len(warnings), 'warning')}:")
+            for w in warnings:
+                click.echo(f"    {WARNING_PREFIX}{w}")
         if issues:
             click.echo(f"  INVALID ({len(issues)} problems):")
             for i in issues:

@@ -49,6 +49,8 @@ def _report(out: FileOutcome) -> None:
             click.echo(f"  {out.review_items} entries put on the review list (review_items)", err=True)
     for line in out.errors:
         click.echo(f"  {line}", err=True)
+    for line in out.warnings:
+        click.echo(f"  warning: {line}", err=True)
 
 
 @returns_group.command("process")

@@ -517,6 +517,13 @@ def return_code(code: str) -> ReturnCode | None:
     return RETURN_CODES.get(code)
 
 
+def is_well_formed_return_code(code: str) -> bool:
+    """'R' and two ASCII digits, the shape of the Return Reason Code field (ref §1.7 field 3,
+    `Rnn`), whether or not the table knows the code: NACHA adds codes (R90 in 2028), and a bank
+    may send one before this table has it."""
+    return isinstance(code, str) and len(code) == 3 and code[0] == "R" and _is_digits(code[1:])
+
+
 DISHONORED_RETURN_CODES = frozenset(c for c, r in RETURN_CODES.items() if r.kind == KIND_DISHONORED)
 CONTESTED_RETURN_CODES = frozenset(c for c, r in RETURN_CODES.items() if r.kind == KIND_CONTESTED)
 UNAUTHORIZED_CODES = frozenset(
@@ -763,7 +770,7 @@ def _check_tables() -> None:
     _require(len(RETURN_CODES) == len(_RETURN_ROWS), "duplicate return code")
     for key, rc in RETURN_CODES.items():
         _require(key == rc.code, f"return key {key} != {rc.code}")
-        _require(len(key) == 3 and key[0] == "R" and _is_digits(key[1:]), f"return code {key}")
+        _require(is_well_formed_return_code(key), f"return code {key}")
         _require(rc.category in CATEGORIES, f"{key}: category {rc.category}")
         _require(rc.disposition in DISPOSITIONS, f"{key}: disposition {rc.disposition}")
         _require(rc.reinitiation in REINITIATIONS, f"{key}: reinitiation {rc.reinitiation}")

@@ -8,7 +8,8 @@ from .reader import BatchStart, EntryItem, FileEnd, Reader
 
 
 def describe(source, profile: str | Profile = "bank", name: str | None = None) -> tuple[dict, list]:
-    """(summary dict in the contract's JSON shape, issues)."""
+    """(summary dict in the contract's JSON shape, issues). The dict also holds `batch_list` and
+    `warnings` (the reader's warnings, Issue objects: they leave the file valid)."""
     r = Reader(source, profile, name)
     returns: list[dict] = []
     nocs: list[dict] = []
@@ -63,6 +64,7 @@ def describe(source, profile: str | Profile = "bank", name: str | None = None) -
         "nocs": nocs,
         "valid": not r.issues,
         "batch_list": batches,
+        "warnings": list(r.warnings),
     }
     return out, r.issues
 

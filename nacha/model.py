@@ -24,6 +24,7 @@ class NachaFile:
     batches: list[Batch] = field(default_factory=list)
     control: tuple | None = None
     issues: list = field(default_factory=list, compare=False, repr=False)
+    warnings: list = field(default_factory=list, compare=False, repr=False)
 
     def entries(self):
         for b in self.batches:

@@ -5,6 +5,7 @@
     for item in reader:            # FileHeader | BatchStart | EntryItem | BatchEnd | FileEnd
         ...
     reader.issues                  # every problem found, in file order
+    reader.warnings                # what a person should know but does not make the file invalid
 
 `read_file` builds the whole file as a `NachaFile` (for small files); `validate_file` only checks.
 Each batch is read with the `sec.SecFormat` its header's SEC code selects (entry, addenda and
@@ -18,6 +19,7 @@ import os
 import re
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import date
 from itertools import islice, repeat
 from typing import IO, Iterator
 
@@ -197,10 +199,15 @@ class Reader:
         self.name = name
         self.max_bytes = max_bytes
         self.issues: list[Issue] = []
+        # Located like issues, but the file stays valid: a well-formed return reason code the
+        # tables do not know, a known code used before it takes effect.
+        self.warnings: list[Issue] = []
         self.summary = Summary()
         self.header = None
         self.control = None
         self._truncated = False
+        self._warnings_truncated = False
+        self._created_on = None  # the file header's File Creation Date, when it is a date
         self._unsupported_batches = 0  # batches skipped unread (IAT): file totals cannot be checked
         self._totals_known = True  # every amount read (else the amount totals are not compared)
         self._hash_known = True  # every RDFI identification read (else the entry hash is not compared)
@@ -232,8 +239,22 @@ class Reader:
             value = mask(value)
         self._issue(line, f.columns if f else None, layout.name, fname, message, value)
 
+    def _warning(self, line: int, layout: Layout, fname: str, message: str, value=None):
+        """A located warning (the same location data as an issue), kept in `warnings`."""
+        f = layout.by_name.get(fname)
+        if f is not None and f.sensitive and isinstance(value, str):
+            value = mask(value)
+        if len(self.warnings) >= MAX_ISSUES:
+            if not self._warnings_truncated:
+                self._warnings_truncated = True
+                self.warnings.append(Issue(self.name, None, None, "file", None,
+                                           f"more than {MAX_ISSUES} warnings; stopped listing them"))
+            return
+        self.warnings.append(Issue(self.name, line, f.columns if f else None, layout.name, fname, message, value))
+
     @property
     def valid(self) -> bool:
+        """No issue; warnings leave a file valid."""
         return not self.issues
 
     # -- lines -----------------------------------------------------------------------------------
@@ -616,6 +637,7 @@ class Reader:
                     seen_file_header = True
                     hdr = self._parse(n, line, FILE_HEADER)
                     self.header = hdr
+                    self._created_on = _yymmdd(hdr.file_creation_date)
                     S.file_id_modifier = hdr.file_id_modifier
                     dest = hdr.immediate_destination.strip()
                     if len(dest) == 9 and dest.isdigit() and not is_valid_routing(dest):
@@ -865,7 +887,25 @@ class Reader:
                     code = arec[2]
                     rc = codes.return_code(code)
                     if rc is None:
-                        self._rec_issue(an, alayout, alayout.fields[2].name, f"unknown return reason code {code!r}", code)
+                        fname = alayout.fields[2].name
+                        if codes.is_well_formed_return_code(code):
+                            # NACHA adds return codes (R90 in 2028, ref §2.1) and a bank may use one
+                            # before our table has it: the file is still well formed (`Rnn`, ref
+                            # §1.7); the entry is for a person to decide (returns processing does
+                            # not apply it).
+                            self._warning(an, alayout, fname,
+                                          f"unknown return reason code {code!r}: well formed, but not in the "
+                                          "return code table", code)
+                        else:
+                            self._rec_issue(an, alayout, fname,
+                                            f"malformed return reason code {code!r}: expected R and two digits",
+                                            code)
+                    elif (rc.effective_from is not None and self._created_on is not None
+                          and self._created_on < rc.effective_from):
+                        # The reader knows no processing date; the file's creation date stands in.
+                        self._warning(an, alayout, alayout.fields[2].name,
+                                      f"return reason code {code} takes effect on {rc.effective_from.isoformat()}; "
+                                      f"the file was created on {self._created_on.isoformat()}", code)
                     if traced and arec.trace_number != trace:
                         self._rec_issue(an, alayout, "trace_number", "must equal the entry's trace number", arec.trace_number)
                 elif tcode == "98":
@@ -1070,9 +1110,19 @@ def _check_entry_checks() -> None:
 _check_entry_checks()
 
 
+def _yymmdd(v) -> date | None:
+    """A YYMMDD field as a date (years 2000-2099), or None when it is not one."""
+    if not (isinstance(v, str) and len(v) == 6 and v.isascii() and v.isdigit()):
+        return None
+    try:
+        return date(2000 + int(v[0:2]), int(v[2:4]), int(v[4:6]))
+    except ValueError:
+        return None
+
+
 # -- convenience ----------------------------------------------------------------------------------
 def validate_file(source, profile: str | Profile = STRICT, name: str | None = None) -> Reader:
-    """Read the whole file, discarding records; returns the reader (issues, summary)."""
+    """Read the whole file, discarding records; returns the reader (issues, warnings, summary)."""
     r = Reader(source, profile, name)
     for _ in r:
         pass
@@ -1101,6 +1151,7 @@ def read_file(source, profile: str | Profile = STRICT, name: str | None = None,
         elif isinstance(item, FileEnd):
             f.control = item.control
     f.issues = r.issues
+    f.warnings = r.warnings
     if r.issues and not allow_invalid:
         raise InvalidFile(r.issues)
     return f

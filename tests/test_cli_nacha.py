@@ -1,6 +1,7 @@
 """End-to-end runs of `achbatch validate` and `achbatch inspect` (`python -m jobs`) in subprocesses:
-exit codes, the JSON shapes of DESIGN.md's interface contract, not-NACHA input, and account
-numbers never shown in full."""
+exit codes, the JSON shapes of DESIGN.md's interface contract (and its extension: `warnings`, in
+the shape of `errors`), warnings that leave a file valid, not-NACHA input, and account numbers never
+shown in full."""
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_files"
 ALL_SAMPLES = sorted(SAMPLES.glob("*.ach"))
 
-VALIDATE_KEYS = {"file", "valid", "errors"}
+VALIDATE_KEYS = {"file", "valid", "errors", "warnings"}
 ERROR_KEYS = {"line", "columns", "record", "field", "message"}
 INSPECT_KEYS = {"file", "file_id_modifier", "batches", "entries", "total_debit_cents", "total_credit_cents",
                 "entry_hash", "sec_codes", "returns", "nocs"}
@@ -111,17 +112,28 @@ def _check_validate_json(out: str) -> list:
     for item in data:
         assert set(item) == VALIDATE_KEYS
         assert isinstance(item["file"], str) and isinstance(item["valid"], bool)
-        assert item["valid"] == (item["errors"] == [])
-        for e in item["errors"]:
-            assert set(e) == ERROR_KEYS
-            assert e["line"] is None or (type(e["line"]) is int and e["line"] >= 1)
-            if e["columns"] is not None:
-                assert isinstance(e["columns"], list) and len(e["columns"]) == 2
-                assert all(type(c) is int for c in e["columns"]) and 1 <= e["columns"][0] <= e["columns"][1]
-            assert isinstance(e["record"], str) and e["record"]
-            assert e["field"] is None or isinstance(e["field"], str)
-            assert isinstance(e["message"], str) and e["message"]
+        assert item["valid"] == (item["errors"] == [])  # warnings leave a file valid
+        _check_located(item["errors"])
+        _check_located(item["warnings"])
     return data
+
+
+def _check_located(items: list) -> None:
+    """Errors and warnings share one shape."""
+    assert isinstance(items, list)
+    for e in items:
+        assert set(e) == ERROR_KEYS
+        assert e["line"] is None or (type(e["line"]) is int and e["line"] >= 1)
+        if e["columns"] is not None:
+            assert isinstance(e["columns"], list) and len(e["columns"]) == 2
+            assert all(type(c) is int for c in e["columns"]) and 1 <= e["columns"][0] <= e["columns"][1]
+        assert isinstance(e["record"], str) and e["record"]
+        assert e["field"] is None or isinstance(e["field"], str)
+        assert isinstance(e["message"], str) and e["message"]
+
+
+def _where(items: list) -> list:
+    return [{k: e[k] for k in ("line", "columns", "record", "field")} for e in items]
 
 
 def test_validate_json_shape_and_content_for_every_sample():
@@ -136,8 +148,8 @@ def test_validate_json_shape_and_content_for_every_sample():
         for d, f in zip(data, files):
             exp = expected(f)
             assert d["valid"] == exp["valid"], f.name
-            want = [{k: e[k] for k in ("line", "columns", "record", "field")} for e in exp.get("errors", [])]
-            assert [{k: e[k] for k in ("line", "columns", "record", "field")} for e in d["errors"]] == want, f.name
+            assert _where(d["errors"]) == _where(exp.get("errors", [])), f.name
+            assert _where(d["warnings"]) == _where(exp.get("warnings", [])), f.name
         assert p.returncode == (0 if all(d["valid"] for d in data) else 1)
 
 
@@ -153,6 +165,7 @@ def _check_inspect_json(out: str) -> dict:
         assert type(r["amount_cents"]) is int
     for n in data["nocs"]:
         assert set(n) == NOC_KEYS
+    _check_located(data["warnings"])
     return data
 
 
@@ -164,15 +177,73 @@ def test_inspect_json_matches_the_expected_summary(path):
     data = _check_inspect_json(p.stdout)
     assert data["file"] == str(path)
     assert {k: data[k] for k in exp["summary"]} == exp["summary"]
+    assert data["valid"] is True and data["errors"] == []
+    assert _where(data["warnings"]) == _where(exp.get("warnings", []))
+
+
+WARNED = SAMPLES / "warning-unknown-return-code.ach"  # R99 at line 4, columns 4-6
+
+
+@pytest.mark.parametrize("profile", ["strict", "bank"])
+def test_validate_with_only_warnings_is_valid_and_exits_0(profile):
+    t, j = run_many([["validate", "--profile", profile, WARNED], ["validate", "--json", "--profile", profile, WARNED]])
+    assert t.returncode == 0, t.stdout + t.stderr
+    lines = t.stdout.splitlines()
+    assert lines[0].startswith(f"{WARNED}: valid (") and "1 warning)" in lines[0]
+    assert lines[1] == f"  warning: {WARNED}:4:4-6: addenda_99.return_reason_code: " \
+                       "unknown return reason code 'R99': well formed, but not in the return code table"
+    assert len(lines) == 2
+    assert j.returncode == 0, j.stdout + j.stderr
+    (d,) = _check_validate_json(j.stdout)
+    assert d["valid"] is True and d["errors"] == []
+    assert d["warnings"] == [{"line": 4, "columns": [4, 6], "record": "addenda_99", "field": "return_reason_code",
+                              "message": "unknown return reason code 'R99': well formed, but not in the return "
+                                         "code table"}]
+
+
+def test_validate_counts_warnings_beside_errors_and_tells_them_apart(tmp_path):
+    # the malformed sample with its second return code R10 -> R48 (unknown, well formed)
+    data = (SAMPLES / "invalid-malformed-return-code.ach").read_bytes()
+    assert data.count(b"799R10") == 1
+    f = tmp_path / "both.ach"
+    f.write_bytes(data.replace(b"799R10", b"799R48"))
+    t, j, mixed = run_many([["validate", f], ["validate", "--json", f], ["validate", WARNED, SAMPLES / "returns.ach"]])
+    assert t.returncode == 1
+    lines = t.stdout.splitlines()
+    assert lines[0] == f"{f}: INVALID (1 problem; 1 warning)"
+    errors = [ln for ln in lines[1:] if not ln.startswith("  warning: ")]
+    warnings = [ln for ln in lines[1:] if ln.startswith("  warning: ")]
+    assert len(errors) == 1 and f"{f}:4:4-6:" in errors[0] and "'R0X'" in errors[0]
+    assert len(warnings) == 1 and f"{f}:8:4-6:" in warnings[0] and "'R48'" in warnings[0]
+    (d,) = _check_validate_json(j.stdout)
+    assert j.returncode == 1 and d["valid"] is False
+    assert [(e["line"], e["field"]) for e in d["errors"]] == [(4, "return_reason_code")]
+    assert [(e["line"], e["field"]) for e in d["warnings"]] == [(8, "return_reason_code")]
+    assert mixed.returncode == 0, mixed.stdout  # a warning beside a clean file: still all valid
+
+
+def test_inspect_shows_warnings_and_exits_0():
+    t, j = run_many([["inspect", "--profile", "strict", WARNED], ["inspect", "--json", WARNED]])
+    assert t.returncode == 0, t.stdout + t.stderr
+    assert "  1 warning:" in t.stdout
+    assert f"    warning: {WARNED}:4:4-6: addenda_99.return_reason_code: unknown return reason code 'R99'" in t.stdout
+    assert "INVALID" not in t.stdout
+    assert re.search(r"R99.*021000020000001", t.stdout)
+    assert j.returncode == 0
+    data = _check_inspect_json(j.stdout)
+    assert data["valid"] is True and data["errors"] == []
+    assert [(w["line"], w["columns"], w["record"], w["field"]) for w in data["warnings"]] == [
+        (4, [4, 6], "addenda_99", "return_reason_code")]
+    assert "R99" in data["warnings"][0]["message"]
 
 
 def test_inspect_invalid_file_exits_1_and_lists_the_error():
-    p = run("inspect", "--json", "--profile", "strict", SAMPLES / "invalid-unknown-return-code.ach")
+    p = run("inspect", "--json", "--profile", "strict", SAMPLES / "invalid-malformed-return-code.ach")
     assert p.returncode == 1
     _check_inspect_json(p.stdout)
-    t = run("inspect", "--profile", "strict", SAMPLES / "invalid-unknown-return-code.ach")
+    t = run("inspect", "--profile", "strict", SAMPLES / "invalid-malformed-return-code.ach")
     assert t.returncode == 1
-    assert "invalid-unknown-return-code.ach:4:4-6" in t.stdout
+    assert "invalid-malformed-return-code.ach:4:4-6" in t.stdout
     no_traceback(t)
 
 

@@ -3,7 +3,7 @@
 The reader checks a run of plain entries column by column and falls back to the record-by-record
 path for anything it cannot vouch for; the writer does the same with the block of entries it
 buffers. Whatever a file or a record holds, both paths must give the same items, the same totals
-and the same problems (or refusals), in the same order. Files here are built by our writer, then
+and the same problems (or refusals) and warnings, in the same order. Files here are built by our writer, then
 broken by hypothesis-drawn edits."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nacha.columns import STRIDE, plan_for, printable, routing_check_digits_ok, strictly_ascending
-from nacha.layouts import BATCH_HEADER, ENTRY_PPD, ENTRY_WEB, FILE_HEADER
+from nacha.layouts import ADDENDA_99, BATCH_HEADER, ENTRY_PPD, ENTRY_WEB, FILE_HEADER
 from nacha.reader import Reader
 from nacha.routing import check_digit, is_valid_routing
 from nacha.writer import FileWriter, WriteError
@@ -120,8 +120,9 @@ def _outcome(data: bytes, min_run: int, chunk: int | None = None, profile: str =
             items.append((kind, getattr(it, "line", None)))
     s = r.summary
     issues = [(i.line, i.columns, i.record, i.field, i.message, i.value) for i in r.issues]
+    warnings = [(i.line, i.columns, i.record, i.field, i.message, i.value) for i in r.warnings]
     return items, issues, (s.batches, s.entries, s.addenda, s.total_debit_cents, s.total_credit_cents,
-                           s.entry_hash, s.records)
+                           s.entry_hash, s.records), warnings
 
 
 def _agree(text: str, profile: str = "strict"):
@@ -130,6 +131,7 @@ def _agree(text: str, profile: str = "strict"):
     for chunk in (None, 95 * 7 + 40, 95 * 23):
         fast = _outcome(data, 2, chunk, profile)
         assert fast[1] == slow[1], "issues differ"
+        assert fast[3] == slow[3], "warnings differ"
         assert fast[2] == slow[2], "summaries differ"
         assert fast[0] == slow[0], "items differ"
     return slow
@@ -137,8 +139,8 @@ def _agree(text: str, profile: str = "strict"):
 
 def test_a_clean_file_reads_the_same_both_ways_and_uses_runs():
     text = build_file([40, 25])
-    items, issues, summary = _agree(text)
-    assert issues == [] and summary[1] == 65
+    items, issues, summary, warnings = _agree(text)
+    assert issues == [] and warnings == [] and summary[1] == 65
     r = Reader(text.encode())
     kinds = {type(it).__name__ for it in r}
     assert "_RunEntry" in kinds, "the column lane was not used"
@@ -167,7 +169,7 @@ def broken_files(draw):
     edits = draw(st.lists(st.tuples(st.sampled_from(entry_idx), edit), max_size=3))
     for i, (c, ch) in edits:
         lines[i] = lines[i][:c] + ch + lines[i][c + 1:]
-    op = draw(st.sampled_from(["none", "swap", "dup", "addenda", "zero", "short", "addenda_then_dup"]))
+    op = draw(st.sampled_from(["none", "swap", "dup", "addenda", "zero", "short", "addenda_then_dup", "returned"]))
     k = draw(st.sampled_from(entry_idx))
     if op == "swap" and k + 1 in entry_idx:
         lines[k], lines[k + 1] = lines[k + 1], lines[k]
@@ -182,6 +184,12 @@ def broken_files(draw):
         lines.insert(k + 1, "705" + "PAYMENT INFO".ljust(80) + "0001" + lines[k][87:94])
         if k + 2 < len(lines) and lines[k + 2][0] == "6":
             lines[k + 2] = lines[k + 2][:79] + lines[k][79:94]
+    elif op == "returned" and lines[k][1:3] in ("27", "37"):
+        # the entry comes back as a return (27 -> 26, 37 -> 36: the same debit side, totals kept)
+        # with a known, unknown, not yet effective or malformed return reason code
+        code = draw(st.sampled_from(RETURN_CODES_TO_TRY))
+        lines[k] = lines[k][:1] + lines[k][1] + "6" + lines[k][3:78] + "1" + lines[k][79:]
+        lines.insert(k + 1, "799" + code + "0" * 15 + " " * 6 + lines[k][3:11] + " " * 44 + lines[k][79:94])
     elif op == "zero":
         lines[k] = lines[k][:29] + "0" * 10 + lines[k][39:]
     elif op == "short":
@@ -193,6 +201,64 @@ def broken_files(draw):
 @given(broken_files(), st.sampled_from(["strict", "bank"]))
 def test_broken_files_read_the_same_both_ways(text, profile):
     _agree(text, profile)
+
+
+def _with_returns(codes_at: dict[int, str]) -> tuple[str, dict[int, int]]:
+    """A WEB batch of 30 entries whose entries at the positions of `codes_at` (0-based) are
+    returned entries (transaction code 26) with an addenda 99 carrying that code; the others are
+    plain debits in runs the column lane reads. Also: the file line of each of those addenda."""
+    fh = FILE_HEADER.make(immediate_destination=" 021000021", immediate_origin="1234567890",
+                          file_creation_date="261130", file_creation_time="2300", file_id_modifier="A",
+                          immediate_destination_name="BANK", immediate_origin_name="CONNECTOR")
+    bh = BATCH_HEADER.make(service_class_code="225", company_name="HEALTH CONNECT",
+                           company_identification="1234567890", standard_entry_class_code="WEB",
+                           company_entry_description="PREMIUM", effective_entry_date="261201",
+                           originator_status_code="1", originating_dfi_identification=ODFI)
+    buf = io.StringIO()
+    w = FileWriter(buf, fh)
+    w.start_batch(bh)
+    line = 2  # the batch header
+    at = {}
+    for i in range(30):
+        rdfi, cd = _routing(i + 1)
+        trace = f"{ODFI}{i + 1:07d}"
+        code = codes_at.get(i)
+        e = ENTRY_WEB.make(transaction_code="27" if code is None else "26", receiving_dfi_identification=rdfi,
+                           check_digit=cd, dfi_account_number=f"{(i + 1) * 104729 % 10**12:012d}",
+                           amount=100 + i, individual_identification_number=f"M{i:09d}",
+                           individual_name=f"MEMBER {i}", payment_type_code="S", trace_number=trace)
+        line += 1
+        if code is None:
+            w.add_entry(e)
+            continue
+        w.add_entry(e, [ADDENDA_99.make(return_reason_code=code, original_entry_trace_number=f"{ODFI}0000001",
+                                        original_receiving_dfi_identification=rdfi, trace_number=trace)])
+        line += 1
+        at[i] = line
+    w.end_batch()
+    w.finish()
+    return buf.getvalue(), at
+
+
+@pytest.mark.parametrize("profile", ["strict", "bank"])
+def test_return_code_warnings_are_the_same_both_ways(profile):
+    # R99 and R48 are well formed but unknown, R90 is not in effect on the header's 2026-11-30:
+    # warnings; R01 is plain; R0X is malformed: an error. Runs of plain debits sit between them.
+    text, at = _with_returns({3: "R99", 12: "R01", 13: "R48", 20: "R90", 27: "R0X"})
+    assert _lane_used(text), "the column lane was not used"
+    items, issues, summary, warnings = _agree(text, profile)
+    assert [(w[0], w[1], w[2], w[3], w[5]) for w in warnings] == [
+        (at[3], (4, 6), "addenda_99", "return_reason_code", "R99"),
+        (at[13], (4, 6), "addenda_99", "return_reason_code", "R48"),
+        (at[20], (4, 6), "addenda_99", "return_reason_code", "R90"),
+    ]
+    assert "2028-03-17" in warnings[2][4]
+    assert [(i[0], i[1], i[2], i[3], i[5]) for i in issues] == [
+        (at[27], (4, 6), "addenda_99", "return_reason_code", "R0X")]
+    assert summary[2] == 5  # the five addenda
+
+
+RETURN_CODES_TO_TRY = ["R01", "R99", "R48", "R90", "R0X", "RXX", "X01", "   ", "r01"]
 
 
 # -- the writer ------------------------------------------------------------------------------------

@@ -151,10 +151,6 @@ DISAGREEMENTS: dict[str, Disagreement] = {
         "RDFI check digit 5 where the routing number computes 4 (reference §1.4 field 4, NR2013 "
         "OR81); moov needs AllowInvalidCheckDigit",
         (("entry_ppd", "check_digit"),)),
-    "test/testdata/return-PPD-custom-reason-code.ach": D(
-        "R97 is not a NACHA return reason code (reference §2.1, NR2013 OR126-OR150); moov needs "
-        "CustomReturnCodes",
-        (("addenda_99", "return_reason_code"),)),
     "test/testdata/skip-validation.ach": D(
         "blank Immediate Destination (NR2013 OR74), originator status 0 outside ADV (NR2013 OR75, "
         "OR115), blank WEB Payment Type Codes (NR2013 OR117), batch numbers and traces not ascending "

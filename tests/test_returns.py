@@ -35,6 +35,7 @@ from batch.returns import (
     plan_noc,
     plan_retry,
     process_return_file,
+    return_code_review,
     returned_state_for,
 )
 from jobs.cli import cli
@@ -102,6 +103,27 @@ def test_every_return_code_leaves_the_payment_returned_or_failed_by_its_disposit
     assert {c for c, rc in RC.items() if rc.retry_allowed} == {"R01", "R09"}
     assert {"R02", "R03", "R04"} <= {c for c, rc in RC.items() if rc.blocks_account}
     assert {c for c, rc in RC.items() if rc.revokes_authorization} == {"R05", "R07", "R10", "R11", "R29", "R51"}
+
+
+@pytest.mark.parametrize("code, processed, kind", [
+    ("R01", date(2026, 12, 3), None),
+    ("R06", date(2026, 12, 3), None),  # known and in effect: applied (and then put on the review list)
+    ("R99", date(2026, 12, 3), "unknown_return_code"),
+    ("R48", date(2030, 1, 1), "unknown_return_code"),
+    ("R0X", date(2026, 12, 3), "unknown_return_code"),  # the reader rejects it; never a KeyError here
+    ("R90", date(2026, 12, 3), "code_not_effective"),
+    ("R90", date(2028, 3, 16), "code_not_effective"),
+    ("R90", date(2028, 3, 17), None),  # NACHA-R90: effective 2028-03-17
+])
+def test_return_code_review(code, processed, kind):
+    d = return_code_review(code, processed)
+    if kind is None:
+        assert d is None
+        return
+    assert (d.apply, d.review_kind) == (False, kind)
+    assert code in d.detail and "a person must decide" in d.detail
+    if kind == "code_not_effective":
+        assert "takes effect on 2028-03-17" in d.detail and processed.isoformat() in d.detail
 
 
 POLICY = ReturnPolicy()
@@ -381,7 +403,8 @@ def test_unauthorized_return_revokes_the_mandate(world, code):
         assert s.get(BankAccount, first.bank_account_id).status == "active"
 
 
-@pytest.mark.parametrize("code, review", [("R08", False), ("R24", True), ("R06", False), ("R23", False)])
+@pytest.mark.parametrize("code, review", [("R08", None), ("R24", "format_error"), ("R06", "return_for_review"),
+                                          ("R23", "return_for_review"), ("R21", "return_for_review")])
 def test_other_codes_mark_the_payment_failed_with_the_title(world, code, review):
     a = world.member()
     o = world.originate()
@@ -394,6 +417,64 @@ def test_other_codes_mark_the_payment_failed_with_the_title(world, code, review)
         ret = s.scalars(select(PaymentReturn)).one()
         assert ret.return_title == RC[code].title and RC[code].title in ret.action
         assert s.scalars(select(AutopayMandate)).one().status == "active"
+        assert [(r.kind, r.payment_id, r.code) for r in s.scalars(select(ReviewItem))] == (
+            [(review, p.id, code)] if review else [])
+
+
+def test_every_review_disposition_code_opens_a_review_item():
+    # the codes the previous test does not name take the same branch: their disposition is REVIEW
+    assert {"R06", "R21", "R22", "R23", "R90"} <= {c for c, rc in RC.items() if rc.disposition == codes.REVIEW}
+
+
+def test_review_unknown_and_not_yet_effective_codes_in_one_file(world):
+    """One file: R06 (disposition review), R99 (unknown), R90 before 2028-03-17 (not in effect)
+    and R01. Only R06 and R01 touch their payments; R99 and R90 leave theirs as they are."""
+    a, b, c, d = (world.member() for _ in range(4))
+    o = world.originate()
+    text = world.bank.returns([(o[a], "R06"), (o[b], "R99"), (o[c], "R90"), (o[d], "R01")], RETURN_DAY)
+    lines = text.splitlines()
+    line_of = {ln[3:6]: n for n, ln in enumerate(lines, 1) if ln.startswith("799")}
+    assert set(line_of) == {"R06", "R99", "R90", "R01"}
+    out = world.process(text)
+    assert out.status == "applied" and out.errors == []
+    assert (out.returns, out.returns_applied, out.review_items, out.payments_failed, out.retries_scheduled) == \
+           (4, 2, 3, 1, 1)
+    assert len(out.warnings) == 2
+    assert f":{line_of['R99']}:4-6: addenda_99.return_reason_code: unknown return reason code 'R99'" in out.warnings[0]
+    assert f":{line_of['R90']}:4-6:" in out.warnings[1] and "2028-03-17" in out.warnings[1]
+    (pa,), (pb,), (pc,), (pd, retry) = (world.payments(m) for m in (a, b, c, d))
+    assert (pa.state, pb.state, pc.state, pd.state) == ("failed", "in_file", "in_file", "returned")
+    assert (retry.channel, retry.retry_of_id, retry.state, retry.originate_on) == \
+           ("retry", pd.id, "pending", add_banking_days(RETURN_DAY, 2))
+    with world.sessions() as s:
+        items = {r.kind: r for r in s.scalars(select(ReviewItem))}
+        assert set(items) == {"return_for_review", "unknown_return_code", "code_not_effective"}
+        for kind, code, pay, member in (("return_for_review", "R06", pa, a), ("unknown_return_code", "R99", pb, b),
+                                        ("code_not_effective", "R90", pc, c)):
+            r = items[kind]
+            assert (r.code, r.line, r.payment_id, r.original_trace_number, r.subject, r.status) == \
+                   (code, line_of[code] - 1, pay.id, o[member].trace, "file", "open"), kind
+            assert r.return_file_id == out.return_file_id and r.amount_cents == 10000
+            assert code in r.detail and "a person must decide" in r.detail
+        assert RC["R06"].title in items["return_for_review"].detail
+        assert "2028-03-17" in items["code_not_effective"].detail
+        assert sorted(r.return_code for r in s.scalars(select(PaymentReturn))) == ["R01", "R06"]
+        assert s.scalar(select(func.count()).select_from(PaymentEvent)
+                        .where(PaymentEvent.payment_id.in_([pb.id, pc.id]))) == 0
+        rf = s.get(ReturnFile, out.return_file_id)
+        assert (rf.returns, rf.applied, rf.review_items) == (4, 2, 3)
+
+
+def test_r90_is_applied_for_review_once_in_effect(world):
+    a = world.member()
+    o = world.originate()
+    day = date(2028, 3, 17)
+    out = world.process(world.bank.returns([(o[a], "R90")], day), d=day)
+    assert out.warnings == []  # the file was created on the day R90 took effect
+    assert (out.returns_applied, out.review_items, out.payments_failed) == (1, 1, 1)
+    assert [p.state for p in world.payments(a)] == ["failed"]
+    with world.sessions() as s:
+        assert s.scalars(select(ReviewItem)).one().kind == "return_for_review"
 
 
 def test_unknown_traces_and_mismatches_go_to_the_review_list(world):
@@ -469,9 +550,9 @@ def test_a_problem_after_the_first_chunks_still_rejects_the_whole_file(world, mo
     text = world.bank.returns([(o[a], "R02"), (o[b], "R01"), (o[c], "R01")], RETURN_DAY)
     lines = text.splitlines()
     i = [n for n, line in enumerate(lines) if line.startswith("799")][2]
-    lines[i] = lines[i][:3] + "R00" + lines[i][6:]
+    lines[i] = lines[i][:3] + "R0X" + lines[i][6:]  # malformed (a well-formed unknown code is only a warning)
     out = world.process("\n".join(lines) + "\n")
-    assert out.status == "rejected" and any("unknown return reason code 'R00'" in e for e in out.errors)
+    assert out.status == "rejected" and any("malformed return reason code 'R0X'" in e for e in out.errors)
     assert world.count(PaymentReturn) == 0 and world.count(Payment, Payment.channel == "retry") == 0
     assert world.count(BankAccount, BankAccount.status == "blocked") == 0
     assert {p.state for m in (a, b, c) for p in world.payments(m)} == {"in_file"}
@@ -627,10 +708,10 @@ def test_cli_process_exit_codes_and_inbox(cli_env, sessions, tmp_path):
     assert "notices: 1 written" in r.output
     r = run.invoke(cli, ["returns", "process", str(good), "--date", "2026-12-03"])
     assert r.exit_code == 0 and "duplicate" in r.output
-    bad = w.write(w.bank.returns([(o[b], "R01")], RETURN_DAY, modifier="B").replace("R01", "R00", 1))
+    bad = w.write(w.bank.returns([(o[b], "R01")], RETURN_DAY, modifier="B").replace("R01", "R0X", 1))
     r = run.invoke(cli, ["returns", "process", str(bad), "--date", "2026-12-03"])
     assert r.exit_code == 1
-    assert "rejected" in r.output and "unknown return reason code 'R00'" in r.output
+    assert "rejected" in r.output and "malformed return reason code 'R0X'" in r.output
     review = w.write(w.bank.returns([(o[b], "R01")], RETURN_DAY, modifier="C", amounts={o[b].trace: 1}))
     r = run.invoke(cli, ["returns", "process", str(review), "--date", "2026-12-03"])
     assert r.exit_code == 1 and "review list" in r.output
@@ -658,3 +739,17 @@ def test_cli_process_exit_codes_and_inbox(cli_env, sessions, tmp_path):
         assert row.state == "processed" and row.process_result.startswith("applied")
     r = run.invoke(cli, ["returns", "process", "--date", "2026-12-03"])
     assert r.exit_code == 0 and "no files to process" in r.output
+
+
+def test_cli_process_prints_the_readers_warnings(cli_env, sessions, tmp_path):
+    w = World(sessions, cli_env, tmp_path)
+    a, b = w.member(), w.member()
+    o = w.originate()
+    text = w.bank.returns([(o[a], "R01"), (o[b], "R99")], RETURN_DAY)
+    line = [n for n, ln in enumerate(text.splitlines(), 1) if ln.startswith("799R99")][0]
+    path = w.write(text, "bank-r99.ach")
+    r = CliRunner().invoke(cli, ["returns", "process", str(path), "--date", "2026-12-03"])
+    assert r.exit_code == 1, r.output  # an entry on the review list
+    assert "applied: 1 of 2 returns, 0 of 0 NOCs, 1 for review" in r.output
+    assert f"  warning: bank-r99.ach:{line}:4-6: addenda_99.return_reason_code: unknown return reason code 'R99'" \
+           in r.output
