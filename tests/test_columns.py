@@ -203,10 +203,8 @@ def test_broken_files_read_the_same_both_ways(text, profile):
     _agree(text, profile)
 
 
-def _with_returns(codes_at: dict[int, str]) -> tuple[str, dict[int, int]]:
-    """A WEB batch of 30 entries whose entries at the positions of `codes_at` (0-based) are
-    returned entries (transaction code 26) with an addenda 99 carrying that code; the others are
-    plain debits in runs the column lane reads. Also: the file line of each of those addenda."""
+def _web_headers():
+    """The file header and a WEB debit batch header the writer tests share."""
     fh = FILE_HEADER.make(immediate_destination=" 021000021", immediate_origin="1234567890",
                           file_creation_date="261130", file_creation_time="2300", file_id_modifier="A",
                           immediate_destination_name="BANK", immediate_origin_name="CONNECTOR")
@@ -214,6 +212,14 @@ def _with_returns(codes_at: dict[int, str]) -> tuple[str, dict[int, int]]:
                            company_identification="1234567890", standard_entry_class_code="WEB",
                            company_entry_description="PREMIUM", effective_entry_date="261201",
                            originator_status_code="1", originating_dfi_identification=ODFI)
+    return fh, bh
+
+
+def _with_returns(codes_at: dict[int, str]) -> tuple[str, dict[int, int]]:
+    """A WEB batch of 30 entries whose entries at the positions of `codes_at` (0-based) are
+    returned entries (transaction code 26) with an addenda 99 carrying that code; the others are
+    plain debits in runs the column lane reads. Also: the file line of each of those addenda."""
+    fh, bh = _web_headers()
     buf = io.StringIO()
     w = FileWriter(buf, fh)
     w.start_batch(bh)
@@ -263,13 +269,7 @@ RETURN_CODES_TO_TRY = ["R01", "R99", "R48", "R90", "R0X", "RXX", "X01", "   ", "
 
 # -- the writer ------------------------------------------------------------------------------------
 def _write(records, block: int):
-    fh = FILE_HEADER.make(immediate_destination=" 021000021", immediate_origin="1234567890",
-                          file_creation_date="261130", file_creation_time="2300", file_id_modifier="A",
-                          immediate_destination_name="BANK", immediate_origin_name="CONNECTOR")
-    bh = BATCH_HEADER.make(service_class_code="225", company_name="HEALTH CONNECT",
-                           company_identification="1234567890", standard_entry_class_code="WEB",
-                           company_entry_description="PREMIUM", effective_entry_date="261201",
-                           originator_status_code="1", originating_dfi_identification=ODFI)
+    fh, bh = _web_headers()
     buf = io.StringIO()
     w = FileWriter(buf, fh)
     w.block_size = block
