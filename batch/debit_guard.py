@@ -17,6 +17,7 @@ from sqlalchemy.orm import aliased
 from nacha import codes
 
 from . import debit_rules
+from .money import dollars
 from .coverage import CoverageRules, Standing, assess_policy, policy_facts
 from .models import (
     AutopayMandate, FileEntry, NachaFile, Payment, PaymentEvent, PaymentReturn, Premium, ReviewItem, utcnow,
@@ -237,7 +238,7 @@ def screen_pending(conn, file_date: date, guard: GuardSettings) -> Screened:
             plan = debit_rules.excess_debits(due, debits[key])
             for pid in plan.cancel:
                 if pid in eligible_ids:  # a debit for a later day is screened on its own day
-                    res.stopped[pid] = f"{key[2]:%Y-%m} would be collected beyond the {_dollars(due)} owed"
+                    res.stopped[pid] = f"{key[2]:%Y-%m} would be collected beyond the {dollars(due)} owed"
             amounts = {d.id: d.amount_cents for d in debits[key]}
             for pid, cents in plan.reduce:
                 if pid in eligible_ids:
@@ -275,12 +276,9 @@ def _reduce(conn, res: Screened, on: date) -> None:
                      .values(amount_cents=new, updated_at=now))
     conn.execute(insert(PaymentEvent), [
         {"payment_id": pid, "event": "reduced", "old_state": "pending", "new_state": "pending",
-         "reason": f"AutoPay pull lowered from {_dollars(old)} to {_dollars(new)}: the rest is paid another way",
+         "reason": f"AutoPay pull lowered from {dollars(old)} to {dollars(new)}: the rest is paid another way",
          "occurred_on": on, "return_file_id": None, "created_at": now} for pid, (old, new) in res.reduced.items()])
 
-
-def _dollars(cents: int) -> str:
-    return f"${cents // 100:,}.{cents % 100:02d}"
 
 
 def _stop(conn, res: Screened, on: date) -> None:

@@ -361,3 +361,11 @@ def test_origination_never_puts_more_in_flight_than_is_owed(night):
     with night.sessions() as s:
         ev = s.scalars(select(PaymentEvent).where(PaymentEvent.payment_id == night.payments("O1")[0].id)).one()
     assert ev.event == "stopped" and "owed" in ev.reason
+
+
+def test_money_words():
+    from batch.money import dollars, plain_dollars
+
+    assert [dollars(c) for c in (0, 5, 100, 123456, -100, 10**12)] == [
+        "$0.00", "$0.05", "$1.00", "$1,234.56", "-$1.00", "$10,000,000,000.00"]
+    assert [plain_dollars(c) for c in (0, 5, 123456, -100)] == ["0.00", "0.05", "1234.56", "-1.00"]
