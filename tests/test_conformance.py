@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +24,19 @@ import pytest
 from nacha.profile import BANK, STRICT
 from nacha.reader import validate_file
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "moov-ach"
+# The corpus: $ACHBATCH_CONFORMANCE_DIR, else ../shared/conformance/moov-ach beside the checkout.
+# Absent, these tests are skipped with that reason, except under CI=true, where its absence fails.
+CORPUS = Path(os.environ.get("ACHBATCH_CONFORMANCE_DIR")
+              or Path(__file__).resolve().parents[2] / "shared" / "conformance" / "moov-ach")
 MANIFEST = CORPUS / "MANIFEST.csv"
+if not MANIFEST.is_file() and not os.environ.get("CI"):
+    pytest.skip(f"conformance corpus not found at {CORPUS} (set ACHBATCH_CONFORMANCE_DIR to the moov-ach "
+                "folder with MANIFEST.csv; under CI=true its absence fails)", allow_module_level=True)
 
 
 def _rows() -> list[dict]:
+    if not MANIFEST.is_file():
+        return []  # CI: test_the_corpus_is_there fails and says where it looked
     with open(MANIFEST, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 
