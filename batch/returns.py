@@ -8,8 +8,9 @@ failed and asks a person what follows.
 
 A file is applied in ONE transaction and ledgered by sha256 (return_files): the same bytes are
 applied once; a file that fails validation is rejected whole (nothing applied) with its located
-errors. The decisions (`decide_return`, `plan_retry`, `plan_noc`) are pure functions of their
-inputs; `process_return_files` does the I/O around them, streaming the file a chunk at a time.
+errors. The decisions (`decide_return`, `plan_retry`, `plan_noc`, and `plan_returns` /
+`plan_retries` / `return_actions`, which plan a chunk of returns with them) are pure functions of
+their inputs; `process_return_files` does the I/O around them, streaming the file a chunk at a time.
 """
 from __future__ import annotations
 
@@ -57,11 +58,12 @@ from .models import (
 from .origination import ADVISORY_LOCK_KEY
 
 __all__ = [
-    "COUNTING_STATES", "IN_FLIGHT_STATES", "AccountState", "FileOutcome", "NocPlan", "OriginalEntry",
-    "ProcessResult", "ReturnDecision", "ReturnPolicy", "ReturnSeen", "RetryPlan", "cancel_unneeded_retries",
-    "decide_return", "file_sha256", "merged_account_reason", "merged_into", "outcome_words", "plan_noc",
-    "plan_retry", "process_inbox", "process_return_file", "process_return_files", "retry_date", "return_code_review",
-    "returned_state_for",
+    "COUNTING_STATES", "IN_FLIGHT_STATES", "AccountState", "AppliedReturn", "FileOutcome", "NocPlan", "OriginalEntry",
+    "PlannedRetry", "ProcessResult", "ReturnDecision", "ReturnLine", "ReturnPlan", "ReturnPolicy", "ReturnSeen",
+    "RetryPlan", "ReviewPlan", "cancel_unneeded_retries", "decide_return", "file_sha256", "keep_retries",
+    "merged_account_reason", "merged_into", "outcome_words", "plan_noc", "plan_retries", "plan_retry",
+    "plan_returns", "process_inbox", "process_return_file", "process_return_files", "retry_date",
+    "return_actions", "return_code_review", "return_facts_needed", "returned_state_for",
 ]
 
 CHUNK = 5000  # entries of the file applied together
