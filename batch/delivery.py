@@ -27,10 +27,10 @@ import hashlib
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, defer, sessionmaker
@@ -52,7 +52,8 @@ from .transport import (
     format_remote_name,
 )
 
-__all__ = ["DeliveryPolicy", "PendingFile", "SendResult", "SentFile", "pending_deliveries", "run_lock", "send_files"]
+__all__ = ["AttemptFacts", "AttemptPlan", "DeliveryPolicy", "PendingFile", "SendResult", "SentFile",
+           "pending_deliveries", "plan_attempt", "run_lock", "send_files"]
 
 SEND_LOCK_KEY = 0x41434842_53454E44 & 0x7FFFFFFFFFFFFFFF  # "ACHBSEND"
 # Rows are read for their state far more often than for their bytes: never load a PGP payload just
@@ -230,6 +231,95 @@ def send_files(
     return result
 
 
+# =============================================================================================
+# What one attempt must do, given the remote listing (pure: no transport, no database)
+# =============================================================================================
+
+READ_BACK = "read_back"  # read the remote file's sha256 (plan.name), then decide again
+CONFIRM = "confirm"  # our file is already there, complete, as plan.name: confirm it, send nothing
+REFUSE = "refuse"  # plan.name is there with other content and must not be overwritten
+UPLOAD = "upload"  # upload as plan.upload_name, to end as plan.name
+
+
+@dataclass(frozen=True)
+class AttemptFacts:
+    """What an attempt knows before it writes anything: the remote folder's listing (name -> size),
+    our payload's size and sha256, the bank's rules, the delivery's fixed final name (banks that
+    allow rename), the remote names of earlier attempts (oldest first), this attempt's number, the
+    final name for a sequence number (banks that forbid rename), and the sha256 of each remote file
+    read back so far."""
+
+    listing: Mapping[str, int]
+    size: int
+    sha256: str
+    rename_allowed: bool
+    verify_read_back: bool
+    final_fixed: str | None
+    earlier: tuple[str, ...]
+    attempt_no: int
+    name_for: Callable[[int], str]
+    remote_sha256: Mapping[str, str] = field(default_factory=dict)
+
+    def read_back(self, name: str, sha: str) -> "AttemptFacts":
+        return replace(self, remote_sha256={**self.remote_sha256, name: sha})
+
+
+@dataclass(frozen=True)
+class AttemptPlan:
+    action: str  # READ_BACK | CONFIRM | REFUSE | UPLOAD
+    name: str | None = None  # the remote name the action is about (UPLOAD: the final name)
+    upload_name: str | None = None  # UPLOAD: the name written to
+    cleanups: tuple[tuple[str, str], ...] = ()  # (name, what) of our own leftovers to remove first
+
+
+def remote_complete(facts: AttemptFacts, name: str) -> bool | None:
+    """Whether the remote file `name` holds our payload: its size (today's proof), and its sha256
+    when the bank lets us read back; None while that sha256 has not been read yet."""
+    if facts.listing[name] != facts.size:
+        return False
+    if facts.verify_read_back:
+        sha = facts.remote_sha256.get(name)
+        return None if sha is None else sha == facts.sha256
+    return True
+
+
+def plan_attempt(facts: AttemptFacts) -> AttemptPlan:
+    """1. Already there, complete (the "upload OK but the reply was lost" case)? Confirm it. Under
+    the fixed final name with other content: refuse (never overwrite). Without rename, an earlier
+    attempt's incomplete upload is our own partial upload: removed. 2. Otherwise upload: to a
+    temporary dot name (our stale temporary uploads removed first) renamed to the fixed final name,
+    or, without rename, directly to the first final name from this attempt's number on that is
+    neither listed nor used by an earlier attempt."""
+    cleanups: list[tuple[str, str]] = []
+    if facts.rename_allowed:
+        candidates = [facts.final_fixed]
+    else:
+        candidates = list(dict.fromkeys(reversed(facts.earlier)))
+    for name in candidates:
+        if not name or name not in facts.listing:
+            continue
+        complete = remote_complete(facts, name)
+        if complete is None:
+            return AttemptPlan(READ_BACK, name)
+        if complete:
+            return AttemptPlan(CONFIRM, name, cleanups=tuple(cleanups))
+        if facts.rename_allowed:
+            return AttemptPlan(REFUSE, name)
+        cleanups.append((name, "partial upload"))
+    if facts.rename_allowed:
+        final = facts.final_fixed
+        if final:
+            cleanups += [(name, "stale temporary upload") for name in facts.listing
+                         if name.startswith(f".{final}.") and name.endswith(TEMP_SUFFIX)]
+        return AttemptPlan(UPLOAD, final, f".{final}.{facts.attempt_no}{TEMP_SUFFIX}", tuple(cleanups))
+    seq = facts.attempt_no
+    final = facts.name_for(seq)
+    while final in facts.listing or final in facts.earlier:
+        seq += 1
+        final = facts.name_for(seq)
+    return AttemptPlan(UPLOAD, final, final, tuple(cleanups))
+
+
 class _Refused(Exception):
     """A refusal by the bank or a data problem for one file (the run goes on with the next)."""
 
@@ -365,38 +455,26 @@ class _SendRun:
             file_name, file_date, modifier = row.file_name, row.file_date, row.file_id_modifier
             final_fixed = d.remote_name
 
-        # 1. Already there, complete? (the "upload OK but the reply was lost" case)
-        candidates = [final_fixed] if self.p.rename_allowed else list(dict.fromkeys(reversed(earlier)))
-        for name in candidates:
-            entry = listing.get(name) if name else None
-            if entry is None:
-                continue
-            if self._complete(folder, entry, len(payload), sha):
-                self._confirm(file_id, delivery_id, name, payload, attempt=None)
-                return "already_there", name
-            if self.p.rename_allowed:
-                raise self._refuse(file_id, delivery_id, None,
-                                   f"{self.t.where}: {self.t.path(folder, name)} already exists at the bank with "
-                                   f"different content ({entry.size:,} bytes, ours {len(payload):,}); not "
-                                   "overwritten: check with the bank")
-            self._cleanup(folder, name, f"partial upload of {file_name}")  # our own partial upload
-        # Our temporary uploads left by earlier tries.
-        if self.p.rename_allowed and final_fixed:
-            for name in listing:
-                if name.startswith(f".{final_fixed}.") and name.endswith(TEMP_SUFFIX):
-                    self._cleanup(folder, name, f"stale temporary upload of {file_name}")
-
-        # 2. Names for this upload; record the attempt before writing anything.
-        if self.p.rename_allowed:
-            final = final_fixed
-            upload_name = f".{final}.{attempt_no}{TEMP_SUFFIX}"
-        else:
-            seq = attempt_no
-            final = self._final_name_for(file_date, modifier, seq)
-            while final in listing or final in earlier:
-                seq += 1
-                final = self._final_name_for(file_date, modifier, seq)
-            upload_name = final
+        # 1-2. What the listing says this attempt must do (see `plan_attempt`); the content of a
+        # remote file whose size matches is read back first when the bank allows it.
+        facts = AttemptFacts({e.name: e.size for e in listing.values()}, len(payload), sha, self.p.rename_allowed,
+                             self.p.verify_read_back, final_fixed, tuple(earlier), attempt_no,
+                             lambda seq: self._final_name_for(file_date, modifier, seq))
+        plan = plan_attempt(facts)
+        while plan.action == READ_BACK:
+            facts = facts.read_back(plan.name, self.t.sha256(folder, plan.name))
+            plan = plan_attempt(facts)
+        for name, what in plan.cleanups:
+            self._cleanup(folder, name, f"{what} of {file_name}")
+        if plan.action == CONFIRM:
+            self._confirm(file_id, delivery_id, plan.name, payload, attempt=None)
+            return "already_there", plan.name
+        if plan.action == REFUSE:
+            raise self._refuse(file_id, delivery_id, None,
+                               f"{self.t.where}: {self.t.path(folder, plan.name)} already exists at the bank with "
+                               f"different content ({listing[plan.name].size:,} bytes, ours {len(payload):,}); not "
+                               "overwritten: check with the bank")
+        upload_name, final = plan.upload_name, plan.name
         attempt_id = self._begin_attempt(file_id, delivery_id, attempt_no, upload_name, final)
         self.step("sending", file_name)
 

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -204,7 +204,7 @@ def _originate_in_transaction(sessions, keyring, company, limits, file_date, eff
         first_seq = _claim_traces(s, total, dry_run)
         step("claimed")
         used = set(s.scalars(select(NachaFile.file_id_modifier).where(NachaFile.file_date == file_date)))
-        modifiers = iter(m for m in FILE_ID_MODIFIERS if m not in used)
+        modifiers = file_id_modifiers(used)
         builder = _FileBuilder(s, keyring, company, limits, file_date, eff, file_time, outbox, modifiers,
                                first_seq, dry_run, progress)
         for key, _n in keys:
@@ -312,6 +312,55 @@ _INSERT_FILE_ENTRIES = (f"INSERT INTO file_entries ({', '.join(_FILE_ENTRY_COLUM
                         f"VALUES ({', '.join('?' * len(_FILE_ENTRY_COLUMNS))})")  # sqlite3: qmark
 
 
+def file_id_modifiers(used: Iterable[str]) -> Iterator[str]:
+    """The File ID Modifiers still free on a file date, in order (A-Z, then 0-9)."""
+    used = frozenset(used)
+    return (m for m in FILE_ID_MODIFIERS if m not in used)
+
+
+def offset_cents(limits: Limits, file_cents: int) -> int:
+    """Balanced files: the amount of the one offset credit to our settlement account that closes
+    a file of `file_cents` in debits (0: no offset entry: unbalanced files, or nothing debited)."""
+    return file_cents if limits.balanced and file_cents else 0
+
+
+SAME_BATCH = 0  # the entry joins the open batch
+NEW_BATCH = 1  # the open batch (if any) closes; one for the entry's key opens
+NEW_FILE = 2  # the open file (if any) closes; a new file opens, with a batch for the entry's key
+
+
+class FileSplit:
+    """How a stream of payments (batch key, amount in cents, in origination order) is split into
+    files and batches, one entry at a time (pure: no rows kept, no I/O). A file holds at most
+    `max_entries_per_file` entries and `max_cents_per_file` cents (an entry larger than that alone
+    still gets a file of its own); a batch holds consecutive entries of one key. `place` says what
+    the builder does before writing the entry; the totals of the file it closes are then in
+    `closed_entries`/`closed_cents` (`entries`/`cents`: the open file's, so far)."""
+
+    __slots__ = ("max_entries", "max_cents", "files", "key", "entries", "cents", "closed_entries", "closed_cents")
+
+    def __init__(self, limits: Limits):
+        self.max_entries = limits.max_entries_per_file
+        self.max_cents = limits.max_cents_per_file
+        self.files = 0  # files opened so far
+        self.key: BatchKey | None = None
+        self.entries = self.cents = 0
+        self.closed_entries = self.closed_cents = 0
+
+    def place(self, key: BatchKey, amount: int) -> int:
+        if self.files and self.entries < self.max_entries and self.cents + amount <= self.max_cents:
+            step = SAME_BATCH if key == self.key else NEW_BATCH
+        else:
+            step = NEW_FILE
+            self.files += 1
+            self.closed_entries, self.closed_cents = self.entries, self.cents
+            self.entries = self.cents = 0
+        self.key = key
+        self.entries += 1
+        self.cents += amount
+        return step
+
+
 class _FileBuilder:
     """Streams payments into NACHA files, splitting at the configured limits, and records each file,
     its entries and the payments' new state in the open transaction."""
@@ -338,8 +387,7 @@ class _FileBuilder:
         self._key: BatchKey | None = None
         self._file_row: NachaFile | None = None
         self._entries: list[dict] = []
-        self._file_entries = 0
-        self._file_cents = 0
+        self.split = FileSplit(limits)
 
     # -- files ----------------------------------------------------------------------------------
     def _open_file(self) -> None:
@@ -368,8 +416,6 @@ class _FileBuilder:
             immediate_origin_name=_nacha_text(c.name, 23),
         )
         self._w = FileWriter(self._sink, header, name=self.name)
-        self._file_entries = 0
-        self._file_cents = 0
         self._batches = 0
         if not self.dry_run:
             row = NachaFile(file_date=self.file_date, file_id_modifier=mod, file_name=self.name, sha256="",
@@ -378,12 +424,13 @@ class _FileBuilder:
             self.s.flush()
             self._file_row = row
 
-    def _close_file(self) -> None:
+    def _close_file(self, entries: int, cents: int) -> None:
         if self._w is None:
             return
         self._close_batch()
-        if self.limits.balanced and self._file_cents:
-            self._add_offset()
+        offset = offset_cents(self.limits, cents)
+        if offset:
+            self._add_offset(offset)
         w = self._w
         ctl = w.finish()
         self._flush_entries()
@@ -395,7 +442,7 @@ class _FileBuilder:
             self._sink.close()
             data = self.tmp.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
-        built = BuiltFile(None, self.name, self.modifier, self._file_entries, ctl.total_debit_amount,
+        built = BuiltFile(None, self.name, self.modifier, entries, ctl.total_debit_amount,
                           ctl.total_credit_amount, ctl.batch_count, digest, None)
         if not self.dry_run:
             row = self._file_row
@@ -466,7 +513,7 @@ class _FileBuilder:
         self.seq += 1
         return t
 
-    def _add_offset(self) -> None:
+    def _add_offset(self, cents: int) -> None:
         """Balanced files: one credit to our settlement account for the file's debits, in a CCD
         batch of its own (credits only, service class 220), so debit batches stay 225."""
         c = self.company
@@ -479,26 +526,24 @@ class _FileBuilder:
             receiving_dfi_identification=c.settlement_routing[:8],
             check_digit=c.settlement_routing[8],
             dfi_account_number=c.settlement_account,
-            amount=self._file_cents,
+            amount=cents,
             identification_number=_nacha_text(c.company_id, 15),
             receiving_company_name=_nacha_text(c.name, 22),
             trace_number=trace,
         )
         self._w.add_entry(rec)
-        self._record_entry(None, trace, self._file_cents, "22")
+        self._record_entry(None, trace, cents, "22")
         self._close_batch()
 
     # -- entries --------------------------------------------------------------------------------
     def add(self, key: BatchKey, row) -> None:
         pid, amount, member_id, routing, account_enc, account_type, holder = row
-        lim = self.limits
-        if self._w is not None and (
-            self._file_entries + 1 > lim.max_entries_per_file or self._file_cents + amount > lim.max_cents_per_file
-        ):
-            self._close_file()
-        if self._w is None:
+        step = self.split.place(key, amount)
+        if step == NEW_FILE:
+            self._close_file(self.split.closed_entries, self.split.closed_cents)
             self._open_file()
-        if self._key != key:
+            self._open_batch(key)
+        elif step == NEW_BATCH:
             self._close_batch()
             self._open_batch(key)
         tc = codes.DEBIT_CODE[account_type]
@@ -517,8 +562,6 @@ class _FileBuilder:
             fields[self.ptc_field] = key.payment_type_code
         self._w.add_entry(self.make(**fields))
         self._record_entry(pid, trace, amount, tc)
-        self._file_entries += 1
-        self._file_cents += amount
         self.payment_count += 1
         self.payment_cents += amount
         if self.progress and self.payment_count % 10000 == 0:
@@ -542,7 +585,7 @@ class _FileBuilder:
             self._entries = []
 
     def close(self) -> None:
-        self._close_file()
+        self._close_file(self.split.entries, self.split.cents)
         if not self.dry_run:
             used = self.seq - 1
             self.s.execute(update(Sequence).where(Sequence.name == TRACE_SEQUENCE).values(value=used))

@@ -8,8 +8,9 @@ failed and asks a person what follows.
 
 A file is applied in ONE transaction and ledgered by sha256 (return_files): the same bytes are
 applied once; a file that fails validation is rejected whole (nothing applied) with its located
-errors. The decisions (`decide_return`, `plan_retry`, `plan_noc`) are pure functions of their
-inputs; `process_return_files` does the I/O around them, streaming the file a chunk at a time.
+errors. The decisions (`decide_return`, `plan_retry`, `plan_noc`, and `plan_returns` /
+`plan_retries` / `return_actions`, which plan a chunk of returns with them) are pure functions of
+their inputs; `process_return_files` does the I/O around them, streaming the file a chunk at a time.
 """
 from __future__ import annotations
 
@@ -57,11 +58,12 @@ from .models import (
 from .origination import ADVISORY_LOCK_KEY
 
 __all__ = [
-    "COUNTING_STATES", "IN_FLIGHT_STATES", "AccountState", "FileOutcome", "NocPlan", "OriginalEntry",
-    "ProcessResult", "ReturnDecision", "ReturnPolicy", "ReturnSeen", "RetryPlan", "cancel_unneeded_retries",
-    "decide_return", "file_sha256", "merged_account_reason", "merged_into", "outcome_words", "plan_noc",
-    "plan_retry", "process_inbox", "process_return_file", "process_return_files", "retry_date", "return_code_review",
-    "returned_state_for",
+    "COUNTING_STATES", "IN_FLIGHT_STATES", "AccountState", "AppliedReturn", "FileOutcome", "NocPlan", "OriginalEntry",
+    "PlannedRetry", "ProcessResult", "ReturnDecision", "ReturnLine", "ReturnPlan", "ReturnPolicy", "ReturnSeen",
+    "RetryPlan", "ReviewPlan", "cancel_unneeded_retries", "decide_return", "file_sha256", "keep_retries",
+    "merged_account_reason", "merged_into", "outcome_words", "plan_noc", "plan_retries", "plan_retry",
+    "plan_returns", "process_inbox", "process_return_file", "process_return_files", "retry_date",
+    "return_actions", "return_code_review", "return_facts_needed", "returned_state_for",
 ]
 
 CHUNK = 5000  # entries of the file applied together
@@ -293,6 +295,255 @@ def plan_noc(code: str, parts: dict[str, str], current: AccountState) -> NocPlan
 
 def _dollars(cents: int) -> str:
     return f"${cents // 100:,}.{cents % 100:02d}"
+
+
+# =============================================================================================
+# The plan of a chunk of returns (pure: plain values in, a plan out; `_Applier` carries it out)
+# =============================================================================================
+
+@dataclass(frozen=True)
+class ReturnLine:
+    """A return entry of the file: its line, what it says, and (for the action words) the last
+    four characters of the account number it carries."""
+
+    line: int
+    seen: ReturnSeen
+    last4: str
+
+
+@dataclass(frozen=True)
+class ReviewPlan:
+    """A review item to open for a line (the line's own trace number and amount are added)."""
+
+    line: int
+    kind: str
+    code: str
+    original_trace: str
+    detail: str
+    expected: int | None = None
+    payment_id: int | None = None
+
+
+@dataclass(frozen=True)
+class AppliedReturn:
+    line: ReturnLine
+    rc: codes.ReturnCode
+    orig: "_Orig"
+    decision: ReturnDecision
+    old_state: str
+
+
+@dataclass
+class ReturnPlan:
+    """What a chunk of returns does: reviews to open (in order), returns applied (in file order)
+    with each payment's new state, the payments by new state, the events of dishonors and contests
+    (payment id, event, old state, new state, reason), the accounts to block and the (member,
+    account) authorizations to revoke (with the reason), the returns whose re-presentment is to be
+    planned, the dishonored and contested ones, and the action words decided so far, per line."""
+
+    reviews: list[ReviewPlan] = field(default_factory=list)
+    applied: list[AppliedReturn] = field(default_factory=list)
+    new_states: dict[str, list[int]] = field(default_factory=dict)
+    events: list[tuple[int, str, str, str, str]] = field(default_factory=list)
+    payments_failed: int = 0
+    blocks: dict[int, str] = field(default_factory=dict)
+    revokes: dict[tuple[str, int], str] = field(default_factory=dict)
+    retries: list[AppliedReturn] = field(default_factory=list)
+    dishonored: list[AppliedReturn] = field(default_factory=list)
+    contested: list[AppliedReturn] = field(default_factory=list)
+    actions: dict[int, str] = field(default_factory=dict)
+
+
+def return_facts_needed(lines: Iterable[ReturnLine], processed_on: date) -> tuple[bool, bool]:
+    """Which facts `plan_returns` needs loaded: the accounts' past (RDFI, hash) pairs (any return
+    whose code can be applied), and the payments' return history (a dishonored or contested one)."""
+    accounts = history = False
+    for ln in lines:
+        if return_code_review(ln.seen.code, processed_on) is None:
+            accounts = True
+            if codes.RETURN_CODES[ln.seen.code].kind != codes.KIND_RETURN:
+                history = True
+                break
+    return accounts, history
+
+
+def plan_returns(lines: list[ReturnLine], origs: dict[str, "_Orig"], past_accounts: dict[int, set],
+                 history: dict[int, dict], processed_on: date) -> ReturnPlan:
+    """Decide a chunk of returns (file order) against what we know of their originals: `origs` by
+    original trace number, the accounts' (RDFI, hash) pairs before any NOC corrected them, and
+    (when a dishonor or contest is in the chunk) each payment's return history. A later line sees
+    what an earlier one of the chunk did to the same payment. `history` is not changed."""
+    plan = ReturnPlan()
+    known_codes = []
+    for ln in lines:
+        code = ln.seen.code
+        d = return_code_review(code, processed_on)
+        if d is None:
+            known_codes.append((ln, codes.RETURN_CODES[code]))
+            continue
+        trace = ln.seen.original_trace_number
+        o = origs.get(trace)
+        plan.reviews.append(ReviewPlan(ln.line, d.review_kind, code, trace, d.detail,
+                                       o.amount_cents if o is not None else None,
+                                       o.payment_id if o is not None else None))
+    if not known_codes:
+        return plan
+    track_history = any(rc.kind != codes.KIND_RETURN for _ln, rc in known_codes)
+    history = dict(history) if track_history else {}
+    known: dict[int | None, frozenset] = {}
+    state: dict[int, str] = {}
+    applied = plan.applied
+    for ln, rc in known_codes:
+        seen = ln.seen
+        trace = seen.original_trace_number
+        o = origs.get(trace)
+        original = None
+        if o is not None:
+            accounts = known.get(o.bank_account_id)
+            if accounts is None:  # the account now, and as it was before any NOC corrected it
+                pairs = set(past_accounts.get(o.bank_account_id, ()))
+                if o.routing_number is not None:
+                    pairs.add((o.routing_number[:8], o.account_hash))
+                accounts = known[o.bank_account_id] = frozenset(pairs)
+            h = history.get(o.payment_id, _NO_HISTORY) if history else _NO_HISTORY
+            original = OriginalEntry(o.file_entry_id, o.payment_id, o.amount_cents,
+                                     state.get(o.payment_id, o.state) if o.payment_id else None,
+                                     accounts, h.get("applied", False), h.get("dishonored", False),
+                                     h.get("state"))
+        d = decide_return(rc, seen, original)
+        if not d.apply:
+            plan.reviews.append(ReviewPlan(ln.line, d.review_kind, rc.code, trace, d.detail,
+                                           o.amount_cents if o is not None else None,
+                                           o.payment_id if o is not None else None))
+            continue
+        old = state.get(o.payment_id, o.state)
+        state[o.payment_id] = d.new_state
+        if track_history:  # a later dishonor or contest in this chunk must see this change
+            before = history.get(o.payment_id, _NO_HISTORY)
+            if rc.kind == codes.KIND_DISHONORED:
+                history[o.payment_id] = {"applied": False, "dishonored": True, "state": before.get("state")}
+            else:
+                history[o.payment_id] = {"applied": True, "dishonored": False, "state": d.new_state}
+        applied.append(AppliedReturn(ln, rc, o, d, old))
+    # 1. the payments' new states
+    for a in applied:
+        plan.new_states.setdefault(a.decision.new_state, []).append(a.orig.payment_id)
+    for a in applied:
+        d = a.decision
+        if a.rc.kind != codes.KIND_RETURN:  # a return is recorded by its payment_returns row
+            plan.events.append((a.orig.payment_id, d.event, a.old_state, d.new_state, d.detail))
+        if d.new_state == "failed":
+            plan.payments_failed += 1
+    # 2. account and mandate effects, by disposition (never by raw code); re-presentments to plan
+    for a in applied:
+        rc, o, ln = a.rc, a.orig, a.line
+        if rc.kind == codes.KIND_DISHONORED:
+            plan.dishonored.append(a)
+            continue
+        if rc.kind == codes.KIND_CONTESTED:
+            plan.contested.append(a)
+            plan.actions[ln.line] = "dishonor contested: the return stands again"
+            continue
+        reason = _cut(f"{rc.code} {rc.title}", 100)
+        if rc.blocks_account and o.bank_account_id is not None:
+            plan.blocks.setdefault(o.bank_account_id, reason)
+        if rc.revokes_authorization and o.bank_account_id is not None:
+            plan.revokes.setdefault((o.member_id, o.bank_account_id), reason)
+        trace = ln.seen.original_trace_number
+        if rc.retry_allowed:
+            plan.retries.append(a)
+        elif rc.blocks_account or rc.revokes_authorization:
+            pass  # the words name the mandates changed: `return_actions`
+        elif rc.disposition == codes.FORMAT_ERROR:
+            plan.actions[ln.line] = f"payment failed: {rc.title} (our file: ops alerted)"
+            plan.reviews.append(ReviewPlan(ln.line, "format_error", rc.code, trace,
+                                           f"{rc.code} {rc.title}: the entry we sent was faulty",
+                                           payment_id=o.payment_id))
+        elif rc.disposition == codes.REVIEW:
+            # No automatic follow-up for these codes (ref §2.1 [DESIGN] "Other / ODFI-driven":
+            # case-by-case ops review): the payment stays failed and a person decides the rest.
+            plan.actions[ln.line] = f"payment failed: {rc.title} (on the review list)"
+            plan.reviews.append(ReviewPlan(ln.line, "return_for_review", rc.code, trace,
+                                           f"{rc.code} {rc.title}: the payment is marked failed; a person must "
+                                           "decide what follows.", payment_id=o.payment_id))
+        else:
+            plan.actions[ln.line] = f"payment failed: {rc.title}"
+    return plan
+
+
+def return_actions(plan: ReturnPlan, blocked: dict[int, int], revoked: dict[tuple[str, int], int],
+                   retry_words: dict[int, str], dishonor_words: dict[int, str]) -> dict[int, str]:
+    """The action words per line, once the executor knows how many mandates each block suspended
+    and each revocation revoked, what each planned re-presentment came to, and what each dishonor
+    cancelled or put on review."""
+    actions = dict(plan.actions)
+    for a in plan.applied:
+        rc, o, line = a.rc, a.orig, a.line.line
+        if rc.kind == codes.KIND_DISHONORED:
+            actions[line] = "return dishonored: payment settled again" + dishonor_words.get(line, "")
+        elif rc.kind != codes.KIND_RETURN:
+            continue
+        elif rc.retry_allowed:
+            actions[line] = retry_words[line]
+        elif rc.blocks_account:
+            n = blocked.get(o.bank_account_id, 0)
+            actions[line] = f"bank account ****{a.line.last4} blocked; " \
+                            f"AutoPay suspended ({n} mandate{'s' if n != 1 else ''}) until a new account"
+        elif rc.revokes_authorization:
+            n = revoked.get((o.member_id, o.bank_account_id), 0)
+            actions[line] = f"AutoPay authorization revoked ({n} mandate{'s' if n != 1 else ''})"
+    return actions
+
+
+@dataclass(frozen=True)
+class PlannedRetry:
+    line: int
+    orig: "_Orig"
+    root: int
+    plan: RetryPlan
+
+
+def plan_retries(items: list[tuple[int, "_Orig"]], *, roots: dict[int, int], settlement: dict[int, date],
+                 retries_so_far: dict[int, int], owed: dict[tuple, int], processed_on: date,
+                 policy: ReturnPolicy) -> tuple[dict[int, str], list[PlannedRetry]]:
+    """The re-presentments of a chunk's R01/R09 returns ((line, original) in file order), given
+    each returned payment's root (the original payment), the roots' settlement dates, the
+    re-presentments made so far per root and the cents still owed per (member, plan, coverage
+    month): `plan_retry` for each in turn, a planned one counting as covering its amount. Returns
+    the words per line and the re-presentments planned (the debit rules may still refuse them)."""
+    owed = dict(owed)
+    actions: dict[int, str] = {}
+    planned: list[PlannedRetry] = []
+    for line, o in items:
+        root = roots[o.payment_id]
+        key = (o.member_id, o.plan_id, o.coverage_month)
+        plan = plan_retry(processed_on=processed_on,
+                          original_settlement=settlement.get(root) or _settles(o.file_date),
+                          retries_so_far=retries_so_far.get(root, 0), premium_owed_cents=owed.get(key),
+                          amount_cents=o.pay_amount, policy=policy)
+        actions[line] = plan.reason
+        if plan.originate_on is None:
+            continue
+        planned.append(PlannedRetry(line, o, root, plan))
+        owed[key] = owed[key] - o.pay_amount  # the re-presentment would cover it
+    return actions, planned
+
+
+def keep_retries(planned: list[PlannedRetry], refused: dict[int, debit_rules.Verdict],
+                 actions: dict[int, str]) -> tuple[dict[tuple[int, date], list[int]], dict[tuple[int, int], int]]:
+    """The planned re-presentments the debit rules did not refuse (`refused` by returned payment
+    id; their words are set in `actions`): the returned payments to copy per (retry number, day),
+    and the file line of each (root, retry number)."""
+    copies: dict[tuple[int, date], list[int]] = defaultdict(list)
+    line_of: dict[tuple[int, int], int] = {}
+    for p in planned:
+        v = refused.get(p.orig.payment_id)
+        if v is not None:
+            actions[p.line] = f"no re-presentment: {v.reason}"
+            continue
+        copies[(p.plan.retry_number, p.plan.originate_on)].append(p.orig.payment_id)
+        line_of[(p.root, p.plan.retry_number)] = p.line
+    return copies, line_of
 
 
 # =============================================================================================
@@ -663,142 +914,60 @@ class _Applier:
         return h
 
     # -- returns ----------------------------------------------------------------------------------
-    def _known_codes(self, rets: list[_Item], origs: dict[str, _Orig]) -> list[tuple[_Item, codes.ReturnCode]]:
-        """The returns whose code can be applied, with its table row; each other one goes to the
-        review list and its payment is left as it is (never money moved on a code we cannot read)."""
-        out = []
-        for it in rets:
-            code = it.addenda[2]
-            d = return_code_review(code, self.on)
-            if d is None:
-                out.append((it, codes.RETURN_CODES[code]))
-                continue
-            trace = it.addenda.original_entry_trace_number
-            o = origs.get(trace)
-            self._review(it, d.review_kind, code, trace, d.detail,
-                         o.amount_cents if o is not None else None, o.payment_id if o is not None else None)
-        return out
+    def _return_line(self, it: _Item) -> ReturnLine:
+        a = it.addenda
+        account = it.entry.dfi_account_number
+        rdfi = a.original_receiving_dfi_identification
+        seen = ReturnSeen(a[2], a.original_entry_trace_number, it.entry.trace_number, it.entry.amount, rdfi,
+                          self._account_hashes(rdfi, account) if account else None)
+        return ReturnLine(it.line, seen, _last4(account))
 
     def _apply_returns(self, rets: list[_Item], origs: dict[str, _Orig]) -> None:
+        """Load the facts, plan (`plan_returns`), and carry the plan out set-based."""
         conn, on = self.conn, self.on
-        known_codes = self._known_codes(rets, origs)
-        if not known_codes:
+        lines = [self._return_line(it) for it in rets]
+        need_accounts, need_history = return_facts_needed(lines, on)
+        past_accounts: dict = {}
+        history: dict = {}
+        if need_accounts:
+            acct_ids = {o.bank_account_id for o in origs.values() if o.bank_account_id is not None}
+            past_accounts = self._past_accounts(acct_ids)
+            if need_history:
+                history = self._return_history([o.payment_id for o in origs.values() if o.payment_id is not None])
+        plan = plan_returns(lines, origs, past_accounts, history, on)
+        item_of = {it.line: it for it in rets}
+        for r in plan.reviews:
+            self._review(item_of[r.line], r.kind, r.code, r.original_trace, r.detail, r.expected, r.payment_id)
+        if not plan.applied:
             return
-        acct_ids = {o.bank_account_id for o in origs.values() if o.bank_account_id is not None}
-        past_accounts = self._past_accounts(acct_ids)
-        pay_ids = [o.payment_id for o in origs.values() if o.payment_id is not None]
-        track_history = any(rc.kind != codes.KIND_RETURN for _it, rc in known_codes)
-        history = self._return_history(pay_ids) if track_history else {}
-        known: dict[int | None, frozenset] = {}
-        state: dict[int, str] = {}
-        applied: list[tuple[_Item, codes.ReturnCode, _Orig, ReturnDecision, str]] = []
-        for it, rc in known_codes:
-            a = it.addenda
-            trace = a.original_entry_trace_number
-            o = origs.get(trace)
-            account = it.entry.dfi_account_number
-            rdfi = a.original_receiving_dfi_identification
-            seen = ReturnSeen(rc.code, trace, it.entry.trace_number, it.entry.amount, rdfi,
-                              self._account_hashes(rdfi, account) if account else None)
-            original = None
-            if o is not None:
-                accounts = known.get(o.bank_account_id)
-                if accounts is None:  # the account now, and as it was before any NOC corrected it
-                    pairs = set(past_accounts.get(o.bank_account_id, ()))
-                    if o.routing_number is not None:
-                        pairs.add((o.routing_number[:8], o.account_hash))
-                    accounts = known[o.bank_account_id] = frozenset(pairs)
-                h = history.get(o.payment_id, _NO_HISTORY) if history else _NO_HISTORY
-                original = OriginalEntry(o.file_entry_id, o.payment_id, o.amount_cents,
-                                         state.get(o.payment_id, o.state) if o.payment_id else None,
-                                         accounts, h.get("applied", False), h.get("dishonored", False),
-                                         h.get("state"))
-            d = decide_return(rc, seen, original)
-            if not d.apply:
-                self._review(it, d.review_kind, rc.code, trace, d.detail,
-                             o.amount_cents if o is not None else None, o.payment_id if o is not None else None)
-                continue
-            old = state.get(o.payment_id, o.state)
-            state[o.payment_id] = d.new_state
-            if track_history:  # a later dishonor or contest in this chunk must see this change
-                before = history.get(o.payment_id, _NO_HISTORY)
-                if rc.kind == codes.KIND_DISHONORED:
-                    history[o.payment_id] = {"applied": False, "dishonored": True, "state": before.get("state")}
-                else:
-                    history[o.payment_id] = {"applied": True, "dishonored": False, "state": d.new_state}
-            applied.append((it, rc, o, d, old))
-        if not applied:
-            return
-        events: list[dict] = []
         # 1. the payments' new states
-        by_state: dict[str, list[int]] = defaultdict(list)
-        for _it, _rc, o, d, _old in applied:
-            by_state[d.new_state].append(o.payment_id)
-        for st, ids in by_state.items():
+        for st, ids in plan.new_states.items():
             for i in range(0, len(ids), PART):
                 conn.execute(update(Payment).where(self._in(Payment.id, ids[i:i + PART]))
                              .values(state=st, updated_at=self.now))
-        for it, rc, o, d, old in applied:
-            if rc.kind != codes.KIND_RETURN:  # a return is recorded by its payment_returns row
-                events.append(self._event(o.payment_id, d.event, old, d.new_state, d.detail))
-            if d.new_state == "failed":
-                self.out.payments_failed += 1
-        actions: dict[int, str] = {}
-        retry_ids: dict[int, int] = {}
-        returns = [(it, rc, o, d) for it, rc, o, d, _old in applied if rc.kind == codes.KIND_RETURN]
-        # 2. account and mandate effects, by disposition (never by raw code)
-        blocks: dict[int, str] = {}
-        revokes: dict[tuple[str, int], str] = {}
-        for it, rc, o, d in returns:
-            reason = _cut(f"{rc.code} {rc.title}", 100)
-            if rc.blocks_account and o.bank_account_id is not None:
-                blocks.setdefault(o.bank_account_id, reason)
-            if rc.revokes_authorization and o.bank_account_id is not None:
-                revokes.setdefault((o.member_id, o.bank_account_id), reason)
-        blocked_counts = self._block_accounts(blocks, events)
-        revoked_counts = self._revoke_mandates(revokes, events)
+        events = [self._event(*e) for e in plan.events]
+        self.out.payments_failed += plan.payments_failed
+        # 2. account and mandate effects
+        blocked_counts = self._block_accounts(plan.blocks, events)
+        revoked_counts = self._revoke_mandates(plan.revokes, events)
         # 3. re-presentments
-        retry_actions = self._schedule_retries([(it, rc, o) for it, rc, o, d in returns if rc.retry_allowed],
-                                               retry_ids)
-        for it, rc, o, d in returns:
-            if rc.retry_allowed:
-                actions[it.line] = retry_actions[it.line]
-            elif rc.blocks_account:
-                n = blocked_counts.get(o.bank_account_id, 0)
-                actions[it.line] = f"bank account ****{_last4(it.entry.dfi_account_number)} blocked; " \
-                                   f"AutoPay suspended ({n} mandate{'s' if n != 1 else ''}) until a new account"
-            elif rc.revokes_authorization:
-                n = revoked_counts.get((o.member_id, o.bank_account_id), 0)
-                actions[it.line] = f"AutoPay authorization revoked ({n} mandate{'s' if n != 1 else ''})"
-            elif rc.disposition == codes.FORMAT_ERROR:
-                actions[it.line] = f"payment failed: {rc.title} (our file: ops alerted)"
-                self._review(it, "format_error", rc.code, it.addenda.original_entry_trace_number,
-                             f"{rc.code} {rc.title}: the entry we sent was faulty", payment_id=o.payment_id)
-            elif rc.disposition == codes.REVIEW:
-                # No automatic follow-up for these codes (ref §2.1 [DESIGN] "Other / ODFI-driven":
-                # case-by-case ops review): the payment stays failed and a person decides the rest.
-                actions[it.line] = f"payment failed: {rc.title} (on the review list)"
-                self._review(it, "return_for_review", rc.code, it.addenda.original_entry_trace_number,
-                             f"{rc.code} {rc.title}: the payment is marked failed; a person must decide what "
-                             "follows.", payment_id=o.payment_id)
-            else:
-                actions[it.line] = f"payment failed: {rc.title}"
+        retry_ids: dict[int, int] = {}
+        retry_words = self._schedule_retries([(a.line.line, a.orig) for a in plan.retries], retry_ids)
         # 4. dishonored and contested returns
-        dishonored = [(it, rc, o) for it, rc, o, d, _old in applied if rc.kind == codes.KIND_DISHONORED]
-        contested = [(it, rc, o) for it, rc, o, d, _old in applied if rc.kind == codes.KIND_CONTESTED]
-        if dishonored:
-            ids = [o.payment_id for _it, _rc, o in dishonored]
-            self._set_return_status(ids, "applied", "dishonored")
-            for it, o, words in self._settle_excess(dishonored, events):
-                actions[it.line] = "return dishonored: payment settled again" + words
-        if contested:
-            self._set_return_status([o.payment_id for _it, _rc, o in contested], "dishonored", "applied")
-            for it, rc, o in contested:
-                actions[it.line] = "dishonor contested: the return stands again"
-        self.out.returns_applied += len(applied)
+        dishonor_words: dict[int, str] = {}
+        if plan.dishonored:
+            self._set_return_status([a.orig.payment_id for a in plan.dishonored], "applied", "dishonored")
+            for it, o, words in self._settle_excess([(item_of[a.line.line], a.rc, a.orig) for a in plan.dishonored],
+                                                    events):
+                dishonor_words[it.line] = words
+        if plan.contested:
+            self._set_return_status([a.orig.payment_id for a in plan.contested], "dishonored", "applied")
+        actions = return_actions(plan, blocked_counts, revoked_counts, retry_words, dishonor_words)
+        self.out.returns_applied += len(plan.applied)
         # 5. the return records and events
         rows = []
-        for it, rc, o, d, _old in applied:
+        for ar in plan.applied:
+            it, rc, o = item_of[ar.line.line], ar.rc, ar.orig
             a = it.addenda
             rows.append({
                 "return_file_id": self.rf.id, "line": it.line, "payment_id": o.payment_id,
@@ -806,7 +975,7 @@ class _Applier:
                 "return_trace_number": it.entry.trace_number, "return_code": rc.code,
                 "return_title": _cut(rc.title, 200), "category": rc.category, "disposition": rc.disposition,
                 "kind": rc.kind, "status": "applied", "amount_cents": it.entry.amount, "returned_on": on,
-                "action": _cut(actions.get(it.line, d.detail), 200), "retry_payment_id": retry_ids.get(it.line),
+                "action": _cut(actions.get(it.line, ar.decision.detail), 200), "retry_payment_id": retry_ids.get(it.line),
                 "addenda_information": (getattr(a, "addenda_information", "") or "")[:44],
             })
         _insert_rows(conn, PaymentReturn, rows)
@@ -992,18 +1161,19 @@ class _Applier:
                          expected=o.pay_amount, payment_id=restored, related_payment_id=other, subject="payment",
                          dedupe_key=key)
 
-    def _schedule_retries(self, items: list[tuple[_Item, codes.ReturnCode, _Orig]], retry_ids: dict[int, int]) -> dict[int, str]:
-        """Plan and insert the re-presentments of this chunk's R01/R09 returns."""
+    def _schedule_retries(self, items: list[tuple[int, _Orig]], retry_ids: dict[int, int]) -> dict[int, str]:
+        """Load the facts of this chunk's R01/R09 returns ((line, original)), plan their
+        re-presentments (`plan_retries`, `keep_retries`) and insert them."""
         actions: dict[int, str] = {}
         if not items:
             return actions
         conn = self.conn
-        roots = {o.payment_id: (o.retry_of_id or o.payment_id) for _it, _rc, o in items}
+        roots = {o.payment_id: (o.retry_of_id or o.payment_id) for _line, o in items}
         root_ids = sorted(set(roots.values()))
         retries: dict[int, int] = {}
         # A returned original's own file date came with the lookup; only a returned
         # re-presentment needs its original's.
-        settle: dict[int, date] = {o.payment_id: _settles(o.file_date) for _it, _rc, o in items
+        settle: dict[int, date] = {o.payment_id: _settles(o.file_date) for _line, o in items
                                    if o.retry_of_id is None}
         other_roots = sorted({root for pid, root in roots.items() if root != pid})
         for i in range(0, len(root_ids), 5000):
@@ -1016,34 +1186,14 @@ class _Applier:
                                            .join(NachaFile, NachaFile.id == FileEntry.file_id)
                                            .where(self._in(FileEntry.payment_id, other_roots[i:i + 5000]))).all():
                 settle[pid] = _settles(fdate)
-        owed = self._owed([(o.member_id, o.plan_id, o.coverage_month) for _it, _rc, o in items])
-        # (retry number, originate_on) -> the returned payments to copy; (root, n) -> file line
-        copies: dict[tuple[int, date], list[int]] = defaultdict(list)
-        line_of: dict[tuple[int, int], int] = {}
-        planned: list[tuple[_Item, _Orig, int, tuple, RetryPlan]] = []
-        for it, rc, o in items:
-            root = roots[o.payment_id]
-            key = (o.member_id, o.plan_id, o.coverage_month)
-            plan = plan_retry(processed_on=self.on,
-                              original_settlement=settle.get(root) or _settles(o.file_date),
-                              retries_so_far=retries.get(root, 0), premium_owed_cents=owed.get(key),
-                              amount_cents=o.pay_amount, policy=self.policy)
-            actions[it.line] = plan.reason
-            if plan.originate_on is None:
-                continue
-            planned.append((it, o, root, key, plan))
-            owed[key] = owed[key] - o.pay_amount  # the re-presentment would cover it
+        owed = self._owed([(o.member_id, o.plan_id, o.coverage_month) for _line, o in items])
+        actions, planned = plan_retries(items, roots=roots, settlement=settle, retries_so_far=retries, owed=owed,
+                                        processed_on=self.on, policy=self.policy)
         # The debit rules, for the re-presentments planned: coverage that can still exist on their
         # day, and the reinitiation limit per premium month and account across channels.
         refused = self._refused(planned)
-        for it, o, root, key, plan in planned:
-            v = refused.get(o.payment_id)
-            if v is not None:
-                actions[it.line] = f"no re-presentment: {v.reason}"
-                continue
-            retries[root] = plan.retry_number
-            copies[(plan.retry_number, plan.originate_on)].append(o.payment_id)
-            line_of[(root, plan.retry_number)] = it.line
+        # (retry number, originate_on) -> the returned payments to copy; (root, n) -> file line
+        copies, line_of = keep_retries(planned, refused, actions)
         if not copies:
             return actions
         # The re-presentment is a copy of the returned payment (same member, plan, month, premium,
@@ -1071,16 +1221,17 @@ class _Applier:
                         retry_ids[line] = pid
         return actions
 
-    def _refused(self, planned: list[tuple[_Item, _Orig, int, tuple, RetryPlan]]) -> dict[int, debit_rules.Verdict]:
+    def _refused(self, planned: list[PlannedRetry]) -> dict[int, debit_rules.Verdict]:
         """Refusals by the debit rules of the planned re-presentments, by returned payment id."""
         out: dict[int, debit_rules.Verdict] = {}
         by_day: dict[date, list] = defaultdict(list)
         for entry in planned:
-            by_day[entry[4].originate_on].append(entry)
+            by_day[entry.plan.originate_on].append(entry)
         for day, group in by_day.items():
             now: dict[tuple, list[debit_rules.PriorReturn]] = defaultdict(list)  # this chunk's returns
             cands = []
-            for it, o, _root, _key, _plan in group:
+            for p in group:
+                o = p.orig
                 cand = debit_guard.Candidate(-o.payment_id, "retry", o.member_id, o.plan_id, o.coverage_month,
                                              o.bank_account_id)
                 now[cand.key].append(debit_rules.PriorReturn(self.on, _settles(o.file_date)))

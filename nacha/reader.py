@@ -25,6 +25,7 @@ from typing import IO, Iterator
 
 from . import codes
 from .columns import STRIDE, plan_for, printable
+from .entry_rules import fast_rule
 from .errors import InvalidFile, Issue
 from .fields import FieldProblem, Layout, mask
 from .layouts import (
@@ -216,6 +217,7 @@ class Reader:
         # Runs of at least this many plain entries in a regular chunk are checked column by column
         # (nacha.columns); 0 turns that off (tests compare both paths).
         self.min_run = self.MIN_RUN
+        self.fast_lanes = True  # False: every entry takes the record path (tests compare the two)
         self._raw: bytes | None = None
 
     MIN_RUN = 8
@@ -818,21 +820,14 @@ class Reader:
     def _fast_rule(self, tc, b: _BatchState) -> int:
         """For a clean entry of this transaction code with no addenda, what `_finish_entry` would
         still check, reduced to the amount: 1 = must be non-zero, 2 = must be zero, 3 = anything;
-        0 = no shortcut (the entry goes through `_finish_entry`). Worked out once per batch and code."""
-        fmt = b.fmt
+        0 = no shortcut (the entry goes through `_finish_entry`). Derived from the one list of entry
+        checks (`entry_rules.fast_rule`); worked out once per batch and code."""
         info = b.tx_info.get(tc)
         if info is None:
             info = self._tx_info(tc, b)
-        tx = info.tx
-        if (tx is None or info.forward or info.scc_problem is not None or b.zero_checks or fmt.entry_checks
-                or fmt.addenda_count_field or fmt.max_amount_cents is not None or fmt.addenda_required
-                or (info.zero_dollar and fmt.zero_dollar_addenda_required)):
+        if not self.fast_lanes:
             return 0
-        if info.prenote or fmt.amount_rule == AMOUNT_ZERO:
-            return 2
-        if fmt.amount_rule == AMOUNT_NONZERO and not tx.zero_amount:
-            return 1
-        return 3
+        return fast_rule(b.fmt, info, b.zero_checks)
 
     def _finish_entry(self, e: EntryItem, b: _BatchState):
         """Checks that need the entry together with its addenda."""
