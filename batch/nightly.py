@@ -314,26 +314,12 @@ def _transport(ctx: NightContext):
 
 
 def _pgp(ctx: NightContext, *, outbound: bool):
-    """The PGP helper when `[bank]` asks for it (outbound: pgp_recipient; inbound: pgp_decrypt_inbound);
-    returns (pgp or None, configuration problem or None)."""
-    b = ctx.settings.bank
-    if (outbound and not b.pgp_recipient) or (not outbound and not b.pgp_decrypt_inbound):
-        return None, None
+    """The PGP helper `[bank]` asks for (batch/wiring.py); returns (pgp or None, configuration problem or None)."""
+    from .wiring import ConfigurationError, pgp
+
     try:
-        from .pgp import Pgp, PgpError
-    except ImportError as e:
-        raise StepUnavailable(f"batch.pgp: {e}") from None
-    try:
-        passphrase = None
-        if b.pgp_passphrase_file is not None:
-            passphrase = Path(b.pgp_passphrase_file).read_text(encoding="utf-8").strip("\r\n")
-        pgp = Pgp(ctx.settings.pgp_home, recipient=b.pgp_recipient, passphrase=passphrase)
-        if outbound:
-            pgp.check_recipient()
-        return pgp, None
-    except OSError as e:
-        return None, f"bank.pgp_passphrase_file: {e.strerror or e}"
-    except PgpError as e:
+        return pgp(ctx.settings, outbound=outbound), None
+    except ConfigurationError as e:
         return None, str(e)
 
 

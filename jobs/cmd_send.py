@@ -9,10 +9,10 @@ import sys
 import click
 from sqlalchemy.exc import OperationalError
 
+from batch import wiring
 from batch.db import DatabaseError, DatabaseUnavailable, open_database
 from batch.delivery import DeliveryPolicy, send_files
 from batch.inbound import InboundPolicy, fetch_files
-from batch.pgp import Pgp, PgpError
 from batch.transport import TransportConfigError, transport_from_settings
 
 from . import exitcodes
@@ -39,23 +39,9 @@ def _transport(settings):
 
 
 def _pgp(settings, *, outbound: bool):
-    b = settings.bank
-    if outbound and not b.pgp_recipient:
-        return None
-    if not outbound and not b.pgp_decrypt_inbound:
-        return None
     try:
-        passphrase = None
-        if b.pgp_passphrase_file is not None:
-            passphrase = b.pgp_passphrase_file.read_text(encoding="utf-8").strip("\r\n")
-        home = b.pgp_home or settings.data_dir / "gnupg"  # documented default of bank.pgp_home
-        pgp = Pgp(home, recipient=b.pgp_recipient, passphrase=passphrase)
-        if outbound:
-            pgp.check_recipient()
-        return pgp
-    except OSError as e:
-        _fail(exitcodes.USAGE, f"configuration error: bank.pgp_passphrase_file: {e.strerror or e}")
-    except PgpError as e:
+        return wiring.pgp(settings, outbound=outbound)
+    except wiring.ConfigurationError as e:
         _fail(exitcodes.USAGE, f"configuration error: {e}")
 
 
