@@ -43,6 +43,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import wiring
 from .models import Run, RunStep, utcnow
 from .runlock import RunLock
 
@@ -253,10 +254,8 @@ def step_import(ctx: NightContext) -> StepOutcome:
 def step_autopay(ctx: NightContext) -> StepOutcome:
     from .autopay import schedule_autopay
 
-    from .debit_guard import GuardSettings
-
     r = schedule_autopay(ctx.sessions, ctx.business_date, ctx.settings.origination.autopay_lead_days,
-                         GuardSettings.from_settings(ctx.settings))
+                         wiring.guard(ctx.settings))
     note = (f"{r.created} pulls ({money(r.created_cents)}) for premiums due {r.due_date}; "
             f"{r.already_scheduled} already scheduled, {r.covered} already paid, {r.not_due_yet} not due yet, "
             f"{r.account_blocked} held (account blocked)")
@@ -268,15 +267,14 @@ def step_autopay(ctx: NightContext) -> StepOutcome:
 
 
 def step_originate(ctx: NightContext) -> StepOutcome:
-    from .debit_guard import GuardSettings
-    from .origination import Company, Limits, originate
+    from .origination import originate
 
-    s, o = ctx.settings, ctx.settings.origination
-    r = originate(ctx.sessions, ctx.keyring, Company.from_settings(s.company),
-                  Limits(o.max_entries_per_file, o.max_cents_per_file, o.balanced), ctx.business_date,
-                  s.outbox_dir, dry_run=ctx.dry_run, file_time=ctx.now().astimezone(o.zone).strftime("%H%M"),
+    s = ctx.settings
+    r = originate(ctx.sessions, ctx.keyring, wiring.company(s), wiring.limits(s), ctx.business_date,
+                  s.outbox_dir, dry_run=ctx.dry_run,
+                  file_time=ctx.now().astimezone(s.origination.zone).strftime("%H%M"),
                   progress=lambda n: ctx.progress(n, "entries"), on_step=lambda name: ctx.hook(f"originate:{name}"),
-                  guard=GuardSettings.from_settings(s))
+                  guard=wiring.guard(s))
     counts = {"files": len(r.files), "entries": r.payments, "cents": r.total_cents, "held": r.held,
               "repaired": len(r.repaired), "stopped": len(r.stopped), "review_items": r.review_items}
     if r.skipped_reason:
@@ -303,29 +301,24 @@ def step_originate(ctx: NightContext) -> StepOutcome:
 # is not in this build, and the step is reported "not available" (never a silent success).
 
 def _transport(ctx: NightContext):
+    """The bank connection (batch/wiring.py); returns (transport or None, configuration problem or None)."""
     try:
-        from .transport import TransportConfigError, transport_from_settings
-    except ImportError as e:
-        raise StepUnavailable(f"batch.transport: {e}") from None
-    try:
-        return transport_from_settings(ctx.settings), None
-    except (TransportConfigError, OSError, ValueError) as e:
+        return wiring.transport(ctx.settings), None
+    except (wiring.ConfigurationError, OSError, ValueError) as e:
         return None, str(e)
 
 
 def _pgp(ctx: NightContext, *, outbound: bool):
     """The PGP helper `[bank]` asks for (batch/wiring.py); returns (pgp or None, configuration problem or None)."""
-    from .wiring import ConfigurationError, pgp
-
     try:
-        return pgp(ctx.settings, outbound=outbound), None
-    except ConfigurationError as e:
+        return wiring.pgp(ctx.settings, outbound=outbound), None
+    except wiring.ConfigurationError as e:
         return None, str(e)
 
 
 def step_send(ctx: NightContext) -> StepOutcome:
     try:
-        from .delivery import DeliveryPolicy, pending_deliveries, send_files
+        from .delivery import pending_deliveries, send_files
     except ImportError as e:
         raise StepUnavailable(f"batch.delivery: {e}") from None
     if ctx.dry_run:
@@ -341,7 +334,7 @@ def step_send(ctx: NightContext) -> StepOutcome:
     if problem:
         return StepOutcome(config=problem)
     s = ctx.settings
-    r = send_files(ctx.sessions, ctx.keyring, transport, DeliveryPolicy.from_settings(s.bank),
+    r = send_files(ctx.sessions, ctx.keyring, transport, wiring.delivery_policy(s),
                    archive_dir=s.archive_dir, outbox=s.outbox_dir, file_date=None, pgp=pgp,
                    transport_kind=s.bank.transport, log=ctx.info,
                    on_step=lambda step, _name: ctx.hook(f"send:{step}"))
@@ -370,7 +363,7 @@ def step_send(ctx: NightContext) -> StepOutcome:
 
 def step_returns_fetch(ctx: NightContext) -> StepOutcome:
     try:
-        from .inbound import InboundPolicy, fetch_files
+        from .inbound import fetch_files
     except ImportError as e:
         raise StepUnavailable(f"batch.inbound: {e}") from None
     s = ctx.settings
@@ -383,7 +376,7 @@ def step_returns_fetch(ctx: NightContext) -> StepOutcome:
     pgp, problem = _pgp(ctx, outbound=False)
     if problem:
         return StepOutcome(config=problem)
-    r = fetch_files(ctx.sessions, transport, InboundPolicy.from_settings(s.bank), inbox=s.inbox_dir,
+    r = fetch_files(ctx.sessions, transport, wiring.inbound_policy(s), inbox=s.inbox_dir,
                     archive_dir=s.archive_dir, pgp=pgp, log=ctx.info,
                     on_step=lambda step, _name: ctx.hook(f"fetch:{step}"))
     if r.locked:
@@ -411,10 +404,9 @@ def step_returns_fetch(ctx: NightContext) -> StepOutcome:
 
 def step_returns_process(ctx: NightContext) -> StepOutcome:
     try:
-        from .returns import ReturnPolicy, outcome_words, process_inbox
+        from .returns import outcome_words, process_inbox
     except ImportError as e:
         raise StepUnavailable(f"batch.returns: {e}") from None
-    from .debit_guard import GuardSettings
 
     s = ctx.settings
     if ctx.dry_run:
@@ -425,9 +417,7 @@ def step_returns_process(ctx: NightContext) -> StepOutcome:
                            note=f"would apply {len(todo)} inbox file(s)"
                            + (": " + ", ".join(p.local_name for p in todo) if todo else "")
                            + " (files a real fetch would bring are not counted)")
-    r = process_inbox(ctx.sessions, ctx.keyring, s.inbox_dir, ctx.business_date,
-                      ReturnPolicy(retry_delay_banking_days=s.origination.retry_delay_banking_days,
-                                   guard=GuardSettings.from_settings(s)))
+    r = process_inbox(ctx.sessions, ctx.keyring, s.inbox_dir, ctx.business_date, wiring.return_policy(s))
     files = r.files
     c = {"files": len(files),
          "returns": sum(f.returns_applied for f in files),
@@ -450,14 +440,13 @@ def step_returns_process(ctx: NightContext) -> StepOutcome:
 
 def step_coverage(ctx: NightContext) -> StepOutcome:
     try:
-        from .coverage import CoverageRules, assess_coverage
+        from .coverage import assess_coverage
         from .returns import cancel_unneeded_retries
     except ImportError as e:
         raise StepUnavailable(f"batch.coverage: {e}") from None
     s = ctx.settings
     cancelled = cancel_unneeded_retries(ctx.sessions, ctx.business_date)
-    r = assess_coverage(ctx.sessions, ctx.business_date, CoverageRules.from_settings(s.coverage),
-                        tz=s.origination.zone)
+    r = assess_coverage(ctx.sessions, ctx.business_date, wiring.coverage_rules(s), tz=s.origination.zone)
     at_risk = sum(n for st, n in r.by_status.items() if st != "ok")
     counts = {"policies": r.policies, "at_risk": at_risk, "new": r.new, "changed": r.changed,
               "retries_cancelled": cancelled}
@@ -501,7 +490,7 @@ def step_reports(ctx: NightContext) -> StepOutcome:
             out.counts["warnings"] += 1
     try:
         notices = issue_notices(ctx.sessions, s.notices_dir, d, templates_dir=s.paths.notices_templates,
-                                sender=s.company.name.title())
+                                sender=wiring.sender_name(s))
     except jinja2.TemplateError as e:  # a notice template (most likely an override) is broken
         out.config = f"notice template error (paths.notices_templates): {e}"
         out.note = f"reports in {s.reports_dir}: {', '.join(written)}; notices NOT written"

@@ -8,10 +8,10 @@ from datetime import datetime
 import click
 from sqlalchemy.exc import OperationalError
 
+from batch import wiring
 from batch.autopay import schedule_autopay
 from batch.db import DatabaseError, DatabaseUnavailable, open_database
-from batch.debit_guard import GuardSettings
-from batch.origination import Company, Limits, OriginationError, originate
+from batch.origination import OriginationError, originate
 
 from . import exitcodes
 from .dates import business_date, date_option
@@ -42,8 +42,7 @@ def schedule_cmd(ctx: click.Context, run_date) -> None:
     d = business_date(run_date, settings.origination.zone)
     try:
         with open_database(settings.database_url) as sessions:
-            r = schedule_autopay(sessions, d, settings.origination.autopay_lead_days,
-                                 GuardSettings.from_settings(settings))
+            r = schedule_autopay(sessions, d, settings.origination.autopay_lead_days, wiring.guard(settings))
     except (DatabaseError, OperationalError) as e:
         _db_fail(e)
     click.echo(f"autopay {d}: {r.created} pulls created ({_money(r.created_cents)}) for premiums due {r.due_date}; "
@@ -78,11 +77,10 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool) -> None:
 
     try:
         with open_database(settings.database_url) as sessions:
-            r = originate(sessions, keyring, Company.from_settings(settings.company),
-                          Limits(o.max_entries_per_file, o.max_cents_per_file, o.balanced), d,
+            r = originate(sessions, keyring, wiring.company(settings), wiring.limits(settings), d,
                           settings.outbox_dir, dry_run=dry_run,
                           file_time=datetime.now(o.zone).strftime("%H%M"), progress=progress,
-                          guard=GuardSettings.from_settings(settings))
+                          guard=wiring.guard(settings))
     except OriginationError as e:
         click.echo(f"achbatch: originate {d}: {e}", err=True)
         sys.exit(exitcodes.DATA_PROBLEMS)

@@ -8,12 +8,11 @@ import click
 import jinja2
 from sqlalchemy.exc import OperationalError
 
-from batch.debit_guard import GuardSettings
+from batch import wiring
 from batch.db import DatabaseError, DatabaseUnavailable, open_database
 from batch.notices import issue_notices
 from batch.returns import (
     FileOutcome,
-    ReturnPolicy,
     cancel_unneeded_retries,
     outcome_words,
     process_inbox,
@@ -30,11 +29,6 @@ def _db_fail(e: Exception) -> None:
     click.echo(f"achbatch: {e}", err=True)
     temporary = isinstance(e, (DatabaseUnavailable, OperationalError))
     sys.exit(exitcodes.TEMPFAIL if temporary else exitcodes.USAGE)
-
-
-def sender_name(settings) -> str:
-    """The organisation named on member notices (the company name, as people write it)."""
-    return settings.company.name.title()
 
 
 def _report(out: FileOutcome) -> None:
@@ -64,8 +58,7 @@ def process_cmd(ctx: click.Context, files: tuple[str, ...], run_date) -> None:
     settings = settings_from_context(ctx)
     d = business_date(run_date, settings.origination.zone)
     keyring = open_keyring(settings)
-    policy = ReturnPolicy(retry_delay_banking_days=settings.origination.retry_delay_banking_days,
-                          guard=GuardSettings.from_settings(settings))
+    policy = wiring.return_policy(settings)
     try:
         with open_database(settings.database_url) as sessions:
             if files:
@@ -74,7 +67,7 @@ def process_cmd(ctx: click.Context, files: tuple[str, ...], run_date) -> None:
                 result = process_inbox(sessions, keyring, settings.inbox_dir, d, policy, on_file=_report)
             result.retries_cancelled = cancel_unneeded_retries(sessions, d)
             notices = issue_notices(sessions, settings.notices_dir, d,
-                                    templates_dir=settings.paths.notices_templates, sender=sender_name(settings))
+                                    templates_dir=settings.paths.notices_templates, sender=wiring.sender_name(settings))
     except jinja2.TemplateError as e:  # a notice template (most likely an override) is broken
         click.echo(f"achbatch: notice template error: {e}", err=True)
         sys.exit(exitcodes.USAGE)

@@ -11,9 +11,8 @@ from sqlalchemy.exc import OperationalError
 
 from batch import wiring
 from batch.db import DatabaseError, DatabaseUnavailable, open_database
-from batch.delivery import DeliveryPolicy, send_files
-from batch.inbound import InboundPolicy, fetch_files
-from batch.transport import TransportConfigError, transport_from_settings
+from batch.delivery import send_files
+from batch.inbound import fetch_files
 
 from . import exitcodes
 from .cmd_returns_group import returns_group
@@ -33,8 +32,8 @@ def _db_fail(e: Exception) -> None:
 
 def _transport(settings):
     try:
-        return transport_from_settings(settings)
-    except TransportConfigError as e:
+        return wiring.transport(settings)
+    except wiring.ConfigurationError as e:
         _fail(exitcodes.USAGE, f"configuration error: {e}")
 
 
@@ -63,7 +62,7 @@ def send_cmd(ctx: click.Context, run_date) -> None:
     pgp = _pgp(settings, outbound=True)
     try:
         with open_database(settings.database_url) as sessions:
-            r = send_files(sessions, keyring, transport, DeliveryPolicy.from_settings(settings.bank),
+            r = send_files(sessions, keyring, transport, wiring.delivery_policy(settings),
                            archive_dir=settings.archive_dir, outbox=settings.outbox_dir, file_date=run_date,
                            pgp=pgp, transport_kind=settings.bank.transport, log=_log)
     except (DatabaseError, OperationalError) as e:
@@ -108,7 +107,7 @@ def fetch_cmd(ctx: click.Context) -> None:
     pgp = _pgp(settings, outbound=False)
     try:
         with open_database(settings.database_url) as sessions:
-            r = fetch_files(sessions, transport, InboundPolicy.from_settings(settings.bank), inbox=settings.inbox_dir,
+            r = fetch_files(sessions, transport, wiring.inbound_policy(settings), inbox=settings.inbox_dir,
                             archive_dir=settings.archive_dir, pgp=pgp, log=_log)
     except (DatabaseError, OperationalError) as e:
         _db_fail(e)
