@@ -6,11 +6,10 @@ import sys
 
 import click
 import jinja2
-from sqlalchemy.exc import OperationalError
 
 from batch import wiring
 from batch.coverage import assess_coverage
-from batch.db import DatabaseError, DatabaseUnavailable, open_database
+from batch.db import open_database
 from batch.models import COVERAGE_STATUSES
 from batch.notices import issue_notices
 from batch.returns import cancel_unneeded_retries
@@ -43,10 +42,8 @@ def assess_cmd(ctx: click.Context, run_date) -> None:
     except jinja2.TemplateError as e:  # a notice template (most likely an override) is broken
         click.echo(f"achbatch: notice template error: {e}", err=True)
         sys.exit(exitcodes.USAGE)
-    except (DatabaseError, OperationalError) as e:
-        click.echo(f"achbatch: {e}", err=True)
-        temporary = isinstance(e, (DatabaseUnavailable, OperationalError))
-        sys.exit(exitcodes.TEMPFAIL if temporary else exitcodes.USAGE)
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
     counts = ", ".join(f"{r.by_status.get(st, 0)} {st}" for st in _ORDER)
     click.echo(f"coverage {d}: {r.policies} policies ({counts}); {r.new} new, {r.changed} changed, "
                f"{r.unchanged} unchanged")

@@ -6,11 +6,10 @@ import sys
 from datetime import datetime
 
 import click
-from sqlalchemy.exc import OperationalError
 
 from batch import wiring
 from batch.autopay import schedule_autopay
-from batch.db import DatabaseError, DatabaseUnavailable, open_database
+from batch.db import open_database
 from batch.origination import OriginationError, originate
 
 from . import exitcodes
@@ -20,12 +19,6 @@ from .settings import open_keyring, settings_from_context
 
 def _money(cents: int) -> str:
     return f"${cents // 100:,}.{cents % 100:02d}"
-
-
-def _db_fail(e: Exception) -> None:
-    click.echo(f"achbatch: {e}", err=True)
-    temporary = isinstance(e, (DatabaseUnavailable, OperationalError))
-    sys.exit(exitcodes.TEMPFAIL if temporary else exitcodes.USAGE)
 
 
 @click.group("autopay")
@@ -43,8 +36,8 @@ def schedule_cmd(ctx: click.Context, run_date) -> None:
     try:
         with open_database(settings.database_url) as sessions:
             r = schedule_autopay(sessions, d, settings.origination.autopay_lead_days, wiring.guard(settings))
-    except (DatabaseError, OperationalError) as e:
-        _db_fail(e)
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
     click.echo(f"autopay {d}: {r.created} pulls created ({_money(r.created_cents)}) for premiums due {r.due_date}; "
                f"{r.already_scheduled} already scheduled, {r.covered} already paid, "
                f"{r.not_due_yet} not due yet, {r.account_blocked} held (account blocked)")
@@ -84,8 +77,8 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool) -> None:
     except OriginationError as e:
         click.echo(f"achbatch: originate {d}: {e}", err=True)
         sys.exit(exitcodes.DATA_PROBLEMS)
-    except (DatabaseError, OperationalError) as e:
-        _db_fail(e)
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
     finally:
         if show:
             click.echo("", err=True)

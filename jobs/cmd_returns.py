@@ -6,10 +6,9 @@ import sys
 
 import click
 import jinja2
-from sqlalchemy.exc import OperationalError
 
 from batch import wiring
-from batch.db import DatabaseError, DatabaseUnavailable, open_database
+from batch.db import open_database
 from batch.notices import issue_notices
 from batch.returns import (
     FileOutcome,
@@ -23,12 +22,6 @@ from . import exitcodes
 from .cmd_returns_group import returns_group
 from .dates import business_date, date_option
 from .settings import open_keyring, settings_from_context
-
-
-def _db_fail(e: Exception) -> None:
-    click.echo(f"achbatch: {e}", err=True)
-    temporary = isinstance(e, (DatabaseUnavailable, OperationalError))
-    sys.exit(exitcodes.TEMPFAIL if temporary else exitcodes.USAGE)
 
 
 def _report(out: FileOutcome) -> None:
@@ -71,8 +64,8 @@ def process_cmd(ctx: click.Context, files: tuple[str, ...], run_date) -> None:
     except jinja2.TemplateError as e:  # a notice template (most likely an override) is broken
         click.echo(f"achbatch: notice template error: {e}", err=True)
         sys.exit(exitcodes.USAGE)
-    except (DatabaseError, OperationalError) as e:
-        _db_fail(e)
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
     if not result.files:
         click.echo(f"returns {d}: no files to process")
     if result.retries_cancelled:

@@ -7,10 +7,9 @@ from __future__ import annotations
 import sys
 
 import click
-from sqlalchemy.exc import OperationalError
 
 from batch import wiring
-from batch.db import DatabaseError, DatabaseUnavailable, open_database
+from batch.db import open_database
 from batch.delivery import send_files
 from batch.inbound import fetch_files
 
@@ -20,28 +19,18 @@ from .dates import date_option
 from .settings import open_keyring, settings_from_context
 
 
-def _fail(code: int, message: str) -> None:
-    click.echo(f"achbatch: {message}", err=True)
-    sys.exit(code)
-
-
-def _db_fail(e: Exception) -> None:
-    temporary = isinstance(e, (DatabaseUnavailable, OperationalError))
-    _fail(exitcodes.TEMPFAIL if temporary else exitcodes.USAGE, str(e))
-
-
 def _transport(settings):
     try:
         return wiring.transport(settings)
     except wiring.ConfigurationError as e:
-        _fail(exitcodes.USAGE, f"configuration error: {e}")
+        exitcodes.fail(exitcodes.USAGE, f"configuration error: {e}")
 
 
 def _pgp(settings, *, outbound: bool):
     try:
         return wiring.pgp(settings, outbound=outbound)
     except wiring.ConfigurationError as e:
-        _fail(exitcodes.USAGE, f"configuration error: {e}")
+        exitcodes.fail(exitcodes.USAGE, f"configuration error: {e}")
 
 
 def _log(message: str) -> None:
@@ -65,10 +54,10 @@ def send_cmd(ctx: click.Context, run_date) -> None:
             r = send_files(sessions, keyring, transport, wiring.delivery_policy(settings),
                            archive_dir=settings.archive_dir, outbox=settings.outbox_dir, file_date=run_date,
                            pgp=pgp, transport_kind=settings.bank.transport, log=_log)
-    except (DatabaseError, OperationalError) as e:
-        _db_fail(e)
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
     if r.locked:
-        _fail(exitcodes.LOCKED, "send: another send is running (lock held); nothing done")
+        exitcodes.fail(exitcodes.LOCKED, "send: another send is running (lock held); nothing done")
     scope = f" of {run_date}" if run_date else ""
     if not r.files:
         click.echo(f"send: nothing to send{scope}")
@@ -88,11 +77,11 @@ def send_cmd(ctx: click.Context, run_date) -> None:
             click.echo(f"  {f.file_name}: NOT DELIVERED ({f.outcome})")
             click.echo(f"achbatch: send {f.file_name}: {f.error}", err=True)
     if r.config_error:
-        _fail(exitcodes.USAGE, f"send: configuration error: {r.config_error}")
+        exitcodes.fail(exitcodes.USAGE, f"send: configuration error: {r.config_error}")
     if r.refused:
-        _fail(exitcodes.DATA_PROBLEMS, f"send: {len(r.refused)} file(s) refused or failed; see above")
+        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"send: {len(r.refused)} file(s) refused or failed; see above")
     if r.unreachable:
-        _fail(exitcodes.TEMPFAIL, f"send: the bank is unreachable ({r.unreachable}); "
+        exitcodes.fail(exitcodes.TEMPFAIL, f"send: the bank is unreachable ({r.unreachable}); "
                                   f"{len(r.files) - len(r.delivered)} file(s) left ready for the next run")
     sys.exit(exitcodes.OK)
 
@@ -109,10 +98,10 @@ def fetch_cmd(ctx: click.Context) -> None:
         with open_database(settings.database_url) as sessions:
             r = fetch_files(sessions, transport, wiring.inbound_policy(settings), inbox=settings.inbox_dir,
                             archive_dir=settings.archive_dir, pgp=pgp, log=_log)
-    except (DatabaseError, OperationalError) as e:
-        _db_fail(e)
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
     if r.locked:
-        _fail(exitcodes.LOCKED, "returns fetch: another fetch is running (lock held); nothing done")
+        exitcodes.fail(exitcodes.LOCKED, "returns fetch: another fetch is running (lock held); nothing done")
     for name in r.restored:
         click.echo(f"  restored {name} in the inbox from the archive copy (a previous run stopped early)")
     new = r.received
@@ -132,11 +121,11 @@ def fetch_cmd(ctx: click.Context) -> None:
     for w in r.warnings:
         click.echo(f"achbatch: warning: {w}", err=True)
     if r.config_error:
-        _fail(exitcodes.USAGE, f"returns fetch: configuration error: {r.config_error}")
+        exitcodes.fail(exitcodes.USAGE, f"returns fetch: configuration error: {r.config_error}")
     if r.failed:
-        _fail(exitcodes.DATA_PROBLEMS, f"returns fetch: {len(r.failed)} file(s) failed; see above")
+        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"returns fetch: {len(r.failed)} file(s) failed; see above")
     if r.unreachable:
-        _fail(exitcodes.TEMPFAIL, f"returns fetch: the bank is unreachable ({r.unreachable}); run again later")
+        exitcodes.fail(exitcodes.TEMPFAIL, f"returns fetch: the bank is unreachable ({r.unreachable}); run again later")
     sys.exit(exitcodes.OK)
 
 

@@ -93,9 +93,8 @@ def status_cmd(ctx: click.Context, as_json: bool, runs: int) -> None:
     try:
         # Reads only, and never behind a running night's write lock (SQLite: deferred transactions).
         engine = make_engine(settings.database_url, sqlite_immediate=False)
-    except DatabaseError as e:
-        click.echo(f"achbatch: {e}", err=True)
-        sys.exit(exitcodes.USAGE)
+    except DatabaseError as e:  # a bad URL
+        exitcodes.fail_database(e)
     try:
         try:
             tables = table_names(engine)
@@ -107,11 +106,9 @@ def status_cmd(ctx: click.Context, as_json: bool, runs: int) -> None:
             sys.exit(exitcodes.USAGE)
         report = collect_status(make_sessionmaker(engine), settings, runs=runs)
     except DatabaseUnavailable as e:
-        click.echo(f"achbatch: {e}", err=True)
-        sys.exit(exitcodes.TEMPFAIL)
+        exitcodes.fail_database(e)
     except OperationalError as e:
-        click.echo(f"achbatch: database error: {str(getattr(e, 'orig', e)).strip()}", err=True)
-        sys.exit(exitcodes.TEMPFAIL)
+        exitcodes.fail(exitcodes.for_database_error(e), f"database error: {str(getattr(e, 'orig', e)).strip()}")
     finally:
         engine.dispose()
     if as_json:
