@@ -18,8 +18,9 @@ A step already recorded done for the business date is skipped (`run_steps.done_k
 the services are idempotent anyway, so a crash between a service's commit and the ledger's only
 means the service runs again and finds nothing new to do. A failing step does not stop the night:
 the steps after it work on what the database holds and are still worth doing (returns are applied
-even when sending failed). Outcomes map to the exit codes of DESIGN.md, most urgent first:
-2 configuration (a human must act) > 75 temporary (retry later) > 1 data problems > 0.
+even when sending failed). The run's outcome is the most urgent of its steps' (batch/outcome.py):
+configuration (a human must act) > temporary (retry later) > data problems > done; jobs/ turns it
+into the exit code.
 
 `--dry-run` takes no lock and writes no ledger: the database steps run inside one transaction that
 is rolled back at the end (origination in its own dry-run mode, writing no file); the steps that
@@ -45,15 +46,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import wiring
 from .models import Run, RunStep, utcnow
+from .outcome import RECORDED_CODES, Outcome, most_urgent
 from .runlock import RunLock
 
 __all__ = [
     "NIGHTLY_STEPS", "RETURNS_STEPS", "STEPS", "NightContext", "RunResult", "Step", "StepOutcome", "StepResult",
-    "StepUnavailable", "exit_code_for", "money", "run_pipeline", "summary_line",
+    "StepUnavailable", "money", "run_pipeline", "summary_line",
 ]
-
-OK, DATA_PROBLEMS, USAGE, TEMPFAIL = 0, 1, 2, 75  # DESIGN.md exit codes (jobs/exitcodes.py mirrors them)
-_PRECEDENCE = (USAGE, TEMPFAIL, DATA_PROBLEMS, OK)  # the most urgent wins
 
 
 class StepUnavailable(Exception):
@@ -66,16 +65,16 @@ class StepOutcome:
 
     counts: dict[str, int] = field(default_factory=dict)
     note: str = ""
-    problems: list[str] = field(default_factory=list)  # data problems found and reported: exit 1
-    temporary: str | None = None  # bank (or database) unreachable: not done, retry: exit 75
-    config: str | None = None  # configuration problem: not done: exit 2
+    problems: list[str] = field(default_factory=list)  # data problems found and reported
+    temporary: str | None = None  # bank (or database) unreachable: not done, retry
+    config: str | None = None  # configuration problem: not done, a person must act
 
 
 @dataclass
 class StepResult:
     step: str
     status: str  # done | skipped | failed | tempfail | unavailable | not_run
-    exit_code: int = OK
+    outcome: Outcome = Outcome.DONE
     counts: dict[str, int] = field(default_factory=dict)
     note: str = ""
     problems: list[str] = field(default_factory=list)
@@ -83,6 +82,11 @@ class StepResult:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     done_by_run: int | None = None  # skipped: the run that did it
+
+    @property
+    def exit_code(self) -> int:
+        """The number recorded for the outcome (batch/outcome.py)."""
+        return RECORDED_CODES[self.outcome]
 
     @property
     def duration_s(self) -> float:
@@ -98,13 +102,18 @@ class RunResult:
     dry_run: bool
     run_id: int | None = None
     status: str = "running"
-    exit_code: int = OK
+    outcome: Outcome = Outcome.DONE
     steps: list[StepResult] = field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
     crashed_runs: list[int] = field(default_factory=list)  # earlier runs found dead and marked
     summary: str = ""
     metrics_file: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """The number the ledger records for the run's outcome (runs.exit_code, batch/outcome.py)."""
+        return RECORDED_CODES[self.outcome]
 
     @property
     def duration_s(self) -> float:
@@ -518,16 +527,8 @@ PIPELINES = {"nightly": NIGHTLY_STEPS, "returns": RETURNS_STEPS}
 
 
 # =============================================================================================
-# Exit codes and the summary line (pure)
+# The run's status and summary line (pure)
 # =============================================================================================
-
-def exit_code_for(codes: list[int]) -> int:
-    """The run's exit code: the most urgent of its steps' (2 > 75 > 1 > 0)."""
-    for code in _PRECEDENCE:
-        if code in codes:
-            return code
-    return OK
-
 
 def run_status_for(steps: list[StepResult], interrupted: bool) -> str:
     statuses = {s.status for s in steps}
@@ -691,10 +692,10 @@ def _finished_fields(r: RunResult) -> dict:
 
 def _finish(r: RunResult, should_stop_seen: bool) -> None:
     r.status = run_status_for(r.steps, should_stop_seen)
-    codes = [s.exit_code for s in r.steps]
+    outcomes = [s.outcome for s in r.steps]
     if should_stop_seen:
-        codes.append(TEMPFAIL)
-    r.exit_code = exit_code_for(codes)
+        outcomes.append(Outcome.TEMPORARY)
+    r.outcome = most_urgent(outcomes)
     r.summary = summary_line(r)
 
 
@@ -763,21 +764,21 @@ def _run_steps(settings, sessions, keyring, result: RunResult, names, emit, prog
         try:
             outcome = step.run(ctx)
         except StepUnavailable as e:
-            sr.status, sr.exit_code, sr.error = "unavailable", USAGE, f"not available in this build: {e}"
+            sr.status, sr.outcome, sr.error = "unavailable", Outcome.CONFIG, f"not available in this build: {e}"
         except OperationalError as e:  # the database went away mid-step: safe to retry
-            sr.status, sr.exit_code, sr.error = "tempfail", TEMPFAIL, _brief_error(e)
+            sr.status, sr.outcome, sr.error = "tempfail", Outcome.TEMPORARY, _brief_error(e)
         except Exception as e:  # noqa: BLE001 - a step's failure is recorded; the night goes on
-            sr.status, sr.exit_code, sr.error = "failed", DATA_PROBLEMS, _brief_error(e)
+            sr.status, sr.outcome, sr.error = "failed", Outcome.PROBLEMS, _brief_error(e)
             emit("step_error", {"step": name, "traceback": traceback.format_exc(limit=8)})
         else:
             sr.counts, sr.note, sr.problems = dict(outcome.counts), outcome.note, list(outcome.problems)
             if outcome.config:
-                sr.status, sr.exit_code, sr.error = "failed", USAGE, f"configuration: {outcome.config}"
+                sr.status, sr.outcome, sr.error = "failed", Outcome.CONFIG, f"configuration: {outcome.config}"
             elif outcome.temporary:
-                sr.status, sr.exit_code, sr.error = "tempfail", TEMPFAIL, outcome.temporary
+                sr.status, sr.outcome, sr.error = "tempfail", Outcome.TEMPORARY, outcome.temporary
             else:
                 sr.status = "done"
-                sr.exit_code = DATA_PROBLEMS if outcome.problems else OK
+                sr.outcome = Outcome.PROBLEMS if outcome.problems else Outcome.DONE
         hook(name, "end")
         sr.finished_at = now()
         result.steps.append(sr)

@@ -78,7 +78,7 @@ def execute_run(settings, keyring, d: date, *, kind: str = "nightly", dry_run: b
         return exitcodes.for_database_error(e), None
     progress.clear()
     echo(result.summary)
-    return result.exit_code, result
+    return exitcodes.for_outcome(result.outcome), result
 
 
 @click.command("nightly")

@@ -23,11 +23,12 @@ from batch.nightly import (
     Step,
     StepResult,
     StepUnavailable,
-    exit_code_for,
     run_pipeline,
     summary_line,
 )
+from batch.outcome import Outcome
 from batch.runlock import RunLock
+from jobs.exitcodes import exit_code_for
 from nacha.reader import read_file
 from test_nightly_support import SAMPLES, Folder
 
@@ -367,14 +368,14 @@ def test_exit_code_precedence():
 
 
 def test_summary_line_names_files_entries_dollars_returns_flags():
-    r = RunResult("nightly", THURSDAY, False, run_id=7, status="tempfail", exit_code=75)
+    r = RunResult("nightly", THURSDAY, False, run_id=7, status="tempfail", outcome=Outcome.TEMPORARY)
     r.steps = [
         StepResult("originate", "done", counts={"files": 2, "entries": 1234, "cents": 123456789}),
-        StepResult("send", "tempfail", exit_code=75, counts={"sent": 1, "unsent": 1}),
+        StepResult("send", "tempfail", outcome=Outcome.TEMPORARY, counts={"sent": 1, "unsent": 1}),
         StepResult("returns_process", "done", counts={"returns": 3, "nocs": 2, "review_items": 1},
                    problems=["x"]),
         StepResult("coverage", "done", counts={"at_risk": 4}),
-        StepResult("reports", "unavailable", exit_code=2),
+        StepResult("reports", "unavailable", outcome=Outcome.CONFIG),
     ]
     line = summary_line(r)
     assert line.startswith("nightly 2026-01-22: incomplete (temporary failure) in 0.0s (run 7): ")
