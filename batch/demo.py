@@ -32,6 +32,7 @@ from nacha.model import Batch, Entry, NachaFile
 from nacha.reader import read_file
 from nacha.writer import format_file
 
+from .money import dollars
 from .outcome import Outcome
 
 __all__ = ["DEMO_ANSWERS", "DEMO_NIGHTS", "BankAnswer", "DemoResult", "demo_data_dir", "demo_settings", "run_demo",
@@ -246,7 +247,7 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
                 say("the bank answers the file it received (simulated RDFIs, written with the NACHA writer):")
                 for code, member, trace, cents in answer.returns:
                     title = codes.RETURN_CODES[code].title if code in codes.RETURN_CODES else ""
-                    say(f"  return {code} ({title}) for {member}, ${cents / 100:,.2f}, original trace {trace}")
+                    say(f"  return {code} ({title}) for {member}, {dollars(cents)}, original trace {trace}")
                 for code, member, trace, corrected in answer.nocs:
                     say(f"  NOC {code} for {member}, original trace {trace}: corrected account ending "
                         f"{corrected[-4:]}")

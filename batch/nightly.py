@@ -46,17 +46,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import wiring
 from .models import Run, RunStep, utcnow
+from .money import dollars
 from .outcome import RECORDED_CODES, Outcome, most_urgent
 from .runlock import RunLock
 
 __all__ = [
     "NIGHTLY_STEPS", "RETURNS_STEPS", "STEPS", "NightContext", "RunResult", "Step", "StepOutcome", "StepResult",
-    "StepUnavailable", "money", "run_pipeline", "summary_line",
+    "run_pipeline", "summary_line",
 ]
-
-
-class StepUnavailable(Exception):
-    """The service a step calls is not part of this build (module or function missing)."""
 
 
 @dataclass
@@ -171,12 +168,6 @@ class Step:
     run: Callable[[NightContext], StepOutcome]
 
 
-def money(cents: int) -> str:
-    sign = "-" if cents < 0 else ""
-    cents = abs(int(cents))
-    return f"{sign}${cents // 100:,}.{cents % 100:02d}"
-
-
 # =============================================================================================
 # Step adapters: one service each
 # =============================================================================================
@@ -265,7 +256,7 @@ def step_autopay(ctx: NightContext) -> StepOutcome:
 
     r = schedule_autopay(ctx.sessions, ctx.business_date, ctx.settings.origination.autopay_lead_days,
                          wiring.guard(ctx.settings))
-    note = (f"{r.created} pulls ({money(r.created_cents)}) for premiums due {r.due_date}; "
+    note = (f"{r.created} pulls ({dollars(r.created_cents)}) for premiums due {r.due_date}; "
             f"{r.already_scheduled} already scheduled, {r.covered} already paid, {r.not_due_yet} not due yet, "
             f"{r.account_blocked} held (account blocked)")
     if r.not_authorized or r.refused:
@@ -293,7 +284,7 @@ def step_originate(ctx: NightContext) -> StepOutcome:
         note = "nothing to originate"
     else:
         names = ", ".join(f.file_name for f in r.files)
-        note = f"{verb} {names}: {r.payments} entries, {money(r.total_cents)}, effective {r.effective_date}"
+        note = f"{verb} {names}: {r.payments} entries, {dollars(r.total_cents)}, effective {r.effective_date}"
     if r.held:
         note += f"; {r.held} payments held (account blocked)"
     if r.stopped:
@@ -306,8 +297,6 @@ def step_originate(ctx: NightContext) -> StepOutcome:
 
 
 # -- transport (batch/delivery.py, batch/inbound.py, batch/transport.py) ----------------------------
-# These call the transport engineer's services as they are; an import that fails means the service
-# is not in this build, and the step is reported "not available" (never a silent success).
 
 def _transport(ctx: NightContext):
     """The bank connection (batch/wiring.py); returns (transport or None, configuration problem or None)."""
@@ -326,10 +315,7 @@ def _pgp(ctx: NightContext, *, outbound: bool):
 
 
 def step_send(ctx: NightContext) -> StepOutcome:
-    try:
-        from .delivery import pending_deliveries, send_files
-    except ImportError as e:
-        raise StepUnavailable(f"batch.delivery: {e}") from None
+    from .delivery import pending_deliveries, send_files
     if ctx.dry_run:
         todo = pending_deliveries(ctx.sessions)
         names = ", ".join(f.file_name for f in todo)
@@ -371,10 +357,7 @@ def step_send(ctx: NightContext) -> StepOutcome:
 
 
 def step_returns_fetch(ctx: NightContext) -> StepOutcome:
-    try:
-        from .inbound import fetch_files
-    except ImportError as e:
-        raise StepUnavailable(f"batch.inbound: {e}") from None
+    from .inbound import fetch_files
     s = ctx.settings
     if ctx.dry_run:
         return StepOutcome(note=f"would fetch the bank's new files ({s.bank.transport} transport, folder "
@@ -412,10 +395,7 @@ def step_returns_fetch(ctx: NightContext) -> StepOutcome:
 # -- returns, coverage, reports, notices (batch/returns.py, coverage.py, reports.py, notices.py) -----
 
 def step_returns_process(ctx: NightContext) -> StepOutcome:
-    try:
-        from .returns import outcome_words, process_inbox
-    except ImportError as e:
-        raise StepUnavailable(f"batch.returns: {e}") from None
+    from .returns import outcome_words, process_inbox
 
     s = ctx.settings
     if ctx.dry_run:
@@ -448,11 +428,8 @@ def step_returns_process(ctx: NightContext) -> StepOutcome:
 
 
 def step_coverage(ctx: NightContext) -> StepOutcome:
-    try:
-        from .coverage import assess_coverage
-        from .returns import cancel_unneeded_retries
-    except ImportError as e:
-        raise StepUnavailable(f"batch.coverage: {e}") from None
+    from .coverage import assess_coverage
+    from .returns import cancel_unneeded_retries
     s = ctx.settings
     cancelled = cancel_unneeded_retries(ctx.sessions, ctx.business_date)
     r = assess_coverage(ctx.sessions, ctx.business_date, wiring.coverage_rules(s), tz=s.origination.zone)
@@ -473,12 +450,9 @@ REPORT_FORMATS = ("html", "csv")
 def step_reports(ctx: NightContext) -> StepOutcome:
     import jinja2
 
-    try:
-        from .notices import issue_notices
-        from .reports import (KINDS, coverage_report, default_output_path, reconciliation_report, returns_report,
-                              write_report)
-    except ImportError as e:
-        raise StepUnavailable(f"batch.reports / batch.notices: {e}") from None
+    from .notices import issue_notices
+    from .reports import (KINDS, coverage_report, default_output_path, reconciliation_report, returns_report,
+                          write_report)
     s, d = ctx.settings, ctx.business_date
     if ctx.dry_run:
         return StepOutcome(note=f"would write the {', '.join(KINDS)} reports ({', '.join(REPORT_FORMATS)}) to "
@@ -564,7 +538,7 @@ def summary_line(r: RunResult) -> str:
         built = "would build" if r.dry_run else "built"
         parts.append(f"files {t['files_built']} {built}, {t['files_sent']} sent"
                      + (f", {t['files_unsent']} unsent" if t["files_unsent"] else ""))
-        parts.append(f"entries {t['entries']:,}, {money(t['cents'])}")
+        parts.append(f"entries {t['entries']:,}, {dollars(t['cents'])}")
     else:
         parts.append(f"files {t['files_fetched']} fetched")
     parts.append(f"returns {t['returns']} ({t['nocs']} NOCs"
@@ -763,7 +737,7 @@ def _run_steps(settings, sessions, keyring, result: RunResult, names, emit, prog
                            hook=lambda point, _name=name: hook(_name, point))
         try:
             outcome = step.run(ctx)
-        except StepUnavailable as e:
+        except ImportError as e:  # a broken installation: a person must act
             sr.status, sr.outcome, sr.error = "unavailable", Outcome.CONFIG, f"not available in this build: {e}"
         except OperationalError as e:  # the database went away mid-step: safe to retry
             sr.status, sr.outcome, sr.error = "tempfail", Outcome.TEMPORARY, _brief_error(e)

@@ -10,15 +10,12 @@ import click
 from batch import wiring
 from batch.autopay import schedule_autopay
 from batch.db import open_database
+from batch.money import dollars
 from batch.origination import OriginationError, originate
 
 from . import exitcodes
 from .dates import business_date, date_option
 from .settings import open_keyring, settings_from_context
-
-
-def _money(cents: int) -> str:
-    return f"${cents // 100:,}.{cents % 100:02d}"
 
 
 @click.group("autopay")
@@ -38,7 +35,7 @@ def schedule_cmd(ctx: click.Context, run_date) -> None:
             r = schedule_autopay(sessions, d, settings.origination.autopay_lead_days, wiring.guard(settings))
     except exitcodes.DATABASE_ERRORS as e:
         exitcodes.fail_database(e)
-    click.echo(f"autopay {d}: {r.created} pulls created ({_money(r.created_cents)}) for premiums due {r.due_date}; "
+    click.echo(f"autopay {d}: {r.created} pulls created ({dollars(r.created_cents)}) for premiums due {r.due_date}; "
                f"{r.already_scheduled} already scheduled, {r.covered} already paid, "
                f"{r.not_due_yet} not due yet, {r.account_blocked} held (account blocked)")
     if r.not_authorized:
@@ -105,12 +102,12 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool) -> None:
     if not r.files:
         click.echo(f"originate {d}: nothing to originate" + (f" ({r.held} held: account blocked)" if r.held else ""))
         sys.exit(done)
-    click.echo(f"originate {d}: {what} {len(r.files)} file(s), {r.payments} payments, {_money(r.total_cents)}, "
+    click.echo(f"originate {d}: {what} {len(r.files)} file(s), {r.payments} payments, {dollars(r.total_cents)}, "
                f"effective {r.effective_date}")
     for f in r.files:
         where = f" -> {f.path}" if f.path else ""
-        click.echo(f"  {f.file_name}: {f.batches} batches, {f.entries} entries, debits {_money(f.total_debit_cents)}, "
-                   f"credits {_money(f.total_credit_cents)}, sha256 {f.sha256[:16]}{where}")
+        click.echo(f"  {f.file_name}: {f.batches} batches, {f.entries} entries, debits {dollars(f.total_debit_cents)}, "
+                   f"credits {dollars(f.total_credit_cents)}, sha256 {f.sha256[:16]}{where}")
     if r.held:
         click.echo(f"  {r.held} payments held: their bank account is blocked")
     sys.exit(done)

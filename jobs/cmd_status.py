@@ -11,7 +11,7 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from batch.db import DatabaseError, DatabaseUnavailable, make_engine, make_sessionmaker
-from batch.nightly import money
+from batch.money import dollars
 from batch.status import collect_status, table_names
 
 from . import exitcodes
@@ -50,7 +50,7 @@ def _show(data: dict) -> None:
         echo(f"files built, not confirmed sent: {len(unsent)}")
         for f in unsent:
             late = "  PAST CUT-OFF" if f["past_cutoff"] else ""
-            echo(f"  {f['file_name']} ({f['state']}, {f['entries']} entries, {money(f['total_debit_cents'])}, "
+            echo(f"  {f['file_name']} ({f['state']}, {f['entries']} entries, {dollars(f['total_debit_cents'])}, "
                  f"cut-off {f['cutoff_at']}){late}")
     inbound = data["files_awaiting_processing"]
     if inbound is None:

@@ -22,7 +22,6 @@ from batch.nightly import (
     RunResult,
     Step,
     StepResult,
-    StepUnavailable,
     run_pipeline,
     summary_line,
 )
@@ -328,7 +327,7 @@ def test_a_step_whose_service_is_missing_is_reported_not_available(tmp_path, db_
     keyring = f.setup()
 
     def missing(ctx):
-        raise StepUnavailable("batch.delivery is not installed")
+        raise ImportError("No module named 'batch.delivery'")  # a broken installation
 
     monkeypatch.setitem(STEPS, "send", Step("send", "send", "batch.delivery.send_files", missing))
     with f.sessions() as sessions:
