@@ -82,7 +82,7 @@ def send_cmd(ctx: click.Context, run_date) -> None:
         exitcodes.fail(exitcodes.DATA_PROBLEMS, f"send: {len(r.refused)} file(s) refused or failed; see above")
     if r.unreachable:
         exitcodes.fail(exitcodes.TEMPFAIL, f"send: the bank is unreachable ({r.unreachable}); "
-                                  f"{len(r.files) - len(r.delivered)} file(s) left ready for the next run")
+                                           f"{len(r.files) - len(r.delivered)} file(s) left ready for the next run")
     sys.exit(exitcodes.OK)
 
 
