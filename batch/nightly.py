@@ -18,8 +18,9 @@ A step already recorded done for the business date is skipped (`run_steps.done_k
 the services are idempotent anyway, so a crash between a service's commit and the ledger's only
 means the service runs again and finds nothing new to do. A failing step does not stop the night:
 the steps after it work on what the database holds and are still worth doing (returns are applied
-even when sending failed). Outcomes map to the exit codes of DESIGN.md, most urgent first:
-2 configuration (a human must act) > 75 temporary (retry later) > 1 data problems > 0.
+even when sending failed). The run's outcome is the most urgent of its steps' (batch/outcome.py):
+configuration (a human must act) > temporary (retry later) > data problems > done; jobs/ turns it
+into the exit code.
 
 `--dry-run` takes no lock and writes no ledger: the database steps run inside one transaction that
 is rolled back at the end (origination in its own dry-run mode, writing no file); the steps that
@@ -43,20 +44,16 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import wiring
 from .models import Run, RunStep, utcnow
+from .money import dollars
+from .outcome import RECORDED_CODES, Outcome, most_urgent
 from .runlock import RunLock
 
 __all__ = [
     "NIGHTLY_STEPS", "RETURNS_STEPS", "STEPS", "NightContext", "RunResult", "Step", "StepOutcome", "StepResult",
-    "StepUnavailable", "exit_code_for", "money", "run_pipeline", "summary_line",
+    "run_pipeline", "summary_line",
 ]
-
-OK, DATA_PROBLEMS, USAGE, TEMPFAIL = 0, 1, 2, 75  # DESIGN.md exit codes (jobs/exitcodes.py mirrors them)
-_PRECEDENCE = (USAGE, TEMPFAIL, DATA_PROBLEMS, OK)  # the most urgent wins
-
-
-class StepUnavailable(Exception):
-    """The service a step calls is not part of this build (module or function missing)."""
 
 
 @dataclass
@@ -65,16 +62,16 @@ class StepOutcome:
 
     counts: dict[str, int] = field(default_factory=dict)
     note: str = ""
-    problems: list[str] = field(default_factory=list)  # data problems found and reported: exit 1
-    temporary: str | None = None  # bank (or database) unreachable: not done, retry: exit 75
-    config: str | None = None  # configuration problem: not done: exit 2
+    problems: list[str] = field(default_factory=list)  # data problems found and reported
+    temporary: str | None = None  # bank (or database) unreachable: not done, retry
+    config: str | None = None  # configuration problem: not done, a person must act
 
 
 @dataclass
 class StepResult:
     step: str
     status: str  # done | skipped | failed | tempfail | unavailable | not_run
-    exit_code: int = OK
+    outcome: Outcome = Outcome.DONE
     counts: dict[str, int] = field(default_factory=dict)
     note: str = ""
     problems: list[str] = field(default_factory=list)
@@ -82,6 +79,11 @@ class StepResult:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     done_by_run: int | None = None  # skipped: the run that did it
+
+    @property
+    def exit_code(self) -> int:
+        """The number recorded for the outcome (batch/outcome.py)."""
+        return RECORDED_CODES[self.outcome]
 
     @property
     def duration_s(self) -> float:
@@ -97,13 +99,18 @@ class RunResult:
     dry_run: bool
     run_id: int | None = None
     status: str = "running"
-    exit_code: int = OK
+    outcome: Outcome = Outcome.DONE
     steps: list[StepResult] = field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
     crashed_runs: list[int] = field(default_factory=list)  # earlier runs found dead and marked
     summary: str = ""
     metrics_file: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """The number the ledger records for the run's outcome (runs.exit_code, batch/outcome.py)."""
+        return RECORDED_CODES[self.outcome]
 
     @property
     def duration_s(self) -> float:
@@ -159,12 +166,6 @@ class Step:
     title: str
     service: str  # what it calls, for the ledger's readers and the docs
     run: Callable[[NightContext], StepOutcome]
-
-
-def money(cents: int) -> str:
-    sign = "-" if cents < 0 else ""
-    cents = abs(int(cents))
-    return f"{sign}${cents // 100:,}.{cents % 100:02d}"
 
 
 # =============================================================================================
@@ -253,11 +254,9 @@ def step_import(ctx: NightContext) -> StepOutcome:
 def step_autopay(ctx: NightContext) -> StepOutcome:
     from .autopay import schedule_autopay
 
-    from .debit_guard import GuardSettings
-
     r = schedule_autopay(ctx.sessions, ctx.business_date, ctx.settings.origination.autopay_lead_days,
-                         GuardSettings.from_settings(ctx.settings))
-    note = (f"{r.created} pulls ({money(r.created_cents)}) for premiums due {r.due_date}; "
+                         wiring.guard(ctx.settings))
+    note = (f"{r.created} pulls ({dollars(r.created_cents)}) for premiums due {r.due_date}; "
             f"{r.already_scheduled} already scheduled, {r.covered} already paid, {r.not_due_yet} not due yet, "
             f"{r.account_blocked} held (account blocked)")
     if r.not_authorized or r.refused:
@@ -268,15 +267,14 @@ def step_autopay(ctx: NightContext) -> StepOutcome:
 
 
 def step_originate(ctx: NightContext) -> StepOutcome:
-    from .debit_guard import GuardSettings
-    from .origination import Company, Limits, originate
+    from .origination import originate
 
-    s, o = ctx.settings, ctx.settings.origination
-    r = originate(ctx.sessions, ctx.keyring, Company.from_settings(s.company),
-                  Limits(o.max_entries_per_file, o.max_cents_per_file, o.balanced), ctx.business_date,
-                  s.outbox_dir, dry_run=ctx.dry_run, file_time=ctx.now().astimezone(o.zone).strftime("%H%M"),
+    s = ctx.settings
+    r = originate(ctx.sessions, ctx.keyring, wiring.company(s), wiring.limits(s), ctx.business_date,
+                  s.outbox_dir, dry_run=ctx.dry_run,
+                  file_time=ctx.now().astimezone(s.origination.zone).strftime("%H%M"),
                   progress=lambda n: ctx.progress(n, "entries"), on_step=lambda name: ctx.hook(f"originate:{name}"),
-                  guard=GuardSettings.from_settings(s))
+                  guard=wiring.guard(s))
     counts = {"files": len(r.files), "entries": r.payments, "cents": r.total_cents, "held": r.held,
               "repaired": len(r.repaired), "stopped": len(r.stopped), "review_items": r.review_items}
     if r.skipped_reason:
@@ -286,7 +284,7 @@ def step_originate(ctx: NightContext) -> StepOutcome:
         note = "nothing to originate"
     else:
         names = ", ".join(f.file_name for f in r.files)
-        note = f"{verb} {names}: {r.payments} entries, {money(r.total_cents)}, effective {r.effective_date}"
+        note = f"{verb} {names}: {r.payments} entries, {dollars(r.total_cents)}, effective {r.effective_date}"
     if r.held:
         note += f"; {r.held} payments held (account blocked)"
     if r.stopped:
@@ -299,49 +297,25 @@ def step_originate(ctx: NightContext) -> StepOutcome:
 
 
 # -- transport (batch/delivery.py, batch/inbound.py, batch/transport.py) ----------------------------
-# These call the transport engineer's services as they are; an import that fails means the service
-# is not in this build, and the step is reported "not available" (never a silent success).
 
 def _transport(ctx: NightContext):
+    """The bank connection (batch/wiring.py); returns (transport or None, configuration problem or None)."""
     try:
-        from .transport import TransportConfigError, transport_from_settings
-    except ImportError as e:
-        raise StepUnavailable(f"batch.transport: {e}") from None
-    try:
-        return transport_from_settings(ctx.settings), None
-    except (TransportConfigError, OSError, ValueError) as e:
+        return wiring.transport(ctx.settings), None
+    except (wiring.ConfigurationError, OSError, ValueError) as e:
         return None, str(e)
 
 
 def _pgp(ctx: NightContext, *, outbound: bool):
-    """The PGP helper when `[bank]` asks for it (outbound: pgp_recipient; inbound: pgp_decrypt_inbound);
-    returns (pgp or None, configuration problem or None)."""
-    b = ctx.settings.bank
-    if (outbound and not b.pgp_recipient) or (not outbound and not b.pgp_decrypt_inbound):
-        return None, None
+    """The PGP helper `[bank]` asks for (batch/wiring.py); returns (pgp or None, configuration problem or None)."""
     try:
-        from .pgp import Pgp, PgpError
-    except ImportError as e:
-        raise StepUnavailable(f"batch.pgp: {e}") from None
-    try:
-        passphrase = None
-        if b.pgp_passphrase_file is not None:
-            passphrase = Path(b.pgp_passphrase_file).read_text(encoding="utf-8").strip("\r\n")
-        pgp = Pgp(ctx.settings.pgp_home, recipient=b.pgp_recipient, passphrase=passphrase)
-        if outbound:
-            pgp.check_recipient()
-        return pgp, None
-    except OSError as e:
-        return None, f"bank.pgp_passphrase_file: {e.strerror or e}"
-    except PgpError as e:
+        return wiring.pgp(ctx.settings, outbound=outbound), None
+    except wiring.ConfigurationError as e:
         return None, str(e)
 
 
 def step_send(ctx: NightContext) -> StepOutcome:
-    try:
-        from .delivery import DeliveryPolicy, pending_deliveries, send_files
-    except ImportError as e:
-        raise StepUnavailable(f"batch.delivery: {e}") from None
+    from .delivery import pending_deliveries, send_files
     if ctx.dry_run:
         todo = pending_deliveries(ctx.sessions)
         names = ", ".join(f.file_name for f in todo)
@@ -355,7 +329,7 @@ def step_send(ctx: NightContext) -> StepOutcome:
     if problem:
         return StepOutcome(config=problem)
     s = ctx.settings
-    r = send_files(ctx.sessions, ctx.keyring, transport, DeliveryPolicy.from_settings(s.bank),
+    r = send_files(ctx.sessions, ctx.keyring, transport, wiring.delivery_policy(s),
                    archive_dir=s.archive_dir, outbox=s.outbox_dir, file_date=None, pgp=pgp,
                    transport_kind=s.bank.transport, log=ctx.info,
                    on_step=lambda step, _name: ctx.hook(f"send:{step}"))
@@ -383,10 +357,7 @@ def step_send(ctx: NightContext) -> StepOutcome:
 
 
 def step_returns_fetch(ctx: NightContext) -> StepOutcome:
-    try:
-        from .inbound import InboundPolicy, fetch_files
-    except ImportError as e:
-        raise StepUnavailable(f"batch.inbound: {e}") from None
+    from .inbound import fetch_files
     s = ctx.settings
     if ctx.dry_run:
         return StepOutcome(note=f"would fetch the bank's new files ({s.bank.transport} transport, folder "
@@ -397,7 +368,7 @@ def step_returns_fetch(ctx: NightContext) -> StepOutcome:
     pgp, problem = _pgp(ctx, outbound=False)
     if problem:
         return StepOutcome(config=problem)
-    r = fetch_files(ctx.sessions, transport, InboundPolicy.from_settings(s.bank), inbox=s.inbox_dir,
+    r = fetch_files(ctx.sessions, transport, wiring.inbound_policy(s), inbox=s.inbox_dir,
                     archive_dir=s.archive_dir, pgp=pgp, log=ctx.info,
                     on_step=lambda step, _name: ctx.hook(f"fetch:{step}"))
     if r.locked:
@@ -424,11 +395,7 @@ def step_returns_fetch(ctx: NightContext) -> StepOutcome:
 # -- returns, coverage, reports, notices (batch/returns.py, coverage.py, reports.py, notices.py) -----
 
 def step_returns_process(ctx: NightContext) -> StepOutcome:
-    try:
-        from .returns import ReturnPolicy, outcome_words, process_inbox
-    except ImportError as e:
-        raise StepUnavailable(f"batch.returns: {e}") from None
-    from .debit_guard import GuardSettings
+    from .returns import outcome_words, process_inbox
 
     s = ctx.settings
     if ctx.dry_run:
@@ -439,9 +406,7 @@ def step_returns_process(ctx: NightContext) -> StepOutcome:
                            note=f"would apply {len(todo)} inbox file(s)"
                            + (": " + ", ".join(p.local_name for p in todo) if todo else "")
                            + " (files a real fetch would bring are not counted)")
-    r = process_inbox(ctx.sessions, ctx.keyring, s.inbox_dir, ctx.business_date,
-                      ReturnPolicy(retry_delay_banking_days=s.origination.retry_delay_banking_days,
-                                   guard=GuardSettings.from_settings(s)))
+    r = process_inbox(ctx.sessions, ctx.keyring, s.inbox_dir, ctx.business_date, wiring.return_policy(s))
     files = r.files
     c = {"files": len(files),
          "returns": sum(f.returns_applied for f in files),
@@ -463,15 +428,11 @@ def step_returns_process(ctx: NightContext) -> StepOutcome:
 
 
 def step_coverage(ctx: NightContext) -> StepOutcome:
-    try:
-        from .coverage import CoverageRules, assess_coverage
-        from .returns import cancel_unneeded_retries
-    except ImportError as e:
-        raise StepUnavailable(f"batch.coverage: {e}") from None
+    from .coverage import assess_coverage
+    from .returns import cancel_unneeded_retries
     s = ctx.settings
     cancelled = cancel_unneeded_retries(ctx.sessions, ctx.business_date)
-    r = assess_coverage(ctx.sessions, ctx.business_date, CoverageRules.from_settings(s.coverage),
-                        tz=s.origination.zone)
+    r = assess_coverage(ctx.sessions, ctx.business_date, wiring.coverage_rules(s), tz=s.origination.zone)
     at_risk = sum(n for st, n in r.by_status.items() if st != "ok")
     counts = {"policies": r.policies, "at_risk": at_risk, "new": r.new, "changed": r.changed,
               "retries_cancelled": cancelled}
@@ -489,12 +450,9 @@ REPORT_FORMATS = ("html", "csv")
 def step_reports(ctx: NightContext) -> StepOutcome:
     import jinja2
 
-    try:
-        from .notices import issue_notices
-        from .reports import (KINDS, coverage_report, default_output_path, reconciliation_report, returns_report,
-                              write_report)
-    except ImportError as e:
-        raise StepUnavailable(f"batch.reports / batch.notices: {e}") from None
+    from .notices import issue_notices
+    from .reports import (KINDS, coverage_report, default_output_path, reconciliation_report, returns_report,
+                          write_report)
     s, d = ctx.settings, ctx.business_date
     if ctx.dry_run:
         return StepOutcome(note=f"would write the {', '.join(KINDS)} reports ({', '.join(REPORT_FORMATS)}) to "
@@ -515,7 +473,7 @@ def step_reports(ctx: NightContext) -> StepOutcome:
             out.counts["warnings"] += 1
     try:
         notices = issue_notices(ctx.sessions, s.notices_dir, d, templates_dir=s.paths.notices_templates,
-                                sender=s.company.name.title())
+                                sender=wiring.sender_name(s))
     except jinja2.TemplateError as e:  # a notice template (most likely an override) is broken
         out.config = f"notice template error (paths.notices_templates): {e}"
         out.note = f"reports in {s.reports_dir}: {', '.join(written)}; notices NOT written"
@@ -543,16 +501,8 @@ PIPELINES = {"nightly": NIGHTLY_STEPS, "returns": RETURNS_STEPS}
 
 
 # =============================================================================================
-# Exit codes and the summary line (pure)
+# The run's status and summary line (pure)
 # =============================================================================================
-
-def exit_code_for(codes: list[int]) -> int:
-    """The run's exit code: the most urgent of its steps' (2 > 75 > 1 > 0)."""
-    for code in _PRECEDENCE:
-        if code in codes:
-            return code
-    return OK
-
 
 def run_status_for(steps: list[StepResult], interrupted: bool) -> str:
     statuses = {s.status for s in steps}
@@ -588,7 +538,7 @@ def summary_line(r: RunResult) -> str:
         built = "would build" if r.dry_run else "built"
         parts.append(f"files {t['files_built']} {built}, {t['files_sent']} sent"
                      + (f", {t['files_unsent']} unsent" if t["files_unsent"] else ""))
-        parts.append(f"entries {t['entries']:,}, {money(t['cents'])}")
+        parts.append(f"entries {t['entries']:,}, {dollars(t['cents'])}")
     else:
         parts.append(f"files {t['files_fetched']} fetched")
     parts.append(f"returns {t['returns']} ({t['nocs']} NOCs"
@@ -716,10 +666,10 @@ def _finished_fields(r: RunResult) -> dict:
 
 def _finish(r: RunResult, should_stop_seen: bool) -> None:
     r.status = run_status_for(r.steps, should_stop_seen)
-    codes = [s.exit_code for s in r.steps]
+    outcomes = [s.outcome for s in r.steps]
     if should_stop_seen:
-        codes.append(TEMPFAIL)
-    r.exit_code = exit_code_for(codes)
+        outcomes.append(Outcome.TEMPORARY)
+    r.outcome = most_urgent(outcomes)
     r.summary = summary_line(r)
 
 
@@ -787,22 +737,22 @@ def _run_steps(settings, sessions, keyring, result: RunResult, names, emit, prog
                            hook=lambda point, _name=name: hook(_name, point))
         try:
             outcome = step.run(ctx)
-        except StepUnavailable as e:
-            sr.status, sr.exit_code, sr.error = "unavailable", USAGE, f"not available in this build: {e}"
+        except ImportError as e:  # a broken installation: a person must act
+            sr.status, sr.outcome, sr.error = "unavailable", Outcome.CONFIG, f"not available in this build: {e}"
         except OperationalError as e:  # the database went away mid-step: safe to retry
-            sr.status, sr.exit_code, sr.error = "tempfail", TEMPFAIL, _brief_error(e)
+            sr.status, sr.outcome, sr.error = "tempfail", Outcome.TEMPORARY, _brief_error(e)
         except Exception as e:  # noqa: BLE001 - a step's failure is recorded; the night goes on
-            sr.status, sr.exit_code, sr.error = "failed", DATA_PROBLEMS, _brief_error(e)
+            sr.status, sr.outcome, sr.error = "failed", Outcome.PROBLEMS, _brief_error(e)
             emit("step_error", {"step": name, "traceback": traceback.format_exc(limit=8)})
         else:
             sr.counts, sr.note, sr.problems = dict(outcome.counts), outcome.note, list(outcome.problems)
             if outcome.config:
-                sr.status, sr.exit_code, sr.error = "failed", USAGE, f"configuration: {outcome.config}"
+                sr.status, sr.outcome, sr.error = "failed", Outcome.CONFIG, f"configuration: {outcome.config}"
             elif outcome.temporary:
-                sr.status, sr.exit_code, sr.error = "tempfail", TEMPFAIL, outcome.temporary
+                sr.status, sr.outcome, sr.error = "tempfail", Outcome.TEMPORARY, outcome.temporary
             else:
                 sr.status = "done"
-                sr.exit_code = DATA_PROBLEMS if outcome.problems else OK
+                sr.outcome = Outcome.PROBLEMS if outcome.problems else Outcome.DONE
         hook(name, "end")
         sr.finished_at = now()
         result.steps.append(sr)

@@ -14,13 +14,8 @@ COMMAND_MODULES = ["jobs.cmd_nacha", "jobs.cmd_db", "jobs.cmd_import", "jobs.cmd
                    "jobs.cmd_nightly", "jobs.cmd_schedule", "jobs.cmd_deploy", "jobs.cmd_status", "jobs.cmd_demo"]
 
 
-class _Group(click.Group):
-    def main(self, *args, **kwargs):
-        # click exits 2 on usage errors, which matches the contract (2 = usage/configuration error).
-        return super().main(*args, **kwargs)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+# click exits 2 on usage errors, which is the contract's code for usage and configuration errors.
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="ACHBATCH_CONFIG",
               help="Settings file (TOML). Default: $ACHBATCH_CONFIG, else the embedded defaults.")
 @click.pass_context

@@ -6,16 +6,15 @@ import sys
 
 import click
 import jinja2
-from sqlalchemy.exc import OperationalError
 
-from batch.coverage import CoverageRules, assess_coverage
-from batch.db import DatabaseError, DatabaseUnavailable, open_database
+from batch import wiring
+from batch.coverage import assess_coverage
+from batch.db import open_database
 from batch.models import COVERAGE_STATUSES
 from batch.notices import issue_notices
 from batch.returns import cancel_unneeded_retries
 
 from . import exitcodes
-from .cmd_returns import sender_name
 from .dates import business_date, date_option
 from .settings import settings_from_context
 
@@ -37,17 +36,14 @@ def assess_cmd(ctx: click.Context, run_date) -> None:
     try:
         with open_database(settings.database_url) as sessions:
             cancelled = cancel_unneeded_retries(sessions, d)
-            r = assess_coverage(sessions, d, CoverageRules.from_settings(settings.coverage),
-                                tz=settings.origination.zone)
+            r = assess_coverage(sessions, d, wiring.coverage_rules(settings), tz=settings.origination.zone)
             notices = issue_notices(sessions, settings.notices_dir, d,
-                                    templates_dir=settings.paths.notices_templates, sender=sender_name(settings))
+                                    templates_dir=settings.paths.notices_templates, sender=wiring.sender_name(settings))
     except jinja2.TemplateError as e:  # a notice template (most likely an override) is broken
         click.echo(f"achbatch: notice template error: {e}", err=True)
         sys.exit(exitcodes.USAGE)
-    except (DatabaseError, OperationalError) as e:
-        click.echo(f"achbatch: {e}", err=True)
-        temporary = isinstance(e, (DatabaseUnavailable, OperationalError))
-        sys.exit(exitcodes.TEMPFAIL if temporary else exitcodes.USAGE)
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
     counts = ", ".join(f"{r.by_status.get(st, 0)} {st}" for st in _ORDER)
     click.echo(f"coverage {d}: {r.policies} policies ({counts}); {r.new} new, {r.changed} changed, "
                f"{r.unchanged} unchanged")

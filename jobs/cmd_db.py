@@ -6,15 +6,10 @@ import sys
 
 import click
 
-from batch.db import DatabaseError, DatabaseUnavailable, open_database, upgrade
+from batch.db import DatabaseError, open_database, upgrade
 
 from . import exitcodes
 from .settings import open_keyring, settings_from_context
-
-
-def _fail(e: DatabaseError) -> None:
-    click.echo(f"achbatch: {e}", err=True)
-    sys.exit(exitcodes.TEMPFAIL if isinstance(e, DatabaseUnavailable) else exitcodes.USAGE)
 
 
 @click.group("db")
@@ -30,7 +25,7 @@ def upgrade_cmd(ctx: click.Context) -> None:
     try:
         before, after = upgrade(settings.database_url)
     except DatabaseError as e:
-        _fail(e)
+        exitcodes.fail_database(e)
     if before == after:
         click.echo(f"database schema already at revision {after}")
     else:
@@ -52,7 +47,7 @@ def rotate_keys_cmd(ctx: click.Context) -> None:
         with open_database(settings.database_url) as sessions:
             result = rotate(sessions, keyring)
     except DatabaseError as e:
-        _fail(e)
+        exitcodes.fail_database(e)
     except CryptoError as e:
         click.echo(f"achbatch: key rotation stopped: {e}", err=True)
         sys.exit(exitcodes.USAGE)

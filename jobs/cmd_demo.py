@@ -25,8 +25,7 @@ def demo_cmd(folder: str) -> None:
     t0 = time.monotonic()
     result = run_demo(Path(folder), click.echo)
     click.echo(f"demo finished in {time.monotonic() - t0:.1f}s")
-    sys.exit(result.exit_code if result.exit_code in (exitcodes.LOCKED, exitcodes.USAGE, exitcodes.TEMPFAIL)
-             else exitcodes.OK)
+    sys.exit(exitcodes.for_outcome(result.outcome))
 
 
 def register(cli: click.Group) -> None:

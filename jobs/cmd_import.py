@@ -8,7 +8,7 @@ import sys
 import click
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from batch.db import DatabaseError, DatabaseUnavailable, open_database
+from batch.db import DatabaseError, open_database
 from batch.imports import ImportFileError, ImportResult, import_file
 
 from . import exitcodes
@@ -38,8 +38,7 @@ def _run(ctx: click.Context, kind: str, csv_path: str) -> None:
         click.echo(f"achbatch: {e}", err=True)
         sys.exit(exitcodes.USAGE)
     except DatabaseError as e:
-        click.echo(f"achbatch: {e}", err=True)
-        sys.exit(exitcodes.TEMPFAIL if isinstance(e, DatabaseUnavailable) else exitcodes.USAGE)
+        exitcodes.fail_database(e)
     except (OperationalError, IntegrityError) as e:
         # Lost connection, lock timeout, or a concurrent import of the same rows: the rows committed
         # so far stay (imports are idempotent), so running the same import again is safe.

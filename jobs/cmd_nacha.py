@@ -6,15 +6,12 @@ import sys
 
 import click
 
+from batch.money import dollars
 from nacha.describe import describe
 from nacha.profile import PROFILES
 from nacha.reader import validate_file
 
 from . import exitcodes
-
-
-def _money(cents: int) -> str:
-    return f"${cents // 100:,}.{cents % 100:02d}"
 
 
 def _count(n: int, word: str) -> str:
@@ -48,7 +45,7 @@ def validate_cmd(files, profile, as_json):
             else:
                 s = r.summary
                 click.echo(f"{path}: valid ({s.batches} batches, {s.entries} entries, "
-                           f"debits {_money(s.total_debit_cents)}, credits {_money(s.total_credit_cents)}{warned})")
+                           f"debits {dollars(s.total_debit_cents)}, credits {dollars(s.total_credit_cents)}{warned})")
             for w in r.warnings:
                 click.echo(f"  {WARNING_PREFIX}{w}")
     if as_json:
@@ -81,7 +78,7 @@ def inspect_cmd(file, profile, as_json):
         s = summary
         click.echo(f"{s['file']}  (file ID modifier {s['file_id_modifier'] or '-'})")
         click.echo(f"  batches {s['batches']}, entries {s['entries']}, SEC {', '.join(s['sec_codes']) or '-'}")
-        click.echo(f"  debits {_money(s['total_debit_cents'])}, credits {_money(s['total_credit_cents'])}, "
+        click.echo(f"  debits {dollars(s['total_debit_cents'])}, credits {dollars(s['total_credit_cents'])}, "
                    f"entry hash {s['entry_hash']}")
         for b in s["batch_list"]:
             click.echo(f"  batch {b['batch_number']}: {b['sec_code']} {b['entry_description']!r} "
@@ -90,7 +87,7 @@ def inspect_cmd(file, profile, as_json):
             click.echo(f"  returns ({len(s['returns'])}):")
             for r in s["returns"]:
                 click.echo(f"    {r['return_code']} original trace {r['original_trace_number']} "
-                           f"amount {_money(r['amount_cents'] or 0)}")
+                           f"amount {dollars(r['amount_cents'] or 0)}")
         if s["nocs"]:
             click.echo(f"  notifications of change ({len(s['nocs'])}):")
             for n in s["nocs"]:

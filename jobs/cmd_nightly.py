@@ -65,20 +65,20 @@ def execute_run(settings, keyring, d: date, *, kind: str = "nightly", dry_run: b
     except DatabaseUnavailable as e:
         progress.clear()
         logger.error("%s", e, extra={"event": "database_unavailable"})
-        return exitcodes.TEMPFAIL, None
+        return exitcodes.for_database_error(e), None
     except DatabaseError as e:  # no schema yet, wrong revision, bad URL
         progress.clear()
         logger.error("%s", e, extra={"event": "database_error"})
-        return exitcodes.USAGE, None
+        return exitcodes.for_database_error(e), None
     except OperationalError as e:  # the database went away mid-run: the ledger resumes next time
         progress.clear()
         logger.error("the database failed during the run (%s); run again to resume",
                      str(getattr(e, "orig", e)).strip().splitlines()[0] if str(e) else type(e).__name__,
                      extra={"event": "database_unavailable"})
-        return exitcodes.TEMPFAIL, None
+        return exitcodes.for_database_error(e), None
     progress.clear()
     echo(result.summary)
-    return result.exit_code, result
+    return exitcodes.for_outcome(result.outcome), result
 
 
 @click.command("nightly")

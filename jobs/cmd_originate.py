@@ -6,26 +6,16 @@ import sys
 from datetime import datetime
 
 import click
-from sqlalchemy.exc import OperationalError
 
+from batch import wiring
 from batch.autopay import schedule_autopay
-from batch.db import DatabaseError, DatabaseUnavailable, open_database
-from batch.debit_guard import GuardSettings
-from batch.origination import Company, Limits, OriginationError, originate
+from batch.db import open_database
+from batch.money import dollars
+from batch.origination import OriginationError, originate
 
 from . import exitcodes
 from .dates import business_date, date_option
 from .settings import open_keyring, settings_from_context
-
-
-def _money(cents: int) -> str:
-    return f"${cents // 100:,}.{cents % 100:02d}"
-
-
-def _db_fail(e: Exception) -> None:
-    click.echo(f"achbatch: {e}", err=True)
-    temporary = isinstance(e, (DatabaseUnavailable, OperationalError))
-    sys.exit(exitcodes.TEMPFAIL if temporary else exitcodes.USAGE)
 
 
 @click.group("autopay")
@@ -42,11 +32,10 @@ def schedule_cmd(ctx: click.Context, run_date) -> None:
     d = business_date(run_date, settings.origination.zone)
     try:
         with open_database(settings.database_url) as sessions:
-            r = schedule_autopay(sessions, d, settings.origination.autopay_lead_days,
-                                 GuardSettings.from_settings(settings))
-    except (DatabaseError, OperationalError) as e:
-        _db_fail(e)
-    click.echo(f"autopay {d}: {r.created} pulls created ({_money(r.created_cents)}) for premiums due {r.due_date}; "
+            r = schedule_autopay(sessions, d, settings.origination.autopay_lead_days, wiring.guard(settings))
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
+    click.echo(f"autopay {d}: {r.created} pulls created ({dollars(r.created_cents)}) for premiums due {r.due_date}; "
                f"{r.already_scheduled} already scheduled, {r.covered} already paid, "
                f"{r.not_due_yet} not due yet, {r.account_blocked} held (account blocked)")
     if r.not_authorized:
@@ -78,16 +67,15 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool) -> None:
 
     try:
         with open_database(settings.database_url) as sessions:
-            r = originate(sessions, keyring, Company.from_settings(settings.company),
-                          Limits(o.max_entries_per_file, o.max_cents_per_file, o.balanced), d,
+            r = originate(sessions, keyring, wiring.company(settings), wiring.limits(settings), d,
                           settings.outbox_dir, dry_run=dry_run,
                           file_time=datetime.now(o.zone).strftime("%H%M"), progress=progress,
-                          guard=GuardSettings.from_settings(settings))
+                          guard=wiring.guard(settings))
     except OriginationError as e:
         click.echo(f"achbatch: originate {d}: {e}", err=True)
         sys.exit(exitcodes.DATA_PROBLEMS)
-    except (DatabaseError, OperationalError) as e:
-        _db_fail(e)
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
     finally:
         if show:
             click.echo("", err=True)
@@ -114,12 +102,12 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool) -> None:
     if not r.files:
         click.echo(f"originate {d}: nothing to originate" + (f" ({r.held} held: account blocked)" if r.held else ""))
         sys.exit(done)
-    click.echo(f"originate {d}: {what} {len(r.files)} file(s), {r.payments} payments, {_money(r.total_cents)}, "
+    click.echo(f"originate {d}: {what} {len(r.files)} file(s), {r.payments} payments, {dollars(r.total_cents)}, "
                f"effective {r.effective_date}")
     for f in r.files:
         where = f" -> {f.path}" if f.path else ""
-        click.echo(f"  {f.file_name}: {f.batches} batches, {f.entries} entries, debits {_money(f.total_debit_cents)}, "
-                   f"credits {_money(f.total_credit_cents)}, sha256 {f.sha256[:16]}{where}")
+        click.echo(f"  {f.file_name}: {f.batches} batches, {f.entries} entries, debits {dollars(f.total_debit_cents)}, "
+                   f"credits {dollars(f.total_credit_cents)}, sha256 {f.sha256[:16]}{where}")
     if r.held:
         click.echo(f"  {r.held} payments held: their bank account is blocked")
     sys.exit(done)

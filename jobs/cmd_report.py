@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 import click
-from sqlalchemy.exc import OperationalError
 
-from batch.db import DatabaseError, DatabaseUnavailable, open_database
+from batch.db import open_database
 from batch.reports import (
     FORMATS,
     KINDS,
@@ -45,10 +44,8 @@ def report_cmd(ctx: click.Context, kind: str, run_date, fmt: str, out: str | Non
                 report = returns_report(sessions, d)
             else:
                 report = coverage_report(sessions, d)
-    except (DatabaseError, OperationalError) as e:
-        click.echo(f"achbatch: {e}", err=True)
-        temporary = isinstance(e, (DatabaseUnavailable, OperationalError))
-        sys.exit(exitcodes.TEMPFAIL if temporary else exitcodes.USAGE)
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
     path = Path(out) if out else default_output_path(settings.reports_dir, kind, d, fmt)
     try:
         write_report(report, fmt, path)

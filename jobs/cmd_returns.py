@@ -6,14 +6,12 @@ import sys
 
 import click
 import jinja2
-from sqlalchemy.exc import OperationalError
 
-from batch.debit_guard import GuardSettings
-from batch.db import DatabaseError, DatabaseUnavailable, open_database
+from batch import wiring
+from batch.db import open_database
 from batch.notices import issue_notices
 from batch.returns import (
     FileOutcome,
-    ReturnPolicy,
     cancel_unneeded_retries,
     outcome_words,
     process_inbox,
@@ -24,17 +22,6 @@ from . import exitcodes
 from .cmd_returns_group import returns_group
 from .dates import business_date, date_option
 from .settings import open_keyring, settings_from_context
-
-
-def _db_fail(e: Exception) -> None:
-    click.echo(f"achbatch: {e}", err=True)
-    temporary = isinstance(e, (DatabaseUnavailable, OperationalError))
-    sys.exit(exitcodes.TEMPFAIL if temporary else exitcodes.USAGE)
-
-
-def sender_name(settings) -> str:
-    """The organisation named on member notices (the company name, as people write it)."""
-    return settings.company.name.title()
 
 
 def _report(out: FileOutcome) -> None:
@@ -64,8 +51,7 @@ def process_cmd(ctx: click.Context, files: tuple[str, ...], run_date) -> None:
     settings = settings_from_context(ctx)
     d = business_date(run_date, settings.origination.zone)
     keyring = open_keyring(settings)
-    policy = ReturnPolicy(retry_delay_banking_days=settings.origination.retry_delay_banking_days,
-                          guard=GuardSettings.from_settings(settings))
+    policy = wiring.return_policy(settings)
     try:
         with open_database(settings.database_url) as sessions:
             if files:
@@ -74,12 +60,12 @@ def process_cmd(ctx: click.Context, files: tuple[str, ...], run_date) -> None:
                 result = process_inbox(sessions, keyring, settings.inbox_dir, d, policy, on_file=_report)
             result.retries_cancelled = cancel_unneeded_retries(sessions, d)
             notices = issue_notices(sessions, settings.notices_dir, d,
-                                    templates_dir=settings.paths.notices_templates, sender=sender_name(settings))
+                                    templates_dir=settings.paths.notices_templates, sender=wiring.sender_name(settings))
     except jinja2.TemplateError as e:  # a notice template (most likely an override) is broken
         click.echo(f"achbatch: notice template error: {e}", err=True)
         sys.exit(exitcodes.USAGE)
-    except (DatabaseError, OperationalError) as e:
-        _db_fail(e)
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
     if not result.files:
         click.echo(f"returns {d}: no files to process")
     if result.retries_cancelled:

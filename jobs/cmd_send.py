@@ -7,13 +7,11 @@ from __future__ import annotations
 import sys
 
 import click
-from sqlalchemy.exc import OperationalError
 
-from batch.db import DatabaseError, DatabaseUnavailable, open_database
-from batch.delivery import DeliveryPolicy, send_files
-from batch.inbound import InboundPolicy, fetch_files
-from batch.pgp import Pgp, PgpError
-from batch.transport import TransportConfigError, transport_from_settings
+from batch import wiring
+from batch.db import open_database
+from batch.delivery import send_files
+from batch.inbound import fetch_files
 
 from . import exitcodes
 from .cmd_returns_group import returns_group
@@ -21,42 +19,18 @@ from .dates import date_option
 from .settings import open_keyring, settings_from_context
 
 
-def _fail(code: int, message: str) -> None:
-    click.echo(f"achbatch: {message}", err=True)
-    sys.exit(code)
-
-
-def _db_fail(e: Exception) -> None:
-    temporary = isinstance(e, (DatabaseUnavailable, OperationalError))
-    _fail(exitcodes.TEMPFAIL if temporary else exitcodes.USAGE, str(e))
-
-
 def _transport(settings):
     try:
-        return transport_from_settings(settings)
-    except TransportConfigError as e:
-        _fail(exitcodes.USAGE, f"configuration error: {e}")
+        return wiring.transport(settings)
+    except wiring.ConfigurationError as e:
+        exitcodes.fail(exitcodes.USAGE, f"configuration error: {e}")
 
 
 def _pgp(settings, *, outbound: bool):
-    b = settings.bank
-    if outbound and not b.pgp_recipient:
-        return None
-    if not outbound and not b.pgp_decrypt_inbound:
-        return None
     try:
-        passphrase = None
-        if b.pgp_passphrase_file is not None:
-            passphrase = b.pgp_passphrase_file.read_text(encoding="utf-8").strip("\r\n")
-        home = b.pgp_home or settings.data_dir / "gnupg"  # documented default of bank.pgp_home
-        pgp = Pgp(home, recipient=b.pgp_recipient, passphrase=passphrase)
-        if outbound:
-            pgp.check_recipient()
-        return pgp
-    except OSError as e:
-        _fail(exitcodes.USAGE, f"configuration error: bank.pgp_passphrase_file: {e.strerror or e}")
-    except PgpError as e:
-        _fail(exitcodes.USAGE, f"configuration error: {e}")
+        return wiring.pgp(settings, outbound=outbound)
+    except wiring.ConfigurationError as e:
+        exitcodes.fail(exitcodes.USAGE, f"configuration error: {e}")
 
 
 def _log(message: str) -> None:
@@ -77,13 +51,13 @@ def send_cmd(ctx: click.Context, run_date) -> None:
     pgp = _pgp(settings, outbound=True)
     try:
         with open_database(settings.database_url) as sessions:
-            r = send_files(sessions, keyring, transport, DeliveryPolicy.from_settings(settings.bank),
+            r = send_files(sessions, keyring, transport, wiring.delivery_policy(settings),
                            archive_dir=settings.archive_dir, outbox=settings.outbox_dir, file_date=run_date,
                            pgp=pgp, transport_kind=settings.bank.transport, log=_log)
-    except (DatabaseError, OperationalError) as e:
-        _db_fail(e)
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
     if r.locked:
-        _fail(exitcodes.LOCKED, "send: another send is running (lock held); nothing done")
+        exitcodes.fail(exitcodes.LOCKED, "send: another send is running (lock held); nothing done")
     scope = f" of {run_date}" if run_date else ""
     if not r.files:
         click.echo(f"send: nothing to send{scope}")
@@ -103,12 +77,12 @@ def send_cmd(ctx: click.Context, run_date) -> None:
             click.echo(f"  {f.file_name}: NOT DELIVERED ({f.outcome})")
             click.echo(f"achbatch: send {f.file_name}: {f.error}", err=True)
     if r.config_error:
-        _fail(exitcodes.USAGE, f"send: configuration error: {r.config_error}")
+        exitcodes.fail(exitcodes.USAGE, f"send: configuration error: {r.config_error}")
     if r.refused:
-        _fail(exitcodes.DATA_PROBLEMS, f"send: {len(r.refused)} file(s) refused or failed; see above")
+        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"send: {len(r.refused)} file(s) refused or failed; see above")
     if r.unreachable:
-        _fail(exitcodes.TEMPFAIL, f"send: the bank is unreachable ({r.unreachable}); "
-                                  f"{len(r.files) - len(r.delivered)} file(s) left ready for the next run")
+        exitcodes.fail(exitcodes.TEMPFAIL, f"send: the bank is unreachable ({r.unreachable}); "
+                                           f"{len(r.files) - len(r.delivered)} file(s) left ready for the next run")
     sys.exit(exitcodes.OK)
 
 
@@ -122,12 +96,12 @@ def fetch_cmd(ctx: click.Context) -> None:
     pgp = _pgp(settings, outbound=False)
     try:
         with open_database(settings.database_url) as sessions:
-            r = fetch_files(sessions, transport, InboundPolicy.from_settings(settings.bank), inbox=settings.inbox_dir,
+            r = fetch_files(sessions, transport, wiring.inbound_policy(settings), inbox=settings.inbox_dir,
                             archive_dir=settings.archive_dir, pgp=pgp, log=_log)
-    except (DatabaseError, OperationalError) as e:
-        _db_fail(e)
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
     if r.locked:
-        _fail(exitcodes.LOCKED, "returns fetch: another fetch is running (lock held); nothing done")
+        exitcodes.fail(exitcodes.LOCKED, "returns fetch: another fetch is running (lock held); nothing done")
     for name in r.restored:
         click.echo(f"  restored {name} in the inbox from the archive copy (a previous run stopped early)")
     new = r.received
@@ -147,11 +121,11 @@ def fetch_cmd(ctx: click.Context) -> None:
     for w in r.warnings:
         click.echo(f"achbatch: warning: {w}", err=True)
     if r.config_error:
-        _fail(exitcodes.USAGE, f"returns fetch: configuration error: {r.config_error}")
+        exitcodes.fail(exitcodes.USAGE, f"returns fetch: configuration error: {r.config_error}")
     if r.failed:
-        _fail(exitcodes.DATA_PROBLEMS, f"returns fetch: {len(r.failed)} file(s) failed; see above")
+        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"returns fetch: {len(r.failed)} file(s) failed; see above")
     if r.unreachable:
-        _fail(exitcodes.TEMPFAIL, f"returns fetch: the bank is unreachable ({r.unreachable}); run again later")
+        exitcodes.fail(exitcodes.TEMPFAIL, f"returns fetch: the bank is unreachable ({r.unreachable}); run again later")
     sys.exit(exitcodes.OK)
 
 

@@ -11,7 +11,7 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from batch.db import DatabaseError, DatabaseUnavailable, make_engine, make_sessionmaker
-from batch.nightly import money
+from batch.money import dollars
 from batch.status import collect_status, table_names
 
 from . import exitcodes
@@ -50,7 +50,7 @@ def _show(data: dict) -> None:
         echo(f"files built, not confirmed sent: {len(unsent)}")
         for f in unsent:
             late = "  PAST CUT-OFF" if f["past_cutoff"] else ""
-            echo(f"  {f['file_name']} ({f['state']}, {f['entries']} entries, {money(f['total_debit_cents'])}, "
+            echo(f"  {f['file_name']} ({f['state']}, {f['entries']} entries, {dollars(f['total_debit_cents'])}, "
                  f"cut-off {f['cutoff_at']}){late}")
     inbound = data["files_awaiting_processing"]
     if inbound is None:
@@ -93,9 +93,8 @@ def status_cmd(ctx: click.Context, as_json: bool, runs: int) -> None:
     try:
         # Reads only, and never behind a running night's write lock (SQLite: deferred transactions).
         engine = make_engine(settings.database_url, sqlite_immediate=False)
-    except DatabaseError as e:
-        click.echo(f"achbatch: {e}", err=True)
-        sys.exit(exitcodes.USAGE)
+    except DatabaseError as e:  # a bad URL
+        exitcodes.fail_database(e)
     try:
         try:
             tables = table_names(engine)
@@ -107,11 +106,9 @@ def status_cmd(ctx: click.Context, as_json: bool, runs: int) -> None:
             sys.exit(exitcodes.USAGE)
         report = collect_status(make_sessionmaker(engine), settings, runs=runs)
     except DatabaseUnavailable as e:
-        click.echo(f"achbatch: {e}", err=True)
-        sys.exit(exitcodes.TEMPFAIL)
+        exitcodes.fail_database(e)
     except OperationalError as e:
-        click.echo(f"achbatch: database error: {str(getattr(e, 'orig', e)).strip()}", err=True)
-        sys.exit(exitcodes.TEMPFAIL)
+        exitcodes.fail(exitcodes.for_database_error(e), f"database error: {str(getattr(e, 'orig', e)).strip()}")
     finally:
         engine.dispose()
     if as_json:

@@ -1,6 +1,54 @@
-"""Exit codes of the interface contract (DESIGN.md)."""
-OK = 0
-DATA_PROBLEMS = 1  # done, but data problems were found and reported
-USAGE = 2  # usage or configuration error
-LOCKED = 3  # skipped: another run holds the lock
-TEMPFAIL = 75  # temporary failure (bank unreachable), safe to retry
+"""Exit codes of the interface contract (DESIGN.md), and the one place that turns an outcome of
+batch/ (`for_outcome`) or a database error (`fail_database`, `for_database_error`) into one.
+
+The numbers come from `batch.outcome.RECORDED_CODES`, the table the run ledger records them by
+(runs.exit_code, the achbatch_last_run_exit_code metric), so they are written once."""
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from batch.db import DatabaseError, DatabaseUnavailable
+from batch.outcome import RECORDED_CODES, Outcome, most_urgent
+
+OK = RECORDED_CODES[Outcome.DONE]  # 0
+DATA_PROBLEMS = RECORDED_CODES[Outcome.PROBLEMS]  # 1: done, but data problems were found and reported
+USAGE = RECORDED_CODES[Outcome.CONFIG]  # 2: usage or configuration error (click exits 2 on usage errors too)
+LOCKED = RECORDED_CODES[Outcome.LOCKED]  # 3: skipped, another run holds the lock
+TEMPFAIL = RECORDED_CODES[Outcome.TEMPORARY]  # 75: temporary failure (bank unreachable), safe to retry
+
+_OUTCOME_OF = {code: outcome for outcome, code in RECORDED_CODES.items()}
+
+
+def for_outcome(outcome: Outcome) -> int:
+    """The exit code of an outcome reported by batch/."""
+    return RECORDED_CODES[Outcome(outcome)]
+
+
+def exit_code_for(codes: list[int]) -> int:
+    """The most urgent of several exit codes (2 > 75 > 1 > 0), as a run's is of its steps'."""
+    return for_outcome(most_urgent(_OUTCOME_OF[c] for c in codes))
+
+# What a command catches around its database work: our own errors (bad URL, no schema, wrong
+# revision, unreachable) and SQLAlchemy's for a database that goes away mid-command.
+DATABASE_ERRORS = (DatabaseError, OperationalError)
+
+
+def for_database_error(e: BaseException) -> int:
+    """75 when the database is unreachable or went away mid-command (safe to run again); 2 when
+    it cannot work as configured (bad URL, no schema or an old one: `achbatch db upgrade`)."""
+    return TEMPFAIL if isinstance(e, (DatabaseUnavailable, OperationalError)) else USAGE
+
+
+def fail(code: int, message: str) -> NoReturn:
+    """`achbatch: MESSAGE` on stderr, then exit with `code`."""
+    click.echo(f"achbatch: {message}", err=True)
+    sys.exit(code)
+
+
+def fail_database(e: BaseException) -> NoReturn:
+    """Say what the database error was and exit with its code (`for_database_error`)."""
+    fail(for_database_error(e), str(e))

@@ -22,12 +22,12 @@ from batch.nightly import (
     RunResult,
     Step,
     StepResult,
-    StepUnavailable,
-    exit_code_for,
     run_pipeline,
     summary_line,
 )
+from batch.outcome import Outcome
 from batch.runlock import RunLock
+from jobs.exitcodes import exit_code_for
 from nacha.reader import read_file
 from test_nightly_support import SAMPLES, Folder
 
@@ -327,7 +327,7 @@ def test_a_step_whose_service_is_missing_is_reported_not_available(tmp_path, db_
     keyring = f.setup()
 
     def missing(ctx):
-        raise StepUnavailable("batch.delivery is not installed")
+        raise ImportError("No module named 'batch.delivery'")  # a broken installation
 
     monkeypatch.setitem(STEPS, "send", Step("send", "send", "batch.delivery.send_files", missing))
     with f.sessions() as sessions:
@@ -367,14 +367,14 @@ def test_exit_code_precedence():
 
 
 def test_summary_line_names_files_entries_dollars_returns_flags():
-    r = RunResult("nightly", THURSDAY, False, run_id=7, status="tempfail", exit_code=75)
+    r = RunResult("nightly", THURSDAY, False, run_id=7, status="tempfail", outcome=Outcome.TEMPORARY)
     r.steps = [
         StepResult("originate", "done", counts={"files": 2, "entries": 1234, "cents": 123456789}),
-        StepResult("send", "tempfail", exit_code=75, counts={"sent": 1, "unsent": 1}),
+        StepResult("send", "tempfail", outcome=Outcome.TEMPORARY, counts={"sent": 1, "unsent": 1}),
         StepResult("returns_process", "done", counts={"returns": 3, "nocs": 2, "review_items": 1},
                    problems=["x"]),
         StepResult("coverage", "done", counts={"at_risk": 4}),
-        StepResult("reports", "unavailable", exit_code=2),
+        StepResult("reports", "unavailable", outcome=Outcome.CONFIG),
     ]
     line = summary_line(r)
     assert line.startswith("nightly 2026-01-22: incomplete (temporary failure) in 0.0s (run 7): ")
@@ -423,3 +423,74 @@ def test_database_unreachable_exit_75_and_no_schema_exit_2(tmp_path):
     (tmp_path / "b").mkdir()
     p = fresh.run("nightly", "--date", THURSDAY.isoformat())
     assert p.returncode == 2 and "achbatch db upgrade" in p.stderr
+
+
+# -- PGP through the nightly pipeline -------------------------------------------------------------------
+
+@pytest.fixture
+def gpg_pair():
+    """The bank's key pair and ours, each in its own GnuPG home (agents stopped at teardown)."""
+    import os
+
+    from sshd import GpgHome
+
+    if shutil.which("gpg") is None:
+        if os.environ.get("CI"):
+            pytest.fail("gpg is missing; it is required in CI")
+        pytest.skip("gpg is not installed")
+    bank, us = GpgHome("ach-bank@example.test"), GpgHome("achbatch@example.test")
+    us.trust(bank)
+    bank.trust(us)
+    try:
+        yield bank, us
+    finally:
+        bank.close()
+        us.close()
+
+
+def test_nightly_with_pgp_encrypts_the_sent_file_and_decrypts_the_fetched_returns(tmp_path, gpg_pair):
+    """`achbatch nightly` with `[bank] pgp_recipient`, `pgp_home` and `pgp_decrypt_inbound` set: the
+    send step encrypts to the bank's key, the fetch step decrypts what the bank encrypted to ours."""
+    from batch.origination import stored_bytes
+    from batch.pgp import Pgp
+
+    bank_key, our_key = gpg_pair
+    f = Folder(tmp_path, bank__pgp_recipient=bank_key.fingerprint, bank__pgp_home=our_key.path,
+               bank__pgp_decrypt_inbound="true")
+    keyring = f.setup()
+    p = f.run("nightly", "--date", THURSDAY.isoformat(), check_code=0)
+    assert "files 1 built, 1 sent" in p.stdout
+    bank = f.data / "bank"
+    assert sorted(x.name for x in (bank / "incoming").iterdir()) == ["ACH-20260122-A.ach.pgp"]
+    sent = (bank / "incoming" / "ACH-20260122-A.ach.pgp").read_bytes()
+    assert Pgp.looks_encrypted(sent) and b"PREMIUM" not in sent
+    plain = bank_key.gpg.decrypt(sent)
+    assert plain.ok, plain.status
+    with f.sessions() as sessions, sessions() as s:
+        row = s.scalars(select(NachaFile)).one()
+        assert plain.data == stored_bytes(keyring, row)  # our NACHA bytes, encrypted to the bank's key
+
+    # The bank answers (R01, R10, C01) and encrypts each answer file to our key.
+    (tmp_path / "bank-plain" / "in").mkdir(parents=True)
+    (tmp_path / "bank-plain" / "in" / "ACH-20260122-A.ach").write_bytes(plain.data)
+    answer = simulate_bank(tmp_path / "bank-plain" / "in", tmp_path / "bank-plain" / "out", FRIDAY)
+    assert len(answer.files) == 2 and len(answer.returns) == 2 and len(answer.nocs) == 1
+    for path in answer.files:
+        enc = bank_key.gpg.encrypt(path.read_bytes(), [our_key.fingerprint], armor=False, always_trust=True)
+        assert enc.ok, enc.status
+        (bank / "outgoing" / f"{path.name}.pgp").write_bytes(enc.data)
+
+    # exit 1: the reports warn that the R10 puts the unauthorized return rate over its threshold
+    p = f.run("nightly", "--date", FRIDAY.isoformat(), check_code=1)
+    assert "returns 2 (1 NOCs); flags 2 at risk; 2 data problems; exit 1" in p.stdout
+    with f.sessions() as sessions, sessions() as s:
+        steps = {x.step: x for x in s.scalars(select(RunStep).where(RunStep.business_date == FRIDAY))}
+        assert steps["returns_fetch"].status == "done" and json.loads(steps["returns_fetch"].counts)["received"] == 2
+        assert steps["returns_process"].status == "done"
+        assert json.loads(steps["returns_process"].counts)["rejected_files"] == 0
+        assert {x.step for x in steps.values() if x.status != "done"} == set()
+        assert "returns report: " in steps["reports"].note and "unauthorized" in steps["reports"].note
+        assert s.scalar(select(func.count()).select_from(PaymentReturn)) == 2
+    inbox = {x.name: x.read_bytes() for x in (f.data / "inbox").iterdir() if x.is_file()}
+    for path in answer.files:  # decrypted into the inbox under the plain name
+        assert inbox.get(path.name) == path.read_bytes()

@@ -1,0 +1,98 @@
+"""Settings -> services: each service object built from `batch.config.Settings` in one place, for
+the CLI commands (jobs/cmd_*.py) and the nightly steps (batch/nightly.py) alike.
+
+Every function takes the Settings object. A setting that cannot work raises `ConfigurationError`
+with a message naming the key; the caller says so its own way (the CLI exits 2, a nightly step
+reports a configuration problem). Nothing here prints or reads the environment.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .coverage import CoverageRules
+from .debit_guard import GuardSettings
+from .delivery import DeliveryPolicy
+from .inbound import InboundPolicy
+from .origination import Company, Limits
+from .pgp import Pgp, PgpError
+from .returns import ReturnPolicy
+from .transport import Transport, TransportConfigError, transport_from_settings
+
+__all__ = ["ConfigurationError", "company", "coverage_rules", "delivery_policy", "guard", "inbound_policy",
+           "limits", "pgp", "return_policy", "sender_name", "transport"]
+
+
+class ConfigurationError(Exception):
+    """The settings cannot make this service; the message names the key."""
+
+
+def pgp(settings, *, outbound: bool) -> Pgp | None:
+    """The PGP helper when `[bank]` asks for it (outbound: `pgp_recipient`; inbound:
+    `pgp_decrypt_inbound`), else None. Its GnuPG home is `bank.pgp_home`, by default
+    `<paths.data_dir>/gnupg`; outbound, the bank's key must be there and able to encrypt."""
+    b = settings.bank
+    if (outbound and not b.pgp_recipient) or (not outbound and not b.pgp_decrypt_inbound):
+        return None
+    try:
+        passphrase = None
+        if b.pgp_passphrase_file is not None:
+            passphrase = Path(b.pgp_passphrase_file).read_text(encoding="utf-8").strip("\r\n")
+        helper = Pgp(b.pgp_home or settings.data_dir / "gnupg", recipient=b.pgp_recipient, passphrase=passphrase)
+        if outbound:
+            helper.check_recipient()
+        return helper
+    except OSError as e:
+        raise ConfigurationError(f"bank.pgp_passphrase_file: {e.strerror or e}") from None
+    except PgpError as e:
+        raise ConfigurationError(str(e)) from None
+
+
+def transport(settings) -> Transport:
+    """The bank connection named by `[bank] transport` (the local folder or SFTP); not yet connected."""
+    try:
+        return transport_from_settings(settings)
+    except TransportConfigError as e:
+        raise ConfigurationError(str(e)) from None
+
+
+def delivery_policy(settings) -> DeliveryPolicy:
+    """How built files are named and sent to the bank (`[bank]`)."""
+    return DeliveryPolicy.from_settings(settings.bank)
+
+
+def inbound_policy(settings) -> InboundPolicy:
+    """Which of the bank's files are fetched, and how (`[bank]`)."""
+    return InboundPolicy.from_settings(settings.bank)
+
+
+def company(settings) -> Company:
+    """Who we are in the NACHA file headers (`[company]`)."""
+    return Company.from_settings(settings.company)
+
+
+def limits(settings) -> Limits:
+    """How large one NACHA file may grow, and whether it carries an offset (`[origination]`)."""
+    o = settings.origination
+    return Limits(o.max_entries_per_file, o.max_cents_per_file, o.balanced)
+
+
+def guard(settings) -> GuardSettings:
+    """What the debit rules need from the settings (coverage rules, time zone)."""
+    return GuardSettings.from_settings(settings)
+
+
+def return_policy(settings) -> ReturnPolicy:
+    """How returns are handled: the re-presentment delay (`origination.retry_delay_banking_days`),
+    NACHA's reinitiation limits, and the debit rules."""
+    return ReturnPolicy(retry_delay_banking_days=settings.origination.retry_delay_banking_days,
+                        guard=guard(settings))
+
+
+def coverage_rules(settings) -> CoverageRules:
+    """Grace periods and the payment threshold of coverage standing (`[coverage]`)."""
+    return CoverageRules.from_settings(settings.coverage)
+
+
+def sender_name(settings) -> str:
+    """The organisation named on member notices (the company name, as people write it)."""
+    return settings.company.name.title()
