@@ -33,6 +33,7 @@ from .crypto import FILE_CONTEXT, CryptoError, Keyring
 from .models import (
     CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, ReturnFile, ReviewItem,
 )
+from .money import dollars as display_dollars, plain_dollars
 
 __all__ = [
     "COLUMNS", "FORMATS", "KINDS", "RATE_WINDOW_DAYS", "Report", "ReturnRate", "TEMPLATES_DIR", "coverage_report",
@@ -59,22 +60,13 @@ _MONEY = {"amount", "amount_owed", "debits", "returned_amount", "net", "debits_c
 _COUNTS = {"batch", "entries", "returned_entries", "months_owed", "entries_control", "returns", "count"}
 
 
-def dollars(cents) -> str:
-    """Integer cents as dollars with two decimals, e.g. 123456 -> '1234.56' (negative: '-1.00')."""
-    if cents is None or cents is pd.NA:
-        return ""
-    cents = int(cents)
-    sign = "-" if cents < 0 else ""
-    cents = abs(cents)
-    return f"{sign}{cents // 100}.{cents % 100:02d}"
+# The CSV amount format (123456 -> '1234.56') under the name this module has always exported.
+dollars = plain_dollars
 
 
-def _display_dollars(cents) -> str:
-    if cents is None or cents is pd.NA:
-        return ""
-    cents = int(cents)
-    sign = "-" if cents < 0 else ""
-    return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+def _shown(cents, fmt) -> str:
+    """An amount cell: '' when the value is missing, else `fmt(cents)`."""
+    return "" if cents is None or cents is pd.NA else fmt(cents)
 
 
 def _percent(rate: Fraction) -> str:
@@ -187,12 +179,12 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
                 checks.append({"file": f.file_name, "batch": bn, "entries": n, "entries_control": ctl["entries"],
                                "debits": debits, "debits_control": ctl["debits"], "ties": "yes" if ok else "NO"})
                 if not ok:
-                    warnings.append(f"{f.file_name} batch {bn}: {n} entries / {_display_dollars(debits)} recorded, "
-                                    f"batch control says {ctl['entries']} / {_display_dollars(ctl['debits'])}")
+                    warnings.append(f"{f.file_name} batch {bn}: {n} entries / {display_dollars(debits)} recorded, "
+                                    f"batch control says {ctl['entries']} / {display_dollars(ctl['debits'])}")
         if file_control is not None and (file_control["debits"] != file_debits or f.total_debit_cents != file_debits):
-            warnings.append(f"{f.file_name}: file control total debits {_display_dollars(file_control['debits'])}, "
-                            f"recorded {_display_dollars(f.total_debit_cents)}, entries add up to "
-                            f"{_display_dollars(file_debits)}")
+            warnings.append(f"{f.file_name}: file control total debits {display_dollars(file_control['debits'])}, "
+                            f"recorded {display_dollars(f.total_debit_cents)}, entries add up to "
+                            f"{display_dollars(file_debits)}")
     table = _frame(rows, COLUMNS["reconciliation"])
     total_debits = int(table["debits"].sum()) if len(table) else 0
     total_returned = int(table["returned_amount"].sum()) if len(table) else 0
@@ -200,10 +192,10 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
         ("Files", str(len(files))),
         ("Batches", str(len(table))),
         ("Entries originated", f"{int(table['entries'].sum()) if len(table) else 0:,}"),
-        ("Debits originated", _display_dollars(total_debits)),
+        ("Debits originated", display_dollars(total_debits)),
         ("Entries returned", f"{int(table['returned_entries'].sum()) if len(table) else 0:,}"),
-        ("Dollars returned", _display_dollars(total_returned)),
-        ("Net", _display_dollars(total_debits - total_returned)),
+        ("Dollars returned", display_dollars(total_returned)),
+        ("Net", display_dollars(total_debits - total_returned)),
         ("Control records", "all batches tie to their control records" if not warnings and checks
          else ("no stored files to check" if not checks else f"{len(warnings)} mismatch(es)")),
     ]
@@ -318,7 +310,7 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
         warnings.append(f"WARNING: {len(doubles)} premium month(s) collected twice (review item(s) "
                         f"{', '.join('#' + str(r['id']) for r in doubles)}): finance decides whether to refund")
     summary = [("Returns processed", f"{len(rows):,}"),
-               ("Dollars returned", _display_dollars(sum(r.amount_cents for r in rows))),
+               ("Dollars returned", display_dollars(sum(r.amount_cents for r in rows))),
                ("Entries in review list", f"{open_reviews:,}")]
     summary += [(f"{rt.category.capitalize()} return rate (60-day)",
                  f"{_percent(rt.rate)} (threshold {_percent(rt.threshold)})") for rt in rates]
@@ -460,7 +452,7 @@ def coverage_report(sessions: sessionmaker[Session], as_of: date) -> Report:
                         for st in ("at_risk", "not_started", "past_due", "termination_pending", "terminated", "ok")],
                        ["status", "count", "amount_owed"])
     summary = [("Policies assessed", f"{len(latest):,}"), ("Policies at risk", f"{len(at_risk):,}"),
-               ("Amount owed by policies at risk", _display_dollars(sum(r.amount_owed_cents for r in at_risk)))]
+               ("Amount owed by policies at risk", display_dollars(sum(r.amount_owed_cents for r in at_risk)))]
     return Report("coverage", as_of, f"Coverage at risk, {as_of}", table, [("Policies by status", by_status)],
                   summary, [])
 
@@ -475,7 +467,7 @@ def _cell_text(col: str, v) -> str:
     if v is None or v is pd.NA:
         return ""
     if col in _MONEY:
-        return dollars(v)
+        return plain_dollars(v)
     if isinstance(v, date):
         return v.isoformat()
     return str(v)
@@ -496,11 +488,11 @@ def _html_table(title: str, df: pd.DataFrame, table_id: str) -> dict:
     cols = list(df.columns)
     rows = []
     for row in df.itertuples(index=False, name=None):
-        rows.append([(_display_dollars(v) if c in _MONEY else _cell_text(c, v),
+        rows.append([(_shown(v, display_dollars) if c in _MONEY else _cell_text(c, v),
                       "num" if (c in _MONEY or c in _COUNTS) else "") for c, v in zip(cols, row)])
     totals = None
     if rows and any(c in _MONEY for c in cols):
-        totals = [(_display_dollars(int(df[c].sum())) if c in _MONEY else
+        totals = [(display_dollars(int(df[c].sum())) if c in _MONEY else
                    (f"{int(df[c].sum()):,}" if c in _COUNTS and c not in ("batch",) else ""), "num") for c in cols]
         totals[0] = ("Total", "")
     return {"title": title, "id": table_id, "columns": cols, "rows": rows, "totals": totals}

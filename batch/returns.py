@@ -39,6 +39,7 @@ from nacha.routing import check_digit, is_valid_routing
 from . import debit_guard, debit_rules
 from .crypto import Keyring, mask
 from .db import copy_rows
+from .money import dollars
 from .models import (
     UTCDateTime,
     AccountChange,
@@ -171,8 +172,8 @@ def decide_return(rc: codes.ReturnCode, seen: ReturnSeen, original: OriginalEntr
     if original.payment_id is None:
         return _review("offset_entry", "the return names our own settlement offset entry")
     if seen.amount_cents != original.amount_cents:
-        return _review("amount_mismatch", f"returned amount {_dollars(seen.amount_cents)} differs from the "
-                                          f"{_dollars(original.amount_cents)} we debited")
+        return _review("amount_mismatch", f"returned amount {dollars(seen.amount_cents)} differs from the "
+                                          f"{dollars(original.amount_cents)} we debited")
     if original.accounts:
         rdfis = {r for r, _h in original.accounts}
         if seen.rdfi not in rdfis:
@@ -289,10 +290,6 @@ def plan_noc(code: str, parts: dict[str, str], current: AccountState) -> NocPlan
         return NocPlan("unchanged", after, f"{code}: the stored account already carries the correction")
     changed = [k.replace("_", " ") for k in new if getattr(current, k) != getattr(after, k)]
     return NocPlan("applied", after, f"{code}: corrected {', '.join(changed)}")
-
-
-def _dollars(cents: int) -> str:
-    return f"${cents // 100:,}.{cents % 100:02d}"
 
 
 # =============================================================================================
@@ -987,7 +984,7 @@ class _Applier:
             it, o, d = pairs[(restored, other)]
             self._review(it, "double_collection", it.addenda[2], it.addenda.original_entry_trace_number,
                          f"payment #{restored} was settled again by a dishonored return while payment #{other} "
-                         f"({d.channel}, {d.state}, {_dollars(d.amount_cents)}) collects the same premium "
+                         f"({d.channel}, {d.state}, {dollars(d.amount_cents)}) collects the same premium "
                          f"({o.member_id} {o.plan_id} {o.coverage_month:%Y-%m}): refund or not is finance's decision",
                          expected=o.pay_amount, payment_id=restored, related_payment_id=other, subject="payment",
                          dedupe_key=key)
