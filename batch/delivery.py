@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, defer, sessionmaker
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from .crypto import Keyring
+from .fsutil import TMP_PREFIX, file_sha256, private_dirs
 from .fsutil import fsync_dir as _fsync_dir
 from .models import Delivery, DeliveryAttempt, FileEntry, NachaFile, Payment, utcnow
 from .origination import OriginationError, stored_bytes
@@ -198,7 +199,7 @@ def send_files(
         if not got:
             result.locked = True
             return result
-        for tmp in (Path(archive_dir) / "sent").glob(".tmp-*"):  # archive copies of a run that crashed
+        for tmp in (Path(archive_dir) / "sent").glob(TMP_PREFIX + "*"):  # archive copies of a run that crashed
             tmp.unlink(missing_ok=True)
         todo = pending_deliveries(sessions, file_date)
         if not todo:
@@ -587,13 +588,13 @@ class _SendRun:
         """Phase 1 (runs during the upload): the copy under a temporary name, fsynced. Returns the
         final path and the temporary file (None when an identical copy is there already)."""
         folder = self.archive_dir / "sent"
-        _private_dirs(folder)
+        private_dirs(folder)
         path = folder / remote_name
         if path.exists():
-            if path.stat().st_size == len(payload) and _sha256_file(path) == hashlib.sha256(payload).hexdigest():
+            if path.stat().st_size == len(payload) and file_sha256(path) == hashlib.sha256(payload).hexdigest():
                 return path, None
             path = folder / f"{remote_name}.{hashlib.sha256(payload).hexdigest()[:12]}"
-        tmp = folder / f".tmp-{remote_name}.{os.getpid()}"
+        tmp = folder / f"{TMP_PREFIX}{remote_name}.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -667,25 +668,3 @@ class _Background:
             raise self._error
         return self._result
 
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _private_dirs(folder: Path) -> None:
-    """Create `folder` and missing parents with mode 0700 (mkdir(parents=True) would give the
-    parents the umask's mode)."""
-    missing = []
-    p = folder
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir(mode=0o700)
-        except FileExistsError:
-            pass

@@ -34,7 +34,7 @@ from .crypto import FILE_CONTEXT, Keyring
 from .debit_guard import GuardSettings, screen_pending
 from .db import copy_rows
 from .fsutil import fsync_dir as _fsync_dir
-from .fsutil import write_atomic
+from .fsutil import TMP_PREFIX, file_sha256, write_atomic
 from .models import BankAccount, FileEntry, NachaFile, Payment, Sequence, TRACE_SEQUENCE, utcnow
 
 # File ID Modifiers in the order they are used within one file date (NR2013 OR109).
@@ -175,7 +175,7 @@ def originate(
         return result
     step("committed")
     for f in result.files:
-        tmp = outbox / (".tmp-" + f.file_name)
+        tmp = outbox / (TMP_PREFIX + f.file_name)
         os.replace(tmp, outbox / f.file_name)
         _fsync_dir(outbox)
     step("renamed")
@@ -355,7 +355,7 @@ class _FileBuilder:
             self._sink = io.StringIO()
             self.tmp = None
         else:
-            self.tmp = self.outbox / (".tmp-" + self.name)
+            self.tmp = self.outbox / (TMP_PREFIX + self.name)
             fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             self._sink = os.fdopen(fd, "w", encoding="ascii", newline="\n", buffering=1 << 20)
         header = FILE_HEADER.make(
@@ -552,12 +552,12 @@ class _FileBuilder:
 def _repair_outbox(s: Session, keyring: Keyring, outbox: Path) -> list[str]:
     """Remove temporary files of runs that crashed before committing, and write again (from the
     stored bytes) any committed file that is not in the outbox yet."""
-    for tmp in outbox.glob(".tmp-*"):
+    for tmp in outbox.glob(TMP_PREFIX + "*"):
         tmp.unlink(missing_ok=True)
     repaired = []
     for row in s.scalars(select(NachaFile).where(NachaFile.state == "built")):
         path = outbox / row.file_name
-        if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == row.sha256:
+        if path.exists() and file_sha256(path) == row.sha256:
             continue
         data = stored_bytes(keyring, row)
         write_atomic(path, data)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import os
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -30,6 +29,7 @@ from nacha.calendar import effective_entry_date
 from nacha.reader import BatchEnd, BatchStart, FileEnd, Reader
 
 from .crypto import FILE_CONTEXT, CryptoError, Keyring
+from .fsutil import write_atomic
 from .models import (
     CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, ReturnFile, ReviewItem,
 )
@@ -45,6 +45,7 @@ KINDS = ("reconciliation", "returns", "coverage")
 FORMATS = ("html", "csv", "xlsx")
 RATE_WINDOW_DAYS = 60  # NACHA return-rate period: the preceding 60 days (ref §2.3)
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "reports"
+_READABLE = 0o644  # report files are read by finance and the enrollment team (the umask may narrow it)
 
 # The CSV columns of the interface contract (DESIGN.md "Report CSV columns"), exactly.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -563,9 +564,9 @@ def render_xlsx(report: Report, path: Path) -> None:
     if report.chart_svg is not None:
         # openpyxl charts are native Excel charts: returns per day by code, from the chart's data.
         _xlsx_chart(wb, report)
-    tmp = Path(path).with_name(".tmp-" + Path(path).name)
-    wb.save(tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    wb.save(buf)
+    write_atomic(Path(path), buf.getvalue(), mode=_READABLE)
 
 
 def _xlsx_chart(wb, report: Report) -> None:
@@ -594,8 +595,8 @@ def _xlsx_chart(wb, report: Report) -> None:
 
 
 def write_report(report: Report, fmt: str, out: Path) -> Path:
-    """Write the report in `fmt` ('html', 'csv' or 'xlsx') to `out` (folders created; written to
-    a temporary name, then renamed)."""
+    """Write the report in `fmt` ('html', 'csv' or 'xlsx') to `out` (folders created; written
+    atomically: fsutil.write_atomic)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "xlsx":
@@ -607,7 +608,4 @@ def write_report(report: Report, fmt: str, out: Path) -> Path:
         data = render_html(report)
     else:
         raise ValueError(f"unknown report format {fmt!r} (one of {', '.join(FORMATS)})")
-    tmp = out.with_name(".tmp-" + out.name)
-    tmp.write_text(data, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_atomic(out, data.encode("utf-8"), mode=_READABLE)

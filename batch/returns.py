@@ -13,7 +13,6 @@ inputs; `process_return_files` does the I/O around them, streaming the file a ch
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -39,6 +38,7 @@ from nacha.routing import check_digit, is_valid_routing
 from . import debit_guard, debit_rules
 from .crypto import Keyring, mask
 from .db import copy_rows
+from .fsutil import file_sha256
 from .money import dollars
 from .models import (
     UTCDateTime,
@@ -344,14 +344,6 @@ class _Rejected(Exception):
 # =============================================================================================
 # The service
 # =============================================================================================
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 Mark = Callable[[Session, FileOutcome], None]
 
