@@ -34,7 +34,6 @@ from typing import Callable, Iterator
 
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, defer, sessionmaker
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from .crypto import Keyring
 from .fsutil import TMP_PREFIX, file_sha256, private_dirs
@@ -50,7 +49,8 @@ from .transport import (
     Transport,
     TransportConfigError,
     TransportError,
-    format_remote_name,
+    bank_retrying,
+    remote_file_name,
 )
 
 __all__ = ["DeliveryPolicy", "PendingFile", "SendResult", "SentFile", "pending_deliveries", "run_lock", "send_files"]
@@ -268,14 +268,8 @@ class _SendRun:
         if self.preconnect is not None:
             self.preconnect.join(raise_errors=False)
             self.preconnect = None
-        retrying = Retrying(
-            stop=stop_after_attempt(self.p.retry_attempts),
-            # initial, 2x initial, 4x ... capped at the maximum, plus up to half the initial wait of jitter
-            wait=wait_exponential(multiplier=self.p.retry_wait_initial, max=self.p.retry_wait_max)
-            + wait_random(0, self.p.retry_wait_initial / 2),
-            retry=retry_if_exception_type(BankUnreachable),
-            sleep=self.sleep,
-            reraise=True,
+        retrying = bank_retrying(
+            self.p, sleep=self.sleep,
             before_sleep=lambda rs: self.log(
                 f"{sf.file_name}: {rs.outcome.exception()}; trying again in {rs.next_action.sleep:.1f} s "
                 f"(try {rs.attempt_number + 1} of {self.p.retry_attempts})"),
@@ -328,7 +322,8 @@ class _SendRun:
                 d.payload_size = len(payload)
                 d.transport, d.destination = self.kind, self.destination
                 if self.p.rename_allowed or d.remote_name is None:
-                    d.remote_name = self._final_name(row, 1) if self.p.rename_allowed else None
+                    d.remote_name = (self._final_name_for(row.file_date, row.file_id_modifier, 1)
+                                     if self.p.rename_allowed else None)
             else:
                 payload = d.pgp_payload if d.pgp_payload is not None else data
                 if hashlib.sha256(payload).hexdigest() != d.payload_sha256:
@@ -340,15 +335,9 @@ class _SendRun:
                         f"bank settings now point to {self.destination}; check the old destination first")
                 d.transport, d.destination = self.kind, self.destination
                 if self.p.rename_allowed and d.remote_name is None:
-                    d.remote_name = self._final_name(row, 1)
+                    d.remote_name = self._final_name_for(row.file_date, row.file_id_modifier, 1)
             s.flush()
             return payload, d.id, d.payload_sha256
-
-    def _final_name(self, row: NachaFile, seq: int) -> str:
-        name = format_remote_name(self.p.name_pattern, row.file_date, row.file_id_modifier, seq)
-        if self.pgp is not None and not name.lower().endswith((".pgp", ".gpg", ".asc")):
-            name += ".pgp"
-        return name
 
     def _try_once(self, file_id: int, delivery_id: int, payload: bytes, sha: str) -> tuple[str, str]:
         folder = self.p.outbound_dir
@@ -462,10 +451,7 @@ class _SendRun:
         return "sent", final
 
     def _final_name_for(self, file_date: date, modifier: str, seq: int) -> str:
-        name = format_remote_name(self.p.name_pattern, file_date, modifier, seq)
-        if self.pgp is not None and not name.lower().endswith((".pgp", ".gpg", ".asc")):
-            name += ".pgp"
-        return name
+        return remote_file_name(self.p.name_pattern, file_date, modifier, seq, pgp=self.pgp is not None)
 
     def _complete(self, folder: str, entry: RemoteEntry, size: int, sha: str) -> bool:
         if entry.size != size:

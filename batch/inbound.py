@@ -28,7 +28,6 @@ from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from .delivery import run_lock
 from .fsutil import TMP_PREFIX, DurableCopies, private_dirs, write_atomic
@@ -42,6 +41,7 @@ from .transport import (
     Transport,
     TransportConfigError,
     TransportError,
+    bank_retrying,
     matches,
 )
 
@@ -207,11 +207,8 @@ def fetch_files(
         except PgpError as e:
             result.config_error = str(e)
             return result
-        retrying = lambda: Retrying(  # noqa: E731 - a fresh policy per operation
-            stop=stop_after_attempt(policy.retry_attempts),
-            wait=wait_exponential(multiplier=policy.retry_wait_initial, max=policy.retry_wait_max)
-            + wait_random(0, policy.retry_wait_initial / 2),
-            retry=retry_if_exception_type(BankUnreachable), sleep=sleep, reraise=True,
+        retrying = lambda: bank_retrying(  # noqa: E731 - a fresh policy per operation
+            policy, sleep=sleep,
             before_sleep=lambda rs: say(f"{rs.outcome.exception()}; trying again in {rs.next_action.sleep:.1f} s"))
         try:
             entries: list[RemoteEntry] = []
