@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from nacha import codes
 from nacha.calendar import effective_entry_date, is_banking_day
 from nacha.layouts import BATCH_HEADER, FILE_HEADER
+from nacha.layouts import FILE_ID_MODIFIER_ORDER as FILE_ID_MODIFIERS  # A-Z then 0-9, per file date
 from nacha.sec import sec_format
 from nacha.writer import FileWriter
 
@@ -37,8 +38,6 @@ from .fsutil import fsync_dir as _fsync_dir
 from .fsutil import TMP_PREFIX, file_sha256, write_atomic
 from .models import BankAccount, FileEntry, NachaFile, Payment, Sequence, TRACE_SEQUENCE, utcnow
 
-# File ID Modifiers in the order they are used within one file date (NR2013 OR109).
-FILE_ID_MODIFIERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 MAX_TRACE_SEQUENCE = 9_999_999  # 7 digits after the ODFI's 8 (NR2013 OR123)
 ADVISORY_LOCK_KEY = 0x41434842_4F524947 & 0x7FFFFFFFFFFFFFFF  # "ACHBORIG"
 PREMIUM_DESCRIPTION = "PREMIUM"
