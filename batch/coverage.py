@@ -54,7 +54,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from nacha import codes
 from nacha.calendar import effective_entry_date
 
-from .models import CoverageFlag, FileEntry, NachaFile, Payment, PaymentEvent, PaymentReturn, Premium, utcnow
+from .models import (
+    COVERAGE_STATUSES, CoverageFlag, FileEntry, NachaFile, Payment, PaymentEvent, PaymentReturn, Premium, utcnow,
+)
 from .money import dollars
 from .premium_calendar import cleared_on as clearing_date
 
@@ -64,8 +66,8 @@ __all__ = [
 ]
 
 SUBSIDIZED = ("aptc", "connectorcare")
-# Every status but 'ok' (batch.models.COVERAGE_STATUSES), from the least to the most severe.
-AT_RISK_STATUSES = ("at_risk", "not_started", "past_due", "termination_pending", "terminated")
+# Every status but 'ok', from the least to the most severe (batch.models.COVERAGE_STATUSES is in that order).
+AT_RISK_STATUSES = tuple(s for s in COVERAGE_STATUSES if s != "ok")
 _ONE_DAY = timedelta(days=1)
 
 

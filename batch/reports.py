@@ -28,6 +28,7 @@ from nacha import codes
 from nacha.calendar import effective_entry_date
 from nacha.reader import BatchEnd, BatchStart, FileEnd, Reader
 
+from .coverage import AT_RISK_STATUSES
 from .crypto import FILE_CONTEXT, CryptoError, Keyring
 from .fsutil import write_atomic
 from .models import (
@@ -419,7 +420,7 @@ def returns_chart_svg(per_day: dict[tuple[date, str], int], start: date, end: da
 # -- coverage -------------------------------------------------------------------------------------
 
 # Most severe first; at_risk (a payment returned, no replacement cleared, not delinquent yet) last but ok.
-_SEVERITY = {"terminated": 0, "termination_pending": 1, "past_due": 2, "not_started": 3, "at_risk": 4, "ok": 5}
+_SEVERITY = {s: i for i, s in enumerate((*reversed(AT_RISK_STATUSES), "ok"))}
 
 
 def coverage_report(sessions: sessionmaker[Session], as_of: date) -> Report:
@@ -450,7 +451,7 @@ def coverage_report(sessions: sessionmaker[Session], as_of: date) -> Report:
                      "months_owed": r.months_owed, "amount_owed": r.amount_owed_cents, "deadline": r.deadline}
                     for r in at_risk], COLUMNS["coverage"])
     by_status = _frame([{"status": st, "count": counts.get(st, 0), "amount_owed": owed.get(st, 0)}
-                        for st in ("at_risk", "not_started", "past_due", "termination_pending", "terminated", "ok")],
+                        for st in (*AT_RISK_STATUSES, "ok")],
                        ["status", "count", "amount_owed"])
     summary = [("Policies assessed", f"{len(latest):,}"), ("Policies at risk", f"{len(at_risk):,}"),
                ("Amount owed by policies at risk", display_dollars(sum(r.amount_owed_cents for r in at_risk)))]

@@ -36,13 +36,14 @@ from nacha.reader import EntryItem, FileStart, Reader
 from nacha.routing import check_digit, is_valid_routing
 
 from . import debit_guard, debit_rules
+from .channels import RETRY_CONFIRMATION_PREFIX
 from .crypto import Keyring, mask
 from .db import copy_rows
 from .fsutil import file_sha256
-from .money import dollars
 from .models import (
     UTCDateTime,
     AccountChange,
+    MANDATE_LIVE_STATUSES,
     AutopayMandate,
     BankAccount,
     FileEntry,
@@ -55,6 +56,7 @@ from .models import (
     ReviewItem,
     utcnow,
 )
+from .money import dollars
 from .origination import ADVISORY_LOCK_KEY
 
 __all__ = [
@@ -878,7 +880,7 @@ class _Applier:
             part = members[i:i + PART]
             for mid, member, acct in conn.execute(
                     select(AutopayMandate.id, AutopayMandate.member_id, AutopayMandate.bank_account_id)
-                    .where(self._in(AutopayMandate.member_id, part) & AutopayMandate.status.in_(("active", "suspended")))):
+                    .where(self._in(AutopayMandate.member_id, part) & AutopayMandate.status.in_(MANDATE_LIVE_STATUSES))):
                 reason = revokes.get((member, acct))
                 if reason is not None:
                     mandates[reason].append(mid)
@@ -893,7 +895,7 @@ class _Applier:
         for reason, ids in mandates.items():
             for i in range(0, len(ids), 1000):
                 n = conn.execute(update(AutopayMandate).where(
-                    AutopayMandate.id.in_(ids[i:i + 1000]) & AutopayMandate.status.in_(("active", "suspended")))
+                    AutopayMandate.id.in_(ids[i:i + 1000]) & AutopayMandate.status.in_(MANDATE_LIVE_STATUSES))
                     .values(status="revoked", status_reason=_cut(f"unauthorized return: {reason}", 100),
                             active_key=None, ended_at=self.now, updated_at=self.now)).rowcount
                 self.out.mandates_revoked += n
@@ -1037,13 +1039,13 @@ class _Applier:
             return actions
         # The re-presentment is a copy of the returned payment (same member, plan, month, premium,
         # amount, account, SEC and payment type), made by INSERT ... SELECT: no per-row round trip
-        # through Python. Its confirmation id is imports.retry_confirmation_id(root, n).
+        # through Python. Its confirmation id is RT-<root>-<n> (channels.RETRY_CONFIRMATION_PREFIX).
         P = Payment
         root_expr = func.coalesce(P.retry_of_id, P.id)
         for (n, when), ids in copies.items():
             for i in range(0, len(ids), 5000):
                 cols = select(
-                    literal("RT-") + cast(root_expr, String) + literal(f"-{n}"), literal("retry"), P.member_id,
+                    literal(RETRY_CONFIRMATION_PREFIX) + cast(root_expr, String) + literal(f"-{n}"), literal("retry"), P.member_id,
                     P.plan_id, P.coverage_month, P.premium_id, P.amount_cents, P.bank_account_id,
                     literal(self.submitted_at, UTCDateTime), P.sec_code, P.payment_type_code, literal(when, Date),
                     literal("pending"), root_expr, literal(n, SmallInteger), _NOW, _NOW,
@@ -1225,7 +1227,7 @@ class _Applier:
         conn.execute(update(Payment).where((Payment.bank_account_id == acct_id) & (Payment.state == "pending"))
                      .values(bank_account_id=other_id, updated_at=self.now))
         conn.execute(update(AutopayMandate).where(
-            (AutopayMandate.bank_account_id == acct_id) & AutopayMandate.status.in_(("active", "suspended")))
+            (AutopayMandate.bank_account_id == acct_id) & AutopayMandate.status.in_(MANDATE_LIVE_STATUSES))
             .values(bank_account_id=other_id, updated_at=self.now))
         conn.execute(update(BankAccount).where(BankAccount.id == acct_id).values(
             status="blocked", updated_at=self.now,
