@@ -13,7 +13,6 @@ inputs; `process_return_files` does the I/O around them, streaming the file a ch
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import defaultdict
@@ -39,6 +38,7 @@ from . import debit_guard, debit_rules
 from .channels import RETRY_CONFIRMATION_PREFIX
 from .crypto import Keyring, mask
 from .db import copy_rows
+from .file_errors import dump_errors, load_errors
 from .fsutil import file_sha256
 from .models import (
     UTCDateTime,
@@ -316,6 +316,9 @@ class FileOutcome:
     payments_failed: int = 0  # returned payments marked failed, and pending ones stopped
     review_items: int = 0
     errors: list[str] = field(default_factory=list)
+    # The located errors behind `errors` when the file was rejected as invalid (a file rejected
+    # before they were stored apart, or one that could not be read, has none).
+    issues: list[Issue] = field(default_factory=list)
     # The reader's warnings (a return code the tables do not know, ...): the file is applied; the
     # entries they name are on the review list.
     warnings: list[str] = field(default_factory=list)
@@ -452,7 +455,7 @@ def _seen_before(out: FileOutcome, prior: ReturnFile) -> FileOutcome:
     out.previously_processed_on = prior.processed_on
     if prior.status == "rejected":
         out.status = "rejected"
-        out.errors = json.loads(prior.errors or "[]")
+        out.errors, out.issues = load_errors(prior.errors, prior.file_name)
     else:
         out.status = "duplicate"
     return out
@@ -461,6 +464,7 @@ def _seen_before(out: FileOutcome, prior: ReturnFile) -> FileOutcome:
 def _record_rejection(sessions, path: Path, out: FileOutcome, processed_on: date, issues: list[Issue],
                       mark: Mark | None, warnings: list[Issue] = ()) -> FileOutcome:
     fresh = FileOutcome(out.path, out.sha256, "rejected")
+    fresh.issues = list(issues)
     fresh.errors = [str(i) for i in issues]
     fresh.warnings = [str(w) for w in warnings]  # shown, not stored: the errors say why it was rejected
     with sessions() as s, s.begin():
@@ -470,7 +474,7 @@ def _record_rejection(sessions, path: Path, out: FileOutcome, processed_on: date
         else:
             rf = ReturnFile(sha256=out.sha256, file_name=path.name[:500], status="rejected",
                             processed_on=processed_on, returns=0, nocs=0, applied=0, review_items=0,
-                            errors=json.dumps(fresh.errors))
+                            errors=dump_errors(fresh.issues))
             s.add(rf)
             s.flush()
             fresh.return_file_id = rf.id
