@@ -46,10 +46,10 @@ from .transport import (
     ConnectionLost,
     RemoteEntry,
     RemoteRefused,
+    RetryPolicy,
     Transport,
     TransportConfigError,
     TransportError,
-    bank_retrying,
     remote_file_name,
 )
 
@@ -64,19 +64,16 @@ _MAX_ERROR = 1000
 
 
 @dataclass(frozen=True)
-class DeliveryPolicy:
+class DeliveryPolicy(RetryPolicy):
     outbound_dir: str
     name_pattern: str = "ACH-{date}-{modifier}.ach"
     rename_allowed: bool = True
     verify_read_back: bool = False
-    retry_attempts: int = 4
-    retry_wait_initial: float = 5.0
-    retry_wait_max: float = 120.0
 
     @classmethod
     def from_settings(cls, bank) -> "DeliveryPolicy":
         return cls(bank.outbound_dir, bank.file_name_pattern, bank.rename_allowed, bank.verify_read_back,
-                   bank.retry_attempts, bank.retry_wait_initial, bank.retry_wait_max)
+                   **RetryPolicy.settings_of(bank))
 
 
 @dataclass
@@ -268,8 +265,8 @@ class _SendRun:
         if self.preconnect is not None:
             self.preconnect.join(raise_errors=False)
             self.preconnect = None
-        retrying = bank_retrying(
-            self.p, sleep=self.sleep,
+        retrying = self.p.retrying(
+            sleep=self.sleep,
             before_sleep=lambda rs: self.log(
                 f"{sf.file_name}: {rs.outcome.exception()}; trying again in {rs.next_action.sleep:.1f} s "
                 f"(try {rs.attempt_number + 1} of {self.p.retry_attempts})"),

@@ -38,10 +38,10 @@ from .transport import (
     BankUnreachable,
     RemoteEntry,
     RemoteRefused,
+    RetryPolicy,
     Transport,
     TransportConfigError,
     TransportError,
-    bank_retrying,
     matches,
 )
 
@@ -52,18 +52,14 @@ FETCH_LOCK_KEY = 0x41434842_46455443 & 0x7FFFFFFFFFFFFFFF  # "ACHBFETC"
 
 
 @dataclass(frozen=True)
-class InboundPolicy:
+class InboundPolicy(RetryPolicy):
     inbound_dir: str
     archive_dir: str | None = None  # remote folder fetched files are moved to
     pattern: str = "*"
-    retry_attempts: int = 4
-    retry_wait_initial: float = 5.0
-    retry_wait_max: float = 120.0
 
     @classmethod
     def from_settings(cls, bank) -> "InboundPolicy":
-        return cls(bank.inbound_dir, bank.archive_dir, bank.inbound_pattern, bank.retry_attempts,
-                   bank.retry_wait_initial, bank.retry_wait_max)
+        return cls(bank.inbound_dir, bank.archive_dir, bank.inbound_pattern, **RetryPolicy.settings_of(bank))
 
 
 @dataclass
@@ -207,8 +203,8 @@ def fetch_files(
         except PgpError as e:
             result.config_error = str(e)
             return result
-        retrying = lambda: bank_retrying(  # noqa: E731 - a fresh policy per operation
-            policy, sleep=sleep,
+        retrying = lambda: policy.retrying(  # noqa: E731 - a fresh policy per operation
+            sleep=sleep,
             before_sleep=lambda rs: say(f"{rs.outcome.exception()}; trying again in {rs.next_action.sleep:.1f} s"))
         try:
             entries: list[RemoteEntry] = []

@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import BinaryIO, Callable, Protocol
+from typing import BinaryIO, Callable
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
@@ -32,8 +32,7 @@ from .pgp import PGP_SUFFIXES
 
 __all__ = [
     "BankUnreachable", "ConnectionLost", "FolderTransport", "HostKeyRejected", "RemoteEntry", "RemoteRefused",
-    "RetrySettings", "SftpTransport", "Transport", "TransportConfigError", "TransportError", "bank_retrying",
-    "check_name_pattern", "fingerprint", "format_remote_name", "parse_pin", "remote_file_name",
+    "RetryPolicy", "SftpTransport", "Transport", "TransportConfigError", "TransportError", "check_name_pattern", "fingerprint", "format_remote_name", "parse_pin", "remote_file_name",
     "transport_from_settings",
 ]
 
@@ -118,29 +117,36 @@ def check_name_pattern(pattern: str) -> None:
 
 # -- retrying ---------------------------------------------------------------------------------------
 
-class RetrySettings(Protocol):
-    """The retry settings of a bank operation ([bank] retry_attempts, retry_wait_initial, retry_wait_max)."""
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """The one retry policy of everything that talks to the bank (delivery and fetch: their
+    policies extend it), from `[bank] retry_attempts, retry_wait_initial, retry_wait_max`."""
 
-    retry_attempts: int
-    retry_wait_initial: float
-    retry_wait_max: float
+    retry_attempts: int = 4
+    retry_wait_initial: float = 5.0
+    retry_wait_max: float = 120.0
 
+    @staticmethod
+    def settings_of(bank) -> dict:
+        """The retry fields of `[bank]` settings, as keyword arguments."""
+        return {"retry_attempts": bank.retry_attempts, "retry_wait_initial": bank.retry_wait_initial,
+                "retry_wait_max": bank.retry_wait_max}
 
-def bank_retrying(policy: RetrySettings, *, sleep: Callable[[float], None],
-                  before_sleep: Callable[[RetryCallState], None]) -> Retrying:
-    """The one retry policy of everything that talks to the bank (delivery and fetch): at most
-    `retry_attempts` tries, again only after `BankUnreachable`, waiting the initial wait, twice
-    it, four times ... capped at the maximum, plus up to half the initial wait of jitter (two
-    schedulers do not retry in step); the last error is raised. A fresh object per operation."""
-    return Retrying(
-        stop=stop_after_attempt(policy.retry_attempts),
-        wait=wait_exponential(multiplier=policy.retry_wait_initial, max=policy.retry_wait_max)
-        + wait_random(0, policy.retry_wait_initial / 2),
-        retry=retry_if_exception_type(BankUnreachable),
-        sleep=sleep,
-        reraise=True,
-        before_sleep=before_sleep,
-    )
+    def retrying(self, *, sleep: Callable[[float], None],
+                 before_sleep: Callable[[RetryCallState], None]) -> Retrying:
+        """At most `retry_attempts` tries, again only after `BankUnreachable`, waiting the initial
+        wait, twice it, four times ... capped at the maximum, plus up to half the initial wait of
+        jitter (two schedulers do not retry in step); the last error is raised. A fresh object
+        per operation."""
+        return Retrying(
+            stop=stop_after_attempt(self.retry_attempts),
+            wait=wait_exponential(multiplier=self.retry_wait_initial, max=self.retry_wait_max)
+            + wait_random(0, self.retry_wait_initial / 2),
+            retry=retry_if_exception_type(BankUnreachable),
+            sleep=sleep,
+            reraise=True,
+            before_sleep=before_sleep,
+        )
 
 
 # -- host keys -------------------------------------------------------------------------------------
