@@ -35,14 +35,7 @@ from .fsutil import fsync_dir as _fsync_dir
 from .models import InboundFile, utcnow
 from .pgp import PGP_SUFFIXES, Pgp, PgpError
 from .transport import (
-    BankUnreachable,
-    RemoteEntry,
-    RemoteRefused,
-    RetryPolicy,
-    Transport,
-    TransportConfigError,
-    TransportError,
-    matches,
+    BankUnreachable, RemoteEntry, RemoteRefused, RetryPolicy, Transport, TransportConfigError, TransportError, matches,
 )
 
 __all__ = ["FetchResult", "FetchedFile", "InboundPolicy", "PendingInbound", "fetch_files", "mark_inbound_processed",

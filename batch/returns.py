@@ -29,7 +29,7 @@ from sqlalchemy.types import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from nacha import codes
-from nacha.calendar import add_banking_days, effective_entry_date
+from nacha.calendar import add_banking_days
 from nacha.errors import Issue
 from nacha.reader import EntryItem, FileStart, Reader
 from nacha.routing import check_digit, is_valid_routing
@@ -238,9 +238,8 @@ def plan_retry(*, processed_on: date, original_settlement: date, retries_so_far:
     return RetryPlan(when, n, f"re-presentment {n} of {policy.max_retries} scheduled for {when}")
 
 
-@lru_cache(maxsize=4096)
-def _settles(file_date: date) -> date:
-    return effective_entry_date(file_date)
+# The settlement date of a file date (debit_rules.settlement_of), cached: asked once per entry.
+_settles = lru_cache(maxsize=4096)(debit_rules.settlement_of)
 
 
 @dataclass(frozen=True)
