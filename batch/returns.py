@@ -759,7 +759,7 @@ class _Applier:
                 actions[it.line] = retry_actions[it.line]
             elif rc.blocks_account:
                 n = blocked_counts.get(o.bank_account_id, 0)
-                actions[it.line] = f"bank account ****{_last4(it.entry.dfi_account_number)} blocked; " \
+                actions[it.line] = f"bank account {mask(it.entry.dfi_account_number)} blocked; " \
                                    f"AutoPay suspended ({n} mandate{'s' if n != 1 else ''}) until a new account"
             elif rc.revokes_authorization:
                 n = revoked_counts.get((o.member_id, o.bank_account_id), 0)
@@ -1250,10 +1250,6 @@ def merged_into(status_reason: str | None) -> tuple[str, str, int] | None:
     `status_reason` is a `merged_account_reason`; None for any other reason (or one cut short)."""
     m = _MERGED_REASON.fullmatch(status_reason or "")
     return (m.group(1), m.group(2), int(m.group(3))) if m else None
-
-
-def _last4(account: str) -> str:
-    return (account or "").strip()[-4:]
 
 
 # =============================================================================================
