@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import debit_guard, debit_rules
+from .channels import autopay_confirmation_id, sec_for_mandate
 from .models import AutopayMandate, BankAccount, Payment, Premium
 from .premium_calendar import autopay_draft_date
 
@@ -44,10 +45,6 @@ class AutopayResult:
     refused: int = 0  # refused by the debit rules (coverage that cannot exist, reinitiation limit)
     refusals: list[tuple[int, str]] = field(default_factory=list)  # (premium id, why), the first 1000
     pulls: list[int] = field(default_factory=list)  # payment ids created (first 1000)
-
-
-def autopay_confirmation_id(premium_id: int) -> str:
-    return f"AP-{premium_id}"
 
 
 def schedule_autopay(sessions: sessionmaker[Session], run_date: date, lead_banking_days: int = 0,
@@ -116,7 +113,7 @@ def schedule_autopay(sessions: sessionmaker[Session], run_date: date, lead_banki
                     if len(res.refusals) < 1000:
                         res.refusals.append((pid, v.reason))
                     continue
-                web = channel == "web"
+                sec_code, payment_type = sec_for_mandate(channel)
                 new.append({
                     "confirmation_id": autopay_confirmation_id(pid),
                     "channel": "autopay",
@@ -127,8 +124,8 @@ def schedule_autopay(sessions: sessionmaker[Session], run_date: date, lead_banki
                     "amount_cents": owed,
                     "bank_account_id": account_id,
                     "submitted_at": datetime.combine(run_date, time(0), tzinfo=timezone.utc),
-                    "sec_code": "WEB" if web else "PPD",
-                    "payment_type_code": "R" if web else "",
+                    "sec_code": sec_code,
+                    "payment_type_code": payment_type,
                     "originate_on": run_date,
                     "state": "pending",
                     "autopay_premium_id": pid,

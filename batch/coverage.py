@@ -54,7 +54,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from nacha import codes
 from nacha.calendar import effective_entry_date
 
-from .models import CoverageFlag, FileEntry, NachaFile, Payment, PaymentEvent, PaymentReturn, Premium, utcnow
+from .models import (
+    COVERAGE_STATUSES, CoverageFlag, FileEntry, NachaFile, Payment, PaymentEvent, PaymentReturn, Premium, utcnow,
+)
+from .money import dollars
 from .premium_calendar import cleared_on as clearing_date
 
 __all__ = [
@@ -63,8 +66,8 @@ __all__ = [
 ]
 
 SUBSIDIZED = ("aptc", "connectorcare")
-# Every status but 'ok' (batch.models.COVERAGE_STATUSES), from the least to the most severe.
-AT_RISK_STATUSES = ("at_risk", "not_started", "past_due", "termination_pending", "terminated")
+# Every status but 'ok', from the least to the most severe (batch.models.COVERAGE_STATUSES is in that order).
+AT_RISK_STATUSES = tuple(s for s in COVERAGE_STATUSES if s != "ok")
 _ONE_DAY = timedelta(days=1)
 
 
@@ -173,10 +176,6 @@ def _month(d: date) -> str:
     return f"{d:%Y-%m}"
 
 
-def _dollars(cents: int) -> str:
-    return f"${cents // 100:,}.{cents % 100:02d}"
-
-
 def _return_words(pays: list[PaymentFact], as_of: date) -> str:
     for p in sorted(pays, key=lambda p: p.returned_on or date.max, reverse=True):
         if p.returned_on is not None and p.returned_on <= as_of and p.return_code:
@@ -275,7 +274,7 @@ def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFac
                     code, why = "binder_returned", f"binder for {label} returned ({_return_words(returned, as_of)})"
                 elif partial > 0:
                     code, why = "binder_partial", (f"binder for {label} only partly paid by {due}: "
-                                                   f"{_dollars(partial)} of {_dollars(binder.amount_due_cents)}")
+                                                   f"{dollars(partial)} of {dollars(binder.amount_due_cents)}")
                 else:
                     code, why = "binder_unpaid", f"binder for {label} not paid in full by {due}"
                 if owed_months == 0:
@@ -326,8 +325,8 @@ def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFac
     if _month_has_return(opays, as_of) or (stopped and paid_now(oldest) == 0):
         code, why = "premium_returned", _returned_reason("premium", oldest, opays, as_of)
     elif 0 < paid_now(oldest) < oldest.amount_due_cents - threshold:
-        code, why = "premium_partial", (f"premium for {label} only partly paid: {_dollars(paid_now(oldest))} of "
-                                        f"{_dollars(oldest.amount_due_cents)}")
+        code, why = "premium_partial", (f"premium for {label} only partly paid: {dollars(paid_now(oldest))} of "
+                                        f"{dollars(oldest.amount_due_cents)}")
     else:
         code, why = "premium_unpaid", f"premium for {label} not paid in full by {oldest.due}"
     if len(owed_months) > 1:

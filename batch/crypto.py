@@ -1,5 +1,6 @@
 """Account numbers unreadable at rest (NACHA Supplementing Data Security Requirements, ref §4):
-AES-256-GCM with a keyring for rotation, a keyed hash for matching without decrypting, and `mask`.
+AES-256-GCM with a keyring for rotation, a keyed hash for matching without decrypting, and `mask`
+(defined once in nacha.fields, re-exported here for batch/).
 
 Key secret: 32 random bytes, written in base64. A keyring holds one current key (encrypts) and any
 number of older keys (decrypt only). From one secret two keys are derived with HKDF-SHA256: the
@@ -28,6 +29,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from nacha.fields import mask
 
 __all__ = [
     "ACCOUNT_CONTEXT", "FILE_CONTEXT", "CryptoError", "DecryptionError", "KeyMaterialError", "Keyring",
@@ -172,14 +175,6 @@ class Keyring:
 
     def decrypt_account(self, blob: bytes) -> str:
         return self.decrypt_str(blob, ACCOUNT_CONTEXT)
-
-
-def mask(account_number: str | None) -> str:
-    """Only the last four digits, ever: '****6789' (shorter values are fully masked)."""
-    if not account_number:
-        return ""
-    tail = account_number[-4:] if len(account_number) > 4 else ""
-    return "****" + tail
 
 
 # -- key sources -----------------------------------------------------------------------------------

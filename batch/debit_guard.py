@@ -17,11 +17,12 @@ from sqlalchemy.orm import aliased
 from nacha import codes
 
 from . import debit_rules
-from .money import dollars
 from .coverage import CoverageRules, Standing, assess_policy, policy_facts
 from .models import (
-    AutopayMandate, FileEntry, NachaFile, Payment, PaymentEvent, PaymentReturn, Premium, ReviewItem, utcnow,
+    MANDATE_LIVE_STATUSES, AutopayMandate, FileEntry, NachaFile, Payment, PaymentEvent, PaymentReturn, Premium,
+    ReviewItem, utcnow,
 )
+from .money import dollars
 
 __all__ = ["GuardSettings", "Screened", "authorizations", "prior_returns", "screen_pending", "standings"]
 
@@ -106,7 +107,7 @@ def authorizations(conn, payment_ids: Iterable[int], tz: tzinfo) -> dict[int, da
         if r.channel == "autopay":
             signed = mandates.get((r.member_id, r.plan_id, r.bank_account_id))
             if signed:  # the live mandate on the account, else the latest one signed
-                live = [at for at, st in signed if st in ("active", "suspended")]
+                live = [at for at, st in signed if st in MANDATE_LIVE_STATUSES]
                 return _local(max(live) if live else max(at for at, _st in signed), tz)
         return _local(r.submitted_at, tz)
 

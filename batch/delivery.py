@@ -34,9 +34,9 @@ from typing import Callable, Iterator, Mapping
 
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, defer, sessionmaker
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from .crypto import Keyring
+from .fsutil import TMP_PREFIX, file_sha256, private_dirs
 from .fsutil import fsync_dir as _fsync_dir
 from .models import Delivery, DeliveryAttempt, FileEntry, NachaFile, Payment, utcnow
 from .origination import OriginationError, stored_bytes
@@ -46,10 +46,11 @@ from .transport import (
     ConnectionLost,
     RemoteEntry,
     RemoteRefused,
+    RetryPolicy,
     Transport,
     TransportConfigError,
     TransportError,
-    format_remote_name,
+    remote_file_name,
 )
 
 __all__ = ["AttemptFacts", "AttemptPlan", "DeliveryPolicy", "PendingFile", "SendResult", "SentFile",
@@ -64,19 +65,16 @@ _MAX_ERROR = 1000
 
 
 @dataclass(frozen=True)
-class DeliveryPolicy:
+class DeliveryPolicy(RetryPolicy):
     outbound_dir: str
     name_pattern: str = "ACH-{date}-{modifier}.ach"
     rename_allowed: bool = True
     verify_read_back: bool = False
-    retry_attempts: int = 4
-    retry_wait_initial: float = 5.0
-    retry_wait_max: float = 120.0
 
     @classmethod
     def from_settings(cls, bank) -> "DeliveryPolicy":
         return cls(bank.outbound_dir, bank.file_name_pattern, bank.rename_allowed, bank.verify_read_back,
-                   bank.retry_attempts, bank.retry_wait_initial, bank.retry_wait_max)
+                   **RetryPolicy.settings_of(bank))
 
 
 @dataclass
@@ -199,7 +197,7 @@ def send_files(
         if not got:
             result.locked = True
             return result
-        for tmp in (Path(archive_dir) / "sent").glob(".tmp-*"):  # archive copies of a run that crashed
+        for tmp in (Path(archive_dir) / "sent").glob(TMP_PREFIX + "*"):  # archive copies of a run that crashed
             tmp.unlink(missing_ok=True)
         todo = pending_deliveries(sessions, file_date)
         if not todo:
@@ -357,14 +355,8 @@ class _SendRun:
         if self.preconnect is not None:
             self.preconnect.join(raise_errors=False)
             self.preconnect = None
-        retrying = Retrying(
-            stop=stop_after_attempt(self.p.retry_attempts),
-            # initial, 2x initial, 4x ... capped at the maximum, plus up to half the initial wait of jitter
-            wait=wait_exponential(multiplier=self.p.retry_wait_initial, max=self.p.retry_wait_max)
-            + wait_random(0, self.p.retry_wait_initial / 2),
-            retry=retry_if_exception_type(BankUnreachable),
+        retrying = self.p.retrying(
             sleep=self.sleep,
-            reraise=True,
             before_sleep=lambda rs: self.log(
                 f"{sf.file_name}: {rs.outcome.exception()}; trying again in {rs.next_action.sleep:.1f} s "
                 f"(try {rs.attempt_number + 1} of {self.p.retry_attempts})"),
@@ -417,7 +409,8 @@ class _SendRun:
                 d.payload_size = len(payload)
                 d.transport, d.destination = self.kind, self.destination
                 if self.p.rename_allowed or d.remote_name is None:
-                    d.remote_name = self._final_name(row, 1) if self.p.rename_allowed else None
+                    d.remote_name = (self._final_name_for(row.file_date, row.file_id_modifier, 1)
+                                     if self.p.rename_allowed else None)
             else:
                 payload = d.pgp_payload if d.pgp_payload is not None else data
                 if hashlib.sha256(payload).hexdigest() != d.payload_sha256:
@@ -429,15 +422,9 @@ class _SendRun:
                         f"bank settings now point to {self.destination}; check the old destination first")
                 d.transport, d.destination = self.kind, self.destination
                 if self.p.rename_allowed and d.remote_name is None:
-                    d.remote_name = self._final_name(row, 1)
+                    d.remote_name = self._final_name_for(row.file_date, row.file_id_modifier, 1)
             s.flush()
             return payload, d.id, d.payload_sha256
-
-    def _final_name(self, row: NachaFile, seq: int) -> str:
-        name = format_remote_name(self.p.name_pattern, row.file_date, row.file_id_modifier, seq)
-        if self.pgp is not None and not name.lower().endswith((".pgp", ".gpg", ".asc")):
-            name += ".pgp"
-        return name
 
     def _try_once(self, file_id: int, delivery_id: int, payload: bytes, sha: str) -> tuple[str, str]:
         folder = self.p.outbound_dir
@@ -539,10 +526,7 @@ class _SendRun:
         return "sent", final
 
     def _final_name_for(self, file_date: date, modifier: str, seq: int) -> str:
-        name = format_remote_name(self.p.name_pattern, file_date, modifier, seq)
-        if self.pgp is not None and not name.lower().endswith((".pgp", ".gpg", ".asc")):
-            name += ".pgp"
-        return name
+        return remote_file_name(self.p.name_pattern, file_date, modifier, seq, pgp=self.pgp is not None)
 
     def _complete(self, folder: str, entry: RemoteEntry, size: int, sha: str) -> bool:
         if entry.size != size:
@@ -665,13 +649,13 @@ class _SendRun:
         """Phase 1 (runs during the upload): the copy under a temporary name, fsynced. Returns the
         final path and the temporary file (None when an identical copy is there already)."""
         folder = self.archive_dir / "sent"
-        _private_dirs(folder)
+        private_dirs(folder)
         path = folder / remote_name
         if path.exists():
-            if path.stat().st_size == len(payload) and _sha256_file(path) == hashlib.sha256(payload).hexdigest():
+            if path.stat().st_size == len(payload) and file_sha256(path) == hashlib.sha256(payload).hexdigest():
                 return path, None
             path = folder / f"{remote_name}.{hashlib.sha256(payload).hexdigest()[:12]}"
-        tmp = folder / f".tmp-{remote_name}.{os.getpid()}"
+        tmp = folder / f"{TMP_PREFIX}{remote_name}.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -745,25 +729,3 @@ class _Background:
             raise self._error
         return self._result
 
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _private_dirs(folder: Path) -> None:
-    """Create `folder` and missing parents with mode 0700 (mkdir(parents=True) would give the
-    parents the umask's mode)."""
-    missing = []
-    p = folder
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir(mode=0o700)
-        except FileExistsError:
-            pass

@@ -1,7 +1,9 @@
-"""Durable local file writes shared by every step: the whole file under a temporary name beside
-the target, fsynced, renamed into place, the folder fsynced."""
+"""Local files, the one place for each helper every step shares: durable writes (the whole file
+under a temporary name beside the target, fsynced, renamed into place, the folder fsynced), the
+temporary-name prefix, private folders and a file's sha256."""
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from contextlib import suppress
@@ -21,6 +23,30 @@ def fsync_dir(d: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def private_dirs(folder: Path) -> None:
+    """Create `folder` and missing parents with mode 0700 (mkdir(parents=True) would give the
+    parents the umask's mode)."""
+    missing = []
+    p = Path(folder)
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB chunks (a file of any size, little memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> Path:

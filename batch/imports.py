@@ -29,6 +29,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from nacha.calendar import MAX_YEAR, MIN_YEAR
 from nacha.routing import routing_problem
 
+from .channels import (  # the confirmation-id names stay importable from here
+    AUTOPAY_CONFIRMATION_PREFIX,
+    RESERVED_CONFIRMATION_PREFIXES,
+    RETRY_CONFIRMATION_PREFIX,
+    autopay_confirmation_id,
+    sec_for_payment,
+)
 from .crypto import Keyring, mask
 from .models import (
     MANDATE_LIVE_STATUSES,
@@ -49,7 +56,7 @@ __all__ = [
     "RETRY_CONFIRMATION_PREFIX", "BankFields", "ImportFileError", "ImportResult", "MandateRow", "Note",
     "PaymentRow", "PremiumRow", "Rejection", "RowError", "autopay_confirmation_id", "import_autopay", "import_file",
     "import_payments", "import_premiums", "is_card_number", "parse_amount", "parse_autopay_row",
-    "parse_instant", "parse_payment_row", "parse_premium_row", "retry_confirmation_id",
+    "parse_instant", "parse_payment_row", "parse_premium_row",
 ]
 
 KINDS = ("premiums", "autopay", "payments")
@@ -64,11 +71,6 @@ HEADERS: dict[str, tuple[str, ...]] = {
 # Cards are never accepted (ref §5.1, MAHC how-to-pay): the exact wording members and ops see.
 CARD_MESSAGE = "cards are not accepted; pay from a checking or savings account"
 
-# Confirmation ids achbatch makes itself; the portal's ids must not collide with them.
-AUTOPAY_CONFIRMATION_PREFIX = "AP-"
-RETRY_CONFIRMATION_PREFIX = "RT-"
-RESERVED_CONFIRMATION_PREFIXES = (AUTOPAY_CONFIRMATION_PREFIX, RETRY_CONFIRMATION_PREFIX)
-
 # NACHA Entry Detail amount: 10 digits of cents (ref §1.4).
 MAX_AMOUNT_CENTS = 99_999_999_99
 DEFAULT_CHUNK_SIZE = 1000
@@ -81,16 +83,6 @@ _ISO_INSTANT = re.compile(
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\udc80-\udcff]")
 _CARD_TYPES = {"debit", "credit", "prepaid", "amex", "visa", "mastercard", "discover"}
-
-
-def autopay_confirmation_id(premium_id: int) -> str:
-    """The deterministic confirmation id of the AutoPay pull for a premium."""
-    return f"{AUTOPAY_CONFIRMATION_PREFIX}{premium_id}"
-
-
-def retry_confirmation_id(original_payment_id: int, retry_number: int) -> str:
-    """The deterministic confirmation id of the n-th re-presentment of a returned payment."""
-    return f"{RETRY_CONFIRMATION_PREFIX}{original_payment_id}-{retry_number}"
 
 
 # =============================================================================================
@@ -353,10 +345,6 @@ def parse_autopay_row(row: dict[str, str], tz: tzinfo) -> MandateRow:
     return MandateRow(member_id, plan_id, bank, authorized_at, channel)
 
 
-# SEC code and payment type per channel (DESIGN.md "The rules it must get right").
-_CHANNEL_SEC = {"portal": ("WEB", "S"), "guest": ("WEB", "S"), "phone": ("TEL", "S"), "mail": (None, "")}
-
-
 def parse_payment_row(row: dict[str, str], tz: tzinfo) -> PaymentRow:
     confirmation_id = _ascii_id(row, "confirmation_id", 64)
     if confirmation_id.upper().startswith(RESERVED_CONFIRMATION_PREFIXES):
@@ -368,7 +356,7 @@ def parse_payment_row(row: dict[str, str], tz: tzinfo) -> PaymentRow:
     plan_id = _ascii_id(row, "plan_id", 20)
     month = _coverage_month(row)
     amount = parse_amount(row["amount"], "amount")
-    sec_code, payment_type = _CHANNEL_SEC[channel]
+    sec_code, payment_type = sec_for_payment(channel)
     if channel == "mail":
         # A check or money order already received (lockbox): never debited, no bank account kept.
         if _is_card_type(row["account_type"]) or is_card_number(row["account_number"]):

@@ -28,43 +28,31 @@ from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
-from .delivery import _private_dirs, run_lock
-from .fsutil import DurableCopies, write_atomic
+from .delivery import run_lock
+from .fsutil import TMP_PREFIX, DurableCopies, private_dirs, write_atomic
 from .fsutil import fsync_dir as _fsync_dir
 from .models import InboundFile, utcnow
 from .pgp import PGP_SUFFIXES, Pgp, PgpError
 from .transport import (
-    BankUnreachable,
-    RemoteEntry,
-    RemoteRefused,
-    Transport,
-    TransportConfigError,
-    TransportError,
-    matches,
+    BankUnreachable, RemoteEntry, RemoteRefused, RetryPolicy, Transport, TransportConfigError, TransportError, matches,
 )
 
 __all__ = ["FetchResult", "FetchedFile", "InboundPolicy", "PendingInbound", "fetch_files", "mark_inbound_processed",
            "pending_inbound", "tidy_inbox"]
 
 FETCH_LOCK_KEY = 0x41434842_46455443 & 0x7FFFFFFFFFFFFFFF  # "ACHBFETC"
-_TMP = ".tmp-"
 
 
 @dataclass(frozen=True)
-class InboundPolicy:
+class InboundPolicy(RetryPolicy):
     inbound_dir: str
     archive_dir: str | None = None  # remote folder fetched files are moved to
     pattern: str = "*"
-    retry_attempts: int = 4
-    retry_wait_initial: float = 5.0
-    retry_wait_max: float = 120.0
 
     @classmethod
     def from_settings(cls, bank) -> "InboundPolicy":
-        return cls(bank.inbound_dir, bank.archive_dir, bank.inbound_pattern, bank.retry_attempts,
-                   bank.retry_wait_initial, bank.retry_wait_max)
+        return cls(bank.inbound_dir, bank.archive_dir, bank.inbound_pattern, **RetryPolicy.settings_of(bank))
 
 
 @dataclass
@@ -148,10 +136,10 @@ def tidy_inbox(sessions: sessionmaker[Session], inbox: Path, archive_dir: Path |
     inbox = Path(inbox)
     if not inbox.is_dir():
         return []
-    for tmp in inbox.glob(_TMP + "*"):
+    for tmp in inbox.glob(TMP_PREFIX + "*"):
         tmp.unlink(missing_ok=True)
     if archive_dir is not None:
-        for tmp in Path(archive_dir).glob(f"received/*/{_TMP}*"):  # a download interrupted by a crash
+        for tmp in Path(archive_dir).glob(f"received/*/{TMP_PREFIX}*"):  # a download interrupted by a crash
             tmp.unlink(missing_ok=True)
     restored = []
     with sessions() as s:
@@ -202,17 +190,14 @@ def fetch_files(
         if not got:
             result.locked = True
             return result
-        _private_dirs(inbox)
+        private_dirs(inbox)
         try:
             result.restored = tidy_inbox(sessions, inbox, archive_dir, pgp)
         except PgpError as e:
             result.config_error = str(e)
             return result
-        retrying = lambda: Retrying(  # noqa: E731 - a fresh policy per operation
-            stop=stop_after_attempt(policy.retry_attempts),
-            wait=wait_exponential(multiplier=policy.retry_wait_initial, max=policy.retry_wait_max)
-            + wait_random(0, policy.retry_wait_initial / 2),
-            retry=retry_if_exception_type(BankUnreachable), sleep=sleep, reraise=True,
+        retrying = lambda: policy.retrying(  # noqa: E731 - a fresh policy per operation
+            sleep=sleep,
             before_sleep=lambda rs: say(f"{rs.outcome.exception()}; trying again in {rs.next_action.sleep:.1f} s"))
         try:
             entries: list[RemoteEntry] = []
@@ -245,7 +230,7 @@ def fetch_files(
             result.files.append(FetchedFile(policy.inbound_dir, 0, "failed", error=str(e)))
         finally:
             transport.close()
-            for tmp in inbox.glob(_TMP + "*"):
+            for tmp in inbox.glob(TMP_PREFIX + "*"):
                 tmp.unlink(missing_ok=True)
     return result
 
@@ -269,11 +254,11 @@ def _fetch_one(sessions, transport: Transport, policy: InboundPolicy, source: st
 
     # Download to a temporary inbox file and, at the same time, to the temporary archive copy,
     # hashing on the way; both are written back to disk during the transfer (DurableCopies).
-    tmp = inbox / f"{_TMP}{entry.name}.{os.getpid()}"
+    tmp = inbox / f"{TMP_PREFIX}{entry.name}.{os.getpid()}"
     day = datetime.now(timezone.utc).strftime("%Y%m%d")
     arch_dir = archive_dir / "received" / day
-    _private_dirs(arch_dir)
-    arch_tmp = arch_dir / f"{_TMP}{entry.name}.{os.getpid()}"
+    private_dirs(arch_dir)
+    arch_tmp = arch_dir / f"{TMP_PREFIX}{entry.name}.{os.getpid()}"
     h = hashlib.sha256()
     try:
         with DurableCopies([tmp, arch_tmp]) as copies:

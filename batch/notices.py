@@ -22,6 +22,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from .fsutil import write_atomic
+from .money import dollars, plain_dollars
 from .models import COVERAGE_STATUSES, BankAccount, CoverageFlag, Notice, Payment, PaymentReturn, Premium, utcnow
 
 _VENDOR_READABLE = 0o644  # notices and manifests are picked up by the print and email vendor
@@ -80,11 +81,6 @@ class NoticeResult:
     by_kind: dict[str, int] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)  # written now (first 1000)
     manifest: Path | None = None
-
-
-def _dollars(cents: int | None) -> str:
-    cents = cents or 0
-    return f"${cents // 100:,}.{cents % 100:02d}"
 
 
 def _month_name(d: date | None) -> str:
@@ -222,8 +218,8 @@ def _context(e: dict, notice_date: date, sender: str) -> dict:
     return {
         "sender": sender, "notice_date": notice_date, "event_key": e["event_key"], "kind": e["kind"],
         "member_id": e["member_id"], "member_name": e["member_name"], "plan_id": e["plan_id"],
-        "deadline": e.get("deadline"), "amount_owed": _dollars(e.get("amount_owed_cents")),
-        "amount": _dollars(e.get("amount_owed_cents")), "months_owed": e.get("months_owed", 0),
+        "deadline": e.get("deadline"), "amount_owed": dollars(e.get("amount_owed_cents") or 0),
+        "amount": dollars(e.get("amount_owed_cents") or 0), "months_owed": e.get("months_owed", 0),
         "reason": e.get("reason", ""), "status": e.get("status", ""), "grace_month": e.get("grace_month", 0),
         "grace_months": e.get("grace_months", 0),
         "first_unpaid_month_name": _month_name(e.get("first_unpaid_month")),
@@ -258,8 +254,8 @@ def write_manifests(sessions: sessionmaker[Session], notices_dir: Path, notice_d
             names = _member_names(s, {(r.member_id, r.plan_id) for r in rows})
             for r in rows:
                 line = (r.notice_date.isoformat(), r.member_id, names.get((r.member_id, r.plan_id), ""), r.plan_id,
-                        r.kind, r.deadline.isoformat() if r.deadline else "", _dollars(r.amount_owed_cents)[1:]
-                        .replace(",", ""), r.file_name)
+                        r.kind, r.deadline.isoformat() if r.deadline else "", plain_dollars(r.amount_owed_cents or 0),
+                        r.file_name)
                 all_w.writerow(line)
                 if r.notice_date == notice_date:
                     day_w.writerow(line)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from nacha import codes
 from nacha.calendar import effective_entry_date, is_banking_day
 from nacha.layouts import BATCH_HEADER, FILE_HEADER
+from nacha.layouts import FILE_ID_MODIFIER_ORDER as FILE_ID_MODIFIERS  # A-Z then 0-9, per file date
 from nacha.sec import sec_format
 from nacha.writer import FileWriter
 
@@ -34,11 +35,9 @@ from .crypto import FILE_CONTEXT, Keyring
 from .debit_guard import GuardSettings, screen_pending
 from .db import copy_rows
 from .fsutil import fsync_dir as _fsync_dir
-from .fsutil import write_atomic
+from .fsutil import TMP_PREFIX, file_sha256, write_atomic
 from .models import BankAccount, FileEntry, NachaFile, Payment, Sequence, TRACE_SEQUENCE, utcnow
 
-# File ID Modifiers in the order they are used within one file date (NR2013 OR109).
-FILE_ID_MODIFIERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 MAX_TRACE_SEQUENCE = 9_999_999  # 7 digits after the ODFI's 8 (NR2013 OR123)
 ADVISORY_LOCK_KEY = 0x41434842_4F524947 & 0x7FFFFFFFFFFFFFFF  # "ACHBORIG"
 PREMIUM_DESCRIPTION = "PREMIUM"
@@ -175,7 +174,7 @@ def originate(
         return result
     step("committed")
     for f in result.files:
-        tmp = outbox / (".tmp-" + f.file_name)
+        tmp = outbox / (TMP_PREFIX + f.file_name)
         os.replace(tmp, outbox / f.file_name)
         _fsync_dir(outbox)
     step("renamed")
@@ -403,7 +402,7 @@ class _FileBuilder:
             self._sink = io.StringIO()
             self.tmp = None
         else:
-            self.tmp = self.outbox / (".tmp-" + self.name)
+            self.tmp = self.outbox / (TMP_PREFIX + self.name)
             fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             self._sink = os.fdopen(fd, "w", encoding="ascii", newline="\n", buffering=1 << 20)
         header = FILE_HEADER.make(
@@ -595,12 +594,12 @@ class _FileBuilder:
 def _repair_outbox(s: Session, keyring: Keyring, outbox: Path) -> list[str]:
     """Remove temporary files of runs that crashed before committing, and write again (from the
     stored bytes) any committed file that is not in the outbox yet."""
-    for tmp in outbox.glob(".tmp-*"):
+    for tmp in outbox.glob(TMP_PREFIX + "*"):
         tmp.unlink(missing_ok=True)
     repaired = []
     for row in s.scalars(select(NachaFile).where(NachaFile.state == "built")):
         path = outbox / row.file_name
-        if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == row.sha256:
+        if path.exists() and file_sha256(path) == row.sha256:
             continue
         data = stored_bytes(keyring, row)
         write_atomic(path, data)

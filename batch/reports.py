@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import os
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -29,10 +28,13 @@ from nacha import codes
 from nacha.calendar import effective_entry_date
 from nacha.reader import BatchEnd, BatchStart, FileEnd, Reader
 
+from .coverage import AT_RISK_STATUSES
 from .crypto import FILE_CONTEXT, CryptoError, Keyring
+from .fsutil import write_atomic
 from .models import (
     CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, ReturnFile, ReviewItem,
 )
+from .money import dollars as display_dollars, plain_dollars
 
 __all__ = [
     "COLUMNS", "FORMATS", "KINDS", "RATE_WINDOW_DAYS", "Report", "ReturnRate", "TEMPLATES_DIR", "coverage_report",
@@ -44,6 +46,7 @@ KINDS = ("reconciliation", "returns", "coverage")
 FORMATS = ("html", "csv", "xlsx")
 RATE_WINDOW_DAYS = 60  # NACHA return-rate period: the preceding 60 days (ref §2.3)
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "reports"
+_READABLE = 0o644  # report files are read by finance and the enrollment team (the umask may narrow it)
 
 # The CSV columns of the interface contract (DESIGN.md "Report CSV columns"), exactly.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -59,22 +62,13 @@ _MONEY = {"amount", "amount_owed", "debits", "returned_amount", "net", "debits_c
 _COUNTS = {"batch", "entries", "returned_entries", "months_owed", "entries_control", "returns", "count"}
 
 
-def dollars(cents) -> str:
-    """Integer cents as dollars with two decimals, e.g. 123456 -> '1234.56' (negative: '-1.00')."""
-    if cents is None or cents is pd.NA:
-        return ""
-    cents = int(cents)
-    sign = "-" if cents < 0 else ""
-    cents = abs(cents)
-    return f"{sign}{cents // 100}.{cents % 100:02d}"
+# The CSV amount format (123456 -> '1234.56') under the name this module has always exported.
+dollars = plain_dollars
 
 
-def _display_dollars(cents) -> str:
-    if cents is None or cents is pd.NA:
-        return ""
-    cents = int(cents)
-    sign = "-" if cents < 0 else ""
-    return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+def _shown(cents, fmt) -> str:
+    """An amount cell: '' when the value is missing, else `fmt(cents)`."""
+    return "" if cents is None or cents is pd.NA else fmt(cents)
 
 
 def _percent(rate: Fraction) -> str:
@@ -187,12 +181,12 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
                 checks.append({"file": f.file_name, "batch": bn, "entries": n, "entries_control": ctl["entries"],
                                "debits": debits, "debits_control": ctl["debits"], "ties": "yes" if ok else "NO"})
                 if not ok:
-                    warnings.append(f"{f.file_name} batch {bn}: {n} entries / {_display_dollars(debits)} recorded, "
-                                    f"batch control says {ctl['entries']} / {_display_dollars(ctl['debits'])}")
+                    warnings.append(f"{f.file_name} batch {bn}: {n} entries / {display_dollars(debits)} recorded, "
+                                    f"batch control says {ctl['entries']} / {display_dollars(ctl['debits'])}")
         if file_control is not None and (file_control["debits"] != file_debits or f.total_debit_cents != file_debits):
-            warnings.append(f"{f.file_name}: file control total debits {_display_dollars(file_control['debits'])}, "
-                            f"recorded {_display_dollars(f.total_debit_cents)}, entries add up to "
-                            f"{_display_dollars(file_debits)}")
+            warnings.append(f"{f.file_name}: file control total debits {display_dollars(file_control['debits'])}, "
+                            f"recorded {display_dollars(f.total_debit_cents)}, entries add up to "
+                            f"{display_dollars(file_debits)}")
     table = _frame(rows, COLUMNS["reconciliation"])
     total_debits = int(table["debits"].sum()) if len(table) else 0
     total_returned = int(table["returned_amount"].sum()) if len(table) else 0
@@ -200,10 +194,10 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
         ("Files", str(len(files))),
         ("Batches", str(len(table))),
         ("Entries originated", f"{int(table['entries'].sum()) if len(table) else 0:,}"),
-        ("Debits originated", _display_dollars(total_debits)),
+        ("Debits originated", display_dollars(total_debits)),
         ("Entries returned", f"{int(table['returned_entries'].sum()) if len(table) else 0:,}"),
-        ("Dollars returned", _display_dollars(total_returned)),
-        ("Net", _display_dollars(total_debits - total_returned)),
+        ("Dollars returned", display_dollars(total_returned)),
+        ("Net", display_dollars(total_debits - total_returned)),
         ("Control records", "all batches tie to their control records" if not warnings and checks
          else ("no stored files to check" if not checks else f"{len(warnings)} mismatch(es)")),
     ]
@@ -318,7 +312,7 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
         warnings.append(f"WARNING: {len(doubles)} premium month(s) collected twice (review item(s) "
                         f"{', '.join('#' + str(r['id']) for r in doubles)}): finance decides whether to refund")
     summary = [("Returns processed", f"{len(rows):,}"),
-               ("Dollars returned", _display_dollars(sum(r.amount_cents for r in rows))),
+               ("Dollars returned", display_dollars(sum(r.amount_cents for r in rows))),
                ("Entries in review list", f"{open_reviews:,}")]
     summary += [(f"{rt.category.capitalize()} return rate (60-day)",
                  f"{_percent(rt.rate)} (threshold {_percent(rt.threshold)})") for rt in rates]
@@ -426,7 +420,7 @@ def returns_chart_svg(per_day: dict[tuple[date, str], int], start: date, end: da
 # -- coverage -------------------------------------------------------------------------------------
 
 # Most severe first; at_risk (a payment returned, no replacement cleared, not delinquent yet) last but ok.
-_SEVERITY = {"terminated": 0, "termination_pending": 1, "past_due": 2, "not_started": 3, "at_risk": 4, "ok": 5}
+_SEVERITY = {s: i for i, s in enumerate((*reversed(AT_RISK_STATUSES), "ok"))}
 
 
 def coverage_report(sessions: sessionmaker[Session], as_of: date) -> Report:
@@ -457,10 +451,10 @@ def coverage_report(sessions: sessionmaker[Session], as_of: date) -> Report:
                      "months_owed": r.months_owed, "amount_owed": r.amount_owed_cents, "deadline": r.deadline}
                     for r in at_risk], COLUMNS["coverage"])
     by_status = _frame([{"status": st, "count": counts.get(st, 0), "amount_owed": owed.get(st, 0)}
-                        for st in ("at_risk", "not_started", "past_due", "termination_pending", "terminated", "ok")],
+                        for st in (*AT_RISK_STATUSES, "ok")],
                        ["status", "count", "amount_owed"])
     summary = [("Policies assessed", f"{len(latest):,}"), ("Policies at risk", f"{len(at_risk):,}"),
-               ("Amount owed by policies at risk", _display_dollars(sum(r.amount_owed_cents for r in at_risk)))]
+               ("Amount owed by policies at risk", display_dollars(sum(r.amount_owed_cents for r in at_risk)))]
     return Report("coverage", as_of, f"Coverage at risk, {as_of}", table, [("Policies by status", by_status)],
                   summary, [])
 
@@ -475,7 +469,7 @@ def _cell_text(col: str, v) -> str:
     if v is None or v is pd.NA:
         return ""
     if col in _MONEY:
-        return dollars(v)
+        return plain_dollars(v)
     if isinstance(v, date):
         return v.isoformat()
     return str(v)
@@ -496,11 +490,11 @@ def _html_table(title: str, df: pd.DataFrame, table_id: str) -> dict:
     cols = list(df.columns)
     rows = []
     for row in df.itertuples(index=False, name=None):
-        rows.append([(_display_dollars(v) if c in _MONEY else _cell_text(c, v),
+        rows.append([(_shown(v, display_dollars) if c in _MONEY else _cell_text(c, v),
                       "num" if (c in _MONEY or c in _COUNTS) else "") for c, v in zip(cols, row)])
     totals = None
     if rows and any(c in _MONEY for c in cols):
-        totals = [(_display_dollars(int(df[c].sum())) if c in _MONEY else
+        totals = [(display_dollars(int(df[c].sum())) if c in _MONEY else
                    (f"{int(df[c].sum()):,}" if c in _COUNTS and c not in ("batch",) else ""), "num") for c in cols]
         totals[0] = ("Total", "")
     return {"title": title, "id": table_id, "columns": cols, "rows": rows, "totals": totals}
@@ -571,9 +565,9 @@ def render_xlsx(report: Report, path: Path) -> None:
     if report.chart_svg is not None:
         # openpyxl charts are native Excel charts: returns per day by code, from the chart's data.
         _xlsx_chart(wb, report)
-    tmp = Path(path).with_name(".tmp-" + Path(path).name)
-    wb.save(tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    wb.save(buf)
+    write_atomic(Path(path), buf.getvalue(), mode=_READABLE)
 
 
 def _xlsx_chart(wb, report: Report) -> None:
@@ -602,8 +596,8 @@ def _xlsx_chart(wb, report: Report) -> None:
 
 
 def write_report(report: Report, fmt: str, out: Path) -> Path:
-    """Write the report in `fmt` ('html', 'csv' or 'xlsx') to `out` (folders created; written to
-    a temporary name, then renamed)."""
+    """Write the report in `fmt` ('html', 'csv' or 'xlsx') to `out` (folders created; written
+    atomically: fsutil.write_atomic)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "xlsx":
@@ -615,7 +609,4 @@ def write_report(report: Report, fmt: str, out: Path) -> Path:
         data = render_html(report)
     else:
         raise ValueError(f"unknown report format {fmt!r} (one of {', '.join(FORMATS)})")
-    tmp = out.with_name(".tmp-" + out.name)
-    tmp.write_text(data, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_atomic(out, data.encode("utf-8"), mode=_READABLE)

@@ -14,8 +14,6 @@ their inputs; `process_return_files` does the I/O around them, streaming the fil
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from collections import defaultdict
@@ -32,17 +30,21 @@ from sqlalchemy.types import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from nacha import codes
-from nacha.calendar import add_banking_days, effective_entry_date
+from nacha.calendar import add_banking_days
 from nacha.errors import Issue
 from nacha.reader import EntryItem, FileStart, Reader
 from nacha.routing import check_digit, is_valid_routing
 
 from . import debit_guard, debit_rules
+from .channels import RETRY_CONFIRMATION_PREFIX
 from .crypto import Keyring, mask
 from .db import copy_rows
+from .file_errors import dump_errors, load_errors
+from .fsutil import file_sha256
 from .models import (
     UTCDateTime,
     AccountChange,
+    MANDATE_LIVE_STATUSES,
     AutopayMandate,
     BankAccount,
     FileEntry,
@@ -55,6 +57,7 @@ from .models import (
     ReviewItem,
     utcnow,
 )
+from .money import dollars
 from .origination import ADVISORY_LOCK_KEY
 
 __all__ = [
@@ -173,8 +176,8 @@ def decide_return(rc: codes.ReturnCode, seen: ReturnSeen, original: OriginalEntr
     if original.payment_id is None:
         return _review("offset_entry", "the return names our own settlement offset entry")
     if seen.amount_cents != original.amount_cents:
-        return _review("amount_mismatch", f"returned amount {_dollars(seen.amount_cents)} differs from the "
-                                          f"{_dollars(original.amount_cents)} we debited")
+        return _review("amount_mismatch", f"returned amount {dollars(seen.amount_cents)} differs from the "
+                                          f"{dollars(original.amount_cents)} we debited")
     if original.accounts:
         rdfis = {r for r, _h in original.accounts}
         if seen.rdfi not in rdfis:
@@ -237,9 +240,8 @@ def plan_retry(*, processed_on: date, original_settlement: date, retries_so_far:
     return RetryPlan(when, n, f"re-presentment {n} of {policy.max_retries} scheduled for {when}")
 
 
-@lru_cache(maxsize=4096)
-def _settles(file_date: date) -> date:
-    return effective_entry_date(file_date)
+# The settlement date of a file date (debit_rules.settlement_of), cached: asked once per entry.
+_settles = lru_cache(maxsize=4096)(debit_rules.settlement_of)
 
 
 @dataclass(frozen=True)
@@ -293,10 +295,6 @@ def plan_noc(code: str, parts: dict[str, str], current: AccountState) -> NocPlan
     return NocPlan("applied", after, f"{code}: corrected {', '.join(changed)}")
 
 
-def _dollars(cents: int) -> str:
-    return f"${cents // 100:,}.{cents % 100:02d}"
-
-
 # =============================================================================================
 # The plan of a chunk of returns (pure: plain values in, a plan out; `_Applier` carries it out)
 # =============================================================================================
@@ -308,7 +306,7 @@ class ReturnLine:
 
     line: int
     seen: ReturnSeen
-    last4: str
+    account_masked: str  # the account the bank returned, masked (nacha.fields.mask)
 
 
 @dataclass(frozen=True)
@@ -487,7 +485,7 @@ def return_actions(plan: ReturnPlan, blocked: dict[int, int], revoked: dict[tupl
             actions[line] = retry_words[line]
         elif rc.blocks_account:
             n = blocked.get(o.bank_account_id, 0)
-            actions[line] = f"bank account ****{a.line.last4} blocked; " \
+            actions[line] = f"bank account {a.line.account_masked} blocked; " \
                             f"AutoPay suspended ({n} mandate{'s' if n != 1 else ''}) until a new account"
         elif rc.revokes_authorization:
             n = revoked.get((o.member_id, o.bank_account_id), 0)
@@ -568,6 +566,9 @@ class FileOutcome:
     payments_failed: int = 0  # returned payments marked failed, and pending ones stopped
     review_items: int = 0
     errors: list[str] = field(default_factory=list)
+    # The located errors behind `errors` when the file was rejected as invalid (a file rejected
+    # before they were stored apart, or one that could not be read, has none).
+    issues: list[Issue] = field(default_factory=list)
     # The reader's warnings (a return code the tables do not know, ...): the file is applied; the
     # entries they name are on the review list.
     warnings: list[str] = field(default_factory=list)
@@ -598,14 +599,6 @@ class _Rejected(Exception):
 # =============================================================================================
 # The service
 # =============================================================================================
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 Mark = Callable[[Session, FileOutcome], None]
 
@@ -712,7 +705,7 @@ def _seen_before(out: FileOutcome, prior: ReturnFile) -> FileOutcome:
     out.previously_processed_on = prior.processed_on
     if prior.status == "rejected":
         out.status = "rejected"
-        out.errors = json.loads(prior.errors or "[]")
+        out.errors, out.issues = load_errors(prior.errors, prior.file_name)
     else:
         out.status = "duplicate"
     return out
@@ -721,6 +714,7 @@ def _seen_before(out: FileOutcome, prior: ReturnFile) -> FileOutcome:
 def _record_rejection(sessions, path: Path, out: FileOutcome, processed_on: date, issues: list[Issue],
                       mark: Mark | None, warnings: list[Issue] = ()) -> FileOutcome:
     fresh = FileOutcome(out.path, out.sha256, "rejected")
+    fresh.issues = list(issues)
     fresh.errors = [str(i) for i in issues]
     fresh.warnings = [str(w) for w in warnings]  # shown, not stored: the errors say why it was rejected
     with sessions() as s, s.begin():
@@ -730,7 +724,7 @@ def _record_rejection(sessions, path: Path, out: FileOutcome, processed_on: date
         else:
             rf = ReturnFile(sha256=out.sha256, file_name=path.name[:500], status="rejected",
                             processed_on=processed_on, returns=0, nocs=0, applied=0, review_items=0,
-                            errors=json.dumps(fresh.errors))
+                            errors=dump_errors(fresh.issues))
             s.add(rf)
             s.flush()
             fresh.return_file_id = rf.id
@@ -920,7 +914,7 @@ class _Applier:
         rdfi = a.original_receiving_dfi_identification
         seen = ReturnSeen(a[2], a.original_entry_trace_number, it.entry.trace_number, it.entry.amount, rdfi,
                           self._account_hashes(rdfi, account) if account else None)
-        return ReturnLine(it.line, seen, _last4(account))
+        return ReturnLine(it.line, seen, mask(account))
 
     def _apply_returns(self, rets: list[_Item], origs: dict[str, _Orig]) -> None:
         """Load the facts, plan (`plan_returns`), and carry the plan out set-based."""
@@ -1058,7 +1052,7 @@ class _Applier:
             part = members[i:i + PART]
             for mid, member, acct in conn.execute(
                     select(AutopayMandate.id, AutopayMandate.member_id, AutopayMandate.bank_account_id)
-                    .where(self._in(AutopayMandate.member_id, part) & AutopayMandate.status.in_(("active", "suspended")))):
+                    .where(self._in(AutopayMandate.member_id, part) & AutopayMandate.status.in_(MANDATE_LIVE_STATUSES))):
                 reason = revokes.get((member, acct))
                 if reason is not None:
                     mandates[reason].append(mid)
@@ -1073,7 +1067,7 @@ class _Applier:
         for reason, ids in mandates.items():
             for i in range(0, len(ids), 1000):
                 n = conn.execute(update(AutopayMandate).where(
-                    AutopayMandate.id.in_(ids[i:i + 1000]) & AutopayMandate.status.in_(("active", "suspended")))
+                    AutopayMandate.id.in_(ids[i:i + 1000]) & AutopayMandate.status.in_(MANDATE_LIVE_STATUSES))
                     .values(status="revoked", status_reason=_cut(f"unauthorized return: {reason}", 100),
                             active_key=None, ended_at=self.now, updated_at=self.now)).rowcount
                 self.out.mandates_revoked += n
@@ -1156,7 +1150,7 @@ class _Applier:
             it, o, d = pairs[(restored, other)]
             self._review(it, "double_collection", it.addenda[2], it.addenda.original_entry_trace_number,
                          f"payment #{restored} was settled again by a dishonored return while payment #{other} "
-                         f"({d.channel}, {d.state}, {_dollars(d.amount_cents)}) collects the same premium "
+                         f"({d.channel}, {d.state}, {dollars(d.amount_cents)}) collects the same premium "
                          f"({o.member_id} {o.plan_id} {o.coverage_month:%Y-%m}): refund or not is finance's decision",
                          expected=o.pay_amount, payment_id=restored, related_payment_id=other, subject="payment",
                          dedupe_key=key)
@@ -1198,13 +1192,13 @@ class _Applier:
             return actions
         # The re-presentment is a copy of the returned payment (same member, plan, month, premium,
         # amount, account, SEC and payment type), made by INSERT ... SELECT: no per-row round trip
-        # through Python. Its confirmation id is imports.retry_confirmation_id(root, n).
+        # through Python. Its confirmation id is RT-<root>-<n> (channels.RETRY_CONFIRMATION_PREFIX).
         P = Payment
         root_expr = func.coalesce(P.retry_of_id, P.id)
         for (n, when), ids in copies.items():
             for i in range(0, len(ids), 5000):
                 cols = select(
-                    literal("RT-") + cast(root_expr, String) + literal(f"-{n}"), literal("retry"), P.member_id,
+                    literal(RETRY_CONFIRMATION_PREFIX) + cast(root_expr, String) + literal(f"-{n}"), literal("retry"), P.member_id,
                     P.plan_id, P.coverage_month, P.premium_id, P.amount_cents, P.bank_account_id,
                     literal(self.submitted_at, UTCDateTime), P.sec_code, P.payment_type_code, literal(when, Date),
                     literal("pending"), root_expr, literal(n, SmallInteger), _NOW, _NOW,
@@ -1387,7 +1381,7 @@ class _Applier:
         conn.execute(update(Payment).where((Payment.bank_account_id == acct_id) & (Payment.state == "pending"))
                      .values(bank_account_id=other_id, updated_at=self.now))
         conn.execute(update(AutopayMandate).where(
-            (AutopayMandate.bank_account_id == acct_id) & AutopayMandate.status.in_(("active", "suspended")))
+            (AutopayMandate.bank_account_id == acct_id) & AutopayMandate.status.in_(MANDATE_LIVE_STATUSES))
             .values(bank_account_id=other_id, updated_at=self.now))
         conn.execute(update(BankAccount).where(BankAccount.id == acct_id).values(
             status="blocked", updated_at=self.now,
@@ -1407,10 +1401,6 @@ def merged_into(status_reason: str | None) -> tuple[str, str, int] | None:
     `status_reason` is a `merged_account_reason`; None for any other reason (or one cut short)."""
     m = _MERGED_REASON.fullmatch(status_reason or "")
     return (m.group(1), m.group(2), int(m.group(3))) if m else None
-
-
-def _last4(account: str) -> str:
-    return (account or "").strip()[-4:]
 
 
 # =============================================================================================

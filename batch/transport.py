@@ -25,12 +25,15 @@ from datetime import date
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
+
 from .fsutil import fsync_dir as _fsync_dir
+from .pgp import PGP_SUFFIXES
 
 __all__ = [
     "BankUnreachable", "ConnectionLost", "FolderTransport", "HostKeyRejected", "RemoteEntry", "RemoteRefused",
-    "SftpTransport", "Transport", "TransportConfigError", "TransportError", "check_name_pattern", "fingerprint",
-    "format_remote_name", "parse_pin", "transport_from_settings",
+    "RetryPolicy", "SftpTransport", "Transport", "TransportConfigError", "TransportError", "check_name_pattern", "fingerprint", "format_remote_name", "parse_pin", "remote_file_name",
+    "transport_from_settings",
 ]
 
 CHUNK = 1 << 20  # bytes handed to the transport per write call
@@ -85,6 +88,15 @@ def format_remote_name(pattern: str, file_date: date, modifier: str, seq: int) -
     return pattern.format(date=_FileDate(file_date), modifier=modifier, seq=seq)
 
 
+def remote_file_name(pattern: str, file_date: date, modifier: str, seq: int, *, pgp: bool) -> str:
+    """The name a built file has at the bank: `pattern` filled in, and '.pgp' added when the file is
+    sent encrypted (unless the pattern already ends in a PGP suffix)."""
+    name = format_remote_name(pattern, file_date, modifier, seq)
+    if pgp and not name.lower().endswith(PGP_SUFFIXES):
+        name += ".pgp"
+    return name
+
+
 def check_name_pattern(pattern: str) -> None:
     """Raise ValueError unless `pattern` makes a plain, printable file name from {date}, {modifier}
     and {seq}, different for two File ID Modifiers of one day."""
@@ -101,6 +113,40 @@ def check_name_pattern(pattern: str) -> None:
         raise ValueError("must contain {modifier}: two files of one day need different names")
     if "{date" not in pattern:
         raise ValueError("must contain {date}: files of different days need different names")
+
+
+# -- retrying ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """The one retry policy of everything that talks to the bank (delivery and fetch: their
+    policies extend it), from `[bank] retry_attempts, retry_wait_initial, retry_wait_max`."""
+
+    retry_attempts: int = 4
+    retry_wait_initial: float = 5.0
+    retry_wait_max: float = 120.0
+
+    @staticmethod
+    def settings_of(bank) -> dict:
+        """The retry fields of `[bank]` settings, as keyword arguments."""
+        return {"retry_attempts": bank.retry_attempts, "retry_wait_initial": bank.retry_wait_initial,
+                "retry_wait_max": bank.retry_wait_max}
+
+    def retrying(self, *, sleep: Callable[[float], None],
+                 before_sleep: Callable[[RetryCallState], None]) -> Retrying:
+        """At most `retry_attempts` tries, again only after `BankUnreachable`, waiting the initial
+        wait, twice it, four times ... capped at the maximum, plus up to half the initial wait of
+        jitter (two schedulers do not retry in step); the last error is raised. A fresh object
+        per operation."""
+        return Retrying(
+            stop=stop_after_attempt(self.retry_attempts),
+            wait=wait_exponential(multiplier=self.retry_wait_initial, max=self.retry_wait_max)
+            + wait_random(0, self.retry_wait_initial / 2),
+            retry=retry_if_exception_type(BankUnreachable),
+            sleep=sleep,
+            reraise=True,
+            before_sleep=before_sleep,
+        )
 
 
 # -- host keys -------------------------------------------------------------------------------------

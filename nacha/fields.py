@@ -58,12 +58,14 @@ class Field:
         return self.kind in (NUMBER, DIGITS) and not self.blank_ok
 
 
-def mask(value: str) -> str:
-    """Show only the last four characters of a sensitive value."""
-    v = value.strip()
-    if len(v) <= 4:
-        return "*" * len(v)
-    return "*" * (len(v) - 4) + v[-4:]
+def mask(value: str | None) -> str:
+    """A sensitive value (an account number) for messages, logs and reports: the last four
+    characters after a fixed '****', never its length: '12345678   ' -> '****5678'. A value of four
+    characters or fewer is all hidden ('****'); blank or None -> ''. The one definition (batch too)."""
+    v = (value or "").strip()
+    if not v:
+        return ""
+    return "****" + (v[-4:] if len(v) > 4 else "")
 
 
 def is_ascii_digits(s: str) -> bool:

@@ -19,7 +19,9 @@ from .fields import (
 
 F = Field
 
-FILE_ID_MODIFIERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+# File ID Modifiers in the order a sender uses them within one file date: A-Z, then 0-9 (NR2013 OR109).
+FILE_ID_MODIFIER_ORDER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+FILE_ID_MODIFIERS = frozenset(FILE_ID_MODIFIER_ORDER)
 SERVICE_CLASS_CODES = frozenset({"200", "220", "225", "280"})
 
 # §1.2 File Header Record, NR2013 OR74

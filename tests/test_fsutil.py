@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 
 import pytest
 
 from batch import fsutil
-from batch.fsutil import DurableCopies, write_atomic
+from batch.fsutil import TMP_PREFIX, DurableCopies, file_sha256, private_dirs, write_atomic
 
 
 def test_durable_copies_write_the_same_bytes_to_every_file_private(tmp_path):
@@ -62,3 +63,30 @@ def test_write_atomic_replaces_whole_and_private(tmp_path):
     write_atomic(p, b"two two")
     assert p.read_bytes() == b"two two" and stat.S_IMODE(p.stat().st_mode) == 0o600
     assert sorted(os.listdir(tmp_path)) == ["m.prom"]
+
+
+def test_write_atomic_temporary_name_starts_with_the_shared_prefix(tmp_path, monkeypatch):
+    seen = []
+    real_replace = os.replace
+    monkeypatch.setattr(fsutil.os, "replace", lambda a, b: (seen.append(os.path.basename(a)), real_replace(a, b)))
+    write_atomic(tmp_path / "r.csv", b"x")
+    assert len(seen) == 1 and seen[0].startswith(TMP_PREFIX) and not seen[0].endswith(".csv")
+
+
+def test_file_sha256_of_a_file_larger_than_one_chunk(tmp_path):
+    data = os.urandom((1 << 20) * 2 + 12345)
+    (tmp_path / "f").write_bytes(data)
+    (tmp_path / "empty").write_bytes(b"")
+    assert file_sha256(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+    assert file_sha256(str(tmp_path / "empty")) == hashlib.sha256(b"").hexdigest()
+
+
+def test_private_dirs_makes_every_missing_parent_0700(tmp_path):
+    old = os.umask(0o022)  # mkdir(parents=True) would give 0755 here
+    try:
+        private_dirs(tmp_path / "a" / "b" / "c")
+        private_dirs(tmp_path / "a" / "b" / "c")  # already there: nothing to do
+    finally:
+        os.umask(old)
+    for d in ("a", "a/b", "a/b/c"):
+        assert stat.S_IMODE((tmp_path / d).stat().st_mode) == 0o700

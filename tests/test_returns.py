@@ -3,6 +3,7 @@ PostgreSQL: we originate real NACHA files, the simulated bank answers with retur
 built by our writer, and `process_return_file` applies them."""
 from __future__ import annotations
 
+import json
 import threading
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -539,6 +540,30 @@ def test_an_invalid_file_is_rejected_whole_with_located_errors(world):
         assert s.scalars(select(BankAccount).where(BankAccount.status == "blocked")).first() is None
     again = world.process("\n".join(lines) + "\n")
     assert again.status == "rejected" and again.errors == out.errors and world.count(ReturnFile) == 1
+
+
+def test_a_rejected_file_keeps_its_located_issues_and_an_old_row_of_strings_still_reads(world):
+    a = world.member()
+    o = world.originate()
+    lines = world.bank.returns([(o[a], "R01")], RETURN_DAY).splitlines()
+    i = [n for n, line in enumerate(lines) if line.startswith("6")][0]
+    lines[i] = lines[i][:29] + "00001O0000" + lines[i][39:]
+    text = "\n".join(lines) + "\n"
+    out = world.process(text)
+    assert out.status == "rejected" and [str(x) for x in out.issues] == out.errors
+    bad = next(x for x in out.issues if x.columns == (30, 39))
+    assert (bad.line, bad.field) == (i + 1, "amount")
+    with world.sessions() as s:
+        rf = s.scalars(select(ReturnFile)).one()
+        stored = json.loads(rf.errors)
+        assert [{k: e[k] for k in ("line", "columns", "record", "field", "message")} for e in stored] == \
+            [x.to_json() for x in out.issues]
+    again = world.process(text)  # read back from the row: the same errors, the same located issues
+    assert (again.errors, again.issues) == (out.errors, out.issues)
+    with world.sessions() as s, s.begin():
+        s.scalars(select(ReturnFile)).one().errors = json.dumps(out.errors)  # a row written before: strings
+    old = world.process(text)
+    assert old.status == "rejected" and old.errors == out.errors and old.issues == []
 
 
 def test_a_problem_after_the_first_chunks_still_rejects_the_whole_file(world, monkeypatch):
