@@ -301,8 +301,8 @@ def plan_noc(code: str, parts: dict[str, str], current: AccountState) -> NocPlan
 
 @dataclass(frozen=True)
 class ReturnLine:
-    """A return entry of the file: its line, what it says, and (for the action words) the last
-    four characters of the account number it carries."""
+    """A return entry of the file: its line, what it says, and (for the action words) the account
+    number it carries, masked."""
 
     line: int
     seen: ReturnSeen
