@@ -31,7 +31,7 @@ def _orig(pid: int, trace: str, *, state: str = "settled", amount: int = 10_000,
 
 
 def _line(n: int, code: str, trace: str, amount: int = 10_000, hashes=(HASH,)) -> ReturnLine:
-    return ReturnLine(n, ReturnSeen(code, trace, f"0910000{n:08d}", amount, RDFI, hashes), "6789")
+    return ReturnLine(n, ReturnSeen(code, trace, f"0910000{n:08d}", amount, RDFI, hashes), "****6789")
 
 
 def test_a_dishonor_after_a_return_of_the_same_payment_in_one_chunk():
