@@ -274,7 +274,7 @@ class BankSettings(_Section):
     def _pin(cls, v: str | None) -> str | None:
         if v is None:
             return None
-        from batch.transport import parse_pin  # the one parser of pins
+        from batch.rules.names import parse_pin  # the one parser of pins
 
         parse_pin(v)  # raises ValueError naming the problem
         return v
@@ -282,7 +282,7 @@ class BankSettings(_Section):
     @field_validator("file_name_pattern")
     @classmethod
     def _pattern(cls, v: str) -> str:
-        from batch.transport import check_name_pattern
+        from batch.rules.names import check_name_pattern
 
         check_name_pattern(v)
         return v
@@ -362,7 +362,7 @@ class PathsSettings(_Section):
     data_dir: Path = Path("achbatch-data")
     reports_dir: Path | None = None  # empty: <data_dir>/reports
     metrics_file: Path | None = None  # empty: <data_dir>/metrics.prom
-    # A folder of member-notice templates overriding the ones shipped in batch/templates/notices
+    # A folder of member-notice templates overriding the ones shipped in batch/collect/templates/notices
     # (same file names, e.g. returned_payment.html.j2); empty: the shipped templates only.
     notices_templates: Path | None = None
     # A folder the enrollment system and the portal drop their CSV exports into; the nightly run

@@ -34,7 +34,7 @@ ROUTINGS = ("011000015", "021000021", "026009593", "011401533", "091000019")
 
 
 def _keyring():
-    from batch.crypto import Keyring
+    from batch.store.crypto import Keyring
 
     return Keyring([KEY])
 
@@ -42,8 +42,8 @@ def _keyring():
 def step_load(url: str, n: int, accounts: int) -> dict:
     from sqlalchemy import insert
 
-    from batch.db import make_engine, upgrade
-    from batch.models import BankAccount, Payment
+    from batch.store.db import make_engine, upgrade
+    from batch.store.models import BankAccount, Payment
 
     upgrade(url)
     kr = _keyring()
@@ -84,8 +84,8 @@ def step_load(url: str, n: int, accounts: int) -> dict:
 
 
 def step_originate(url: str, outbox: str) -> dict:
-    from batch.db import make_engine, make_sessionmaker
-    from batch.origination import Company, Limits, originate
+    from batch.store.db import make_engine, make_sessionmaker
+    from batch.collect.origination import Company, Limits, originate
 
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)

@@ -39,7 +39,7 @@ CODES = (("R01", 70), ("R09", 5), ("R02", 8), ("R03", 4), ("R10", 5), ("R07", 2)
 
 
 def _keyring():
-    from batch.crypto import Keyring
+    from batch.store.crypto import Keyring
 
     return Keyring([KEY])
 
@@ -51,9 +51,9 @@ def _account(i: int) -> str:
 def step_load(url: str, n: int, accounts: int) -> dict:
     from sqlalchemy import insert
 
-    from batch.db import make_engine, upgrade
-    from batch.models import AutopayMandate, BankAccount, FileEntry, NachaFile, NachaFileContent, Payment, Premium
-    from batch.premium_calendar import due_date
+    from batch.store.db import make_engine, upgrade
+    from batch.store.models import AutopayMandate, BankAccount, FileEntry, NachaFile, NachaFileContent, Payment, Premium
+    from batch.rules.premium_calendar import due_date
 
     upgrade(url)
     kr = _keyring()
@@ -173,9 +173,9 @@ def step_build(path: str, n: int, returns: int, accounts: int) -> dict:
 def step_process(url: str, path: str) -> dict:
     from sqlalchemy import func, select
 
-    from batch.db import make_engine, make_sessionmaker
-    from batch.models import Payment
-    from batch.returns import process_return_file
+    from batch.store.db import make_engine, make_sessionmaker
+    from batch.store.models import Payment
+    from batch.collect.returns import process_return_file
 
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)

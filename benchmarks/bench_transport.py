@@ -114,7 +114,7 @@ def plain_paramiko(server, data: bytes, remote: str, *, cipher: str | None = Non
 def transport_only(settings, data: bytes, folder: str, local: Path) -> tuple[float, float]:
     """achbatch's SFTP transport without the ledger: upload (temporary name, size check, rename)
     and download (to a file, sha256 on the way), each with its own connection."""
-    from batch.transport import transport_from_settings
+    from batch.bank.transport import transport_from_settings
 
     t0 = time.perf_counter()
     with transport_from_settings(settings) as t:
@@ -145,12 +145,12 @@ def main() -> None:
     from sqlalchemy import update
 
     from batch.config import Settings
-    from batch.crypto import FILE_CONTEXT, Keyring, generate_secret
-    from batch.db import make_engine, make_sessionmaker, upgrade
-    from batch.delivery import DeliveryPolicy, send_files
-    from batch.inbound import InboundPolicy, fetch_files
-    from batch.models import Delivery, DeliveryAttempt, InboundFile, NachaFile
-    from batch.transport import transport_from_settings
+    from batch.store.crypto import FILE_CONTEXT, Keyring, generate_secret
+    from batch.store.db import make_engine, make_sessionmaker, upgrade
+    from batch.bank.delivery import DeliveryPolicy, send_files
+    from batch.bank.inbound import InboundPolicy, fetch_files
+    from batch.store.models import Delivery, DeliveryAttempt, InboundFile, NachaFile
+    from batch.bank.transport import transport_from_settings
     from sshd import SSHD, SshServer
 
     if not SSHD.is_file():

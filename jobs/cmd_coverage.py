@@ -7,12 +7,12 @@ import sys
 import click
 import jinja2
 
-from batch import wiring
-from batch.coverage import assess_coverage
-from batch.db import open_database
-from batch.models import COVERAGE_STATUSES
-from batch.notices import issue_notices
-from batch.returns import cancel_unneeded_retries
+from batch.run import wiring
+from batch.collect.coverage import assess_coverage
+from batch.store.db import open_database
+from batch.store.models import COVERAGE_STATUSES
+from batch.collect.notices import issue_notices
+from batch.collect.returns import cancel_unneeded_retries
 
 from . import exitcodes
 from .dates import business_date, date_option

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from batch.db import DatabaseError, open_database, upgrade
+from batch.store.db import DatabaseError, open_database, upgrade
 
 from . import exitcodes
 from .settings import open_keyring, settings_from_context
@@ -39,7 +39,7 @@ def rotate_keys_cmd(ctx: click.Context) -> None:
     """Re-encrypt every stored account number and NACHA file under the current key (the first one
     in the key file or ACHBATCH_SECURITY__KEY) and recompute account hashes. Afterwards older keys
     can be removed. Safe to interrupt and re-run."""
-    from batch.crypto import CryptoError, rotate
+    from batch.store.crypto import CryptoError, rotate
 
     settings = settings_from_context(ctx)
     keyring = open_keyring(settings)

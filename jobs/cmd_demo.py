@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from batch.demo import run_demo
+from batch.run.demo import run_demo
 
 from . import exitcodes
 

@@ -8,8 +8,8 @@ import sys
 import click
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from batch.db import DatabaseError, open_database
-from batch.imports import ImportFileError, ImportResult, import_file
+from batch.store.db import DatabaseError, open_database
+from batch.collect.imports import ImportFileError, ImportResult, import_file
 
 from . import exitcodes
 from .settings import open_keyring, settings_from_context

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from batch.money import dollars
+from batch.rules.money import dollars
 from nacha.describe import describe
 from nacha.profile import PROFILES
 from nacha.reader import validate_file

@@ -16,9 +16,9 @@ from datetime import date
 import click
 from sqlalchemy.exc import OperationalError
 
-from batch.db import DatabaseError, DatabaseUnavailable, open_database
-from batch.nightly import RunResult, run_pipeline
-from batch.runlock import LockHeld
+from batch.store.db import DatabaseError, DatabaseUnavailable, open_database
+from batch.run.nightly import RunResult, run_pipeline
+from batch.store.runlock import LockHeld
 
 from . import exitcodes
 from .dates import business_date, date_option

@@ -7,11 +7,11 @@ from datetime import datetime
 
 import click
 
-from batch import wiring
-from batch.autopay import schedule_autopay
-from batch.db import open_database
-from batch.money import dollars
-from batch.origination import OriginationError, originate
+from batch.run import wiring
+from batch.collect.autopay import schedule_autopay
+from batch.store.db import open_database
+from batch.rules.money import dollars
+from batch.collect.origination import OriginationError, originate
 
 from . import exitcodes
 from .dates import business_date, date_option

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from batch.db import open_database
-from batch.reports import (
+from batch.store.db import open_database
+from batch.report.reports import (
     FORMATS,
     KINDS,
     coverage_report,

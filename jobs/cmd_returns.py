@@ -7,10 +7,10 @@ import sys
 import click
 import jinja2
 
-from batch import wiring
-from batch.db import open_database
-from batch.notices import issue_notices
-from batch.returns import (
+from batch.run import wiring
+from batch.store.db import open_database
+from batch.collect.notices import issue_notices
+from batch.collect.returns import (
     FileOutcome,
     cancel_unneeded_retries,
     outcome_words,

@@ -8,10 +8,10 @@ import sys
 
 import click
 
-from batch import wiring
-from batch.db import open_database
-from batch.delivery import send_files
-from batch.inbound import fetch_files
+from batch.run import wiring
+from batch.store.db import open_database
+from batch.bank.delivery import send_files
+from batch.bank.inbound import fetch_files
 
 from . import exitcodes
 from .cmd_returns_group import returns_group

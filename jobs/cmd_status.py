@@ -10,9 +10,9 @@ import sys
 import click
 from sqlalchemy.exc import OperationalError
 
-from batch.db import DatabaseError, DatabaseUnavailable, make_engine, make_sessionmaker
-from batch.money import dollars
-from batch.status import collect_status, table_names
+from batch.store.db import DatabaseError, DatabaseUnavailable, make_engine, make_sessionmaker
+from batch.rules.money import dollars
+from batch.report.status import collect_status, table_names
 
 from . import exitcodes
 from .settings import settings_from_context

@@ -1,7 +1,7 @@
 """Exit codes of the interface contract (DESIGN.md), and the one place that turns an outcome of
 batch/ (`for_outcome`) or a database error (`fail_database`, `for_database_error`) into one.
 
-The numbers come from `batch.outcome.RECORDED_CODES`, the table the run ledger records them by
+The numbers come from `batch.run.outcome.RECORDED_CODES`, the table the run ledger records them by
 (runs.exit_code, the achbatch_last_run_exit_code metric), so they are written once."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import NoReturn
 import click
 from sqlalchemy.exc import OperationalError
 
-from batch.db import DatabaseError, DatabaseUnavailable
-from batch.outcome import RECORDED_CODES, Outcome, most_urgent
+from batch.store.db import DatabaseError, DatabaseUnavailable
+from batch.run.outcome import RECORDED_CODES, Outcome, most_urgent
 
 OK = RECORDED_CODES[Outcome.DONE]  # 0
 DATA_PROBLEMS = RECORDED_CODES[Outcome.PROBLEMS]  # 1: done, but data problems were found and reported

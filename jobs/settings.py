@@ -144,7 +144,7 @@ def settings_from_context(ctx: click.Context) -> Settings:
 def open_keyring(settings: Settings):
     """For commands: the account-number keyring named by `[security]`. Says so on stderr when it
     had to create the embedded-defaults key file; a missing or malformed key exits 2."""
-    from batch.crypto import CryptoError, load_keyring
+    from batch.store.crypto import CryptoError, load_keyring
 
     sec = settings.security
     try:

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from batch.crypto import Keyring, generate_secret
-from batch.db import make_engine, make_sessionmaker, upgrade
+from batch.store.crypto import Keyring, generate_secret
+from batch.store.db import make_engine, make_sessionmaker, upgrade
 
 PG_DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 _pg_problem: list[str] = []  # cached after the first attempt: unreachable servers are slow to time out

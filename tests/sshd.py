@@ -237,8 +237,8 @@ def add_built_file(sessions, keyring, data: bytes, *, file_date=None, modifier: 
     """Record a built NACHA file with these exact bytes (as origination does: encrypted, sha256)."""
     from datetime import date as _date
 
-    from batch.crypto import FILE_CONTEXT
-    from batch.models import NachaFile
+    from batch.store.crypto import FILE_CONTEXT
+    from batch.store.models import NachaFile
 
     import hashlib
 

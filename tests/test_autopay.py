@@ -6,9 +6,9 @@ from datetime import date, datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
-from batch.autopay import schedule_autopay
-from batch.models import AutopayMandate, BankAccount, Payment, Premium
-from batch.premium_calendar import due_date
+from batch.collect.autopay import schedule_autopay
+from batch.store.models import AutopayMandate, BankAccount, Payment, Premium
+from batch.rules.premium_calendar import due_date
 
 NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
 

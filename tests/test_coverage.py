@@ -1,4 +1,4 @@
-"""Coverage standing: the pure rules (batch.coverage.assess_policy) as a table of cases around the
+"""Coverage standing: the pure rules (batch.collect.coverage.assess_policy) as a table of cases around the
 23rd, weekends and Federal Reserve holidays, binder and later months, returns after a payment was
 counted as paid; then the service on SQLite and PostgreSQL (one current flag per policy, history)."""
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import event, func, select
 
-import batch.coverage as coverage_mod
-from batch.autopay import schedule_autopay
-from batch.coverage import CoverageRules, PaymentFact, PremiumFact, assess_coverage, assess_policy, months_later
-from batch.crypto import generate_secret
-from batch.models import (
+import batch.collect.coverage as coverage_mod
+from batch.collect.autopay import schedule_autopay
+from batch.collect.coverage import CoverageRules, PaymentFact, PremiumFact, assess_coverage, assess_policy, months_later
+from batch.store.crypto import generate_secret
+from batch.store.models import (
     AutopayMandate,
     BankAccount,
     CoverageFlag,
@@ -26,9 +26,9 @@ from batch.models import (
     Premium,
     ReturnFile,
 )
-from batch.origination import Company, Limits, originate
-from batch.premium_calendar import cleared_on, due_date
-from batch.returns import process_return_file
+from batch.collect.origination import Company, Limits, originate
+from batch.rules.premium_calendar import cleared_on, due_date
+from batch.collect.returns import process_return_file
 from jobs.cli import cli
 from nacha.calendar import effective_entry_date, fed_holidays, is_banking_day
 
@@ -47,7 +47,7 @@ AUTO = object()
 
 def pay(month, paid_on, cents=10000, returned_on=None, code=None, cleared=AUTO, retry=0, pending=False):
     """A debit originated on `paid_on`; by default in that day's file, so it clears on
-    cleared_on(effective_entry_date(paid_on)), as batch.coverage.policy_facts computes it."""
+    cleared_on(effective_entry_date(paid_on)), as batch.collect.coverage.policy_facts computes it."""
     if cleared is AUTO:
         cleared = cleared_on(effective_entry_date(paid_on))
     return PaymentFact(month, cents, paid_on, returned_on, code, cleared, retry, pending)
@@ -212,7 +212,7 @@ def test_reasons_say_why_in_words():
 
 
 # -- A returned premium stays at risk until a payment for it has cleared ----------------------------
-# A debit clears on its settlement date + 2 banking days (batch.premium_calendar.cleared_on; ref §2.2).
+# A debit clears on its settlement date + 2 banking days (batch.rules.premium_calendar.cleared_on; ref §2.2).
 # After a return, a month's other payments count only from the day they cleared.
 
 def test_cleared_on_is_settlement_plus_two_banking_days():
@@ -515,7 +515,7 @@ def test_a_returned_payment_unpaid_in_the_database_uses_its_return_date(sessions
         s.flush()
         p = s.scalars(select(Payment).where(Payment.coverage_month == FEB)).one()
         p.state = "returned"
-        from batch.models import FileEntry, NachaFile
+        from batch.store.models import FileEntry, NachaFile
 
         nf = NachaFile(file_date=D(2026, 12, 21), file_id_modifier="A", file_name="f.ach", sha256="1" * 64,
                        content_enc=b"x", entry_count=1, total_debit_cents=10000, total_credit_cents=0)

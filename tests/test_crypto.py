@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from batch.crypto import (
+from batch.store.crypto import (
     ACCOUNT_CONTEXT,
     FILE_CONTEXT,
     DecryptionError,
@@ -24,8 +24,8 @@ from batch.crypto import (
     mask,
     rotate,
 )
-from batch.imports import import_autopay, import_payments
-from batch.models import BankAccount, NachaFile
+from batch.collect.imports import import_autopay, import_payments
+from batch.store.models import BankAccount, NachaFile
 from jobs.cli import cli
 
 K1, K2 = generate_secret(), generate_secret()

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import inspect, select, text, update
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from batch.db import (
+from batch.store.db import (
     MIGRATIONS_DIR,
     DatabaseError,
     DatabaseUnavailable,
@@ -27,8 +27,8 @@ from batch.db import (
     require_current_schema,
     upgrade,
 )
-from batch.imports import import_autopay, import_payments, import_premiums
-from batch.models import (
+from batch.collect.imports import import_autopay, import_payments, import_premiums
+from batch.store.models import (
     AutopayMandate,
     Base,
     BankAccount,
@@ -151,7 +151,7 @@ def test_money_rules_migration_keeps_review_items_and_flags(db_url):
 
 def test_two_open_representments_of_one_payment_cannot_coexist(sessions, keyring):
     """The database, not only the application, refuses a second open re-presentment (0007)."""
-    from batch.models import BankAccount as BA
+    from batch.store.models import BankAccount as BA
     with sessions() as s, s.begin():
         acct = BA(routing_number="011000015", account_number_enc=keyring.encrypt_account("12345678"),
                   account_hash=keyring.account_hash("011000015", "12345678"), last4="5678",
@@ -177,7 +177,7 @@ def test_two_open_representments_of_one_payment_cannot_coexist(sessions, keyring
 def downgrade_to(url: str, revision: str) -> None:
     from alembic import command
 
-    from batch.db import alembic_config
+    from batch.store.db import alembic_config
 
     command.downgrade(alembic_config(url), revision)  # the migrations' env opens the database itself
 
@@ -192,9 +192,9 @@ def test_schema_check_before_upgrade(db_url):
 
 
 def test_migrations_ship_inside_the_package():
-    import batch
+    import batch.store
 
-    assert MIGRATIONS_DIR.parent == Path(batch.__file__).resolve().parent
+    assert MIGRATIONS_DIR.parent == Path(batch.store.__file__).resolve().parent
     assert (MIGRATIONS_DIR / "env.py").is_file() and (MIGRATIONS_DIR / "script.py.mako").is_file()
     # package directories (with __init__.py) so that setuptools' find: includes them in a wheel
     assert (MIGRATIONS_DIR / "__init__.py").is_file() and (MIGRATIONS_DIR / "versions" / "__init__.py").is_file()

@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy import select
 
 from batch.config import Settings
-from batch.crypto import Keyring, generate_secret
-from batch.delivery import DeliveryPolicy, run_lock, send_files, SEND_LOCK_KEY
-from batch.inbound import InboundPolicy, fetch_files, mark_inbound_processed, pending_inbound, tidy_inbox
-from batch.models import Delivery, DeliveryAttempt, InboundFile, NachaFile
-from batch.origination import stored_bytes
-from batch.pgp import Pgp
-from batch.transport import transport_from_settings
+from batch.store.crypto import Keyring, generate_secret
+from batch.bank.delivery import DeliveryPolicy, run_lock, send_files, SEND_LOCK_KEY
+from batch.bank.inbound import InboundPolicy, fetch_files, mark_inbound_processed, pending_inbound, tidy_inbox
+from batch.store.models import Delivery, DeliveryAttempt, InboundFile, NachaFile
+from batch.collect.origination import stored_bytes
+from batch.bank.pgp import Pgp
+from batch.bank.transport import transport_from_settings
 from sshd import GpgHome, add_built_file, nacha_like, sshd_server, write_config  # noqa: F401 - fixture
 from test_origination import run as originate_run, seed
 

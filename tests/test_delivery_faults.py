@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from batch.config import Settings
-from batch.inbound import pending_inbound
+from batch.bank.inbound import pending_inbound
 from sshd import add_built_file, nacha_like, sshd_server  # noqa: F401 - fixture
 from test_delivery import Env, achbatch, cli_env, ledger  # noqa: F401 - fixture
 from test_transport import small_disk  # noqa: F401 - fixture
@@ -204,10 +204,10 @@ def test_a_different_file_under_our_final_name_is_never_overwritten(sshd_server,
 CRASH_SEND = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {root!r})
-    from batch.crypto import load_keyring
-    from batch.db import open_database
-    from batch.delivery import DeliveryPolicy, send_files
-    from batch.transport import transport_from_settings
+    from batch.store.crypto import load_keyring
+    from batch.store.db import open_database
+    from batch.bank.delivery import DeliveryPolicy, send_files
+    from batch.bank.transport import transport_from_settings
     from jobs.settings import load_settings
     config, crash_at = sys.argv[1:3]
     st = load_settings(config, environ={{}})
@@ -299,9 +299,9 @@ def test_local_disk_full_during_fetch_is_ours_named_and_the_file_waits_at_the_ba
 CRASH_FETCH = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {root!r})
-    from batch.db import open_database
-    from batch.inbound import InboundPolicy, fetch_files
-    from batch.transport import transport_from_settings
+    from batch.store.db import open_database
+    from batch.bank.inbound import InboundPolicy, fetch_files
+    from batch.bank.transport import transport_from_settings
     from jobs.settings import load_settings
     config, crash_at = sys.argv[1:3]
     st = load_settings(config, environ={{}})

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from batch.demo import DEMO_FILES, demo_data_dir, simulate_bank
-from batch.models import FileEntry, PaymentReturn, Run
+from batch.run.demo import DEMO_FILES, demo_data_dir, simulate_bank
+from batch.store.models import FileEntry, PaymentReturn, Run
 from nacha.reader import read_file, validate_file
 from test_nightly_support import SAMPLES, Folder
 
@@ -54,9 +54,9 @@ def test_demo_data_is_the_sample_data():
 
 
 def test_demo_data_ships_with_the_package():
-    import batch.demo_data
+    import batch.run.demo_data
 
-    assert Path(batch.demo_data.__file__).parent == demo_data_dir()
+    assert Path(batch.run.demo_data.__file__).parent == demo_data_dir()
 
 
 def test_simulated_bank_answers_entries_of_the_file_it_received(tmp_path):
@@ -113,9 +113,9 @@ def test_an_installed_copy_finds_its_demo_data_and_templates(tmp_path):
     assert r.returncode == 0, r.stderr
     [wheel] = list((tmp_path / "dist").glob("achbatch-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {f"batch/demo_data/{n}" for n in DEMO_FILES} <= names
+    assert {f"batch/run/demo_data/{n}" for n in DEMO_FILES} <= names
     assert {"jobs/templates/achbatch-nightly.service.j2", "jobs/templates/achbatch.crontab.j2",
-            "batch/migrations/versions/0004_runs.py"} <= names
+            "batch/store/migrations/versions/0004_runs.py"} <= names
     site = tmp_path / "site"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                        capture_output=True, text=True, timeout=600)

@@ -14,9 +14,9 @@ from decimal import Decimal
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from batch.autopay import schedule_autopay
-from batch.imports import import_autopay, import_payments, import_premiums
-from batch.models import (
+from batch.collect.autopay import schedule_autopay
+from batch.collect.imports import import_autopay, import_payments, import_premiums
+from batch.store.models import (
     AccountChange,
     AutopayMandate,
     BankAccount,
@@ -27,7 +27,7 @@ from batch.models import (
     PaymentReturn,
     ReviewItem,
 )
-from batch.origination import Company, Limits, originate
+from batch.collect.origination import Company, Limits, originate
 from jobs.cli import cli
 from nacha.reader import read_file
 

@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from batch import fsutil
-from batch.fsutil import TMP_PREFIX, DurableCopies, file_sha256, private_dirs, write_atomic
+from batch.store import fsutil
+from batch.store.fsutil import TMP_PREFIX, DurableCopies, file_sha256, private_dirs, write_atomic
 
 
 def test_durable_copies_write_the_same_bytes_to_every_file_private(tmp_path):

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
-from batch.imports import (
+from batch.collect.imports import (
     CARD_MESSAGE,
     HEADERS,
     ImportFileError,
@@ -27,8 +27,8 @@ from batch.imports import (
     parse_amount,
     parse_payment_row,
 )
-from batch.models import AutopayMandate, BankAccount, ImportRun, Payment, Premium
-from batch.premium_calendar import autopay_draft_date, autopay_settlement_date, due_date, parse_coverage_month
+from batch.store.models import AutopayMandate, BankAccount, ImportRun, Payment, Premium
+from batch.rules.premium_calendar import autopay_draft_date, autopay_settlement_date, due_date, parse_coverage_month
 from jobs.cli import cli
 from nacha.calendar import effective_entry_date, is_banking_day
 

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from batch.db import make_engine, upgrade
-from batch.runlock import LockHeld, RunLock, lock_file_for, lock_is_held, read_holder
+from batch.store.db import make_engine, upgrade
+from batch.store.runlock import LockHeld, RunLock, lock_file_for, lock_is_held, read_holder
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_one_holder_at_a_time_and_the_contender_is_told_since_when(lock_engine):
 def test_holder_row_says_released(lock_engine):
     from sqlalchemy.orm import Session
 
-    from batch.models import RunLockHolder
+    from batch.store.models import RunLockHolder
 
     with RunLock(lock_engine) as lock:
         with Session(lock_engine) as s, s.begin():
@@ -62,8 +62,8 @@ def test_holder_row_says_released(lock_engine):
 _HOLD = textwrap.dedent("""
     import sys, time
     from sqlalchemy.orm import Session
-    from batch.db import make_engine
-    from batch.runlock import RunLock
+    from batch.store.db import make_engine
+    from batch.store.runlock import RunLock
     engine = make_engine(sys.argv[1])
     lock = RunLock(engine).acquire()
     with Session(engine) as s, s.begin():

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from batch import debit_rules as R
-from batch.models import Payment, PaymentEvent, PaymentReturn, ReviewItem
+from batch.rules import debit_rules as R
+from batch.store.models import Payment, PaymentEvent, PaymentReturn, ReviewItem
 from jobs.cli import cli
 from nacha.calendar import add_banking_days
 
@@ -167,7 +167,7 @@ class Night:
 
     def entry_of(self, payment_id: int):
         with self.sessions() as s:
-            from batch.models import FileEntry
+            from batch.store.models import FileEntry
             trace = s.scalar(select(FileEntry.trace_number).where(FileEntry.payment_id == payment_id))
         return self.sent[trace]
 
@@ -364,7 +364,7 @@ def test_origination_never_puts_more_in_flight_than_is_owed(night):
 
 
 def test_money_words():
-    from batch.money import dollars, plain_dollars
+    from batch.rules.money import dollars, plain_dollars
 
     assert [dollars(c) for c in (0, 5, 100, 123456, -100, 10**12)] == [
         "$0.00", "$0.05", "$1.00", "$1,234.56", "-$1.00", "$10,000,000,000.00"]

@@ -23,14 +23,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from batch.autopay import schedule_autopay
-from batch.crypto import Keyring, generate_secret
-from batch.db import make_engine, make_sessionmaker, upgrade
-from batch.imports import import_autopay, import_payments
-from batch.models import FileEntry, Payment, PaymentReturn, Premium, ReviewItem
-from batch.origination import Company, Limits, originate
-from batch.premium_calendar import autopay_draft_date, due_date
-from batch.returns import ReturnPolicy, cancel_unneeded_retries, process_return_file
+from batch.collect.autopay import schedule_autopay
+from batch.store.crypto import Keyring, generate_secret
+from batch.store.db import make_engine, make_sessionmaker, upgrade
+from batch.collect.imports import import_autopay, import_payments
+from batch.store.models import FileEntry, Payment, PaymentReturn, Premium, ReviewItem
+from batch.collect.origination import Company, Limits, originate
+from batch.rules.premium_calendar import autopay_draft_date, due_date
+from batch.collect.returns import ReturnPolicy, cancel_unneeded_retries, process_return_file
 from nacha.calendar import is_banking_day
 
 from test_returns_simbank import SimBank, originals

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import func, select
 
-from batch.demo import simulate_bank
-from batch.models import FileEntry, NachaFile, Payment, PaymentReturn, Run, RunStep
-from batch.nightly import (
+from batch.run.demo import simulate_bank
+from batch.store.models import FileEntry, NachaFile, Payment, PaymentReturn, Run, RunStep
+from batch.run.nightly import (
     NIGHTLY_STEPS,
     STEPS,
     RunResult,
@@ -25,8 +25,8 @@ from batch.nightly import (
     run_pipeline,
     summary_line,
 )
-from batch.outcome import Outcome
-from batch.runlock import RunLock
+from batch.run.outcome import Outcome
+from batch.store.runlock import RunLock
 from jobs.exitcodes import exit_code_for
 from nacha.reader import read_file
 from test_nightly_support import SAMPLES, Folder
@@ -327,9 +327,9 @@ def test_a_step_whose_service_is_missing_is_reported_not_available(tmp_path, db_
     keyring = f.setup()
 
     def missing(ctx):
-        raise ImportError("No module named 'batch.delivery'")  # a broken installation
+        raise ImportError("No module named 'batch.bank.delivery'")  # a broken installation
 
-    monkeypatch.setitem(STEPS, "send", Step("send", "send", "batch.delivery.send_files", missing))
+    monkeypatch.setitem(STEPS, "send", Step("send", "send", "batch.bank.delivery.send_files", missing))
     with f.sessions() as sessions:
         r = run_pipeline(f.settings, sessions, keyring, THURSDAY)
         with sessions() as s:
@@ -451,8 +451,8 @@ def gpg_pair():
 def test_nightly_with_pgp_encrypts_the_sent_file_and_decrypts_the_fetched_returns(tmp_path, gpg_pair):
     """`achbatch nightly` with `[bank] pgp_recipient`, `pgp_home` and `pgp_decrypt_inbound` set: the
     send step encrypts to the bank's key, the fetch step decrypts what the bank encrypted to ours."""
-    from batch.origination import stored_bytes
-    from batch.pgp import Pgp
+    from batch.collect.origination import stored_bytes
+    from batch.bank.pgp import Pgp
 
     bank_key, our_key = gpg_pair
     f = Folder(tmp_path, bank__pgp_recipient=bank_key.fingerprint, bank__pgp_home=our_key.path,

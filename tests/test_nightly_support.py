@@ -12,9 +12,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from batch.crypto import load_keyring
-from batch.db import open_database, upgrade
-from batch.imports import import_file
+from batch.store.crypto import load_keyring
+from batch.store.db import open_database, upgrade
+from batch.collect.imports import import_file
 from jobs.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]

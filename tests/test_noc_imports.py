@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from batch.imports import HEADERS, import_autopay, import_payments, import_premiums
-from batch.models import AccountChange, AutopayMandate, BankAccount, NachaFile, Payment, PaymentEvent
+from batch.collect.imports import HEADERS, import_autopay, import_payments, import_premiums
+from batch.store.models import AccountChange, AutopayMandate, BankAccount, NachaFile, Payment, PaymentEvent
 from jobs.cli import cli
 
 from test_returns import World, cli_env  # noqa: F401  (fixture: settings from the environment)
@@ -173,7 +173,7 @@ def _autopay(world, tmp_path, name, *rows):
 def _pull_and_noc(world, tmp_path, code, parts):
     """AutoPay M1 on the old account, January's pull originated, the bank's NOC applied."""
     assert _autopay(world, tmp_path, "autopay.csv", autopay_row()).loaded == 1
-    from batch.autopay import schedule_autopay
+    from batch.collect.autopay import schedule_autopay
 
     assert schedule_autopay(world.sessions, JAN_DRAFT).created == 1
     jan = world.originate(JAN_DRAFT)["M1"]
@@ -256,7 +256,7 @@ def test_mandate_and_payment_rows_with_the_old_number_resolve_to_the_corrected_a
 def test_a_row_with_the_number_of_an_account_merged_by_a_noc_goes_to_the_live_record(world, tmp_path):
     # The corrected account was already on record as another row: the NOC merged the old row into it.
     assert _autopay(world, tmp_path, "autopay.csv", autopay_row()).loaded == 1
-    from batch.autopay import schedule_autopay
+    from batch.collect.autopay import schedule_autopay
 
     schedule_autopay(world.sessions, JAN_DRAFT)
     # and a one-time payment from the same account, debited with the pull (in a file: not moved)

@@ -9,9 +9,9 @@ from datetime import date
 import pytest
 from sqlalchemy import select
 
-from batch.coverage import assess_coverage
-from batch.models import Notice
-from batch.notices import MANIFEST_COLUMNS, issue_notices, notice_kind_for_flag
+from batch.collect.coverage import assess_coverage
+from batch.store.models import Notice
+from batch.collect.notices import MANIFEST_COLUMNS, issue_notices, notice_kind_for_flag
 
 from test_returns import RETURN_DAY, World
 
@@ -89,7 +89,7 @@ def test_templates_can_be_overridden_from_a_folder(sessions, keyring, tmp_path):
 
 def test_notices_for_each_coverage_status(sessions, keyring, tmp_path):
     w = World(sessions, keyring, tmp_path)
-    from batch.models import Payment
+    from batch.store.models import Payment
 
     a = w.member(binder=True, subsidy="aptc", originate_on=date(2026, 12, 18))
     w.member(member_id=a, month=date(2027, 2, 1), originate_on=date(2027, 1, 21))
@@ -110,8 +110,8 @@ def test_notices_for_each_coverage_status(sessions, keyring, tmp_path):
 
 
 def test_flags_at_risk_get_no_notice_and_do_not_hide_the_ones_that_do(sessions, tmp_path, monkeypatch):
-    import batch.notices as notices_mod
-    from batch.models import CoverageFlag
+    import batch.collect.notices as notices_mod
+    from batch.store.models import CoverageFlag
 
     monkeypatch.setattr(notices_mod, "CHUNK", 2)  # more at_risk flags than one chunk, ahead of a past_due one
     with sessions() as s, s.begin():

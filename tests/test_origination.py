@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from batch.crypto import Keyring, generate_secret
-from batch.db import make_engine, make_sessionmaker
-from batch.models import BankAccount, FileEntry, NachaFile, Payment, Premium
-from batch.origination import Company, Limits, OriginationError, file_name_for, originate, stored_bytes
+from batch.store.crypto import Keyring, generate_secret
+from batch.store.db import make_engine, make_sessionmaker
+from batch.store.models import BankAccount, FileEntry, NachaFile, Payment, Premium
+from batch.collect.origination import Company, Limits, OriginationError, file_name_for, originate, stored_bytes
 from nacha.calendar import is_banking_day, next_banking_day
 from nacha.reader import read_file
 
@@ -219,9 +219,9 @@ CRASH_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from datetime import date
     sys.path.insert(0, {root!r})
-    from batch.crypto import Keyring
-    from batch.db import make_engine, make_sessionmaker
-    from batch.origination import Company, Limits, originate
+    from batch.store.crypto import Keyring
+    from batch.store.db import make_engine, make_sessionmaker
+    from batch.collect.origination import Company, Limits, originate
     url, secret, outbox, crash_at = sys.argv[1:5]
     def on_step(name):
         if name == crash_at:
@@ -291,7 +291,7 @@ def test_a_crash_at_any_step_then_a_rerun_debits_each_payment_exactly_once(migra
 
 @pytest.mark.postgres
 def test_two_originations_at_once_on_postgresql_act_as_one(pg_url, tmp_path):
-    from batch.db import upgrade
+    from batch.store.db import upgrade
 
     upgrade(pg_url)
     secret = generate_secret()

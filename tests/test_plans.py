@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import date
 
-from batch import debit_rules
-from batch.delivery import CONFIRM, READ_BACK, REFUSE, UPLOAD, AttemptFacts, plan_attempt
-from batch.origination import (
+from batch.rules import debit_rules
+from batch.bank.delivery import CONFIRM, READ_BACK, REFUSE, UPLOAD, AttemptFacts, plan_attempt
+from batch.collect.origination import (
     NEW_BATCH, NEW_FILE, SAME_BATCH, BatchKey, FileSplit, Limits, file_id_modifiers, offset_cents,
 )
-from batch.returns import (
+from batch.collect.returns import (
     ReturnLine, ReturnPolicy, ReturnSeen, _Orig, keep_retries, plan_retries, plan_returns, return_actions,
     return_facts_needed,
 )

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from openpyxl import load_workbook
 from sqlalchemy import select, update
 
-from batch.coverage import assess_coverage
-from batch.models import FileEntry, NachaFile
-from batch.reports import (
+from batch.collect.coverage import assess_coverage
+from batch.store.models import FileEntry, NachaFile
+from batch.report.reports import (
     COLUMNS,
     ReturnRate,
     _percent,
@@ -175,7 +175,7 @@ def test_coverage_report_lists_policies_at_risk(book, sessions):
 
 
 def test_coverage_report_shows_at_risk_after_the_delinquent(sessions):
-    from batch.models import CoverageFlag
+    from batch.store.models import CoverageFlag
 
     day = date(2027, 2, 19)
     rows = [("M1", "ok", 0, None), ("M2", "at_risk", 10000, date(2027, 2, 23)), ("M3", "past_due", 5000,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from batch.reports import _PALETTE, render_html, returns_report
+from batch.report.reports import _PALETTE, render_html, returns_report
 
 from test_returns import RETURN_DAY, World
 

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from batch.crypto import Keyring, generate_secret
-from batch.models import (
+from batch.store.crypto import Keyring, generate_secret
+from batch.store.models import (
     AccountChange,
     AutopayMandate,
     BankAccount,
@@ -24,9 +24,9 @@ from batch.models import (
     ReturnFile,
     ReviewItem,
 )
-from batch.origination import Company, Limits, originate
-from batch.premium_calendar import due_date
-from batch.returns import (
+from batch.collect.origination import Company, Limits, originate
+from batch.rules.premium_calendar import due_date
+from batch.collect.returns import (
     AccountState,
     OriginalEntry,
     ReturnPolicy,
@@ -567,7 +567,7 @@ def test_a_rejected_file_keeps_its_located_issues_and_an_old_row_of_strings_stil
 
 
 def test_a_problem_after_the_first_chunks_still_rejects_the_whole_file(world, monkeypatch):
-    import batch.returns as returns_mod
+    import batch.collect.returns as returns_mod
 
     monkeypatch.setattr(returns_mod, "CHUNK", 1)  # every entry is applied as its own chunk
     a, b, c = world.member(), world.member(), world.member()
@@ -743,7 +743,7 @@ def test_cli_process_exit_codes_and_inbox(cli_env, sessions, tmp_path):
     r = run.invoke(cli, ["returns", "process", str(tmp_path / "missing.ach")])
     assert r.exit_code == 2
     # No FILE: the inbox files the inbound ledger lists as received, each marked processed.
-    from batch.models import InboundFile
+    from batch.store.models import InboundFile
 
     inbox = tmp_path / "achbatch-data" / "inbox"
     inbox.mkdir(parents=True)

@@ -21,7 +21,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy import select
 
 from batch.config import Settings
-from batch.models import Run
+from batch.store.models import Run
 from jobs.cmd_schedule import configure_scheduler, job_specs, make_scheduler
 from test_nightly_support import Folder
 

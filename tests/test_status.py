@@ -11,10 +11,10 @@ from datetime import date, datetime, timedelta, timezone
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
-from batch.metrics import collect, render, write_atomic
-from batch.models import NachaFile, Run, RunStep
-from batch.nightly import run_pipeline
-from batch.status import collect_status
+from batch.report.metrics import collect, render, write_atomic
+from batch.store.models import NachaFile, Run, RunStep
+from batch.run.nightly import run_pipeline
+from batch.report.status import collect_status
 from test_nightly_support import Folder
 
 THURSDAY = date(2026, 1, 22)

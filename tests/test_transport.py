@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from batch.config import BankSettings
-from batch.transport import (
+from batch.bank.transport import (
     BankUnreachable,
     ConnectionLost,
     FolderTransport,

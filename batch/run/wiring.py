@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .coverage import CoverageRules
-from .debit_guard import GuardSettings
-from .delivery import DeliveryPolicy
-from .inbound import InboundPolicy
-from .origination import Company, Limits
-from .pgp import Pgp, PgpError
-from .returns import ReturnPolicy
-from .transport import Transport, TransportConfigError, transport_from_settings
+from ..collect.coverage import CoverageRules
+from ..collect.debit_guard import GuardSettings
+from ..bank.delivery import DeliveryPolicy
+from ..bank.inbound import InboundPolicy
+from ..collect.origination import Company, Limits
+from ..bank.pgp import Pgp, PgpError
+from ..collect.returns import ReturnPolicy
+from ..bank.transport import Transport, TransportConfigError, transport_from_settings
 
 __all__ = ["ConfigurationError", "company", "coverage_rules", "delivery_policy", "guard", "inbound_policy",
            "limits", "pgp", "return_policy", "sender_name", "transport"]

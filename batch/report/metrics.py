@@ -17,9 +17,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import fsutil
-from .models import RUN_KINDS, Run, RunStep
-from .status import _t, coverage_by_status, payments_by_state, table_names
+from ..store import fsutil
+from ..store.models import RUN_KINDS, Run, RunStep
+from .status import table, coverage_by_status, payments_by_state, table_names
 
 __all__ = ["collect", "render", "write_atomic", "PREFIX"]
 
@@ -57,14 +57,14 @@ def collect(sessions: sessionmaker[Session]) -> dict:
         snap["returns_by_category"] = {}
         nightly = snap["runs"].get("nightly")
         if "payment_returns" in tables and nightly is not None:
-            pr = _t("payment_returns")
+            pr = table("payment_returns")
             snap["returns_by_category"] = {cat: int(n) for cat, n in s.execute(
                 select(pr.c.category, func.count()).where(pr.c.returned_on == nightly["business_date"])
                 .group_by(pr.c.category))}
         snap["payments_by_state"] = payments_by_state(s, tables) or {}
         snap["coverage_by_status"] = coverage_by_status(s, tables) or {}
         if "nacha_files" in tables:
-            f = _t("nacha_files")
+            f = table("nacha_files")
             snap["files_awaiting_delivery"] = int(s.scalar(
                 select(func.count()).select_from(f).where(f.c.state != "sent")) or 0)
     return snap

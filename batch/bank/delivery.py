@@ -35,11 +35,11 @@ from typing import Callable, Iterator, Mapping
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, defer, sessionmaker
 
-from .crypto import Keyring
-from .fsutil import TMP_PREFIX, file_sha256, private_dirs
-from .fsutil import fsync_dir as _fsync_dir
-from .models import Delivery, DeliveryAttempt, FileEntry, NachaFile, Payment, utcnow
-from .origination import OriginationError, stored_bytes
+from ..store.crypto import Keyring
+from ..store.fsutil import TMP_PREFIX, file_sha256, private_dirs
+from ..store.fsutil import fsync_dir as _fsync_dir
+from ..store.models import Delivery, DeliveryAttempt, FileEntry, NachaFile, Payment, utcnow
+from ..store.filebytes import StoredBytesError, stored_bytes
 from .pgp import Pgp, PgpError
 from .transport import (
     BankUnreachable,
@@ -344,7 +344,7 @@ class _SendRun:
         sf = SentFile(f.file_id, f.file_name, f.file_date, "failed")
         try:
             payload, delivery_id, sha = self._prepare(file_id)
-        except (OriginationError, PgpError) as e:
+        except (StoredBytesError, PgpError) as e:
             sf.error = str(e)
             self._note_error(file_id, None, sf.error)
             if isinstance(e, PgpError):
@@ -414,10 +414,10 @@ class _SendRun:
             else:
                 payload = d.pgp_payload if d.pgp_payload is not None else data
                 if hashlib.sha256(payload).hexdigest() != d.payload_sha256:
-                    raise OriginationError(f"{row.file_name}: the payload recorded for delivery no longer matches "
+                    raise StoredBytesError(f"{row.file_name}: the payload recorded for delivery no longer matches "
                                            "its sha256")
                 if d.destination != self.destination and d.ambiguous:
-                    raise OriginationError(
+                    raise StoredBytesError(
                         f"{row.file_name}: its last upload to {d.destination} ended without confirmation and the "
                         f"bank settings now point to {self.destination}; check the old destination first")
                 d.transport, d.destination = self.kind, self.destination

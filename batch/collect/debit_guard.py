@@ -16,13 +16,13 @@ from sqlalchemy.orm import aliased
 
 from nacha import codes
 
-from . import debit_rules
+from ..rules import debit_rules
 from .coverage import CoverageRules, Standing, assess_policy, policy_facts
-from .models import (
+from ..store.models import (
     MANDATE_LIVE_STATUSES, AutopayMandate, FileEntry, NachaFile, Payment, PaymentEvent, PaymentReturn, Premium,
     ReviewItem, utcnow,
 )
-from .money import dollars
+from ..rules.money import dollars
 
 __all__ = ["GuardSettings", "Screened", "authorizations", "prior_returns", "screen_pending", "standings"]
 

@@ -54,11 +54,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from nacha import codes
 from nacha.calendar import effective_entry_date
 
-from .models import (
+from ..store.models import (
     COVERAGE_STATUSES, CoverageFlag, FileEntry, NachaFile, Payment, PaymentEvent, PaymentReturn, Premium, utcnow,
 )
-from .money import dollars
-from .premium_calendar import cleared_on as clearing_date
+from ..rules.money import dollars
+from ..rules.premium_calendar import cleared_on as clearing_date
 
 __all__ = [
     "AT_RISK_STATUSES", "SUBSIDIZED", "AssessResult", "CoverageRules", "PaymentFact", "PremiumFact", "Standing",
@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 SUBSIDIZED = ("aptc", "connectorcare")
-# Every status but 'ok', from the least to the most severe (batch.models.COVERAGE_STATUSES is in that order).
+# Every status but 'ok', from the least to the most severe (batch.store.models.COVERAGE_STATUSES is in that order).
 AT_RISK_STATUSES = tuple(s for s in COVERAGE_STATUSES if s != "ok")
 _ONE_DAY = timedelta(days=1)
 

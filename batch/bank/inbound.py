@@ -30,9 +30,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .delivery import run_lock
-from .fsutil import TMP_PREFIX, DurableCopies, private_dirs, write_atomic
-from .fsutil import fsync_dir as _fsync_dir
-from .models import InboundFile, utcnow
+from ..store.fsutil import TMP_PREFIX, DurableCopies, private_dirs, write_atomic
+from ..store.fsutil import fsync_dir as _fsync_dir
+from ..store.models import InboundFile, utcnow
 from .pgp import PGP_SUFFIXES, Pgp, PgpError
 from .transport import (
     BankUnreachable, RemoteEntry, RemoteRefused, RetryPolicy, Transport, TransportConfigError, TransportError, matches,

@@ -32,7 +32,7 @@ from nacha.model import Batch, Entry, NachaFile
 from nacha.reader import read_file
 from nacha.writer import format_file
 
-from .money import dollars
+from ..rules.money import dollars
 from .outcome import Outcome
 
 __all__ = ["DEMO_ANSWERS", "DEMO_NIGHTS", "BankAnswer", "DemoResult", "demo_data_dir", "demo_settings", "run_demo",
@@ -156,7 +156,7 @@ def simulate_bank(incoming: Path, outgoing: Path, answer_date: date,
 @dataclass
 class DemoResult:
     folder: Path
-    nights: list = field(default_factory=list)  # batch.nightly.RunResult per night (None when locked)
+    nights: list = field(default_factory=list)  # batch.run.nightly.RunResult per night (None when locked)
     answer: BankAnswer | None = None
     fresh: bool = True
     outcome: Outcome = Outcome.DONE  # data problems (the demo's returns cause some on purpose) count as done
@@ -201,11 +201,11 @@ def _rel(p: Path, base: Path) -> str:
 
 def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
     """Run the demo in `folder` (created); see the module docstring."""
-    from .crypto import load_keyring
-    from .db import open_database, upgrade
-    from .models import FileEntry, Run
+    from ..store.crypto import load_keyring
+    from ..store.db import open_database, upgrade
+    from ..store.models import FileEntry, Run
     from .nightly import run_pipeline
-    from .runlock import LockHeld
+    from ..store.runlock import LockHeld
 
     folder = Path(folder).absolute()
     folder.mkdir(parents=True, exist_ok=True)

@@ -31,12 +31,13 @@ from nacha.layouts import FILE_ID_MODIFIER_ORDER as FILE_ID_MODIFIERS  # A-Z the
 from nacha.sec import sec_format
 from nacha.writer import FileWriter
 
-from .crypto import FILE_CONTEXT, Keyring
+from ..store.filebytes import StoredBytesError, stored_bytes  # noqa: F401  (re-exported)
+from ..store.crypto import FILE_CONTEXT, Keyring
 from .debit_guard import GuardSettings, screen_pending
-from .db import copy_rows
-from .fsutil import fsync_dir as _fsync_dir
-from .fsutil import TMP_PREFIX, file_sha256, write_atomic
-from .models import BankAccount, FileEntry, NachaFile, Payment, Sequence, TRACE_SEQUENCE, utcnow
+from ..store.db import copy_rows
+from ..store.fsutil import fsync_dir as _fsync_dir
+from ..store.fsutil import TMP_PREFIX, file_sha256, write_atomic
+from ..store.models import BankAccount, FileEntry, NachaFile, Payment, Sequence, TRACE_SEQUENCE, utcnow
 
 MAX_TRACE_SEQUENCE = 9_999_999  # 7 digits after the ODFI's 8 (NR2013 OR123)
 ADVISORY_LOCK_KEY = 0x41434842_4F524947 & 0x7FFFFFFFFFFFFFFF  # "ACHBORIG"
@@ -605,15 +606,3 @@ def _repair_outbox(s: Session, keyring: Keyring, outbox: Path) -> list[str]:
         write_atomic(path, data)
         repaired.append(row.file_name)
     return repaired
-
-
-def stored_bytes(keyring: Keyring, row: NachaFile, content_enc: bytes | None = None) -> bytes:
-    """A built file's bytes as recorded at origination, checked against its sha256. `content_enc`:
-    the file's stored ciphertext when the caller read it itself (else `row.content_enc` loads it)."""
-    blob = row.content_enc if content_enc is None else content_enc
-    if blob is None:
-        raise OriginationError(f"{row.file_name}: its stored bytes are missing")
-    data = keyring.decrypt(blob, FILE_CONTEXT)
-    if hashlib.sha256(data).hexdigest() != row.sha256:
-        raise OriginationError(f"{row.file_name}: stored bytes do not match the recorded sha256")
-    return data

@@ -82,7 +82,7 @@ def authorized_for(due: date, authorized_on: date) -> Verdict:
 def coverage_allows(coverage_month: date, status: str, coverage_ends_on: date | None,
                     first_unpaid_month: date | None) -> Verdict:
     """May an AutoPay pull or re-presentment collect `coverage_month`, given the policy's standing
-    on the file date (`batch.coverage.assess_policy`)? Not once its binder lapsed unpaid
+    on the file date (`batch.collect.coverage.assess_policy`)? Not once its binder lapsed unpaid
     (`not_started`: coverage never starts for the binder month or any later one), nor for a month
     after a terminated policy's coverage end."""
     if status == "not_started" and (first_unpaid_month is None or coverage_month >= first_unpaid_month):

@@ -3,15 +3,15 @@ ledger (`runs`, `run_steps`) so that a re-run of the same business date resumes 
 stopped and never redoes a step it finished.
 
 Steps (each a small adapter below, calling one service of batch/):
-  import           CSV exports from paths.drop_dir      batch.imports.import_file
-  autopay          the AutoPay pulls due               batch.autopay.schedule_autopay
-  originate        the day's NACHA file(s)             batch.origination.originate
-  send             deliver built files to the bank     batch.delivery.send_files
-  returns_fetch    download the bank's files           batch.inbound.fetch_files
-  returns_process  apply returns and NOCs              batch.returns.process_inbox
-  coverage         coverage standing and flags         batch.returns.cancel_unneeded_retries,
-                                                       batch.coverage.assess_coverage
-  reports          reports and member notices          batch.reports.*, batch.notices.issue_notices
+  import           CSV exports from paths.drop_dir      batch.collect.imports.import_file
+  autopay          the AutoPay pulls due               batch.collect.autopay.schedule_autopay
+  originate        the day's NACHA file(s)             batch.collect.origination.originate
+  send             deliver built files to the bank     batch.bank.delivery.send_files
+  returns_fetch    download the bank's files           batch.bank.inbound.fetch_files
+  returns_process  apply returns and NOCs              batch.collect.returns.process_inbox
+  coverage         coverage standing and flags         batch.collect.returns.cancel_unneeded_retries,
+                                                       batch.collect.coverage.assess_coverage
+  reports          reports and member notices          batch.report.reports.*, batch.collect.notices.issue_notices
 The morning returns poll (`kind='returns'`) runs returns_fetch and returns_process only.
 
 A step already recorded done for the business date is skipped (`run_steps.done_key` is unique);
@@ -45,10 +45,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import wiring
-from .models import Run, RunStep, utcnow
-from .money import dollars
+from ..store.models import Run, RunStep, utcnow
+from ..rules.money import dollars
 from .outcome import RECORDED_CODES, Outcome, most_urgent
-from .runlock import RunLock
+from ..store.runlock import RunLock
 
 __all__ = [
     "NIGHTLY_STEPS", "RETURNS_STEPS", "STEPS", "NightContext", "RunResult", "Step", "StepOutcome", "StepResult",
@@ -151,7 +151,7 @@ class NightContext:
 
     settings: Any  # batch.config.Settings
     sessions: sessionmaker[Session]
-    keyring: Any  # batch.crypto.Keyring
+    keyring: Any  # batch.store.crypto.Keyring
     business_date: date
     dry_run: bool = False
     now: Callable[[], datetime] = utcnow
@@ -206,7 +206,7 @@ def _move_imported(path: Path, archive: Path) -> Path:
 
 
 def step_import(ctx: NightContext) -> StepOutcome:
-    from .imports import ImportFileError, import_file
+    from ..collect.imports import ImportFileError, import_file
 
     drop = ctx.settings.paths.drop_dir
     if drop is None:
@@ -252,7 +252,7 @@ def step_import(ctx: NightContext) -> StepOutcome:
 
 
 def step_autopay(ctx: NightContext) -> StepOutcome:
-    from .autopay import schedule_autopay
+    from ..collect.autopay import schedule_autopay
 
     r = schedule_autopay(ctx.sessions, ctx.business_date, ctx.settings.origination.autopay_lead_days,
                          wiring.guard(ctx.settings))
@@ -267,7 +267,7 @@ def step_autopay(ctx: NightContext) -> StepOutcome:
 
 
 def step_originate(ctx: NightContext) -> StepOutcome:
-    from .origination import originate
+    from ..collect.origination import originate
 
     s = ctx.settings
     r = originate(ctx.sessions, ctx.keyring, wiring.company(s), wiring.limits(s), ctx.business_date,
@@ -315,7 +315,7 @@ def _pgp(ctx: NightContext, *, outbound: bool):
 
 
 def step_send(ctx: NightContext) -> StepOutcome:
-    from .delivery import pending_deliveries, send_files
+    from ..bank.delivery import pending_deliveries, send_files
     if ctx.dry_run:
         todo = pending_deliveries(ctx.sessions)
         names = ", ".join(f.file_name for f in todo)
@@ -357,7 +357,7 @@ def step_send(ctx: NightContext) -> StepOutcome:
 
 
 def step_returns_fetch(ctx: NightContext) -> StepOutcome:
-    from .inbound import fetch_files
+    from ..bank.inbound import fetch_files
     s = ctx.settings
     if ctx.dry_run:
         return StepOutcome(note=f"would fetch the bank's new files ({s.bank.transport} transport, folder "
@@ -395,11 +395,11 @@ def step_returns_fetch(ctx: NightContext) -> StepOutcome:
 # -- returns, coverage, reports, notices (batch/returns.py, coverage.py, reports.py, notices.py) -----
 
 def step_returns_process(ctx: NightContext) -> StepOutcome:
-    from .returns import outcome_words, process_inbox
+    from ..collect.returns import outcome_words, process_inbox
 
     s = ctx.settings
     if ctx.dry_run:
-        from .inbound import pending_inbound
+        from ..bank.inbound import pending_inbound
 
         todo = pending_inbound(ctx.sessions, s.inbox_dir)
         return StepOutcome(counts={"files": len(todo)},
@@ -428,8 +428,8 @@ def step_returns_process(ctx: NightContext) -> StepOutcome:
 
 
 def step_coverage(ctx: NightContext) -> StepOutcome:
-    from .coverage import assess_coverage
-    from .returns import cancel_unneeded_retries
+    from ..collect.coverage import assess_coverage
+    from ..collect.returns import cancel_unneeded_retries
     s = ctx.settings
     cancelled = cancel_unneeded_retries(ctx.sessions, ctx.business_date)
     r = assess_coverage(ctx.sessions, ctx.business_date, wiring.coverage_rules(s), tz=s.origination.zone)
@@ -450,8 +450,8 @@ REPORT_FORMATS = ("html", "csv")
 def step_reports(ctx: NightContext) -> StepOutcome:
     import jinja2
 
-    from .notices import issue_notices
-    from .reports import (KINDS, coverage_report, default_output_path, reconciliation_report, returns_report,
+    from ..collect.notices import issue_notices
+    from ..report.reports import (KINDS, coverage_report, default_output_path, reconciliation_report, returns_report,
                           write_report)
     s, d = ctx.settings, ctx.business_date
     if ctx.dry_run:
@@ -486,14 +486,14 @@ def step_reports(ctx: NightContext) -> StepOutcome:
 
 
 STEPS: dict[str, Step] = {s.name: s for s in (
-    Step("import", "payments import", "batch.imports.import_file", step_import),
-    Step("autopay", "AutoPay schedule", "batch.autopay.schedule_autopay", step_autopay),
-    Step("originate", "originate", "batch.origination.originate", step_originate),
-    Step("send", "send", "batch.delivery.send_files", step_send),
-    Step("returns_fetch", "returns fetch", "batch.inbound.fetch_files", step_returns_fetch),
-    Step("returns_process", "returns process", "batch.returns.process_inbox", step_returns_process),
-    Step("coverage", "coverage assess", "batch.coverage.assess_coverage", step_coverage),
-    Step("reports", "reports and notices", "batch.reports.write_report, batch.notices.issue_notices", step_reports),
+    Step("import", "payments import", "batch.collect.imports.import_file", step_import),
+    Step("autopay", "AutoPay schedule", "batch.collect.autopay.schedule_autopay", step_autopay),
+    Step("originate", "originate", "batch.collect.origination.originate", step_originate),
+    Step("send", "send", "batch.bank.delivery.send_files", step_send),
+    Step("returns_fetch", "returns fetch", "batch.bank.inbound.fetch_files", step_returns_fetch),
+    Step("returns_process", "returns process", "batch.collect.returns.process_inbox", step_returns_process),
+    Step("coverage", "coverage assess", "batch.collect.coverage.assess_coverage", step_coverage),
+    Step("reports", "reports and notices", "batch.report.reports.write_report, batch.collect.notices.issue_notices", step_reports),
 )}
 NIGHTLY_STEPS = ("import", "autopay", "originate", "send", "returns_fetch", "returns_process", "coverage", "reports")
 RETURNS_STEPS = ("returns_fetch", "returns_process")
@@ -785,7 +785,7 @@ def _ledger_finish(sessions, result: RunResult, sr: StepResult, row_id: int) -> 
 
 
 def _write_metrics(settings, sessions, emit) -> Path | None:
-    from .metrics import collect, render, write_atomic
+    from ..report.metrics import collect, render, write_atomic
 
     path = Path(settings.metrics_file)
     try:

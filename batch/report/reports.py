@@ -28,13 +28,13 @@ from nacha import codes
 from nacha.calendar import effective_entry_date
 from nacha.reader import BatchEnd, BatchStart, FileEnd, Reader
 
-from .coverage import AT_RISK_STATUSES
-from .crypto import FILE_CONTEXT, CryptoError, Keyring
-from .fsutil import write_atomic
-from .models import (
+from ..collect.coverage import AT_RISK_STATUSES
+from ..store.crypto import FILE_CONTEXT, CryptoError, Keyring
+from ..store.fsutil import write_atomic
+from ..store.models import (
     CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, ReturnFile, ReviewItem,
 )
-from .money import dollars as display_dollars, plain_dollars
+from ..rules.money import dollars as display_dollars, plain_dollars
 
 __all__ = [
     "COLUMNS", "FORMATS", "KINDS", "RATE_WINDOW_DAYS", "Report", "ReturnRate", "TEMPLATES_DIR", "coverage_report",

@@ -35,13 +35,15 @@ from nacha.errors import Issue
 from nacha.reader import EntryItem, FileStart, Reader
 from nacha.routing import check_digit, is_valid_routing
 
-from . import debit_guard, debit_rules
-from .channels import RETRY_CONFIRMATION_PREFIX
-from .crypto import Keyring, mask
-from .db import copy_rows
-from .file_errors import dump_errors, load_errors
-from .fsutil import file_sha256
-from .models import (
+from . import debit_guard
+
+from ..rules import debit_rules
+from ..rules.channels import RETRY_CONFIRMATION_PREFIX
+from ..store.crypto import Keyring, mask
+from ..store.db import copy_rows
+from ..store.file_errors import dump_errors, load_errors
+from ..store.fsutil import file_sha256
+from ..store.models import (
     UTCDateTime,
     AccountChange,
     MANDATE_LIVE_STATUSES,
@@ -57,7 +59,7 @@ from .models import (
     ReviewItem,
     utcnow,
 )
-from .money import dollars
+from ..rules.money import dollars
 from .origination import ADVISORY_LOCK_KEY
 
 __all__ = [
@@ -621,7 +623,7 @@ def process_inbox(sessions: sessionmaker[Session], keyring: Keyring, inbox: Path
                   on_file: Callable[[FileOutcome], None] | None = None) -> ProcessResult:
     """Apply every inbox file the inbound ledger lists as received and not yet processed (oldest
     first), marking each processed in the same transaction that applies (or rejects) it."""
-    from .inbound import mark_inbound_processed, pending_inbound
+    from ..bank.inbound import mark_inbound_processed, pending_inbound
 
     result = ProcessResult(processed_on)
     for pending in pending_inbound(sessions, inbox):

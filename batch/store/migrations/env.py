@@ -1,10 +1,10 @@
-"""Alembic environment. batch.db.upgrade() passes an open connection in `config.attributes`;
-otherwise (offline SQL, or a Config built by batch.db.alembic_config(url)) `sqlalchemy.url` is used."""
+"""Alembic environment. batch.store.db.upgrade() passes an open connection in `config.attributes`;
+otherwise (offline SQL, or a Config built by batch.store.db.alembic_config(url)) `sqlalchemy.url` is used."""
 from __future__ import annotations
 
 from alembic import context
 
-from batch.models import Base
+from batch.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -33,7 +33,7 @@ def run_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    from batch.db import make_engine
+    from batch.store.db import make_engine
 
     engine = make_engine(config.get_main_option("sqlalchemy.url"))
     try:

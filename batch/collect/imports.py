@@ -29,15 +29,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from nacha.calendar import MAX_YEAR, MIN_YEAR
 from nacha.routing import routing_problem
 
-from .channels import (  # the confirmation-id names stay importable from here
+from ..rules.channels import (  # the confirmation-id names stay importable from here
     AUTOPAY_CONFIRMATION_PREFIX,
     RESERVED_CONFIRMATION_PREFIXES,
     RETRY_CONFIRMATION_PREFIX,
     autopay_confirmation_id,
     sec_for_payment,
 )
-from .crypto import Keyring, mask
-from .models import (
+from ..store.crypto import Keyring, mask
+from ..store.models import (
     MANDATE_LIVE_STATUSES,
     AccountChange,
     AutopayMandate,
@@ -48,7 +48,7 @@ from .models import (
     Premium,
     utcnow,
 )
-from .premium_calendar import due_date, parse_coverage_month
+from ..rules.premium_calendar import due_date, parse_coverage_month
 from .returns import merged_into
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Member notices for the print and email vendor: one per returned payment and one per new or
 changed coverage flag at risk (returned payment, past due warning, termination warning, coverage
 not started, coverage terminated), rendered from the jinja2 templates shipped in
-batch/templates/notices (or a folder of overrides named in settings, `paths.notices_templates`)
+batch/collect/templates/notices (or a folder of overrides named in settings, `paths.notices_templates`)
 into the notices folder, listed in manifest CSVs.
 
 `notices.event_key` is unique, so an event gets one notice whatever re-runs happen; a notice's file
@@ -21,9 +21,9 @@ import jinja2
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from .fsutil import write_atomic
-from .money import dollars, plain_dollars
-from .models import COVERAGE_STATUSES, BankAccount, CoverageFlag, Notice, Payment, PaymentReturn, Premium, utcnow
+from ..store.fsutil import write_atomic
+from ..rules.money import dollars, plain_dollars
+from ..store.models import COVERAGE_STATUSES, BankAccount, CoverageFlag, Notice, Payment, PaymentReturn, Premium, utcnow
 
 _VENDOR_READABLE = 0o644  # notices and manifests are picked up by the print and email vendor
 

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import Base, Run, RunStep
-from .runlock import lock_is_held, read_holder
+from ..store.models import Base, Run, RunStep
+from ..store.runlock import lock_is_held, read_holder
 
 __all__ = ["StatusReport", "collect_status", "payments_by_state", "coverage_by_status", "table_names"]
 
@@ -38,7 +38,7 @@ def table_names(engine: Engine) -> set[str]:
     return set(inspect(engine).get_table_names())
 
 
-def _t(name: str):
+def table(name: str):
     return Base.metadata.tables[name]
 
 
@@ -51,7 +51,7 @@ def _iso(v) -> str | None:
 def payments_by_state(s: Session, tables: set[str]) -> dict[str, int] | None:
     if "payments" not in tables:
         return None
-    p = _t("payments")
+    p = table("payments")
     return {state: int(n) for state, n in s.execute(select(p.c.state, func.count()).group_by(p.c.state))}
 
 
@@ -59,7 +59,7 @@ def coverage_by_status(s: Session, tables: set[str]) -> dict[str, int] | None:
     """Current coverage flags (one per policy) by status."""
     if "coverage_flags" not in tables:
         return None
-    c = _t("coverage_flags")
+    c = table("coverage_flags")
     return {st: int(n) for st, n in s.execute(
         select(c.c.status, func.count()).where(c.c.current_key.is_not(None)).group_by(c.c.status))}
 
@@ -72,13 +72,13 @@ def _cutoff(file_date: date, settings) -> datetime:
 def _unsent_files(s: Session, tables: set[str], settings, now: datetime) -> list[dict] | None:
     if "nacha_files" not in tables:
         return None
-    f = _t("nacha_files")
+    f = table("nacha_files")
     rows = s.execute(select(f.c.file_name, f.c.file_date, f.c.state, f.c.entry_count, f.c.total_debit_cents,
                             f.c.created_at).where(f.c.state != "sent").order_by(f.c.file_date, f.c.file_id_modifier))
     out = []
     deliveries = {}
     if "deliveries" in tables:
-        d = _t("deliveries")
+        d = table("deliveries")
         deliveries = {r.file_name: r for r in s.execute(
             select(f.c.file_name, d.c.attempts, d.c.last_error, d.c.last_attempt_at)
             .join(d, d.c.file_id == f.c.id).where(f.c.state != "sent"))}
@@ -96,7 +96,7 @@ def _unsent_files(s: Session, tables: set[str], settings, now: datetime) -> list
 def _unprocessed_inbound(s: Session, tables: set[str]) -> list[dict] | None:
     if "inbound_files" not in tables:
         return None
-    i = _t("inbound_files")
+    i = table("inbound_files")
     return [{"local_name": r.local_name, "remote_name": r.remote_name, "size": r.size,
              "received_at": _iso(r.received_at)}
             for r in s.execute(select(i.c.local_name, i.c.remote_name, i.c.size, i.c.received_at)
@@ -106,7 +106,7 @@ def _unprocessed_inbound(s: Session, tables: set[str]) -> list[dict] | None:
 def _open_review_items(s: Session, tables: set[str]) -> int | None:
     if "review_items" not in tables:
         return None
-    r = _t("review_items")
+    r = table("review_items")
     return int(s.scalar(select(func.count()).select_from(r).where(r.c.status == "open")) or 0)
 
 

@@ -21,10 +21,12 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import debit_guard, debit_rules
-from .channels import autopay_confirmation_id, sec_for_mandate
-from .models import AutopayMandate, BankAccount, Payment, Premium
-from .premium_calendar import autopay_draft_date
+from . import debit_guard
+
+from ..rules import debit_rules
+from ..rules.channels import autopay_confirmation_id, sec_for_mandate
+from ..store.models import AutopayMandate, BankAccount, Payment, Premium
+from ..rules.premium_calendar import autopay_draft_date
 
 # Payments that count toward a premium being covered (one definition, in debit_rules).
 COVERING_STATES = debit_rules.COUNTING_STATES

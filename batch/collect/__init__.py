@@ -1,0 +1,1 @@
+"""Collecting premiums: imports, AutoPay, origination, returns and NOCs, coverage, notices."""

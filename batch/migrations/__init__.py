@@ -1,1 +1,0 @@
-"""Alembic migrations of the achbatch schema, shipped inside the package (run by batch.db.upgrade)."""

@@ -1,0 +1,1 @@
+"""Pure rules: the premium calendar, money, channels and the decision functions (no I/O)."""

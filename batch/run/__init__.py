@@ -1,0 +1,1 @@
+"""Running the night: the nightly pipeline, the demo, settings -> services wiring."""

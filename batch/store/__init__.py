@@ -1,0 +1,1 @@
+"""Persistence: the schema, migrations, database access, encryption, durable files, locks."""
