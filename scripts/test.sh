@@ -2,6 +2,8 @@
 # Runs the whole test suite on a fresh machine: creates .venv, installs achbatch with its test
 # extras, makes sure the services the tests talk to are up, then runs pytest.
 # Extra arguments are passed to pytest (e.g. scripts/test.sh -k conformance).
+# `scripts/test.sh unit [ARGS]` runs only tests/unit (no database, no network, no service set up:
+# seconds); tests/integration needs PostgreSQL, OpenSSH, gpg and Chromium; tests/e2e runs the CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +12,11 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+if [ "${1:-}" = "unit" ]; then
+    shift
+    exec .venv/bin/python -m pytest tests/unit "$@"
+fi
 
 # OpenSSH's server: the transport tests start a private sshd on 127.0.0.1 (tests/sshd.py).
 if [ ! -x /usr/sbin/sshd ]; then

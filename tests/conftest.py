@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+# Test modules share helpers across the unit/, integration/ and e2e/ folders (the simulated bank, the
+# world of the returns tests, the sshd fixture): all four folders are importable by plain name.
+_HERE = Path(__file__).resolve().parent
+for _d in (_HERE, _HERE / "unit", _HERE / "integration", _HERE / "e2e"):
+    if str(_d) not in sys.path:
+        sys.path.insert(0, str(_d))
 
 from batch.store.crypto import Keyring, generate_secret
 from batch.store.db import make_engine, make_sessionmaker, upgrade

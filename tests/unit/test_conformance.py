@@ -27,7 +27,7 @@ from nacha.reader import validate_file
 # The corpus: $ACHBATCH_CONFORMANCE_DIR, else ../shared/conformance/moov-ach beside the checkout.
 # Absent, these tests are skipped with that reason, except under CI=true, where its absence fails.
 CORPUS = Path(os.environ.get("ACHBATCH_CONFORMANCE_DIR")
-              or Path(__file__).resolve().parents[2] / "shared" / "conformance" / "moov-ach")
+              or Path(__file__).resolve().parents[3] / "shared" / "conformance" / "moov-ach")
 MANIFEST = CORPUS / "MANIFEST.csv"
 if not MANIFEST.is_file() and not os.environ.get("CI"):
     pytest.skip(f"conformance corpus not found at {CORPUS} (set ACHBATCH_CONFORMANCE_DIR to the moov-ach "

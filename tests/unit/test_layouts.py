@@ -24,7 +24,7 @@ from nacha.fields import (
     Layout,
 )
 try:
-    from tests.nacha_strategies import all_layouts, record
+    from nacha_strategies import all_layouts, record
 except ModuleNotFoundError:  # pytest run without the repository root on sys.path
     from nacha_strategies import all_layouts, record
 

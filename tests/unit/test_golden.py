@@ -30,7 +30,7 @@ from nacha.profile import BANK, STRICT, Profile
 from nacha.reader import validate_file
 from nacha.writer import format_file
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_files"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_files"
 
 # -- synthetic originator and bank -------------------------------------------------------------------
 ODFI_ROUTING = "021000021"

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from nacha import FileWriter, format_file, read_file
 from nacha.reader import BatchEnd, BatchStart, EntryItem, FileEnd, FileStart, Reader
 try:
-    from tests.nacha_strategies import all_layouts, debit_files, record
+    from nacha_strategies import all_layouts, debit_files, record
 except ModuleNotFoundError:  # pytest run without the repository root on sys.path
     from nacha_strategies import all_layouts, debit_files, record
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_files"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_files"
 LAYOUTS = all_layouts()
 
 

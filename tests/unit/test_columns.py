@@ -321,7 +321,7 @@ def test_the_writer_block_lane_refuses_and_writes_like_the_record_path(records):
 # -- every layout the column lane supports ----------------------------------------------------------
 from nacha import sec as _sec  # noqa: E402
 from nacha.layouts import BATCH_CONTROL, FILE_CONTROL  # noqa: E402
-from tests.nacha_strategies import record  # noqa: E402
+from nacha_strategies import record  # noqa: E402
 
 RUN_FORMATS = sorted(code for code, f in _sec.SEC_FORMATS.items() if f.supported and plan_for(f.entry) is not None)
 

@@ -22,7 +22,7 @@ from batch.collect.origination import Company, Limits, OriginationError, file_na
 from nacha.calendar import is_banking_day, next_banking_day
 from nacha.reader import read_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FILE_DATE = date(2026, 12, 1)  # Tuesday, banking day; effective Wednesday 2026-12-02
 COMPANY = Company("Health Connector", "9000000001", "9000000001", "011000015", "FEDERAL RESERVE BANK",
                   "011000015", settlement_routing="021000021", settlement_account="99887766")

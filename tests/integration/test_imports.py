@@ -34,7 +34,7 @@ from nacha.calendar import effective_entry_date, is_banking_day
 
 D = date.fromisoformat
 NY = ZoneInfo("America/New_York")
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_files"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_files"
 
 PREMIUM_HEADER = ",".join(HEADERS["premiums"])
 AUTOPAY_HEADER = ",".join(HEADERS["autopay"])

@@ -21,7 +21,7 @@ from sshd import add_built_file, nacha_like, sshd_server  # noqa: F401 - fixture
 from test_delivery import Env, achbatch, cli_env, ledger  # noqa: F401 - fixture
 from test_transport import small_disk  # noqa: F401 - fixture
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FINAL = "ACH-20261201-A.ach"
 BIG = 40_000_000  # large enough to be killed mid-transfer (about half a second on loopback)
 

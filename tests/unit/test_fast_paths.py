@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.nacha_strategies import PRINTABLE, all_layouts, record
+from nacha_strategies import PRINTABLE, all_layouts, record
 
 LAYOUTS = all_layouts()
 IDS = [layout.name for layout in LAYOUTS]

@@ -107,7 +107,7 @@ def test_an_installed_copy_finds_its_demo_data_and_templates(tmp_path):
     import sys
     import zipfile
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
                         str(root)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr

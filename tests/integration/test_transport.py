@@ -32,7 +32,7 @@ from batch.bank.transport import (
 )
 from sshd import SSH_KEYGEN, free_port, keygen, sshd_server  # noqa: F401 - fixture
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cfg(server, **over) -> SftpConfig:

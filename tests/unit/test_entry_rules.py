@@ -11,7 +11,7 @@ from nacha import entry_rules
 from nacha import sec as _sec
 from nacha.layouts import BATCH_CONTROL, BATCH_HEADER, FILE_CONTROL, FILE_HEADER
 from nacha.reader import Reader
-from tests.test_columns import ODFI, clean_run
+from test_columns import ODFI, clean_run
 
 ROW = 5  # the entry broken in a batch of 12
 

@@ -197,7 +197,7 @@ def test_module_has_no_third_party_imports():
         "bad = sorted(m for m in ('holidays', 'pandas', 'numpy', 'dateutil') if m in sys.modules); "
         "print(','.join(bad))"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )

@@ -11,7 +11,7 @@ import pytest
 import nacha.reader as reader_mod
 from nacha.reader import read_file, validate_file
 
-RETURNS = (Path(__file__).resolve().parent.parent / "sample_files" / "returns.ach").read_bytes()
+RETURNS = (Path(__file__).resolve().parents[2] / "sample_files" / "returns.ach").read_bytes()
 LINES = RETURNS.split(b"\n")
 # Line 4 is the first addenda 99 (R01), lines 8 and 12 the others (R10, R02); the file header's
 # File Creation Date is positions 24-29 of line 1 (reference §1.2 field 6), here 260122.

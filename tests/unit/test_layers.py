@@ -16,7 +16,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ORDER = ("rules", "store", "bank", "collect", "report", "run")
 # batch/config.py (the settings model) sits with the rules: everything may read it, it reads none of them.
 LEVEL = {name: i for i, name in enumerate(ORDER)} | {"config": 0}

@@ -24,7 +24,7 @@ from batch.bank.transport import transport_from_settings
 from sshd import GpgHome, add_built_file, nacha_like, sshd_server, write_config  # noqa: F401 - fixture
 from test_origination import run as originate_run, seed
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FILE_DATE = date(2026, 12, 1)
 
 

@@ -17,7 +17,7 @@ from batch.store.db import open_database, upgrade
 from batch.collect.imports import import_file
 from jobs.settings import load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_files"
 IMPORT_ORDER = ("premiums", "autopay", "payments")
 

@@ -18,11 +18,11 @@ from nacha.describe import describe
 from nacha.errors import InvalidFile, Issue, NachaError
 from nacha.reader import DEFAULT_MAX_BYTES, Reader, read_file, validate_file
 try:
-    from tests.nacha_strategies import debit_files
+    from nacha_strategies import debit_files
 except ModuleNotFoundError:  # pytest run without the repository root on sys.path
     from nacha_strategies import debit_files
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_files"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_files"
 PROFILES = ("strict", "bank")
 VALID_SAMPLES = ("debits-web-ppd-tel.ach", "returns.ach", "nocs.ach")
 PNG_HEADER = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"

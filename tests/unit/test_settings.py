@@ -14,7 +14,7 @@ from batch.config import SECTIONS, Settings
 from jobs.cli import cli
 from jobs.settings import SettingsError, load_settings
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "achbatch.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "achbatch.example.toml"
 
 
 def _write(tmp_path: Path, body: str) -> Path:
