@@ -56,7 +56,7 @@ def demo_data_dir() -> Path:
 
 def demo_settings(folder: Path):
     """Embedded defaults, with the data folder (and a drop folder) inside `folder`."""
-    from .config import PathsSettings, Settings
+    from ..config import PathsSettings, Settings
 
     folder = Path(folder).absolute()
     return Settings(paths=PathsSettings(data_dir=folder / "achbatch-data", drop_dir=folder / "drop"))
