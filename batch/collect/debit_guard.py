@@ -9,7 +9,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Iterable
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.orm import aliased
@@ -17,7 +16,8 @@ from sqlalchemy.orm import aliased
 from nacha import codes
 
 from ..rules import debit_rules
-from .coverage import CoverageRules, Standing, assess_policy, policy_facts
+from ..rules.debit_rules import GuardSettings  # noqa: F401  (re-exported)
+from .coverage import Standing, assess_policy, policy_facts
 from ..store.models import (
     MANDATE_LIVE_STATUSES, AutopayMandate, FileEntry, NachaFile, Payment, PaymentEvent, PaymentReturn, Premium,
     ReviewItem, utcnow,
@@ -29,25 +29,6 @@ __all__ = ["GuardSettings", "Screened", "authorizations", "prior_returns", "scre
 # Return codes after which a debit may be re-presented (R01, R09): the ones the limit counts.
 FUNDS_RETURN_CODES = tuple(sorted(c for c, rc in codes.RETURN_CODES.items() if rc.retry_allowed))
 CHUNK = 2000
-
-
-@dataclass(frozen=True)
-class GuardSettings:
-    """What the rules need from settings: the coverage rules (grace periods decide coverage end),
-    the reinitiation limits, and the zone of business dates."""
-
-    coverage: CoverageRules = CoverageRules()
-    max_reinitiations: int = codes.MAX_REINITIATIONS
-    window_days: int = codes.REINITIATION_WINDOW_DAYS
-    timezone: str = "America/New_York"
-
-    @property
-    def tz(self) -> tzinfo:
-        return ZoneInfo(self.timezone)
-
-    @classmethod
-    def from_settings(cls, settings) -> "GuardSettings":
-        return cls(CoverageRules.from_settings(settings.coverage), timezone=settings.origination.timezone)
 
 
 Key = tuple[str, str, date, int]  # member, plan, coverage month, bank account

@@ -9,8 +9,9 @@ failed and asks a person what follows.
 A file is applied in ONE transaction and ledgered by sha256 (return_files): the same bytes are
 applied once; a file that fails validation is rejected whole (nothing applied) with its located
 errors. The decisions (`decide_return`, `plan_retry`, `plan_noc`, and `plan_returns` /
-`plan_retries` / `return_actions`, which plan a chunk of returns with them) are pure functions of
-their inputs; `process_return_files` does the I/O around them, streaming the file a chunk at a time.
+`plan_retries` / `return_actions`, which plan a chunk of returns with them) live in
+batch/rules/returns.py, pure; `process_return_files` does the I/O around them, streaming the file a
+chunk at a time. Their names are re-exported here.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -30,10 +31,9 @@ from sqlalchemy.types import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from nacha import codes
-from nacha.calendar import add_banking_days
 from nacha.errors import Issue
 from nacha.reader import EntryItem, FileStart, Reader
-from nacha.routing import check_digit, is_valid_routing
+from nacha.routing import check_digit
 
 from . import debit_guard
 
@@ -59,6 +59,12 @@ from ..store.models import (
     ReviewItem,
     utcnow,
 )
+from ..rules.returns import (  # noqa: F401  (re-exported: the rules live in batch.rules.returns)
+    AccountState, AppliedReturn, NocPlan, OriginalEntry, OriginalFacts, PlannedRetry, RetryPlan, ReturnDecision,
+    ReturnLine, ReturnPlan, ReturnPolicy, ReturnSeen, ReviewPlan, decide_return, keep_retries, plan_noc,
+    plan_retries, plan_retry, plan_returns, retry_date, return_actions, return_code_review, return_facts_needed,
+    returned_state_for, state_for_disposition, IN_FLIGHT_STATES, cut,
+)
 from ..rules.money import dollars
 from .origination import ADVISORY_LOCK_KEY
 
@@ -78,472 +84,11 @@ PART = 5000  # values in one IN list (SQLite allows 32,766 parameters a statemen
 _NOW = func.now()
 # Payments that count toward a premium (paid, or on their way): one definition, in debit_rules.
 COUNTING_STATES = debit_rules.COUNTING_STATES
-# States in which an originated debit can be returned.
-IN_FLIGHT_STATES = ("in_file", "sent", "settled")
-# Dispositions whose return leaves the payment 'returned'; every other one marks it 'failed'.
-_RETURNED_DISPOSITIONS = frozenset({codes.RETRY_FUNDS, codes.BLOCK_ACCOUNT, codes.REVOKE_AUTH})
-_NO_HISTORY: dict = {}
 # Pending payments that a revoked AutoPay authorization stops (a one-time payment carries its own).
 _MANDATE_CHANNELS = ("autopay", "retry")
 
 
-# =============================================================================================
-# Pure decisions
-# =============================================================================================
-
-@dataclass(frozen=True)
-class ReturnPolicy:
-    """How returns are handled. Defaults: NACHA's reinitiation limits (ref §2.4) and the
-    configurable delay before a re-presentment (origination.retry_delay_banking_days)."""
-
-    retry_delay_banking_days: int = 2
-    max_retries: int = codes.MAX_REINITIATIONS
-    retry_window_days: int = codes.REINITIATION_WINDOW_DAYS
-    profile: str = "bank"
-    guard: debit_guard.GuardSettings = debit_guard.GuardSettings()  # coverage rules, time zone
-
-
-@dataclass(frozen=True)
-class ReturnSeen:
-    """What a return entry says: its code, traces, amount, the original RDFI, and the keyed hashes
-    of the account number it carries (None when the bank left that field blank)."""
-
-    code: str
-    original_trace_number: str
-    trace_number: str
-    amount_cents: int
-    rdfi: str  # 8 digits (addenda 99 positions 28-35)
-    account_hashes: tuple[str, ...] | None
-
-
-@dataclass(frozen=True)
-class OriginalEntry:
-    """What we know of the entry a return answers. `accounts`: the (RDFI, account hash) pairs the
-    entry may have been sent to (the account now, and before any NOC corrected it)."""
-
-    file_entry_id: int
-    payment_id: int | None  # None: a balanced file's offset entry
-    amount_cents: int
-    payment_state: str | None
-    accounts: frozenset[tuple[str, str]] = frozenset()
-    applied_return: bool = False  # the payment carries an applied (not dishonored) return
-    dishonored_return: bool = False  # ... a return that our ODFI dishonored
-    returned_state: str | None = None  # the state the applied/dishonored return gave the payment
-
-
-@dataclass(frozen=True)
-class ReturnDecision:
-    apply: bool
-    new_state: str | None = None
-    event: str = ""
-    review_kind: str | None = None
-    detail: str = ""
-
-
-def _review(kind: str, detail: str) -> ReturnDecision:
-    return ReturnDecision(False, review_kind=kind, detail=detail)
-
-
-def returned_state_for(rc: codes.ReturnCode) -> str:
-    """'returned' for the dispositions with a follow-up (re-present, block, revoke); 'failed' with
-    the code's title for every other one."""
-    return _state_for_disposition(rc.disposition)
-
-
-def _state_for_disposition(disposition: str) -> str:
-    return "returned" if disposition in _RETURNED_DISPOSITIONS else "failed"
-
-
-def return_code_review(code: str, processed_on: date) -> ReturnDecision | None:
-    """A review decision for a return whose code we must not act on: one the tables do not know
-    (NACHA adds codes; the reader only warns about a well-formed one), or one not in effect yet on
-    the processing date (R90 from 2028-03-17, NACHA-R90). None when the code can be applied."""
-    rc = codes.return_code(code)
-    if rc is None:
-        return _review("unknown_return_code",
-                       f"Return reason code {code} is not in our return code table, so the return was not "
-                       "applied; a person must decide what it means for the payment.")
-    if rc.effective_from is not None and processed_on < rc.effective_from:
-        return _review("code_not_effective",
-                       f"Return reason code {code} ({rc.title}) takes effect on {rc.effective_from.isoformat()}, "
-                       f"after this file was processed on {processed_on.isoformat()}, so the return was not "
-                       "applied; a person must decide what it means for the payment.")
-    return None
-
-
-def decide_return(rc: codes.ReturnCode, seen: ReturnSeen, original: OriginalEntry | None) -> ReturnDecision:
-    """Whether a return entry can be applied to our original, and the payment's new state."""
-    if original is None:
-        return _review("unknown_trace", f"no entry of ours has trace number {seen.original_trace_number}")
-    if original.payment_id is None:
-        return _review("offset_entry", "the return names our own settlement offset entry")
-    if seen.amount_cents != original.amount_cents:
-        return _review("amount_mismatch", f"returned amount {dollars(seen.amount_cents)} differs from the "
-                                          f"{dollars(original.amount_cents)} we debited")
-    if original.accounts:
-        rdfis = {r for r, _h in original.accounts}
-        if seen.rdfi not in rdfis:
-            return _review("account_mismatch", f"original RDFI {seen.rdfi} is not the routing number we debited "
-                                               f"({', '.join(sorted(rdfis))})")
-        if seen.account_hashes is not None and not any(
-                (seen.rdfi, h) in original.accounts for h in seen.account_hashes):
-            return _review("account_mismatch", "the account number returned is not the account we debited")
-    if rc.kind == codes.KIND_RETURN:
-        if original.payment_state not in IN_FLIGHT_STATES:
-            return _review("duplicate_return", f"the payment is already {original.payment_state}")
-        new = returned_state_for(rc)
-        return ReturnDecision(True, new, new, detail=f"{rc.code} {rc.title}")
-    if rc.kind == codes.KIND_DISHONORED:
-        # Our ODFI dishonored the RDFI's return (ref §1.7, §2.2): the debit stands again, pending a
-        # possible contest.
-        if not original.applied_return:
-            return _review("no_prior_return", "dishonored return for a payment with no applied return")
-        return ReturnDecision(True, "settled", "reinstated", detail=f"return dishonored: {rc.code} {rc.title}")
-    # contested dishonored return: the RDFI contests the dishonor, the return stands again
-    if not original.dishonored_return:
-        return _review("no_prior_return", "contested dishonored return for a payment with no dishonored return")
-    return ReturnDecision(True, original.returned_state or "returned", "return_restored",
-                          detail=f"dishonor contested: {rc.code} {rc.title}")
-
-
-@dataclass(frozen=True)
-class RetryPlan:
-    originate_on: date | None  # None: no re-presentment
-    retry_number: int
-    reason: str
-
-
-@lru_cache(maxsize=1024)
-def retry_date(processed_on: date, delay_banking_days: int) -> date:
-    """The first banking day at least `delay_banking_days` banking days after the return was
-    processed (the day's origination picks it up)."""
-    return add_banking_days(processed_on, delay_banking_days)
-
-
-def plan_retry(*, processed_on: date, original_settlement: date, retries_so_far: int,
-               premium_owed_cents: int | None, amount_cents: int, policy: ReturnPolicy) -> RetryPlan:
-    """Re-present an R01/R09 return? At most `max_retries` per original payment, the new entry
-    settling within `retry_window_days` of the original's settlement (ref §2.4, NR2013 OR28), and
-    only while the premium is still unpaid: at least the same amount still owed (a re-presentment
-    carries the original amount; it must not overpay)."""
-    n = retries_so_far + 1
-    if retries_so_far >= policy.max_retries:
-        return RetryPlan(None, n, f"no re-presentment: {retries_so_far} already made "
-                                  f"(at most {policy.max_retries})")
-    if premium_owed_cents is None:
-        return RetryPlan(None, n, "no re-presentment: no premium on record for this payment")
-    if premium_owed_cents < amount_cents:
-        return RetryPlan(None, n, "no re-presentment: premium paid by other means")
-    when = retry_date(processed_on, policy.retry_delay_banking_days)
-    limit = original_settlement + timedelta(days=policy.retry_window_days)
-    if _settles(when) > limit:
-        return RetryPlan(None, n, f"no re-presentment: past {policy.retry_window_days} days after the "
-                                  f"original settlement on {original_settlement}")
-    return RetryPlan(when, n, f"re-presentment {n} of {policy.max_retries} scheduled for {when}")
-
-
-# The settlement date of a file date (debit_rules.settlement_of), cached: asked once per entry.
-_settles = lru_cache(maxsize=4096)(debit_rules.settlement_of)
-
-
-@dataclass(frozen=True)
-class AccountState:
-    routing_number: str
-    account_number: str
-    account_type: str
-    holder_name: str
-
-
-@dataclass(frozen=True)
-class NocPlan:
-    status: str  # 'applied' | 'unchanged' | 'rejected'
-    new: AccountState | None
-    detail: str
-
-
-_ACCOUNT_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-")
-
-
-def plan_noc(code: str, parts: dict[str, str], current: AccountState) -> NocPlan:
-    """The stored account after a NOC's corrected values (ref §2.5): account number (C01, C03,
-    C06, C07), routing number (C02, C03, C07), account type from the transaction code (C05-C07),
-    holder name (C04). A value we cannot store (routing check digit wrong, a transaction code of
-    neither a checking nor a savings account) is rejected, nothing changed."""
-    new = dict(routing_number=current.routing_number, account_number=current.account_number,
-               account_type=current.account_type, holder_name=current.holder_name)
-    routing = parts.get(codes.PART_ROUTING_NUMBER)
-    if routing is not None:
-        if not is_valid_routing(routing):
-            return NocPlan("rejected", None, f"{code}: corrected routing number {routing} fails its check digit")
-        new["routing_number"] = routing
-    account = parts.get(codes.PART_ACCOUNT_NUMBER)
-    if account is not None:
-        if not (1 <= len(account) <= 17 and set(account) <= _ACCOUNT_CHARS):
-            return NocPlan("rejected", None, f"{code}: corrected account number {mask(account)} is not storable")
-        new["account_number"] = account
-    tc = parts.get(codes.PART_TRANSACTION_CODE)
-    if tc is not None:
-        account_type = codes.account_type_of(tc)
-        if account_type not in (codes.ACCOUNT_CHECKING, codes.ACCOUNT_SAVINGS):
-            return NocPlan("rejected", None, f"{code}: corrected transaction code {tc} is not a checking or savings code")
-        new["account_type"] = account_type
-    name = parts.get(codes.PART_INDIVIDUAL_NAME)
-    if name is not None:
-        new["holder_name"] = name[:100]
-    after = AccountState(**new)
-    if after == current:
-        return NocPlan("unchanged", after, f"{code}: the stored account already carries the correction")
-    changed = [k.replace("_", " ") for k in new if getattr(current, k) != getattr(after, k)]
-    return NocPlan("applied", after, f"{code}: corrected {', '.join(changed)}")
-
-
-# =============================================================================================
-# The plan of a chunk of returns (pure: plain values in, a plan out; `_Applier` carries it out)
-# =============================================================================================
-
-@dataclass(frozen=True)
-class ReturnLine:
-    """A return entry of the file: its line, what it says, and (for the action words) the account
-    number it carries, masked."""
-
-    line: int
-    seen: ReturnSeen
-    account_masked: str  # the account the bank returned, masked (nacha.fields.mask)
-
-
-@dataclass(frozen=True)
-class ReviewPlan:
-    """A review item to open for a line (the line's own trace number and amount are added)."""
-
-    line: int
-    kind: str
-    code: str
-    original_trace: str
-    detail: str
-    expected: int | None = None
-    payment_id: int | None = None
-
-
-@dataclass(frozen=True)
-class AppliedReturn:
-    line: ReturnLine
-    rc: codes.ReturnCode
-    orig: "_Orig"
-    decision: ReturnDecision
-    old_state: str
-
-
-@dataclass
-class ReturnPlan:
-    """What a chunk of returns does: reviews to open (in order), returns applied (in file order)
-    with each payment's new state, the payments by new state, the events of dishonors and contests
-    (payment id, event, old state, new state, reason), the accounts to block and the (member,
-    account) authorizations to revoke (with the reason), the returns whose re-presentment is to be
-    planned, the dishonored and contested ones, and the action words decided so far, per line."""
-
-    reviews: list[ReviewPlan] = field(default_factory=list)
-    applied: list[AppliedReturn] = field(default_factory=list)
-    new_states: dict[str, list[int]] = field(default_factory=dict)
-    events: list[tuple[int, str, str, str, str]] = field(default_factory=list)
-    payments_failed: int = 0
-    blocks: dict[int, str] = field(default_factory=dict)
-    revokes: dict[tuple[str, int], str] = field(default_factory=dict)
-    retries: list[AppliedReturn] = field(default_factory=list)
-    dishonored: list[AppliedReturn] = field(default_factory=list)
-    contested: list[AppliedReturn] = field(default_factory=list)
-    actions: dict[int, str] = field(default_factory=dict)
-
-
-def return_facts_needed(lines: Iterable[ReturnLine], processed_on: date) -> tuple[bool, bool]:
-    """Which facts `plan_returns` needs loaded: the accounts' past (RDFI, hash) pairs (any return
-    whose code can be applied), and the payments' return history (a dishonored or contested one)."""
-    accounts = history = False
-    for ln in lines:
-        if return_code_review(ln.seen.code, processed_on) is None:
-            accounts = True
-            if codes.RETURN_CODES[ln.seen.code].kind != codes.KIND_RETURN:
-                history = True
-                break
-    return accounts, history
-
-
-def plan_returns(lines: list[ReturnLine], origs: dict[str, "_Orig"], past_accounts: dict[int, set],
-                 history: dict[int, dict], processed_on: date) -> ReturnPlan:
-    """Decide a chunk of returns (file order) against what we know of their originals: `origs` by
-    original trace number, the accounts' (RDFI, hash) pairs before any NOC corrected them, and
-    (when a dishonor or contest is in the chunk) each payment's return history. A later line sees
-    what an earlier one of the chunk did to the same payment. `history` is not changed."""
-    plan = ReturnPlan()
-    known_codes = []
-    for ln in lines:
-        code = ln.seen.code
-        d = return_code_review(code, processed_on)
-        if d is None:
-            known_codes.append((ln, codes.RETURN_CODES[code]))
-            continue
-        trace = ln.seen.original_trace_number
-        o = origs.get(trace)
-        plan.reviews.append(ReviewPlan(ln.line, d.review_kind, code, trace, d.detail,
-                                       o.amount_cents if o is not None else None,
-                                       o.payment_id if o is not None else None))
-    if not known_codes:
-        return plan
-    track_history = any(rc.kind != codes.KIND_RETURN for _ln, rc in known_codes)
-    history = dict(history) if track_history else {}
-    known: dict[int | None, frozenset] = {}
-    state: dict[int, str] = {}
-    applied = plan.applied
-    for ln, rc in known_codes:
-        seen = ln.seen
-        trace = seen.original_trace_number
-        o = origs.get(trace)
-        original = None
-        if o is not None:
-            accounts = known.get(o.bank_account_id)
-            if accounts is None:  # the account now, and as it was before any NOC corrected it
-                pairs = set(past_accounts.get(o.bank_account_id, ()))
-                if o.routing_number is not None:
-                    pairs.add((o.routing_number[:8], o.account_hash))
-                accounts = known[o.bank_account_id] = frozenset(pairs)
-            h = history.get(o.payment_id, _NO_HISTORY) if history else _NO_HISTORY
-            original = OriginalEntry(o.file_entry_id, o.payment_id, o.amount_cents,
-                                     state.get(o.payment_id, o.state) if o.payment_id else None,
-                                     accounts, h.get("applied", False), h.get("dishonored", False),
-                                     h.get("state"))
-        d = decide_return(rc, seen, original)
-        if not d.apply:
-            plan.reviews.append(ReviewPlan(ln.line, d.review_kind, rc.code, trace, d.detail,
-                                           o.amount_cents if o is not None else None,
-                                           o.payment_id if o is not None else None))
-            continue
-        old = state.get(o.payment_id, o.state)
-        state[o.payment_id] = d.new_state
-        if track_history:  # a later dishonor or contest in this chunk must see this change
-            before = history.get(o.payment_id, _NO_HISTORY)
-            if rc.kind == codes.KIND_DISHONORED:
-                history[o.payment_id] = {"applied": False, "dishonored": True, "state": before.get("state")}
-            else:
-                history[o.payment_id] = {"applied": True, "dishonored": False, "state": d.new_state}
-        applied.append(AppliedReturn(ln, rc, o, d, old))
-    # 1. the payments' new states
-    for a in applied:
-        plan.new_states.setdefault(a.decision.new_state, []).append(a.orig.payment_id)
-    for a in applied:
-        d = a.decision
-        if a.rc.kind != codes.KIND_RETURN:  # a return is recorded by its payment_returns row
-            plan.events.append((a.orig.payment_id, d.event, a.old_state, d.new_state, d.detail))
-        if d.new_state == "failed":
-            plan.payments_failed += 1
-    # 2. account and mandate effects, by disposition (never by raw code); re-presentments to plan
-    for a in applied:
-        rc, o, ln = a.rc, a.orig, a.line
-        if rc.kind == codes.KIND_DISHONORED:
-            plan.dishonored.append(a)
-            continue
-        if rc.kind == codes.KIND_CONTESTED:
-            plan.contested.append(a)
-            plan.actions[ln.line] = "dishonor contested: the return stands again"
-            continue
-        reason = _cut(f"{rc.code} {rc.title}", 100)
-        if rc.blocks_account and o.bank_account_id is not None:
-            plan.blocks.setdefault(o.bank_account_id, reason)
-        if rc.revokes_authorization and o.bank_account_id is not None:
-            plan.revokes.setdefault((o.member_id, o.bank_account_id), reason)
-        trace = ln.seen.original_trace_number
-        if rc.retry_allowed:
-            plan.retries.append(a)
-        elif rc.blocks_account or rc.revokes_authorization:
-            pass  # the words name the mandates changed: `return_actions`
-        elif rc.disposition == codes.FORMAT_ERROR:
-            plan.actions[ln.line] = f"payment failed: {rc.title} (our file: ops alerted)"
-            plan.reviews.append(ReviewPlan(ln.line, "format_error", rc.code, trace,
-                                           f"{rc.code} {rc.title}: the entry we sent was faulty",
-                                           payment_id=o.payment_id))
-        elif rc.disposition == codes.REVIEW:
-            # No automatic follow-up for these codes (ref §2.1 [DESIGN] "Other / ODFI-driven":
-            # case-by-case ops review): the payment stays failed and a person decides the rest.
-            plan.actions[ln.line] = f"payment failed: {rc.title} (on the review list)"
-            plan.reviews.append(ReviewPlan(ln.line, "return_for_review", rc.code, trace,
-                                           f"{rc.code} {rc.title}: the payment is marked failed; a person must "
-                                           "decide what follows.", payment_id=o.payment_id))
-        else:
-            plan.actions[ln.line] = f"payment failed: {rc.title}"
-    return plan
-
-
-def return_actions(plan: ReturnPlan, blocked: dict[int, int], revoked: dict[tuple[str, int], int],
-                   retry_words: dict[int, str], dishonor_words: dict[int, str]) -> dict[int, str]:
-    """The action words per line, once the executor knows how many mandates each block suspended
-    and each revocation revoked, what each planned re-presentment came to, and what each dishonor
-    cancelled or put on review."""
-    actions = dict(plan.actions)
-    for a in plan.applied:
-        rc, o, line = a.rc, a.orig, a.line.line
-        if rc.kind == codes.KIND_DISHONORED:
-            actions[line] = "return dishonored: payment settled again" + dishonor_words.get(line, "")
-        elif rc.kind != codes.KIND_RETURN:
-            continue
-        elif rc.retry_allowed:
-            actions[line] = retry_words[line]
-        elif rc.blocks_account:
-            n = blocked.get(o.bank_account_id, 0)
-            actions[line] = f"bank account {a.line.account_masked} blocked; " \
-                            f"AutoPay suspended ({n} mandate{'s' if n != 1 else ''}) until a new account"
-        elif rc.revokes_authorization:
-            n = revoked.get((o.member_id, o.bank_account_id), 0)
-            actions[line] = f"AutoPay authorization revoked ({n} mandate{'s' if n != 1 else ''})"
-    return actions
-
-
-@dataclass(frozen=True)
-class PlannedRetry:
-    line: int
-    orig: "_Orig"
-    root: int
-    plan: RetryPlan
-
-
-def plan_retries(items: list[tuple[int, "_Orig"]], *, roots: dict[int, int], settlement: dict[int, date],
-                 retries_so_far: dict[int, int], owed: dict[tuple, int], processed_on: date,
-                 policy: ReturnPolicy) -> tuple[dict[int, str], list[PlannedRetry]]:
-    """The re-presentments of a chunk's R01/R09 returns ((line, original) in file order), given
-    each returned payment's root (the original payment), the roots' settlement dates, the
-    re-presentments made so far per root and the cents still owed per (member, plan, coverage
-    month): `plan_retry` for each in turn, a planned one counting as covering its amount. Returns
-    the words per line and the re-presentments planned (the debit rules may still refuse them)."""
-    owed = dict(owed)
-    actions: dict[int, str] = {}
-    planned: list[PlannedRetry] = []
-    for line, o in items:
-        root = roots[o.payment_id]
-        key = (o.member_id, o.plan_id, o.coverage_month)
-        plan = plan_retry(processed_on=processed_on,
-                          original_settlement=settlement.get(root) or _settles(o.file_date),
-                          retries_so_far=retries_so_far.get(root, 0), premium_owed_cents=owed.get(key),
-                          amount_cents=o.pay_amount, policy=policy)
-        actions[line] = plan.reason
-        if plan.originate_on is None:
-            continue
-        planned.append(PlannedRetry(line, o, root, plan))
-        owed[key] = owed[key] - o.pay_amount  # the re-presentment would cover it
-    return actions, planned
-
-
-def keep_retries(planned: list[PlannedRetry], refused: dict[int, debit_rules.Verdict],
-                 actions: dict[int, str]) -> tuple[dict[tuple[int, date], list[int]], dict[tuple[int, int], int]]:
-    """The planned re-presentments the debit rules did not refuse (`refused` by returned payment
-    id; their words are set in `actions`): the returned payments to copy per (retry number, day),
-    and the file line of each (root, retry number)."""
-    copies: dict[tuple[int, date], list[int]] = defaultdict(list)
-    line_of: dict[tuple[int, int], int] = {}
-    for p in planned:
-        v = refused.get(p.orig.payment_id)
-        if v is not None:
-            actions[p.line] = f"no re-presentment: {v.reason}"
-            continue
-        copies[(p.plan.retry_number, p.plan.originate_on)].append(p.orig.payment_id)
-        line_of[(p.root, p.plan.retry_number)] = p.line
-    return copies, line_of
+_settles = lru_cache(maxsize=4096)(debit_rules.settlement_of)  # asked once per entry
 
 
 # =============================================================================================
@@ -774,8 +319,6 @@ def _yymmdd(v: str) -> date | None:
         return None
 
 
-def _cut(s: str, n: int) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
 
 
 @dataclass
@@ -784,28 +327,6 @@ class _Item:
     entry: tuple
     addenda: tuple  # the 98 or 99 addenda record
     kind: str  # '99' | '98' | ''
-
-
-@dataclass
-class _Orig:
-    file_entry_id: int
-    amount_cents: int
-    payment_id: int | None
-    file_date: date
-    state: str | None = None
-    channel: str | None = None
-    member_id: str | None = None
-    plan_id: str | None = None
-    coverage_month: date | None = None
-    premium_id: int | None = None
-    pay_amount: int | None = None
-    bank_account_id: int | None = None
-    sec_code: str | None = None
-    payment_type_code: str | None = None
-    retry_of_id: int | None = None
-    retry_number: int = 0
-    routing_number: str | None = None
-    account_hash: str | None = None
 
 
 class _Applier:
@@ -868,8 +389,8 @@ class _Applier:
             _insert_rows(self.conn, ReviewItem, self.reviews)
             self.out.review_items += len(self.reviews)
 
-    def _lookup(self, traces: list[str]) -> dict[str, _Orig]:
-        out: dict[str, _Orig] = {}
+    def _lookup(self, traces: list[str]) -> dict[str, OriginalFacts]:
+        out: dict[str, OriginalFacts] = {}
         if not traces:
             return out
         rows = self.conn.execute(
@@ -884,7 +405,7 @@ class _Applier:
             .where(self._in(FileEntry.trace_number, traces))
         ).all()
         for r in rows:
-            out[r[0]] = _Orig(*r[1:])
+            out[r[0]] = OriginalFacts(*r[1:])
         return out
 
     def _review(self, it: _Item, kind: str, code: str, original_trace: str, detail: str,
@@ -896,7 +417,7 @@ class _Applier:
             "code": code[:3], "original_trace_number": original_trace[:15], "trace_number": it.entry.trace_number[:15],
             "amount_cents": it.entry.amount if type(it.entry.amount) is int else 0,
             "expected_amount_cents": expected, "payment_id": payment_id, "related_payment_id": related_payment_id,
-            "dedupe_key": dedupe_key, "detail": _cut(detail, 300), "status": "open",
+            "dedupe_key": dedupe_key, "detail": cut(detail, 300), "status": "open",
         })
 
     def _account_hashes(self, rdfi: str, account: str) -> tuple[str, ...]:
@@ -918,7 +439,7 @@ class _Applier:
                           self._account_hashes(rdfi, account) if account else None)
         return ReturnLine(it.line, seen, mask(account))
 
-    def _apply_returns(self, rets: list[_Item], origs: dict[str, _Orig]) -> None:
+    def _apply_returns(self, rets: list[_Item], origs: dict[str, OriginalFacts]) -> None:
         """Load the facts, plan (`plan_returns`), and carry the plan out set-based."""
         conn, on = self.conn, self.on
         lines = [self._return_line(it) for it in rets]
@@ -969,9 +490,9 @@ class _Applier:
                 "return_file_id": self.rf.id, "line": it.line, "payment_id": o.payment_id,
                 "file_entry_id": o.file_entry_id, "original_trace_number": a.original_entry_trace_number,
                 "return_trace_number": it.entry.trace_number, "return_code": rc.code,
-                "return_title": _cut(rc.title, 200), "category": rc.category, "disposition": rc.disposition,
+                "return_title": cut(rc.title, 200), "category": rc.category, "disposition": rc.disposition,
                 "kind": rc.kind, "status": "applied", "amount_cents": it.entry.amount, "returned_on": on,
-                "action": _cut(actions.get(it.line, ar.decision.detail), 200), "retry_payment_id": retry_ids.get(it.line),
+                "action": cut(actions.get(it.line, ar.decision.detail), 200), "retry_payment_id": retry_ids.get(it.line),
                 "addenda_information": (getattr(a, "addenda_information", "") or "")[:44],
             })
         _insert_rows(conn, PaymentReturn, rows)
@@ -980,7 +501,7 @@ class _Applier:
 
     def _event(self, payment_id: int, event: str, old: str, new: str, reason: str) -> dict:
         return {"payment_id": payment_id, "event": event, "old_state": old, "new_state": new,
-                "reason": _cut(reason, 200), "occurred_on": self.on, "return_file_id": self.rf.id}
+                "reason": cut(reason, 200), "occurred_on": self.on, "return_file_id": self.rf.id}
 
     def _past_accounts(self, acct_ids: set[int]) -> dict[int, set[tuple[str, str]]]:
         """(RDFI, hash) pairs of accounts as they were before a NOC corrected them."""
@@ -1006,7 +527,7 @@ class _Applier:
                 .order_by(PaymentReturn.id)
             ):
                 out[pid] = {"applied": status == "applied", "dishonored": status == "dishonored",
-                            "state": _state_for_disposition(disposition)}
+                            "state": state_for_disposition(disposition)}
         return out
 
     def _set_return_status(self, pay_ids: list[int], old: str, new: str) -> None:
@@ -1032,7 +553,7 @@ class _Applier:
                 counts[acct] = counts.get(acct, 0) + 1
             n = conn.execute(update(AutopayMandate).where(
                 AutopayMandate.bank_account_id.in_(ids) & (AutopayMandate.status == "active"))
-                .values(status="suspended", status_reason=_cut(f"account blocked: {reason}", 100),
+                .values(status="suspended", status_reason=cut(f"account blocked: {reason}", 100),
                         updated_at=self.now)).rowcount
             self.out.mandates_suspended += n
             pending = list(conn.scalars(select(Payment.id).where(
@@ -1070,7 +591,7 @@ class _Applier:
             for i in range(0, len(ids), 1000):
                 n = conn.execute(update(AutopayMandate).where(
                     AutopayMandate.id.in_(ids[i:i + 1000]) & AutopayMandate.status.in_(MANDATE_LIVE_STATUSES))
-                    .values(status="revoked", status_reason=_cut(f"unauthorized return: {reason}", 100),
+                    .values(status="revoked", status_reason=cut(f"unauthorized return: {reason}", 100),
                             active_key=None, ended_at=self.now, updated_at=self.now)).rowcount
                 self.out.mandates_revoked += n
         for reason, ids in pending.items():
@@ -1086,8 +607,8 @@ class _Applier:
             events.append(self._event(pid, "stopped", "pending", "failed", reason))
         self.out.payments_failed += len(ids)
 
-    def _settle_excess(self, dishonored: list[tuple[_Item, codes.ReturnCode, _Orig]],
-                       events: list[dict]) -> list[tuple[_Item, _Orig, str]]:
+    def _settle_excess(self, dishonored: list[tuple[_Item, codes.ReturnCode, OriginalFacts]],
+                       events: list[dict]) -> list[tuple[_Item, OriginalFacts, str]]:
         """A dishonored return put a payment back to settled: the premium month may now be collected
         twice. The debits of that month beyond what is owed are cancelled while still pending; any
         already in a file, sent or settled opens a `double_collection` review item naming both
@@ -1112,7 +633,7 @@ class _Applier:
                     debits[(m, p, month)].append(debit_rules.Debit(pid, channel, state, int(cents), root))
         restored = {o.payment_id for _it, _rc, o in dishonored}
         cancel: list[int] = []
-        reviews: dict[tuple[int, int], tuple[_Item, _Orig, debit_rules.Debit]] = {}
+        reviews: dict[tuple[int, int], tuple[_Item, OriginalFacts, debit_rules.Debit]] = {}
         out = []
         for it, _rc, o in dishonored:
             key = (o.member_id, o.plan_id, o.coverage_month)
@@ -1143,7 +664,7 @@ class _Applier:
             self._double_collections(reviews)
         return out
 
-    def _double_collections(self, pairs: dict[tuple[int, int], tuple[_Item, _Orig, debit_rules.Debit]]) -> None:
+    def _double_collections(self, pairs: dict[tuple[int, int], tuple[_Item, OriginalFacts, debit_rules.Debit]]) -> None:
         keys = {f"double_collection|{a}|{b}": ab for ab in pairs for a, b in [sorted(ab)]}
         seen = set(self.conn.scalars(select(ReviewItem.dedupe_key).where(ReviewItem.dedupe_key.in_(list(keys)))))
         for key, (restored, other) in keys.items():
@@ -1157,7 +678,7 @@ class _Applier:
                          expected=o.pay_amount, payment_id=restored, related_payment_id=other, subject="payment",
                          dedupe_key=key)
 
-    def _schedule_retries(self, items: list[tuple[int, _Orig]], retry_ids: dict[int, int]) -> dict[int, str]:
+    def _schedule_retries(self, items: list[tuple[int, OriginalFacts]], retry_ids: dict[int, int]) -> dict[int, str]:
         """Load the facts of this chunk's R01/R09 returns ((line, original)), plan their
         re-presentments (`plan_retries`, `keep_retries`) and insert them."""
         actions: dict[int, str] = {}
@@ -1261,11 +782,11 @@ class _Applier:
         return out
 
     # -- NOCs -------------------------------------------------------------------------------------
-    def _apply_nocs(self, nocs: list[_Item], origs: dict[str, _Orig]) -> None:
+    def _apply_nocs(self, nocs: list[_Item], origs: dict[str, OriginalFacts]) -> None:
         """A chunk's NOCs: the accounts they name are loaded once, the corrections planned in file
         order (two NOCs for one account apply one after the other), then written together."""
         changes: list[dict] = []
-        todo: list[tuple[_Item, _Orig, str, dict, dict]] = []
+        todo: list[tuple[_Item, OriginalFacts, str, dict, dict]] = []
         for it in nocs:
             a = it.addenda
             code = a[2]
@@ -1289,19 +810,19 @@ class _Applier:
             if cc.refused:
                 # A refused NOC (C61-C69): the ODFI refused a NOC on our behalf; recorded, nothing changes.
                 rec.update(change_code=(a.change_code or "")[:3], refused_code=code, status="refused",
-                           detail=_cut(f"refused NOC {code} {cc.title} (of {a.change_code})", 300))
+                           detail=cut(f"refused NOC {code} {cc.title} (of {a.change_code})", 300))
                 changes.append(rec)
                 self.out.nocs_refused += 1
             elif not cc.applies_to_us or codes.PART_INDIVIDUAL_ID in {p.name for p in cc.parts}:
                 # C08/C14 are for IAT entries, which we never send; C09 would change a member id,
                 # which is the enrollment system's: both for review.
-                rec.update(status="noted", detail=_cut(f"{code} {cc.title}: not applied automatically", 300))
+                rec.update(status="noted", detail=cut(f"{code} {cc.title}: not applied automatically", 300))
                 changes.append(rec)
                 self._review(it, "noc_for_review", code, trace, f"NOC {code} {cc.title}: needs a person",
                              payment_id=o.payment_id)
             elif not cc.parts:
                 # C13 Addenda Format Error: the entry posted; our debits carry no addenda to fix.
-                rec.update(status="noted", detail=_cut(f"{code} {cc.title}: nothing to correct", 300))
+                rec.update(status="noted", detail=cut(f"{code} {cc.title}: nothing to correct", 300))
                 changes.append(rec)
                 self.out.nocs_applied += 1
             else:
@@ -1313,7 +834,7 @@ class _Applier:
         if changes:
             _insert_rows(self.conn, AccountChange, changes)
 
-    def _correct_accounts(self, todo: list[tuple[_Item, _Orig, str, dict, dict]]) -> None:
+    def _correct_accounts(self, todo: list[tuple[_Item, OriginalFacts, str, dict, dict]]) -> None:
         conn = self.conn
         ids = sorted({o.bank_account_id for _it, o, _c, _p, _r in todo})
         accounts: dict[int, dict] = {}
@@ -1332,13 +853,13 @@ class _Applier:
             plan = plan_noc(code, parts, current)
             rec.update(old_routing_number=current.routing_number, old_account_masked=mask(current.account_number),
                        old_account_type=current.account_type, old_holder_name=current.holder_name,
-                       old_account_hash=acct["account_hash"], status=plan.status, detail=_cut(plan.detail, 300))
+                       old_account_hash=acct["account_hash"], status=plan.status, detail=cut(plan.detail, 300))
             if plan.status == "rejected" or acct["merged_into"] is not None:
                 if plan.status == "rejected":
                     self._review(it, "noc_rejected", code, rec["original_trace_number"], plan.detail,
                                  payment_id=o.payment_id)
                 else:
-                    rec.update(status="noted", detail=_cut(f"{plan.detail}; the account was already replaced", 300))
+                    rec.update(status="noted", detail=cut(f"{plan.detail}; the account was already replaced", 300))
                 continue
             new = plan.new
             rec.update(new_routing_number=new.routing_number, new_account_masked=mask(new.account_number),
@@ -1351,7 +872,7 @@ class _Applier:
                 if other is not None:
                     self._merge_account(o.bank_account_id, other, new, code)
                     acct["merged_into"] = other
-                    rec["detail"] = _cut(f"{plan.detail}; the corrected account was already on record (#{other}): "
+                    rec["detail"] = cut(f"{plan.detail}; the corrected account was already on record (#{other}): "
                                          "payments and AutoPay moved to it", 300)
                     continue
                 acct["number_changed"] = True
@@ -1387,7 +908,7 @@ class _Applier:
             .values(bank_account_id=other_id, updated_at=self.now))
         conn.execute(update(BankAccount).where(BankAccount.id == acct_id).values(
             status="blocked", updated_at=self.now,
-            status_reason=_cut(merged_account_reason(code, new.account_number[-4:], other_id), 100)))
+            status_reason=cut(merged_account_reason(code, new.account_number[-4:], other_id), 100)))
 
 
 _MERGED_REASON = re.compile(r"NOC (C[0-9]{2}): corrected to account \*\*\*\*([0-9A-Za-z-]{1,4}) \(record ([0-9]+)\)")

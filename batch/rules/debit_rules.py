@@ -20,16 +20,19 @@ When a rule leaves a choice, the safe side is no debit, with a review item that 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, tzinfo
 from typing import Iterable, Sequence
+
+from zoneinfo import ZoneInfo
 
 from nacha import codes
 from nacha.calendar import effective_entry_date
 
+from .coverage import CoverageRules
 from .premium_calendar import DUE_DAY, autopay_draft_date
 
 __all__ = [
-    "AUTOMATIC_CHANNELS", "COUNTING_STATES", "MEMBER_CHANNELS", "Debit", "Excess", "PriorReturn", "Verdict",
+    "AUTOMATIC_CHANNELS", "COUNTING_STATES", "GuardSettings", "MEMBER_CHANNELS", "Debit", "Excess", "PriorReturn", "Verdict",
     "coverage_allows", "current_due_date", "excess_debits", "reinitiation_allows",
 ]
 
@@ -38,6 +41,25 @@ COUNTING_STATES = ("pending", "in_file", "sent", "settled", "paid")
 # Debits achbatch makes on its own under a standing authorization, and those a member asked for.
 AUTOMATIC_CHANNELS = ("autopay", "retry")
 MEMBER_CHANNELS = ("portal", "guest", "phone")
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """What the rules need from settings: the coverage rules (grace periods decide coverage end),
+    the reinitiation limits, and the zone of business dates."""
+
+    coverage: CoverageRules = CoverageRules()
+    max_reinitiations: int = codes.MAX_REINITIATIONS
+    window_days: int = codes.REINITIATION_WINDOW_DAYS
+    timezone: str = "America/New_York"
+
+    @property
+    def tz(self) -> tzinfo:
+        return ZoneInfo(self.timezone)
+
+    @classmethod
+    def from_settings(cls, settings) -> "GuardSettings":
+        return cls(CoverageRules.from_settings(settings.coverage), timezone=settings.origination.timezone)
 
 
 @dataclass(frozen=True)

@@ -474,7 +474,7 @@ NOC_STATUSES = ("applied", "unchanged", "noted", "refused", "rejected")
 REVIEW_STATUSES = ("open", "resolved")
 # at_risk (migration 0007): a premium's payment was returned and no replacement has cleared yet,
 # before any delinquency status applies (reference §5.4).
-COVERAGE_STATUSES = ("ok", "at_risk", "not_started", "past_due", "termination_pending", "terminated")
+from ..rules.coverage import COVERAGE_STATUSES  # noqa: E402  (the rules own the list)
 # What a review item is about (migration 0007): an entry of a bank file (file + line), one of our
 # payments, a line of a bank statement, or a name in the bank's folder.
 REVIEW_SUBJECTS = ("file", "payment", "statement_line", "remote_name")

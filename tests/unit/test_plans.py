@@ -10,8 +10,8 @@ from batch.bank.delivery import CONFIRM, READ_BACK, REFUSE, UPLOAD, AttemptFacts
 from batch.collect.origination import (
     NEW_BATCH, NEW_FILE, SAME_BATCH, BatchKey, FileSplit, Limits, file_id_modifiers, offset_cents,
 )
-from batch.collect.returns import (
-    ReturnLine, ReturnPolicy, ReturnSeen, _Orig, keep_retries, plan_retries, plan_returns, return_actions,
+from batch.rules.returns import (
+    ReturnLine, ReturnPolicy, ReturnSeen, OriginalFacts, keep_retries, plan_retries, plan_returns, return_actions,
     return_facts_needed,
 )
 
@@ -22,8 +22,8 @@ HASH = "h-acct-1"
 
 # -- returns ---------------------------------------------------------------------------------------
 def _orig(pid: int, trace: str, *, state: str = "settled", amount: int = 10_000, acct: int = 7,
-          member: str = "M1", retry_of: int | None = None) -> tuple[str, _Orig]:
-    return trace, _Orig(file_entry_id=100 + pid, amount_cents=amount, payment_id=pid, file_date=date(2026, 11, 27),
+          member: str = "M1", retry_of: int | None = None) -> tuple[str, OriginalFacts]:
+    return trace, OriginalFacts(file_entry_id=100 + pid, amount_cents=amount, payment_id=pid, file_date=date(2026, 11, 27),
                         state=state, channel="portal", member_id=member, plan_id="P1",
                         coverage_month=date(2027, 1, 1), premium_id=1, pay_amount=amount, bank_account_id=acct,
                         sec_code="WEB", payment_type_code="S", retry_of_id=retry_of, retry_number=0,
