@@ -211,7 +211,7 @@ class SecuritySettings(_Section):
 
 
 class BankSettings(_Section):
-    """Bank transport (used by `achbatch send` and `achbatch returns fetch`; batch/transport.py).
+    """Bank transport (used by `achbatch send` and `achbatch returns fetch`; batch/bank/transport.py).
 
     There is deliberately no key that turns host key checking off: an SFTP bank's host key must be
     pinned (`known_hosts` or `pinned_host_key`) and an unknown or changed key is refused."""

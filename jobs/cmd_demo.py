@@ -1,5 +1,5 @@
 """`achbatch demo [--dir DIR]`: two nights of the real pipeline on embedded defaults with the sample
-data and a simulated bank (batch/demo.py), printing what happened and where everything is. Runs in
+data and a simulated bank (batch/run/demo.py), printing what happened and where everything is. Runs in
 its own folder (default ./achbatch-demo) whatever --config or ACHBATCH_* say; running it again in
 the same folder is idempotent and says what it found. Exit 0 (also when the nights reported data
 problems, which the demo's returns cause on purpose), 3 another run holds the folder's lock."""

@@ -1,5 +1,5 @@
 """`achbatch nightly [--date D] [--dry-run] [--returns-only] [--log-format text|json]`: the whole
-night in order under one lock (batch/nightly.py). Logs on stderr, the one-line summary on stdout.
+night in order under one lock (batch/run/nightly.py). Logs on stderr, the one-line summary on stdout.
 
 Exit codes: 0 done; 1 done, data problems reported (or a step failed unexpectedly); 2 usage or
 configuration error; 3 skipped, another run holds the lock (nothing changed); 75 temporary

@@ -2,7 +2,7 @@
 object per line (`--log-format json`, for journald and log shippers), always on stderr, and a
 progress counter that redraws one line only when stderr is a terminal.
 
-The pipeline (batch/nightly.py) reports events through a callback; `EventLogger` turns them into
+The pipeline (batch/run/nightly.py) reports events through a callback; `EventLogger` turns them into
 log records with their fields attached, so the JSON output carries run_id, step, status, counts ...
 as keys, not only as text.
 """

@@ -4,8 +4,8 @@ the bank (the embedded default and the demo) and SFTP (paramiko) with a pinned h
 A transport only moves bytes and reports faults as this module's errors, classified by what the
 caller should do: retry later (`BankUnreachable`, and its ambiguous case `ConnectionLost`), fix the
 settings (`TransportConfigError`, `HostKeyRejected`) or look at a refusal (`RemoteRefused`). The
-delivery rules (temporary name, verification, rename, ledger) live in batch/delivery.py and
-batch/inbound.py. paramiko is imported only when an SFTP connection is opened.
+delivery rules (temporary name, verification, rename, ledger) live in batch/bank/delivery.py and
+batch/bank/inbound.py. paramiko is imported only when an SFTP connection is opened.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ member pays those another way; the notices say so). `payments.autopay_premium_id
 no premium ever gets two pulls, whatever re-runs or concurrent runs happen. No pull for a premium
 already covered in full by pending, in-file, sent, settled or mail payments, due before the mandate
 was authorized, for coverage that cannot exist (a binder that lapsed unpaid, a month after a
-terminated policy's coverage end), or past the reinitiation limit (batch/debit_rules.py).
+terminated policy's coverage end), or past the reinitiation limit (batch/rules/debit_rules.py).
 """
 from __future__ import annotations
 

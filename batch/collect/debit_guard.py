@@ -1,4 +1,4 @@
-"""The database side of the debit rules (batch/debit_rules.py): loads what the rules need for a set
+"""The database side of the debit rules (batch/rules/debit_rules.py): loads what the rules need for a set
 of debits, a chunk at a time, and screens the pending debits of a file date inside origination's
 transaction, the last point before money is taken. AutoPay scheduling and return processing ask
 the same rules before they create a pull or a re-presentment.

@@ -150,7 +150,7 @@ def originate(
     guard: GuardSettings | None = None,
 ) -> OriginationResult:
     """Build the NACHA file(s) for every payment due on or before `file_date`. First, in the same
-    transaction, the debit rules screen the pending payments (batch/debit_guard.py, with `guard`:
+    transaction, the debit rules screen the pending payments (batch/collect/debit_guard.py, with `guard`:
     settings' coverage rules and time zone): a debit they forbid is stopped, never written.
 
     `on_step(name)` is called at each step boundary ('locked', 'claimed', 'written', 'committed',

@@ -10,7 +10,7 @@ __all__ = [
 
 # Confirmation ids achbatch makes itself; the portal's ids must not collide with them.
 AUTOPAY_CONFIRMATION_PREFIX = "AP-"  # AP-<premium id>
-RETRY_CONFIRMATION_PREFIX = "RT-"  # RT-<first payment id>-<n>: made in SQL by batch/returns.py
+RETRY_CONFIRMATION_PREFIX = "RT-"  # RT-<first payment id>-<n>: made in SQL by batch/collect/returns.py
 RESERVED_CONFIRMATION_PREFIXES = (AUTOPAY_CONFIRMATION_PREFIX, RETRY_CONFIRMATION_PREFIX)
 
 # One-time payments (the portal's export), by payments.channel. A mailed check or money order is

@@ -18,7 +18,7 @@ A step already recorded done for the business date is skipped (`run_steps.done_k
 the services are idempotent anyway, so a crash between a service's commit and the ledger's only
 means the service runs again and finds nothing new to do. A failing step does not stop the night:
 the steps after it work on what the database holds and are still worth doing (returns are applied
-even when sending failed). The run's outcome is the most urgent of its steps' (batch/outcome.py):
+even when sending failed). The run's outcome is the most urgent of its steps' (batch/run/outcome.py):
 configuration (a human must act) > temporary (retry later) > data problems > done; jobs/ turns it
 into the exit code.
 
@@ -82,7 +82,7 @@ class StepResult:
 
     @property
     def exit_code(self) -> int:
-        """The number recorded for the outcome (batch/outcome.py)."""
+        """The number recorded for the outcome (batch/run/outcome.py)."""
         return RECORDED_CODES[self.outcome]
 
     @property
@@ -109,7 +109,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """The number the ledger records for the run's outcome (runs.exit_code, batch/outcome.py)."""
+        """The number the ledger records for the run's outcome (runs.exit_code, batch/run/outcome.py)."""
         return RECORDED_CODES[self.outcome]
 
     @property
@@ -296,10 +296,10 @@ def step_originate(ctx: NightContext) -> StepOutcome:
     return StepOutcome(counts=counts, note=note, problems=problems)
 
 
-# -- transport (batch/delivery.py, batch/inbound.py, batch/transport.py) ----------------------------
+# -- transport (batch/bank/delivery.py, batch/bank/inbound.py, batch/bank/transport.py) ----------------------------
 
 def _transport(ctx: NightContext):
-    """The bank connection (batch/wiring.py); returns (transport or None, configuration problem or None)."""
+    """The bank connection (batch/run/wiring.py); returns (transport or None, configuration problem or None)."""
     try:
         return wiring.transport(ctx.settings), None
     except (wiring.ConfigurationError, OSError, ValueError) as e:
@@ -307,7 +307,7 @@ def _transport(ctx: NightContext):
 
 
 def _pgp(ctx: NightContext, *, outbound: bool):
-    """The PGP helper `[bank]` asks for (batch/wiring.py); returns (pgp or None, configuration problem or None)."""
+    """The PGP helper `[bank]` asks for (batch/run/wiring.py); returns (pgp or None, configuration problem or None)."""
     try:
         return wiring.pgp(ctx.settings, outbound=outbound), None
     except wiring.ConfigurationError as e:
@@ -392,7 +392,7 @@ def step_returns_fetch(ctx: NightContext) -> StepOutcome:
     return out
 
 
-# -- returns, coverage, reports, notices (batch/returns.py, coverage.py, reports.py, notices.py) -----
+# -- returns, coverage, reports, notices (batch/collect/returns.py, coverage.py, reports.py, notices.py) -----
 
 def step_returns_process(ctx: NightContext) -> StepOutcome:
     from ..collect.returns import outcome_words, process_inbox

@@ -1,5 +1,5 @@
 """Settings -> services: each service object built from `batch.config.Settings` in one place, for
-the CLI commands (jobs/cmd_*.py) and the nightly steps (batch/nightly.py) alike.
+the CLI commands (jobs/cmd_*.py) and the nightly steps (batch/run/nightly.py) alike.
 
 Every function takes the Settings object. A setting that cannot work raises `ConfigurationError`
 with a message naming the key; the caller says so its own way (the CLI exits 2, a nightly step

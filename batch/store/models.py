@@ -2,7 +2,7 @@
 payments, NACHA files and their entries, sequences and the import ledger.
 
 Money is integer cents (BigInteger). Account numbers and file bytes are stored only encrypted
-(batch/crypto.py; the ciphertext carries its key id). The exactly-once guarantees are unique
+(batch/store/crypto.py; the ciphertext carries its key id). The exactly-once guarantees are unique
 constraints, so they hold whatever the scheduler does:
   * payments.confirmation_id unique: a portal payment is recorded once;
   * payments.autopay_premium_id unique: never two AutoPay pulls for one premium;
@@ -721,7 +721,7 @@ __all__ += [
 # skipped: who ran it (host, pid), when, the outcome, counts and the error. `run_steps.done_key`
 # = 'kind|business date|step' on a finished nightly step and NULL otherwise; being unique, a step
 # is recorded done at most once per business date, which is what lets a re-run resume. The real
-# mutual exclusion is batch/runlock.py (PostgreSQL advisory lock, flock beside a SQLite database);
+# mutual exclusion is batch/store/runlock.py (PostgreSQL advisory lock, flock beside a SQLite database);
 # `run_locks` only describes the current holder ("held since ...") for the next contender and status.
 RUN_KINDS = ("nightly", "returns")
 # running: in progress (or its process died: the next holder of the lock marks it 'crashed');
@@ -792,7 +792,7 @@ class RunStep(Base):
 
 class RunLockHolder(Base):
     """Who holds (or last held) a run lock, for messages and `achbatch status`. Informational: the
-    lock itself is the advisory lock or flock of batch/runlock.py, which dies with its process."""
+    lock itself is the advisory lock or flock of batch/store/runlock.py, which dies with its process."""
 
     __tablename__ = "run_locks"
 

@@ -1,4 +1,4 @@
-"""`achbatch demo` (batch/demo.py, jobs/cmd_demo.py): two nights with the sample data and a
+"""`achbatch demo` (batch/run/demo.py, jobs/cmd_demo.py): two nights with the sample data and a
 simulated bank, in a temporary folder, twice (the second run idempotent), each under a minute; the
 simulated bank's files are valid NACHA answering entries of the file it received; the demo data
 shipped in the package is the repository's sample data."""

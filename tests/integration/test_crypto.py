@@ -1,4 +1,4 @@
-"""Account-number encryption (batch/crypto.py): AES-GCM round trip, tamper detection, key ids and
+"""Account-number encryption (batch/store/crypto.py): AES-GCM round trip, tamper detection, key ids and
 rotation, keyed hashes, masking, and the key file created 0600 on first use."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Persistence (batch/db.py, batch/models.py, batch/migrations): migrations on SQLite and PostgreSQL,
+"""Persistence (batch/store/db.py, batch/store/models.py, batch/migrations): migrations on SQLite and PostgreSQL,
 models in step with them, the unique and check constraints that carry the exactly-once guarantees,
 and no account number readable anywhere in the database."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sending built files and fetching the bank's files (batch/delivery.py, batch/inbound.py) with the
+"""Sending built files and fetching the bank's files (batch/bank/delivery.py, batch/bank/inbound.py) with the
 folder transport and a real OpenSSH server, on SQLite and PostgreSQL: byte-for-byte delivery, the
 ledgers, the archive, PGP, the inbox interface for the returns processor, and the CLI's exit codes."""
 from __future__ import annotations

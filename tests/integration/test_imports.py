@@ -1,5 +1,5 @@
-"""CSV imports (batch/imports.py, `achbatch import`), premium due dates and AutoPay draft dates
-(batch/premium_calendar.py). Database tests run on SQLite and PostgreSQL (`sessions` fixture)."""
+"""CSV imports (batch/collect/imports.py, `achbatch import`), premium due dates and AutoPay draft dates
+(batch/rules/premium_calendar.py). Database tests run on SQLite and PostgreSQL (`sessions` fixture)."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""The run lock (batch/runlock.py) on SQLite (flock beside the database) and PostgreSQL (session
+"""The run lock (batch/store/runlock.py) on SQLite (flock beside the database) and PostgreSQL (session
 advisory lock on a dedicated connection): one holder at a time, the contender told who holds it and
 since when, released by the kernel or the server when the holder dies (SIGKILL), and a status check
 that never takes it."""

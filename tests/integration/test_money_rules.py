@@ -1,4 +1,4 @@
-"""Never take money that should not be taken (batch/debit_rules.py, batch/debit_guard.py, and where
+"""Never take money that should not be taken (batch/rules/debit_rules.py, batch/collect/debit_guard.py, and where
 AutoPay, return processing and origination ask them): the pure rules over their edge dates, then
 the audit's paths through the real CLI on SQLite and PostgreSQL, with the simulated bank answering
 our own files."""

@@ -1,4 +1,4 @@
-"""The nightly run (batch/nightly.py, jobs/cmd_nightly.py): the CLI end to end in subprocesses (exit
+"""The nightly run (batch/run/nightly.py, jobs/cmd_nightly.py): the CLI end to end in subprocesses (exit
 codes, summary line, JSON logs, files), the run ledger and resuming, a crash at a step boundary
 followed by a re-run with no duplicate debit, SIGTERM between steps, the lock, a non-banking day,
 the dry run, and the pure parts (exit code precedence, summary line)."""

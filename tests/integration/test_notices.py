@@ -1,4 +1,4 @@
-"""Member notices (batch/notices.py): one per returned payment and per new or changed coverage flag
+"""Member notices (batch/collect/notices.py): one per returned payment and per new or changed coverage flag
 at risk, from the shipped templates or a folder of overrides, listed in the manifest CSVs; never two
 for the same event, whatever re-runs happen."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reports (batch/reports.py, `achbatch report`): the contract CSV columns, integer-cent tables,
+"""Reports (batch/report/reports.py, `achbatch report`): the contract CSV columns, integer-cent tables,
 reconciliation tied to the NACHA control records, rolling return rates against NACHA's thresholds
 (exact fractions), the inline SVG chart, xlsx, and account numbers never shown."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Returns and NOCs (batch/returns.py): the pure decisions, then the whole path on SQLite and
+"""Returns and NOCs (batch/collect/returns.py): the pure decisions, then the whole path on SQLite and
 PostgreSQL: we originate real NACHA files, the simulated bank answers with return and NOC files
 built by our writer, and `process_return_file` applies them."""
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""`achbatch status` (batch/status.py, jobs/cmd_status.py) and the Prometheus metrics textfile
-(batch/metrics.py): JSON keys, what needs attention (a file unsent past the cut-off, a failed last
+"""`achbatch status` (batch/report/status.py, jobs/cmd_status.py) and the Prometheus metrics textfile
+(batch/report/metrics.py): JSON keys, what needs attention (a file unsent past the cut-off, a failed last
 run, a run whose process died) and the exit code that makes status a health check; the metrics
 parsed by the Prometheus client's own parser, written atomically, the last success time kept
 across a failed run."""

@@ -1,4 +1,4 @@
-"""Bank transports (batch/transport.py) against a real OpenSSH server and a real folder: byte-for-byte
+"""Bank transports (batch/bank/transport.py) against a real OpenSSH server and a real folder: byte-for-byte
 transfers, host key pinning (unknown and changed keys refused, naming the host and both SHA256
 fingerprints), and real faults classified the way `send` needs them (unreachable / lost /
 refused / configuration)."""

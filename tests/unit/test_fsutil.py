@@ -1,4 +1,4 @@
-"""Durable local writes (batch/fsutil.py)."""
+"""Durable local writes (batch/store/fsutil.py)."""
 from __future__ import annotations
 
 import errno

@@ -15,7 +15,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# Frozen copies of the value sets at this revision (batch/models.py may grow later).
+# Frozen copies of the value sets at this revision (batch/store/models.py may grow later).
 SUBSIDIES = ("none", "aptc", "connectorcare")
 ACCOUNT_TYPES = ("checking", "savings")
 ACCOUNT_STATUSES = ("active", "blocked")

@@ -15,7 +15,7 @@ down_revision = "0001_ledger"
 branch_labels = None
 depends_on = None
 
-# The same value sets as batch/models.py (a migration never imports the models: they move on).
+# The same value sets as batch/store/models.py (a migration never imports the models: they move on).
 DELIVERY_OUTCOMES = ("sent", "already_there", "unreachable", "lost", "refused", "config", "failed")
 INBOUND_STATES = ("received", "duplicate", "processed")
 

@@ -19,7 +19,7 @@ down_revision = "0002_delivery"
 branch_labels = None
 depends_on = None
 
-# Frozen copies of the value sets at this revision (batch/models.py may grow later).
+# Frozen copies of the value sets at this revision (batch/store/models.py may grow later).
 RETURN_FILE_STATUSES = ("applied", "rejected")
 RETURN_KINDS = ("return", "dishonored", "contested")
 RETURN_STATUSES = ("applied", "dishonored")

@@ -17,7 +17,7 @@ down_revision = "0003_returns"
 branch_labels = None
 depends_on = None
 
-# Frozen copies of the value sets at this revision (batch/models.py may grow later).
+# Frozen copies of the value sets at this revision (batch/store/models.py may grow later).
 RUN_KINDS = ("nightly", "returns")
 RUN_STATUSES = ("running", "done", "problems", "failed", "tempfail", "interrupted", "crashed")
 STEP_STATUSES = ("running", "done", "skipped", "failed", "tempfail", "unavailable", "not_run", "crashed")
