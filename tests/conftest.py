@@ -101,3 +101,25 @@ def sessions(engine):
 @pytest.fixture
 def keyring():
     return Keyring([generate_secret()])
+
+
+@pytest.fixture
+def gpg_pair():
+    """The bank's key pair and ours, each in its own GnuPG home (agents stopped at teardown). gpg
+    missing: a failure under CI, a skip with the reason elsewhere."""
+    import shutil
+
+    from sshd import GpgHome
+
+    if shutil.which("gpg") is None:
+        if os.environ.get("CI"):
+            pytest.fail("gpg is missing; it is required in CI")
+        pytest.skip("gpg is not installed")
+    bank, us = GpgHome("ach-bank@example.test"), GpgHome("achbatch@example.test")
+    us.trust(bank)
+    bank.trust(us)
+    try:
+        yield bank, us
+    finally:
+        bank.close()
+        us.close()

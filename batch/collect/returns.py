@@ -614,23 +614,7 @@ class _Applier:
         already in a file, sent or settled opens a `double_collection` review item naming both
         payments (a refund is finance's decision, never ours to make silently). Per payment: the
         words for the return's action."""
-        keys = {(o.member_id, o.plan_id, o.coverage_month) for _it, _rc, o in dishonored}
-        due: dict[tuple, int] = {}
-        debits: dict[tuple, list[debit_rules.Debit]] = defaultdict(list)
-        members = sorted({k[0] for k in keys})
-        for i in range(0, len(members), PART):
-            part = members[i:i + PART]
-            for m, p, month, cents in self.conn.execute(
-                    select(Premium.member_id, Premium.plan_id, Premium.coverage_month, Premium.amount_due_cents)
-                    .where(self._in(Premium.member_id, part))):
-                if (m, p, month) in keys:
-                    due[(m, p, month)] = int(cents)
-            for pid, m, p, month, channel, state, cents, root in self.conn.execute(
-                    select(Payment.id, Payment.member_id, Payment.plan_id, Payment.coverage_month, Payment.channel,
-                           Payment.state, Payment.amount_cents, Payment.retry_of_id)
-                    .where(self._in(Payment.member_id, part))):
-                if (m, p, month) in keys:
-                    debits[(m, p, month)].append(debit_rules.Debit(pid, channel, state, int(cents), root))
+        due, debits = self._months({(o.member_id, o.plan_id, o.coverage_month) for _it, _rc, o in dishonored})
         restored = {o.payment_id for _it, _rc, o in dishonored}
         cancel: list[int] = []
         reviews: dict[tuple[int, int], tuple[_Item, OriginalFacts, debit_rules.Debit]] = {}
@@ -759,27 +743,35 @@ class _Applier:
                 out[-cid] = v
         return out
 
+    def _months(self, keys: set[tuple[str, str, date]]
+                ) -> tuple[dict[tuple, int], dict[tuple, list[debit_rules.Debit]]]:
+        """Per (member, plan, coverage month) of `keys`: the amount due, for those with a premium on
+        record, and every payment toward it. Loaded by member only (its index), the rest filtered
+        here: SQLite would otherwise pick the state index and scan every payment in flight."""
+        due: dict[tuple, int] = {}
+        debits: dict[tuple, list[debit_rules.Debit]] = defaultdict(list)
+        members = sorted({k[0] for k in keys})
+        for i in range(0, len(members), PART):
+            part = members[i:i + PART]
+            for m, p, month, cents in self.conn.execute(
+                    select(Premium.member_id, Premium.plan_id, Premium.coverage_month, Premium.amount_due_cents)
+                    .where(self._in(Premium.member_id, part))):
+                if (m, p, month) in keys:
+                    due[(m, p, month)] = int(cents)
+            for pid, m, p, month, channel, state, cents, root in self.conn.execute(
+                    select(Payment.id, Payment.member_id, Payment.plan_id, Payment.coverage_month, Payment.channel,
+                           Payment.state, Payment.amount_cents, Payment.retry_of_id)
+                    .where(self._in(Payment.member_id, part))):
+                if (m, p, month) in keys:
+                    debits[(m, p, month)].append(debit_rules.Debit(pid, channel, state, int(cents), root))
+        return due, debits
+
     def _owed(self, keys: list[tuple[str, str, date]]) -> dict[tuple[str, str, date], int]:
         """Cents still owed per (member, plan, coverage month) with a premium on record: the amount
         due less what counting payments (paid, or on their way) cover."""
-        wanted = set(keys)
-        out: dict[tuple, int] = {}
-        members = sorted({k[0] for k in wanted})
-        for i in range(0, len(members), 5000):
-            part = members[i:i + 5000]
-            for m, p, month, due in self.conn.execute(
-                    select(Premium.member_id, Premium.plan_id, Premium.coverage_month, Premium.amount_due_cents)
-                    .where(self._in(Premium.member_id, part))).all():
-                if (m, p, month) in wanted:
-                    out[(m, p, month)] = int(due)
-            # by member only (its index), the state filtered here: SQLite would otherwise pick the
-            # state index and scan every payment in flight
-            for m, p, month, state, cents in self.conn.execute(
-                    select(Payment.member_id, Payment.plan_id, Payment.coverage_month, Payment.state,
-                           Payment.amount_cents).where(self._in(Payment.member_id, part))).all():
-                if state in COUNTING_STATES and (m, p, month) in out:
-                    out[(m, p, month)] -= int(cents)
-        return out
+        due, debits = self._months(set(keys))
+        return {k: cents - sum(d.amount_cents for d in debits[k] if d.state in COUNTING_STATES)
+                for k, cents in due.items()}
 
     # -- NOCs -------------------------------------------------------------------------------------
     def _apply_nocs(self, nocs: list[_Item], origs: dict[str, OriginalFacts]) -> None:

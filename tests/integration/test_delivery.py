@@ -21,7 +21,7 @@ from batch.store.models import Delivery, DeliveryAttempt, InboundFile, NachaFile
 from batch.collect.origination import stored_bytes
 from batch.bank.pgp import Pgp
 from batch.bank.transport import transport_from_settings
-from sshd import GpgHome, add_built_file, nacha_like, sshd_server, write_config  # noqa: F401 - fixture
+from sshd import add_built_file, nacha_like, sshd_server, write_config  # noqa: F401 - fixture
 from test_origination import run as originate_run, seed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -309,25 +309,6 @@ def test_rename_forbidden_mode_uploads_to_a_unique_final_name(sshd_server, sessi
 
 
 # -- PGP --------------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def gpg_pair():
-    """The bank's key pair and ours, each in its own GnuPG home (agents stopped at teardown)."""
-    import shutil
-
-    if shutil.which("gpg") is None:
-        if os.environ.get("CI"):
-            pytest.fail("gpg is missing; it is required in CI")
-        pytest.skip("gpg is not installed")
-    bank, us = GpgHome("ach-bank@example.test"), GpgHome("achbatch@example.test")
-    us.trust(bank)
-    bank.trust(us)
-    try:
-        yield bank, us
-    finally:
-        bank.close()
-        us.close()
-
 
 def test_pgp_outbound_and_inbound(sshd_server, sessions, keyring, tmp_path, gpg_pair):
     bank_key, our_key = gpg_pair

@@ -427,27 +427,6 @@ def test_database_unreachable_exit_75_and_no_schema_exit_2(tmp_path):
 
 # -- PGP through the nightly pipeline -------------------------------------------------------------------
 
-@pytest.fixture
-def gpg_pair():
-    """The bank's key pair and ours, each in its own GnuPG home (agents stopped at teardown)."""
-    import os
-
-    from sshd import GpgHome
-
-    if shutil.which("gpg") is None:
-        if os.environ.get("CI"):
-            pytest.fail("gpg is missing; it is required in CI")
-        pytest.skip("gpg is not installed")
-    bank, us = GpgHome("ach-bank@example.test"), GpgHome("achbatch@example.test")
-    us.trust(bank)
-    bank.trust(us)
-    try:
-        yield bank, us
-    finally:
-        bank.close()
-        us.close()
-
-
 def test_nightly_with_pgp_encrypts_the_sent_file_and_decrypts_the_fetched_returns(tmp_path, gpg_pair):
     """`achbatch nightly` with `[bank] pgp_recipient`, `pgp_home` and `pgp_decrypt_inbound` set: the
     send step encrypts to the bank's key, the fetch step decrypts what the bank encrypted to ours."""
