@@ -23,7 +23,7 @@ def demo_cmd(folder: str) -> None:
     """A full night on embedded defaults with sample data, a simulated bank answering with returns
     and NOCs, and the next night; prints what happened and where the files and reports are."""
     t0 = time.monotonic()
-    result = run_demo(Path(folder), click.echo)
+    result = run_demo(Path(folder), click.echo, exitcodes.EXIT_CODES)
     click.echo(f"demo finished in {time.monotonic() - t0:.1f}s")
     sys.exit(exitcodes.for_outcome(result.outcome))
 

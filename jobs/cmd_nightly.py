@@ -52,7 +52,8 @@ def execute_run(settings, keyring, d: date, *, kind: str = "nightly", dry_run: b
     emit = EventLogger(logger, progress)
     try:
         with open_database(settings.database_url) as sessions:
-            result = run_pipeline(settings, sessions, keyring, d, kind=kind, dry_run=dry_run, emit=emit,
+            result = run_pipeline(settings, sessions, keyring, d, exit_codes=exitcodes.EXIT_CODES, kind=kind,
+                                  dry_run=dry_run, emit=emit,
                                   progress=progress, hook=hook or (lambda step, point: None),
                                   should_stop=should_stop)
     except LockHeld as e:

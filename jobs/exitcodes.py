@@ -1,31 +1,39 @@
-"""Exit codes of the interface contract (DESIGN.md), and the one place that turns an outcome of
-batch/ (`for_outcome`) or a database error (`fail_database`, `for_database_error`) into one.
-
-The numbers come from `batch.run.outcome.RECORDED_CODES`, the table the run ledger records them by
-(runs.exit_code, the achbatch_last_run_exit_code metric), so they are written once."""
+"""Exit codes of the interface contract (DESIGN.md), defined here once, and the one place that
+turns an outcome of batch/ (`for_outcome`) or a database error (`fail_database`,
+`for_database_error`) into one. The pipeline records the same numbers in its run ledger
+(runs.exit_code, the achbatch_last_run_exit_code metric): it is given `EXIT_CODES`."""
 from __future__ import annotations
 
 import sys
+from types import MappingProxyType
 from typing import NoReturn
 
 import click
 from sqlalchemy.exc import OperationalError
 
 from batch.store.db import DatabaseError, DatabaseUnavailable
-from batch.run.outcome import RECORDED_CODES, Outcome, most_urgent
+from batch.run.outcome import Outcome, most_urgent
 
-OK = RECORDED_CODES[Outcome.DONE]  # 0
-DATA_PROBLEMS = RECORDED_CODES[Outcome.PROBLEMS]  # 1: done, but data problems were found and reported
-USAGE = RECORDED_CODES[Outcome.CONFIG]  # 2: usage or configuration error (click exits 2 on usage errors too)
-LOCKED = RECORDED_CODES[Outcome.LOCKED]  # 3: skipped, another run holds the lock
-TEMPFAIL = RECORDED_CODES[Outcome.TEMPORARY]  # 75: temporary failure (bank unreachable), safe to retry
+OK = 0
+DATA_PROBLEMS = 1  # done, but data problems were found and reported
+USAGE = 2  # usage or configuration error (click exits 2 on usage errors too)
+LOCKED = 3  # skipped, another run holds the lock
+TEMPFAIL = 75  # temporary failure (bank or database unreachable): safe to retry (EX_TEMPFAIL)
 
-_OUTCOME_OF = {code: outcome for outcome, code in RECORDED_CODES.items()}
+EXIT_CODES = MappingProxyType({
+    Outcome.DONE: OK,
+    Outcome.PROBLEMS: DATA_PROBLEMS,
+    Outcome.CONFIG: USAGE,
+    Outcome.LOCKED: LOCKED,
+    Outcome.TEMPORARY: TEMPFAIL,
+})
+
+_OUTCOME_OF = {code: outcome for outcome, code in EXIT_CODES.items()}
 
 
 def for_outcome(outcome: Outcome) -> int:
     """The exit code of an outcome reported by batch/."""
-    return RECORDED_CODES[Outcome(outcome)]
+    return EXIT_CODES[Outcome(outcome)]
 
 
 def exit_code_for(codes: list[int]) -> int:

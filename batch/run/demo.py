@@ -33,7 +33,7 @@ from nacha.reader import read_file
 from nacha.writer import format_file
 
 from ..rules.money import dollars
-from .outcome import Outcome
+from .outcome import ExitCodes, Outcome
 
 __all__ = ["DEMO_ANSWERS", "DEMO_NIGHTS", "BankAnswer", "DemoResult", "demo_data_dir", "demo_settings", "run_demo",
            "simulate_bank"]
@@ -199,8 +199,9 @@ def _rel(p: Path, base: Path) -> str:
         return str(p)
 
 
-def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
-    """Run the demo in `folder` (created); see the module docstring."""
+def run_demo(folder: Path, say: Callable[[str], None], exit_codes: ExitCodes) -> DemoResult:
+    """Run the demo in `folder` (created); see the module docstring. `exit_codes` is what the nights
+    record for each outcome (jobs/exitcodes.EXIT_CODES)."""
     from ..store.crypto import load_keyring
     from ..store.db import open_database, upgrade
     from ..store.models import FileEntry, Run
@@ -258,7 +259,7 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
             say("")
             say(f"night {i}: achbatch nightly --date {night}")
             try:
-                r = run_pipeline(settings, sessions, keyring, night, emit=_concise(say))
+                r = run_pipeline(settings, sessions, keyring, night, exit_codes=exit_codes, emit=_concise(say))
             except LockHeld as e:
                 say(f"  skipped: {e}")
                 res.nights.append(None)

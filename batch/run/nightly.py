@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import wiring
 from ..store.models import Run, RunStep, utcnow
 from ..rules.money import dollars
-from .outcome import RECORDED_CODES, Outcome, most_urgent
+from .outcome import ExitCodes, Outcome, most_urgent
 from ..store.runlock import RunLock
 
 __all__ = [
@@ -81,11 +81,6 @@ class StepResult:
     done_by_run: int | None = None  # skipped: the run that did it
 
     @property
-    def exit_code(self) -> int:
-        """The number recorded for the outcome (batch/run/outcome.py)."""
-        return RECORDED_CODES[self.outcome]
-
-    @property
     def duration_s(self) -> float:
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
@@ -106,11 +101,13 @@ class RunResult:
     crashed_runs: list[int] = field(default_factory=list)  # earlier runs found dead and marked
     summary: str = ""
     metrics_file: Path | None = None
+    exit_codes: ExitCodes = field(default_factory=dict, repr=False)  # given by jobs/ (run_pipeline)
 
     @property
     def exit_code(self) -> int:
-        """The number the ledger records for the run's outcome (runs.exit_code, batch/run/outcome.py)."""
-        return RECORDED_CODES[self.outcome]
+        """The number the ledger records for the run's outcome (runs.exit_code): the exit code jobs/
+        gave `run_pipeline` for it."""
+        return self.exit_codes[self.outcome]
 
     @property
     def duration_s(self) -> float:
@@ -594,6 +591,7 @@ def run_pipeline(
     keyring: Any,
     business_date: date,
     *,
+    exit_codes: ExitCodes,
     kind: str = "nightly",
     dry_run: bool = False,
     steps: tuple[str, ...] | None = None,
@@ -610,9 +608,10 @@ def run_pipeline(
     `emit(event, fields)` reports run_started, step_skipped, step_started, step_finished,
     run_finished and warning events; `progress(step, n, unit)` counts long steps; `hook(step, point)`
     is called at 'start' and 'end' of each step and at the services' own step boundaries (tests
-    crash the process there); `should_stop()` is polled between steps (SIGTERM)."""
+    crash the process there); `should_stop()` is polled between steps (SIGTERM). `exit_codes` is the
+    number to record for each outcome (jobs/exitcodes.EXIT_CODES)."""
     names = steps or PIPELINES[kind]
-    result = RunResult(kind, business_date, dry_run)
+    result = RunResult(kind, business_date, dry_run, exit_codes=exit_codes)
     if dry_run:
         with rolled_back_sessions(sessions) as rb:
             result.started_at = now()
@@ -758,8 +757,8 @@ def _run_steps(settings, sessions, keyring, result: RunResult, names, emit, prog
         result.steps.append(sr)
         if ledger is not None:
             _ledger_finish(ledger_sessions, result, sr, row_id)
-        emit("step_finished", {"step": name, "status": sr.status, "exit_code": sr.exit_code, "counts": sr.counts,
-                               "note": sr.note, "problems": sr.problems, "error": sr.error,
+        emit("step_finished", {"step": name, "status": sr.status, "exit_code": result.exit_codes[sr.outcome],
+                               "counts": sr.counts, "note": sr.note, "problems": sr.problems, "error": sr.error,
                                "duration_s": round(sr.duration_s, 3), "run_id": result.run_id,
                                "business_date": d.isoformat()})
     return False

@@ -1,12 +1,12 @@
-"""What a step or a run came to (`Outcome`), which of several is the most urgent, and the number
-the run ledger records for each. jobs/ turns an outcome into the process's exit code.
+"""What a step or a run came to (`Outcome`) and which of several is the most urgent. jobs/ turns an
+outcome into the process's exit code (jobs/exitcodes.py) and tells the pipeline what to record.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import Enum
 
-__all__ = ["Outcome", "RECORDED_CODES", "URGENCY", "most_urgent"]
+__all__ = ["ExitCodes", "Outcome", "URGENCY", "most_urgent"]
 
 
 class Outcome(str, Enum):
@@ -27,14 +27,8 @@ def most_urgent(outcomes: Iterable[Outcome]) -> Outcome:
     return next((o for o in URGENCY if o in seen), Outcome.DONE)
 
 
-# The number recorded for an outcome: the run ledger's `runs.exit_code` (shown by `achbatch
-# status`), the `achbatch_last_run_exit_code` metric and the "exit N" of the summary line are, by
-# the contract of DESIGN.md, the exit code the run ends with. The ledger is written in batch/, so
-# the table lives here, once; jobs/exitcodes.py takes its codes from it.
-RECORDED_CODES: dict[Outcome, int] = {
-    Outcome.DONE: 0,
-    Outcome.PROBLEMS: 1,
-    Outcome.CONFIG: 2,
-    Outcome.LOCKED: 3,
-    Outcome.TEMPORARY: 75,
-}
+# The number a run ledger records for each outcome (`runs.exit_code`, shown by `achbatch status`,
+# the `achbatch_last_run_exit_code` metric, the "exit N" of the summary line) is, by the contract
+# of DESIGN.md, the process's exit code. That table belongs to the CLI: jobs/exitcodes.py defines it
+# and hands it to the pipeline (`run_pipeline(..., exit_codes=...)`); batch/ only reports outcomes.
+ExitCodes = Mapping[Outcome, int]

@@ -27,7 +27,7 @@ from batch.run.nightly import (
 )
 from batch.run.outcome import Outcome
 from batch.store.runlock import RunLock
-from jobs.exitcodes import exit_code_for
+from jobs.exitcodes import EXIT_CODES, exit_code_for
 from nacha.reader import read_file
 from test_nightly_support import SAMPLES, Folder
 
@@ -272,7 +272,7 @@ def test_non_banking_day_builds_nothing_but_returns_are_processed(tmp_path, db_u
     keyring = f.setup()
     settings = f.settings
     with f.sessions() as sessions:
-        first = run_pipeline(settings, sessions, keyring, FRIDAY)
+        first = run_pipeline(settings, sessions, keyring, FRIDAY, exit_codes=EXIT_CODES)
         assert first.exit_code == 0 and first.totals()["files_built"] == 1
         answer = simulate_bank(settings.bank_folder / "incoming", settings.bank_folder / "outgoing", FRIDAY)
         assert len(answer.returns) == 2 and len(answer.nocs) == 1
@@ -283,7 +283,7 @@ def test_non_banking_day_builds_nothing_but_returns_are_processed(tmp_path, db_u
                           plan_id=model.plan_id, coverage_month=model.coverage_month, amount_cents=1000,
                           bank_account_id=model.bank_account_id, submitted_at=model.submitted_at, sec_code="WEB",
                           payment_type_code="S", originate_on=SATURDAY, state="pending"))
-        sat = run_pipeline(settings, sessions, keyring, SATURDAY)
+        sat = run_pipeline(settings, sessions, keyring, SATURDAY, exit_codes=EXIT_CODES)
         steps = {x.step: x for x in sat.steps}
         assert "not a Federal Reserve banking day" in steps["originate"].note
         assert steps["originate"].counts["files"] == 0
@@ -313,7 +313,7 @@ def test_dry_run_changes_nothing(tmp_path, db_url):
 
     before = snapshot()
     with f.sessions() as sessions:
-        r = run_pipeline(f.settings, sessions, keyring, THURSDAY, dry_run=True)
+        r = run_pipeline(f.settings, sessions, keyring, THURSDAY, exit_codes=EXIT_CODES, dry_run=True)
     assert r.exit_code == 0 and r.run_id is None
     steps = {x.step: x for x in r.steps}
     assert steps["autopay"].counts["pulls"] == 2  # really computed ...
@@ -331,7 +331,7 @@ def test_a_step_whose_service_is_missing_is_reported_not_available(tmp_path, db_
 
     monkeypatch.setitem(STEPS, "send", Step("send", "send", "batch.bank.delivery.send_files", missing))
     with f.sessions() as sessions:
-        r = run_pipeline(f.settings, sessions, keyring, THURSDAY)
+        r = run_pipeline(f.settings, sessions, keyring, THURSDAY, exit_codes=EXIT_CODES)
         with sessions() as s:
             row = s.scalars(select(RunStep).where(RunStep.step == "send")).one()
     assert r.status == "failed" and r.exit_code == 2
@@ -350,7 +350,8 @@ def test_an_unexpected_error_fails_the_step_only(tmp_path, db_url, monkeypatch):
     monkeypatch.setitem(STEPS, "coverage", Step("coverage", "coverage", "x", boom))
     events = []
     with f.sessions() as sessions:
-        r = run_pipeline(f.settings, sessions, keyring, THURSDAY, emit=lambda e, fields: events.append((e, fields)))
+        r = run_pipeline(f.settings, sessions, keyring, THURSDAY, exit_codes=EXIT_CODES,
+                         emit=lambda e, fields: events.append((e, fields)))
     cov = next(x for x in r.steps if x.step == "coverage")
     assert cov.status == "failed" and "RuntimeError: disk on fire" in cov.error and r.exit_code == 1
     assert next(x for x in r.steps if x.step == "reports").status == "done"
@@ -367,7 +368,8 @@ def test_exit_code_precedence():
 
 
 def test_summary_line_names_files_entries_dollars_returns_flags():
-    r = RunResult("nightly", THURSDAY, False, run_id=7, status="tempfail", outcome=Outcome.TEMPORARY)
+    r = RunResult("nightly", THURSDAY, False, run_id=7, status="tempfail", outcome=Outcome.TEMPORARY,
+                  exit_codes=EXIT_CODES)
     r.steps = [
         StepResult("originate", "done", counts={"files": 2, "entries": 1234, "cents": 123456789}),
         StepResult("send", "tempfail", outcome=Outcome.TEMPORARY, counts={"sent": 1, "unsent": 1}),

@@ -14,6 +14,7 @@ from sqlalchemy import update
 from batch.report.metrics import collect, render, write_atomic
 from batch.store.models import NachaFile, Run, RunStep
 from batch.run.nightly import run_pipeline
+from jobs.exitcodes import EXIT_CODES
 from batch.report.status import collect_status
 from test_nightly_support import Folder
 
@@ -73,7 +74,7 @@ def test_a_failed_or_crashed_last_run_needs_attention(tmp_path):
     f = Folder(tmp_path)
     keyring = f.setup()
     with f.sessions() as sessions:
-        run_pipeline(f.settings, sessions, keyring, THURSDAY)
+        run_pipeline(f.settings, sessions, keyring, THURSDAY, exit_codes=EXIT_CODES)
         assert collect_status(sessions, f.settings).ok
         with sessions() as s, s.begin():
             s.execute(update(Run).values(status="failed", error="send: configuration: host key changed"))
@@ -111,7 +112,7 @@ def test_metrics_after_runs(tmp_path):
     f = Folder(tmp_path)
     keyring = f.setup()
     with f.sessions() as sessions:
-        first = run_pipeline(f.settings, sessions, keyring, THURSDAY)
+        first = run_pipeline(f.settings, sessions, keyring, THURSDAY, exit_codes=EXIT_CODES)
     text = (f.data / "metrics.prom").read_text()
     fams = _families(text)  # the Prometheus client's parser accepts the file
     assert text.endswith("\n") and text.count("# TYPE achbatch_last_run_entries gauge") == 1
@@ -131,7 +132,7 @@ def test_metrics_after_runs(tmp_path):
         with sessions() as s, s.begin():
             s.execute(update(RunStep).values(done_key=None))  # make the next run do the steps again
         f.vars["ACHBATCH_PATHS__DROP_DIR"] = str(tmp_path / "missing")
-        second = run_pipeline(f.settings, sessions, keyring, THURSDAY)
+        second = run_pipeline(f.settings, sessions, keyring, THURSDAY, exit_codes=EXIT_CODES)
     assert second.exit_code == 2
     fams = _families((f.data / "metrics.prom").read_text())
     assert _sample(fams, "achbatch_last_run_exit_code", kind="nightly") == 2
