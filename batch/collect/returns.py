@@ -15,6 +15,7 @@ chunk at a time. Their names are re-exported here.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import defaultdict
@@ -63,7 +64,7 @@ from ..rules.returns import (  # noqa: F401  (re-exported: the rules live in bat
     AccountState, AppliedReturn, NocPlan, OriginalEntry, OriginalFacts, PlannedRetry, RetryPlan, ReturnDecision,
     ReturnLine, ReturnPlan, ReturnPolicy, ReturnSeen, ReviewPlan, decide_return, keep_retries, plan_noc,
     plan_retries, plan_retry, plan_returns, retry_date, return_actions, return_code_review, return_facts_needed,
-    returned_state_for, state_for_disposition, IN_FLIGHT_STATES, cut,
+    returned_state_for, review_location, state_for_disposition, IN_FLIGHT_STATES, cut,
 )
 from ..rules.money import dollars
 from .origination import ADVISORY_LOCK_KEY
@@ -327,6 +328,12 @@ class _Item:
     entry: tuple
     addenda: tuple  # the 98 or 99 addenda record
     kind: str  # '99' | '98' | ''
+    addenda_line: int | None = None
+
+
+def _location_json(kind: str, it: _Item) -> str | None:
+    where = review_location(kind, (it.line, it.entry), (it.addenda_line, it.addenda) if it.addenda else None)
+    return json.dumps(where) if where else None
 
 
 class _Applier:
@@ -350,19 +357,19 @@ class _Applier:
 
     # -- intake -----------------------------------------------------------------------------------
     def add(self, item: EntryItem) -> None:
-        kind, addenda = "", None
+        kind, addenda, addenda_line = "", None, None
         for a in item.addenda:
             if a is None:
                 continue
             t = a[1].addenda_type_code
             if t in ("98", "99"):
-                kind, addenda = t, a[1]
+                kind, addenda, addenda_line = t, a[1], a[0]
                 break
         if kind == "99":
             self.out.returns += 1
         elif kind == "98":
             self.out.nocs += 1
-        self.items.append(_Item(item.line, item.record, addenda, kind))
+        self.items.append(_Item(item.line, item.record, addenda, kind, addenda_line))
         if len(self.items) >= CHUNK:
             self._flush()
 
@@ -418,6 +425,7 @@ class _Applier:
             "amount_cents": it.entry.amount if type(it.entry.amount) is int else 0,
             "expected_amount_cents": expected, "payment_id": payment_id, "related_payment_id": related_payment_id,
             "dedupe_key": dedupe_key, "detail": cut(detail, 300), "status": "open",
+            "location": _location_json(kind, it),
         })
 
     def _account_hashes(self, rdfi: str, account: str) -> tuple[str, ...]:

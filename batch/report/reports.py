@@ -112,13 +112,16 @@ class Report:
 
 
 def _frame(rows: list[dict], columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=list(columns))
-    for c in df.columns:
+    # Built column by column from the rows' own values: a DataFrame built from the rows would turn a
+    # column of ints with a None among them into floats with NaN (and large cents lose precision).
+    data = {}
+    for c in columns:
+        values = [r.get(c) for r in rows]
         if c in _MONEY or c in _COUNTS:
-            df[c] = pd.array([None if v is None else int(v) for v in df[c]], dtype="Int64")
+            data[c] = pd.array([None if v is None else int(v) for v in values], dtype="Int64")
         else:
-            df[c] = pd.array([None if v is None else v for v in df[c]], dtype="object")
-    return df
+            data[c] = pd.array(values, dtype="object")
+    return pd.DataFrame(data, columns=list(columns))
 
 
 def _window(as_of: date, days: int) -> tuple[date, date]:
@@ -332,7 +335,7 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
 
 
 REVIEW_COLUMNS = ("id", "opened_on", "kind", "code", "amount", "expected_amount", "payment_id", "related_payment_id",
-                  "member_id", "plan_id", "file", "line", "detail")
+                  "member_id", "plan_id", "file", "line", "where", "detail")
 
 
 def _open_review_rows(s: Session) -> list[dict]:
@@ -346,8 +349,16 @@ def _open_review_rows(s: Session) -> list[dict]:
     return [{"id": r.id, "opened_on": r.created_at.date(), "kind": r.kind, "code": r.code or "",
              "amount": r.amount_cents, "expected_amount": r.expected_amount_cents, "payment_id": r.payment_id,
              "related_payment_id": r.related_payment_id, "member_id": member or "", "plan_id": plan or "",
-             "file": file_name or "", "line": r.line, "detail": r.detail}
+             "file": file_name or "", "line": r.line, "where": _where(r.issue(file_name or "")), "detail": r.detail}
             for r, member, plan, file_name in rows]
+
+
+def _where(issue) -> str:
+    """The field a review item points at: "line 4, columns 7-21: addenda_99.original_entry_trace_number"."""
+    if issue is None:
+        return ""
+    cols = f", columns {issue.columns[0]}-{issue.columns[1]}" if issue.columns else ""
+    return f"line {issue.line}{cols}: {issue.record}" + (f".{issue.field}" if issue.field else "")
 
 
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",

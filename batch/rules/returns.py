@@ -280,6 +280,42 @@ class ReturnLine:
     account_masked: str  # the account the bank returned, masked (nacha.fields.mask)
 
 
+# The field of the bank's record each kind of review item is about: of the entry, or of its return
+# or NOC addenda. `review_location` turns it into the reader's location (line, columns, record,
+# field), so a person is shown exactly where to look.
+REVIEW_FIELDS: dict[str, tuple[str, str]] = {
+    "unknown_trace": ("addenda", "original_entry_trace_number"),
+    "offset_entry": ("addenda", "original_entry_trace_number"),
+    "duplicate_return": ("addenda", "original_entry_trace_number"),
+    "no_prior_return": ("addenda", "original_entry_trace_number"),
+    "amount_mismatch": ("entry", "amount"),
+    "account_mismatch": ("entry", "dfi_account_number"),
+    "not_return_or_noc": ("entry", "transaction_code"),
+    "noc_for_review": ("addenda", "change_code"),
+    "noc_rejected": ("addenda", "corrected_data"),
+    "format_error": ("addenda", "return_reason_code"),
+    "return_for_review": ("addenda", "return_reason_code"),
+    "unknown_return_code": ("addenda", "return_reason_code"),
+    "code_not_effective": ("addenda", "return_reason_code"),
+    "double_collection": ("addenda", "dishonored_return_reason_code"),
+}
+
+
+def review_location(kind: str, entry: tuple[int, object], addenda: tuple[int, object] | None) -> dict | None:
+    """Where in the bank file an item of `kind` points: `{"line", "columns", "record", "field"}` of
+    the field `REVIEW_FIELDS` names, in the entry `(line, record)` or its addenda; None when the
+    kind names no field or the record lacks it (a refused NOC's addenda has no `change_code`...)."""
+    on, name = REVIEW_FIELDS.get(kind, ("", ""))
+    line, record = addenda if on == "addenda" and addenda is not None else entry if on == "entry" else (None, None)
+    layout = getattr(record, "layout", None)
+    f = layout.by_name.get(name) if layout is not None else None
+    if f is None and layout is not None and name == "change_code":
+        f = layout.by_name.get("refused_change_code")
+    if f is None:
+        return None
+    return {"line": line, "columns": [f.start, f.end], "record": layout.name, "field": f.name}
+
+
 @dataclass(frozen=True)
 class ReviewPlan:
     """A review item to open for a line (the line's own trace number and amount are added)."""

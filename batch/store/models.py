@@ -16,6 +16,7 @@ these classes must stay in step with them (tests/test_db.py compares the two).
 """
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timezone
 
 from sqlalchemy import (
@@ -37,6 +38,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from nacha.errors import Issue
 
 __all__ = [
     "AutopayMandate", "BankAccount", "Base", "FileEntry", "ImportRun", "NachaFile", "Payment",
@@ -627,6 +630,18 @@ class ReviewItem(Base):
     detail: Mapped[str] = mapped_column(String(300))
     status: Mapped[str] = mapped_column(String(8), default="open")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Where in the bank file the item points, as the reader states a problem (line, columns, record,
+    # field: `nacha.errors.Issue.to_json()` without the message), JSON; None when not about a field.
+    location: Mapped[str | None] = mapped_column(String(200), default=None)
+
+    def issue(self, file_name: str) -> Issue | None:
+        """The item's location as an `Issue` of `file_name`, its message the item's detail."""
+        if not self.location:
+            return None
+        where = json.loads(self.location)
+        columns = where.get("columns")
+        return Issue(file_name, where.get("line"), (columns[0], columns[1]) if columns else None,
+                     where.get("record") or "file", where.get("field"), self.detail)
 
 
 class CoverageFlag(Base):

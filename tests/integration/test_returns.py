@@ -25,6 +25,7 @@ from batch.store.models import (
     ReviewItem,
 )
 from batch.collect.origination import Company, Limits, originate
+from batch.report.reports import returns_report
 from batch.rules.premium_calendar import due_date
 from batch.collect.returns import (
     AccountState,
@@ -497,6 +498,39 @@ def test_unknown_traces_and_mismatches_go_to_the_review_list(world):
         assert "5555555555" not in " ".join(r.detail for r in s.scalars(select(ReviewItem)))
         assert s.scalar(select(func.count()).select_from(PaymentReturn)) == 0
     assert {p.state for m in (a, b, c, d) for p in world.payments(m)} == {"in_file"}
+
+
+def test_review_items_point_at_the_field_of_the_bank_record(world):
+    """Each review item carries the location of the field it is about (line, columns, record,
+    field, as the reader states a problem): the bytes there are the value the item is about."""
+    a, b, c = (world.member() for _ in range(3))
+    o = world.originate()
+    ghost = Original(o[a].header, o[a].entry._replace(trace_number="011000019999999"))
+    text = world.bank.returns([(ghost, "R01"), (o[b], "R01"), (o[c], "R01")], RETURN_DAY,
+                              amounts={o[b].trace: o[b].entry.amount + 1}, accounts={o[c].trace: "5555555555"})
+    world.process(text)
+    lines = text.splitlines()
+    with world.sessions() as s:
+        items = {r.kind: r for r in s.scalars(select(ReviewItem))}
+        assert set(items) == {"unknown_trace", "amount_mismatch", "account_mismatch"}
+        where = {k: r.issue("r.ach") for k, r in items.items()}
+    unknown = where["unknown_trace"]
+    assert (unknown.record, unknown.field, unknown.columns) == ("addenda_99", "original_entry_trace_number", (7, 21))
+    assert lines[unknown.line - 1][6:21] == "011000019999999"  # the addenda that follows the entry
+    assert unknown.line == items["unknown_trace"].line + 1
+    amount = where["amount_mismatch"]
+    assert (amount.record, amount.field, amount.columns, amount.line) == (
+        "entry_web", "amount", (30, 39), items["amount_mismatch"].line)
+    assert int(lines[amount.line - 1][29:39]) == o[b].entry.amount + 1
+    account = where["account_mismatch"]
+    assert (account.field, account.columns) == ("dfi_account_number", (13, 29))
+    assert lines[account.line - 1][12:29].strip() == "5555555555"
+    assert "5555555555" not in str(account)  # the location names the field, never its value
+    # ... and the returns report's open review items show it
+    report = returns_report(world.sessions, RETURN_DAY)
+    (_, table), = [(title, df) for title, df in report.extra if title.startswith("Open review items")]
+    shown = dict(zip(table["kind"], table["where"]))
+    assert shown["unknown_trace"] == f"line {unknown.line}, columns 7-21: addenda_99.original_entry_trace_number"
 
 
 def test_the_same_file_twice_is_applied_once(world):
