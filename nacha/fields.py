@@ -65,7 +65,16 @@ def mask(value: str | None) -> str:
     v = (value or "").strip()
     if not v:
         return ""
-    return "****" + (v[-4:] if len(v) > 4 else "")
+    return MASK_PREFIX + (v[-4:] if len(v) > 4 else "")
+
+
+MASK_PREFIX = "****"
+
+
+def mask_last4(last4: str | None) -> str:
+    """The masked form of an account of which only the last four digits are kept (the database's
+    `last4`): the same text `mask` gives for the full number."""
+    return MASK_PREFIX + (last4 or "")[-4:]
 
 
 def is_ascii_digits(s: str) -> bool:

@@ -25,6 +25,10 @@ from .sec import AMOUNT_NONZERO, AMOUNT_ZERO, CREDIT, DEBIT, sec_format
 
 _MAX_HASH = 10 ** 10
 
+# A file being written is named `.tmp-...` until it is complete (batch.store.fsutil uses the same
+# prefix for every file achbatch writes, and the steps clean up `.tmp-*` left by a crash).
+TMP_PREFIX = ".tmp-"
+
 
 class FileWriter:
     """Write one NACHA file record by record.
@@ -441,7 +445,7 @@ def write_file(path: str | os.PathLike, header, batches: Iterable[tuple[object, 
     being `Entry` objects or (record, addenda) pairs. Returns the finished writer (counts, totals)."""
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ach", dir=d)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".ach", dir=d)
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="ascii", newline="\n", buffering=1 << 20) as sink:

@@ -27,6 +27,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from nacha.calendar import MAX_YEAR, MIN_YEAR
+from nacha.fields import mask_last4
 from nacha.routing import routing_problem
 
 from ..rules.channels import (  # the confirmation-id names stay importable from here
@@ -753,14 +754,14 @@ class _AccountBook:
                 else:
                     why = ("the row carries a value that is neither the corrected one nor one it replaced: "
                            "a person should confirm it with the member")
-                self._note(line, f"account ****{acct.last4}: {shown} not applied: {newest.words()}{corrected} was "
+                self._note(line, f"account {mask_last4(acct.last4)}: {shown} not applied: {newest.words()}{corrected} was "
                                  f"kept ({why})")
                 continue
             if found.via is not None:
                 if name == "holder_name" and _same_name(value, current):
                     continue
                 shown = f"{label} {value}" if name == "account_type" else label
-                self._note(line, f"account ****{acct.last4}: {shown} not applied: the row describes the account "
+                self._note(line, f"account {mask_last4(acct.last4)}: {shown} not applied: the row describes the account "
                                  f"as it was before {found.via.words()}")
                 continue
             setattr(acct, name, value)
@@ -795,7 +796,7 @@ class _AccountBook:
 
 
 def _at(routing: str | None, last4: str, show_routing: bool) -> str:
-    return f"{routing} ****{last4}" if show_routing else f"****{last4}"
+    return f"{routing} {mask_last4(last4)}" if show_routing else mask_last4(last4)
 
 
 def _corrected_words(found: _Found, bank: BankFields) -> tuple[str, str]:
@@ -815,7 +816,7 @@ def _cut(text: str, n: int) -> str:
 
 def _blocked_reason(acct: BankAccount) -> str:
     why = f" ({acct.status_reason})" if acct.status_reason else ""
-    return f"bank account ****{acct.last4} at {acct.routing_number} is blocked{why}; use another account"
+    return f"bank account {mask_last4(acct.last4)} at {acct.routing_number} is blocked{why}; use another account"
 
 
 class _MandateHandler(_Handler):

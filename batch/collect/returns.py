@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from nacha import codes
 from nacha.errors import Issue
 from nacha.reader import EntryItem, FileStart, Reader
+from nacha.fields import mask_last4
 from nacha.routing import check_digit
 
 from . import debit_guard
@@ -916,7 +917,7 @@ _MERGED_REASON = re.compile(r"NOC (C[0-9]{2}): corrected to account \*\*\*\*([0-
 
 def merged_account_reason(code: str, last4: str, other_id: int) -> str:
     """The status_reason of an account a NOC merged into another record (see `_merge_account`)."""
-    return f"NOC {code}: corrected to account ****{last4} (record {other_id})"
+    return f"NOC {code}: corrected to account {mask_last4(last4)} (record {other_id})"
 
 
 def merged_into(status_reason: str | None) -> tuple[str, str, int] | None:

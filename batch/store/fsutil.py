@@ -9,7 +9,8 @@ import threading
 from contextlib import suppress
 from pathlib import Path
 
-TMP_PREFIX = ".tmp-"  # temporary names start with this (the steps clean up `.tmp-*` after a crash)
+# Temporary names start with this (the steps clean up `.tmp-*` after a crash): the NACHA writer's.
+from nacha.writer import TMP_PREFIX
 
 
 def fsync_dir(d: Path) -> None:
