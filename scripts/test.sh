@@ -2,8 +2,9 @@
 # Runs the whole test suite on a fresh machine: creates .venv, installs achbatch with its test
 # extras, makes sure the services the tests talk to are up, then runs pytest.
 # Extra arguments are passed to pytest (e.g. scripts/test.sh -k conformance).
-# `scripts/test.sh unit [ARGS]` runs only tests/unit (no database, no network, no service set up:
-# seconds); tests/integration needs PostgreSQL, OpenSSH, gpg and Chromium; tests/e2e runs the CLI.
+# `scripts/test.sh unit [ARGS]` runs only tests/unit (no database, no network, no service set up,
+# property tests drawing a tenth of their examples: seconds); tests/integration needs PostgreSQL,
+# OpenSSH, gpg and Chromium; tests/e2e runs the CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,9 @@ fi
 
 if [ "${1:-}" = "unit" ]; then
     shift
+    # The quick feedback run: property tests draw a tenth of their examples (tests/examples.py);
+    # the whole suite (no argument, as CI runs it) draws them all.
+    export ACHBATCH_QUICK=${ACHBATCH_QUICK:-1}
     exec .venv/bin/python -m pytest tests/unit "$@"
 fi
 

@@ -123,3 +123,9 @@ def gpg_pair():
     finally:
         bank.close()
         us.close()
+
+
+def pytest_report_header(config):
+    from examples import QUICK
+    if QUICK:
+        return "ACHBATCH_QUICK=1: property tests draw a tenth of their examples (the whole suite draws all)"

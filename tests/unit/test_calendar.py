@@ -14,6 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from examples import examples
+
 from nacha.calendar import (
     MAX_YEAR,
     MIN_YEAR,
@@ -326,7 +328,7 @@ dates = st.dates(min_value=date(MIN_YEAR, 1, 10), max_value=date(MAX_YEAR, 12, 2
 
 
 @given(dates)
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 def test_next_banking_day_property(d):
     n = next_banking_day(d)
     assert n > d
@@ -336,7 +338,7 @@ def test_next_banking_day_property(d):
 
 
 @given(dates)
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 def test_previous_banking_day_property(d):
     p = previous_banking_day(d)
     assert p < d
@@ -350,7 +352,7 @@ def test_previous_banking_day_property(d):
     st.dates(min_value=date(MIN_YEAR + 2, 1, 1), max_value=date(MAX_YEAR - 2, 12, 31)),
     st.integers(min_value=-300, max_value=300),
 )
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_add_banking_days_matches_stepping_and_between(d, n):
     result = add_banking_days(d, n)
     stepped = banking_day_on_or_after(d) if n == 0 else d
@@ -363,7 +365,7 @@ def test_add_banking_days_matches_stepping_and_between(d, n):
 
 
 @given(dates, st.integers(min_value=0, max_value=800))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_banking_days_between_matches_scan(d, span):
     e = min(d + timedelta(days=span), date(MAX_YEAR, 12, 31))
     expected = sum(is_banking_day(x) for x in _days(d + timedelta(days=1), e))

@@ -13,6 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from examples import examples
+
 from nacha.columns import STRIDE, plan_for, printable, routing_check_digits_ok, strictly_ascending
 from nacha.layouts import ADDENDA_99, BATCH_HEADER, ENTRY_PPD, ENTRY_WEB, FILE_HEADER
 from nacha.reader import Reader
@@ -27,7 +29,7 @@ def _cols(values: list[str], width: int) -> list[bytes]:
     return [bytes(v[k] for v in [x.encode() for x in values]) for k in range(width)]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.integers(0, 9_999_999), min_size=0, max_size=60))
 def test_strictly_ascending_agrees_with_a_loop(nums):
     values = [f"{v:07d}" for v in nums]
@@ -35,7 +37,7 @@ def test_strictly_ascending_agrees_with_a_loop(nums):
     assert strictly_ascending(_cols(values, 7) if values else [b""] * 7) == expected
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.integers(0, 9_999_999), min_size=2, max_size=40, unique=True))
 def test_strictly_ascending_sorted_and_edges(nums):
     nums = sorted(nums)
@@ -49,7 +51,7 @@ def test_strictly_ascending_sorted_and_edges(nums):
     assert not strictly_ascending(_cols([f"{v:07d}" for v in reversed(extremes)], 7))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.text("0123456789", min_size=9, max_size=9), min_size=1, max_size=50))
 def test_routing_check_digits_agree_with_is_valid_routing(routings):
     assert routing_check_digits_ok(_cols(routings, 9)) == all(is_valid_routing(r) for r in routings)
@@ -197,7 +199,7 @@ def broken_files(draw):
     return "".join(ln + "\n" for ln in lines)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(broken_files(), st.sampled_from(["strict", "bank"]))
 def test_broken_files_read_the_same_both_ways(text, profile):
     _agree(text, profile)
@@ -307,7 +309,7 @@ def web_records(draw):
     return recs
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(web_records())
 def test_the_writer_block_lane_refuses_and_writes_like_the_record_path(records):
     one = _write(records, 1)  # a block of one: every record checked as it comes
@@ -354,7 +356,7 @@ def runs_of(draw, code):
 
 
 @pytest.mark.parametrize("code", RUN_FORMATS)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_runs_of_every_supported_layout_read_the_same_both_ways(code, data):
     _agree(data.draw(runs_of(code)))
@@ -446,7 +448,7 @@ def test_reserved_columns_must_be_blank_in_a_run():
         assert plan.check_run(raw, 0, len(lines), ODFI, "", rule) is None
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.text("0123456789", min_size=1, max_size=300))
 def test_digit_sums_by_bit_planes_agree_with_a_loop(digits):
     from nacha.columns import _digit_sum

@@ -7,6 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from examples import examples
+
 from nacha_strategies import PRINTABLE, all_layouts, record
 
 LAYOUTS = all_layouts()
@@ -27,7 +29,7 @@ def _mutate(line: str, edits) -> str:
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=IDS)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), edits=_mutations())
 def test_parse_checked_agrees_with_quick_ok_and_parse(layout, data, edits):
     rec = data.draw(record(layout))
@@ -44,7 +46,7 @@ def test_parse_checked_agrees_with_quick_ok_and_parse(layout, data, edits):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=IDS)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_render_agrees_with_format(layout, data):
     rec = data.draw(record(layout))

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from examples import examples
+
 from nacha import layouts as L
 from nacha.fields import (
     BLANK,
@@ -129,7 +131,7 @@ def test_a_sensitive_value_is_masked_in_repr():
 
 # -- properties derived from the table, for every layout --------------------------------------------
 @pytest.mark.parametrize("layout", LAYOUTS, ids=IDS)
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_valid_record_formats_to_94_characters_that_pass_validation(layout, data):
     rec = data.draw(record(layout))
@@ -177,7 +179,7 @@ def _invalid_raw(f: Field, draw) -> str | None:
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=IDS)
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_an_invalid_field_is_caught_and_blamed_on_that_field(layout, data):
     rec = data.draw(record(layout))
@@ -197,7 +199,7 @@ def test_an_invalid_field_is_caught_and_blamed_on_that_field(layout, data):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=IDS)
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(data=st.data(), cut=st.integers(0, 93))
 def test_short_line_is_reported_on_the_cut_fields_only(layout, data, cut):
     line = layout.format(data.draw(record(layout)))[:cut]

@@ -13,6 +13,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from examples import examples
+
 from nacha import format_file
 from nacha.describe import describe
 from nacha.errors import InvalidFile, Issue, NachaError
@@ -26,7 +28,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "sample_files"
 PROFILES = ("strict", "bank")
 VALID_SAMPLES = ("debits-web-ppd-tel.ach", "returns.ach", "nocs.ach")
 PNG_HEADER = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
-FUZZ = settings(max_examples=300, deadline=None,
+FUZZ = settings(max_examples=examples(300), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -185,7 +187,7 @@ def test_mutated_sample_files(data):
     assert_only_our_errors(data.draw(mutations(base)))
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=debit_files(max_entries=4), data=st.data())
 def test_mutated_generated_files(case, data):
     base = format_file(case.model).encode("ascii")

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from examples import examples
+
 from nacha import FileWriter, format_file, read_file
 from nacha.reader import BatchEnd, BatchStart, EntryItem, FileEnd, FileStart, Reader
 try:
@@ -23,7 +25,7 @@ LAYOUTS = all_layouts()
 
 # -- records ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("layout", LAYOUTS, ids=[lay.name for lay in LAYOUTS])
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_record_round_trip(layout, data):
     rec = data.draw(record(layout))
@@ -47,7 +49,7 @@ def _records(text: str) -> list[str]:
     return text[:-1].split("\n")
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=debit_files())
 def test_file_round_trip(case):
     text = format_file(case.model)
@@ -81,7 +83,7 @@ def test_file_round_trip(case):
     assert format_file(f) == text
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=debit_files())
 def test_streaming_writer_and_reader_agree_with_the_in_memory_ones(case):
     text = format_file(case.model)
