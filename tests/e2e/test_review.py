@@ -228,3 +228,55 @@ def test_review_queue_list_show_apply_refuse_force_dismiss(cli_env, sessions, tm
     r = run.invoke(cli, ["review", "show", str(r_ids[0])])
     assert r.exit_code == 0 and "resolved: apply by pat.finance" in r.output and "returned" in r.output
     _no_account_number(r.output)
+
+
+def test_force_never_schedules_a_second_open_representment(cli_env, sessions, tmp_path):  # noqa: F811
+    """A dishonored return put M1's original back to settled while its re-presentment is already in a
+    file (a double_collection item, which has no apply). A later R01 naming an entry we do not know
+    is matched by finance to the original: applying it would schedule a second open re-presentment
+    of one payment, a state rule that --force does not override. Nothing changes."""
+    from dataclasses import replace
+
+    from nacha.calendar import add_banking_days
+    from test_money_rules import Night
+
+    night = Night(tmp_path, sessions)
+    night.premiums("M1,Avery One,HLTH-1,2027-01,412.37,aptc,no")
+    night.mandate("M1")
+    night.cli("autopay", "schedule", "--date", "2026-12-22")
+    night.originate(date(2026, 12, 22))
+    p1 = night.payments("M1")[0]
+    o1 = night.entry_of(p1.id)
+    night.returns(date(2026, 12, 24), [(o1, "R01")])
+    night.originate(add_banking_days(date(2026, 12, 24), 2))
+    night.returns(date(2026, 12, 30), [(o1, "R68", "R01")], kind="dishonored")
+    original, retry = night.payments("M1")
+    assert (original.state, retry.state) == ("settled", "in_file")
+    (double,) = night.reviews("double_collection")
+
+    # the double collection: dismiss only
+    out = night.cli("review", "resolve", double.id, "--action", "apply", "--payment", original.id, "--note", "x",
+                    code=2)
+    assert "allows dismiss, not apply" in out
+
+    # an R01 whose original trace is not ours, for the same amount and account
+    stranger = replace(o1, entry=o1.entry._replace(trace_number="011000019999999"))
+    out = night.returns(date(2027, 1, 4), [(stranger, "R01")])
+    assert "1 for review" in out
+    (item,) = night.reviews("unknown_trace")
+    out = night.cli("review", "resolve", item.id, "--action", "apply", "--payment", original.id, "--force",
+                    "--note", "finance matched it", "--date", "2027-01-04", code=1)
+    assert "refused" in out and "already has an open re-presentment" in out and f"#{retry.id}" in out
+    assert [p.state for p in night.payments("M1")] == ["settled", "in_file"]
+    with sessions() as s:
+        assert s.scalar(select(ReviewResolution.id)) is None
+        assert s.get(ReviewItem, item.id).status == "open"
+    # without --force the same refusal (no mismatch to override)
+    out = night.cli("review", "resolve", item.id, "--action", "apply", "--payment", original.id,
+                    "--note", "finance matched it", "--date", "2027-01-04", code=1)
+    assert "already has an open re-presentment" in out and "--force" not in out
+    # dismissing the double collection is recorded
+    night.cli("review", "resolve", double.id, "--action", "dismiss", "--note", "refund made by check", "--by", "pat")
+    with sessions() as s:
+        (res,) = s.scalars(select(ReviewResolution))
+        assert (res.review_item_id, res.action, res.payment_id, res.forced) == (double.id, "dismiss", None, False)
