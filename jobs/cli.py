@@ -11,7 +11,8 @@ from . import exitcodes
 # Modules that add commands to the group; each defines `register(cli)`.
 COMMAND_MODULES = ["jobs.cmd_nacha", "jobs.cmd_db", "jobs.cmd_import", "jobs.cmd_originate", "jobs.cmd_send",
                    "jobs.cmd_returns", "jobs.cmd_coverage", "jobs.cmd_report",
-                   "jobs.cmd_nightly", "jobs.cmd_schedule", "jobs.cmd_deploy", "jobs.cmd_status", "jobs.cmd_demo"]
+                   "jobs.cmd_nightly", "jobs.cmd_schedule", "jobs.cmd_deploy", "jobs.cmd_status", "jobs.cmd_demo",
+                   "jobs.cmd_review"]
 
 
 # click exits 2 on usage errors, which is the contract's code for usage and configuration errors.

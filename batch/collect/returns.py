@@ -15,6 +15,7 @@ chunk at a time. Their names are re-exported here.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -41,7 +42,7 @@ from . import debit_guard
 
 from ..rules import debit_rules
 from ..rules.channels import RETRY_CONFIRMATION_PREFIX
-from ..store.crypto import Keyring, mask
+from ..store.crypto import RETURN_FILE_CONTEXT, Keyring, mask
 from ..store.db import copy_rows
 from ..store.file_errors import dump_errors, load_errors
 from ..store.fsutil import file_sha256
@@ -58,6 +59,7 @@ from ..store.models import (
     PaymentReturn,
     Premium,
     ReturnFile,
+    ReturnFileContent,
     ReviewItem,
     utcnow,
 )
@@ -65,7 +67,8 @@ from ..rules.returns import (  # noqa: F401  (re-exported: the rules live in bat
     AccountState, AppliedReturn, NocPlan, OriginalEntry, OriginalFacts, PlannedRetry, RetryPlan, ReturnDecision,
     ReturnLine, ReturnPlan, ReturnPolicy, ReturnSeen, ReviewPlan, decide_return, keep_retries, plan_noc,
     plan_retries, plan_retry, plan_returns, retry_date, return_actions, return_code_review, return_facts_needed,
-    returned_state_for, review_location, state_for_disposition, IN_FLIGHT_STATES, cut,
+    returned_state_for, review_location, state_for_disposition, IN_FLIGHT_STATES, cut, MISMATCH_KINDS,
+    OPEN_RETRY_STATES, account_problem,
 )
 from ..rules.money import dollars
 from .origination import ADVISORY_LOCK_KEY
@@ -73,7 +76,7 @@ from .origination import ADVISORY_LOCK_KEY
 __all__ = [
     "COUNTING_STATES", "IN_FLIGHT_STATES", "AccountState", "AppliedReturn", "FileOutcome", "NocPlan", "OriginalEntry",
     "PlannedRetry", "ProcessResult", "ReturnDecision", "ReturnLine", "ReturnPlan", "ReturnPolicy", "ReturnSeen",
-    "RetryPlan", "ReviewPlan", "cancel_unneeded_retries", "decide_return", "file_sha256", "keep_retries",
+    "RetryPlan", "ReviewPlan", "ManualApplication", "ManualRefusal", "apply_to_payment", "cancel_unneeded_retries", "decide_return", "file_sha256", "keep_retries",
     "merged_account_reason", "merged_into", "outcome_words", "plan_noc", "plan_retries", "plan_retry",
     "plan_returns", "process_inbox", "process_return_file", "process_return_files", "retry_date",
     "return_actions", "return_code_review", "return_facts_needed", "returned_state_for",
@@ -238,6 +241,8 @@ def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path:
             if reader.issues:
                 raise _Rejected(reader.issues, reader.warnings)  # rolls the whole file back
             applier.finish()
+            if out.review_items:
+                _keep_bytes(s, keyring, rf, path, out.sha256)
             rf.returns, rf.nocs = out.returns, out.nocs
             rf.applied = out.returns_applied + out.nocs_applied
             rf.review_items = out.review_items
@@ -247,6 +252,15 @@ def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path:
     except _Rejected as r:
         return _record_rejection(sessions, path, out, processed_on, r.issues, mark, r.warnings)
     return out
+
+
+def _keep_bytes(s: Session, keyring: Keyring, rf: ReturnFile, path: Path, sha256: str) -> None:
+    """Keep (encrypted) the bytes of a file that opened review items: a person deciding one reads
+    the entry again (`achbatch review show`, `apply_to_payment`). Bytes that no longer match the
+    hash the file was applied under (the file changed meanwhile) are not kept."""
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() == sha256:
+        s.add(ReturnFileContent(return_file_id=rf.id, content_enc=keyring.encrypt(data, RETURN_FILE_CONTEXT)))
 
 
 def _seen_before(out: FileOutcome, prior: ReturnFile) -> FileOutcome:
@@ -353,6 +367,11 @@ class _Applier:
         self.now = utcnow()
         self.submitted_at = datetime.combine(processed_on, time(0), tzinfo=timezone.utc)
         self.hashes: dict[tuple[str, str], tuple[str, ...]] = {}
+        # A person's match (`apply_to_payment`): an entry that would go to the review list is refused
+        # instead; `force` lets the mismatches of MISMATCH_KINDS through (listed in `overridden`).
+        self.manual = False
+        self.force = False
+        self.overridden: list[str] = []
         dialect = self.conn.dialect.name
         self._in = lambda column, values: _in(column, values, dialect)
 
@@ -382,7 +401,12 @@ class _Applier:
         if not items:
             return
         traces = sorted({it.addenda.original_entry_trace_number for it in items if it.addenda is not None})
-        origs = self._lookup(traces)
+        self._apply_items(items, self._lookup(traces))
+
+    def _apply_items(self, items: list[_Item], origs: dict[str, OriginalFacts]) -> None:
+        """Apply returns and NOCs to the originals `origs` names by original trace number: the
+        entries' own matches (`_lookup`), or the payment a person matched an entry to
+        (`apply_to_payment`). One code path for both."""
         self.reviews: list[dict] = []
         nocs = [it for it in items if it.kind == "98"]
         rets = [it for it in items if it.kind == "99"]
@@ -397,24 +421,31 @@ class _Applier:
             _insert_rows(self.conn, ReviewItem, self.reviews)
             self.out.review_items += len(self.reviews)
 
+    @staticmethod
+    def _facts_query():
+        """The facts of original entries (OriginalFacts after the trace number), to be filtered."""
+        return (select(FileEntry.trace_number, FileEntry.id, FileEntry.amount_cents, FileEntry.payment_id,
+                       NachaFile.file_date, Payment.state, Payment.channel, Payment.member_id, Payment.plan_id,
+                       Payment.coverage_month, Payment.premium_id, Payment.amount_cents, Payment.bank_account_id,
+                       Payment.sec_code, Payment.payment_type_code, Payment.retry_of_id, Payment.retry_number,
+                       BankAccount.routing_number, BankAccount.account_hash)
+                .join(NachaFile, NachaFile.id == FileEntry.file_id)
+                .outerjoin(Payment, Payment.id == FileEntry.payment_id)
+                .outerjoin(BankAccount, BankAccount.id == Payment.bank_account_id))
+
     def _lookup(self, traces: list[str]) -> dict[str, OriginalFacts]:
         out: dict[str, OriginalFacts] = {}
         if not traces:
             return out
-        rows = self.conn.execute(
-            select(FileEntry.trace_number, FileEntry.id, FileEntry.amount_cents, FileEntry.payment_id,
-                   NachaFile.file_date, Payment.state, Payment.channel, Payment.member_id, Payment.plan_id,
-                   Payment.coverage_month, Payment.premium_id, Payment.amount_cents, Payment.bank_account_id,
-                   Payment.sec_code, Payment.payment_type_code, Payment.retry_of_id, Payment.retry_number,
-                   BankAccount.routing_number, BankAccount.account_hash)
-            .join(NachaFile, NachaFile.id == FileEntry.file_id)
-            .outerjoin(Payment, Payment.id == FileEntry.payment_id)
-            .outerjoin(BankAccount, BankAccount.id == Payment.bank_account_id)
-            .where(self._in(FileEntry.trace_number, traces))
-        ).all()
+        rows = self.conn.execute(self._facts_query().where(self._in(FileEntry.trace_number, traces))).all()
         for r in rows:
             out[r[0]] = OriginalFacts(*r[1:])
         return out
+
+    def _payment_facts(self, payment_id: int) -> OriginalFacts | None:
+        """The facts of the entry that carried payment `payment_id` (None: never in a file)."""
+        r = self.conn.execute(self._facts_query().where(FileEntry.payment_id == payment_id)).first()
+        return OriginalFacts(*r[1:]) if r is not None else None
 
     def _review(self, it: _Item, kind: str, code: str, original_trace: str, detail: str,
                 expected: int | None = None, payment_id: int | None = None, *, related_payment_id: int | None = None,
@@ -461,6 +492,8 @@ class _Applier:
             if need_history:
                 history = self._return_history([o.payment_id for o in origs.values() if o.payment_id is not None])
         plan = plan_returns(lines, origs, past_accounts, history, on)
+        if self.manual:
+            plan = self._manual_plan(plan, lines, origs, past_accounts, history)
         item_of = {it.line: it for it in rets}
         for r in plan.reviews:
             self._review(item_of[r.line], r.kind, r.code, r.original_trace, r.detail, r.expected, r.payment_id)
@@ -507,6 +540,34 @@ class _Applier:
         _insert_rows(conn, PaymentReturn, rows)
         if events:
             _insert_rows(conn, PaymentEvent, events)
+
+    def _manual_plan(self, plan: ReturnPlan, lines: list[ReturnLine], origs: dict[str, OriginalFacts],
+                     past_accounts: dict, history: dict) -> ReturnPlan:
+        """A person matched these returns to a payment: a return the plan does not apply is refused
+        (`ManualRefusal`), except a mismatch of amount or account under `--force`, which is planned
+        again with that mismatch overridden (each one listed in `self.overridden`). A state rule is
+        never overridden, and neither is a second open re-presentment of one payment."""
+        overridden: dict[int, frozenset[str]] = {}
+        while True:
+            applied = {a.line.line for a in plan.applied}
+            refused = [r for r in plan.reviews if r.line not in applied]
+            if not refused:
+                break
+            r = refused[0]
+            if r.kind not in MISMATCH_KINDS or not self.force:
+                raise ManualRefusal(r.kind, r.detail, overridable=r.kind in MISMATCH_KINDS)
+            self.overridden.append(f"{r.kind}: {r.detail}")
+            overridden[r.line] = overridden.get(r.line, frozenset()) | {r.kind}
+            plan = plan_returns(lines, origs, past_accounts, history, self.on, overridden)
+        for a in plan.retries:
+            root = a.orig.retry_of_id or a.orig.payment_id
+            open_retry = self.conn.execute(select(Payment.id, Payment.state).where(
+                (Payment.retry_of_id == root) & Payment.state.in_(OPEN_RETRY_STATES))).first()
+            if open_retry is not None:
+                raise ManualRefusal("open_representment",
+                                    f"payment #{root} already has an open re-presentment (#{open_retry.id}, "
+                                    f"{open_retry.state}); a second one cannot be scheduled")
+        return plan
 
     def _event(self, payment_id: int, event: str, old: str, new: str, reason: str) -> dict:
         return {"payment_id": payment_id, "event": event, "old_state": old, "new_state": new,
@@ -925,6 +986,91 @@ def merged_into(status_reason: str | None) -> tuple[str, str, int] | None:
     `status_reason` is a `merged_account_reason`; None for any other reason (or one cut short)."""
     m = _MERGED_REASON.fullmatch(status_reason or "")
     return (m.group(1), m.group(2), int(m.group(3))) if m else None
+
+
+# =============================================================================================
+# A person's match: one entry of a bank file applied to the payment a person identified
+# =============================================================================================
+
+class ManualRefusal(Exception):
+    """A person's match cannot be applied: `kind` says why (a review kind, or `not_sent`,
+    `open_representment`); `overridable` when `--force` would let it through (an amount or account
+    mismatch, never a state rule)."""
+
+    def __init__(self, kind: str, reason: str, *, overridable: bool = False):
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.overridable = overridable
+
+
+@dataclass
+class ManualApplication:
+    """What applying one bank entry to a payment did."""
+
+    record: str  # 'return' | 'noc'
+    code: str
+    payment_id: int
+    old_state: str
+    new_state: str
+    action: str  # in words: the payment_returns action, or the NOC's audit detail
+    retry_payment_id: int | None
+    overridden: list[str]
+    outcome: FileOutcome
+
+
+def apply_to_payment(s: Session, keyring: Keyring, rf: ReturnFile, item: EntryItem, payment_id: int,
+                     processed_on: date, policy: ReturnPolicy = ReturnPolicy(), *,
+                     force: bool = False) -> ManualApplication:
+    """Apply the bank's return or NOC entry `item` (read again from file `rf`) to payment
+    `payment_id`, which a person identified, inside the caller's transaction: the entry is matched
+    to the entry that carried the payment instead of by its own original trace number, and then
+    takes the same path as an automatic match (`_Applier._apply_items`: states, re-presentments,
+    blocked accounts, revoked mandates, dishonors, NOC corrections, review items it opens). What
+    would have gone to the review list is refused (`ManualRefusal`); `force` overrides an amount or
+    account mismatch only."""
+    _lock(s)
+    out = FileOutcome(rf.file_name)
+    applier = _Applier(s, keyring, rf, processed_on, policy, out)
+    applier.manual, applier.force = True, force
+    applier.add(item)
+    (it,) = applier.items
+    applier.items = []
+    if it.kind == "":
+        raise ManualRefusal("not_return_or_noc", "the bank's entry is neither a return nor a NOC")
+    o = applier._payment_facts(payment_id)
+    if o is None:
+        if s.get(Payment, payment_id) is None:
+            raise ManualRefusal("no_payment", f"there is no payment #{payment_id}")
+        raise ManualRefusal("not_sent", f"payment #{payment_id} was never sent in a NACHA file: "
+                                        "there is no entry of ours to return or correct")
+    if it.kind == "98":
+        # The automatic path matches a NOC by trace number only; a person's match is checked
+        # against the account the bank names, as a return's is.
+        account = it.entry.dfi_account_number
+        rdfi = it.addenda.original_receiving_dfi_identification
+        pairs = set(applier._past_accounts({o.bank_account_id}).get(o.bank_account_id, ()))
+        pairs.add((o.routing_number[:8], o.account_hash))
+        problem = account_problem(rdfi, applier._account_hashes(rdfi, account) if account else None,
+                                  frozenset(pairs))
+        if problem is not None:
+            if not force:
+                raise ManualRefusal("account_mismatch", problem, overridable=True)
+            applier.overridden.append(f"account_mismatch: {problem}")
+    old_state = o.state
+    applier._apply_items([it], {it.addenda.original_entry_trace_number: o})
+    new_state = s.scalar(select(Payment.state).where(Payment.id == payment_id))
+    code = it.addenda[2]
+    if it.kind == "99":
+        row = s.execute(select(PaymentReturn.action, PaymentReturn.retry_payment_id).where(
+            (PaymentReturn.return_file_id == rf.id) & (PaymentReturn.line == it.line))).one()
+        action, retry_id, record = row.action, row.retry_payment_id, "return"
+    else:
+        change = s.execute(select(AccountChange.status, AccountChange.detail).where(
+            (AccountChange.return_file_id == rf.id) & (AccountChange.line == it.line))).one()
+        action, retry_id, record = f"NOC {change.status}: {change.detail}", None, "noc"
+    return ManualApplication(record, code, payment_id, old_state, new_state, action, retry_id,
+                             list(applier.overridden), out)
 
 
 # =============================================================================================

@@ -20,6 +20,8 @@ from .money import dollars
 
 # States in which an originated debit can be returned.
 IN_FLIGHT_STATES = ("in_file", "sent", "settled")
+# States of a re-presentment still open (at most one per payment: index ux_payments_open_retry).
+OPEN_RETRY_STATES = ("pending", "in_file", "sent")
 # Dispositions whose return leaves the payment 'returned'; every other one marks it 'failed'.
 _RETURNED_DISPOSITIONS = frozenset({codes.RETRY_FUNDS, codes.BLOCK_ACCOUNT, codes.REVOKE_AUTH})
 _NO_HISTORY: dict = {}
@@ -140,23 +142,42 @@ def return_code_review(code: str, processed_on: date) -> ReturnDecision | None:
     return None
 
 
-def decide_return(rc: codes.ReturnCode, seen: ReturnSeen, original: OriginalEntry | None) -> ReturnDecision:
-    """Whether a return entry can be applied to our original, and the payment's new state."""
+# The review kinds of a return that does not match the entry it names (amount, account): a person
+# who matched it by hand may override them (`achbatch review resolve --force`); every other reason a
+# return is not applied is a state rule that nothing overrides.
+MISMATCH_KINDS = ("amount_mismatch", "account_mismatch")
+
+
+def account_problem(rdfi: str, account_hashes: tuple[str, ...] | None,
+                    accounts: frozenset[tuple[str, str]]) -> str | None:
+    """Why an entry the bank names by (RDFI, keyed hashes of its account number) is not one sent to
+    `accounts` (the (RDFI, hash) pairs of the account, now and before any NOC corrected it); None
+    when it is, or when we know no account (an offset entry). Hashes None: the bank left the
+    account field blank, so only the RDFI is compared."""
+    if not accounts:
+        return None
+    rdfis = {r for r, _h in accounts}
+    if rdfi not in rdfis:
+        return f"original RDFI {rdfi} is not the routing number we debited ({', '.join(sorted(rdfis))})"
+    if account_hashes is not None and not any((rdfi, h) in accounts for h in account_hashes):
+        return "the account number returned is not the account we debited"
+    return None
+
+
+def decide_return(rc: codes.ReturnCode, seen: ReturnSeen, original: OriginalEntry | None,
+                  overridden: frozenset[str] = frozenset()) -> ReturnDecision:
+    """Whether a return entry can be applied to our original, and the payment's new state.
+    `overridden`: the `MISMATCH_KINDS` a person chose to override for this entry (never a state rule)."""
     if original is None:
         return _review("unknown_trace", f"no entry of ours has trace number {seen.original_trace_number}")
     if original.payment_id is None:
         return _review("offset_entry", "the return names our own settlement offset entry")
-    if seen.amount_cents != original.amount_cents:
+    if seen.amount_cents != original.amount_cents and "amount_mismatch" not in overridden:
         return _review("amount_mismatch", f"returned amount {dollars(seen.amount_cents)} differs from the "
                                           f"{dollars(original.amount_cents)} we debited")
-    if original.accounts:
-        rdfis = {r for r, _h in original.accounts}
-        if seen.rdfi not in rdfis:
-            return _review("account_mismatch", f"original RDFI {seen.rdfi} is not the routing number we debited "
-                                               f"({', '.join(sorted(rdfis))})")
-        if seen.account_hashes is not None and not any(
-                (seen.rdfi, h) in original.accounts for h in seen.account_hashes):
-            return _review("account_mismatch", "the account number returned is not the account we debited")
+    problem = account_problem(seen.rdfi, seen.account_hashes, original.accounts)
+    if problem is not None and "account_mismatch" not in overridden:
+        return _review("account_mismatch", problem)
     if rc.kind == codes.KIND_RETURN:
         if original.payment_state not in IN_FLIGHT_STATES:
             return _review("duplicate_return", f"the payment is already {original.payment_state}")
@@ -373,11 +394,13 @@ def return_facts_needed(lines: Iterable[ReturnLine], processed_on: date) -> tupl
 
 
 def plan_returns(lines: list[ReturnLine], origs: dict[str, "OriginalFacts"], past_accounts: dict[int, set],
-                 history: dict[int, dict], processed_on: date) -> ReturnPlan:
+                 history: dict[int, dict], processed_on: date,
+                 overridden: dict[int, frozenset[str]] | None = None) -> ReturnPlan:
     """Decide a chunk of returns (file order) against what we know of their originals: `origs` by
     original trace number, the accounts' (RDFI, hash) pairs before any NOC corrected them, and
     (when a dishonor or contest is in the chunk) each payment's return history. A later line sees
-    what an earlier one of the chunk did to the same payment. `history` is not changed."""
+    what an earlier one of the chunk did to the same payment. `history` is not changed.
+    `overridden`: per line, the mismatches a person overrode (`decide_return`)."""
     plan = ReturnPlan()
     known_codes = []
     for ln in lines:
@@ -415,7 +438,7 @@ def plan_returns(lines: list[ReturnLine], origs: dict[str, "OriginalFacts"], pas
                                      state.get(o.payment_id, o.state) if o.payment_id else None,
                                      accounts, h.get("applied", False), h.get("dishonored", False),
                                      h.get("state"))
-        d = decide_return(rc, seen, original)
+        d = decide_return(rc, seen, original, overridden.get(ln.line, frozenset()) if overridden else frozenset())
         if not d.apply:
             plan.reviews.append(ReviewPlan(ln.line, d.review_kind, rc.code, trace, d.detail,
                                            o.amount_cents if o is not None else None,

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nacha.fields import mask
 
 __all__ = [
-    "ACCOUNT_CONTEXT", "FILE_CONTEXT", "CryptoError", "DecryptionError", "KeyMaterialError", "Keyring",
+    "ACCOUNT_CONTEXT", "FILE_CONTEXT", "RETURN_FILE_CONTEXT", "CryptoError", "DecryptionError", "KeyMaterialError", "Keyring",
     "KeyringLoad", "RotationResult", "generate_secret", "load_keyring", "mask", "rotate",
 ]
 
@@ -46,6 +46,7 @@ _MIN_BLOB = _HEADER_LEN + _NONCE_LEN + 16
 
 ACCOUNT_CONTEXT = b"bank_accounts.account_number"
 FILE_CONTEXT = b"nacha_files.content"
+RETURN_FILE_CONTEXT = b"return_files.content"  # a bank return/NOC file kept for the review queue
 
 
 class CryptoError(Exception):
@@ -267,13 +268,15 @@ def rotate(session_factory: Callable, keyring: Keyring, *, batch_size: int = 500
     can be dropped from the keyring."""
     from sqlalchemy import select
 
-    from .models import BankAccount, NachaFileContent
+    from .models import BankAccount, NachaFileContent, ReturnFileContent
 
     result = RotationResult()
     # Files one per transaction: each holds a whole NACHA file (about 100 MB for a million entries).
     for label, model, key, attr, context, per_batch in (
             ("bank_accounts", BankAccount, BankAccount.id, "account_number_enc", ACCOUNT_CONTEXT, batch_size),
-            ("nacha_files", NachaFileContent, NachaFileContent.file_id, "content_enc", FILE_CONTEXT, 1)):
+            ("nacha_files", NachaFileContent, NachaFileContent.file_id, "content_enc", FILE_CONTEXT, 1),
+            ("return_files", ReturnFileContent, ReturnFileContent.return_file_id, "content_enc",
+             RETURN_FILE_CONTEXT, 1)):
         last_id = 0
         while True:
             with session_factory() as session, session.begin():

@@ -822,3 +822,48 @@ class RunLockHolder(Base):
 
 __all__ += ["Run", "RunStep", "RunLockHolder", "RUN_KINDS", "RUN_STATUSES", "STEP_STATUSES"]
 # (end of runs section)
+
+
+# == The review queue (issue 15; migration 0009_review_resolutions) =================================
+# A person's decision on a review item is one review_resolutions row (unique per item: an item is
+# resolved once); the bytes of a bank file that opened review items are kept encrypted in
+# return_file_contents, so the entry can be read again when a person decides it.
+REVIEW_ACTIONS = ("apply", "dismiss")
+
+
+class ReviewResolution(Base):
+    """Who resolved a review item, when, how (`apply` to a payment a person named, or `dismiss`),
+    with their note, whether `--force` overrode an amount or account mismatch (`overridden` says
+    which), and the state before and after (JSON text)."""
+
+    __tablename__ = "review_resolutions"
+    __table_args__ = (
+        UniqueConstraint("review_item_id"),
+        CheckConstraint(_in("action", REVIEW_ACTIONS), name="action"),
+        CheckConstraint("action = 'apply' OR (payment_id IS NULL AND NOT forced)", name="apply_only"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    review_item_id: Mapped[int] = mapped_column(Id, ForeignKey("review_items.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(String(1000))
+    resolved_by: Mapped[str] = mapped_column(String(100))
+    resolved_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    business_date: Mapped[date] = mapped_column(Date)
+    payment_id: Mapped[int | None] = mapped_column(Id, ForeignKey("payments.id"), default=None)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    overridden: Mapped[str | None] = mapped_column(String(300), default=None)
+    before_state: Mapped[str] = mapped_column(Text)
+    after_state: Mapped[str] = mapped_column(Text)
+
+
+class ReturnFileContent(Base):
+    """The encrypted bytes of a bank return/NOC file that opened review items."""
+
+    __tablename__ = "return_file_contents"
+
+    return_file_id: Mapped[int] = mapped_column(Id, ForeignKey("return_files.id", ondelete="CASCADE"),
+                                                primary_key=True)
+    content_enc: Mapped[bytes] = mapped_column(LargeBinary)
+
+__all__ += ["REVIEW_ACTIONS", "ReviewResolution", "ReturnFileContent"]

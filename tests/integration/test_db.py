@@ -174,6 +174,51 @@ def test_two_open_representments_of_one_payment_cannot_coexist(sessions, keyring
         s.add(Payment(confirmation_id="RT-1-3", state="pending", retry_number=3, **retry))
 
 
+def test_review_resolutions_migration_up_and_down(db_url):
+    """Migration 0009 adds review_resolutions (one row per resolved item, checked values) and
+    return_file_contents beside the existing items, and drops both again on downgrade, leaving the
+    items as they were."""
+    upgrade(db_url, "0008_review_location")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO return_files (id, sha256, file_name, status, processed_on, returns, nocs, "
+                              "applied, review_items, created_at) VALUES (1, :h, 'r.ach', 'applied', :d, 1, 0, 0, 1, :t)"),
+                         {"h": "b" * 64, "d": date(2026, 2, 2), "t": T0})
+            conn.execute(text("INSERT INTO review_items (id, subject, return_file_id, line, kind, code, "
+                              "original_trace_number, trace_number, amount_cents, detail, status, created_at) VALUES "
+                              "(7, 'file', 1, 3, 'unknown_trace', 'R01', '011000010000009', '091000010000001', 1234, "
+                              "'no entry', 'open', :t)"), {"t": T0})
+        assert "review_resolutions" not in inspect(engine).get_table_names()
+        assert upgrade(db_url)[1] == head_revision()
+        row = ("INSERT INTO review_resolutions (review_item_id, action, note, resolved_by, resolved_at, business_date, "
+               "payment_id, forced, before_state, after_state) VALUES (7, :a, 'why', 'pat', :t, :d, NULL, :f, '{}', '{}')")
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE review_items SET status = 'resolved' WHERE id = 7"))
+            conn.execute(text(row), {"a": "dismiss", "t": T0, "d": date(2026, 2, 3), "f": False})
+            conn.execute(text("INSERT INTO return_file_contents (return_file_id, content_enc) VALUES (1, :c)"),
+                         {"c": b"\x01ciphertext"})
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # an item is resolved once
+            conn.execute(text(row), {"a": "dismiss", "t": T0, "d": date(2026, 2, 3), "f": False})
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # no such action
+            conn.execute(text("DELETE FROM review_resolutions"))
+            conn.execute(text(row), {"a": "refund", "t": T0, "d": date(2026, 2, 3), "f": False})
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # --force goes with apply only
+            conn.execute(text("DELETE FROM review_resolutions"))
+            conn.execute(text(row), {"a": "dismiss", "t": T0, "d": date(2026, 2, 3), "f": True})
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT action, resolved_by FROM review_resolutions")).one() == ("dismiss", "pat")
+        downgrade_to(db_url, "0008_review_location")
+        with engine.connect() as conn:
+            names = set(inspect(conn).get_table_names())
+            assert "review_resolutions" not in names and "return_file_contents" not in names
+            assert tuple(conn.execute(text("SELECT kind, status, line FROM review_items WHERE id = 7")).one()) == \
+                ("unknown_trace", "resolved", 3)
+        assert upgrade(db_url)[1] == head_revision()  # and up again
+    finally:
+        engine.dispose()
+
+
 def downgrade_to(url: str, revision: str) -> None:
     from alembic import command
 
