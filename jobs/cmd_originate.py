@@ -16,9 +16,10 @@ from batch.collect.origination import OriginationError, originate
 from . import exitcodes
 from .dates import business_date, date_option
 from .settings import open_keyring, settings_from_context
+from .helptext import SummaryGroup
 
 
-@click.group("autopay")
+@click.group("autopay", cls=SummaryGroup)
 def autopay_group() -> None:
     """AutoPay pulls."""
 

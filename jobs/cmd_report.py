@@ -28,7 +28,7 @@ from .settings import open_keyring, settings_from_context
 @date_option
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True)
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="Output file. Default: <reports_dir>/<kind>-<date>.<format>.")
+              help="Output file, or - for standard output. Default: <kind>-<date>.<format> in paths.reports_dir.")
 @click.pass_context
 def report_cmd(ctx: click.Context, kind: str, run_date, fmt: str, out: str | None) -> None:
     """Write a report. Exit 1 when it carries a warning (a return-rate threshold crossed, a batch
