@@ -95,8 +95,8 @@ def status_cmd(ctx: click.Context, as_json: bool, runs: int) -> None:
     settings = settings_from_context(ctx)
     try:
         # Reads only, and never behind a running night's write lock (SQLite: deferred transactions).
-        engine = make_engine(settings.database_url, sqlite_immediate=False)
-    except DatabaseError as e:  # a bad URL
+        engine = make_engine(settings.database_url, sqlite_immediate=False, create=False)
+    except DatabaseError as e:  # a bad URL, no database file
         exitcodes.fail_database(e)
     try:
         try:
