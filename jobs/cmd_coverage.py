@@ -17,11 +17,12 @@ from batch.collect.returns import cancel_unneeded_retries
 from . import exitcodes
 from .dates import business_date, date_option
 from .settings import settings_from_context
+from .helptext import SummaryGroup
 
 _ORDER = COVERAGE_STATUSES  # ok, at_risk, not_started, past_due, termination_pending, terminated
 
 
-@click.group("coverage")
+@click.group("coverage", cls=SummaryGroup)
 def coverage_group() -> None:
     """Coverage standing and flags."""
 

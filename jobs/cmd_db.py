@@ -10,9 +10,10 @@ from batch.store.db import DatabaseError, open_database, upgrade
 
 from . import exitcodes
 from .settings import open_keyring, settings_from_context
+from .helptext import SummaryGroup
 
 
-@click.group("db")
+@click.group("db", cls=SummaryGroup)
 def db_group() -> None:
     """Database schema and stored secrets."""
 

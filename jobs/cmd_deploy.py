@@ -15,6 +15,8 @@ from pathlib import Path
 import click
 import jinja2
 
+from batch.store.fsutil import write_atomic
+
 from . import exitcodes
 from .settings import settings_from_context
 
@@ -141,7 +143,7 @@ def _default_exe() -> tuple[str, ...]:
 @click.command("deploy")
 @click.argument("kind", type=click.Choice(["systemd", "cron"]))
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
-              help="Folder to write the files into (created). Default: print them.")
+              help="Folder to write the files into (created). Default, or -: print them.")
 @click.option("--user", default="achbatch", show_default=True, help="The system user the runs execute as.")
 @click.option("--group", default=None, help="Its group (systemd Group=). Default: the user's.")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
@@ -180,7 +182,7 @@ def deploy_cmd(ctx: click.Context, kind: str, out: str | None, user: str, group:
                          env_file=Path(env_file) if env_file else None, config=config, timeout=timeout,
                          on_failure_cmd=on_failure_cmd, log_dir=Path(log_dir).absolute(), after=after)
     files = render_systemd(settings, opts) if kind == "systemd" else render_cron(settings, opts)
-    if out is None:
+    if out is None or out == "-":
         for name, text in files.items():
             click.echo(f"# ===== {name} =====")
             click.echo(text, nl=False)
@@ -188,7 +190,8 @@ def deploy_cmd(ctx: click.Context, kind: str, out: str | None, user: str, group:
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
+        # atomically; a link or device already there is written through, never replaced (fsutil)
+        write_atomic(folder / name, text.encode("utf-8"), mode=0o644)
         click.echo(f"wrote {folder / name}")
     if kind == "systemd":
         click.echo(f"install: cp {folder}/achbatch-* /etc/systemd/system/ && systemctl daemon-reload && "

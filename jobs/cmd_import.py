@@ -13,6 +13,7 @@ from batch.collect.imports import ImportFileError, ImportResult, import_file
 
 from . import exitcodes
 from .settings import open_keyring, settings_from_context
+from .helptext import SummaryGroup
 
 
 def _summary(r: ImportResult) -> str:
@@ -58,7 +59,7 @@ def _run(ctx: click.Context, kind: str, csv_path: str) -> None:
     sys.exit(exitcodes.DATA_PROBLEMS if result.rejected else exitcodes.OK)
 
 
-@click.group("import")
+@click.group("import", cls=SummaryGroup)
 def import_group() -> None:
     """Load CSV exports (header row required; amounts in dollars; dates ISO)."""
 
@@ -67,7 +68,7 @@ def import_group() -> None:
 @click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False))
 @click.pass_context
 def premiums_cmd(ctx: click.Context, csv_path: str) -> None:
-    """Bills: member_id,member_name,plan_id,coverage_month,amount_due,subsidy,binder."""
+    """Bills; columns member_id, member_name, plan_id, coverage_month, amount_due, subsidy, binder."""
     _run(ctx, "premiums", csv_path)
 
 
@@ -75,8 +76,8 @@ def premiums_cmd(ctx: click.Context, csv_path: str) -> None:
 @click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False))
 @click.pass_context
 def autopay_cmd(ctx: click.Context, csv_path: str) -> None:
-    """AutoPay mandates: member_id,plan_id,routing_number,account_number,account_type,account_holder,
-    authorized_at,channel."""
+    """AutoPay mandates; columns member_id, plan_id, routing_number, account_number, account_type,
+    account_holder, authorized_at, channel."""
     _run(ctx, "autopay", csv_path)
 
 
@@ -84,8 +85,8 @@ def autopay_cmd(ctx: click.Context, csv_path: str) -> None:
 @click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False))
 @click.pass_context
 def payments_cmd(ctx: click.Context, csv_path: str) -> None:
-    """One-time payments: confirmation_id,submitted_at,channel,member_id,plan_id,coverage_month,amount,
-    routing_number,account_number,account_type,account_holder."""
+    """One-time payments; columns confirmation_id, submitted_at, channel, member_id, plan_id,
+    coverage_month, amount, routing_number, account_number, account_type, account_holder."""
     _run(ctx, "payments", csv_path)
 
 

@@ -14,8 +14,13 @@ from nacha.reader import validate_file
 from . import exitcodes
 
 
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"
+def _count(n: int, word: str, plural: str | None = None) -> str:
+    """"1 batch", "2 batches", "1 entry", "3 entries", "1 problem": the word agrees with the number."""
+    if n == 1:
+        return f"{n} {word}"
+    if plural is None:
+        plural = word[:-1] + "ies" if word.endswith("y") else word + ("es" if word.endswith(("ch", "s")) else "s")
+    return f"{n:,} {plural}"
 
 
 # A warning line starts with this, so a person (or grep) tells it from an error line.
@@ -44,7 +49,7 @@ def validate_cmd(files, profile, as_json):
                     click.echo(f"  {i}")
             else:
                 s = r.summary
-                click.echo(f"{path}: valid ({s.batches} batches, {s.entries} entries, "
+                click.echo(f"{path}: valid ({_count(s.batches, 'batch')}, {_count(s.entries, 'entry')}, "
                            f"debits {dollars(s.total_debit_cents)}, credits {dollars(s.total_credit_cents)}{warned})")
             for w in r.warnings:
                 click.echo(f"  {WARNING_PREFIX}{w}")
@@ -61,11 +66,13 @@ def validate_cmd(files, profile, as_json):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--profile", type=click.Choice(sorted(PROFILES)), default="bank", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def inspect_cmd(file, profile, as_json):
+@click.option("--entries", "show_entries", is_flag=True,
+              help="Also list every entry: trace, transaction code, routing, account (masked), amount, name.")
+def inspect_cmd(file, profile, as_json, show_entries):
     """Summarise a NACHA file: batches, entries, totals, returns and NOCs (accounts masked).
     Exit 1 when the file has problems (they are listed after the summary); warnings are listed too
     and leave the exit code alone."""
-    summary, issues = describe(file, profile)
+    summary, issues = describe(file, profile, entries=show_entries)
     warnings = summary["warnings"]
     if as_json:
         out = {k: summary[k] for k in ("file", "file_id_modifier", "batches", "entries", "total_debit_cents",
@@ -73,16 +80,30 @@ def inspect_cmd(file, profile, as_json):
         out["valid"] = not issues
         out["errors"] = [i.to_json() for i in issues]
         out["warnings"] = [w.to_json() for w in warnings]
+        if show_entries:
+            out["entry_list"] = summary["entry_list"]
         click.echo(json.dumps(out, indent=2))
     else:
         s = summary
+        h = s["header"]
         click.echo(f"{s['file']}  (file ID modifier {s['file_id_modifier'] or '-'})")
-        click.echo(f"  batches {s['batches']}, entries {s['entries']}, SEC {', '.join(s['sec_codes']) or '-'}")
+        if h:
+            created = " ".join(x for x in (h["creation_date"], h["creation_time"]) if x) or "-"
+            click.echo(f"  from {h['immediate_origin_name'] or '-'} to {h['immediate_destination_name'] or '-'}, "
+                       f"created {created}")
+        click.echo(f"  {_count(s['batches'], 'batch')}, {_count(s['entries'], 'entry')}, "
+                   f"SEC {', '.join(s['sec_codes']) or '-'}")
         click.echo(f"  debits {dollars(s['total_debit_cents'])}, credits {dollars(s['total_credit_cents'])}, "
                    f"entry hash {s['entry_hash']}")
         for b in s["batch_list"]:
-            click.echo(f"  batch {b['batch_number']}: {b['sec_code']} {b['entry_description']!r} "
-                       f"effective {b['effective_entry_date'] or '-'}, {b['entries']} entries")
+            click.echo(f"  batch {b['batch_number']}: {b['sec_code']} {b['company_name'].strip()} "
+                       f"{b['entry_description'].strip()!r} effective {b['effective_date'] or '-'}, "
+                       f"{_count(b['entries'], 'entry')}")
+        if show_entries:
+            click.echo(f"  {_count(len(s['entry_list']), 'entry')}:")
+            for e in s["entry_list"]:
+                click.echo(f"    batch {e['batch_number']} trace {e['trace_number']} code {e['transaction_code']} "
+                           f"{e['routing_number']} {e['account']} {dollars(e['amount_cents'] or 0)} {e['name']}")
         if s["returns"]:
             click.echo(f"  returns ({len(s['returns'])}):")
             for r in s["returns"]:
@@ -97,7 +118,7 @@ def inspect_cmd(file, profile, as_json):
             for w in warnings:
                 click.echo(f"    {WARNING_PREFIX}{w}")
         if issues:
-            click.echo(f"  INVALID ({len(issues)} problems):")
+            click.echo(f"  INVALID ({_count(len(issues), 'problem')}):")
             for i in issues:
                 click.echo(f"    {i}")
     sys.exit(exitcodes.DATA_PROBLEMS if issues else exitcodes.OK)

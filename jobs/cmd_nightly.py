@@ -17,6 +17,7 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from batch.store.db import DatabaseError, DatabaseUnavailable, open_database
+from batch.run.datecheck import EarlierDate
 from batch.run.nightly import RunResult, run_pipeline
 from batch.store.runlock import LockHeld
 
@@ -45,7 +46,8 @@ class StopFlag:
 def execute_run(settings, keyring, d: date, *, kind: str = "nightly", dry_run: bool = False,
                 logger: logging.Logger, should_stop: Callable[[], bool] = lambda: False,
                 hook: Callable[[str, str], None] | None = None,
-                echo: Callable[[str], None] = click.echo) -> tuple[int, RunResult | None]:
+                echo: Callable[[str], None] = click.echo,
+                allow_earlier_date: bool = False) -> tuple[int, RunResult | None]:
     """One run with the CLI's error handling; returns (exit code, result). Used by `nightly` and by
     the scheduler's jobs."""
     progress = Progress(logger)
@@ -55,7 +57,12 @@ def execute_run(settings, keyring, d: date, *, kind: str = "nightly", dry_run: b
             result = run_pipeline(settings, sessions, keyring, d, exit_codes=exitcodes.EXIT_CODES, kind=kind,
                                   dry_run=dry_run, emit=emit,
                                   progress=progress, hook=hook or (lambda step, point: None),
-                                  should_stop=should_stop)
+                                  should_stop=should_stop, allow_earlier_date=allow_earlier_date)
+    except EarlierDate as e:
+        progress.clear()
+        logger.error("%s", e, extra={"event": "earlier_date", "business_date": d.isoformat(),
+                                     "latest_business_date": e.latest.isoformat()})
+        return exitcodes.USAGE, None
     except LockHeld as e:
         progress.clear()
         logger.warning("%s %s skipped: %s", kind, d, e, extra={"event": "lock_held", "kind": kind,
@@ -89,9 +96,13 @@ def execute_run(settings, keyring, d: date, *, kind: str = "nightly", dry_run: b
                    "others: no lock, no ledger, no file, nothing sent. Changes nothing.")
 @click.option("--returns-only", is_flag=True,
               help="Only fetch and apply the bank's return and NOC files (the morning poll), under the same lock.")
+@click.option("--allow-earlier-date", is_flag=True,
+              help="Run a business date earlier than the latest already run (refused otherwise, exit 2); "
+                   "the run's summary in the ledger records it.")
 @log_format_option
 @click.pass_context
-def nightly_cmd(ctx: click.Context, run_date, dry_run: bool, returns_only: bool, log_format: str) -> None:
+def nightly_cmd(ctx: click.Context, run_date, dry_run: bool, returns_only: bool, allow_earlier_date: bool,
+                log_format: str) -> None:
     """The whole night, in order, under one lock: payments import (paths.drop_dir), AutoPay schedule,
     originate, send, returns fetch, returns process, coverage assess, reports and notices.
 
@@ -107,7 +118,8 @@ def nightly_cmd(ctx: click.Context, run_date, dry_run: bool, returns_only: bool,
     hook = (ctx.find_root().obj or {}).get("step_hook")  # tests: crash the process at a step boundary
     try:
         code, _result = execute_run(settings, keyring, d, kind="returns" if returns_only else "nightly",
-                                    dry_run=dry_run, logger=logger, should_stop=stop, hook=hook)
+                                    dry_run=dry_run, logger=logger, should_stop=stop, hook=hook,
+                                    allow_earlier_date=allow_earlier_date)
     finally:
         signal.signal(signal.SIGTERM, previous)
     sys.exit(code)

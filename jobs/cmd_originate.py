@@ -8,6 +8,7 @@ from datetime import datetime
 import click
 
 from batch.run import wiring
+from batch.run.datecheck import EarlierDate, check_business_date
 from batch.collect.autopay import schedule_autopay
 from batch.store.db import open_database
 from batch.rules.money import dollars
@@ -16,9 +17,10 @@ from batch.collect.origination import OriginationError, originate
 from . import exitcodes
 from .dates import business_date, date_option
 from .settings import open_keyring, settings_from_context
+from .helptext import SummaryGroup
 
 
-@click.group("autopay")
+@click.group("autopay", cls=SummaryGroup)
 def autopay_group() -> None:
     """AutoPay pulls."""
 
@@ -52,9 +54,13 @@ def schedule_cmd(ctx: click.Context, run_date) -> None:
 @click.command("originate")
 @date_option
 @click.option("--dry-run", is_flag=True, help="Build and validate in memory; change nothing.")
+@click.option("--allow-earlier-date", is_flag=True,
+              help="Originate for a business date earlier than the latest already run (refused otherwise, exit 2).")
 @click.pass_context
-def originate_cmd(ctx: click.Context, run_date, dry_run: bool) -> None:
-    """Build the day's NACHA file(s) into the outbox. Re-running for the same date builds nothing new."""
+def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_date: bool) -> None:
+    """Build the day's NACHA file(s) into the outbox. Re-running for the same date builds nothing new;
+    a date earlier than the latest nightly or originate already run, and not run before, is refused
+    (exit 2) unless --allow-earlier-date."""
     settings = settings_from_context(ctx)
     o = settings.origination
     d = business_date(run_date, o.zone)
@@ -67,10 +73,17 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool) -> None:
 
     try:
         with open_database(settings.database_url) as sessions:
+            with sessions() as s:
+                earlier_than = check_business_date(s, "originate", d, allow_earlier=allow_earlier_date)
+            if earlier_than is not None:
+                click.echo(f"achbatch: originate {d}: earlier than {earlier_than}, the latest business date already "
+                           "run: allowed by --allow-earlier-date", err=True)
             r = originate(sessions, keyring, wiring.company(settings), wiring.limits(settings), d,
                           settings.outbox_dir, dry_run=dry_run,
                           file_time=datetime.now(o.zone).strftime("%H%M"), progress=progress,
                           guard=wiring.guard(settings))
+    except EarlierDate as e:
+        exitcodes.fail(exitcodes.USAGE, str(e))
     except OriginationError as e:
         click.echo(f"achbatch: originate {d}: {e}", err=True)
         sys.exit(exitcodes.DATA_PROBLEMS)

@@ -14,6 +14,7 @@ from batch.report.reports import (
     coverage_report,
     default_output_path,
     reconciliation_report,
+    render,
     returns_report,
     write_report,
 )
@@ -28,31 +29,41 @@ from .settings import open_keyring, settings_from_context
 @date_option
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True)
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="Output file. Default: <reports_dir>/<kind>-<date>.<format>.")
+              help="Output file, or - for standard output. Default: <kind>-<date>.<format> in paths.reports_dir.")
 @click.pass_context
 def report_cmd(ctx: click.Context, kind: str, run_date, fmt: str, out: str | None) -> None:
     """Write a report. Exit 1 when it carries a warning (a return-rate threshold crossed, a batch
-    that does not tie to its control record)."""
+    that does not tie to its control record). With `--out -` the report goes to standard output and
+    the summary line to standard error; an existing device, FIFO or link is written through, never
+    replaced."""
     settings = settings_from_context(ctx)
     d = business_date(run_date, settings.origination.zone)
-    keyring = open_keyring(settings) if kind == "reconciliation" else None
     try:
         with open_database(settings.database_url) as sessions:
             if kind == "reconciliation":
-                report = reconciliation_report(sessions, keyring, d)
+                # after the database is found: a folder without one gets no key file either
+                report = reconciliation_report(sessions, open_keyring(settings), d)
             elif kind == "returns":
                 report = returns_report(sessions, d)
             else:
                 report = coverage_report(sessions, d)
     except exitcodes.DATABASE_ERRORS as e:
         exitcodes.fail_database(e)
+    to_stdout = out == "-"
     path = Path(out) if out else default_output_path(settings.reports_dir, kind, d, fmt)
     try:
-        write_report(report, fmt, path)
+        if to_stdout:
+            stream = click.get_binary_stream("stdout")
+            stream.write(render(report, fmt))
+            stream.flush()
+        else:
+            write_report(report, fmt, path)
     except OSError as e:
-        click.echo(f"achbatch: cannot write {path}: {e.strerror or e}", err=True)
+        click.echo(f"achbatch: cannot write {'standard output' if to_stdout else path}: {e.strerror or e}", err=True)
         sys.exit(exitcodes.USAGE)
-    click.echo(f"{kind} report {d}: {len(report.table)} rows -> {path}")
+    rows = len(report.table)
+    click.echo(f"{kind} report {d}: {rows} row{'' if rows == 1 else 's'} -> {'standard output' if to_stdout else path}",
+               err=to_stdout)
     for w in report.warnings:
         click.echo(w, err=True)
     sys.exit(exitcodes.DATA_PROBLEMS if report.problems else exitcodes.OK)

@@ -3,8 +3,9 @@ jobs/cmd_send.py and `process` by the returns module, each importing `returns_gr
 from __future__ import annotations
 
 import click
+from .helptext import SummaryGroup
 
 
-@click.group("returns")
+@click.group("returns", cls=SummaryGroup)
 def returns_group() -> None:
     """The bank's return, NOC and acknowledgement files: fetch them, then process them."""

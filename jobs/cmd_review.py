@@ -29,10 +29,11 @@ from batch.store.db import open_database
 
 from . import exitcodes
 from .dates import business_date, date_option
+from .helptext import SummaryGroup
 from .settings import open_keyring, settings_from_context
 
 
-@click.group("review")
+@click.group("review", cls=SummaryGroup)
 def review_group() -> None:
     """The review queue: items a person must decide (returns not matched, mismatches, ...)."""
 

@@ -8,11 +8,8 @@ import json
 import sys
 
 import click
-from sqlalchemy.exc import OperationalError
 
-from batch.store.db import DatabaseError, DatabaseUnavailable, make_engine, make_sessionmaker
 from batch.rules.money import dollars
-from batch.report.status import collect_status, table_names
 
 from . import exitcodes
 from .settings import settings_from_context
@@ -89,11 +86,17 @@ def _show(data: dict) -> None:
 def status_cmd(ctx: click.Context, as_json: bool, runs: int) -> None:
     """Last runs and their steps, files awaiting delivery, pending bank files, payments by state,
     coverage flags. Exit 1 when something needs attention (health check)."""
+    # Imported here, not at the top: `achbatch status --help` stays fast (jobs/cli.py).
+    from sqlalchemy.exc import OperationalError
+
+    from batch.report.status import collect_status, table_names
+    from batch.store.db import DatabaseError, DatabaseUnavailable, make_engine, make_sessionmaker
+
     settings = settings_from_context(ctx)
     try:
         # Reads only, and never behind a running night's write lock (SQLite: deferred transactions).
-        engine = make_engine(settings.database_url, sqlite_immediate=False)
-    except DatabaseError as e:  # a bad URL
+        engine = make_engine(settings.database_url, sqlite_immediate=False, create=False)
+    except DatabaseError as e:  # a bad URL, no database file
         exitcodes.fail_database(e)
     try:
         try:

@@ -1,10 +1,28 @@
 """The business date of a command: `--date D` (ISO) or today in the configured time zone."""
 from __future__ import annotations
 
+import calendar
+import re
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import click
+
+_YMD = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+
+
+def date_problem(value: str) -> str:
+    """Why `value` is not a date: a day or month that does not exist is named as such."""
+    m = _YMD.match(value.strip())
+    if not m:
+        return f"{value!r} is not a date (YYYY-MM-DD)"
+    y, mo, d = map(int, m.groups())
+    if not 1 <= mo <= 12:
+        return f"{value!r} does not exist: there is no month {mo}"
+    days = calendar.monthrange(y, mo)[1] if y >= 1 else 31
+    if not 1 <= d <= days:
+        return f"{value!r} does not exist: {calendar.month_name[mo]} {y} has no day {d} (it has {days})"
+    return f"{value!r} is not a date (YYYY-MM-DD)"
 
 
 class IsoDate(click.ParamType):
@@ -13,10 +31,12 @@ class IsoDate(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, date):
             return value
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO date (YYYY-MM-DD)", param, ctx)
+        if _YMD.match(value.strip()):
+            try:
+                return date.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        self.fail(date_problem(value), param, ctx)
 
 
 ISO_DATE = IsoDate()

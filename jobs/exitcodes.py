@@ -9,9 +9,7 @@ from types import MappingProxyType
 from typing import NoReturn
 
 import click
-from sqlalchemy.exc import OperationalError
 
-from batch.store.db import DatabaseError, DatabaseUnavailable
 from batch.run.outcome import Outcome, most_urgent
 
 OK = 0
@@ -40,14 +38,29 @@ def exit_code_for(codes: list[int]) -> int:
     """The most urgent of several exit codes (2 > 75 > 1 > 0), as a run's is of its steps'."""
     return for_outcome(most_urgent(_OUTCOME_OF[c] for c in codes))
 
-# What a command catches around its database work: our own errors (bad URL, no schema, wrong
-# revision, unreachable) and SQLAlchemy's for a database that goes away mid-command.
-DATABASE_ERRORS = (DatabaseError, OperationalError)
+
+def __getattr__(name: str):
+    """`DATABASE_ERRORS`, what a command catches around its database work: our own errors (bad URL,
+    no schema, wrong revision, unreachable) and SQLAlchemy's for a database that goes away
+    mid-command. Built on first use, so that a command that never touches a database (`--help`,
+    `validate`, `inspect`) does not import SQLAlchemy (an `except` clause evaluates it only when an
+    exception reaches it)."""
+    if name == "DATABASE_ERRORS":
+        from sqlalchemy.exc import OperationalError
+
+        from batch.store.db import DatabaseError
+
+        return (DatabaseError, OperationalError)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def for_database_error(e: BaseException) -> int:
     """75 when the database is unreachable or went away mid-command (safe to run again); 2 when
     it cannot work as configured (bad URL, no schema or an old one: `achbatch db upgrade`)."""
+    from sqlalchemy.exc import OperationalError
+
+    from batch.store.db import DatabaseUnavailable
+
     return TEMPFAIL if isinstance(e, (DatabaseUnavailable, OperationalError)) else USAGE
 
 

@@ -4,19 +4,45 @@ from __future__ import annotations
 
 from .fields import mask
 from .profile import Profile
-from .reader import BatchStart, EntryItem, FileEnd, Reader
+from .reader import BatchStart, EntryItem, FileEnd, FileStart, Reader
 
 
-def describe(source, profile: str | Profile = "bank", name: str | None = None) -> tuple[dict, list]:
-    """(summary dict in the contract's JSON shape, issues). The dict also holds `batch_list` and
-    `warnings` (the reader's warnings, Issue objects: they leave the file valid)."""
+def iso_yymmdd(value) -> str | None:
+    """A NACHA YYMMDD date as ISO (YYYY-MM-DD, years 20YY), or None when blank or not a date."""
+    v = str(value or "").strip()
+    if len(v) != 6 or not v.isdigit():
+        return None
+    from datetime import date
+
+    try:
+        return date(2000 + int(v[:2]), int(v[2:4]), int(v[4:])).isoformat()
+    except ValueError:
+        return None
+
+
+def describe(source, profile: str | Profile = "bank", name: str | None = None,
+             entries: bool = False) -> tuple[dict, list]:
+    """(summary dict in the contract's JSON shape, issues). The dict also holds `batch_list`,
+    `header` (origin, destination, creation date and time) and `warnings` (the reader's warnings,
+    Issue objects: they leave the file valid); with `entries`, `entry_list` (accounts masked)."""
     r = Reader(source, profile, name)
+    header: dict = {}
+    entry_list: list[dict] = []
     returns: list[dict] = []
     nocs: list[dict] = []
     control = None
     batches: list[dict] = []
     for item in r:
-        if isinstance(item, BatchStart):
+        if isinstance(item, FileStart):
+            fh = item.header
+            t = str(getattr(fh, "file_creation_time", "") or "").strip()
+            header = {
+                "immediate_origin_name": str(getattr(fh, "immediate_origin_name", "") or "").strip(),
+                "immediate_destination_name": str(getattr(fh, "immediate_destination_name", "") or "").strip(),
+                "creation_date": iso_yymmdd(getattr(fh, "file_creation_date", None)),
+                "creation_time": f"{t[:2]}:{t[2:]}" if len(t) == 4 and t.isdigit() else None,
+            }
+        elif isinstance(item, BatchStart):
             h = item.header
             batches.append({
                 "batch_number": h.batch_number,
@@ -24,11 +50,25 @@ def describe(source, profile: str | Profile = "bank", name: str | None = None) -
                 "company_name": h.company_name,
                 "entry_description": h.company_entry_description,
                 "effective_entry_date": h.effective_entry_date,
+                "effective_date": iso_yymmdd(h.effective_entry_date),
                 "entries": 0,
             })
         elif isinstance(item, EntryItem):
             if batches:
                 batches[-1]["entries"] += 1
+            if entries:
+                e = item.record
+                entry_list.append({
+                    "line": item.line,
+                    "batch_number": batches[-1]["batch_number"] if batches else None,
+                    "transaction_code": e.transaction_code,
+                    "routing_number": f"{e.receiving_dfi_identification}{e.check_digit}",
+                    "account": mask(e.dfi_account_number),
+                    "amount_cents": e.amount,
+                    "name": str(getattr(e, "individual_name", None) or getattr(e, "receiving_company_name", None)
+                                or "").strip(),
+                    "trace_number": e.trace_number,
+                })
             for a in item.addenda:
                 if a is None:
                     continue
@@ -64,8 +104,11 @@ def describe(source, profile: str | Profile = "bank", name: str | None = None) -
         "nocs": nocs,
         "valid": not r.issues,
         "batch_list": batches,
+        "header": header,
         "warnings": list(r.warnings),
     }
+    if entries:
+        out["entry_list"] = entry_list
     return out, r.issues
 
 

@@ -38,7 +38,7 @@ from ..rules.money import dollars as display_dollars, plain_dollars
 
 __all__ = [
     "COLUMNS", "FORMATS", "KINDS", "RATE_WINDOW_DAYS", "Report", "ReturnRate", "TEMPLATES_DIR", "coverage_report",
-    "default_output_path", "dollars", "reconciliation_report", "render_csv", "render_html", "render_xlsx",
+    "default_output_path", "dollars", "reconciliation_report", "render", "render_csv", "render_html", "render_xlsx",
     "return_rates", "returns_chart_svg", "returns_report", "write_report",
 ]
 
@@ -524,6 +524,11 @@ def render_html(report: Report) -> str:
 
 def render_xlsx(report: Report, path: Path) -> None:
     """One sheet per table; money as exact decimals with a dollar format, dates as dates."""
+    write_atomic(Path(path), xlsx_bytes(report), mode=_READABLE)
+
+
+def xlsx_bytes(report: Report) -> bytes:
+    """The workbook of `render_xlsx`, as bytes."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
@@ -578,7 +583,7 @@ def render_xlsx(report: Report, path: Path) -> None:
         _xlsx_chart(wb, report)
     buf = io.BytesIO()
     wb.save(buf)
-    write_atomic(Path(path), buf.getvalue(), mode=_READABLE)
+    return buf.getvalue()
 
 
 def _xlsx_chart(wb, report: Report) -> None:
@@ -606,18 +611,21 @@ def _xlsx_chart(wb, report: Report) -> None:
     sh.add_chart(chart, "A" + str(len(days) + 4))
 
 
+def render(report: Report, fmt: str) -> bytes:
+    """The report in `fmt` ('html', 'csv' or 'xlsx'), as the bytes of the file."""
+    if fmt == "xlsx":
+        return xlsx_bytes(report)
+    if fmt == "csv":
+        return render_csv(report).encode("utf-8")
+    if fmt == "html":
+        return render_html(report).encode("utf-8")
+    raise ValueError(f"unknown report format {fmt!r} (one of {', '.join(FORMATS)})")
+
+
 def write_report(report: Report, fmt: str, out: Path) -> Path:
     """Write the report in `fmt` ('html', 'csv' or 'xlsx') to `out` (folders created; written
-    atomically: fsutil.write_atomic)."""
+    atomically, and never over a device, FIFO or link: fsutil.write_atomic)."""
     out = Path(out)
+    data = render(report, fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "xlsx":
-        render_xlsx(report, out)
-        return out
-    if fmt == "csv":
-        data = render_csv(report)
-    elif fmt == "html":
-        data = render_html(report)
-    else:
-        raise ValueError(f"unknown report format {fmt!r} (one of {', '.join(FORMATS)})")
-    return write_atomic(out, data.encode("utf-8"), mode=_READABLE)
+    return write_atomic(out, data, mode=_READABLE)

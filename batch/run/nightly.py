@@ -45,6 +45,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import wiring
+from .datecheck import check_business_date
 from ..store.models import Run, RunStep, utcnow
 from ..rules.money import dollars
 from .outcome import ExitCodes, Outcome, most_urgent
@@ -102,6 +103,9 @@ class RunResult:
     summary: str = ""
     metrics_file: Path | None = None
     exit_codes: ExitCodes = field(default_factory=dict, repr=False)  # given by jobs/ (run_pipeline)
+    # set when the run's date is earlier than the latest already run, allowed by the caller
+    # (--allow-earlier-date): that latest date; the summary (runs.summary) records the override
+    earlier_than: date | None = None
 
     @property
     def exit_code(self) -> int:
@@ -523,6 +527,8 @@ def summary_line(r: RunResult) -> str:
     """One line: files, entries, dollars, returns, flags; what was skipped, failed or unavailable."""
     t = r.totals()
     head = f"{r.kind} {r.business_date}" + (" (dry run)" if r.dry_run else "")
+    if r.earlier_than is not None:
+        head += f" (earlier than {r.earlier_than}, allowed by --allow-earlier-date)"
     head += f": {_STATUS_WORDS.get(r.status, r.status)} in {r.duration_s:.1f}s"
     if r.run_id is not None:
         head += f" (run {r.run_id})"
@@ -601,9 +607,14 @@ def run_pipeline(
     should_stop: Callable[[], bool] = lambda: False,
     write_metrics: bool = True,
     now: Callable[[], datetime] = utcnow,
+    allow_earlier_date: bool = False,
 ) -> RunResult:
     """Run the pipeline `kind` for `business_date` under the run lock (raises runlock.LockHeld
     when another run holds it, having changed nothing).
+
+    A nightly run for a date earlier than the latest already run, and not run before, raises
+    datecheck.EarlierDate having changed nothing, unless `allow_earlier_date` (then recorded in the
+    run's summary, `runs.summary`).
 
     `emit(event, fields)` reports run_started, step_skipped, step_started, step_finished,
     run_finished and warning events; `progress(step, n, unit)` counts long steps; `hook(step, point)`
@@ -613,6 +624,9 @@ def run_pipeline(
     names = steps or PIPELINES[kind]
     result = RunResult(kind, business_date, dry_run, exit_codes=exit_codes)
     if dry_run:
+        if kind == "nightly":
+            with sessions() as s:
+                result.earlier_than = check_business_date(s, kind, business_date, allow_earlier=allow_earlier_date)
         with rolled_back_sessions(sessions) as rb:
             result.started_at = now()
             emit("run_started", {"kind": kind, "business_date": business_date.isoformat(), "dry_run": True})
@@ -624,6 +638,9 @@ def run_pipeline(
 
     engine = sessions.kw["bind"]
     with RunLock(engine, "nightly") as lock:
+        if kind == "nightly":  # under the lock: no other run moves the latest date meanwhile
+            with sessions() as s:
+                result.earlier_than = check_business_date(s, kind, business_date, allow_earlier=allow_earlier_date)
         with sessions() as s, s.begin():
             result.crashed_runs = _mark_crashed(s)
             run = Run(kind=kind, business_date=business_date, status="running", host=lock.host, pid=lock.pid,
@@ -636,6 +653,9 @@ def run_pipeline(
         emit("run_started", {"run_id": result.run_id, "kind": kind, "business_date": business_date.isoformat(),
                              "dry_run": False, "host": lock.host, "pid": lock.pid,
                              "crashed_runs": result.crashed_runs})
+        if result.earlier_than is not None:
+            emit("warning", {"message": f"{business_date} is earlier than {result.earlier_than}, the latest business "
+                                        "date already run: allowed by --allow-earlier-date"})
         if result.crashed_runs:
             emit("warning", {"message": f"run(s) {', '.join(map(str, result.crashed_runs))} stopped without "
                                         "finishing (process gone): marked crashed; resuming"})

@@ -59,8 +59,13 @@ def normalize_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, *, sqlite_immediate: bool = True, echo: bool = False, **kwargs) -> Engine:
+def make_engine(url: str, *, sqlite_immediate: bool = True, echo: bool = False, create: bool = True,
+                **kwargs) -> Engine:
     """An engine for `url`.
+
+    `create=False`: a SQLite file that does not exist is not created (nor its folder): SchemaError
+    saying to run `achbatch db upgrade` (a command that only uses a database must not leave an empty
+    one behind).
 
     SQLite: the parent folder is created; foreign keys are enforced, the journal is WAL (readers do
     not block the writer), `synchronous=FULL` (a committed ledger row survives a power cut), and a
@@ -72,6 +77,10 @@ def make_engine(url: str, *, sqlite_immediate: bool = True, echo: bool = False, 
     url = normalize_url(url)
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
+        if (not create and u.database and u.database != ":memory:" and not u.database.startswith("file:")
+                and not Path(u.database).expanduser().exists()):
+            raise SchemaError(f"there is no database at {Path(u.database).expanduser()} (paths are relative to "
+                              "the current folder): run `achbatch db upgrade` to create it")
         if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
             # 0700 when we create it: the database holds member names (account numbers only encrypted)
             Path(u.database).expanduser().parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -105,7 +114,10 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def open_database(url: str, *, check_schema: bool = True, **engine_kwargs) -> Iterator[sessionmaker[Session]]:
-    """A session factory for `url` (schema checked to be current), disposed of on exit."""
+    """A session factory for `url` (schema checked to be current, and a SQLite file never created),
+    disposed of on exit."""
+    if check_schema:
+        engine_kwargs.setdefault("create", False)
     engine = make_engine(url, **engine_kwargs)
     try:
         if check_schema:

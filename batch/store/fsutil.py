@@ -1,10 +1,13 @@
 """Local files, the one place for each helper every step shares: durable writes (the whole file
-under a temporary name beside the target, fsynced, renamed into place, the folder fsynced), the
-temporary-name prefix, private folders and a file's sha256."""
+under a temporary name beside the target, fsynced, renamed into place, the folder fsynced; never
+over something that is not a regular file), the temporary-name prefix, private folders and a
+file's sha256."""
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import stat
 import threading
 from contextlib import suppress
 from pathlib import Path
@@ -50,11 +53,67 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+# A path naming one of this process's open descriptors: /dev/stdout, /dev/stderr, /dev/fd/N,
+# /proc/self/fd/N. Written through the descriptor itself, so the shell's redirection (`>`, `>>`, a
+# pipe) is honoured; opening the path anew would truncate a `>>` log.
+_INHERITED_FD = re.compile(r"^/(?:dev/(?:fd/(?P<n>\d+)|(?P<std>stdout|stderr))|proc/self/fd/(?P<p>\d+))$")
+
+
+def inherited_fd(path: str | os.PathLike) -> int | None:
+    """The descriptor number `path` names (`/dev/stdout` -> 1), or None."""
+    m = _INHERITED_FD.match(os.fspath(path))
+    if not m:
+        return None
+    if m["std"]:
+        return 1 if m["std"] == "stdout" else 2
+    return int(m["n"] or m["p"])
+
+
+def write_fd(fd: int, data: bytes) -> None:
+    """Write all of `data` to an open descriptor (a pipe may take it in pieces)."""
+    mv = memoryview(data)
+    while mv:
+        mv = mv[os.write(fd, mv):]
+
+
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> Path:
-    """Write `data` to `path` atomically with file mode `mode`. The temporary name,
-    `.tmp-<name>.<pid>.tmp`, never ends in the target's own extension (a collector globbing
-    `*.prom` must not read it)."""
+    """Write `data` to `path`, atomically with file mode `mode` when `path` is a regular file or does
+    not exist yet. What is there is never destroyed:
+    - `/dev/stdout`, `/dev/stderr`, `/dev/fd/N`, `/proc/self/fd/N`: written to that open descriptor;
+    - a character device, FIFO or anything else that is not a regular file: opened and written in
+      place, never renamed over (a folder is refused: IsADirectoryError);
+    - a symbolic link is never replaced by a file: what it points to is written (atomically when that
+      is a regular file or does not exist yet, in place otherwise), the link stays.
+    The temporary name, `.tmp-<name>.<pid>.tmp`, never ends in the target's own extension (a
+    collector globbing `*.prom` must not read it)."""
     path = Path(path)
+    fd = inherited_fd(path)
+    if fd is not None:
+        write_fd(fd, data)
+        return path
+    try:
+        st = os.stat(path)  # follows links: the kind of thing that would be written
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        _write_in_place(path, data)
+        return path
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    _replace(target, data, mode)
+    return path
+
+
+def _write_in_place(path: Path, data: bytes) -> None:
+    # O_WRONLY without O_CREAT or O_TRUNC: a device or FIFO is written as it is (a FIFO waits for its
+    # reader, as `>` would); O_NOCTTY: a terminal never becomes our controlling one.
+    fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)
+    try:
+        write_fd(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _replace(path: Path, data: bytes, mode: int) -> None:
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -67,7 +126,6 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
-    return path
 
 
 class DurableCopies:

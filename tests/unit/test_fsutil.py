@@ -90,3 +90,94 @@ def test_private_dirs_makes_every_missing_parent_0700(tmp_path):
         os.umask(old)
     for d in ("a", "a/b", "a/b/c"):
         assert stat.S_IMODE((tmp_path / d).stat().st_mode) == 0o700
+
+
+# -- never destroy what is at the path (issue 14: `--out /dev/stdout` as root replaced /dev/stdout) --
+
+def _read_fifo_in_thread(fifo):
+    import threading
+
+    got = {}
+
+    def reader():
+        with open(fifo, "rb") as f:
+            got["data"] = f.read()
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    return t, got
+
+
+def test_write_atomic_writes_into_a_fifo_and_leaves_it_a_fifo(tmp_path):
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    t, got = _read_fifo_in_thread(fifo)
+    write_atomic(fifo, b"report bytes\n")
+    t.join(10)
+    assert got.get("data") == b"report bytes\n"
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["report.fifo"]  # no temporary left over either
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a character device needs root")
+def test_write_atomic_writes_into_a_character_device_and_leaves_it_one(tmp_path):
+    dev = tmp_path / "null"
+    os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a private /dev/null
+    write_atomic(dev, b"x" * 1000)
+    st = os.lstat(dev)
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
+
+
+def test_write_atomic_keeps_a_symlink_and_replaces_its_regular_target(tmp_path):
+    (tmp_path / "reports").mkdir()
+    target = tmp_path / "reports" / "2026-01-23.html"
+    target.write_bytes(b"old")
+    link = tmp_path / "latest.html"
+    link.symlink_to(target)
+    write_atomic(link, b"new", mode=0o644)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_bytes() == b"new" and stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert sorted(os.listdir(tmp_path / "reports")) == ["2026-01-23.html"]
+
+
+def test_write_atomic_through_a_dangling_link_creates_its_target_and_keeps_the_link(tmp_path):
+    link = tmp_path / "metrics.prom"
+    link.symlink_to(tmp_path / "collector" / "achbatch.prom")
+    (tmp_path / "collector").mkdir()
+    write_atomic(link, b"achbatch_up 1\n")
+    assert link.is_symlink()
+    assert (tmp_path / "collector" / "achbatch.prom").read_bytes() == b"achbatch_up 1\n"
+
+
+def test_write_atomic_through_a_link_to_a_fifo_writes_in_place(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "out.csv"
+    link.symlink_to(fifo)
+    t, got = _read_fifo_in_thread(fifo)
+    write_atomic(link, b"a,b\n")
+    t.join(10)
+    assert got.get("data") == b"a,b\n" and link.is_symlink() and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_write_atomic_to_dev_fd_writes_to_that_open_descriptor(tmp_path):
+    """/dev/fd/N, /proc/self/fd/N, /dev/stdout: the descriptor itself (a `>>` redirection keeps
+    what it has: the path is not reopened with truncation)."""
+    log = tmp_path / "log"
+    log.write_bytes(b"earlier\n")
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    try:
+        write_atomic(f"/dev/fd/{fd}", b"one\n")
+        write_atomic(f"/proc/self/fd/{fd}", b"two\n")
+    finally:
+        os.close(fd)
+    assert log.read_bytes() == b"earlier\none\ntwo\n"
+    assert fsutil.inherited_fd("/dev/stdout") == 1 and fsutil.inherited_fd("/dev/stderr") == 2
+    assert fsutil.inherited_fd("/dev/fdx/1") is None and fsutil.inherited_fd("dev/stdout") is None
+
+
+def test_write_atomic_refuses_a_folder(tmp_path):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(IsADirectoryError):
+        write_atomic(tmp_path / "d", b"x")
+    assert (tmp_path / "d").is_dir() and os.listdir(tmp_path / "d") == []
