@@ -471,6 +471,8 @@ def step_reports(ctx: NightContext) -> StepOutcome:
         for w in report.warnings:
             out.problems.append(f"{kind} report: {w}")
             out.counts["warnings"] += 1
+            if kind == "returns" and " return rate " in w:  # a rate stays crossed for 60 days: status warns
+                out.counts["return_rate_warnings"] = out.counts.get("return_rate_warnings", 0) + 1
     try:
         notices = issue_notices(ctx.sessions, s.notices_dir, d, templates_dir=s.paths.notices_templates,
                                 sender=wiring.sender_name(s))
@@ -774,13 +776,15 @@ def _ledger_insert(sessions, result: RunResult, sr: StepResult, position: int, n
 
 def _ledger_finish(sessions, result: RunResult, sr: StepResult, row_id: int) -> None:
     note = sr.note
+    counts = sr.counts
     if sr.problems:
         note = (note + "; " if note else "") + "; ".join(sr.problems)
+        counts = {**counts, "problems": len(sr.problems)}  # `achbatch status` tells which step had them
     done_key = RunStep.key_for(result.kind, result.business_date, sr.step) \
         if sr.status == "done" and result.kind == "nightly" else None
     with sessions() as s, s.begin():
         s.execute(update(RunStep).where(RunStep.id == row_id).values(
-            status=sr.status, finished_at=sr.finished_at, counts=_json(sr.counts), note=note[:1000],
+            status=sr.status, finished_at=sr.finished_at, counts=_json(counts), note=note[:1000],
             error=sr.error, done_key=done_key))
 
 
@@ -789,7 +793,7 @@ def _write_metrics(settings, sessions, emit) -> Path | None:
 
     path = Path(settings.metrics_file)
     try:
-        write_atomic(path, render(collect(sessions)))
+        write_atomic(path, render(collect(sessions, settings)))
     except (OSError, OperationalError) as e:
         emit("warning", {"message": f"metrics not written to {path}: {_brief_error(e)}"})
         return None
