@@ -322,6 +322,32 @@ class CoverageSettings(_Section):
         return int(self.payment_threshold * 100)
 
 
+_DURATION_PART = re.compile(r"(\d+)\s*(h|min|m|s)")
+
+
+def parse_duration(value: object, *, what: str = "duration") -> int:
+    """Seconds from "3h", "90min" (or "90m"), "2h30min", "45s", or a bare number of minutes; at
+    least one minute, at most a day."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what}: give a duration such as \"3h\" or \"90min\"")
+    if isinstance(value, (int, Decimal)) and value == int(value):
+        seconds = int(value) * 60
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace(" ", "")
+        if text.isdigit():
+            seconds = int(text) * 60
+        else:
+            parts = _DURATION_PART.findall(text)
+            if not parts or "".join(n + u for n, u in parts) != text:
+                raise ValueError(f"{what}: {value!r} is not a duration such as \"3h\", \"90min\" or \"2h30min\"")
+            seconds = sum(int(n) * {"h": 3600, "min": 60, "m": 60, "s": 1}[u] for n, u in parts)
+    else:
+        raise ValueError(f"{what}: give a duration such as \"3h\" or \"90min\"")
+    if not 60 <= seconds <= 86400:
+        raise ValueError(f"{what}: between 1 minute and 24 hours, got {value!r}")
+    return seconds
+
+
 class ScheduleSettings(_Section):
     """The built-in scheduler (`achbatch schedule`) and the rendered systemd timers / crontab."""
 
@@ -331,11 +357,26 @@ class ScheduleSettings(_Section):
     returns_poll_at: tuple[time, ...] = (time(6, 0),)
     # How late the built-in scheduler may still start a run it missed (process paused, host busy).
     misfire_grace_minutes: int = Field(default=60, ge=1, le=720)
+    # The longest a run may take: the systemd units' TimeoutStartSec (`achbatch deploy`), and
+    # `achbatch status` flags a run lock held longer than this. "3h", "90min", "2h30min", "45s"; a
+    # bare number is minutes.
+    run_timeout: int = 3 * 3600  # seconds
 
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
         return _check_timezone(v)
+
+    @field_validator("run_timeout", mode="before")
+    @classmethod
+    def _run_timeout(cls, v: object) -> int:
+        return parse_duration(v, what="run_timeout")
+
+    @property
+    def run_timeout_systemd(self) -> str:
+        """run_timeout as a systemd time span ("3h", "90min", "45s")."""
+        t = self.run_timeout
+        return f"{t // 3600}h" if t % 3600 == 0 else f"{t // 60}min" if t % 60 == 0 else f"{t}s"
 
     @field_validator("returns_poll_at", mode="before")
     @classmethod

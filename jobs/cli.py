@@ -41,7 +41,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "send": (("jobs.cmd_send",), "Deliver every built file not yet confirmed at the bank (only those of "
              "--date when given)."),
     "status": (("jobs.cmd_status",), "Last runs and their steps, files awaiting delivery, pending bank files, "
-               "payments by state, coverage flags."),
+               "payments by state, coverage flags, what needs attention and warnings."),
     "review": (("jobs.cmd_review",), "The review queue: items a person must decide (returns not matched, "
                "mismatches, ...)."),
     "validate": (("jobs.cmd_nacha",), "Validate NACHA files."),

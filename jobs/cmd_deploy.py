@@ -5,6 +5,7 @@ crontab whose lines are wrapped in `flock -n`. Times and zone come from `[schedu
 made absolute. Without --out the files are printed; with --out they are written there."""
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
@@ -23,9 +24,26 @@ from .settings import settings_from_context
 __all__ = ["DeployOptions", "render_cron", "render_systemd", "systemd_calendar"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-SYSTEMD_FILES = ("achbatch-nightly.service", "achbatch-nightly.timer", "achbatch-returns.service",
-                 "achbatch-returns.timer", "achbatch-failure@.service", "achbatch-scheduler.service")
+SYSTEMD_FILES = ("achbatch-nightly.service", "achbatch-nightly.timer", "achbatch-nightly-retry.timer",
+                 "achbatch-returns.service", "achbatch-returns.timer", "achbatch-failure@.service",
+                 "achbatch-scheduler.service")
+SYSTEMD_ENABLE = ("achbatch-nightly.timer", "achbatch-returns.timer")
 CRON_FILE = "achbatch.crontab"
+CRON_D_FILE = "achbatch.cron.d"  # the same lines with the user column, for /etc/cron.d (install.sh)
+SCRIPTS = ("install.sh", "uninstall.sh")
+
+# What the units' sandboxing does to a path the runs write (jobs/templates/*.service.j2):
+# PrivateTmp=yes gives the service its own empty /tmp and /var/tmp; ProtectSystem=full mounts /usr,
+# /boot, /efi and /etc read-only; ProtectHome=yes hides /home, /root and /run/user.
+SANDBOXED = (("/tmp", "PrivateTmp=yes gives the service its own empty /tmp"),
+             ("/var/tmp", "PrivateTmp=yes gives the service its own empty /var/tmp"),
+             ("/usr", "ProtectSystem=full makes /usr read-only"),
+             ("/boot", "ProtectSystem=full makes /boot read-only"),
+             ("/efi", "ProtectSystem=full makes /efi read-only"),
+             ("/etc", "ProtectSystem=full makes /etc read-only"),
+             ("/home", "ProtectHome=yes hides /home"),
+             ("/root", "ProtectHome=yes hides /root"),
+             ("/run/user", "ProtectHome=yes hides /run/user"))
 
 
 @dataclass(frozen=True)
@@ -36,7 +54,7 @@ class DeployOptions:
     group: str | None = None
     env_file: Path | None = Path("/etc/achbatch/achbatch.env")
     config: Path | None = None
-    timeout: str = "3h"
+    timeout: str = "3h"  # systemd TimeoutStartSec; the CLI takes [schedule] run_timeout
     on_failure_cmd: str | None = None
     log_dir: Path = Path("/var/log/achbatch")
     after: str | None = None  # e.g. "postgresql.service" when the database runs on this host
@@ -108,7 +126,7 @@ def render_systemd(settings, o: DeployOptions) -> dict[str, str]:
 
 
 def render_cron(settings, o: DeployOptions, *, flock: str | None = None) -> dict[str, str]:
-    """{file name: text} of the crontab."""
+    """{file name: text} of the crontab (for `crontab -u`) and the same lines for /etc/cron.d."""
     ctx = _context(settings, o, "cron")
     data_dir = settings.data_dir if settings.data_dir.is_absolute() else o.workdir / settings.data_dir
     lock = data_dir / "cron.flock"
@@ -126,7 +144,44 @@ def render_cron(settings, o: DeployOptions, *, flock: str | None = None) -> dict
         returns_cron=[f"{t.minute} {t.hour} * * *" for t in sch.returns_poll_at],
         log_dir=shlex.quote(str(o.log_dir)),
     )
-    return {CRON_FILE: _env().get_template(CRON_FILE + ".j2").render(**ctx)}
+    tpl = _env().get_template(CRON_FILE + ".j2")
+    return {CRON_FILE: tpl.render(cron_user=None, **ctx), CRON_D_FILE: tpl.render(cron_user=o.user, **ctx)}
+
+
+def data_dir_for(settings, o: DeployOptions) -> Path:
+    return settings.data_dir if settings.data_dir.is_absolute() else o.workdir / settings.data_dir
+
+
+def render_scripts(settings, o: DeployOptions, kind: str) -> dict[str, str]:
+    """install.sh and uninstall.sh for the files of `kind` (see jobs/templates/install.sh.j2)."""
+    ctx = {"header": _header(kind), "kind": kind, "user": o.user, "group": o.group or o.user,
+           "workdir": str(o.workdir), "data_dir": str(data_dir_for(settings, o)),
+           "env_file": str(o.env_file) if o.env_file else None, "log_dir": str(o.log_dir),
+           "units": list(SYSTEMD_FILES), "enable": list(SYSTEMD_ENABLE), "q": shlex.quote}
+    env = _env()
+    return {name: env.get_template(name + ".j2").render(**ctx) for name in SCRIPTS}
+
+
+def sandbox_problems(settings, o: DeployOptions) -> list[str]:
+    """Paths the runs write that the units' sandboxing would hide or make read-only."""
+    def absolute(p: Path) -> Path:
+        return Path(os.path.normpath(p if p.is_absolute() else o.workdir / p))
+
+    paths = [("--workdir", o.workdir), ("paths.data_dir", settings.data_dir),
+             ("paths.reports_dir", settings.reports_dir), ("paths.metrics_file", settings.metrics_file)]
+    if settings.paths.drop_dir is not None:
+        paths.append(("paths.drop_dir", settings.paths.drop_dir))
+    if settings.bank.transport == "folder":
+        paths.append(("bank.folder", settings.bank_folder))
+    out = []
+    for what, p in paths:
+        full = absolute(Path(p))
+        for top, why in SANDBOXED:
+            if full == Path(top) or Path(top) in full.parents:
+                out.append(f"{what} {full} is under {top}: {why} for the achbatch units; choose a folder "
+                           "such as /srv/achbatch or /var/lib/achbatch")
+                break
+    return out
 
 
 def _default_exe() -> tuple[str, ...]:
@@ -151,7 +206,7 @@ def _default_exe() -> tuple[str, ...]:
 @click.option("--env-file", default="/etc/achbatch/achbatch.env", show_default=True,
               help="File of ACHBATCH_* secrets (mode 0600); '' for none.")
 @click.option("--exe", default=None, help="The achbatch command (absolute). Default: the one running now.")
-@click.option("--timeout", default="3h", show_default=True, help="systemd TimeoutStartSec of a run.")
+@click.option("--timeout", default=None, help="systemd TimeoutStartSec of a run. Default: [schedule] run_timeout.")
 @click.option("--on-failure-cmd", default=None,
               help="Also run this command (absolute path; gets the failed unit's name) from the OnFailure hook.")
 @click.option("--log-dir", default="/var/log/achbatch", show_default=True, help="cron: where the logs go.")
@@ -179,26 +234,35 @@ def deploy_cmd(ctx: click.Context, kind: str, out: str | None, user: str, group:
         sys.exit(exitcodes.USAGE)
     config = Path(root["config_path"]).absolute() if root.get("config_path") else None
     opts = DeployOptions(exe=exe_args, workdir=wd, user=user, group=group,
-                         env_file=Path(env_file) if env_file else None, config=config, timeout=timeout,
+                         env_file=Path(env_file) if env_file else None, config=config,
+                         timeout=timeout or settings.schedule.run_timeout_systemd,
                          on_failure_cmd=on_failure_cmd, log_dir=Path(log_dir).absolute(), after=after)
+    if kind == "systemd":
+        refused = sandbox_problems(settings, opts)
+        if refused:
+            for p in refused:
+                click.echo(f"achbatch: {p}", err=True)
+            sys.exit(exitcodes.USAGE)
     files = render_systemd(settings, opts) if kind == "systemd" else render_cron(settings, opts)
     if out is None or out == "-":
         for name, text in files.items():
             click.echo(f"# ===== {name} =====")
             click.echo(text, nl=False)
         sys.exit(exitcodes.OK)
+    files.update(render_scripts(settings, opts, kind))
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         # atomically; a link or device already there is written through, never replaced (fsutil)
-        write_atomic(folder / name, text.encode("utf-8"), mode=0o644)
+        write_atomic(folder / name, text.encode("utf-8"), mode=0o755 if name in SCRIPTS else 0o644)
         click.echo(f"wrote {folder / name}")
+    what = ("creates the user, the data folder, the environment file, copies the units, reloads systemd and "
+            "enables the timers" if kind == "systemd" else
+            "creates the user, the data folder, the environment file, the log folder and /etc/cron.d/achbatch")
+    click.echo(f"install, as root: sh {folder.absolute() / 'install.sh'}  ({what}; idempotent; "
+               "`--root DIR` installs into a throwaway root instead)")
     if kind == "systemd":
-        click.echo(f"install: cp {folder}/achbatch-* /etc/systemd/system/ && systemctl daemon-reload && "
-                   "systemctl enable --now achbatch-nightly.timer achbatch-returns.timer")
         click.echo("  (or, instead of the timers: systemctl enable --now achbatch-scheduler.service)")
-    else:
-        click.echo(f"install: mkdir -p {opts.log_dir} && crontab -u {user} {folder / CRON_FILE}")
     sys.exit(exitcodes.OK)
 
 

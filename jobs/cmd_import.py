@@ -1,25 +1,31 @@
 """`achbatch import premiums|autopay|payments CSV`: load the enrollment system's bills, AutoPay
-mandates, or the portal's one-time payments. Exit 0 all rows good, 1 some rows rejected (listed,
-the rest loaded), 2 unreadable file, bad header or configuration error, 75 database unreachable."""
+mandates, or the portal's one-time payments. Exit 0 all rows good, 1 some rows rejected (the first
+50 listed with line, column and reason, all of them written to `<name>.rejects.csv` in
+`<data_dir>/archive/imported/<date>/`; the rest loaded), 2 unreadable file, bad header or configuration error, 75 database unreachable."""
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 
 import click
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from batch.store.db import DatabaseError, open_database
-from batch.collect.imports import ImportFileError, ImportResult, import_file
+from batch.collect.imports import ImportFileError, ImportResult, import_file, rejects_path_for, write_rejects
 
 from . import exitcodes
 from .settings import open_keyring, settings_from_context
 from .helptext import SummaryGroup
 
 
+SHOWN_REJECTS = 50  # rejected rows printed; all of them are in the rejects file
+
+
 def _summary(r: ImportResult) -> str:
     notes = f", {len(r.notes)} note{'s' if len(r.notes) != 1 else ''}" if r.notes else ""
+    dupes = f" ({r.duplicates} duplicate{'s' if r.duplicates != 1 else ''})" if r.duplicates else ""
     return (f"{r.file_name}: {r.rows_total} {r.kind} row{'s' if r.rows_total != 1 else ''}: {r.loaded} loaded, "
-            f"{r.updated} updated, {r.unchanged} unchanged, {len(r.rejected)} rejected{notes}")
+            f"{r.updated} updated, {r.unchanged} unchanged, {len(r.rejected)} rejected{dupes}{notes}")
 
 
 def _run(ctx: click.Context, kind: str, csv_path: str) -> None:
@@ -52,8 +58,21 @@ def _run(ctx: click.Context, kind: str, csv_path: str) -> None:
     click.echo(_summary(result))
     if result.previous_run_id is not None:
         click.echo(f"  (the same file content was imported before, as import run {result.previous_run_id})")
-    for rejection in result.rejected:  # reasons never carry more than the last four digits
+    for rejection in result.rejected[:SHOWN_REJECTS]:  # reasons never carry more than the last four digits
         click.echo(f"  rejected {rejection}")
+    if result.rejected:
+        n = len(result.rejected)
+        more = f" ({n - SHOWN_REJECTS} more not shown)" if n > SHOWN_REJECTS else ""
+        # The input stays where it is (it may be a drop folder the nightly run imports from): the
+        # rejects go to the data folder's import archive, where the nightly run puts its own.
+        folder = settings.archive_dir / "imported" / datetime.now(settings.origination.zone).date().isoformat()
+        try:
+            where = write_rejects(result, rejects_path_for(csv_path, folder))
+            click.echo(f"  {n} row{'s' if n != 1 else ''} rejected{more}; all of them (account numbers masked) "
+                       f"in {where}")
+        except OSError as e:
+            click.echo(f"  {n} row{'s' if n != 1 else ''} rejected{more}; the rejects file could not be "
+                       f"written to {folder}: {e.strerror}", err=True)
     for note in result.notes:  # rows loaded or unchanged, with something to say (NOC corrections kept); masked
         click.echo(f"  note {note}")
     sys.exit(exitcodes.DATA_PROBLEMS if result.rejected else exitcodes.OK)

@@ -1,7 +1,7 @@
 """`achbatch status [--json] [--runs N]`: the last runs and their steps, files awaiting delivery,
 bank files awaiting processing, payments by state, coverage flags by status, return rates.
-Exit 0 all well; 1 something needs attention (a file unsent past the cut-off, a failed or crashed
-last run), so it can serve as a health check; 2 no schema / configuration; 75 database unreachable."""
+Exit 0 nothing needs attention (warnings may be shown); 1 something needs attention (batch/report/status.py
+lists the reasons), so it can serve as a health check; 2 no schema / configuration; 75 database unreachable."""
 from __future__ import annotations
 
 import json
@@ -67,25 +67,31 @@ def _show(data: dict) -> None:
         echo(f"return rates (60 days to {data['return_rates_as_of']}): " + ", ".join(
             f"{r['category']} {r['rate'] * 100:.2f}% of {r['entries']} (limit {r['threshold'] * 100:g}%)"
             + (" OVER" if r["crossed"] else "") for r in rates))
+    echo(f"(times in {data.get('timezone')})")
     echo("")
-    if data["needs_attention"]:
+    if data.get("warnings"):
+        echo("warnings:")
+        for w in data["warnings"]:
+            echo(f"  - {w['message']} [{w['reason']}]")
+    if data["attention"]:
         echo("NEEDS ATTENTION:")
-        for a in data["needs_attention"]:
-            echo(f"  - {a}")
+        for a in data["attention"]:
+            echo(f"  - {a['message']} [{a['reason']}]")
     else:
-        echo("all well")
+        echo("all well" if not data.get("warnings") else "nothing needs attention")
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object (keys: last_runs, lock, "
               "files_awaiting_delivery, files_awaiting_processing, payments_by_state, coverage_by_status, "
-              "return_rates, review_items_open, needs_attention, ok).")
+              "return_rates, review_items_open, attention, warnings, needs_attention, ok).")
 @click.option("--runs", "runs", type=click.IntRange(1, 100), default=5, show_default=True,
               help="How many recent runs to show.")
 @click.pass_context
 def status_cmd(ctx: click.Context, as_json: bool, runs: int) -> None:
     """Last runs and their steps, files awaiting delivery, pending bank files, payments by state,
-    coverage flags. Exit 1 when something needs attention (health check)."""
+    coverage flags, what needs attention and warnings. Exit 1 when something needs attention
+    (health check); warnings alone leave it 0."""
     # Imported here, not at the top: `achbatch status --help` stays fast (jobs/cli.py).
     from sqlalchemy.exc import OperationalError
 

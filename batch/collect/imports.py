@@ -38,6 +38,7 @@ from ..rules.channels import (  # the confirmation-id names stay importable from
     sec_for_payment,
 )
 from ..store.crypto import Keyring, mask
+from ..store.fsutil import private_dirs, write_atomic
 from ..store.models import (
     MANDATE_LIVE_STATUSES,
     AccountChange,
@@ -57,7 +58,7 @@ __all__ = [
     "RETRY_CONFIRMATION_PREFIX", "BankFields", "ImportFileError", "ImportResult", "MandateRow", "Note",
     "PaymentRow", "PremiumRow", "Rejection", "RowError", "autopay_confirmation_id", "import_autopay", "import_file",
     "import_payments", "import_premiums", "is_card_number", "parse_amount", "parse_autopay_row",
-    "parse_instant", "parse_payment_row", "parse_premium_row",
+    "parse_instant", "parse_payment_row", "parse_premium_row", "rejects_path_for", "write_rejects",
 ]
 
 KINDS = ("premiums", "autopay", "payments")
@@ -95,16 +96,35 @@ class ImportFileError(Exception):
 
 
 class RowError(ValueError):
-    """One row is rejected; the message is the reason (never contains a full account number)."""
+    """One row is rejected; the message is the reason (never contains a full account number).
+    The column at fault is `column`, else the reason's first word when that is a column name."""
+
+    def __init__(self, message: str, column: str = ""):
+        super().__init__(message)
+        self.column = column
+
+
+def _column_of(reason: str, kind: str, given: str = "") -> str:
+    if given:
+        return given
+    first = reason.split(" ", 1)[0].rstrip(":,")
+    if first in HEADERS[kind]:
+        return first
+    if reason == CARD_MESSAGE or reason.startswith("mail payments are never debited"):
+        return "account_number"
+    return ""
 
 
 @dataclass(frozen=True)
 class Rejection:
     line: int  # 1-based physical line where the record starts (the header is line 1)
     reason: str
+    column: str = ""  # the CSV column at fault, when one is
+    values: dict[str, str] | None = field(default=None, compare=False, repr=False)  # the row as read
+    duplicate_of: int | None = None  # the same row already appeared on this line of the file
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
+        return f"line {self.line}" + (f", {self.column}" if self.column else "") + f": {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -138,6 +158,37 @@ class ImportResult:
     @property
     def ok(self) -> bool:
         return not self.rejected
+
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for r in self.rejected if r.duplicate_of is not None)
+
+
+REJECTS_COLUMNS = ("line", "column", "reason")
+
+
+def rejects_path_for(input_name: str | Path, folder: Path) -> Path:
+    """Where the rejects of an input file go: `<folder>/<input stem>.rejects.csv`."""
+    return Path(folder) / f"{Path(input_name).stem}.rejects.csv"
+
+
+def write_rejects(result: ImportResult, path: Path) -> Path:
+    """Every rejected row of `result` as CSV (line, column, reason, then the row's own columns,
+    account numbers masked), mode 0600, written atomically; the folder is created private."""
+    headers = HEADERS[result.kind]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(REJECTS_COLUMNS + headers)
+    for r in result.rejected:
+        values = r.values or {}
+        row = [values.get(h, "") for h in headers]
+        if "account_number" in headers:
+            i = headers.index("account_number")
+            row[i] = mask(row[i])
+        w.writerow([r.line, r.column, r.reason, *row])
+    path = Path(path)
+    private_dirs(path.parent)
+    return write_atomic(path, buf.getvalue().encode("utf-8"), mode=0o600)
 
 
 # =============================================================================================
@@ -181,6 +232,8 @@ def parse_amount(text: str, name: str = "amount", *, allow_zero: bool = False) -
     """Dollars with at most two decimals ('12', '12.5', '12.50') to integer cents, no floats."""
     if text == "":
         raise RowError(f"{name} is empty")
+    if text.startswith("-") and _AMOUNT.match(text[1:]):
+        raise RowError(f"{name} is negative ({text}): give the amount to collect as a positive number of dollars")
     m = _AMOUNT.match(text)
     if not m:
         raise RowError(f"{name} must be dollars with at most two decimals (e.g. 123.45), got {text!r}")
@@ -1044,7 +1097,14 @@ def _run(handler: _Handler, path: str | Path, sessions: sessionmaker[Session], *
                                 errors="surrogateescape", newline="")
         chunk: list[tuple[int, Any]] = []
         chunk_keys: set[Any] = set()
+        values_of: dict[int, dict[str, str]] = {}  # line -> row, for the rows of the chunk
+        seen_rows: dict[int, int] = {}  # hash of a row's values -> the first line it appeared on
         stats = _Statistics(handler.tables)
+        kind = handler.kind
+
+        def reject(line: int, reason: str, values: dict[str, str] | None, column: str = "",
+                   duplicate_of: int | None = None) -> None:
+            result.rejected.append(Rejection(line, reason, _column_of(reason, kind, column), values, duplicate_of))
 
         def flush() -> None:
             if not chunk:
@@ -1056,11 +1116,12 @@ def _run(handler: _Handler, path: str | Path, sessions: sessionmaker[Session], *
             result.notes.extend(notes)
             for (line, _), (outcome, reason) in zip(chunk, outcomes):
                 if outcome == REJECTED:
-                    result.rejected.append(Rejection(line, reason or "rejected"))
+                    reject(line, reason or "rejected", values_of.get(line))
                 else:
                     setattr(result, outcome, getattr(result, outcome) + 1)
             chunk.clear()
             chunk_keys.clear()
+            values_of.clear()
             if progress is not None:
                 progress(result.rows_total)
 
@@ -1068,15 +1129,25 @@ def _run(handler: _Handler, path: str | Path, sessions: sessionmaker[Session], *
             for rec in _records(text, handler.kind, str(path)):
                 result.rows_total += 1
                 if rec.values is None:
-                    result.rejected.append(Rejection(rec.line, rec.error or "rejected"))
+                    reject(rec.line, rec.error or "rejected", None)
+                    continue
+                # The very same row again in one file is a duplicate, reported (an export that
+                # repeats a row has a problem upstream); a later row with the same key and other
+                # values is applied after the earlier one, as a later file would be.
+                row_hash = hash(tuple(rec.values.values()))
+                first = seen_rows.setdefault(row_hash, rec.line)
+                if first != rec.line:
+                    reject(rec.line, f"duplicate of line {first} (the same row again): not loaded twice",
+                           rec.values, duplicate_of=first)
                     continue
                 try:
                     item = handler.parse(rec.values)
                 except RowError as e:
-                    result.rejected.append(Rejection(rec.line, str(e)))
+                    reject(rec.line, str(e), rec.values, e.column)
                     continue
                 if item.key in chunk_keys:
                     flush()  # a repeated key is applied after the earlier row, as a later file would be
+                values_of[rec.line] = rec.values
                 chunk.append((rec.line, item))
                 chunk_keys.add(item.key)
                 if len(chunk) >= chunk_size:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..store import fsutil
 from ..store.models import RUN_KINDS, Run, RunStep
-from .status import table, coverage_by_status, payments_by_state, table_names
+from .status import collect_status, table, coverage_by_status, payments_by_state, table_names
 
 __all__ = ["collect", "render", "write_atomic", "PREFIX"]
 
@@ -31,8 +31,15 @@ def _ts(d: datetime | None) -> float | None:
     return d.timestamp() if d is not None else None
 
 
-def collect(sessions: sessionmaker[Session]) -> dict:
-    """A snapshot: {'runs': {kind: {...}}, 'returns_by_category', 'payments_by_state', ...}."""
+ATTENTION_REASONS = ("last_run_failed", "last_run_problems", "returns_poll_failed", "run_stopped",
+                     "file_past_cutoff", "bank_file_unprocessed", "review_items_open", "lock_held_too_long")
+WARNING_REASONS = ("return_rate_over_threshold", "coverage_flags_changed", "returns_poll_tempfail",
+                   "temporary_files_left")
+
+
+def collect(sessions: sessionmaker[Session], settings=None) -> dict:
+    """A snapshot: {'runs': {kind: {...}}, 'returns_by_category', 'payments_by_state', ...}; with
+    `settings`, also what `achbatch status` counts as needing attention and as warnings, by reason."""
     engine = sessions.kw["bind"]
     tables = table_names(engine)
     snap: dict = {"runs": {}, "steps": {}}
@@ -67,6 +74,13 @@ def collect(sessions: sessionmaker[Session]) -> dict:
             f = table("nacha_files")
             snap["files_awaiting_delivery"] = int(s.scalar(
                 select(func.count()).select_from(f).where(f.c.state != "sent")) or 0)
+    if settings is not None and "runs" in tables:
+        report = collect_status(sessions, settings, runs=1)
+        snap["attention"] = {r: 0 for r in ATTENTION_REASONS}
+        snap["warnings"] = {r: 0 for r in WARNING_REASONS}
+        for key, items in (("attention", report.attention_items), ("warnings", report.warnings)):
+            for it in items:
+                snap[key][it["reason"]] = snap[key].get(it["reason"], 0) + 1
     return snap
 
 
@@ -143,6 +157,10 @@ def render(snap: dict) -> str:
              [({"status": st}, n) for st, n in sorted((snap.get("coverage_by_status") or {}).items())])
     w.metric("files_awaiting_delivery", "Built NACHA files not yet confirmed at the bank.",
              [({}, snap.get("files_awaiting_delivery"))])
+    w.metric("attention_items", "What `achbatch status` says needs a person, by reason (0 when none).",
+             [({"reason": r}, n) for r, n in sorted((snap.get("attention") or {}).items())])
+    w.metric("warnings", "What `achbatch status` shows as warnings, by reason (0 when none).",
+             [({"reason": r}, n) for r, n in sorted((snap.get("warnings") or {}).items())])
     return "\n".join(w.lines) + "\n"
 
 

@@ -66,6 +66,7 @@ class StepOutcome:
     problems: list[str] = field(default_factory=list)  # data problems found and reported
     temporary: str | None = None  # bank (or database) unreachable: not done, retry
     config: str | None = None  # configuration problem: not done, a person must act
+    rejects_files: list[str] = field(default_factory=list)  # import: the CSVs of rejected rows written
 
 
 @dataclass
@@ -80,6 +81,7 @@ class StepResult:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     done_by_run: int | None = None  # skipped: the run that did it
+    rejects_files: list[str] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -207,7 +209,7 @@ def _move_imported(path: Path, archive: Path) -> Path:
 
 
 def step_import(ctx: NightContext) -> StepOutcome:
-    from ..collect.imports import ImportFileError, import_file
+    from ..collect.imports import ImportFileError, import_file, rejects_path_for, write_rejects
 
     drop = ctx.settings.paths.drop_dir
     if drop is None:
@@ -238,15 +240,24 @@ def step_import(ctx: NightContext) -> StepOutcome:
         c["unchanged"] += r.unchanged
         c["rejected"] += len(r.rejected)
         c["notes"] += len(r.notes)
-        if r.rejected:
-            first = r.rejected[0]
-            out.problems.append(f"{path.name}: {len(r.rejected)} {kind} row(s) rejected (first: {first})")
         # e.g. a NOC correction kept against a row: `achbatch import` lists them
         noted = f", {len(r.notes)} note{'s' if len(r.notes) != 1 else ''}" if r.notes else ""
+        rejects = None
         if not ctx.dry_run:
             moved = _move_imported(path, archive)
             notes.append(f"{path.name} ({kind}: {r.loaded} loaded{noted}) -> {moved}")
-        else:
+            if r.rejected:  # beside the archived input: <name>.rejects.csv, 0600, accounts masked
+                try:
+                    rejects = write_rejects(r, rejects_path_for(moved, moved.parent))
+                    out.rejects_files.append(str(rejects))
+                except OSError as e:
+                    out.problems.append(f"{path.name}: the rejects file could not be written: {e.strerror}")
+        if r.rejected:
+            first = r.rejected[0]
+            dupes = f", {r.duplicates} of them duplicates" if r.duplicates else ""
+            out.problems.append(f"{path.name}: {len(r.rejected)} {kind} row(s) rejected{dupes} (first: {first})"
+                                + (f"; all in {rejects}" if rejects else ""))
+        if ctx.dry_run:
             notes.append(f"{path.name} ({kind}: {r.loaded} would load{noted})")
     out.note = "; ".join(notes) if notes else f"no CSV files in {drop}"
     return out
@@ -472,6 +483,8 @@ def step_reports(ctx: NightContext) -> StepOutcome:
         for w in report.warnings:
             out.problems.append(f"{kind} report: {w}")
             out.counts["warnings"] += 1
+            if kind == "returns" and " return rate " in w:  # a rate stays crossed for 60 days: status warns
+                out.counts["return_rate_warnings"] = out.counts.get("return_rate_warnings", 0) + 1
     try:
         notices = issue_notices(ctx.sessions, s.notices_dir, d, templates_dir=s.paths.notices_templates,
                                 sender=wiring.sender_name(s))
@@ -559,6 +572,9 @@ def summary_line(r: RunResult) -> str:
     problems = sum(len(s.problems) for s in r.steps)
     if problems:
         parts.append(f"{problems} data problem{'s' if problems != 1 else ''}")
+    rejects = [f for s in r.steps for f in s.rejects_files]
+    if rejects:
+        parts.append(f"rejected rows in {', '.join(rejects)}")
     return f"{head}: " + "; ".join(parts) + f"; exit {r.exit_code}"
 
 
@@ -765,6 +781,7 @@ def _run_steps(settings, sessions, keyring, result: RunResult, names, emit, prog
             emit("step_error", {"step": name, "traceback": traceback.format_exc(limit=8)})
         else:
             sr.counts, sr.note, sr.problems = dict(outcome.counts), outcome.note, list(outcome.problems)
+            sr.rejects_files = list(outcome.rejects_files)
             if outcome.config:
                 sr.status, sr.outcome, sr.error = "failed", Outcome.CONFIG, f"configuration: {outcome.config}"
             elif outcome.temporary:
@@ -793,13 +810,15 @@ def _ledger_insert(sessions, result: RunResult, sr: StepResult, position: int, n
 
 def _ledger_finish(sessions, result: RunResult, sr: StepResult, row_id: int) -> None:
     note = sr.note
+    counts = sr.counts
     if sr.problems:
         note = (note + "; " if note else "") + "; ".join(sr.problems)
+        counts = {**counts, "problems": len(sr.problems)}  # `achbatch status` tells which step had them
     done_key = RunStep.key_for(result.kind, result.business_date, sr.step) \
         if sr.status == "done" and result.kind == "nightly" else None
     with sessions() as s, s.begin():
         s.execute(update(RunStep).where(RunStep.id == row_id).values(
-            status=sr.status, finished_at=sr.finished_at, counts=_json(sr.counts), note=note[:1000],
+            status=sr.status, finished_at=sr.finished_at, counts=_json(counts), note=note[:1000],
             error=sr.error, done_key=done_key))
 
 
@@ -808,7 +827,7 @@ def _write_metrics(settings, sessions, emit) -> Path | None:
 
     path = Path(settings.metrics_file)
     try:
-        write_atomic(path, render(collect(sessions)))
+        write_atomic(path, render(collect(sessions, settings)))
     except (OSError, OperationalError) as e:
         emit("warning", {"message": f"metrics not written to {path}: {_brief_error(e)}"})
         return None

@@ -115,6 +115,7 @@ def test_an_installed_copy_finds_its_demo_data_and_templates(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"batch/run/demo_data/{n}" for n in DEMO_FILES} <= names
     assert {"jobs/templates/achbatch-nightly.service.j2", "jobs/templates/achbatch.crontab.j2",
+            "jobs/templates/install.sh.j2", "jobs/templates/uninstall.sh.j2",
             "batch/store/migrations/versions/0004_runs.py"} <= names
     site = tmp_path / "site"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
@@ -127,6 +128,7 @@ def test_an_installed_copy_finds_its_demo_data_and_templates(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "exactly once: 5 entries originated for 5 payments" in demo.stdout
-    units = subprocess.run([sys.executable, "-c", INSTALLED_RUN, str(site), "deploy", "systemd", "--exe", "/bin/true"],
+    units = subprocess.run([sys.executable, "-c", INSTALLED_RUN, str(site), "deploy", "systemd", "--exe", "/bin/true",
+                            "--workdir", "/srv/achbatch"],  # not under /tmp: the units' PrivateTmp would hide it
                            cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert units.returncode == 0 and "OnCalendar=*-*-* 20:00:00 America/New_York" in units.stdout

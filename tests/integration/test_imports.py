@@ -473,7 +473,7 @@ def test_payments_good_and_bad_rows(sessions, keyring, tmp_path):
     assert "check digit" in r[7]
     assert "unknown member and plan" in r[8] and "M404" in r[8]
     assert "unknown member and plan" in r[9] and "2026-03" in r[9]  # known member, no premium for that month
-    assert "two decimals" in r[10] and "4 to 17 digits" in r[12] and "checking or savings" in r[13]
+    assert "amount is negative (-10.00)" in r[10] and "4 to 17 digits" in r[12] and "checking or savings" in r[13]
     with sessions() as s:
         got = {p.confirmation_id: p for p in s.scalars(select(Payment))}
         premium = {p.member_id: p.id for p in s.scalars(select(Premium))}
@@ -579,7 +579,8 @@ def test_cli_import_exit_codes_and_masked_output(tmp_path, monkeypatch):
     assert runner.invoke(cli, ["import", "payments", str(SAMPLES / "payments.csv")]).exit_code == 0
     bad = runner.invoke(cli, ["import", "payments", str(SAMPLES / "payments-rejected-rows.csv")])
     assert bad.exit_code == 1
-    assert f"line 2: {CARD_MESSAGE}" in bad.stdout and "line 3:" in bad.stdout and "1 loaded" in bad.stdout
+    assert f"line 2, account_number: {CARD_MESSAGE}" in bad.stdout and "line 3, routing_number:" in bad.stdout
+    assert "1 loaded" in bad.stdout
     for number in ("4111111111111111", "700100555", "12345678", "55550001234", "4004001234"):
         assert number not in bad.output
     again = runner.invoke(cli, ["import", "payments", str(SAMPLES / "payments.csv")])
@@ -601,3 +602,62 @@ def test_large_import_keeps_postgresql_statistics_fresh(sessions, engine, tmp_pa
         with engine.connect() as conn:
             analyzed = conn.execute(text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'premiums'"))
             assert analyzed.scalar() is not None
+
+
+# =============================================================================================
+# Every rejected row is visible (issue 14)
+# =============================================================================================
+
+def test_cli_import_prints_50_rejects_then_the_count_and_writes_them_all(tmp_path, monkeypatch):
+    import csv
+    import re
+    import stat
+
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("ACHBATCH_") and "__" in n]:
+        monkeypatch.delenv(name)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    assert runner.invoke(cli, ["import", "premiums", str(SAMPLES / "premiums.csv")]).exit_code == 0
+    rows = [f"PC-X{i:03d},2026-01-16T09:00:00-05:00,portal,M100001,HLTH-SILVER-01,2026-02,-{i}.00,"
+            f"011000015,98765432{i:03d},checking,Avery Sample" for i in range(1, 61)]
+    path = write(tmp_path, "payments-bad.csv", PAYMENT_HEADER, *rows)
+    bad = runner.invoke(cli, ["import", "payments", str(path)])
+    assert bad.exit_code == 1
+    shown = [line for line in bad.stdout.splitlines() if line.startswith("  rejected line ")]
+    assert len(shown) == 50
+    assert shown[0] == ("  rejected line 2, amount: amount is negative (-1.00): give the amount to collect "
+                        "as a positive number of dollars")
+    m = re.search(r"60 rows rejected \(10 more not shown\); all of them \(account numbers masked\) in (\S+)",
+                  bad.stdout)
+    assert m, bad.stdout
+    rejects = Path(m.group(1))
+    assert rejects.name == "payments-bad.rejects.csv" and rejects.parent.parent.name == "imported"
+    assert stat.S_IMODE(rejects.stat().st_mode) == 0o600
+    text = rejects.read_text()
+    assert "98765432" not in text  # no full account number
+    table = list(csv.DictReader(text.splitlines()))
+    assert len(table) == 60 and [r["line"] for r in table] == [str(i) for i in range(2, 62)]
+    assert table[59]["column"] == "amount" and "negative (-60.00)" in table[59]["reason"]
+    assert table[0]["account_number"] == "****2001" and table[0]["confirmation_id"] == "PC-X001"
+
+
+def test_an_identical_row_repeated_in_one_file_is_a_duplicate(sessions, tmp_path):
+    path = write(tmp_path, "premiums.csv", PREMIUM_HEADER, "M1,A,P1,2026-02,10.00,none,no",
+                 "M2,B,P1,2026-02,20.00,none,no", "M1,A,P1,2026-02,10.00,none,no")
+    result = import_premiums(sessions, path)
+    assert (result.loaded, result.unchanged, result.duplicates) == (2, 0, 1)
+    [dup] = result.rejected
+    assert dup.line == 4 and dup.duplicate_of == 2 and dup.reason.startswith("duplicate of line 2")
+    # across chunks too
+    path = write(tmp_path, "premiums2.csv", PREMIUM_HEADER, *[f"M{i},A,P1,2026-03,1.00,none,no" for i in range(5)],
+                 "M0,A,P1,2026-03,1.00,none,no")
+    result = import_premiums(sessions, path, chunk_size=2)
+    assert result.duplicates == 1 and result.rejected[0].line == 7 and result.loaded == 5
+
+
+def test_a_negative_amount_says_it_is_negative():
+    with pytest.raises(RowError, match=r"amount is negative \(-12.50\)"):
+        parse_amount("-12.50")
+    with pytest.raises(RowError, match="two decimals"):
+        parse_amount("-12.505")

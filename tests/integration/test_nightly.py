@@ -114,6 +114,13 @@ def test_data_problems_exit_1_and_the_night_goes_on(tmp_path):
         run = s.scalars(select(Run)).one()
     assert set(statuses.values()) == {"done"} and run.status == "problems" and run.exit_code == 1
     assert f.count(NachaFile) == 1
+    # every rejected row is in <name>.rejects.csv beside the archived input; the summary and log name it
+    import stat
+
+    rejects = tmp_path / "achbatch-data" / "archive" / "imported" / THURSDAY.isoformat() / "payments-portal.rejects.csv"
+    assert rejects.exists() and stat.S_IMODE(rejects.stat().st_mode) == 0o600
+    assert len(rejects.read_text().splitlines()) == 1 + 5 and "4111111111111111" not in rejects.read_text()
+    assert f"rejected rows in {rejects}" in p.stdout and f"all in {rejects}" in p.stderr
 
 
 def test_configuration_error_exit_2_other_steps_still_run(tmp_path):

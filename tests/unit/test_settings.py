@@ -262,3 +262,17 @@ def test_cli_bad_environment_override_exits_2(tmp_path, monkeypatch):
     monkeypatch.setenv("ACHBATCH_DATABASE__URLL", "sqlite:///x.db")
     result = CliRunner().invoke(cli, ["db", "upgrade"])
     assert result.exit_code == 2 and "ACHBATCH_DATABASE__URLL" in result.output
+
+
+def test_schedule_run_timeout_takes_durations():
+    from batch.config import ScheduleSettings
+
+    assert ScheduleSettings().run_timeout == 3 * 3600 and ScheduleSettings().run_timeout_systemd == "3h"
+    assert ScheduleSettings(run_timeout="90min").run_timeout == 5400
+    assert ScheduleSettings(run_timeout="90min").run_timeout_systemd == "90min"
+    assert ScheduleSettings(run_timeout="2h30min").run_timeout == 9000
+    assert ScheduleSettings(run_timeout=45).run_timeout == 2700  # a bare number is minutes
+    assert ScheduleSettings(run_timeout="3700s").run_timeout_systemd == "3700s"
+    for bad in ("3 hours", "0min", "25h", "", "h"):
+        with pytest.raises(ValueError, match="run_timeout"):
+            ScheduleSettings(run_timeout=bad)
