@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
     "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "SchemaError", "alembic_config", "current_revision",
+    "current_revision_or_raise",
     "head_revision", "make_engine", "make_sessionmaker", "normalize_url", "open_database",
     "copy_rows", "require_current_schema", "upgrade",
 ]
@@ -171,6 +172,12 @@ def upgrade(url: str, revision: str = "head", *, log: Callable[[str], None] | No
         return before, after or ""
     finally:
         engine.dispose()
+
+
+def current_revision_or_raise(engine: Engine) -> str | None:
+    """The schema revision (None: no schema yet); DatabaseUnavailable / DatabaseError, with a
+    one-line message, when the database cannot be read."""
+    return _current_or_raise(engine)
 
 
 def _current_or_raise(engine: Engine) -> str | None:
