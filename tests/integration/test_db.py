@@ -287,6 +287,27 @@ def test_sqlite_pragmas(tmp_path):
     assert (tmp_path / "sub").is_dir()
 
 
+def test_sqlite_database_and_its_wal_and_shm_are_created_0600(tmp_path):
+    """Under the usual umask (022) SQLite would create the database 0644; it holds member names."""
+    import os
+
+    db = tmp_path / "data" / "achbatch.db"
+    old = os.umask(0o022)
+    try:
+        upgrade(f"sqlite:///{db}")
+        engine = make_engine(f"sqlite:///{db}")
+        try:
+            with engine.begin() as conn:  # a write, with the connection open: -wal and -shm exist
+                conn.execute(text("INSERT INTO sequences (name, value) VALUES ('probe', 1)"))
+                files = {p.name: p.stat().st_mode & 0o777 for p in db.parent.iterdir()}
+        finally:
+            engine.dispose()
+    finally:
+        os.umask(old)
+    assert files == {"achbatch.db": 0o600, "achbatch.db-wal": 0o600, "achbatch.db-shm": 0o600}
+    assert db.parent.stat().st_mode & 0o777 == 0o700
+
+
 def test_cli_db_upgrade_then_commands_see_the_schema(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
