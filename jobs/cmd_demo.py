@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from batch.run.demo import run_demo
+from batch.run.wiring import ConfigurationError
 
 from . import exitcodes
 
@@ -23,7 +24,10 @@ def demo_cmd(folder: str) -> None:
     """A full night on embedded defaults with sample data, a simulated bank answering with returns
     and NOCs, and the next night; prints what happened and where the files and reports are."""
     t0 = time.monotonic()
-    result = run_demo(Path(folder), click.echo, exitcodes.EXIT_CODES)
+    try:
+        result = run_demo(Path(folder), click.echo, exitcodes.EXIT_CODES)
+    except ConfigurationError as e:  # e.g. the demo's key file deleted while its database holds accounts
+        exitcodes.fail(exitcodes.USAGE, f"configuration error: {e}")
     click.echo(f"demo finished in {time.monotonic() - t0:.1f}s")
     sys.exit(exitcodes.for_outcome(result.outcome))
 

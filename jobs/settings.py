@@ -142,17 +142,19 @@ def settings_from_context(ctx: click.Context) -> Settings:
 
 
 def open_keyring(settings: Settings):
-    """For commands: the account-number keyring named by `[security]`. Says so on stderr when it
-    had to create the embedded-defaults key file; a missing or malformed key exits 2."""
-    from batch.store.crypto import CryptoError, load_keyring
+    """For commands: the account-number keyring named by `[security]`, checked against the keys the
+    database's stored data needs (`batch.run.wiring.keyring`). Says so on stderr when it had to
+    create the embedded-defaults key file; a missing, exposed, malformed or wrong key exits 2, an
+    unreachable database as any database error (75)."""
+    from batch.run import wiring
 
-    sec = settings.security
     try:
-        loaded = load_keyring(sec.key.get_secret_value() if sec.key else None, sec.key_file,
-                              settings.default_key_file)
-    except CryptoError as e:
-        click.echo(f"achbatch: configuration error:\n  security: {e}", err=True)
+        loaded = wiring.keyring(settings)
+    except wiring.ConfigurationError as e:
+        click.echo(f"achbatch: configuration error:\n  {e}", err=True)
         sys.exit(exitcodes.USAGE)
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
     if loaded.created is not None:
         click.echo(f"achbatch: created a new account-number key at {loaded.created} (mode 0600). Back it up: "
                    "stored account numbers cannot be read without it. Production supplies its own "

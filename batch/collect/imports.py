@@ -77,6 +77,7 @@ CARD_MESSAGE = "cards are not accepted; pay from a checking or savings account"
 MAX_AMOUNT_CENTS = 99_999_999_99
 DEFAULT_CHUNK_SIZE = 1000
 
+_IDENTIFIER = re.compile(r"[A-Za-z0-9._-]+")
 _AMOUNT = re.compile(r"^([0-9]+)(?:\.([0-9]{1,2}))?$")
 _ISO_INSTANT = re.compile(
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
@@ -203,9 +204,13 @@ def _required(row: dict[str, str], name: str) -> str:
 
 
 def _ascii_id(row: dict[str, str], name: str, max_len: int) -> str:
+    """An identifier (confirmation, member, plan id): ASCII letters, digits, '-', '_' and '.' only,
+    so that no report, file name or spreadsheet can read one as anything else."""
     value = _required(row, name)
-    if not all(0x20 < ord(c) < 0x7F for c in value):
-        raise RowError(f"{name} must be printable ASCII without spaces, got {value!r}")
+    if not _IDENTIFIER.fullmatch(value):
+        bad = next((c for c in value if not _IDENTIFIER.fullmatch(c)), "")
+        raise RowError(f"{name} may hold only letters, digits, '-', '_' and '.', got {value!r} "
+                       f"(character {bad!r})")
     if len(value) > max_len:
         raise RowError(f"{name} is at most {max_len} characters, got {len(value)}")
     return value

@@ -10,7 +10,6 @@ the same files again.
 """
 from __future__ import annotations
 
-import csv
 import io
 import re
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..store.fsutil import write_atomic
+from ..rules.cells import machine_csv_writer
 from ..rules.money import dollars, plain_dollars
 from ..store.models import COVERAGE_STATUSES, BankAccount, CoverageFlag, Notice, Payment, PaymentReturn, Premium, utcnow
 
@@ -239,7 +239,8 @@ def write_manifests(sessions: sessionmaker[Session], notices_dir: Path, notice_d
     day_dir = notices_dir / notice_date.isoformat()
     day_dir.mkdir(parents=True, exist_ok=True)
     all_buf, day_buf = io.StringIO(), io.StringIO()
-    all_w, day_w = csv.writer(all_buf, lineterminator="\n"), csv.writer(day_buf, lineterminator="\n")
+    # machine-read (the vendor's system): exact text, every field quoted (batch.rules.cells)
+    all_w, day_w = machine_csv_writer(all_buf), machine_csv_writer(day_buf)
     all_w.writerow(MANIFEST_COLUMNS)
     day_w.writerow(MANIFEST_COLUMNS)
     with sessions() as s:

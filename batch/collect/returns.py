@@ -945,8 +945,9 @@ class _Applier:
         for aid, acct in accounts.items():
             if not acct["changed"] or acct["merged_into"] is not None:
                 continue
+            blob = self.keyring.encrypt_account(acct["account_number"])
             rows.append({"b_id": aid, "routing_number": acct["routing_number"],
-                         "account_number_enc": self.keyring.encrypt_account(acct["account_number"]),
+                         "account_number_enc": blob, "key_id": self.keyring.key_id_of(blob),
                          "account_hash": acct["account_hash"], "last4": acct["account_number"][-4:],
                          "account_type": acct["account_type"], "holder_name": acct["holder_name"]})
         if rows:

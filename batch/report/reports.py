@@ -10,7 +10,6 @@ money as exact decimals). Account numbers never appear (at most masked, last fou
 """
 from __future__ import annotations
 
-import csv
 import html
 import io
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from ..store.fsutil import write_atomic
 from ..store.models import (
     CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, ReturnFile, ReviewItem,
 )
+from ..rules.cells import people_csv_writer, xlsx_text
 from ..rules.money import dollars as display_dollars, plain_dollars
 
 __all__ = [
@@ -487,11 +487,13 @@ def _cell_text(col: str, v) -> str:
 
 
 def render_csv(report: Report) -> str:
-    """The contract table: exactly COLUMNS[kind], money in dollars with two decimals, dates ISO."""
+    """The contract table: exactly COLUMNS[kind], money in dollars with two decimals, dates ISO.
+    A CSV for people: text that a spreadsheet would run as a formula is neutralised
+    (`batch.rules.cells.for_people`; money, count and date columns are ours and stay as they are)."""
     cols = COLUMNS[report.kind]
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
+    w = people_csv_writer(buf, {i for i, c in enumerate(cols) if c not in _MONEY and c not in _COUNTS})
+    w.writerow(list(cols))
     for row in report.table[list(cols)].itertuples(index=False, name=None):
         w.writerow([_cell_text(c, v) for c, v in zip(cols, row)])
     return buf.getvalue()
@@ -543,6 +545,9 @@ def xlsx_bytes(report: Report) -> bytes:
     for w in report.warnings:
         ws.append([w])
         ws.cell(ws.max_row, 1).font = Font(bold=True, color="B00000")
+    for row in ws.iter_rows():
+        for cell in row:
+            xlsx_text(cell)  # text is a string cell, never a formula
     ws.column_dimensions["A"].width = 48
     ws.column_dimensions["B"].width = 40
     sheets = [(report.kind.capitalize(), report.table)] + [(t, df) for t, df in report.extra]
@@ -569,6 +574,8 @@ def xlsx_bytes(report: Report) -> bytes:
                 else:
                     out.append(v)
             sh.append(out)
+            for cell in sh[sh.max_row]:
+                xlsx_text(cell)  # a name like "=1+2" stays text, never a live formula
         for j, c in enumerate(cols, start=1):
             letter = sh.cell(1, j).column_letter
             sh.column_dimensions[letter].width = max(12, min(60, len(c) + 4))

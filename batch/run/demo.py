@@ -202,8 +202,8 @@ def _rel(p: Path, base: Path) -> str:
 def run_demo(folder: Path, say: Callable[[str], None], exit_codes: ExitCodes) -> DemoResult:
     """Run the demo in `folder` (created); see the module docstring. `exit_codes` is what the nights
     record for each outcome (jobs/exitcodes.EXIT_CODES)."""
-    from ..store.crypto import load_keyring
     from ..store.db import open_database, upgrade
+    from . import wiring
     from ..store.models import FileEntry, Run
     from .nightly import run_pipeline
     from ..store.runlock import LockHeld
@@ -218,7 +218,7 @@ def run_demo(folder: Path, say: Callable[[str], None], exit_codes: ExitCodes) ->
     before, after = upgrade(settings.database_url)
     say(f"  database {_rel(data / 'achbatch.db', folder)}: " +
         ("created" if before is None else "already there") + f" (schema {after})")
-    loaded = load_keyring(None, None, settings.default_key_file)
+    loaded = wiring.keyring(settings)
     if loaded.created:
         say(f"  account-number key created at {_rel(loaded.created, folder)} (mode 0600)")
     keyring = loaded.keyring

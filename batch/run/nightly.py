@@ -31,7 +31,6 @@ Nothing here prints or reads the environment: progress and events go to callback
 from __future__ import annotations
 
 import json
-import shutil
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -197,18 +196,8 @@ def _drop_files(drop: Path) -> tuple[list[tuple[str, Path]], list[Path]]:
     return [(k, p) for k in IMPORT_KINDS for p in todo[k]], unknown
 
 
-def _move_imported(path: Path, archive: Path) -> Path:
-    archive.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = archive / path.name
-    n = 1
-    while target.exists():
-        n += 1
-        target = archive / f"{path.stem}.{n}{path.suffix}"
-    shutil.move(str(path), str(target))
-    return target
-
-
 def step_import(ctx: NightContext) -> StepOutcome:
+    from ..collect.import_archive import archive_imported
     from ..collect.imports import ImportFileError, import_file, rejects_path_for, write_rejects
 
     drop = ctx.settings.paths.drop_dir
@@ -244,8 +233,9 @@ def step_import(ctx: NightContext) -> StepOutcome:
         noted = f", {len(r.notes)} note{'s' if len(r.notes) != 1 else ''}" if r.notes else ""
         rejects = None
         if not ctx.dry_run:
-            moved = _move_imported(path, archive)
-            notes.append(f"{path.name} ({kind}: {r.loaded} loaded{noted}) -> {moved}")
+            # account numbers masked, the original's sha256 beside it (docs/operations.md "Files at rest")
+            moved = archive_imported(path, archive).path
+            notes.append(f"{path.name} ({kind}: {r.loaded} loaded{noted}) -> {moved} (account numbers masked)")
             if r.rejected:  # beside the archived input: <name>.rejects.csv, 0600, accounts masked
                 try:
                     rejects = write_rejects(r, rejects_path_for(moved, moved.parent))

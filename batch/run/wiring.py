@@ -19,7 +19,7 @@ from ..collect.returns import ReturnPolicy
 from ..bank.transport import Transport, TransportConfigError, transport_from_settings
 
 __all__ = ["ConfigurationError", "company", "coverage_rules", "delivery_policy", "guard", "inbound_policy",
-           "limits", "pgp", "return_policy", "sender_name", "transport"]
+           "keyring", "limits", "pgp", "return_policy", "sender_name", "transport"]
 
 
 class ConfigurationError(Exception):
@@ -45,6 +45,41 @@ def pgp(settings, *, outbound: bool) -> Pgp | None:
         raise ConfigurationError(f"bank.pgp_passphrase_file: {e.strerror or e}") from None
     except PgpError as e:
         raise ConfigurationError(str(e)) from None
+
+
+def keyring(settings):
+    """The account-number keyring named by `[security]` (a `batch.store.crypto.KeyringLoad`),
+    checked against the key ids the database records: the embedded default key file is created only
+    while the database holds no encrypted data, and a keyring that matches none of the stored
+    data's keys is refused. A key problem is a ConfigurationError; a database that cannot be
+    reached raises the store's DatabaseError (the caller says so as for any database error)."""
+    from ..store.crypto import CryptoError, load_keyring
+
+    sec = settings.security
+    try:
+        return load_keyring(sec.key.get_secret_value() if sec.key else None, sec.key_file, settings.default_key_file,
+                            stored_ids=lambda: database_key_ids(settings.database_url))
+    except CryptoError as e:
+        raise ConfigurationError(f"security: {e}") from None
+
+
+def database_key_ids(url: str) -> set[str] | None:
+    """The key ids the database's encrypted values need; empty when there is no schema yet (nothing
+    stored), None when the schema is not at this code's revision (cannot be told)."""
+    from ..store.crypto import stored_key_ids
+    from ..store.db import current_revision_or_raise, head_revision, make_engine
+
+    engine = make_engine(url)
+    try:
+        rev = current_revision_or_raise(engine)
+        if rev is None:
+            return set()
+        if rev != head_revision():
+            return None
+        with engine.connect() as conn:
+            return stored_key_ids(conn)
+    finally:
+        engine.dispose()
 
 
 def transport(settings) -> Transport:

@@ -33,8 +33,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nacha.fields import mask
 
 __all__ = [
-    "ACCOUNT_CONTEXT", "FILE_CONTEXT", "RETURN_FILE_CONTEXT", "CryptoError", "DecryptionError", "KeyMaterialError", "Keyring",
-    "KeyringLoad", "RotationResult", "generate_secret", "load_keyring", "mask", "rotate",
+    "ACCOUNT_CONTEXT", "FILE_CONTEXT", "RETURN_FILE_CONTEXT", "CryptoError", "DecryptionError", "KeyMaterialError",
+    "KeyMismatchError", "KeyMissingError", "Keyring", "KeyringLoad", "RotationResult", "generate_secret",
+    "load_keyring", "mask", "rotate", "stored_key_ids",
 ]
 
 VERSION = 1
@@ -55,6 +56,14 @@ class CryptoError(Exception):
 
 class KeyMaterialError(CryptoError):
     """A key secret or key file is missing or malformed."""
+
+
+class KeyMissingError(KeyMaterialError):
+    """The key file is missing while stored data needs a key: a new one must not be made."""
+
+
+class KeyMismatchError(KeyMaterialError):
+    """No key of the keyring is one the stored data was encrypted with."""
 
 
 class DecryptionError(CryptoError):
@@ -212,42 +221,99 @@ def _create_key_file(path: Path) -> None:
         os.close(fd)
 
 
-def load_keyring(key: str | None, key_file: Path | None, default_key_file: Path) -> KeyringLoad:
+def stored_key_ids(conn) -> set[str]:
+    """The ids (hex) of the keys the database's encrypted values were made with: account numbers and
+    built NACHA files and kept bank files each record theirs (`key_id`, indexed). `conn`: a
+    connection or session."""
+    from sqlalchemy import select, union
+
+    from .models import BankAccount, NachaFileContent, ReturnFileContent
+
+    q = union(select(BankAccount.key_id).distinct(), select(NachaFileContent.key_id).distinct(),
+              select(ReturnFileContent.key_id).distinct())
+    return set(conn.execute(q).scalars())
+
+
+def load_keyring(key: str | None, key_file: Path | None, default_key_file: Path, *,
+                 stored_ids: Callable[[], set[str] | None] | None = None) -> KeyringLoad:
     """The keyring from `security.key` (secrets separated by commas, current first), else
-    `security.key_file`, else `default_key_file`, created (mode 0600) when it does not exist yet
-    (embedded defaults only: a configured key file that is missing is an error)."""
-    if key:
-        return KeyringLoad(Keyring(_parse_key_lines(key)), "settings")
+    `security.key_file`, else `default_key_file`.
+
+    `stored_ids` answers which key ids the database's encrypted data needs (an empty set: none yet;
+    None: cannot be told, the schema is not current). With it:
+    - the default key file is created (mode 0600) only while the database holds no encrypted data;
+      once it does, a missing default key file is `KeyMissingError` naming it (a new key would
+      leave the stored data unreadable and mix two keys);
+    - a keyring none of whose keys made any stored value is `KeyMismatchError` (a fresh current key
+      during rotation is fine: the older keys of the ring still match); one that lacks some of them
+      gets a warning.
+    A key file readable by group or others is refused (`KeyMaterialError`), and a configured key
+    file that is missing is an error (only the embedded default is ever created)."""
+    cache: list[set[str] | None] = []
+
+    def stored() -> set[str] | None:
+        if not cache:
+            cache.append(stored_ids() if stored_ids is not None else set())
+        return cache[0]
+
     created = None
-    path = key_file
-    if path is None:
-        path = default_key_file
-        if not path.exists():
-            try:
-                _create_key_file(path)
-                created = path
-            except FileExistsError:
-                pass  # another process created it between exists() and open(): use theirs
-            except OSError as e:
-                raise KeyMaterialError(f"cannot create account key file {path}: {e.strerror}") from None
-    try:
-        text = path.read_text(encoding="ascii")
-    except FileNotFoundError:
-        raise KeyMaterialError(f"account key file {path} does not exist (security.key_file)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise KeyMaterialError(f"cannot read account key file {path}: {getattr(e, 'strerror', None) or e}") from None
-    lines = _parse_key_lines(text)
-    if not lines:
-        raise KeyMaterialError(f"account key file {path} holds no key")
+    source = "settings"
+    if key:
+        ring = Keyring(_parse_key_lines(key))
+    else:
+        path = key_file
+        if path is None:
+            path = default_key_file
+            if not path.exists():
+                needed = stored()
+                if needed is None:
+                    raise KeyMissingError(f"account key file {path} does not exist, and the database schema is "
+                                          "not current, so whether stored data needs a key cannot be told: run "
+                                          "`achbatch db upgrade` first")
+                if needed:
+                    raise KeyMissingError(
+                        f"account key file {path} is missing, and the database holds data encrypted with key "
+                        f"{', '.join(sorted(needed))}, which needs it: restore that file from its backup (or "
+                        "configure security.key_file / ACHBATCH_SECURITY__KEY); a new key is not created, it "
+                        "could not read the stored data")
+                try:
+                    _create_key_file(path)
+                    created = path
+                except FileExistsError:
+                    pass  # another process created it between exists() and open(): use theirs
+                except OSError as e:
+                    raise KeyMaterialError(f"cannot create account key file {path}: {e.strerror}") from None
+        source = str(path)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            text = path.read_text(encoding="ascii")
+        except FileNotFoundError:
+            raise KeyMaterialError(f"account key file {path} does not exist (security.key_file)") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise KeyMaterialError(f"cannot read account key file {path}: {getattr(e, 'strerror', None) or e}") from None
+        if mode & 0o077:
+            raise KeyMaterialError(f"account key file {path} is readable or writable by group or others (mode "
+                                   f"{mode:04o}): refused; chmod 600 it (and consider the key exposed)")
+        lines = _parse_key_lines(text)
+        if not lines:
+            raise KeyMaterialError(f"account key file {path} holds no key")
+        try:
+            ring = Keyring(lines)
+        except KeyMaterialError as e:
+            raise KeyMaterialError(f"account key file {path}: {e}") from None
     warnings = []
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        warnings.append(f"account key file {path} is readable by others (mode {mode:04o}); chmod 600 it")
-    try:
-        ring = Keyring(lines)
-    except KeyMaterialError as e:
-        raise KeyMaterialError(f"account key file {path}: {e}") from None
-    return KeyringLoad(ring, str(path), created, tuple(warnings))
+    needed = stored() if created is None else set()
+    if needed:
+        have = set(ring.key_ids)
+        if not have & needed:
+            raise KeyMismatchError(
+                f"no account key of {source} (key {', '.join(ring.key_ids)}) is one the stored data was "
+                f"encrypted with (key {', '.join(sorted(needed))}): the key was replaced or is the wrong "
+                "one; restore the right key (when rotating, keep the old key after the new one)")
+        if needed - have:
+            warnings.append(f"some stored data was encrypted with key {', '.join(sorted(needed - have))}, which "
+                            f"is not in the keyring of {source}: that data cannot be read")
+    return KeyringLoad(ring, source, created, tuple(warnings))
 
 
 # -- rotation --------------------------------------------------------------------------------------

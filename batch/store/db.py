@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
     "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "SchemaError", "alembic_config", "current_revision",
+    "current_revision_or_raise",
     "head_revision", "make_engine", "make_sessionmaker", "normalize_url", "open_database",
     "copy_rows", "require_current_schema", "upgrade",
 ]
@@ -83,7 +84,9 @@ def make_engine(url: str, *, sqlite_immediate: bool = True, echo: bool = False, 
                               "the current folder): run `achbatch db upgrade` to create it")
         if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
             # 0700 when we create it: the database holds member names (account numbers only encrypted)
-            Path(u.database).expanduser().parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            db_path = Path(u.database).expanduser()
+            db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _create_private(db_path)
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_S)
         engine = create_engine(url, echo=echo, connect_args=connect_args, **kwargs)
@@ -105,6 +108,21 @@ def make_engine(url: str, *, sqlite_immediate: bool = True, echo: bool = False, 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, echo=echo, **kwargs)
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite database file 0600 before SQLite does (it would use 0644 under the usual
+    umask); SQLite gives its -wal and -shm files the database file's mode. An empty file is an
+    empty database. An existing file is left as it is."""
+    import os
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # a folder we cannot write to: SQLite reports it when it opens the file
+    os.close(fd)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -183,6 +201,12 @@ def upgrade(url: str, revision: str = "head", *, log: Callable[[str], None] | No
         return before, after or ""
     finally:
         engine.dispose()
+
+
+def current_revision_or_raise(engine: Engine) -> str | None:
+    """The schema revision (None: no schema yet); DatabaseUnavailable / DatabaseError, with a
+    one-line message, when the database cannot be read."""
+    return _current_or_raise(engine)
 
 
 def _current_or_raise(engine: Engine) -> str | None:

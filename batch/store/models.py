@@ -36,10 +36,12 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
 
 from nacha.errors import Issue
+
+from .crypto import Keyring
 
 __all__ = [
     "AutopayMandate", "BankAccount", "Base", "FileEntry", "ImportRun", "NachaFile", "Payment",
@@ -57,6 +59,14 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+def _key_id_of(column: str):
+    """Column default: the key id (hex) inside the ciphertext being inserted, for Core inserts that
+    do not name it (ORM objects set it themselves, see `validates` below)."""
+    def default(context) -> str:
+        return Keyring.key_id_of(context.get_current_parameters()[column])
+    return default
+
 
 # Value sets (CHECK constraints below; the migrations carry the same lists).
 SUBSIDIES = ("none", "aptc", "connectorcare")
@@ -158,6 +168,9 @@ class BankAccount(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     routing_number: Mapped[str] = mapped_column(String(9))
     account_number_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    # the id of the key the number is encrypted with (also inside the ciphertext): which keys stored
+    # data needs is one indexed query (`batch.store.crypto.stored_key_ids`)
+    key_id: Mapped[str] = mapped_column(String(8), default=_key_id_of("account_number_enc"), index=True)
     account_hash: Mapped[str] = mapped_column(String(64))
     last4: Mapped[str] = mapped_column(String(4))
     account_type: Mapped[str] = mapped_column(String(8))
@@ -169,6 +182,11 @@ class BankAccount(Base):
     validation_result: Mapped[str] = mapped_column(String(16), default="unvalidated")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @validates("account_number_enc")
+    def _set_key_id(self, _name: str, blob: bytes) -> bytes:
+        self.key_id = Keyring.key_id_of(blob)
+        return blob
 
 
 class AutopayMandate(Base):
@@ -300,8 +318,14 @@ class NachaFileContent(Base):
 
     file_id: Mapped[int] = mapped_column(Id, ForeignKey("nacha_files.id", ondelete="CASCADE"), primary_key=True)
     content_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(8), default=_key_id_of("content_enc"), index=True)
 
     file: Mapped[NachaFile] = relationship(back_populates="content")
+
+    @validates("content_enc")
+    def _set_key_id(self, _name: str, blob: bytes) -> bytes:
+        self.key_id = Keyring.key_id_of(blob)
+        return blob
 
 
 class FileEntry(Base):
@@ -865,5 +889,11 @@ class ReturnFileContent(Base):
     return_file_id: Mapped[int] = mapped_column(Id, ForeignKey("return_files.id", ondelete="CASCADE"),
                                                 primary_key=True)
     content_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(8), default=_key_id_of("content_enc"), index=True)
+
+    @validates("content_enc")
+    def _set_key_id(self, _name: str, blob: bytes) -> bytes:
+        self.key_id = Keyring.key_id_of(blob)
+        return blob
 
 __all__ += ["REVIEW_ACTIONS", "ReviewResolution", "ReturnFileContent"]

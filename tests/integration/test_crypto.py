@@ -158,11 +158,16 @@ def test_key_from_settings_with_comma_separated_old_key(tmp_path):
     assert not (tmp_path / "unused.key").exists()
 
 
-def test_readable_key_file_warns_and_bad_content_is_refused(tmp_path):
+def test_key_file_readable_by_group_or_others_is_refused_and_bad_content_too(tmp_path):
     path = tmp_path / "k"
     path.write_text(K1 + "\n")
-    path.chmod(0o644)
-    assert "readable by others" in load_keyring(None, path, tmp_path / "d").warnings[0]
+    for mode in (0o644, 0o640, 0o604, 0o660, 0o602):
+        path.chmod(mode)
+        with pytest.raises(KeyMaterialError, match=f"by group or others \\(mode {mode:04o}\\): refused") as exc:
+            load_keyring(None, path, tmp_path / "d")
+        assert K1 not in str(exc.value)
+    path.chmod(0o600)
+    assert load_keyring(None, path, tmp_path / "d").keyring.key_ids == Keyring([K1]).key_ids
     path.write_text("secret-but-not-a-key\n")
     with pytest.raises(KeyMaterialError) as exc:
         load_keyring(None, path, tmp_path / "d")
@@ -170,6 +175,31 @@ def test_readable_key_file_warns_and_bad_content_is_refused(tmp_path):
     path.write_text("# only a comment\n")
     with pytest.raises(KeyMaterialError, match="holds no key"):
         load_keyring(None, path, tmp_path / "d")
+
+
+def test_default_key_is_created_only_while_nothing_is_stored(tmp_path):
+    from batch.store.crypto import KeyMismatchError, KeyMissingError
+
+    default = tmp_path / "keys" / "account.key"
+    kid = Keyring([K1]).current_key_id
+    with pytest.raises(KeyMissingError, match=f"encrypted with key {kid}, which needs it"):
+        load_keyring(None, None, default, stored_ids=lambda: {kid})
+    assert not default.exists()
+    with pytest.raises(KeyMissingError, match="db upgrade"):  # cannot tell: no key made either
+        load_keyring(None, None, default, stored_ids=lambda: None)
+    assert not default.exists()
+    loaded = load_keyring(None, None, default, stored_ids=set)
+    assert loaded.created == default and default.stat().st_mode & 0o777 == 0o600
+    made = loaded.keyring.current_key_id
+    # the ring must match a key the stored data needs; a new current key beside the old one does
+    with pytest.raises(KeyMismatchError, match=f"key {made}\\) is one the stored data was encrypted with \\(key {kid}\\)"):
+        load_keyring(None, None, default, stored_ids=lambda: {kid})
+    with pytest.raises(KeyMismatchError):
+        load_keyring(K2, None, default, stored_ids=lambda: {kid})
+    rotating = load_keyring(f"{K2},{K1}", None, default, stored_ids=lambda: {kid})
+    assert rotating.keyring.current_key_id == Keyring([K2]).current_key_id and rotating.warnings == ()
+    partial = load_keyring(K1, None, default, stored_ids=lambda: {kid, "0badc0de"})
+    assert "0badc0de" in partial.warnings[0] and "cannot be read" in partial.warnings[0]
 
 
 # -- rotation against the database ------------------------------------------------------------------

@@ -28,6 +28,7 @@ from batch.store.db import (
     upgrade,
 )
 from batch.collect.imports import import_autopay, import_payments, import_premiums
+from batch.store.crypto import Keyring, generate_secret
 from batch.store.models import (
     AutopayMandate,
     Base,
@@ -149,6 +150,68 @@ def test_money_rules_migration_keeps_review_items_and_flags(db_url):
         engine.dispose()
 
 
+def test_key_id_migration_records_each_values_key_and_goes_back(db_url):
+    """Migration 0010 records, beside each encrypted account number and file (ours and the bank's), the id of the key it
+    was made with (read from the ciphertext), indexed; rows written afterwards record theirs; the
+    ids the stored data needs are one query; downgrading drops the columns and keeps the data."""
+    from batch.store.crypto import FILE_CONTEXT, stored_key_ids
+
+    upgrade(db_url, "0009_review_resolutions")
+    old, new, bank = Keyring([generate_secret()]), Keyring([generate_secret()]), Keyring([generate_secret()])
+    acct_blob, file_blob = old.encrypt_account("123456789"), new.encrypt(b"file bytes", FILE_CONTEXT)
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO bank_accounts (id, routing_number, account_number_enc, account_hash, last4, "
+                "account_type, holder_name, status, validation_result, created_at, updated_at) VALUES "
+                "(100, '011000015', :b, :h, '6789', 'checking', 'A B', 'active', 'unvalidated', :t, :t)"),
+                {"b": acct_blob, "h": "f" * 64, "t": T0})
+            conn.execute(text(
+                "INSERT INTO nacha_files (id, file_date, file_id_modifier, file_name, sha256, batch_count, "
+                "entry_count, total_debit_cents, total_credit_cents, state, created_at) VALUES "
+                "(100, :d, 'A', 'F.ach', :h, 1, 1, 100, 0, 'built', :t)"), {"d": date(2026, 12, 1), "h": "0" * 64, "t": T0})
+            conn.execute(text("INSERT INTO nacha_file_contents (file_id, content_enc) VALUES (100, :c)"), {"c": file_blob})
+            conn.execute(text("INSERT INTO return_files (id, sha256, file_name, status, processed_on, returns, nocs, "
+                              "applied, review_items, created_at) VALUES (100, :h, 'r.ach', 'applied', :d, 1, 0, 0, 1, "
+                              ":t)"), {"h": "b" * 64, "d": date(2026, 12, 2), "t": T0})
+            conn.execute(text("INSERT INTO return_file_contents (return_file_id, content_enc) VALUES (100, :c)"),
+                         {"c": bank.encrypt(b"bank file", FILE_CONTEXT)})
+
+        assert upgrade(db_url)[1] == head_revision()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT key_id FROM bank_accounts")).scalar() == old.current_key_id
+            assert conn.execute(text("SELECT key_id FROM nacha_file_contents")).scalar() == new.current_key_id
+            assert conn.execute(text("SELECT key_id FROM return_file_contents")).scalar() == bank.current_key_id
+            assert stored_key_ids(conn) == {old.current_key_id, new.current_key_id, bank.current_key_id}
+            indexes = {i["name"] for t in ("bank_accounts", "nacha_file_contents") for i in inspect(conn).get_indexes(t)}
+            assert {"ix_bank_accounts_key_id", "ix_nacha_file_contents_key_id"} <= indexes
+        third = Keyring([generate_secret()])
+        with make_sessionmaker(engine)() as s, s.begin():  # the ORM and Core paths record their key id
+            s.add(_account(third, routing="021000021"))
+            s.execute(BankAccount.__table__.insert().values(
+                routing_number="026009593", account_number_enc=third.encrypt_account("55"), account_hash="e" * 64,
+                last4="55", account_type="savings", holder_name="C D", status="active",
+                validation_result="unvalidated", created_at=T0, updated_at=T0))
+            f = s.get(NachaFile, 100)
+            f.content_enc = third.encrypt(b"again", FILE_CONTEXT)
+        with engine.connect() as conn:
+            assert stored_key_ids(conn) == {old.current_key_id, third.current_key_id, bank.current_key_id}
+            assert conn.execute(text("SELECT count(*) FROM bank_accounts WHERE key_id = :k"),
+                                {"k": third.current_key_id}).scalar() == 2
+
+        downgrade_to(db_url, "0009_review_resolutions")
+        with engine.connect() as conn:
+            for table in ("bank_accounts", "nacha_file_contents", "return_file_contents"):
+                assert "key_id" not in {c["name"] for c in inspect(conn).get_columns(table)}
+            assert bytes(conn.execute(text("SELECT account_number_enc FROM bank_accounts WHERE id = 100")).scalar()) \
+                == acct_blob
+            assert conn.execute(text("SELECT count(*) FROM nacha_file_contents")).scalar() == 1
+        assert upgrade(db_url)[1] == head_revision()  # and up again
+    finally:
+        engine.dispose()
+
+
 def test_two_open_representments_of_one_payment_cannot_coexist(sessions, keyring):
     """The database, not only the application, refuses a second open re-presentment (0007)."""
     from batch.store.models import BankAccount as BA
@@ -190,7 +253,7 @@ def test_review_resolutions_migration_up_and_down(db_url):
                               "(7, 'file', 1, 3, 'unknown_trace', 'R01', '011000010000009', '091000010000001', 1234, "
                               "'no entry', 'open', :t)"), {"t": T0})
         assert "review_resolutions" not in inspect(engine).get_table_names()
-        assert upgrade(db_url)[1] == head_revision()
+        assert upgrade(db_url, "0009_review_resolutions")[1] == "0009_review_resolutions"
         row = ("INSERT INTO review_resolutions (review_item_id, action, note, resolved_by, resolved_at, business_date, "
                "payment_id, forced, before_state, after_state) VALUES (7, :a, 'why', 'pat', :t, :d, NULL, :f, '{}', '{}')")
         with engine.begin() as conn:
@@ -273,6 +336,27 @@ def test_sqlite_pragmas(tmp_path):
     finally:
         engine.dispose()
     assert (tmp_path / "sub").is_dir()
+
+
+def test_sqlite_database_and_its_wal_and_shm_are_created_0600(tmp_path):
+    """Under the usual umask (022) SQLite would create the database 0644; it holds member names."""
+    import os
+
+    db = tmp_path / "data" / "achbatch.db"
+    old = os.umask(0o022)
+    try:
+        upgrade(f"sqlite:///{db}")
+        engine = make_engine(f"sqlite:///{db}")
+        try:
+            with engine.begin() as conn:  # a write, with the connection open: -wal and -shm exist
+                conn.execute(text("INSERT INTO sequences (name, value) VALUES ('probe', 1)"))
+                files = {p.name: p.stat().st_mode & 0o777 for p in db.parent.iterdir()}
+        finally:
+            engine.dispose()
+    finally:
+        os.umask(old)
+    assert files == {"achbatch.db": 0o600, "achbatch.db-wal": 0o600, "achbatch.db-shm": 0o600}
+    assert db.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_cli_db_upgrade_then_commands_see_the_schema(tmp_path, monkeypatch):

@@ -191,7 +191,7 @@ def test_cards_rejected_with_exact_message(changes, reason):
     ({"amount": "10.001"}, "two decimals"),
     ({"submitted_at": "01/15/2026"}, "ISO"),
     ({"submitted_at": "2026-02-30T10:00:00"}, "not a valid date-time"),
-    ({"member_id": "M 1"}, "printable ASCII"),
+    ({"member_id": "M 1"}, "only letters, digits"),
     ({"member_id": "M1234567890123456"}, "at most 15"),
     ({"confirmation_id": "AP-17"}, "reserved"),
     ({"channel": "mail", "routing_number": "011000015", "account_number": ""}, "leave routing_number"),
@@ -661,3 +661,41 @@ def test_a_negative_amount_says_it_is_negative():
         parse_amount("-12.50")
     with pytest.raises(RowError, match="two decimals"):
         parse_amount("-12.505")
+
+
+# =============================================================================================
+# Nothing we write can attack the person who opens it (issue 13)
+# =============================================================================================
+
+def test_identifiers_hold_only_letters_digits_and_dash_underscore_dot(sessions, keyring, tmp_path):
+    """Confirmation, member and plan ids with any other character are rejected with the reason;
+    names that start like a spreadsheet formula are stored exactly as imported."""
+    prem = write(tmp_path, "p.csv", PREMIUM_HEADER,
+                 "M-1_a.b,=1+2,HLTH.SILVER_01-X,2026-02,100.00,aptc,no",  # line 2: loads, name as-is
+                 "=1+2,Ann,HLTH-1,2026-02,100.00,aptc,no",  # line 3
+                 "M2,Ann,HLTH/1,2026-02,100.00,aptc,no",  # line 4
+                 "M3,Ann,@SUM(A1),2026-02,100.00,aptc,no",  # line 5
+                 "M4;x,Ann,HLTH-1,2026-02,100.00,aptc,no",  # line 6
+                 'M5,"+cmd|\' /C calc\'!A0",HLTH-1,2026-02,100.00,aptc,no',  # line 7: loads
+                 "M\u00e96,Ann,HLTH-1,2026-02,100.00,aptc,no")  # line 8: not ASCII
+    r = import_premiums(sessions, prem)
+    why = reasons(r)
+    assert r.loaded == 2 and set(why) == {3, 4, 5, 6, 8}
+    assert why[3] == "member_id may hold only letters, digits, '-', '_' and '.', got '=1+2' (character '=')"
+    assert why[4] == "plan_id may hold only letters, digits, '-', '_' and '.', got 'HLTH/1' (character '/')"
+    assert "plan_id" in why[5] and "(character '@')" in why[5]
+    assert "member_id" in why[6] and "(character ';')" in why[6]
+    assert "member_id" in why[8] and "(character '\u00e9')" in why[8]
+    with sessions() as s:
+        names = dict(s.execute(select(Premium.member_id, Premium.member_name)).all())
+    assert names == {"M-1_a.b": "=1+2", "M5": "+cmd|' /C calc'!A0"}
+
+    pays = write(tmp_path, "pay.csv", PAYMENT_HEADER,
+                 "=HYPERLINK(1),2026-01-15T10:00:00-05:00,mail,M-1_a.b,HLTH.SILVER_01-X,2026-02,10.00,,,,",
+                 "PC 1,2026-01-15T10:00:00-05:00,mail,M-1_a.b,HLTH.SILVER_01-X,2026-02,10.00,,,,",
+                 "PC-1.a_b,2026-01-15T10:00:00-05:00,mail,M-1_a.b,HLTH.SILVER_01-X,2026-02,10.00,,,,")
+    r = import_payments(sessions, pays, keyring=keyring)
+    why = reasons(r)
+    assert r.loaded == 1 and set(why) == {2, 3}
+    assert why[2].startswith("confirmation_id may hold only letters") and "(character '=')" in why[2]
+    assert "(character ' ')" in why[3]

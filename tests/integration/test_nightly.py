@@ -4,6 +4,7 @@ followed by a re-run with no duplicate debit, SIGTERM between steps, the lock, a
 the dry run, and the pure parts (exit code precedence, summary line)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from datetime import date
@@ -74,8 +75,21 @@ def test_nightly_cli_end_to_end_then_rerun_resumes_nothing(tmp_path):
     assert all(line.startswith("{") or "account-number key" in line for line in p.stderr.splitlines())
     # the files: imported CSVs moved to the archive, the NACHA file at the bank, reports, metrics
     assert list(drop.iterdir()) == []
-    assert sorted(p.name for p in (f.data / "archive" / "imported" / "2026-01-22").iterdir()) == [
-        "autopay.csv", "payments.csv", "premiums.csv"]
+    archived = f.data / "archive" / "imported" / "2026-01-22"
+    assert sorted(p.name for p in archived.iterdir()) == [
+        "autopay.csv", "autopay.csv.sha256", "payments.csv", "payments.csv.sha256", "premiums.csv",
+        "premiums.csv.sha256"]
+    # at rest: account numbers masked, the original's sha256 kept, files 0600 (issue 13)
+    for kind in ("premiums", "autopay", "payments"):
+        original = (SAMPLES / f"{kind}.csv").read_bytes()
+        assert (archived / f"{kind}.csv.sha256").read_text() == f"{hashlib.sha256(original).hexdigest()}  {kind}.csv\n"
+        for p in (archived / f"{kind}.csv", archived / f"{kind}.csv.sha256"):
+            assert p.stat().st_mode & 0o777 == 0o600
+    for number in ("4004001234", "55550001234", "31002009876"):  # in sample_files/autopay.csv, payments.csv
+        assert number in (SAMPLES / "autopay.csv").read_text() + (SAMPLES / "payments.csv").read_text()
+        assert not any(number in p.read_text() for p in archived.iterdir())
+    assert "****1234" in (archived / "autopay.csv").read_text()
+    assert (archived / "premiums.csv").read_bytes() == (SAMPLES / "premiums.csv").read_bytes()  # no account numbers
     _debits_once(f)
     assert {p.name for p in (f.data / "reports").iterdir()} >= {"reconciliation-2026-01-22.csv",
                                                                 "returns-2026-01-22.html", "coverage-2026-01-22.csv"}

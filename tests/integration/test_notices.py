@@ -128,3 +128,24 @@ def test_flags_at_risk_get_no_notice_and_do_not_hide_the_ones_that_do(sessions, 
     assert (r.created, r.by_kind) == (1, {"past_due_warning": 1})
     assert [row["member_id"] for row in _manifest(tmp_path / "notices" / "manifest.csv")] == ["M900003"]
     assert issue_notices(sessions, tmp_path / "notices", date(2027, 2, 19)).created == 0
+
+
+def test_manifest_is_machine_read_names_exact_and_quoted(sessions, keyring, tmp_path):
+    """The manifest is read by the vendor's system: a name that starts like a formula is stored and
+    written exactly as imported (no apostrophe: the vendor prints it), every field quoted."""
+    from sqlalchemy import update
+
+    from batch.store.models import Premium
+
+    w = World(sessions, keyring, tmp_path)
+    a = w.member(amount=12345, binder=True)
+    o = w.originate()
+    with sessions() as s, s.begin():
+        s.execute(update(Premium).where(Premium.member_id == a).values(member_name="=1+2 Doe"))
+    w.process(w.bank.returns([(o[a], "R01")], RETURN_DAY))
+    notices = tmp_path / "notices"
+    assert issue_notices(sessions, notices, RETURN_DAY).created == 1
+    (row,) = _manifest(notices / "manifest.csv")
+    assert row["member_name"] == "=1+2 Doe"
+    line = (notices / "manifest.csv").read_text().splitlines()[1]
+    assert line.startswith(f'"{RETURN_DAY.isoformat()}","{a}","=1+2 Doe","HLTH-1",')

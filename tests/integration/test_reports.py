@@ -199,6 +199,47 @@ def test_coverage_report_shows_at_risk_after_the_delinquent(sessions):
     assert "at_risk" in render_html(rep)
 
 
+FORMULAS = ["=1+2", "+1+2", "-A1", "@SUM(A1:A2)", "\tx", "\rx", '=HYPERLINK("a")']
+
+
+def test_text_that_looks_like_a_formula_is_neutralised_for_people_and_never_a_live_formula(sessions, tmp_path):
+    """Values stored before import restricted identifiers (or text any step writes) that start with
+    =, +, -, @, a tab or a CR: the report CSV (opened by people) shows them with a leading
+    apostrophe (OWASP), the xlsx holds them as string cells with the exact text, never a formula;
+    amounts stay numbers."""
+    from openpyxl.cell.cell import TYPE_FORMULA
+
+    from batch.store.models import CoverageFlag, ReviewItem
+
+    day = date(2027, 2, 19)
+    with sessions() as s, s.begin():
+        for i, text in enumerate(FORMULAS):
+            s.add(CoverageFlag(member_id=text, plan_id=f"P{i}", status="past_due", reason_code="x", reason=text,
+                               months_owed=1, amount_owed_cents=1000 + i, deadline=date(2027, 2, 23), subsidy="aptc",
+                               assessed_on=day, last_assessed_on=day, current_key=CoverageFlag.key_for(text, f"P{i}")))
+        s.add(ReviewItem(kind="debit_stopped", subject="payment", amount_cents=5, detail="=1+2", status="open"))
+    rep = coverage_report(sessions, day)
+    rows = _csv(rep)[1:]
+    assert sorted(r[0] for r in rows) == sorted("'" + t for t in FORMULAS)
+    assert sorted(r[3] for r in rows) == sorted("'" + t for t in FORMULAS)
+    assert sorted(r[5] for r in rows) == [f"10.{i:02d}" for i in range(len(FORMULAS))]
+    assert sorted(r[1] for r in rows) == [f"P{i}" for i in range(len(FORMULAS))]  # safe text: unchanged
+
+    for rep in (rep, returns_report(sessions, day)):
+        path = write_report(rep, "xlsx", tmp_path / f"{rep.kind}.xlsx")
+        wb = load_workbook(path)
+        cells = [c for ws in wb.worksheets for row in ws.iter_rows() for c in row if c.value is not None]
+        assert cells and not [c.coordinate for c in cells if c.data_type == TYPE_FORMULA]
+        values = {c.value for c in cells}
+        # the exact text, as a string cell (XML reads a bare CR back as a line feed)
+        wanted = {t.replace("\r", "\n") for t in FORMULAS} if rep.kind == "coverage" else {"=1+2"}
+        assert wanted <= values
+        # and in the file itself: no <f> element anywhere
+        import zipfile
+        with zipfile.ZipFile(path) as z:
+            assert not any(b"<f>" in z.read(n) or b"<f " in z.read(n) for n in z.namelist() if n.endswith(".xml"))
+
+
 def test_html_and_xlsx_carry_the_same_tables_and_never_an_account_number(book, sessions, keyring, tmp_path):
     w, members, o = book
     numbers = [o[m].entry.dfi_account_number for m in members]
