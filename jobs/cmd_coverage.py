@@ -48,12 +48,18 @@ def assess_cmd(ctx: click.Context, run_date) -> None:
     counts = ", ".join(f"{r.by_status.get(st, 0)} {st}" for st in _ORDER)
     click.echo(f"coverage {d}: {r.policies} policies ({counts}); {r.new} new, {r.changed} changed, "
                f"{r.unchanged} unchanged")
+    echo_follow_ups(cancelled, notices)
+    sys.exit(exitcodes.OK)
+
+
+def echo_follow_ups(cancelled: int, notices) -> None:
+    """What a coverage assessment did besides the flags: re-presentments it cancelled, notices it
+    wrote (`coverage assess` and `review resolve --action apply`)."""
     if cancelled:
         click.echo(f"  {cancelled} pending re-presentments cancelled (premium paid another way)")
     if notices.created:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(notices.by_kind.items()))
         click.echo(f"notices: {notices.created} written ({kinds}); manifest {notices.manifest}")
-    sys.exit(exitcodes.OK)
 
 
 def register(cli: click.Group) -> None:

@@ -28,6 +28,7 @@ from batch.run import wiring
 from batch.store.db import open_database
 
 from . import exitcodes
+from .cmd_coverage import echo_follow_ups
 from .dates import business_date, date_option
 from .helptext import SummaryGroup
 from .settings import open_keyring, settings_from_context
@@ -203,11 +204,7 @@ def resolve_cmd(ctx: click.Context, item_id: int, action: str, note: str, by: st
         click.echo(f"  overridden with --force: {o}")
     if action == "apply":
         click.echo(f"  coverage {d}: {cov.policies} policies re-assessed ({cov.new} new, {cov.changed} changed)")
-        if cancelled:
-            click.echo(f"  {cancelled} pending re-presentments cancelled (premium paid another way)")
-        if notices.created:
-            kinds = ", ".join(f"{n} {k}" for k, n in sorted(notices.by_kind.items()))
-            click.echo(f"notices: {notices.created} written ({kinds}); manifest {notices.manifest}")
+        echo_follow_ups(cancelled, notices)
     sys.exit(exitcodes.OK)
 
 

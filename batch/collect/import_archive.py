@@ -12,13 +12,14 @@ file, fsync, rename), then the original is removed.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..store.crypto import mask
-from ..store.fsutil import TMP_PREFIX, file_sha256, fsync_dir, write_atomic
+from ..store.fsutil import file_sha256, fsync_dir, replacing, write_atomic
 
 __all__ = ["ArchivedImport", "archive_imported", "mask_csv"]
 
@@ -79,20 +80,14 @@ def archive_imported(path: Path, folder: Path) -> ArchivedImport:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     digest = file_sha256(path)
     target = _free_name(folder, path.name)
-    tmp = target.with_name(f"{TMP_PREFIX}{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        # streamed (an export can hold a million rows); the text the import read (UTF-8, a BOM
-        # allowed), any other byte kept as it was
-        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as src, \
-                open(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as dst:
-            masked = mask_csv(src, dst)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # streamed (an export can hold a million rows); the text the import read (UTF-8, a BOM allowed),
+    # any other byte kept as it was
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as src, \
+            replacing(target, 0o600) as raw:
+        dst = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+        masked = mask_csv(src, dst)
+        dst.flush()
+        dst.detach()  # `replacing` syncs and closes the file itself
     write_atomic(target.with_name(target.name + ".sha256"), f"{digest}  {path.name}\n".encode("utf-8"), mode=0o600)
     os.unlink(path)
     fsync_dir(path.parent)

@@ -9,8 +9,10 @@ import os
 import re
 import stat
 import threading
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import BinaryIO
 
 # Temporary names start with this (the steps clean up `.tmp-*` after a crash): the NACHA writer's.
 from nacha.writer import TMP_PREFIX
@@ -114,11 +116,22 @@ def _write_in_place(path: Path, data: bytes) -> None:
 
 
 def _replace(path: Path, data: bytes, mode: int) -> None:
+    with replacing(path, mode) as f:
+        f.write(data)
+
+
+@contextmanager
+def replacing(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """A new file that replaces the regular file (or nothing) at `path` when the block ends: written
+    under the temporary name `.tmp-<name>.<pid>.tmp` (file mode `mode`), fsynced, renamed into
+    place, the folder fsynced. On an exception the temporary file is removed and `path` untouched.
+    For content streamed in pieces; `write_atomic` for bytes at hand (and any kind of target)."""
+    path = Path(path)
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
