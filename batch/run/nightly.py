@@ -343,7 +343,8 @@ def step_send(ctx: NightContext) -> StepOutcome:
         if f.outcome == "sent":
             words.append(f"{f.file_name} sent as {f.remote_name}")
         elif f.outcome == "already_there":
-            words.append(f"{f.file_name} already at the bank as {f.remote_name} (confirmed, not sent again)")
+            words.append(f"{f.file_name} already at the bank as {f.remote_name} (read back and confirmed, "
+                         "not sent again)")
         else:
             words.append(f"{f.file_name} NOT delivered ({f.outcome})")
     out.note = (f"to {r.where}: " + "; ".join(words)) if words else "nothing to send"
@@ -351,8 +352,13 @@ def step_send(ctx: NightContext) -> StepOutcome:
         out.problems.append(f"{f.file_name}: {f.outcome}: {f.error}")
     if r.config_error:
         out.config = r.config_error
+    elif r.conflicts:
+        out.config = "; ".join(f"{f.file_name}: {f.error}" for f in r.conflicts)
     elif r.unreachable:
         out.temporary = f"the bank is unreachable ({r.unreachable}); {out.counts['unsent']} file(s) left for the next run"
+    elif r.temporary:
+        out.temporary = (f"the bank could not take a file for now ({r.temporary}); {out.counts['unsent']} file(s) "
+                         "left for the next run")
     return out
 
 
