@@ -132,6 +132,9 @@ def fetch_cmd(ctx: click.Context) -> None:
         exitcodes.fail(exitcodes.USAGE, f"returns fetch: configuration error: {r.config_error}")
     if r.failed:
         exitcodes.fail(exitcodes.DATA_PROBLEMS, f"returns fetch: {len(r.failed)} file(s) failed; see above")
+    if r.bad_names and not r.unreachable:
+        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"returns fetch: {len(r.bad_names)} file(s) with a name that is not "
+                                                "a plain file name skipped (see above and the review list)")
     if r.unreachable:
         exitcodes.fail(exitcodes.TEMPFAIL, f"returns fetch: the bank is unreachable ({r.unreachable}); run again later")
     sys.exit(exitcodes.OK)

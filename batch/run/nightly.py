@@ -391,6 +391,8 @@ def step_returns_fetch(ctx: NightContext) -> StepOutcome:
         ctx.info(f"warning: {w}")
     for f in r.failed:
         out.problems.append(f"{f.remote_name}: {f.error}")
+    for name in r.bad_names:
+        out.problems.append(f"\"{name}\": not a plain file name: skipped, see the review list")
     if r.config_error:
         out.config = r.config_error
     elif r.unreachable:
