@@ -48,7 +48,7 @@ from . import wiring
 from ..store.models import Run, RunStep, utcnow
 from ..rules.money import dollars
 from .outcome import RECORDED_CODES, Outcome, most_urgent
-from ..store.runlock import RunLock
+from ..store.runlock import LockHeld, RunLock
 
 __all__ = [
     "NIGHTLY_STEPS", "RETURNS_STEPS", "STEPS", "NightContext", "RunResult", "Step", "StepOutcome", "StepResult",
@@ -270,11 +270,15 @@ def step_originate(ctx: NightContext) -> StepOutcome:
     from ..collect.origination import originate
 
     s = ctx.settings
-    r = originate(ctx.sessions, ctx.keyring, wiring.company(s), wiring.limits(s), ctx.business_date,
-                  s.outbox_dir, dry_run=ctx.dry_run,
-                  file_time=ctx.now().astimezone(s.origination.zone).strftime("%H%M"),
-                  progress=lambda n: ctx.progress(n, "entries"), on_step=lambda name: ctx.hook(f"originate:{name}"),
-                  guard=wiring.guard(s))
+    try:
+        r = originate(ctx.sessions, ctx.keyring, wiring.company(s), wiring.limits(s), ctx.business_date,
+                      s.outbox_dir, dry_run=ctx.dry_run,
+                      file_time=ctx.now().astimezone(s.origination.zone).strftime("%H%M"),
+                      progress=lambda n: ctx.progress(n, "entries"),
+                      on_step=lambda name: ctx.hook(f"originate:{name}"), guard=wiring.guard(s))
+    except LockHeld as e:  # a standalone `achbatch originate` is running: this step again next run
+        return StepOutcome(temporary=f"another origination holds the origination lock {e.holder.describe()}; "
+                                     "nothing built")
     counts = {"files": len(r.files), "entries": r.payments, "cents": r.total_cents, "held": r.held,
               "repaired": len(r.repaired), "stopped": len(r.stopped), "review_items": r.review_items}
     if r.skipped_reason:
