@@ -73,6 +73,8 @@ def send_cmd(ctx: click.Context, run_date) -> None:
         elif f.outcome == "already_there":
             click.echo(f"  {f.file_name}: already complete at the bank as {f.remote_name} ({f.size:,} bytes, "
                        f"read back: sha256 {f.sha256[:16]} matches): confirmed, not sent again")
+        elif f.outcome == "confirmed_elsewhere":
+            click.echo(f"  {f.file_name}: confirmed at the bank as {f.remote_name} by another run meanwhile")
         elif f.outcome == "not_tried":
             click.echo(f"  {f.file_name}: not tried (see above)")
         else:

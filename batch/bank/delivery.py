@@ -38,6 +38,7 @@ from typing import Callable, Iterator, Mapping
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, defer, sessionmaker
 
+from ..rules.names import escape_name, remote_name_problem
 from ..store.crypto import Keyring
 from ..store.fsutil import TMP_PREFIX, file_sha256, private_dirs
 from ..store.fsutil import fsync_dir as _fsync_dir
@@ -85,7 +86,8 @@ class SentFile:
     file_id: int
     file_name: str
     file_date: date
-    # sent | already_there | refused | failed | conflict (another file under our name) | temporary
+    # sent | already_there (found at the bank, read back, ours) | confirmed_elsewhere (another run
+    # confirmed it meanwhile) | refused | failed | conflict (another file under our name) | temporary
     # (the bank's disk full, or an unclassified upload failure) | unreachable | config | not_tried
     outcome: str
     size: int = 0  # payload bytes (what the bank receives)
@@ -97,7 +99,7 @@ class SentFile:
 
     @property
     def delivered(self) -> bool:
-        return self.outcome in ("sent", "already_there")
+        return self.outcome in ("sent", "already_there", "confirmed_elsewhere")
 
 
 @dataclass
@@ -337,7 +339,8 @@ def plan_attempt(facts: AttemptFacts) -> AttemptPlan:
         final = facts.final_fixed
         if final:
             cleanups += [(name, "stale temporary upload") for name in facts.listing
-                         if name.startswith(f".{final}.") and name.endswith(TEMP_SUFFIX)]
+                         if name.startswith(f".{final}.") and name.endswith(TEMP_SUFFIX)
+                         and remote_name_problem(name) is None]
         return AttemptPlan(UPLOAD, final, f".{final}.{facts.attempt_no}{TEMP_SUFFIX}", tuple(cleanups))
     seq = facts.attempt_no
     final = facts.name_for(seq)
@@ -468,7 +471,7 @@ class _SendRun:
             row = s.get(NachaFile, file_id)
             d = s.get(Delivery, delivery_id, options=_LIGHT_DELIVERY)
             if row.state == "sent":
-                return "already_there", d.remote_name  # another path confirmed it meanwhile
+                return "confirmed_elsewhere", d.remote_name  # another run confirmed it meanwhile
             earlier = [a.remote_name for a in s.scalars(
                 select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id)
                 .order_by(DeliveryAttempt.number))]
@@ -581,7 +584,7 @@ class _SendRun:
             self.t.remove(folder, name)
             return True
         except (RemoteRefused, TransportConfigError) as e:
-            self.log(f"could not remove the {what} {name}: {e}")
+            self.log(f"could not remove the {what} {escape_name(name)}: {e}")
             return False
         except BankUnreachable:
             return False

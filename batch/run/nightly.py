@@ -346,6 +346,8 @@ def step_send(ctx: NightContext) -> StepOutcome:
     for f in r.files:
         if f.outcome == "sent":
             words.append(f"{f.file_name} sent as {f.remote_name}")
+        elif f.outcome == "confirmed_elsewhere":
+            words.append(f"{f.file_name} confirmed at the bank as {f.remote_name} by another run")
         elif f.outcome == "already_there":
             words.append(f"{f.file_name} already at the bank as {f.remote_name} (read back and confirmed, "
                          "not sent again)")
