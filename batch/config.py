@@ -239,7 +239,10 @@ class BankSettings(_Section):
     # {date:%y%m%d}), {modifier} the File ID Modifier, {seq} the upload number of that file (1, 2,
     # ...; {seq:03d} pads it). Required to contain {seq} when rename_allowed = false.
     file_name_pattern: str = "ACH-{date}-{modifier}.ach"
-    verify_read_back: bool = False  # read an upload back and compare its sha256 (the bank must allow reads)
+    # Optional: also read our own upload back and compare its sha256 before the rename (the bank
+    # must allow reads). Not needed for safety: every write's status is checked, and a file found
+    # under our name at the bank is always read back and confirmed only by its sha256.
+    verify_read_back: bool = False
     connect_timeout: float = Field(default=30.0, gt=0, le=600)  # seconds: TCP connect, SSH handshake, login
     operation_timeout: float = Field(default=120.0, gt=0, le=3600)  # seconds without progress on the connection
     retry_attempts: int = Field(default=4, ge=1, le=50)  # tries per file when the bank is unreachable

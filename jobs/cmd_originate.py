@@ -12,7 +12,7 @@ from batch.run.datecheck import EarlierDate, check_business_date
 from batch.collect.autopay import schedule_autopay
 from batch.store.db import open_database
 from batch.rules.money import dollars
-from batch.collect.origination import OriginationError, originate
+from batch.collect.origination import LockHeld, OriginationError, originate
 
 from . import exitcodes
 from .dates import business_date, date_option
@@ -87,6 +87,9 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
     except OriginationError as e:
         click.echo(f"achbatch: originate {d}: {e}", err=True)
         sys.exit(exitcodes.DATA_PROBLEMS)
+    except LockHeld as e:
+        exitcodes.fail(exitcodes.LOCKED, f"originate {d}: skipped: another origination holds the origination lock "
+                                         f"{e.holder.describe()}; nothing changed")
     except exitcodes.DATABASE_ERRORS as e:
         exitcodes.fail_database(e)
     finally:

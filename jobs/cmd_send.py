@@ -1,7 +1,9 @@
 """`achbatch send` (deliver built NACHA files to the bank) and `achbatch returns fetch` (download the
 bank's files into the inbox). Exit codes: 0 all delivered / fetched; 1 a file was refused or failed
-for a data reason (named on stderr); 2 configuration error (settings, host key, login, PGP key);
-3 another send/fetch holds the lock; 75 the bank stayed unreachable: nothing is lost, run again."""
+for a data reason (named on stderr); 2 configuration error (settings, host key, login, PGP key, a
+bank folder that cannot be written) or a conflict (a file not proven ours under our name at the
+bank); 3 another send/fetch holds the lock; 75 the bank stayed unreachable or could not take a file
+for now (its disk full, or an upload failure it does not explain): nothing is lost, run again."""
 from __future__ import annotations
 
 import sys
@@ -70,7 +72,9 @@ def send_cmd(ctx: click.Context, run_date) -> None:
                        f"sha256 {f.sha256[:16]}, attempt {f.attempts}")
         elif f.outcome == "already_there":
             click.echo(f"  {f.file_name}: already complete at the bank as {f.remote_name} ({f.size:,} bytes, "
-                       f"sha256 {f.sha256[:16]}): confirmed, not sent again")
+                       f"read back: sha256 {f.sha256[:16]} matches): confirmed, not sent again")
+        elif f.outcome == "confirmed_elsewhere":
+            click.echo(f"  {f.file_name}: confirmed at the bank as {f.remote_name} by another run meanwhile")
         elif f.outcome == "not_tried":
             click.echo(f"  {f.file_name}: not tried (see above)")
         else:
@@ -78,6 +82,12 @@ def send_cmd(ctx: click.Context, run_date) -> None:
             click.echo(f"achbatch: send {f.file_name}: {f.error}", err=True)
     if r.config_error:
         exitcodes.fail(exitcodes.USAGE, f"send: configuration error: {r.config_error}")
+    if r.conflicts:
+        exitcodes.fail(exitcodes.USAGE, f"send: {len(r.conflicts)} file(s) in conflict with a file at the bank "
+                                        "(see above); nothing sent or marked sent for them: check with the bank")
+    if r.temporary:
+        exitcodes.fail(exitcodes.TEMPFAIL, f"send: the bank could not take a file for now ({r.temporary}); "
+                                           f"{len(r.files) - len(r.delivered)} file(s) left ready for the next run")
     if r.refused:
         exitcodes.fail(exitcodes.DATA_PROBLEMS, f"send: {len(r.refused)} file(s) refused or failed; see above")
     if r.unreachable:
@@ -124,6 +134,9 @@ def fetch_cmd(ctx: click.Context) -> None:
         exitcodes.fail(exitcodes.USAGE, f"returns fetch: configuration error: {r.config_error}")
     if r.failed:
         exitcodes.fail(exitcodes.DATA_PROBLEMS, f"returns fetch: {len(r.failed)} file(s) failed; see above")
+    if r.bad_names and not r.unreachable:
+        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"returns fetch: {len(r.bad_names)} file(s) with a name that is not "
+                                                "a plain file name skipped (see above and the review list)")
     if r.unreachable:
         exitcodes.fail(exitcodes.TEMPFAIL, f"returns fetch: the bank is unreachable ({r.unreachable}); run again later")
     sys.exit(exitcodes.OK)

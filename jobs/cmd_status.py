@@ -96,7 +96,9 @@ def status_cmd(ctx: click.Context, as_json: bool, runs: int) -> None:
     from sqlalchemy.exc import OperationalError
 
     from batch.report.status import collect_status, table_names
-    from batch.store.db import DatabaseError, DatabaseUnavailable, make_engine, make_sessionmaker
+    from batch.store.db import (
+        DatabaseError, DatabaseUnavailable, brief, configuration_problem, make_engine, make_sessionmaker,
+    )
 
     settings = settings_from_context(ctx)
     try:
@@ -108,7 +110,9 @@ def status_cmd(ctx: click.Context, as_json: bool, runs: int) -> None:
         try:
             tables = table_names(engine)
         except OperationalError as e:
-            raise DatabaseUnavailable(f"cannot open the database: {str(getattr(e, 'orig', e)).strip()}") from None
+            if configuration_problem(e) is None:
+                raise DatabaseUnavailable(f"cannot open the database: {brief(e)}") from None
+            exitcodes.fail_database(e)
         if "runs" not in tables:
             click.echo("achbatch: the database has no achbatch schema (or an old one): run `achbatch db upgrade`",
                        err=True)
@@ -117,7 +121,7 @@ def status_cmd(ctx: click.Context, as_json: bool, runs: int) -> None:
     except DatabaseUnavailable as e:
         exitcodes.fail_database(e)
     except OperationalError as e:
-        exitcodes.fail(exitcodes.for_database_error(e), f"database error: {str(getattr(e, 'orig', e)).strip()}")
+        exitcodes.fail_database(e)
     finally:
         engine.dispose()
     if as_json:

@@ -56,12 +56,27 @@ def __getattr__(name: str):
 
 def for_database_error(e: BaseException) -> int:
     """75 when the database is unreachable or went away mid-command (safe to run again); 2 when
-    it cannot work as configured (bad URL, no schema or an old one: `achbatch db upgrade`)."""
+    it cannot work as configured (bad URL, a database that does not exist, login refused, no
+    schema or an old one: `achbatch db upgrade`)."""
     from sqlalchemy.exc import OperationalError
 
-    from batch.store.db import DatabaseUnavailable
+    from batch.store.db import DatabaseUnavailable, configuration_problem
 
+    if isinstance(e, OperationalError) and configuration_problem(e) is not None:
+        return USAGE
     return TEMPFAIL if isinstance(e, (DatabaseUnavailable, OperationalError)) else USAGE
+
+
+def database_message(e: BaseException) -> str:
+    """One line saying what the database error was (never SQLAlchemy's statement, parameters and
+    background link)."""
+    from batch.store.db import DatabaseError, brief, configuration_problem
+
+    if isinstance(e, DatabaseError):
+        lines = str(e).strip().splitlines()
+        return lines[0] if lines else type(e).__name__
+    problem = configuration_problem(e)
+    return f"database error: {problem + ': ' if problem else ''}{brief(e)}"
 
 
 def fail(code: int, message: str) -> NoReturn:
@@ -72,4 +87,4 @@ def fail(code: int, message: str) -> NoReturn:
 
 def fail_database(e: BaseException) -> NoReturn:
     """Say what the database error was and exit with its code (`for_database_error`)."""
-    fail(for_database_error(e), str(e))
+    fail(for_database_error(e), database_message(e))

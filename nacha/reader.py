@@ -302,6 +302,7 @@ class Reader:
             saw_any = False
             last_had_newline = True
             max_bytes = self.max_bytes
+            long: _LongLine | None = None  # a line too long to hold, being cut as it streams
             while True:
                 data = fp.read(self._CHUNK)
                 if data:
@@ -315,16 +316,38 @@ class Reader:
                     text = rest + data.decode("latin-1")
                     cut = text.rfind("\n") + 1
                     if cut == 0:
-                        if len(text) > max_bytes:
-                            return
-                        rest = text
+                        if long is None and len(text) <= self._LONG_LINE:
+                            rest = text
+                            continue
+                        # No line feed for a long stretch (records run together, or not NACHA at
+                        # all): what is held stays under one chunk plus a record, so reading takes
+                        # time linear in the size. At least one character stays for the line's
+                        # end (a CR before its LF is the line ending, not a stray CR).
+                        m = (len(text) - 1) // 94 * 94
+                        if long is None:
+                            long = _LongLine(self._n + 1)
+                        self._raw = None
+                        piece = self._long_piece(long, text[:m])
+                        if piece:
+                            yield piece
+                        rest = text[m:]
                         continue
                     body, rest = text[:cut], text[cut:]
                 else:
-                    if not rest:
+                    if not rest and long is None:
                         break
                     body, rest = rest, ""
                     last_had_newline = body.endswith("\n")
+                if long is not None:
+                    nl = body.find("\n")
+                    self._raw = None
+                    yield from self._long_end(long, body if nl < 0 else body[:nl])
+                    long = None
+                    body = "" if nl < 0 else body[nl + 1:]
+                    if not body:
+                        if not data:
+                            break
+                        continue
                 k, r = divmod(len(body), 95)
                 if r == 0 and body.count("\n") == k and body[94::95] == "\n" * k:
                     lines = body.split("\n")
@@ -349,6 +372,63 @@ class Reader:
         finally:
             if close:
                 fp.close()
+
+    # A line longer than this is not held whole: it is cut every 94 characters as it is read
+    # (`_long_piece`, `_long_end`).
+    _LONG_LINE = 1 << 20
+
+    def _long_piece(self, st: "_LongLine", piece: str) -> list[str]:
+        """A stretch of a long line (a multiple of 94 characters, not its end): its records when
+        the profile accepts records run together, else nothing (the line is one bad record whose
+        first 94 characters are kept)."""
+        if "\r" in piece:
+            if not st.stray_cr:
+                st.stray_cr = True
+                self._issue(self._n + 1, None, "file", None, "stray carriage return inside a record")
+            piece = piece.replace("\r", " ")
+        if not st.first:
+            st.first = piece[:94]
+        st.length += len(piece)
+        if not self.profile.unbroken_records:
+            return []
+        k = len(piece) // 94
+        self._n += k
+        return [piece[i:i + 94] for i in range(0, len(piece), 94)]
+
+    def _long_end(self, st: "_LongLine", tail: str) -> Iterator[list[str]]:
+        """The end of a long line (without its LF). Records run together (bank profile): cut every
+        94 characters, a short last piece reported and padded; otherwise the line is one record
+        reported with its full length, as `_irregular` reports a shorter one."""
+        prof = self.profile
+        if tail.endswith("\r"):
+            tail = tail[:-1]
+            if not prof.crlf:
+                self._issue(self._n + 1, None, "file", None,
+                            "line ends in CR LF; use LF (the bank profile accepts CR LF)")
+        if "\r" in tail:
+            if not st.stray_cr:
+                self._issue(self._n + 1, None, "file", None, "stray carriage return inside a record")
+            tail = tail.replace("\r", " ")
+        length = st.length + len(tail)
+        if prof.unbroken_records:
+            whole = len(tail) // 94 * 94
+            if whole:
+                self._n += whole // 94
+                yield [tail[i:i + 94] for i in range(0, whole, 94)]
+            last = tail[whole:]
+            if last:
+                self._n += 1
+                self._issue(self._n, (1, len(last)), "file", None,
+                            f"record is {len(last)} characters long, expected 94 (the last piece of a "
+                            f"{length}-character line of records run together)")
+                yield [last.ljust(94)]
+            return
+        self._n += 1
+        self._issue(st.line, (1, min(length, 999999)), "file", None,
+                    f"record is {length} characters long, expected 94"
+                    + ("; records run together without line breaks (the bank profile accepts that)"
+                       if length % 94 == 0 else ""))
+        yield [(st.first or tail)[:94].ljust(94)]
 
     def _irregular(self, body: str) -> Iterator[list[str]]:
         """Line by line (one-record lists, lazily, so problems stay in file order): report or
@@ -1113,6 +1193,16 @@ def _yymmdd(v) -> date | None:
         return date(2000 + int(v[0:2]), int(v[2:4]), int(v[4:6]))
     except ValueError:
         return None
+
+
+@dataclass
+class _LongLine:
+    """What is kept of a line too long to hold while it streams past."""
+
+    line: int  # its line number (its first record's)
+    first: str = ""  # its first 94 characters
+    length: int = 0  # characters seen so far (the held tail not counted)
+    stray_cr: bool = False  # a stray CR was reported
 
 
 # -- convenience ----------------------------------------------------------------------------------

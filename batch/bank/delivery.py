@@ -7,9 +7,12 @@ and one `delivery_attempts` row per try. The payload is always the stored bytes 
 once and kept, so that every attempt sends identical bytes.
 
 One try at one file:
-  1. list the remote folder; a complete copy under the file's final name (size, and sha256 when the
-     bank lets us read back) means it was delivered by an earlier try whose confirmation was lost:
-     it is confirmed, not sent again. Our stale temporary uploads are removed;
+  1. list the remote folder; a file under the final name is ours only when its content is proven
+     ours: read back, its sha256 equals the payload's (OpenSSH offers no server-side hash). Then it
+     was delivered by an earlier try whose confirmation was lost: it is confirmed, not sent again.
+     Any other file there (another size, other bytes, or one that cannot be read back) is a
+     conflict: nothing is sent or marked sent, and the message says what differs (exit 2). Our
+     stale temporary uploads are removed;
   2. record the attempt (committed, state 'sending', marked ambiguous) before writing anything;
   3. upload to a temporary name (a dot name the bank ignores), check the remote size (and hash),
      then posix-rename it to the final name; banks that forbid rename get the file directly under
@@ -35,6 +38,7 @@ from typing import Callable, Iterator, Mapping
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, defer, sessionmaker
 
+from ..rules.names import escape_name, remote_name_problem
 from ..store.crypto import Keyring
 from ..store.fsutil import TMP_PREFIX, file_sha256, private_dirs
 from ..store.fsutil import fsync_dir as _fsync_dir
@@ -82,7 +86,10 @@ class SentFile:
     file_id: int
     file_name: str
     file_date: date
-    outcome: str  # sent | already_there | refused | failed | unreachable | config | not_tried
+    # sent | already_there (found at the bank, read back, ours) | confirmed_elsewhere (another run
+    # confirmed it meanwhile) | refused | failed | conflict (another file under our name) | temporary
+    # (the bank's disk full, or an unclassified upload failure) | unreachable | config | not_tried
+    outcome: str
     size: int = 0  # payload bytes (what the bank receives)
     sha256: str = ""  # payload sha256
     remote_name: str | None = None
@@ -92,7 +99,7 @@ class SentFile:
 
     @property
     def delivered(self) -> bool:
-        return self.outcome in ("sent", "already_there")
+        return self.outcome in ("sent", "already_there", "confirmed_elsewhere")
 
 
 @dataclass
@@ -101,6 +108,7 @@ class SendResult:
     files: list[SentFile] = field(default_factory=list)
     unreachable: str | None = None  # the bank could not be reached (after the retries)
     config_error: str | None = None  # settings problem (host key, login, folder, PGP key)
+    temporary: str | None = None  # the bank could not take a file for now (disk full): retry later
     locked: bool = False  # another send holds the lock: nothing was done
 
     @property
@@ -110,6 +118,11 @@ class SendResult:
     @property
     def refused(self) -> list[SentFile]:
         return [f for f in self.files if f.outcome in ("refused", "failed")]
+
+    @property
+    def conflicts(self) -> list[SentFile]:
+        """Files whose final name at the bank holds something not proven ours (exit 2)."""
+        return [f for f in self.files if f.outcome == "conflict"]
 
 
 # -- the run lock ------------------------------------------------------------------------------------
@@ -210,7 +223,7 @@ def send_files(
         run.preconnect = _Background(_quiet_connect, transport)
         try:
             for f in todo:
-                if result.unreachable or result.config_error:
+                if result.unreachable or result.config_error or result.temporary:
                     result.files.append(SentFile(f.file_id, f.file_name, f.file_date, "not_tried"))
                     continue
                 sf = run.deliver(f)
@@ -219,13 +232,15 @@ def send_files(
                     result.unreachable = sf.error
                 elif sf.outcome == "config":
                     result.config_error = sf.error
+                elif sf.outcome == "temporary":
+                    result.temporary = sf.error
         finally:
             if run.preconnect is not None:
                 run.preconnect.join(raise_errors=False)
             transport.close()
-        if result.unreachable or result.config_error:
+        if result.unreachable or result.config_error or result.temporary:
             run.note_not_tried([f for f in result.files if f.outcome == "not_tried"],
-                               result.unreachable or result.config_error)
+                               result.unreachable or result.config_error or result.temporary)
     return result
 
 
@@ -234,8 +249,8 @@ def send_files(
 # =============================================================================================
 
 READ_BACK = "read_back"  # read the remote file's sha256 (plan.name), then decide again
-CONFIRM = "confirm"  # our file is already there, complete, as plan.name: confirm it, send nothing
-REFUSE = "refuse"  # plan.name is there with other content and must not be overwritten
+CONFIRM = "confirm"  # our file is already there, its content read back and ours, as plan.name: confirm it
+REFUSE = "refuse"  # plan.name is there, not proven ours: a conflict, never overwritten
 UPLOAD = "upload"  # upload as plan.upload_name, to end as plan.name
 
 
@@ -245,7 +260,8 @@ class AttemptFacts:
     our payload's size and sha256, the bank's rules, the delivery's fixed final name (banks that
     allow rename), the remote names of earlier attempts (oldest first), this attempt's number, the
     final name for a sequence number (banks that forbid rename), and the sha256 of each remote file
-    read back so far."""
+    read back so far ("" for one that could not be read back). `verify_read_back` is about our own
+    upload only (see `_complete`): a file found under our name is always read back."""
 
     listing: Mapping[str, int]
     size: int
@@ -271,14 +287,28 @@ class AttemptPlan:
 
 
 def remote_complete(facts: AttemptFacts, name: str) -> bool | None:
-    """Whether the remote file `name` holds our payload: its size (today's proof), and its sha256
-    when the bank lets us read back; None while that sha256 has not been read yet."""
+    """Whether the remote file `name` holds our payload, proven by content: its size first, then
+    its sha256 read back (equal sizes are common: NACHA files are padded to 10-record blocks); None
+    while that sha256 has not been read yet; False when it could not be read back."""
     if facts.listing[name] != facts.size:
         return False
-    if facts.verify_read_back:
-        sha = facts.remote_sha256.get(name)
-        return None if sha is None else sha == facts.sha256
-    return True
+    sha = facts.remote_sha256.get(name)
+    return None if sha is None else sha == facts.sha256
+
+
+def conflict_detail(facts: AttemptFacts, name: str, read_error: str | None = None) -> str:
+    """What differs between the remote file `name` and our payload, saying only what was checked:
+    a sha256 is quoted as compared only when the file was read back."""
+    theirs = facts.listing[name]
+    if theirs != facts.size:
+        return f"{theirs:,} bytes at the bank, ours {facts.size:,} bytes (content not compared)"
+    sha = facts.remote_sha256.get(name)
+    if sha:
+        return (f"same size ({theirs:,} bytes) but other content: sha256 {sha} at the bank, ours "
+                f"{facts.sha256}")
+    why = f": {read_error}" if read_error else ""
+    return (f"same size ({theirs:,} bytes), but it could not be read back to compare its content{why}; "
+            "a file is confirmed only by its content")
 
 
 def plan_attempt(facts: AttemptFacts) -> AttemptPlan:
@@ -301,14 +331,16 @@ def plan_attempt(facts: AttemptFacts) -> AttemptPlan:
             return AttemptPlan(READ_BACK, name)
         if complete:
             return AttemptPlan(CONFIRM, name, cleanups=tuple(cleanups))
-        if facts.rename_allowed:
+        if facts.rename_allowed or facts.listing[name] >= facts.size:
+            # Not a partial upload of ours (that is shorter): never overwritten nor removed.
             return AttemptPlan(REFUSE, name)
         cleanups.append((name, "partial upload"))
     if facts.rename_allowed:
         final = facts.final_fixed
         if final:
             cleanups += [(name, "stale temporary upload") for name in facts.listing
-                         if name.startswith(f".{final}.") and name.endswith(TEMP_SUFFIX)]
+                         if name.startswith(f".{final}.") and name.endswith(TEMP_SUFFIX)
+                         and remote_name_problem(name) is None]
         return AttemptPlan(UPLOAD, final, f".{final}.{facts.attempt_no}{TEMP_SUFFIX}", tuple(cleanups))
     seq = facts.attempt_no
     final = facts.name_for(seq)
@@ -319,7 +351,12 @@ def plan_attempt(facts: AttemptFacts) -> AttemptPlan:
 
 
 class _Refused(Exception):
-    """A refusal by the bank or a data problem for one file (the run goes on with the next)."""
+    """A refusal by the bank or a data problem for one file. `kind` is the file's outcome: refused,
+    conflict (the run goes on with the next file), temporary or config (the run stops there)."""
+
+    def __init__(self, message: str, kind: str = "refused"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class _SendRun:
@@ -373,7 +410,7 @@ class _SendRun:
             sf.outcome, sf.error = "config", str(e)
             self._note_error(file_id, delivery_id, sf.error)
         except _Refused as e:
-            sf.outcome, sf.error = "refused", str(e)
+            sf.outcome, sf.error = e.kind, str(e)
         except TransportError as e:  # RemoteRefused outside an attempt (listing refused)
             sf.outcome, sf.error = "refused", str(e)
             self._note_error(file_id, delivery_id, sf.error)
@@ -434,7 +471,7 @@ class _SendRun:
             row = s.get(NachaFile, file_id)
             d = s.get(Delivery, delivery_id, options=_LIGHT_DELIVERY)
             if row.state == "sent":
-                return "already_there", d.remote_name  # another path confirmed it meanwhile
+                return "confirmed_elsewhere", d.remote_name  # another run confirmed it meanwhile
             earlier = [a.remote_name for a in s.scalars(
                 select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id)
                 .order_by(DeliveryAttempt.number))]
@@ -448,8 +485,13 @@ class _SendRun:
                              self.p.verify_read_back, final_fixed, tuple(earlier), attempt_no,
                              lambda seq: self._final_name_for(file_date, modifier, seq))
         plan = plan_attempt(facts)
+        read_errors: dict[str, str] = {}
         while plan.action == READ_BACK:
-            facts = facts.read_back(plan.name, self.t.sha256(folder, plan.name))
+            try:
+                got = self.t.sha256(folder, plan.name)
+            except (RemoteRefused, TransportConfigError) as e:  # cannot be read back: not confirmed
+                got, read_errors[plan.name] = "", str(e)
+            facts = facts.read_back(plan.name, got)
             plan = plan_attempt(facts)
         for name, what in plan.cleanups:
             self._cleanup(folder, name, f"{what} of {file_name}")
@@ -458,9 +500,9 @@ class _SendRun:
             return "already_there", plan.name
         if plan.action == REFUSE:
             raise self._refuse(file_id, delivery_id, None,
-                               f"{self.t.where}: {self.t.path(folder, plan.name)} already exists at the bank with "
-                               f"different content ({listing[plan.name].size:,} bytes, ours {len(payload):,}); not "
-                               "overwritten: check with the bank")
+                               f"{self.t.where}: {self.t.path(folder, plan.name)} already exists at the bank and "
+                               f"is not proven ours: {conflict_detail(facts, plan.name, read_errors.get(plan.name))}; "
+                               "not overwritten, nothing marked sent: check with the bank", kind="conflict")
         upload_name, final = plan.upload_name, plan.name
         attempt_id = self._begin_attempt(file_id, delivery_id, attempt_no, upload_name, final)
         self.step("sending", file_name)
@@ -486,7 +528,8 @@ class _SendRun:
                     self._cleanup(folder, upload_name, "unused temporary upload")
                     raise self._refuse(file_id, delivery_id, attempt_id,
                                        f"{self.t.where}: {self.t.path(folder, final)} appeared at the bank during "
-                                       "the upload; not overwritten: check with the bank")
+                                       "the upload; not overwritten, nothing marked sent: check with the bank",
+                                       kind="conflict")
                 renaming = True
                 # The server's OK to the rename of a verified upload is the confirmation (a bank
                 # may move the file away at once, so it is not looked for again).
@@ -507,7 +550,7 @@ class _SendRun:
                         "directly to a unique final name, see bank.file_name_pattern)")
             removed = self._cleanup(folder, upload_name, "refused upload")
             ambiguous = not self.p.rename_allowed and not removed
-            raise self._refuse(file_id, delivery_id, attempt_id, msg, ambiguous=ambiguous) from None
+            raise self._refuse(file_id, delivery_id, attempt_id, msg, ambiguous=ambiguous, kind=e.outcome) from None
         except TransportConfigError as e:
             self._archive_discard(archiver)
             self._end_attempt(file_id, delivery_id, attempt_id, "config", str(e),
@@ -541,7 +584,7 @@ class _SendRun:
             self.t.remove(folder, name)
             return True
         except (RemoteRefused, TransportConfigError) as e:
-            self.log(f"could not remove the {what} {name}: {e}")
+            self.log(f"could not remove the {what} {escape_name(name)}: {e}")
             return False
         except BankUnreachable:
             return False
@@ -578,9 +621,10 @@ class _SendRun:
             # 'sending' only while the bank may hold the file under its final name.
             row.state = "sending" if ambiguous else "built"
 
-    def _refuse(self, file_id, delivery_id, attempt_id, msg, *, ambiguous: bool = False) -> _Refused:
+    def _refuse(self, file_id, delivery_id, attempt_id, msg, *, ambiguous: bool = False,
+                kind: str = "refused") -> _Refused:
         self._end_attempt(file_id, delivery_id, attempt_id, "refused", msg, ambiguous=ambiguous)
-        return _Refused(msg)
+        return _Refused(msg, kind)
 
     def _note_error(self, file_id: int, delivery_id: int | None, error: str) -> None:
         """Record a failure that happened outside an attempt (connecting, preparing)."""

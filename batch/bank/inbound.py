@@ -32,7 +32,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from .delivery import run_lock
 from ..store.fsutil import TMP_PREFIX, DurableCopies, private_dirs, write_atomic
 from ..store.fsutil import fsync_dir as _fsync_dir
-from ..store.models import InboundFile, utcnow
+from ..rules.names import escape_name, remote_name_problem
+from ..store.models import InboundFile, ReviewItem, utcnow
 from .pgp import PGP_SUFFIXES, Pgp, PgpError
 from .transport import (
     BankUnreachable, RemoteEntry, RemoteRefused, RetryPolicy, Transport, TransportConfigError, TransportError, matches,
@@ -74,6 +75,7 @@ class FetchResult:
     files: list[FetchedFile] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)  # inbox files rewritten from the archive
     warnings: list[str] = field(default_factory=list)
+    bad_names: list[str] = field(default_factory=list)  # listed names that are not plain (escaped): skipped
     unreachable: str | None = None
     config_error: str | None = None
     locked: bool = False
@@ -206,6 +208,11 @@ def fetch_files(
                     transport.connect()
                     entries = transport.listdir(policy.inbound_dir)
             for entry in entries:
+                problem = remote_name_problem(entry.name)
+                if problem is not None:  # skipped, never used in a path; the other files go on
+                    result.warnings.append(_review_bad_name(sessions, source, entry.name, problem))
+                    result.bad_names.append(escape_name(entry.name))
+                    continue
                 if entry.name.startswith(".") or not matches(entry.name, policy.pattern):
                     continue
                 fetched = None
@@ -233,6 +240,20 @@ def fetch_files(
             for tmp in inbox.glob(TMP_PREFIX + "*"):
                 tmp.unlink(missing_ok=True)
     return result
+
+
+def _review_bad_name(sessions, source: str, name: str, problem: str) -> str:
+    """Open (once per bank folder and name) a review item about a listed name that is not a plain
+    file name; returns the warning, the name escaped."""
+    shown = escape_name(name)
+    key = "remote_name:" + hashlib.sha256(f"{source}\0{name}".encode("utf-8", "backslashreplace")).hexdigest()
+    detail = f"a file at {source} has a name that is not a plain file name ({problem}); it was not fetched"
+    with sessions() as s, s.begin():
+        if s.scalar(select(ReviewItem.id).where(ReviewItem.dedupe_key == key)) is None:
+            s.add(ReviewItem(kind="bad_remote_name", subject="remote_name", subject_ref=escape_name(name, 280),
+                             amount_cents=0, dedupe_key=key, detail=detail[:300]))
+    return (f"skipped the bank file \"{shown}\": its name is not a plain file name ({problem}); not fetched, "
+            "see the review list")
 
 
 def _fetch_one(sessions, transport: Transport, policy: InboundPolicy, source: str, entry: RemoteEntry, inbox: Path,

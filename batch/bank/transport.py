@@ -34,7 +34,8 @@ from ..store.fsutil import fsync_dir as _fsync_dir
 from .pgp import PGP_SUFFIXES
 
 __all__ = [
-    "BankUnreachable", "ConnectionLost", "FolderTransport", "HostKeyRejected", "RemoteEntry", "RemoteRefused",
+    "BankUnreachable", "ConnectionLost", "FolderTransport", "HostKeyRejected", "RemoteEntry", "RemoteFull",
+    "RemoteNotWritable", "RemoteRefused",
     "RetryPolicy", "SftpTransport", "Transport", "TransportConfigError", "TransportError", "check_name_pattern", "fingerprint", "format_remote_name", "parse_pin", "remote_file_name",
     "transport_from_settings",
 ]
@@ -72,7 +73,26 @@ class HostKeyRejected(TransportConfigError):
 
 
 class RemoteRefused(TransportError):
-    """The bank refused an operation (permission denied, disk full, rename forbidden, a name taken)."""
+    """The bank refused an operation (permission denied, disk full, rename forbidden, a name taken).
+    `outcome` says what the caller should make of it: "refused" (look at it), or, for an upload
+    the transport could classify, "temporary" (`RemoteFull`) or "config" (`RemoteNotWritable`)."""
+
+    outcome = "refused"
+
+
+class RemoteFull(RemoteRefused):
+    """An upload failed for want of space at the bank, or for a reason the server does not say
+    (OpenSSH answers a bare "Failure" for a full disk and a read-only one alike; what could not be
+    classified counts as temporary): safe to retry later (exit 75)."""
+
+    outcome = "temporary"
+
+
+class RemoteNotWritable(RemoteRefused):
+    """The bank's folder cannot be written (read-only, permission denied): a person must act
+    (exit 2)."""
+
+    outcome = "config"
 
 
 # -- names -----------------------------------------------------------------------------------------
@@ -227,8 +247,13 @@ class FolderTransport(Transport):
     def _dir(self, folder: str) -> Path:
         return self.root / folder
 
-    def _error(self, e: OSError, path: str) -> TransportError:
+    def _error(self, e: OSError, path: str, *, writing: bool = False) -> TransportError:
         what = f"{self.where}: {path}: {e.strerror or e}"
+        if writing and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return RemoteFull(what + " (the bank's disk is full: retry later)", where=self.where, path=path)
+        if writing and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return RemoteNotWritable(what + " (the bank's folder cannot be written: check its permissions)",
+                                     where=self.where, path=path)
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             return TransportConfigError(what, where=self.where, path=path)
         if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EEXIST):
@@ -268,13 +293,14 @@ class FolderTransport(Transport):
             fd = os.open(p, flags, 0o600)
             try:
                 mv = memoryview(data)
-                for off in range(0, len(mv), CHUNK):
-                    os.write(fd, mv[off:off + CHUNK])
+                off = 0
+                while off < len(mv):  # a short write (the disk filling up) is continued: ENOSPC then
+                    off += os.write(fd, mv[off:off + CHUNK])
                 os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as e:
-            raise self._error(e, str(p)) from None
+            raise self._error(e, str(p), writing=True) from None
 
     def get(self, folder: str, name: str, sink, *, hasher=None, size=None) -> int:
         p = self._dir(folder) / name
@@ -332,6 +358,13 @@ REQUEST_SIZE_OPENSSH = 240 << 10
 
 # SFTP status codes (draft-ietf-secsh-filexfer-02 section 7) as paramiko passes them on.
 _SSH_FX_NO_SUCH_FILE = 2
+_ST_RDONLY = 0x1  # statvfs@openssh.com f_flag: read-only file system (OpenSSH PROTOCOL, section 4.4)
+
+
+@dataclass(frozen=True)
+class FolderSpace:
+    free_bytes: int  # available to an unprivileged user
+    read_only: bool
 
 
 @dataclass(frozen=True)
@@ -489,9 +522,10 @@ class SftpTransport(Transport):
         return self._t is not None and self._t.is_active() and self._sftp is not None
 
     # -- errors ----------------------------------------------------------------------------------
-    def _fail(self, e: BaseException, path: str, what: str) -> TransportError:
+    def _fail(self, e: BaseException, path: str, what: str, *, writing: str | None = None) -> TransportError:
         """Classify a paramiko/socket error. A dead transport means the connection dropped (the
-        operation's effect on the server is unknown); a status reply from a live server is a refusal."""
+        operation's effect on the server is unknown); a status reply from a live server is a refusal.
+        `writing` (the folder of an upload) classifies a refused upload: `_write_failure`."""
         import paramiko
 
         alive = self._t is not None and self._t.is_active()
@@ -509,9 +543,11 @@ class SftpTransport(Transport):
                 return TransportConfigError(f"{self.where}: {what} {path}: no such file or folder",
                                             where=self.where, path=path)
             if e.errno in (errno.EACCES, errno.EPERM):
-                return RemoteRefused(f"{self.where}: {what} {path}: permission denied by the bank",
-                                     where=self.where, path=path)
+                cls = RemoteNotWritable if writing is not None else RemoteRefused
+                return cls(f"{self.where}: {what} {path}: permission denied by the bank", where=self.where, path=path)
             text = str(e)
+            if "Failure" in text and writing is not None:
+                return self._write_failure(writing, path, what)
             if "Failure" in text:
                 return RemoteRefused(f"{self.where}: {what} {path}: the server reported a failure (its disk may "
                                      "be full, or the operation is not allowed there)", where=self.where, path=path)
@@ -527,7 +563,7 @@ class SftpTransport(Transport):
             raise ConnectionLost(f"{self.where}: not connected", where=self.where)
         return self._sftp
 
-    def _call(self, what: str, path: str, fn: Callable):
+    def _call(self, what: str, path: str, fn: Callable, *, writing: str | None = None):
         import paramiko
 
         try:
@@ -535,7 +571,47 @@ class SftpTransport(Transport):
         except TransportError:
             raise
         except (OSError, EOFError, paramiko.SSHException) as e:
-            raise self._fail(e, path, what) from None
+            raise self._fail(e, path, what, writing=writing) from None
+
+    def _write_failure(self, folder: str, path: str, what: str) -> RemoteRefused:
+        """An upload answered by a bare SSH_FX_FAILURE: OpenSSH says that for a full disk (ENOSPC,
+        EDQUOT) and a read-only file system (EROFS) alike. The folder's file system, as the server's
+        statvfs@openssh.com extension reports it, tells them apart; without it (or when it shows
+        neither) the failure is counted as temporary (retry later), never as a data problem."""
+        head = f"{self.where}: {what} {path}: the server reported a failure"
+        try:
+            space = self.statvfs(folder)
+        except TransportError:
+            space = None
+        if space is not None and space.read_only:
+            return RemoteNotWritable(f"{head}; the bank's folder {folder} is on a read-only file system "
+                                     "(statvfs): check with the bank", where=self.where, path=path)
+        if space is not None and space.free_bytes < (1 << 20):
+            return RemoteFull(f"{head}; the bank's disk is full ({space.free_bytes:,} bytes free under {folder}, "
+                              "statvfs): retry later", where=self.where, path=path)
+        why = ("its file system shows space and is writable (statvfs)" if space is not None
+               else "the server does not report its disk space (no statvfs@openssh.com)")
+        return RemoteFull(f"{head} that could not be classified ({why}); its disk may be full: retry later",
+                          where=self.where, path=path)
+
+    def statvfs(self, folder: str) -> "FolderSpace | None":
+        """Free space and read-only flag of the file system holding `folder`, by OpenSSH's
+        statvfs@openssh.com extension (paramiko has no call for it); None when the server does not
+        offer it. paramiko does not keep the server's list of extensions, so it is simply asked."""
+        from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
+
+        def go(s):
+            try:
+                t, msg = s._request(CMD_EXTENDED, "statvfs@openssh.com", folder)
+            except OSError:  # SSH_FX_OP_UNSUPPORTED, or refused
+                return None
+            if t != CMD_EXTENDED_REPLY:
+                return None
+            # bsize, frsize, blocks, bfree, bavail, files, ffree, favail, fsid, flag, namemax
+            v = [msg.get_int64() for _ in range(11)]
+            return FolderSpace(free_bytes=v[4] * v[1], read_only=bool(v[9] & _ST_RDONLY))
+
+        return self._call("statvfs of", folder, go)
 
     # -- operations ------------------------------------------------------------------------------
     def listdir(self, folder: str) -> list[RemoteEntry]:
@@ -570,7 +646,7 @@ class SftpTransport(Transport):
                 f.flush()
                 _wait_for_writes(s, f)
 
-        self._call("upload of", path, go)
+        self._call("upload of", path, go, writing=folder)
 
     def get(self, folder: str, name: str, sink, *, hasher=None, size=None) -> int:
         path = self.path(folder, name)

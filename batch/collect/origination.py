@@ -38,6 +38,7 @@ from ..store.db import copy_rows
 from ..store.fsutil import fsync_dir as _fsync_dir
 from ..store.fsutil import TMP_PREFIX, file_sha256, write_atomic
 from ..store.models import BankAccount, FileEntry, NachaFile, Payment, Sequence, TRACE_SEQUENCE, utcnow
+from ..store.runlock import LockHeld, RunLock  # noqa: F401  (LockHeld: what a second origination raises)
 
 MAX_TRACE_SEQUENCE = 9_999_999  # 7 digits after the ODFI's 8 (NR2013 OR123)
 ADVISORY_LOCK_KEY = 0x41434842_4F524947 & 0x7FFFFFFFFFFFFFFF  # "ACHBORIG"
@@ -163,22 +164,30 @@ def originate(
     eff = effective_entry_date(file_date)
     result.effective_date = eff
     outbox = Path(outbox)
-    if not dry_run:
-        outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
-
-    try:
+    if dry_run:  # writes nothing, repairs nothing: no need to keep another run out
+        try:
+            _originate_in_transaction(sessions, keyring, company, limits, file_date, eff, outbox, dry_run,
+                                      file_time, progress, step, result, guard or GuardSettings())
+        except _DryRunDone:
+            pass
+        return result
+    outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The origination lock, tried and never waited for (LockHeld names the holder: exit 3), is held
+    # from the repair of a crashed run's leftovers to the last rename: a second origination at the
+    # same time never takes this one's temporary files for leftovers.
+    with RunLock(sessions.kw["bind"], "originate") as lock:
+        with sessions() as s, s.begin():
+            lock.record(s, None)
         _originate_in_transaction(sessions, keyring, company, limits, file_date, eff, outbox, dry_run,
                                   file_time, progress, step, result, guard or GuardSettings())
-    except _DryRunDone:
-        return result
-    if not result.files:
-        return result
-    step("committed")
-    for f in result.files:
-        tmp = outbox / (TMP_PREFIX + f.file_name)
-        os.replace(tmp, outbox / f.file_name)
-        _fsync_dir(outbox)
-    step("renamed")
+        if not result.files:
+            return result
+        step("committed")
+        for f in result.files:
+            tmp = outbox / (TMP_PREFIX + f.file_name)
+            os.replace(tmp, outbox / f.file_name)
+            _fsync_dir(outbox)
+        step("renamed")
     return result
 
 

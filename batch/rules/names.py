@@ -1,6 +1,7 @@
 """Names at the bank, as pure functions: the remote file name pattern of our uploads, glob patterns
-of the bank's files, and pinned SSH host keys (an OpenSSH key line or a SHA256 fingerprint). The
-settings check them, the transport uses them; neither needs a connection to do so."""
+of the bank's files, whether a name the bank lists is a plain file name (and how to quote one that is
+not), and pinned SSH host keys (an OpenSSH key line or a SHA256 fingerprint). The settings check
+them, the transport uses them; neither needs a connection to do so."""
 from __future__ import annotations
 
 import base64
@@ -10,7 +11,10 @@ import hashlib
 from dataclasses import dataclass
 from datetime import date
 
-__all__ = ["Pin", "check_name_pattern", "fingerprint", "format_remote_name", "matches", "parse_pin"]
+__all__ = ["MAX_NAME_BYTES", "Pin", "check_name_pattern", "escape_name", "fingerprint", "format_remote_name",
+           "matches", "parse_pin", "remote_name_problem"]
+
+MAX_NAME_BYTES = 255  # NAME_MAX of POSIX file systems
 
 
 class _FileDate:
@@ -43,6 +47,38 @@ def check_name_pattern(pattern: str) -> None:
         raise ValueError("must contain {modifier}: two files of one day need different names")
     if "{date" not in pattern:
         raise ValueError("must contain {date}: files of different days need different names")
+
+
+def remote_name_problem(name: str) -> str | None:
+    """Why a name listed by the bank is not a plain file name we may use as one (in a local path, a
+    remote path, a log line), or None when it is: no '/', '\\', NUL, line break or other control
+    or format character, not '.' or '..', not empty, at most 255 bytes (UTF-8)."""
+    if name in ("", ".", ".."):
+        return "an empty name, '.' or '..'"
+    if "/" in name or "\\" in name:
+        return "a path separator ('/' or '\\')"
+    if "\x00" in name:
+        return "a NUL character"
+    if "\n" in name or "\r" in name:
+        return "a line break"
+    if not name.isprintable():  # control characters, and format ones (bidi overrides)
+        return "a control character"
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:  # lone surrogates (undecodable bytes)
+        return "bytes that are not UTF-8"
+    if size > MAX_NAME_BYTES:
+        return f"{size} bytes, more than {MAX_NAME_BYTES}"
+    return None
+
+
+def escape_name(name: str, limit: int = 200) -> str:
+    """`name` safe to quote in a log line or a message: backslash escapes for anything but printable
+    ASCII (a line break cannot start a forged log line, a control sequence cannot reach a
+    terminal), cut to about `limit` characters."""
+    out = name.encode("unicode_escape", "backslashreplace").decode("ascii")
+    out = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in out)
+    return out if len(out) <= limit else out[:limit] + f"...({len(out) - limit} more)"
 
 
 # -- host keys -------------------------------------------------------------------------------------

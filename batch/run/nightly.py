@@ -48,7 +48,7 @@ from .datecheck import check_business_date
 from ..store.models import Run, RunStep, utcnow
 from ..rules.money import dollars
 from .outcome import ExitCodes, Outcome, most_urgent
-from ..store.runlock import RunLock
+from ..store.runlock import LockHeld, RunLock
 
 __all__ = [
     "NIGHTLY_STEPS", "RETURNS_STEPS", "STEPS", "NightContext", "RunResult", "Step", "StepOutcome", "StepResult",
@@ -272,11 +272,15 @@ def step_originate(ctx: NightContext) -> StepOutcome:
     from ..collect.origination import originate
 
     s = ctx.settings
-    r = originate(ctx.sessions, ctx.keyring, wiring.company(s), wiring.limits(s), ctx.business_date,
-                  s.outbox_dir, dry_run=ctx.dry_run,
-                  file_time=ctx.now().astimezone(s.origination.zone).strftime("%H%M"),
-                  progress=lambda n: ctx.progress(n, "entries"), on_step=lambda name: ctx.hook(f"originate:{name}"),
-                  guard=wiring.guard(s))
+    try:
+        r = originate(ctx.sessions, ctx.keyring, wiring.company(s), wiring.limits(s), ctx.business_date,
+                      s.outbox_dir, dry_run=ctx.dry_run,
+                      file_time=ctx.now().astimezone(s.origination.zone).strftime("%H%M"),
+                      progress=lambda n: ctx.progress(n, "entries"),
+                      on_step=lambda name: ctx.hook(f"originate:{name}"), guard=wiring.guard(s))
+    except LockHeld as e:  # a standalone `achbatch originate` is running: this step again next run
+        return StepOutcome(temporary=f"another origination holds the origination lock {e.holder.describe()}; "
+                                     "nothing built")
     counts = {"files": len(r.files), "entries": r.payments, "cents": r.total_cents, "held": r.held,
               "repaired": len(r.repaired), "stopped": len(r.stopped), "review_items": r.review_items}
     if r.skipped_reason:
@@ -344,8 +348,11 @@ def step_send(ctx: NightContext) -> StepOutcome:
     for f in r.files:
         if f.outcome == "sent":
             words.append(f"{f.file_name} sent as {f.remote_name}")
+        elif f.outcome == "confirmed_elsewhere":
+            words.append(f"{f.file_name} confirmed at the bank as {f.remote_name} by another run")
         elif f.outcome == "already_there":
-            words.append(f"{f.file_name} already at the bank as {f.remote_name} (confirmed, not sent again)")
+            words.append(f"{f.file_name} already at the bank as {f.remote_name} (read back and confirmed, "
+                         "not sent again)")
         else:
             words.append(f"{f.file_name} NOT delivered ({f.outcome})")
     out.note = (f"to {r.where}: " + "; ".join(words)) if words else "nothing to send"
@@ -353,8 +360,13 @@ def step_send(ctx: NightContext) -> StepOutcome:
         out.problems.append(f"{f.file_name}: {f.outcome}: {f.error}")
     if r.config_error:
         out.config = r.config_error
+    elif r.conflicts:
+        out.config = "; ".join(f"{f.file_name}: {f.error}" for f in r.conflicts)
     elif r.unreachable:
         out.temporary = f"the bank is unreachable ({r.unreachable}); {out.counts['unsent']} file(s) left for the next run"
+    elif r.temporary:
+        out.temporary = (f"the bank could not take a file for now ({r.temporary}); {out.counts['unsent']} file(s) "
+                         "left for the next run")
     return out
 
 
@@ -387,6 +399,8 @@ def step_returns_fetch(ctx: NightContext) -> StepOutcome:
         ctx.info(f"warning: {w}")
     for f in r.failed:
         out.problems.append(f"{f.remote_name}: {f.error}")
+    for name in r.bad_names:
+        out.problems.append(f"\"{name}\": not a plain file name: skipped, see the review list")
     if r.config_error:
         out.config = r.config_error
     elif r.unreachable:

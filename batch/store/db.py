@@ -17,7 +17,7 @@ __all__ = [
     "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "SchemaError", "alembic_config", "current_revision",
     "current_revision_or_raise",
     "head_revision", "make_engine", "make_sessionmaker", "normalize_url", "open_database",
-    "copy_rows", "require_current_schema", "upgrade",
+    "brief", "configuration_problem", "copy_rows", "require_current_schema", "upgrade",
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -34,6 +34,31 @@ class SchemaError(DatabaseError):
 
 class DatabaseUnavailable(DatabaseError):
     """The database could not be reached (server down, refused, timed out): worth retrying."""
+
+
+# SQLSTATEs of a database that cannot work as configured, however often it is retried: no such
+# database (invalid_catalog_name), login refused (invalid_password, invalid_authorization_specification).
+_CONFIG_SQLSTATES = {"3D000": "the database does not exist", "28P01": "login refused",
+                     "28000": "login refused"}
+
+
+def configuration_problem(e: BaseException) -> str | None:
+    """What is wrong when a database error is a configuration problem (exit 2, not 75): the
+    database does not exist or the login is refused; None otherwise."""
+    orig = getattr(e, "orig", None) or e
+    state = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "diag", None), "sqlstate", None)
+    if state in _CONFIG_SQLSTATES:
+        return _CONFIG_SQLSTATES[state]
+    text = str(orig)
+    if "does not exist" in text and "database" in text:  # the server's own words, when no SQLSTATE came
+        return _CONFIG_SQLSTATES["3D000"]
+    return None
+
+
+def brief(e: BaseException) -> str:
+    """One line for a database error: the driver's first line, without SQLAlchemy's statement and
+    parameters or its background link."""
+    return _brief(e)
 
 
 def copy_rows(conn, table: str, columns, rows) -> None:
@@ -215,8 +240,11 @@ def _current_or_raise(engine: Engine) -> str | None:
     try:
         return current_revision(engine)
     except OperationalError as e:  # refused, timed out, no such database, bad credentials, ...
-        raise DatabaseUnavailable(f"cannot open the database {engine.url.render_as_string(hide_password=True)}: "
-                                  f"{_brief(e)}") from None
+        where = engine.url.render_as_string(hide_password=True)
+        problem = configuration_problem(e)
+        if problem is not None:  # retrying cannot help: a person must act
+            raise DatabaseError(f"cannot open the database {where}: {problem} ({_brief(e)})") from None
+        raise DatabaseUnavailable(f"cannot open the database {where}: {_brief(e)}") from None
     except SQLAlchemyError as e:
         raise DatabaseError(f"cannot open the database: {_brief(e)}") from None
 

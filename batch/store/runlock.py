@@ -36,7 +36,11 @@ from .models import RunLockHolder, utcnow
 __all__ = ["LOCK_KEYS", "Holder", "LockHeld", "RunLock", "lock_file_for", "lock_is_held", "read_holder"]
 
 # One lock for every kind of run (nightly and the returns poll): they touch the same tables.
-LOCK_KEYS = {"nightly": 0x41434842_4E495445 & 0x7FFFFFFFFFFFFFFF}  # "ACHBNITE"
+LOCK_KEYS = {"nightly": 0x41434842_4E495445 & 0x7FFFFFFFFFFFFFFF,  # "ACHBNITE"
+             # Origination (batch/collect/origination.py), standalone or inside a night: held from
+             # the outbox repair to the last rename, so no other run takes our temporary files for
+             # leftovers of a crash.
+             "originate": 0x41434842_4F555442 & 0x7FFFFFFFFFFFFFFF}  # "ACHBOUTB" (not origination's own "ACHBORIG")
 
 
 @dataclass

@@ -444,7 +444,7 @@ def test_cli_a_refused_file_exits_1(sshd_server, cli_env, sessions, tmp_path):
     keyring, config = cli_env
     env = Env(tmp_path, sshd_server)
     add_built_file(sessions, keyring, b"data\n")
-    sshd_server.start(sftp_flags="-R")
+    sshd_server.start(sftp_flags="-P posix-rename,rename")  # a read-only folder is exit 2: test_delivery_hardening
     r = achbatch(config(env.bank_section()), "send")
     assert r.returncode == 1, r.stderr
     assert "NOT DELIVERED (refused)" in r.stdout and "permission denied" in r.stderr

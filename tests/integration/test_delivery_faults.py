@@ -132,7 +132,7 @@ def test_read_only_server(sshd_server, sessions, keyring, tmp_path):
     sshd_server.start(sftp_flags="-R")
     r = env.send(sessions, keyring)
     (f,) = r.files
-    assert f.outcome == "refused" and "permission denied" in f.error
+    assert f.outcome == "config" and "permission denied" in f.error  # a folder we cannot write: exit 2
     assert f"127.0.0.1:{sshd_server.port}" in f.error and f".{FINAL}.1.part" in f.error
     assert env.incoming() == []
     row, d, attempts = ledger(sessions, fid)
@@ -163,7 +163,7 @@ def test_disk_full(sshd_server, sessions, keyring, tmp_path, small_disk):
     data = nacha_like(6_000_000, seed=4)  # more than the 4 MiB tmpfs holds
     fid = add_built_file(sessions, keyring, data)
     (f,) = env.send(sessions, keyring).files
-    assert f.outcome == "refused" and "disk may be full" in f.error
+    assert f.outcome == "temporary" and "the bank's disk is full" in f.error  # exit 75: retry later
     assert os.listdir(small_disk) == []  # the partial temporary upload was removed
     row, d, attempts = ledger(sessions, fid)
     assert row.state == "built" and [a.outcome for a in attempts] == ["refused"] and d.last_error
@@ -188,13 +188,13 @@ def test_server_down(sshd_server, sessions, keyring, tmp_path):
 
 
 def test_a_different_file_under_our_final_name_is_never_overwritten(sshd_server, sessions, keyring, tmp_path):
-    env = Env(tmp_path, sshd_server, verify_read_back=True)
+    env = Env(tmp_path, sshd_server)  # read back whatever verify_read_back says
     data = nacha_like(10_000, seed=5)
     fid = add_built_file(sessions, keyring, data)
     foreign = nacha_like(10_000, seed=6)  # same size, other content: only the read-back hash tells
     (env.bank / "incoming" / FINAL).write_bytes(foreign)
     (f,) = env.send(sessions, keyring).files
-    assert f.outcome == "refused" and "different content" in f.error
+    assert f.outcome == "conflict" and "other content" in f.error
     assert (env.bank / "incoming" / FINAL).read_bytes() == foreign
     assert ledger(sessions, fid)[0].state == "built"
 

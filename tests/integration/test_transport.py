@@ -21,6 +21,7 @@ from batch.bank.transport import (
     ConnectionLost,
     FolderTransport,
     HostKeyRejected,
+    RemoteFull,
     RemoteRefused,
     SftpConfig,
     SftpTransport,
@@ -304,7 +305,7 @@ def small_disk(tmp_path):
 
 def test_disk_full_is_a_refusal_and_names_it(sshd_server, small_disk):
     with SftpTransport(cfg(sshd_server)) as t:
-        with pytest.raises(RemoteRefused, match="disk may be full"):
+        with pytest.raises(RemoteFull, match="the bank's disk is full"):
             t.put(os.urandom(6 << 20), str(small_disk), "big.part")
         assert t.connected
 

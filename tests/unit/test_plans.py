@@ -156,19 +156,18 @@ def test_a_delivery_attempt_finding_a_temp_leftover_removes_it_and_uploads():
     assert plan.cleanups == ((".ACH-A.ach.1.part", "stale temporary upload"),)
 
 
-def test_a_delivery_attempt_finding_our_file_confirms_it_or_refuses_other_content():
-    assert plan_attempt(_facts({"ACH-A.ach": 1000, ".ACH-A.ach.1.part": 9})).action == CONFIRM
+def test_a_delivery_attempt_finding_our_file_confirms_it_by_content_or_refuses_it():
+    # Equal size proves nothing (issue 13): the content is read back first, whatever verify_read_back says.
+    for verify in (False, True):
+        facts = _facts({"ACH-A.ach": 1000, ".ACH-A.ach.1.part": 9}, verify=verify)
+        plan = plan_attempt(facts)
+        assert (plan.action, plan.name) == (READ_BACK, "ACH-A.ach")
+        assert plan_attempt(facts.read_back("ACH-A.ach", "sha-ours")).action == CONFIRM
+        assert plan_attempt(facts.read_back("ACH-A.ach", "sha-other")).action == REFUSE
+        assert plan_attempt(facts.read_back("ACH-A.ach", "")).action == REFUSE  # could not be read back
     plan = plan_attempt(_facts({"ACH-A.ach": 999}))
-    assert (plan.action, plan.name) == (REFUSE, "ACH-A.ach")
+    assert (plan.action, plan.name) == (REFUSE, "ACH-A.ach")  # another size: no read-back needed
     assert plan_attempt(_facts({})).cleanups == ()
-
-
-def test_read_back_decides_when_the_bank_allows_it():
-    facts = _facts({"ACH-A.ach": 1000}, verify=True)
-    plan = plan_attempt(facts)
-    assert (plan.action, plan.name) == (READ_BACK, "ACH-A.ach")
-    assert plan_attempt(facts.read_back("ACH-A.ach", "sha-ours")).action == CONFIRM
-    assert plan_attempt(facts.read_back("ACH-A.ach", "sha-other")).action == REFUSE
 
 
 def test_without_rename_partials_are_removed_and_a_fresh_name_is_chosen():
@@ -177,7 +176,9 @@ def test_without_rename_partials_are_removed_and_a_fresh_name_is_chosen():
     assert plan.action == UPLOAD
     assert plan.cleanups == (("ACH-A-1.ach", "partial upload"),)
     assert plan.name == plan.upload_name == "ACH-A-4.ach"  # 3 is listed (not ours): never overwritten
-    plan = plan_attempt(_facts({"ACH-A-1.ach": 10, "ACH-A-2.ach": 1000}, rename=False,
-                               earlier=["ACH-A-1.ach", "ACH-A-2.ach"], attempt=3))
+    facts = _facts({"ACH-A-1.ach": 10, "ACH-A-2.ach": 1000}, rename=False,
+                   earlier=["ACH-A-1.ach", "ACH-A-2.ach"], attempt=3)
+    assert (plan_attempt(facts).action, plan_attempt(facts).name) == (READ_BACK, "ACH-A-2.ach")
+    plan = plan_attempt(facts.read_back("ACH-A-2.ach", "sha-ours"))
     assert (plan.action, plan.name) == (CONFIRM, "ACH-A-2.ach")  # the latest attempt's upload first
     assert plan.cleanups == ()
