@@ -20,7 +20,6 @@ from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import NamedTuple
 
 import jinja2
 import pandas as pd
@@ -96,15 +95,27 @@ def heading(col: str) -> str:
     return HEADINGS.get(col) or col.replace("_", " ").capitalize()
 
 
-class Section(NamedTuple):
+class Section(tuple):
     """A further table of a report: shown under `title` in the HTML, on its own xlsx sheet `sheet`
     (a short full name: Excel allows 31 characters) and written as its own CSV `<stem>.<name>.csv`
-    beside the main one (`extra_csv_path`), so that every CSV has exactly one header row. A plain
-    `(title, table)` pair is accepted too (`sections` derives the name and sheet from the title)."""
-    title: str
-    table: pd.DataFrame
-    name: str = ""
-    sheet: str = ""
+    beside the main one (`extra_csv_path`), so that every CSV has exactly one header row. It is the
+    pair `(title, table)` (code reading `report.extra` as pairs keeps working) with a name and a
+    sheet; a plain pair is accepted too (`sections` derives the name and sheet from the title)."""
+    name: str
+    sheet: str
+
+    def __new__(cls, title: str, table: pd.DataFrame, name: str = "", sheet: str = "") -> "Section":
+        obj = super().__new__(cls, (title, table))
+        obj.name, obj.sheet = name, sheet
+        return obj
+
+    @property
+    def title(self) -> str:
+        return self[0]
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self[1]
 
 
 class Figure(str):
