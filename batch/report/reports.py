@@ -42,9 +42,9 @@ from ..rules.money import dollars as display_dollars, plain_dollars
 
 __all__ = [
     "COLUMNS", "FORMATS", "HEADINGS", "KINDS", "RATE_WINDOW_DAYS", "Figure", "Report", "ReturnRate", "Section",
-    "TEMPLATES_DIR", "coverage_report", "csv_tables", "default_output_path", "dollars", "extra_csv_path", "extra_csvs_written", "heading",
-    "member_names", "reconciliation_report", "render", "render_csv", "render_html", "render_xlsx", "return_rates",
-    "returns_chart_svg", "returns_report", "sections", "write_report",
+    "TEMPLATES_DIR", "coverage_report", "csv_tables", "default_output_path", "dollars", "extra_csv_path",
+    "extra_csvs_written", "heading", "member_names", "reconciliation_report", "render", "render_csv", "render_html",
+    "render_xlsx", "return_rates", "returns_chart_svg", "returns_report", "sections", "write_report",
 ]
 
 KINDS = ("reconciliation", "returns", "coverage")
@@ -409,7 +409,8 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
                                                  ["return_code", "return_title", "category", "disposition", "count",
                                                   "amount"]), "by-code", "Returns by reason code"),
         Section("Returns by category", _frame(sorted(by_cat.values(), key=lambda d: d["category"]),
-                                              ["category", "count", "amount"]), "by-category", "Returns by category"),
+                                              ["category", "count", "amount"]),
+                "by-category", "Returns by category"),
         Section("Open review items (each waits for a person's decision)", _frame(reviews, REVIEW_COLUMNS),
                 "review", "Open review items"),
     ]
