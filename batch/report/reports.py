@@ -4,9 +4,12 @@ reason code and category, with the rolling 60-day return rates against NACHA's t
 coverage (policies at risk).
 
 Tables are pandas DataFrames with money as integer cents (nullable Int64, never float); dollars
-are formatted as strings only on output. Output: CSV (exactly the DESIGN.md columns), HTML (jinja2,
-with an inline SVG chart of returns by reason and day, no external assets) and xlsx (openpyxl,
-money as exact decimals). Account numbers never appear (at most masked, last four).
+are formatted as strings only on output. Output: CSV (the DESIGN.md columns, `member_name` last
+where a member is named; each further table in a CSV of its own, `<stem>.<name>.csv`, so every CSV
+has one header row), HTML (jinja2, with an inline SVG chart of returns by reason and day, no
+external assets) and xlsx (openpyxl: one sheet per table, headers in words, money as exact decimals
+with a currency format, rates as percentages, dates as dates). Account numbers never appear (at
+most masked, last four). Member names: see `member_names`.
 """
 from __future__ import annotations
 
@@ -29,17 +32,19 @@ from nacha.reader import BatchEnd, BatchStart, FileEnd, Reader
 
 from ..collect.coverage import AT_RISK_STATUSES
 from ..store.crypto import FILE_CONTEXT, CryptoError, Keyring
-from ..store.fsutil import write_atomic
+from ..store.fsutil import inherited_fd, write_atomic
 from ..store.models import (
-    CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, ReturnFile, ReviewItem,
+    BankAccount, CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, Premium, ReturnFile,
+    ReviewItem,
 )
 from ..rules.cells import people_csv_writer, xlsx_text
 from ..rules.money import dollars as display_dollars, plain_dollars
 
 __all__ = [
-    "COLUMNS", "FORMATS", "KINDS", "RATE_WINDOW_DAYS", "Report", "ReturnRate", "TEMPLATES_DIR", "coverage_report",
-    "default_output_path", "dollars", "reconciliation_report", "render", "render_csv", "render_html", "render_xlsx",
-    "return_rates", "returns_chart_svg", "returns_report", "write_report",
+    "COLUMNS", "FORMATS", "HEADINGS", "KINDS", "RATE_WINDOW_DAYS", "Figure", "Report", "ReturnRate", "Section",
+    "TEMPLATES_DIR", "coverage_report", "csv_tables", "default_output_path", "dollars", "extra_csv_path",
+    "extra_csvs_written", "heading", "member_names", "reconciliation_report", "render", "render_csv", "render_html",
+    "render_xlsx", "return_rates", "returns_chart_svg", "returns_report", "sections", "write_report",
 ]
 
 KINDS = ("reconciliation", "returns", "coverage")
@@ -48,11 +53,12 @@ RATE_WINDOW_DAYS = 60  # NACHA return-rate period: the preceding 60 days (ref §
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "reports"
 _READABLE = 0o644  # report files are read by finance and the enrollment team (the umask may narrow it)
 
-# The CSV columns of the interface contract (DESIGN.md "Report CSV columns"), exactly.
+# The CSV columns of the interface contract (DESIGN.md "Report CSV columns"), in its order, extended
+# at the end only: `member_name` is the last column wherever a member is named.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "returns": ("trace_number", "member_id", "plan_id", "amount", "return_code", "return_title", "category",
-                "returned_on", "disposition"),
-    "coverage": ("member_id", "plan_id", "status", "reason", "months_owed", "amount_owed", "deadline"),
+                "returned_on", "disposition", "member_name"),
+    "coverage": ("member_id", "plan_id", "status", "reason", "months_owed", "amount_owed", "deadline", "member_name"),
     "reconciliation": ("file", "batch", "effective_date", "entries", "debits", "returned_entries",
                        "returned_amount", "net"),
 }
@@ -60,6 +66,76 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 _MONEY = {"amount", "amount_owed", "debits", "returned_amount", "net", "debits_control", "amount_cents",
           "expected_amount"}
 _COUNTS = {"batch", "entries", "returned_entries", "months_owed", "entries_control", "returns", "count"}
+# Columns holding rates (exact Fractions): "12.34%" in CSV and HTML, a number with a percentage format in xlsx.
+_RATES = {"rate", "threshold"}
+_MONEY_FORMAT = '"$"#,##0.00'
+_RATE_FORMAT = "0.00%"
+_DATE_FORMAT = "yyyy-mm-dd"
+_SHEET_NAME_MAX = 31  # Excel's limit
+
+# Column headings in words (HTML and xlsx; the CSVs keep the contract's names). A column not listed
+# is shown as its name in words ("settlement_date" -> "Settlement date").
+HEADINGS: dict[str, str] = {
+    "trace_number": "Trace number", "member_id": "Member ID", "member_name": "Member name", "plan_id": "Plan ID",
+    "amount": "Amount", "return_code": "Return code", "return_title": "Reason", "category": "Category",
+    "returned_on": "Returned on", "disposition": "What happens next", "status": "Status", "reason": "Reason",
+    "months_owed": "Months owed", "amount_owed": "Amount owed", "deadline": "Deadline", "file": "File",
+    "batch": "Batch", "effective_date": "Effective date", "entries": "Entries", "debits": "Debits",
+    "returned_entries": "Entries returned", "returned_amount": "Amount returned", "net": "Net",
+    "entries_control": "Entries (control record)", "debits_control": "Debits (control record)",
+    "ties": "Ties to control record", "returns": "Returns", "rate": "Rate", "threshold": "NACHA threshold",
+    "count": "Count", "id": "Item", "opened_on": "Opened on", "kind": "Kind", "code": "Code",
+    "expected_amount": "Expected amount", "payment_id": "Payment", "related_payment_id": "Related payment",
+    "line": "Line", "where": "Where in the file", "detail": "Detail",
+}
+
+
+def heading(col: str) -> str:
+    """The heading of column `col` in words, for people (HTML and xlsx)."""
+    return HEADINGS.get(col) or col.replace("_", " ").capitalize()
+
+
+class Section(tuple):
+    """A further table of a report: shown under `title` in the HTML, on its own xlsx sheet `sheet`
+    (a short full name: Excel allows 31 characters) and written as its own CSV `<stem>.<name>.csv`
+    beside the main one (`extra_csv_path`), so that every CSV has exactly one header row. It is the
+    pair `(title, table)` (code reading `report.extra` as pairs keeps working) with a name and a
+    sheet; a plain pair is accepted too (`sections` derives the name and sheet from the title)."""
+    name: str
+    sheet: str
+
+    def __new__(cls, title: str, table: pd.DataFrame, name: str = "", sheet: str = "") -> "Section":
+        obj = super().__new__(cls, (title, table))
+        obj.name, obj.sheet = name, sheet
+        return obj
+
+    @property
+    def title(self) -> str:
+        return self[0]
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self[1]
+
+
+class Figure(str):
+    """A summary figure: the text people read (what it is as a str), and the value behind it for the
+    xlsx (`kind` 'money': integer cents, 'count': an int), which writes it as a number."""
+    value: int
+    kind: str
+
+    def __new__(cls, text: str, value: int, kind: str) -> "Figure":
+        obj = super().__new__(cls, text)
+        obj.value, obj.kind = value, kind
+        return obj
+
+
+def _money_figure(cents: int) -> Figure:
+    return Figure(display_dollars(cents), int(cents), "money")
+
+
+def _count_figure(n: int) -> Figure:
+    return Figure(f"{n:,}", int(n), "count")
 
 
 # The CSV amount format (123456 -> '1234.56') under the name this module has always exported.
@@ -100,7 +176,8 @@ class Report:
     as_of: date
     title: str
     table: pd.DataFrame  # the contract table (CSV columns), cents as Int64
-    extra: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # further tables (HTML, xlsx)
+    # further tables: HTML sections, xlsx sheets, CSVs of their own (Section, or a (title, table) pair)
+    extra: list[Section | tuple[str, pd.DataFrame]] = field(default_factory=list)
     summary: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     chart_svg: str | None = None
@@ -194,19 +271,20 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
     total_debits = int(table["debits"].sum()) if len(table) else 0
     total_returned = int(table["returned_amount"].sum()) if len(table) else 0
     summary = [
-        ("Files", str(len(files))),
-        ("Batches", str(len(table))),
-        ("Entries originated", f"{int(table['entries'].sum()) if len(table) else 0:,}"),
-        ("Debits originated", display_dollars(total_debits)),
-        ("Entries returned", f"{int(table['returned_entries'].sum()) if len(table) else 0:,}"),
-        ("Dollars returned", display_dollars(total_returned)),
-        ("Net", display_dollars(total_debits - total_returned)),
+        ("Files", _count_figure(len(files))),
+        ("Batches", _count_figure(len(table))),
+        ("Entries originated", _count_figure(int(table["entries"].sum()) if len(table) else 0)),
+        ("Debits originated", _money_figure(total_debits)),
+        ("Entries returned", _count_figure(int(table["returned_entries"].sum()) if len(table) else 0)),
+        ("Dollars returned", _money_figure(total_returned)),
+        ("Net", _money_figure(total_debits - total_returned)),
         ("Control records", "all batches tie to their control records" if not warnings and checks
          else ("no stored files to check" if not checks else f"{len(warnings)} mismatch(es)")),
     ]
     checks_df = _frame(checks, ["file", "batch", "entries", "entries_control", "debits", "debits_control", "ties"])
     return Report("reconciliation", as_of, f"Reconciliation, files of {start} to {end}", table,
-                  [("Control record check", checks_df)], summary, warnings, window=(start, end))
+                  [Section("Control record check", checks_df, "controls", "Control record check")], summary,
+                  warnings, window=(start, end))
 
 
 def _controls(sessions: sessionmaker[Session], keyring: Keyring | None, f
@@ -280,11 +358,15 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
                    & (PaymentReturn.returned_on <= end))
             .order_by(PaymentReturn.returned_on, PaymentReturn.original_trace_number)).all()
         reviews = _open_review_rows(s)
+        names = member_names(s, {r.member_id for r in rows} | {r["member_id"] for r in reviews if r["member_id"]})
+    for r in reviews:
+        r["member_name"] = names.get(r["member_id"], "")
     open_reviews = len(reviews)
     table = _frame([{
         "trace_number": r.original_trace_number, "member_id": r.member_id, "plan_id": r.plan_id,
         "amount": r.amount_cents, "return_code": r.return_code, "return_title": r.return_title,
         "category": r.category, "returned_on": r.returned_on, "disposition": r.disposition,
+        "member_name": names.get(r.member_id, ""),
     } for r in rows], COLUMNS["returns"])
     by_code: dict[str, dict] = {}
     by_cat: dict[str, dict] = {}
@@ -304,7 +386,7 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
     rate_rows = []
     for rt in rates:
         rate_rows.append({"category": rt.category, "returns": rt.returns, "entries": rt.entries,
-                          "rate": _percent(rt.rate), "threshold": _percent(rt.threshold),
+                          "rate": rt.rate, "threshold": rt.threshold,
                           "status": "OVER THRESHOLD" if rt.crossed else "ok"})
         if rt.crossed:
             warnings.append(f"WARNING: {rt.category} return rate {_percent(rt.rate)} ({rt.returns} of {rt.entries} "
@@ -314,20 +396,23 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
     if doubles:
         warnings.append(f"WARNING: {len(doubles)} premium month(s) collected twice (review item(s) "
                         f"{', '.join('#' + str(r['id']) for r in doubles)}): finance decides whether to refund")
-    summary = [("Returns processed", f"{len(rows):,}"),
-               ("Dollars returned", display_dollars(sum(r.amount_cents for r in rows))),
-               ("Entries in review list", f"{open_reviews:,}")]
+    summary = [("Returns processed", _count_figure(len(rows))),
+               ("Dollars returned", _money_figure(sum(r.amount_cents for r in rows))),
+               ("Entries in review list", _count_figure(open_reviews))]
     summary += [(f"{rt.category.capitalize()} return rate (60-day)",
                  f"{_percent(rt.rate)} (threshold {_percent(rt.threshold)})") for rt in rates]
     extra = [
-        ("Return rates, rolling 60 days (returns of entries originated in the window)",
-         _frame(rate_rows, ["category", "returns", "entries", "rate", "threshold", "status"])),
-        ("Returns by reason code", _frame(sorted(by_code.values(), key=lambda d: d["return_code"]),
-                                          ["return_code", "return_title", "category", "disposition", "count",
-                                           "amount"])),
-        ("Returns by category", _frame(sorted(by_cat.values(), key=lambda d: d["category"]),
-                                       ["category", "count", "amount"])),
-        ("Open review items (each waits for a person's decision)", _frame(reviews, REVIEW_COLUMNS)),
+        Section("Return rates, rolling 60 days (returns of entries originated in the window)",
+                _frame(rate_rows, ["category", "returns", "entries", "rate", "threshold", "status"]),
+                "rates", "Return rates"),
+        Section("Returns by reason code", _frame(sorted(by_code.values(), key=lambda d: d["return_code"]),
+                                                 ["return_code", "return_title", "category", "disposition", "count",
+                                                  "amount"]), "by-code", "Returns by reason code"),
+        Section("Returns by category", _frame(sorted(by_cat.values(), key=lambda d: d["category"]),
+                                              ["category", "count", "amount"]),
+                "by-category", "Returns by category"),
+        Section("Open review items (each waits for a person's decision)", _frame(reviews, REVIEW_COLUMNS),
+                "review", "Open review items"),
     ]
     chart = returns_chart_svg(per_day, start, end)
     return Report("returns", as_of, f"Returns, {start} to {end}", table, extra, summary, warnings, chart,
@@ -335,7 +420,7 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
 
 
 REVIEW_COLUMNS = ("id", "opened_on", "kind", "code", "amount", "expected_amount", "payment_id", "related_payment_id",
-                  "member_id", "plan_id", "file", "line", "where", "detail")
+                  "member_id", "plan_id", "file", "line", "where", "detail", "member_name")
 
 
 def _open_review_rows(s: Session) -> list[dict]:
@@ -351,6 +436,28 @@ def _open_review_rows(s: Session) -> list[dict]:
              "related_payment_id": r.related_payment_id, "member_id": member or "", "plan_id": plan or "",
              "file": file_name or "", "line": r.line, "where": _where(r.issue(file_name or "")), "detail": r.detail}
             for r, member, plan, file_name in rows]
+
+
+def member_names(s: Session, member_ids) -> dict[str, str]:
+    """{member_id: name} for the members named in a report. The name is the enrollment system's:
+    `member_name` of the member's most recent premium row (latest coverage month, then the latest
+    imported, of any plan). A member without any premium row (a payment imported without its bill)
+    gets the account holder's name of the bank account of their most recent debit payment, which may
+    be another person's (a parent, a spouse); a member with neither is not in the result."""
+    ids = sorted({m for m in member_ids if m})
+    names: dict[str, str] = {}
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        for m, name in s.execute(select(Premium.member_id, Premium.member_name).where(Premium.member_id.in_(part))
+                                 .order_by(Premium.coverage_month, Premium.updated_at, Premium.id)):
+            names[m] = name  # the latest wins
+        missing = [m for m in part if m not in names]
+        if missing:
+            for m, holder in s.execute(select(Payment.member_id, BankAccount.holder_name)
+                                       .join(BankAccount, BankAccount.id == Payment.bank_account_id)
+                                       .where(Payment.member_id.in_(missing)).order_by(Payment.id)):
+                names[m] = holder  # the latest payment wins
+    return names
 
 
 def _where(issue) -> str:
@@ -458,16 +565,19 @@ def coverage_report(sessions: sessionmaker[Session], as_of: date) -> Report:
         if r.status != "ok":
             at_risk.append(r)
     at_risk.sort(key=lambda r: (_SEVERITY.get(r.status, 9), r.deadline or date.max, r.member_id, r.plan_id))
+    with sessions() as s:
+        names = member_names(s, {r.member_id for r in at_risk})
     table = _frame([{"member_id": r.member_id, "plan_id": r.plan_id, "status": r.status, "reason": r.reason,
-                     "months_owed": r.months_owed, "amount_owed": r.amount_owed_cents, "deadline": r.deadline}
+                     "months_owed": r.months_owed, "amount_owed": r.amount_owed_cents, "deadline": r.deadline,
+                     "member_name": names.get(r.member_id, "")}
                     for r in at_risk], COLUMNS["coverage"])
     by_status = _frame([{"status": st, "count": counts.get(st, 0), "amount_owed": owed.get(st, 0)}
                         for st in (*AT_RISK_STATUSES, "ok")],
                        ["status", "count", "amount_owed"])
-    summary = [("Policies assessed", f"{len(latest):,}"), ("Policies at risk", f"{len(at_risk):,}"),
-               ("Amount owed by policies at risk", display_dollars(sum(r.amount_owed_cents for r in at_risk)))]
-    return Report("coverage", as_of, f"Coverage at risk, {as_of}", table, [("Policies by status", by_status)],
-                  summary, [])
+    summary = [("Policies assessed", _count_figure(len(latest))), ("Policies at risk", _count_figure(len(at_risk))),
+               ("Amount owed by policies at risk", _money_figure(sum(r.amount_owed_cents for r in at_risk)))]
+    return Report("coverage", as_of, f"Coverage at risk, {as_of}", table,
+                  [Section("Policies by status", by_status, "by-status", "Policies by status")], summary, [])
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -476,49 +586,110 @@ def default_output_path(reports_dir: Path, kind: str, as_of: date, fmt: str) -> 
     return Path(reports_dir) / f"{kind}-{as_of.isoformat()}.{fmt}"
 
 
+def _slug(title: str) -> str:
+    """A section title's name part before any comma, colon or parenthesis."""
+    for sep in (",", ":", "("):
+        title = title.split(sep)[0]
+    return title.strip()
+
+
+def sections(report: Report) -> list[Section]:
+    """The report's further tables as Sections; a plain (title, table) pair is named after its title:
+    the CSV name in lower case with dashes ("Bank statement" -> "bank-statement"), the sheet its
+    title before any comma, colon or parenthesis (words dropped from the end only if still over
+    Excel's 31 characters: give a Section its own short full name)."""
+    out = []
+    for item in report.extra:
+        if isinstance(item, Section) and item.name and item.sheet:
+            out.append(item)
+            continue
+        title, table = item[0], item[1]
+        short = _slug(title)
+        name = (item.name if isinstance(item, Section) and item.name else
+                "-".join("".join(ch for ch in w if ch.isalnum()) for w in short.lower().split()).strip("-"))
+        sheet = item.sheet if isinstance(item, Section) and item.sheet else short
+        while len(sheet) > _SHEET_NAME_MAX and " " in sheet:
+            sheet = sheet.rsplit(" ", 1)[0]
+        out.append(Section(title, table, name, sheet[:_SHEET_NAME_MAX]))
+    return out
+
+
+def extra_csv_path(out: Path, name: str) -> Path:
+    """Where the CSV of the further table `name` goes beside the report CSV `out`: the same folder
+    and stem, `.<name>.csv` (returns-2026-01-24.csv -> returns-2026-01-24.review.csv)."""
+    out = Path(out)
+    stem = out.name[:-len(".csv")] if out.name.lower().endswith(".csv") else out.name
+    return out.with_name(f"{stem}.{name}.csv")
+
+
+def _display_columns(cols) -> list[str]:
+    """Columns in the order people read them (HTML, xlsx): the member's name right after the member
+    id (in the CSVs it is the last column, to keep the contract's order)."""
+    cols = list(cols)
+    if "member_name" in cols and "member_id" in cols:
+        cols.remove("member_name")
+        cols.insert(cols.index("member_id") + 1, "member_name")
+    return cols
+
+
 def _cell_text(col: str, v) -> str:
     if v is None or v is pd.NA:
         return ""
     if col in _MONEY:
         return plain_dollars(v)
+    if col in _RATES and isinstance(v, Fraction):
+        return _percent(v)
     if isinstance(v, date):
         return v.isoformat()
     return str(v)
 
 
-def render_csv(report: Report) -> str:
-    """The contract table: exactly COLUMNS[kind], money in dollars with two decimals, dates ISO.
-    A CSV for people: text that a spreadsheet would run as a formula is neutralised
-    (`batch.rules.cells.for_people`; money, count and date columns are ours and stay as they are)."""
-    cols = COLUMNS[report.kind]
+def _table_csv(df: pd.DataFrame) -> str:
+    """One table as a CSV: one header row (its column names), money in dollars with two decimals,
+    dates ISO, rates as percentages. A CSV for people: text that a spreadsheet would run as a formula
+    is neutralised (`batch.rules.cells.for_people`; money, count and date columns are ours and stay
+    as they are)."""
+    cols = list(df.columns)
     buf = io.StringIO()
     w = people_csv_writer(buf, {i for i, c in enumerate(cols) if c not in _MONEY and c not in _COUNTS})
-    w.writerow(list(cols))
-    for row in report.table[list(cols)].itertuples(index=False, name=None):
+    w.writerow(cols)
+    for row in df[cols].itertuples(index=False, name=None):
         w.writerow([_cell_text(c, v) for c, v in zip(cols, row)])
     return buf.getvalue()
 
 
-def _html_table(title: str, df: pd.DataFrame, table_id: str) -> dict:
-    cols = list(df.columns)
+def render_csv(report: Report) -> str:
+    """The contract table: exactly COLUMNS[kind] (see `_table_csv`). The further tables have CSVs of
+    their own (`csv_tables`)."""
+    return _table_csv(report.table[list(COLUMNS[report.kind])])
+
+
+def csv_tables(report: Report) -> list[tuple[str, str]]:
+    """The further tables as CSVs: [(name, csv text)], each written to `extra_csv_path(out, name)`."""
+    return [(sec.name, _table_csv(sec.table)) for sec in sections(report)]
+
+
+def _html_table(title: str, df: pd.DataFrame, table_id: str, name: str) -> dict:
+    cols = _display_columns(df.columns)
     rows = []
-    for row in df.itertuples(index=False, name=None):
+    for row in df[cols].itertuples(index=False, name=None):
         rows.append([(_shown(v, display_dollars) if c in _MONEY else _cell_text(c, v),
-                      "num" if (c in _MONEY or c in _COUNTS) else "") for c, v in zip(cols, row)])
+                      "num" if (c in _MONEY or c in _COUNTS or c in _RATES) else "") for c, v in zip(cols, row)])
     totals = None
     if rows and any(c in _MONEY for c in cols):
         totals = [(display_dollars(int(df[c].sum())) if c in _MONEY else
                    (f"{int(df[c].sum()):,}" if c in _COUNTS and c not in ("batch",) else ""), "num") for c in cols]
         totals[0] = ("Total", "")
-    return {"title": title, "id": table_id, "columns": cols, "rows": rows, "totals": totals}
+    return {"title": title, "id": table_id, "name": name, "columns": [(c, heading(c)) for c in cols],
+            "rows": rows, "totals": totals}
 
 
 def render_html(report: Report) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True,
                              undefined=jinja2.StrictUndefined)
-    tables = [_html_table(report.title, report.table, f"{report.kind}-table")]
-    for i, (title, df) in enumerate(report.extra):
-        tables.append(_html_table(title, df, f"{report.kind}-extra-{i + 1}"))
+    tables = [_html_table(report.title, report.table, f"{report.kind}-table", "")]
+    for i, sec in enumerate(sections(report)):
+        tables.append(_html_table(sec.title, sec.table, f"{report.kind}-extra-{i + 1}", sec.name))
     return env.get_template("report.html.j2").render(
         report=report, tables=tables, chart=jinja2.utils.markupsafe.Markup(report.chart_svg) if report.chart_svg
         else None)
@@ -529,8 +700,33 @@ def render_xlsx(report: Report, path: Path) -> None:
     write_atomic(Path(path), xlsx_bytes(report), mode=_READABLE)
 
 
+def _rate_number(rate: Fraction) -> Decimal:
+    """A rate as the number a percentage-formatted cell holds (0.1 shows as 10.00%), exact to 1e-8."""
+    hundred_millionths = rate * 10 ** 8
+    n = (hundred_millionths.numerator * 2 + hundred_millionths.denominator) // (2 * hundred_millionths.denominator)
+    return Decimal(n) / 10 ** 8
+
+
+def _xlsx_value(col: str, v):
+    """(value, number format) of a table cell in the workbook."""
+    if v is None or v is pd.NA:
+        return None, None
+    if col in _MONEY:
+        return Decimal(int(v)) / 100, _MONEY_FORMAT
+    if col in _COUNTS:
+        return int(v), None
+    if col in _RATES and isinstance(v, Fraction):
+        return _rate_number(v), _RATE_FORMAT
+    if isinstance(v, date):
+        return v, _DATE_FORMAT
+    return v, None
+
+
 def xlsx_bytes(report: Report) -> bytes:
-    """The workbook of `render_xlsx`, as bytes."""
+    """The workbook of `render_xlsx`, as bytes: a Summary sheet (figures as numbers), then one sheet
+    per table, named in full (Excel's 31 characters at most), headers in words (`heading`), the
+    member's name after the member id; money as exact decimals with a currency format, rates as
+    numbers with a percentage format, dates as dates, text always a string cell."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
@@ -539,9 +735,15 @@ def xlsx_bytes(report: Report) -> bytes:
     ws.title = "Summary"
     ws.append([report.title])
     ws["A1"].font = Font(bold=True, size=14)
-    ws.append([f"As of {report.as_of.isoformat()}"])
+    ws.append(["As of", report.as_of])
+    ws.cell(ws.max_row, 2).number_format = _DATE_FORMAT
     for k, v in report.summary:
-        ws.append([k, v])
+        if isinstance(v, Figure):
+            ws.append([k, Decimal(v.value) / 100 if v.kind == "money" else v.value])
+            if v.kind == "money":
+                ws.cell(ws.max_row, 2).number_format = _MONEY_FORMAT
+        else:
+            ws.append([k, v])
     for w in report.warnings:
         ws.append([w])
         ws.cell(ws.max_row, 1).font = Font(bold=True, color="B00000")
@@ -550,41 +752,30 @@ def xlsx_bytes(report: Report) -> bytes:
             xlsx_text(cell)  # text is a string cell, never a formula
     ws.column_dimensions["A"].width = 48
     ws.column_dimensions["B"].width = 40
-    sheets = [(report.kind.capitalize(), report.table)] + [(t, df) for t, df in report.extra]
+    sheets = [(report.kind.capitalize(), report.table)] + [(sec.sheet, sec.table) for sec in sections(report)]
     used = {"Summary"}
     for title, df in sheets:
-        name = "".join(ch for ch in title if ch not in "[]:*?/\\")[:31]
-        while name in used:
-            name = name[:28] + f"_{len(used)}"
+        name = "".join(ch for ch in title if ch not in "[]:*?/\\")[:_SHEET_NAME_MAX]
+        n = 2
+        while name in used:  # two sections of the same sheet name: numbered, never a cut name
+            name = f"{name[:_SHEET_NAME_MAX - len(str(n)) - 1]} {n}"
+            n += 1
         used.add(name)
         sh = wb.create_sheet(name)
-        cols = list(df.columns)
-        sh.append(cols)
+        cols = _display_columns(df.columns)
+        sh.append([heading(c) for c in cols])
         for c in sh[1]:
             c.font = Font(bold=True)
-        for row in df.itertuples(index=False, name=None):
-            out = []
-            for c, v in zip(cols, row):
-                if v is None or v is pd.NA:
-                    out.append(None)
-                elif c in _MONEY:
-                    out.append(Decimal(int(v)) / 100)
-                elif c in _COUNTS:
-                    out.append(int(v))
-                else:
-                    out.append(v)
-            sh.append(out)
-            for cell in sh[sh.max_row]:
+        for row in df[cols].itertuples(index=False, name=None):
+            values = [_xlsx_value(c, v) for c, v in zip(cols, row)]
+            sh.append([v for v, _fmt in values])
+            for cell, (_v, fmt) in zip(sh[sh.max_row], values):
+                if fmt:
+                    cell.number_format = fmt
                 xlsx_text(cell)  # a name like "=1+2" stays text, never a live formula
         for j, c in enumerate(cols, start=1):
             letter = sh.cell(1, j).column_letter
-            sh.column_dimensions[letter].width = max(12, min(60, len(c) + 4))
-            if c in _MONEY:
-                for cell in sh[letter][1:]:
-                    cell.number_format = '"$"#,##0.00'
-            elif df[c].map(lambda v: isinstance(v, date)).any():
-                for cell in sh[letter][1:]:
-                    cell.number_format = "yyyy-mm-dd"
+            sh.column_dimensions[letter].width = max(12, min(60, len(heading(c)) + 4))
     if report.chart_svg is not None:
         # openpyxl charts are native Excel charts: returns per day by code, from the chart's data.
         _xlsx_chart(wb, report)
@@ -602,10 +793,11 @@ def _xlsx_chart(wb, report: Report) -> None:
     days = sorted({d for d in df["returned_on"]})
     code_list = sorted({c for c in df["return_code"]})
     sh = wb.create_sheet("Chart data")
-    sh.append(["day"] + code_list)
+    sh.append(["Day"] + code_list)
     counts = df.groupby(["returned_on", "return_code"]).size()
     for d in days:
         sh.append([d] + [int(counts.get((d, c), 0)) for c in code_list])
+        sh.cell(sh.max_row, 1).number_format = _DATE_FORMAT
     chart = BarChart()
     chart.type = "col"
     chart.grouping = "stacked"
@@ -629,10 +821,29 @@ def render(report: Report, fmt: str) -> bytes:
     raise ValueError(f"unknown report format {fmt!r} (one of {', '.join(FORMATS)})")
 
 
+def extra_csvs_written(out: Path) -> bool:
+    """Whether a CSV report written to `out` gets its further tables' CSVs beside it: only when
+    `out` names a file (a regular file, a link to one, or nothing yet). Written to standard output,
+    a device or a FIFO, a report is its main table only (one CSV, one header row)."""
+    out = Path(out)
+    if inherited_fd(out) is not None:
+        return False
+    try:
+        return out.is_file() or not out.exists()
+    except OSError:
+        return False
+
+
 def write_report(report: Report, fmt: str, out: Path) -> Path:
     """Write the report in `fmt` ('html', 'csv' or 'xlsx') to `out` (folders created; written
-    atomically, and never over a device, FIFO or link: fsutil.write_atomic)."""
+    atomically, and never over a device, FIFO or link: fsutil.write_atomic). A CSV report's further
+    tables go to CSVs of their own beside it (`extra_csv_path`; see `extra_csvs_written`). Returns
+    `out`."""
     out = Path(out)
     data = render(report, fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return write_atomic(out, data, mode=_READABLE)
+    extras = csv_tables(report) if fmt == "csv" and extra_csvs_written(out) else []
+    write_atomic(out, data, mode=_READABLE)
+    for name, text in extras:
+        write_atomic(extra_csv_path(out, name), text.encode("utf-8"), mode=_READABLE)
+    return out

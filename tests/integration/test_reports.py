@@ -23,6 +23,7 @@ from batch.report.reports import (
     _percent,
     coverage_report,
     dollars,
+    heading,
     reconciliation_report,
     render_csv,
     render_html,
@@ -35,9 +36,11 @@ from jobs.cli import cli
 
 from test_returns import RETURN_DAY, World, cli_env  # noqa: F401  (fixture)
 
+# DESIGN.md's columns, extended at the end only: member_name last where a member is named.
 CONTRACT = {
-    "returns": "trace_number,member_id,plan_id,amount,return_code,return_title,category,returned_on,disposition",
-    "coverage": "member_id,plan_id,status,reason,months_owed,amount_owed,deadline",
+    "returns": "trace_number,member_id,plan_id,amount,return_code,return_title,category,returned_on,disposition,"
+               "member_name",
+    "coverage": "member_id,plan_id,status,reason,months_owed,amount_owed,deadline,member_name",
     "reconciliation": "file,batch,effective_date,entries,debits,returned_entries,returned_amount,net",
 }
 
@@ -128,7 +131,7 @@ def test_returns_report_rates_and_warnings(book, sessions):
     r01 = body["R01"]
     assert r01[0] == o[members[0]].trace and r01[1] == members[0] and r01[2] == "HLTH-1"
     assert r01[3] == "100.00" and r01[5] == "Insufficient Funds" and r01[6] == "other" and r01[7] == "2026-12-03"
-    assert r01[8] == "retry"
+    assert r01[8] == "retry" and r01[9] == "Member 1"
     assert body["R02"][6] == "administrative" and body["R10"][6] == "unauthorized"
     rates = {r.category: r for r in return_rates(sessions, date(2026, 12, 10))}
     assert (rates["unauthorized"].returns, rates["unauthorized"].entries) == (1, 10)
@@ -168,6 +171,7 @@ def test_coverage_report_lists_policies_at_risk(book, sessions):
     for m, code in zip(members[1:4], ("R02", "R10", "R03")):
         r = body[m]
         assert (r[1], r[2], r[4], r[6]) == ("HLTH-1", "past_due", "1", "2027-01-23")
+        assert r[7] == f"Member {members.index(m) + 1}"  # member_name, the last column
         assert f"returned ({code}" in r[3] and r[5] == dollars(o[m].entry.amount)
     assert dict(zip(rep.extra[0][1]["status"], rep.extra[0][1]["count"]))["ok"] == 7
     # the history answers for an earlier date: nothing had been assessed yet
@@ -248,12 +252,12 @@ def test_html_and_xlsx_carry_the_same_tables_and_never_an_account_number(book, s
         html = render_html(rep)
         assert f'id="{rep.kind}-table"' in html
         for col in COLUMNS[rep.kind]:
-            assert f"<th scope=\"col\">{col}</th>" in html
+            assert f"<th scope=\"col\" data-col=\"{col}\">{heading(col)}</th>" in html
         path = write_report(rep, "xlsx", tmp_path / f"{rep.kind}.xlsx")
         wb = load_workbook(path)
         sheet = wb[rep.kind.capitalize()]
         header = [c.value for c in sheet[1]]
-        assert header == list(COLUMNS[rep.kind])
+        assert sorted(header) == sorted(heading(c) for c in COLUMNS[rep.kind])
         assert sheet.max_row == len(rep.table) + 1
         csv_text = render_csv(rep)
         for text in (html, csv_text):
@@ -267,7 +271,7 @@ def test_html_and_xlsx_carry_the_same_tables_and_never_an_account_number(book, s
     assert not re.search(r"<script|<link|<img|src=|href=|url\(", html)  # no external assets, no scripts
     wb = load_workbook(write_report(rep, "xlsx", tmp_path / "r.xlsx"))
     sh = wb["Returns"]
-    amount_col = list(COLUMNS["returns"]).index("amount") + 1
+    amount_col = [c.value for c in sh[1]].index("Amount") + 1
     cell = sh.cell(2, amount_col)
     assert cell.number_format == '"$"#,##0.00' and Decimal(str(cell.value)) * 100 == \
            Decimal(int(rep.table["amount"].iloc[0]))
@@ -291,3 +295,181 @@ def test_cli_report_default_paths_formats_and_exit_codes(cli_env, sessions, tmp_
     assert r.exit_code == 0 and target.exists()
     r = run.invoke(cli, ["report", "nonsense"])
     assert r.exit_code == 2
+
+
+# -- reports a finance person can use without help (issue 15) ------------------------------------
+
+def _open_review_item(sessions, payment_member: str, cents: int = 4242, detail: str = "needs a person") -> int:
+    from batch.store.models import Payment, ReviewItem
+
+    with sessions() as s, s.begin():
+        pid = s.scalar(select(Payment.id).where(Payment.member_id == payment_member).order_by(Payment.id))
+        item = ReviewItem(kind="debit_stopped", subject="payment", payment_id=pid, amount_cents=cents, detail=detail,
+                          status="open")
+        s.add(item)
+        s.flush()
+        return item.id
+
+
+def test_member_name_is_the_latest_premium_name_else_the_account_holder(book, sessions, keyring):
+    from batch.rules.premium_calendar import due_date
+    from batch.store.models import BankAccount, Payment, Premium
+    from batch.report.reports import member_names
+
+    w, members, o = book
+    with sessions() as s, s.begin():
+        # members[0] renamed in a later month's bill (another plan): the latest premium row wins
+        s.add(Premium(member_id=members[0], member_name="Ada Lovelace-King", plan_id="DENT-1",
+                      coverage_month=date(2027, 2, 1), amount_due_cents=500, subsidy="none", binder=False,
+                      due_date=due_date(date(2027, 2, 1))))
+        # a member with a payment and no premium row at all: the account holder's name
+        ba = w.account(s, "5550001234", "021000021", holder="Pat Payer")
+        s.add(Payment(confirmation_id="C-nobill", channel="portal", member_id="NOBILL1", plan_id="HLTH-1",
+                      coverage_month=date(2027, 1, 1), amount_cents=100, bank_account_id=ba.id,
+                      submitted_at=s.scalar(select(Payment.submitted_at).limit(1)), sec_code="WEB",
+                      payment_type_code="S", originate_on=date(2026, 12, 2), state="failed"))
+    with sessions() as s:
+        names = member_names(s, {members[0], members[1], "NOBILL1", "NOBODY"})
+    assert names == {members[0]: "Ada Lovelace-King", members[1]: "Member 2", "NOBILL1": "Pat Payer"}
+    rows = _csv(returns_report(sessions, date(2026, 12, 10)))
+    assert rows[0][-1] == "member_name" and len(rows[0]) == len(COLUMNS["returns"])
+    by_member = {r[1]: r[-1] for r in rows[1:]}
+    assert by_member == {members[0]: "Ada Lovelace-King", members[1]: "Member 2", members[2]: "Member 3",
+                         members[3]: "Member 4"}
+
+
+def test_every_csv_has_one_header_row_and_further_tables_go_to_their_own_csvs(book, sessions, keyring, tmp_path):
+    w, members, o = book
+    item = _open_review_item(sessions, members[5])
+    reports = {"returns": returns_report(sessions, date(2026, 12, 10)),
+               "coverage": coverage_report(sessions, date(2026, 12, 24)),
+               "reconciliation": reconciliation_report(sessions, keyring, date(2026, 12, 10))}
+    expected = {"returns": {"rates", "by-code", "by-category", "review"}, "coverage": {"by-status"},
+                "reconciliation": {"controls"}}
+    for kind, rep in reports.items():
+        main = tmp_path / kind / f"{kind}-2026-12-10.csv"
+        assert write_report(rep, "csv", main) == main
+        files = sorted(p.name for p in main.parent.iterdir())
+        assert files == sorted([main.name] + [f"{kind}-2026-12-10.{n}.csv" for n in expected[kind]])
+        for p in main.parent.iterdir():
+            rows = list(csv.reader(io.StringIO(p.read_text())))
+            header = rows[0]
+            assert rows and all(len(r) == len(header) for r in rows), p.name  # one table, no blank rows
+            assert header not in rows[1:], p.name  # one header row
+            assert all(re.fullmatch(r"[a-z_]+", c) for c in header), (p.name, header)
+        assert ",".join(list(csv.reader(io.StringIO(main.read_text())))[0]) == CONTRACT[kind]
+    review = list(csv.DictReader(io.StringIO((tmp_path / "returns" / "returns-2026-12-10.review.csv").read_text())))
+    assert [(r["id"], r["member_id"], r["amount"], r["member_name"]) for r in review] == \
+           [(str(item), members[5], "42.42", "Member 6")]
+    header = (tmp_path / "returns" / "returns-2026-12-10.review.csv").read_text().splitlines()[0].split(",")
+    assert header[-1] == "member_name" and header.index("where") < header.index("member_name")
+    rates = list(csv.DictReader(io.StringIO((tmp_path / "returns" / "returns-2026-12-10.rates.csv").read_text())))
+    assert {r["category"]: r["rate"] for r in rates}["unauthorized"] == "10.00%"
+
+
+def test_xlsx_numbers_percentages_dates_headers_in_words_and_full_sheet_names(book, sessions, keyring, tmp_path):
+    from datetime import datetime
+
+    from openpyxl.cell.cell import TYPE_NUMERIC
+
+    w, members, o = book
+    _open_review_item(sessions, members[5])
+    rep = returns_report(sessions, date(2026, 12, 10))
+    wb = load_workbook(write_report(rep, "xlsx", tmp_path / "returns.xlsx"))
+    assert wb.sheetnames == ["Summary", "Returns", "Return rates", "Returns by reason code", "Returns by category",
+                             "Open review items", "Chart data"]
+    sh = wb["Returns"]
+    head = [c.value for c in sh[1]]
+    assert head == ["Trace number", "Member ID", "Member name", "Plan ID", "Amount", "Return code", "Reason",
+                    "Category", "Returned on", "What happens next"]
+    rows = [dict(zip(head, r)) for r in sh.iter_rows(min_row=2)]
+    assert len(rows) == 4
+    for r in rows:
+        assert r["Amount"].data_type == TYPE_NUMERIC and r["Amount"].number_format == '"$"#,##0.00'
+        assert isinstance(r["Returned on"].value, datetime) and r["Returned on"].number_format == "yyyy-mm-dd"
+        assert r["Member name"].value == f"Member {members.index(r['Member ID'].value) + 1}"
+    assert sum(Decimal(str(r["Amount"].value)) for r in rows) * 100 == int(rep.table["amount"].sum())
+    rates = {r[0].value: r for r in wb["Return rates"].iter_rows(min_row=2)}
+    assert [c.value for c in wb["Return rates"][1]] == ["Category", "Returns", "Entries", "Rate", "NACHA threshold",
+                                                         "Status"]
+    unauth = rates["unauthorized"]
+    assert unauth[3].data_type == TYPE_NUMERIC and unauth[3].number_format == "0.00%"
+    assert Decimal(str(unauth[3].value)) == Decimal("0.1") and Decimal(str(unauth[4].value)) == Decimal("0.005")
+    review = wb["Open review items"]
+    rhead = [c.value for c in review[1]]
+    assert rhead[:3] == ["Item", "Opened on", "Kind"] and rhead.index("Member name") == rhead.index("Member ID") + 1
+    rrow = dict(zip(rhead, review[2]))
+    assert rrow["Amount"].data_type == TYPE_NUMERIC and rrow["Amount"].value == Decimal("42.42") or \
+        float(rrow["Amount"].value) == 42.42
+    assert isinstance(rrow["Opened on"].value, datetime) and rrow["Opened on"].number_format == "yyyy-mm-dd"
+    summary = {r[0].value: r[1] for r in wb["Summary"].iter_rows(min_row=2) if len(r) > 1}
+    assert isinstance(summary["As of"].value, datetime) and summary["As of"].number_format == "yyyy-mm-dd"
+    assert summary["Dollars returned"].data_type == TYPE_NUMERIC
+    assert summary["Dollars returned"].number_format == '"$"#,##0.00'
+    assert Decimal(str(summary["Dollars returned"].value)) * 100 == int(rep.table["amount"].sum())
+    assert summary["Returns processed"].value == 4
+    assert isinstance(wb["Chart data"]["A2"].value, datetime)
+
+    cov = coverage_report(sessions, date(2026, 12, 24))
+    wb = load_workbook(write_report(cov, "xlsx", tmp_path / "coverage.xlsx"))
+    assert wb.sheetnames == ["Summary", "Coverage", "Policies by status"]
+    head = [c.value for c in wb["Coverage"][1]]
+    assert head == ["Member ID", "Member name", "Plan ID", "Status", "Reason", "Months owed", "Amount owed",
+                    "Deadline"]
+    for r in wb["Coverage"].iter_rows(min_row=2):
+        r = dict(zip(head, r))
+        assert r["Amount owed"].data_type == TYPE_NUMERIC and r["Amount owed"].number_format == '"$"#,##0.00'
+        assert isinstance(r["Deadline"].value, datetime) and r["Months owed"].value == 1
+        assert r["Member name"].value.startswith("Member ")
+    rec = reconciliation_report(sessions, keyring, date(2026, 12, 10))
+    wb = load_workbook(write_report(rec, "xlsx", tmp_path / "reconciliation.xlsx"))
+    assert wb.sheetnames == ["Summary", "Reconciliation", "Control record check"]
+    head = [c.value for c in wb["Reconciliation"][1]]
+    assert head == ["File", "Batch", "Effective date", "Entries", "Debits", "Entries returned", "Amount returned",
+                    "Net"]
+    row = dict(zip(head, wb["Reconciliation"][2]))
+    assert isinstance(row["Effective date"].value, datetime) and row["Net"].number_format == '"$"#,##0.00'
+
+
+def test_sheet_names_are_never_cut():
+    """A section without a sheet name of its own is named after its title (before any comma) and
+    never cut mid-word; two of the same name are numbered."""
+    import pandas as pd
+
+    from batch.report.reports import Report, Section, sections, xlsx_bytes
+
+    df = pd.DataFrame({"amount": pd.array([100], dtype="Int64")})
+    rep = Report("returns", date(2026, 12, 10), "t", df.assign(member_id="M1"),
+                 [("Bank statement, matched and unmatched", df),
+                  ("Settlement credits the bank posted that we cannot explain", df),
+                  Section("Anything", df, "x", "Open review items"), Section("Again", df, "y", "Open review items")])
+    got = sections(rep)
+    assert [(s.name, s.sheet) for s in got[:2]] == [("bank-statement", "Bank statement"),
+                                                    ("settlement-credits-the-bank-posted-that-we-cannot-explain",
+                                                     "Settlement credits the bank")]
+    from openpyxl import load_workbook as load
+
+    wb = load(io.BytesIO(xlsx_bytes(rep)))
+    assert wb.sheetnames == ["Summary", "Returns", "Bank statement", "Settlement credits the bank",
+                             "Open review items", "Open review items 2"]
+
+
+def test_cli_report_csv_writes_further_tables_beside_it_and_out_dash_only_the_main_table(cli_env, sessions,  # noqa: F811
+                                                                                          tmp_path):
+    w = World(sessions, cli_env, tmp_path)
+    members = [w.member() for _ in range(3)]
+    o = w.originate()
+    w.process(w.bank.returns([(o[members[0]], "R01")], RETURN_DAY))
+    _open_review_item(sessions, members[1])
+    run = CliRunner()
+    r = run.invoke(cli, ["report", "returns", "--date", "2026-12-10", "--format", "csv"])
+    folder = tmp_path / "achbatch-data" / "reports"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "returns-2026-12-10.by-category.csv", "returns-2026-12-10.by-code.csv", "returns-2026-12-10.csv",
+        "returns-2026-12-10.rates.csv", "returns-2026-12-10.review.csv"]
+    assert "returns-2026-12-10.review.csv" in r.output and "beside it" in r.output
+    r = run.invoke(cli, ["report", "returns", "--date", "2026-12-10", "--format", "csv", "--out", "-"])
+    lines = r.stdout.splitlines()
+    assert lines[0] == CONTRACT["returns"] and len(lines) == 2 and lines[1].endswith(",Member 1")
+    assert "not written with --out -" in r.stderr and "review" in r.stderr and "review" not in r.stdout
+    assert len(list(folder.iterdir())) == 5

@@ -117,3 +117,83 @@ def test_returns_report_renders_tables_and_chart_in_chromium(sessions, keyring, 
     r01 = counts[tuple(int(_PALETTE[0][i:i + 2], 16) for i in (1, 3, 5))]
     r10 = counts[tuple(int(_PALETTE[2][i:i + 2], 16) for i in (1, 3, 5))]
     assert r01 > 1.5 * r10
+
+
+def _dom_tables(html: str) -> dict[str, dict]:
+    """{table id: {"section": section id or None, "columns": [data-col], "headings": [text], "rows": n,
+    "totals": [tfoot cell text]}} of the rendered DOM."""
+    out = {}
+    for sec_attrs, body in re.findall(r'<section class="report-table"([^>]*)>(.*?)</section>', html, re.S):
+        sec = re.search(r'id="([^"]+)"', sec_attrs)
+        tid = re.search(r'<table id="([^"]+)">', body).group(1)
+        cols = re.findall(r'<th scope="col" data-col="([^"]+)">([^<]*)</th>', body)
+        tbody = re.search(r"<tbody>(.*?)</tbody>", body, re.S).group(1)
+        tfoot = re.search(r"<tfoot>(.*?)</tfoot>", body, re.S)
+        out[tid] = {"section": sec.group(1) if sec else None, "columns": [c for c, _h in cols],
+                    "headings": [h for _c, h in cols], "rows": 0 if "(none)" in tbody else tbody.count("<tr>"),
+                    "totals": re.findall(r"<td[^>]*>([^<]*)</td>", tfoot.group(1)) if tfoot else None}
+    return out
+
+
+def _dollars_text(cents: int) -> str:
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+
+
+def test_html_reports_show_review_items_and_their_totals_match_the_csvs_in_chromium(sessions, keyring, tmp_path):
+    """Each report (returns, coverage, reconciliation) rendered by Chromium: every table is there
+    with its rows, the open review items section of the returns report lists each item, the member
+    name stands next to the member id, and every money total shown equals the sum of that column in
+    the table's CSV (the main CSV or the section's own CSV)."""
+    import csv
+    from decimal import Decimal
+
+    from sqlalchemy import select
+
+    from batch.collect.coverage import assess_coverage
+    from batch.report.reports import coverage_report, extra_csv_path, reconciliation_report, write_report
+    from batch.store.models import Payment, ReviewItem
+
+    exe = _chromium()
+    w = World(sessions, keyring, tmp_path)
+    members = [w.member(amount=10000 + i * 137) for i in range(6)]
+    o = w.originate()
+    w.process(w.bank.returns([(o[members[0]], "R01"), (o[members[1]], "R02"), (o[members[2]], "R10")], RETURN_DAY))
+    with sessions() as s, s.begin():
+        for m, cents in ((members[4], 16085), (members[5], 7))  :
+            pid = s.scalar(select(Payment.id).where(Payment.member_id == m))
+            s.add(ReviewItem(kind="debit_stopped", subject="payment", payment_id=pid, amount_cents=cents,
+                             detail=f"review {m}", status="open"))
+    assess_coverage(sessions, date(2026, 12, 24))
+    reports = [returns_report(sessions, date(2026, 12, 10)), coverage_report(sessions, date(2026, 12, 24)),
+               reconciliation_report(sessions, keyring, date(2026, 12, 10))]
+    for rep in reports:
+        main = tmp_path / "out" / f"{rep.kind}.csv"
+        write_report(rep, "csv", main)
+        page = write_report(rep, "html", tmp_path / "out" / f"{rep.kind}.html")
+        dom = _run(exe, tmp_path / f"profile-{rep.kind}", "--dump-dom", page.as_uri())
+        assert dom.returncode == 0, dom.stderr.decode(errors="replace")[-2000:]
+        tables = _dom_tables(dom.stdout.decode())
+        sources = [(f"{rep.kind}-table", main)] + [
+            (tid, extra_csv_path(main, t["section"][len(rep.kind) + 1:]))
+            for tid, t in tables.items() if t["section"]]
+        assert len(tables) == 1 + len(rep.extra) == len(sources)
+        for tid, path in sources:
+            t = tables[tid]
+            rows = list(csv.DictReader(path.open(newline="")))
+            assert t["rows"] == len(rows), (tid, path.name)
+            assert sorted(t["columns"]) == sorted(rows[0].keys() if rows else t["columns"])
+            if "member_id" in t["columns"]:
+                assert t["columns"].index("member_name") == t["columns"].index("member_id") + 1
+                assert t["headings"][t["columns"].index("member_name")] == "Member name"
+            for j, col in enumerate(t["columns"]):
+                if rows and col in ("amount", "amount_owed", "debits", "returned_amount", "net", "expected_amount",
+                                    "debits_control"):
+                    total = sum(int(Decimal(r[col] or "0") * 100) for r in rows)
+                    assert t["totals"][j] == _dollars_text(total), (tid, col)
+        if rep.kind == "returns":
+            review = tables[next(tid for tid, t in tables.items() if t["section"] == "returns-review")]
+            assert review["rows"] == 2
+            assert review["totals"][review["columns"].index("amount")] == "$160.92"
+            assert tables["returns-table"]["totals"][tables["returns-table"]["columns"].index("amount")] == \
+                _dollars_text(sum(o[m].entry.amount for m in members[:3]))
