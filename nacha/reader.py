@@ -43,6 +43,7 @@ from .layouts import (
 from .model import Batch, Entry, NachaFile
 from .profile import STRICT, Profile, get_profile
 from .routing import is_valid_routing
+from .traces import TraceSet
 from .sec import (
     AMOUNT_NONZERO,
     AMOUNT_ZERO,
@@ -219,6 +220,8 @@ class Reader:
         self.min_run = self.MIN_RUN
         self.fast_lanes = True  # False: every entry takes the record path (tests compare the two)
         self._raw: bytes | None = None
+        # Trace numbers must be unique within the file, across batches (bounded: nacha.traces).
+        self._traces = TraceSet()
 
     MIN_RUN = 8
 
@@ -473,6 +476,7 @@ class Reader:
                                 b.credit += res.total
                             b.hash += res.hash
                             b.count += m
+                            self._mark_run(raw, idx * STRIDE, m, n, b, res.last_trace)
                             b.last_trace = res.last_trace
                             S.entries += m
                             S.records += m - 1
@@ -524,6 +528,8 @@ class Reader:
                         if trace <= b.last_trace:
                             self._rec_issue(n, layout, "trace_number",
                                             "trace numbers must be ascending within a batch", trace)
+                        elif not self._traces.add(trace):
+                            self._duplicate_trace(n, layout, trace)
                         if trace[:8] != b.odfi:
                             self._rec_issue(n, layout, "trace_number",
                                             f"trace number must start with the ODFI identification {b.odfi}", trace)
@@ -705,8 +711,32 @@ class Reader:
             self._issue(None, None, "file", None,
                         f"file has {S.records} records; it must be filled with 9-records to a "
                         "multiple of 10 (the bank profile accepts a missing filler)")
+        if self._traces.overflow:
+            self._warning(None, FILE_HEADER, "file", "trace numbers of more than "
+                          f"{len(self._traces.maps)} ODFI prefixes: those of the others were not compared "
+                          "for uniqueness")
         S.entry_hash %= 10 ** 10
         yield FileEnd(n or None, self.control)
+
+    def _duplicate_trace(self, n: int, layout: Layout, trace: str) -> None:
+        self._rec_issue(n, layout, "trace_number",
+                        "trace number already used by an earlier batch of this file: trace numbers must be "
+                        "unique within a file", trace)
+
+    def _mark_run(self, raw: bytes, start: int, m: int, n: int, b: _BatchState, last: str) -> None:
+        """Record the trace numbers of a run of m entries checked column by column (ascending,
+        one ODFI prefix). A run numbered without gaps is one range; otherwise, or when the range
+        meets numbers seen before, entry by entry."""
+        first = raw[start + 79:start + 94].decode("ascii")
+        lo, hi = int(first[8:]), int(last[8:])
+        if hi - lo == m - 1 and self._traces.add_range(first[:8], lo, hi):
+            return
+        layout = b.entry_layout
+        for k in range(m):
+            p = start + k * STRIDE
+            trace = raw[p + 79:p + 94].decode("ascii")
+            if not self._traces.add(trace):
+                self._duplicate_trace(n + k, layout, trace)
 
     # -- batch ------------------------------------------------------------------------------------
     def _start_batch(self, n, hdr, fmt: SecFormat, last_batch_number) -> _BatchState:

@@ -144,6 +144,16 @@ DISAGREEMENTS: dict[str, Disagreement] = {
         "Payment Type Code ' S' is neither 'R ' nor 'S ': an alphameric field is left-justified "
         "(NR2013 OR117; reference §1.1, §1.4 field 9)",
         (("entry_web", "payment_type_code"),)),
+    "cmd/readACH/201805101354.ach": D(
+        "every batch numbers its entries from the same trace numbers: a trace number is unique per "
+        "entry within a file (NR2013 OR123; reference §1.4 field 11, issue 16); moov compares traces "
+        "only within a batch",
+        (("entry_ppd", "trace_number"),)),
+    "test/testdata/flattenBatchesTraceNumberCollision.ach": D(
+        "two batches carry the same trace numbers: a trace number is unique per entry within a file "
+        "(NR2013 OR123; reference §1.4 field 11, issue 16); moov keeps the file to test that "
+        "FlattenBatches renumbers the collision",
+        (("entry_ppd", "trace_number"),)),
     # -- moov: valid only with options; we reject under the bank profile too ------------------------
     "cmd/writeACH/202001172118.ach": D(
         "5,000 live PPD credits (22) of amount zero: R19 (NR2013 OR70); moov needs AllowZeroEntryAmount",
