@@ -119,7 +119,7 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
                f"effective {r.effective_date}")
     for f in r.files:
         where = f" -> {f.path}" if f.path else ""
-        click.echo(f"  {f.file_name}: {f.batches} batches, {f.entries} entries, debits {dollars(f.total_debit_cents)}, "
+        click.echo(f"  {f.file_name}: {f.batches} batches, {f.entries_words()}, debits {dollars(f.total_debit_cents)}, "
                    f"credits {dollars(f.total_credit_cents)}, sha256 {f.sha256[:16]}{where}")
     if r.held:
         click.echo(f"  {r.held} payments held: their bank account is blocked")

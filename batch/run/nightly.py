@@ -135,6 +135,7 @@ class RunResult:
         add("pulls", "autopay", "pulls")
         add("files_built", "originate", "files")
         add("entries", "originate", "entries")
+        add("offset_entries", "originate", "offset_entries")
         add("cents", "originate", "cents")
         add("files_sent", "send", "sent")
         add("files_unsent", "send", "unsent")
@@ -277,8 +278,10 @@ def step_originate(ctx: NightContext) -> StepOutcome:
                   file_time=ctx.now().astimezone(s.origination.zone).strftime("%H%M"),
                   progress=lambda n: ctx.progress(n, "entries"), on_step=lambda name: ctx.hook(f"originate:{name}"),
                   guard=wiring.guard(s))
-    counts = {"files": len(r.files), "entries": r.payments, "cents": r.total_cents, "held": r.held,
-              "repaired": len(r.repaired), "stopped": len(r.stopped), "review_items": r.review_items}
+    # entries: the entry records of the files built (a balanced file's offset entry included)
+    counts = {"files": len(r.files), "entries": r.entries, "payments": r.payments,
+              "offset_entries": r.offset_entries, "cents": r.total_cents,
+              "held": r.held, "repaired": len(r.repaired), "stopped": len(r.stopped), "review_items": r.review_items}
     if r.skipped_reason:
         return StepOutcome(counts=counts, note=r.skipped_reason)
     verb = "would build" if ctx.dry_run else "built"
@@ -286,7 +289,7 @@ def step_originate(ctx: NightContext) -> StepOutcome:
         note = "nothing to originate"
     else:
         names = ", ".join(f.file_name for f in r.files)
-        note = f"{verb} {names}: {r.payments} entries, {dollars(r.total_cents)}, effective {r.effective_date}"
+        note = f"{verb} {names}: {r.entries_words()}, {dollars(r.total_cents)}, effective {r.effective_date}"
     if r.held:
         note += f"; {r.held} payments held (account blocked)"
     if r.stopped:
@@ -544,7 +547,9 @@ def summary_line(r: RunResult) -> str:
         built = "would build" if r.dry_run else "built"
         parts.append(f"files {t['files_built']} {built}, {t['files_sent']} sent"
                      + (f", {t['files_unsent']} unsent" if t["files_unsent"] else ""))
-        parts.append(f"entries {t['entries']:,}, {dollars(t['cents'])}")
+        parts.append(f"entries {t['entries']:,}"
+                     + (f" ({t['offset_entries']} offset)" if t["offset_entries"] else "")
+                     + f", {dollars(t['cents'])}")
     else:
         parts.append(f"files {t['files_fetched']} fetched")
     parts.append(f"returns {t['returns']} ({t['nocs']} NOCs"
