@@ -48,7 +48,13 @@ def schedule_cmd(ctx: click.Context, run_date) -> None:
             click.echo(f"    premium {premium_id}: {why}")
         if r.refused > 20:
             click.echo(f"    ... and {r.refused - 20} more")
-    sys.exit(exitcodes.OK)
+    if r.amount_held:
+        click.echo(f"  {r.amount_held} pull(s) above the amount their mandate authorized, without 10 days' notice: "
+                   "held, put on the review list (autopay_amount_change)")
+    if r.amount_sent_late:
+        click.echo(f"  {r.amount_sent_late} pull(s) above the authorized amount sent without 10 days' notice "
+                   "(origination.amount_change_late = \"send\"); the notice goes out now")
+    sys.exit(exitcodes.DATA_PROBLEMS if r.amount_held else exitcodes.OK)
 
 
 @click.command("originate")

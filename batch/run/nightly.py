@@ -264,9 +264,16 @@ def step_autopay(ctx: NightContext) -> StepOutcome:
             f"{r.account_blocked} held (account blocked)")
     if r.not_authorized or r.refused:
         note += f"; {r.not_authorized} due before their authorization, {r.refused} refused by the debit rules"
+    problems = []
+    if r.amount_held:
+        note += f"; {r.amount_held} held: above the authorized amount without 10 days' notice (for review)"
+        problems.append(f"{r.amount_held} AutoPay pull(s) above the authorized amount held, for review")
+    if r.amount_sent_late:
+        note += f"; {r.amount_sent_late} sent above the authorized amount without 10 days' notice"
     return StepOutcome(counts={"pulls": r.created, "cents": r.created_cents, "already_scheduled": r.already_scheduled,
                                "covered": r.covered, "held": r.account_blocked, "not_authorized": r.not_authorized,
-                               "refused": r.refused}, note=note)
+                               "refused": r.refused, "amount_held": r.amount_held,
+                               "amount_sent_late": r.amount_sent_late}, note=note, problems=problems)
 
 
 def step_originate(ctx: NightContext) -> StepOutcome:
