@@ -533,6 +533,8 @@ class ReturnFile(Base):
     applied: Mapped[int] = mapped_column(Integer, default=0)  # returns and NOCs applied
     review_items: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[str | None] = mapped_column(Text, default=None)  # JSON list of located errors
+    # JSON list of located warnings (migration 0011), as `errors`: what the reader warned of
+    warnings: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

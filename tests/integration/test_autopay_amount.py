@@ -114,8 +114,8 @@ def test_the_setting_is_documented_and_checked(late):
 
 
 def test_migration_0011_up_and_down(db_url):
-    """0011 adds autopay_mandates.authorized_amount_cents and the notice kind autopay_amount_change;
-    downgrade drops both (deleting those notices), keeping everything else."""
+    """0011 adds autopay_mandates.authorized_amount_cents, the notice kind autopay_amount_change and
+    return_files.warnings; downgrade drops them (deleting those notices), keeping everything else."""
     from datetime import datetime, timezone
 
     from sqlalchemy import inspect, text
@@ -148,6 +148,9 @@ def test_migration_0011_up_and_down(db_url):
         assert upgrade(db_url)[1] == head_revision()
         with engine.begin() as conn:
             assert conn.execute(text("SELECT authorized_amount_cents FROM autopay_mandates")).scalar() is None
+            conn.execute(text("INSERT INTO return_files (id, sha256, file_name, status, processed_on, returns, nocs, "
+                              "applied, review_items, created_at, warnings) VALUES (1, :h, 'r.ach', 'applied', :d, "
+                              "1, 0, 1, 0, :t, '[]')"), {"h": "b" * 64, "d": date(2026, 2, 2), "t": t0})
             conn.execute(text("UPDATE autopay_mandates SET authorized_amount_cents = 12345"))
             conn.execute(text(notice), {"i": 2, "k": "b", "kind": "autopay_amount_change", "d": date(2026, 2, 2),
                                         "t": t0})
@@ -156,6 +159,8 @@ def test_migration_0011_up_and_down(db_url):
         downgrade_to(db_url, "0010_key_ids")
         with engine.connect() as conn:
             assert "authorized_amount_cents" not in {c["name"] for c in inspect(conn).get_columns("autopay_mandates")}
+            assert "warnings" not in {c["name"] for c in inspect(conn).get_columns("return_files")}
+            assert conn.execute(text("SELECT file_name FROM return_files")).scalar() == "r.ach"
             assert conn.execute(text("SELECT id, kind FROM notices")).all() == [(1, "past_due_warning")]
             assert conn.execute(text("SELECT status FROM autopay_mandates")).scalar() == "active"
         assert upgrade(db_url)[1] == head_revision()  # and up again

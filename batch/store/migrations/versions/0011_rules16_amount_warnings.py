@@ -1,15 +1,19 @@
-"""Recurring debits of varying amount: the amount an AutoPay mandate authorized, and the notice of a
-new amount.
+"""Recurring debits of varying amount (the amount an AutoPay mandate authorized, the notice of a new
+amount), and the warnings a bank file was read with (issue 16).
 
 - `autopay_mandates.authorized_amount_cents` (optional): the most a pull may take without a notice
   to the member (set by the mandate's first pull; raised after an `autopay_amount_change` notice).
   Existing mandates have none: their next pull sets it.
 - `notices.kind` may be `autopay_amount_change`.
+- `return_files.warnings` (optional, JSON like `errors`): what the reader warned of, recorded with
+  the file whether applied or rejected (the bank profile's field defects of return and NOC files:
+  a return batch's Effective Entry Date of zeros, an addenda 98/99 trace other than its entry's;
+  an unknown but well-formed return code, ...). Existing files have none.
 
 `notices` is referred to by no table, so SQLite rebuilds it in Alembic's batch mode for the CHECK.
 Downgrade deletes the `autopay_amount_change` notices (the older CHECK cannot hold them).
 
-Revision ID: 0011_rules16_autopay_amount
+Revision ID: 0011_rules16_amount_warnings
 Revises: 0010_key_ids
 Create Date: 2026-12-04
 """
@@ -18,7 +22,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_rules16_autopay_amount"  # ("rules-16": a revision id cannot hold "-")
+revision = "0011_rules16_amount_warnings"  # ("rules-16": a revision id cannot hold "-")
 down_revision = "0010_key_ids"
 branch_labels = None
 depends_on = None
@@ -42,9 +46,13 @@ def _set_notice_kinds(kinds: tuple[str, ...]) -> None:
 def upgrade() -> None:
     op.add_column("autopay_mandates", sa.Column("authorized_amount_cents", sa.BigInteger(), nullable=True))
     _set_notice_kinds(NOTICE_KINDS)
+    op.add_column("return_files", sa.Column("warnings", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    # return_files is referred to by several tables: no batch-mode rebuild (see 0007); SQLite 3.35+
+    # drops a plain column in place, PostgreSQL likewise.
+    op.execute("ALTER TABLE return_files DROP COLUMN warnings")
     op.execute("DELETE FROM notices WHERE kind = 'autopay_amount_change'")
     _set_notice_kinds(NOTICE_KINDS_OLD)
     with op.batch_alter_table("autopay_mandates") as b:
