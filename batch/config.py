@@ -161,6 +161,10 @@ class OriginationSettings(_Section):
     max_entries_per_file: int = Field(default=250_000, ge=1, le=99_999_999)
     max_dollars_per_file: Decimal = Decimal("250000000.00")
     retry_delay_banking_days: int = Field(default=2, ge=1, le=30)
+    # An AutoPay pull above the amount its mandate authorized needs a notice to the member 10
+    # calendar days before settlement; when that is no longer possible: "hold" (no pull, a review
+    # item) or "send" (pulled, the notice goes out now: an explicit acceptance of the risk).
+    amount_change_late: Literal["hold", "send"] = "hold"
 
     @field_validator("timezone")
     @classmethod

@@ -48,7 +48,13 @@ def schedule_cmd(ctx: click.Context, run_date) -> None:
             click.echo(f"    premium {premium_id}: {why}")
         if r.refused > 20:
             click.echo(f"    ... and {r.refused - 20} more")
-    sys.exit(exitcodes.OK)
+    if r.amount_held:
+        click.echo(f"  {r.amount_held} pull(s) above the amount their mandate authorized, without 10 days' notice: "
+                   "held, put on the review list (autopay_amount_change)")
+    if r.amount_sent_late:
+        click.echo(f"  {r.amount_sent_late} pull(s) above the authorized amount sent without 10 days' notice "
+                   "(origination.amount_change_late = \"send\"); the notice goes out now")
+    sys.exit(exitcodes.DATA_PROBLEMS if r.amount_held else exitcodes.OK)
 
 
 @click.command("originate")
@@ -122,7 +128,7 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
                f"effective {r.effective_date}")
     for f in r.files:
         where = f" -> {f.path}" if f.path else ""
-        click.echo(f"  {f.file_name}: {f.batches} batches, {f.entries} entries, debits {dollars(f.total_debit_cents)}, "
+        click.echo(f"  {f.file_name}: {f.batches} batches, {f.entries_words()}, debits {dollars(f.total_debit_cents)}, "
                    f"credits {dollars(f.total_credit_cents)}, sha256 {f.sha256[:16]}{where}")
     if r.held:
         click.echo(f"  {r.held} payments held: their bank account is blocked")

@@ -20,6 +20,11 @@ class Profile:
     # Returned and NOC'd entries may leave blank the fields their SEC format lists in
     # `return_blank_ok` (WEB Payment Type Code in Fiserv return files, moov issues 702 and 751).
     blank_fields_on_returns: bool = False
+    # Field defects of bank-written return and NOC files that do not affect matching (returns are
+    # matched by the original trace, 7-21): an Effective Entry Date of zeros on a batch of returns
+    # or NOCs only, and an addenda 98/99 Trace Number (80-94) other than its entry's (moov-io/ach
+    # writes both). Reported as warnings, not errors. Structural rules stay errors.
+    return_field_defects: bool = False
 
     def relaxations(self) -> list[str]:
         return [f.name for f in fields(self) if f.type in (bool, "bool") and getattr(self, f.name)]
@@ -36,6 +41,7 @@ BANK = Profile(
     blank_lines=True,
     missing_file_envelope=True,
     blank_fields_on_returns=True,
+    return_field_defects=True,
 )
 PROFILES = {p.name: p for p in (STRICT, BANK)}
 

@@ -43,6 +43,7 @@ from .layouts import (
 from .model import Batch, Entry, NachaFile
 from .profile import STRICT, Profile, get_profile
 from .routing import is_valid_routing
+from .traces import TraceSet
 from .sec import (
     AMOUNT_NONZERO,
     AMOUNT_ZERO,
@@ -160,6 +161,7 @@ class _BatchState:
         "start", "fmt", "odfi", "scc", "count", "hash", "debit", "credit", "last_trace",
         "entry_layout", "is_debit", "tx_info", "returns", "nocs", "number", "indicator_index",
         "zero_checks", "return_blanks", "totals_known", "hash_known", "fast", "plan", "run_rules",
+        "zero_date", "entries_before",
     )
 
 
@@ -219,6 +221,8 @@ class Reader:
         self.min_run = self.MIN_RUN
         self.fast_lanes = True  # False: every entry takes the record path (tests compare the two)
         self._raw: bytes | None = None
+        # Trace numbers must be unique within the file, across batches (bounded: nacha.traces).
+        self._traces = TraceSet()
 
     MIN_RUN = 8
 
@@ -553,6 +557,7 @@ class Reader:
                                 b.credit += res.total
                             b.hash += res.hash
                             b.count += m
+                            self._mark_run(raw, idx * STRIDE, m, n, b, res.last_trace)
                             b.last_trace = res.last_trace
                             S.entries += m
                             S.records += m - 1
@@ -604,6 +609,8 @@ class Reader:
                         if trace <= b.last_trace:
                             self._rec_issue(n, layout, "trace_number",
                                             "trace numbers must be ascending within a batch", trace)
+                        elif not self._traces.add(trace):
+                            self._duplicate_trace(n, layout, trace)
                         if trace[:8] != b.odfi:
                             self._rec_issue(n, layout, "trace_number",
                                             f"trace number must start with the ODFI identification {b.odfi}", trace)
@@ -682,7 +689,19 @@ class Reader:
                         state = "skip_batch"
                         yield skipped
                         continue
-                    hdr = self._parse(n, line, BATCH_HEADER)
+                    zero_date = None
+                    if self.profile.return_field_defects and not BATCH_HEADER.quick_ok(line):
+                        # An Effective Entry Date of zeros is decided at the batch's end: a warning
+                        # on a batch of returns or NOCs only (Profile.return_field_defects).
+                        for p in BATCH_HEADER.problems(line):
+                            if (p.field.name == "effective_entry_date" and zero_date is None
+                                    and p.value and not p.value.strip("0")):
+                                zero_date = p
+                            else:
+                                self._field_issue(n, BATCH_HEADER, p)
+                        hdr = BATCH_HEADER.parse_tolerant(line)
+                    else:
+                        hdr = self._parse(n, line, BATCH_HEADER)
                     if fmt is None:
                         self._rec_issue(n, BATCH_HEADER, "standard_entry_class_code",
                                         f"unknown SEC code {sec!r}", sec)
@@ -694,6 +713,7 @@ class Reader:
                                         f"{fmt.code} batches cannot share a file with {file_fmt.code} batches: "
                                         "their file control records differ (NR OR77)", sec)
                     b = self._start_batch(n, hdr, fmt, last_batch_number)
+                    b.zero_date = (n, zero_date) if zero_date is not None else None
                     traced = fmt.has_trace_numbers
                     if type(hdr.batch_number) is int:
                         last_batch_number = max(last_batch_number, hdr.batch_number)
@@ -785,8 +805,42 @@ class Reader:
             self._issue(None, None, "file", None,
                         f"file has {S.records} records; it must be filled with 9-records to a "
                         "multiple of 10 (the bank profile accepts a missing filler)")
+        if self._traces.overflow:
+            self._warning(None, FILE_HEADER, "file", "trace numbers of more than "
+                          f"{len(self._traces.maps)} ODFI prefixes: those of the others were not compared "
+                          "for uniqueness")
         S.entry_hash %= 10 ** 10
         yield FileEnd(n or None, self.control)
+
+    def _return_trace_mismatch(self, an: int, alayout: Layout, value: str) -> None:
+        """An addenda 98/99 trace number other than its entry's: an error, or under the bank
+        profile a warning (returns and NOCs are matched by the original trace, 7-21)."""
+        if self.profile.return_field_defects:
+            self._warning(an, alayout, "trace_number",
+                          "must equal the entry's trace number: read anyway (bank profile; matched by the "
+                          "original trace)", value)
+        else:
+            self._rec_issue(an, alayout, "trace_number", "must equal the entry's trace number", value)
+
+    def _duplicate_trace(self, n: int, layout: Layout, trace: str) -> None:
+        self._rec_issue(n, layout, "trace_number",
+                        "trace number already used by an earlier batch of this file: trace numbers must be "
+                        "unique within a file", trace)
+
+    def _mark_run(self, raw: bytes, start: int, m: int, n: int, b: _BatchState, last: str) -> None:
+        """Record the trace numbers of a run of m entries checked column by column (ascending,
+        one ODFI prefix). A run numbered without gaps is one range; otherwise, or when the range
+        meets numbers seen before, entry by entry."""
+        first = raw[start + 79:start + 94].decode("ascii")
+        lo, hi = int(first[8:]), int(last[8:])
+        if hi - lo == m - 1 and self._traces.add_range(first[:8], lo, hi):
+            return
+        layout = b.entry_layout
+        for k in range(m):
+            p = start + k * STRIDE
+            trace = raw[p + 79:p + 94].decode("ascii")
+            if not self._traces.add(trace):
+                self._duplicate_trace(n + k, layout, trace)
 
     # -- batch ------------------------------------------------------------------------------------
     def _start_batch(self, n, hdr, fmt: SecFormat, last_batch_number) -> _BatchState:
@@ -814,6 +868,8 @@ class Reader:
         b.indicator_index = layout.index["addenda_record_indicator"]
         b.zero_checks = tuple((layout.index[f], f) for f in fmt.not_all_zeros)
         b.return_blanks = frozenset(fmt.return_blank_ok) if self.profile.blank_fields_on_returns else _NO_KINDS
+        b.zero_date = None
+        b.entries_before = self.summary.entries
         L = BATCH_HEADER
         if type(hdr.batch_number) is int and hdr.batch_number <= last_batch_number:
             self._rec_issue(n, L, "batch_number", "batch numbers must be ascending within the file",
@@ -982,7 +1038,7 @@ class Reader:
                                       f"return reason code {code} takes effect on {rc.effective_from.isoformat()}; "
                                       f"the file was created on {self._created_on.isoformat()}", code)
                     if traced and arec.trace_number != trace:
-                        self._rec_issue(an, alayout, "trace_number", "must equal the entry's trace number", arec.trace_number)
+                        self._return_trace_mismatch(an, alayout, arec.trace_number)
                 elif tcode == "98":
                     b.nocs += 1
                     code = arec[2]
@@ -995,8 +1051,15 @@ class Reader:
                         except ValueError as exc:
                             self._rec_issue(an, alayout, "corrected_data", f"{code}: {exc}", arec.corrected_data)
                     if traced and arec.trace_number != trace:
-                        self._rec_issue(an, alayout, "trace_number", "must equal the entry's trace number", arec.trace_number)
+                        self._return_trace_mismatch(an, alayout, arec.trace_number)
             is_return = "99" in kinds
+            # One return (99) or NOC (98) addenda per entry (NR2013 OR72): structural, every profile.
+            for tc_, what in (("99", "return"), ("98", "notification of change")):
+                if tc_ in kinds:
+                    count = sum(1 for a in addenda if a is not None and a[1].addenda_type_code == tc_)
+                    if count > 1:
+                        self._issue(n, None, layout.name, None,
+                                    f"an entry carries one {what} addenda ({tc_}), found {count}")
             is_noc = "98" in kinds
             if is_return and is_noc:
                 self._issue(n, None, layout.name, None, "an entry cannot carry both return and NOC addenda")
@@ -1007,6 +1070,15 @@ class Reader:
             self._deferred = []
         amount = rec.amount if type(rec.amount) is int else None
         if is_return or is_noc:
+            # A dishonored or contested return answers a return entry (NR2013 OR72; reference §1.7):
+            # it carries that entry's return transaction code. (A bank's plain return that keeps the
+            # forward code, moov issue 1620, is read as it is.)
+            if (tx is not None and is_return and not is_noc and not tx.is_return
+                    and any(a is not None and a[1].layout in (ADDENDA_99_DISHONORED, ADDENDA_99_CONTESTED)
+                            for a in addenda)):
+                self._rec_issue(n, layout, "transaction_code",
+                                "a dishonored or contested return carries a return transaction code "
+                                f"(21, 26, 31, 36, ...), not {tc}", tc)
             if tx is not None and is_noc:
                 if not tx.is_return and not tx.zero_amount:
                     self._rec_issue(n, layout, "transaction_code",
@@ -1056,6 +1128,15 @@ class Reader:
     def _end_batch(self, ctl, b: _BatchState, n=None, layout=BATCH_CONTROL):
         S = self.summary
         hdr = b.start.header
+        if b.zero_date is not None:
+            hn, p = b.zero_date
+            entries = S.entries - b.entries_before
+            if entries and b.returns + b.nocs == entries:
+                self._warning(hn, BATCH_HEADER, p.field.name,
+                              f"{p.message} on a batch of returns or NOCs: read anyway (bank profile; returns "
+                              "are matched by the original trace)", p.value)
+            else:
+                self._field_issue(hn, BATCH_HEADER, p)
         S.total_debit_cents += b.debit
         S.total_credit_cents += b.credit
         S.entry_hash += b.hash

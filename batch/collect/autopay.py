@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,7 +25,7 @@ from . import debit_guard
 
 from ..rules import debit_rules
 from ..rules.channels import autopay_confirmation_id, sec_for_mandate
-from ..store.models import AutopayMandate, BankAccount, Payment, Premium
+from ..store.models import AutopayMandate, BankAccount, Notice, Payment, PaymentEvent, Premium, ReviewItem, utcnow
 from ..rules.premium_calendar import autopay_draft_date
 
 # Payments that count toward a premium being covered (one definition, in debit_rules).
@@ -45,6 +45,8 @@ class AutopayResult:
     account_blocked: int = 0
     not_authorized: int = 0  # due before the mandate was authorized
     refused: int = 0  # refused by the debit rules (coverage that cannot exist, reinitiation limit)
+    amount_held: int = 0  # above the authorized amount, too late for the notice: held for review
+    amount_sent_late: int = 0  # likewise, sent by origination.amount_change_late = "send"
     refusals: list[tuple[int, str]] = field(default_factory=list)  # (premium id, why), the first 1000
     pulls: list[int] = field(default_factory=list)  # payment ids created (first 1000)
 
@@ -67,7 +69,8 @@ def schedule_autopay(sessions: sessionmaker[Session], run_date: date, lead_banki
             rows = s.execute(
                 select(Premium.id, Premium.member_id, Premium.plan_id, Premium.coverage_month,
                        Premium.amount_due_cents, Premium.due_date, AutopayMandate.bank_account_id,
-                       AutopayMandate.channel, AutopayMandate.authorized_at, BankAccount.status)
+                       AutopayMandate.channel, AutopayMandate.authorized_at, BankAccount.status,
+                       AutopayMandate.id, AutopayMandate.authorized_amount_cents)
                 .join(AutopayMandate, and_(AutopayMandate.member_id == Premium.member_id,
                                            AutopayMandate.plan_id == Premium.plan_id,
                                            AutopayMandate.status == "active"))
@@ -84,7 +87,7 @@ def schedule_autopay(sessions: sessionmaker[Session], run_date: date, lead_banki
             paid = _covered_cents(s, rows)
             wanted = []
             for row in rows:
-                pid, member, plan, month, due_cents, due, account_id, channel, authorized_at, acct_status = row
+                pid, member, plan, month, due_cents, due, account_id, channel, authorized_at, acct_status = row[:10]
                 if pid in scheduled:
                     res.already_scheduled += 1
                     continue
@@ -107,15 +110,33 @@ def schedule_autopay(sessions: sessionmaker[Session], run_date: date, lead_banki
             refused = debit_guard.verdicts(s.connection(), cands, run_date, guard, exclude=frozenset(),
                                            authorized={-row[0]: a for row, _o, a in wanted})
             new = []
+            held = []
+            late_sent: list[int] = []
+            noticed = _amount_notices(s, {row[1] for row, _o, _a in wanted})
+            settles_on = debit_rules.settlement_of(run_date)
             for row, owed, _a in wanted:
-                pid, member, plan, month, _due_cents, _due, account_id, channel, _at, _st = row
+                pid, member, plan, month, _due_cents, _due, account_id, channel, _at, _st, mandate_id, authorized = row
                 v = refused.get(-pid)
                 if v is not None:
                     res.refused += 1
                     if len(res.refusals) < 1000:
                         res.refusals.append((pid, v.reason))
                     continue
+                # Recurring debits of varying amount (NACHA Rules 2.3.2.6): above the authorized amount
+                # only after a notice 10 calendar days before settlement (debit_rules.amount_change).
+                n_on, n_cents = noticed.get(pid, (None, None))
+                decision = debit_rules.amount_change(owed, authorized, settles_on, n_on, n_cents,
+                                                     late=guard.amount_change_late)
                 sec_code, payment_type = sec_for_mandate(channel)
+                if decision.action == "hold":
+                    res.amount_held += 1
+                    held.append((pid, owed, authorized, decision.reason))
+                elif decision.new_authorized is not None and decision.new_authorized != authorized:
+                    s.execute(update(AutopayMandate).where(AutopayMandate.id == mandate_id)
+                              .values(authorized_amount_cents=decision.new_authorized))
+                    if decision.action == "send_late":
+                        res.amount_sent_late += 1
+                        late_sent.append(pid)
                 new.append({
                     "confirmation_id": autopay_confirmation_id(pid),
                     "channel": "autopay",
@@ -129,14 +150,61 @@ def schedule_autopay(sessions: sessionmaker[Session], run_date: date, lead_banki
                     "sec_code": sec_code,
                     "payment_type_code": payment_type,
                     "originate_on": run_date,
-                    "state": "pending",
+                    "state": "failed" if decision.action == "hold" else "pending",
                     "autopay_premium_id": pid,
                 })
             if new:
                 s.execute(_insert_ignoring_duplicates(s), new)
-                res.created += len(new)
-                res.created_cents += sum(p["amount_cents"] for p in new)
+                res.created += len(new) - len(held)
+                res.created_cents += sum(p["amount_cents"] for p in new if p["state"] == "pending")
+            _record_amount_changes(s, run_date, held, late_sent)
     return res
+
+
+def _amount_notices(s: Session, members: set[str]) -> dict[int, tuple[date, int]]:
+    """premium id -> (day, amount) of the latest `autopay_amount_change` notice for it."""
+    out: dict[int, tuple[date, int]] = {}
+    if not members:
+        return out
+    for key, on, cents in s.execute(
+            select(Notice.event_key, Notice.notice_date, Notice.amount_owed_cents)
+            .where((Notice.kind == "autopay_amount_change") & Notice.member_id.in_(sorted(members)))
+            .order_by(Notice.notice_date)):
+        out[int(key.split(":")[1])] = (on, int(cents))
+    return out
+
+
+def _record_amount_changes(s: Session, run_date: date, held: list, late_sent: list[int]) -> None:
+    """A held pull (state 'failed', never originated) gets an event and a review item; a pull sent
+    above its authorized amount without the notice period gets an event recording the risk taken
+    (the notice goes out that night: batch.collect.notices)."""
+    pids = [h[0] for h in held] + late_sent
+    if not pids:
+        return
+    ids = dict(s.execute(select(Payment.autopay_premium_id, Payment.id).where(Payment.autopay_premium_id.in_(pids))).all())
+    events, reviews = [], []
+    now = utcnow()
+    for pid, owed, authorized, reason in held:
+        pay = ids.get(pid)
+        if pay is None:
+            continue
+        events.append({"payment_id": pay, "event": "amount_change_held", "old_state": "pending", "new_state": "failed",
+                       "reason": reason[:200], "occurred_on": run_date, "created_at": now})
+        reviews.append({"kind": "autopay_amount_change", "subject": "payment", "payment_id": pay,
+                        "amount_cents": owed, "expected_amount_cents": authorized,
+                        "dedupe_key": f"autopay_amount:{pid}", "detail": reason[:300], "status": "open",
+                        "created_at": now})
+    for pid in late_sent:
+        pay = ids.get(pid)
+        if pay is not None:
+            events.append({"payment_id": pay, "event": "amount_sent_late", "old_state": "pending",
+                           "new_state": "pending", "reason": "above the authorized amount without 10 days' notice; "
+                           "sent by origination.amount_change_late = \"send\"", "occurred_on": run_date,
+                           "created_at": now})
+    if events:
+        s.execute(insert(PaymentEvent), events)
+    if reviews:
+        s.execute(insert(ReviewItem), reviews)
 
 
 def _covered_cents(s: Session, rows) -> dict[tuple, int]:

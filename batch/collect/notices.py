@@ -1,6 +1,7 @@
-"""Member notices for the print and email vendor: one per returned payment and one per new or
+"""Member notices for the print and email vendor: one per returned payment, one per new or
 changed coverage flag at risk (returned payment, past due warning, termination warning, coverage
-not started, coverage terminated), rendered from the jinja2 templates shipped in
+not started, coverage terminated), and one per AutoPay premium above the amount its mandate
+authorized (autopay amount change), rendered from the jinja2 templates shipped in
 batch/collect/templates/notices (or a folder of overrides named in settings, `paths.notices_templates`)
 into the notices folder, listed in manifest CSVs.
 
@@ -23,7 +24,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..store.fsutil import write_atomic
 from ..rules.cells import machine_csv_writer
 from ..rules.money import dollars, plain_dollars
-from ..store.models import COVERAGE_STATUSES, BankAccount, CoverageFlag, Notice, Payment, PaymentReturn, Premium, utcnow
+from ..store.models import (
+    COVERAGE_STATUSES,
+    AutopayMandate,
+    BankAccount,
+    CoverageFlag,
+    Notice,
+    Payment,
+    PaymentEvent,
+    PaymentReturn,
+    Premium,
+    utcnow,
+)
 
 _VENDOR_READABLE = 0o644  # notices and manifests are picked up by the print and email vendor
 
@@ -111,7 +123,7 @@ def issue_notices(sessions: sessionmaker[Session], notices_dir: Path, notice_dat
     while True:
         with sessions() as s, s.begin():
             _lock(s)
-            events = _pending_returns(s) + _pending_flags(s)
+            events = _pending_returns(s) + _pending_flags(s) + _pending_amount_changes(s, notice_date)
             if not events:
                 break
             names = _member_names(s, {(e["member_id"], e["plan_id"]) for e in events})
@@ -202,6 +214,55 @@ def _pending_flags(s: Session) -> list[dict]:
     return out
 
 
+def _pending_amount_changes(s: Session, notice_date: date) -> list[dict]:
+    """`autopay_amount_change` notices (NACHA Rules 2.3.2.6: a recurring debit of varying amount):
+    for each premium not yet due whose live AutoPay mandate authorized less than it, in advance (so
+    that its pull may go out 10 calendar days later: batch/rules/debit_rules.amount_change); and for
+    each pull sent above its authorized amount without that notice (`amount_sent_late`), at once.
+    One notice per premium and amount (`autopay_amount:<premium id>:<cents>`)."""
+    advance = s.execute(
+        select(Premium.id, Premium.member_id, Premium.plan_id, Premium.coverage_month, Premium.due_date,
+               Premium.amount_due_cents, AutopayMandate.authorized_amount_cents)
+        .join(AutopayMandate, (AutopayMandate.member_id == Premium.member_id)
+              & (AutopayMandate.plan_id == Premium.plan_id) & (AutopayMandate.status == "active"))
+        .where(AutopayMandate.authorized_amount_cents.is_not(None)
+               & (Premium.amount_due_cents > AutopayMandate.authorized_amount_cents)
+               & (Premium.due_date >= notice_date))
+        .order_by(Premium.id)).all()
+    late = s.execute(
+        select(Premium.id, Premium.member_id, Premium.plan_id, Premium.coverage_month, Premium.due_date,
+               Payment.amount_cents, Payment.state)
+        .join(Payment, Payment.autopay_premium_id == Premium.id)
+        .join(PaymentEvent, (PaymentEvent.payment_id == Payment.id) & (PaymentEvent.event == "amount_sent_late"))
+        .order_by(Premium.id)).all()
+    held = set(s.scalars(select(Payment.autopay_premium_id).join(
+        PaymentEvent, (PaymentEvent.payment_id == Payment.id) & (PaymentEvent.event == "amount_change_held"))))
+    wanted = {}
+    for pid, member, plan, month, due, cents, authorized in advance:
+        wanted[f"autopay_amount:{pid}:{cents}"] = (pid, member, plan, month, due, cents, authorized, False)
+    for pid, member, plan, month, due, cents, _state in late:
+        wanted.setdefault(f"autopay_amount:{pid}:{cents}", (pid, member, plan, month, due, cents, None, True))
+    if not wanted:
+        return []
+    keys = list(wanted)
+    have: set[str] = set()
+    for i in range(0, len(keys), 1000):
+        have.update(s.scalars(select(Notice.event_key).where(Notice.event_key.in_(keys[i:i + 1000]))))
+    out = []
+    for key, (pid, member, plan, month, due, cents, authorized, sent_late) in wanted.items():
+        if key in have:
+            continue
+        out.append({
+            "event_key": key, "kind": "autopay_amount_change", "member_id": member, "plan_id": plan,
+            "deadline": due, "amount_owed_cents": cents, "coverage_month": month,
+            "authorized": dollars(authorized) if authorized is not None else "", "sent_late": sent_late,
+            "held": pid in held,
+        })
+        if len(out) >= CHUNK:
+            break
+    return out
+
+
 def _member_names(s: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
     names: dict[tuple[str, str], str] = {}
     members = sorted({k[0] for k in keys})
@@ -228,6 +289,7 @@ def _context(e: dict, notice_date: date, sender: str) -> dict:
         "return_code": e.get("return_code", ""), "return_title": e.get("return_title", ""),
         "disposition": e.get("disposition", ""), "returned_on": e.get("returned_on"),
         "account_last4": e.get("account_last4", ""), "retry_on": e.get("retry_on"),
+        "authorized": e.get("authorized", ""), "sent_late": e.get("sent_late", False), "held": e.get("held", False),
     }
 
 

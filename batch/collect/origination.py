@@ -66,12 +66,24 @@ class BuiltFile:
     file_id: int | None
     file_name: str
     file_id_modifier: str
-    entries: int
+    entries: int  # entry records the file holds: one per payment, plus a balanced file's offset entry
     total_debit_cents: int
     total_credit_cents: int
     batches: int
     sha256: str
     path: Path | None
+    offset_entries: int = 0  # of `entries`, the offset credit of a balanced file (0 or 1)
+
+    @property
+    def payments(self) -> int:
+        return self.entries - self.offset_entries
+
+    def entries_words(self) -> str:
+        """'3 entries (2 payments + 1 offset entry)': every entry record, and the offset said so."""
+        words = f"{self.entries} {'entry' if self.entries == 1 else 'entries'}"
+        if self.offset_entries:
+            words += f" ({self.payments} payment{'s' if self.payments != 1 else ''} + 1 offset entry)"
+        return words
 
 
 @dataclass
@@ -87,6 +99,23 @@ class OriginationResult:
     review_items: int = 0  # opened for stopped member payments
     repaired: list[str] = field(default_factory=list)  # outbox files rewritten from stored bytes
     skipped_reason: str | None = None
+
+    @property
+    def entries(self) -> int:
+        """Entry records in the files built: the payments plus any balanced file's offset entry."""
+        return sum(f.entries for f in self.files)
+
+    @property
+    def offset_entries(self) -> int:
+        return sum(f.offset_entries for f in self.files)
+
+    def entries_words(self) -> str:
+        words = f"{self.entries} {'entry' if self.entries == 1 else 'entries'}"
+        if self.offset_entries:
+            o = self.offset_entries
+            words += (f" ({self.payments} payment{'s' if self.payments != 1 else ''} + {o} offset "
+                      f"entr{'ies' if o != 1 else 'y'})")
+        return words
     dry_run: bool = False
 
 
@@ -440,6 +469,7 @@ class _FileBuilder:
         offset = offset_cents(self.limits, cents)
         if offset:
             self._add_offset(offset)
+            entries += 1
         w = self._w
         ctl = w.finish()
         self._flush_entries()
@@ -452,7 +482,7 @@ class _FileBuilder:
             data = self.tmp.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         built = BuiltFile(None, self.name, self.modifier, entries, ctl.total_debit_amount,
-                          ctl.total_credit_amount, ctl.batch_count, digest, None)
+                          ctl.total_credit_amount, ctl.batch_count, digest, None, offset_entries=1 if offset else 0)
         if not self.dry_run:
             row = self._file_row
             row.sha256 = digest

@@ -238,6 +238,7 @@ def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path:
                 elif isinstance(item, FileStart):
                     rf.file_creation_date = _yymmdd(item.header.file_creation_date)
             out.warnings = [str(w) for w in reader.warnings]
+            rf.warnings = dump_errors(reader.warnings) if reader.warnings else None  # recorded with the file
             if reader.issues:
                 raise _Rejected(reader.issues, reader.warnings)  # rolls the whole file back
             applier.finish()
@@ -266,6 +267,7 @@ def _keep_bytes(s: Session, keyring: Keyring, rf: ReturnFile, path: Path, sha256
 def _seen_before(out: FileOutcome, prior: ReturnFile) -> FileOutcome:
     out.return_file_id = prior.id
     out.previously_processed_on = prior.processed_on
+    out.warnings = load_errors(prior.warnings, prior.file_name)[0]  # as recorded with the file
     if prior.status == "rejected":
         out.status = "rejected"
         out.errors, out.issues = load_errors(prior.errors, prior.file_name)
@@ -279,7 +281,7 @@ def _record_rejection(sessions, path: Path, out: FileOutcome, processed_on: date
     fresh = FileOutcome(out.path, out.sha256, "rejected")
     fresh.issues = list(issues)
     fresh.errors = [str(i) for i in issues]
-    fresh.warnings = [str(w) for w in warnings]  # shown, not stored: the errors say why it was rejected
+    fresh.warnings = [str(w) for w in warnings]
     with sessions() as s, s.begin():
         prior = s.scalar(select(ReturnFile).where(ReturnFile.sha256 == out.sha256))
         if prior is not None:  # another run recorded it meanwhile
@@ -287,7 +289,8 @@ def _record_rejection(sessions, path: Path, out: FileOutcome, processed_on: date
         else:
             rf = ReturnFile(sha256=out.sha256, file_name=path.name[:500], status="rejected",
                             processed_on=processed_on, returns=0, nocs=0, applied=0, review_items=0,
-                            errors=dump_errors(fresh.issues))
+                            errors=dump_errors(fresh.issues),
+                            warnings=dump_errors(warnings) if warnings else None)
             s.add(rf)
             s.flush()
             fresh.return_file_id = rf.id

@@ -10,8 +10,11 @@ The rules (reference §5; DESIGN.md "The rules it must get right"):
     before coverage (MAHC). Not paid in full by then, or paid and later returned: coverage does not
     start (`not_started`). A late payment does not start it either (enrollment moves the start).
   * A later month not paid in full by its due date, or whose payment is returned after it, makes
-    the policy delinquent. APTC and ConnectorCare members get a grace period of
-    `grace_months_subsidized` months (45 CFR 156.270(d): 3): grace month k = the number of due dates
+    the policy delinquent. APTC and ConnectorCare members who have paid at least one full month's
+    premium during the benefit year (the calendar year of the first month missed; 45 CFR
+    156.270(d)) get a grace period of `grace_months_subsidized` months (3); the others follow the
+    non-grace rules below. ConnectorCare is treated as APTC (every ConnectorCare enrollee receives
+    APTC; docs/coverage-rules.md). Grace month k = the number of due dates
     passed since the first missed one; `past_due` in months 1..G-1, `termination_pending` in month
     G, each with the next 23rd as deadline; past it, `terminated` with coverage ending the last day
     of the first grace month (45 CFR 156.270(g)). Others (`grace_months_unsubsidized`, default 0)
@@ -39,7 +42,8 @@ The rules (reference §5; DESIGN.md "The rules it must get right"):
     is the month's due date (none for a binder already past due). `not_started`, `past_due`,
     `termination_pending` and `terminated` outrank it; it outranks `ok`.
   * The amount owed on a month is its premium less the payments counting toward it (after a
-    return: the payments that have cleared).
+    return: the payments that have cleared). Once terminated, only the months that start on or
+    before the coverage end date are owed (a retroactive termination owes nothing after it).
 """
 from __future__ import annotations
 
@@ -311,7 +315,12 @@ def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFac
     while months_later(d1, k) < as_of:
         k += 1
     subsidized = first.subsidy in SUBSIDIZED
-    grace = rules.grace_months_subsidized if subsidized else rules.grace_months_unsubsidized
+    # 45 CFR 156.270(d): the APTC grace period is for an enrollee who has paid at least one full
+    # month's premium during the benefit year (the calendar year of the first month missed).
+    year = first.coverage_month.year
+    paid_a_month = any(m.coverage_month.year == year and m.coverage_month < first.coverage_month
+                       and paid_now(m) >= m.amount_due_cents - threshold for m in months)
+    grace = rules.grace_months_subsidized if subsidized and paid_a_month else rules.grace_months_unsubsidized
     oldest = owed_months[0] if owed_months else first  # the oldest month still owed
     opays = pays[oldest.coverage_month]
     label = _month(oldest.coverage_month)
@@ -327,19 +336,30 @@ def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFac
         why += f"; {len(owed_months)} months owed"
     if oldest is not first:
         why += f"; delinquent since {d1} ({_month(first.coverage_month)} missed)"
+    if subsidized and not paid_a_month:
+        program = "APTC" if first.subsidy == "aptc" else "ConnectorCare"
+        why += f"; no {program} grace period: no month paid in full in benefit year {year} (45 CFR 156.270(d))"
     n, cents = len(owed_months), owed
+
+    def owed_until(ends: date) -> tuple[int, int]:
+        """After a (retroactive) termination, only the months of coverage up to its end are owed."""
+        kept = [m for m in owed_months if m.coverage_month <= ends]
+        return len(kept), sum(m.amount_due_cents - paid_now(m) for m in kept)
+
     if grace >= 1:
         if k <= grace:
             status = "past_due" if k < grace else "termination_pending"
             return Standing(status, code, f"{why}; grace month {k} of {grace}", n, cents, months_later(d1, k),
                             k, grace, first.coverage_month, None, first.subsidy)
         ends = months_later(first.coverage_month, 1) - _ONE_DAY  # last day of grace month 1
+        n, cents = owed_until(ends)
         return Standing("terminated", code, f"{why}; grace period ended {months_later(d1, grace)}", n, cents,
                         None, k, grace, first.coverage_month, ends, first.subsidy)
     if k == 1:
         return Standing("termination_pending", code, f"{why}; no grace period", n, cents, months_later(d1, 1),
                         1, 0, first.coverage_month, None, first.subsidy)
     ends = first.coverage_month - _ONE_DAY  # the last day of the last month paid in full
+    n, cents = owed_until(ends)
     return Standing("terminated", code, f"{why}; not paid by {months_later(d1, 1)}", n, cents, None, k, 0,
                     first.coverage_month, ends, first.subsidy)
 

@@ -34,6 +34,7 @@ from .premium_calendar import DUE_DAY, autopay_draft_date
 __all__ = [
     "AUTOMATIC_CHANNELS", "COUNTING_STATES", "GuardSettings", "MEMBER_CHANNELS", "Debit", "Excess", "PriorReturn", "Verdict",
     "coverage_allows", "current_due_date", "excess_debits", "reinitiation_allows",
+    "AMOUNT_CHANGE_LATE", "AMOUNT_CHANGE_NOTICE_DAYS", "AmountDecision", "amount_change",
 ]
 
 # Payments that count toward a premium month: paid (mail), or debits not returned or failed.
@@ -52,6 +53,8 @@ class GuardSettings:
     max_reinitiations: int = codes.MAX_REINITIATIONS
     window_days: int = codes.REINITIATION_WINDOW_DAYS
     timezone: str = "America/New_York"
+    # A pull above its mandate's authorized amount without 10 days' notice: 'hold' or 'send'
+    amount_change_late: str = "hold"
 
     @property
     def tz(self) -> tzinfo:
@@ -59,7 +62,8 @@ class GuardSettings:
 
     @classmethod
     def from_settings(cls, settings) -> "GuardSettings":
-        return cls(CoverageRules.from_settings(settings.coverage), timezone=settings.origination.timezone)
+        return cls(CoverageRules.from_settings(settings.coverage), timezone=settings.origination.timezone,
+                   amount_change_late=settings.origination.amount_change_late)
 
 
 @dataclass(frozen=True)
@@ -220,3 +224,42 @@ def excess_debits(amount_due_cents: int | None, debits: Sequence[Debit], keep: I
             review.append(d.id)
             over -= d.amount_cents
     return Excess(tuple(cancel), tuple(review), total - amount_due_cents, tuple(reduce))
+
+
+# -- recurring debits of varying amount ---------------------------------------------------------------
+AMOUNT_CHANGE_NOTICE_DAYS = 10  # NACHA Rules 2.3.2.6 (Reg E 1005.10(d)): notice of a varying amount
+AMOUNT_CHANGE_LATE = ("hold", "send")
+
+
+@dataclass(frozen=True)
+class AmountDecision:
+    """What an AutoPay pull of `amount` under a mandate that authorized `authorized` does.
+
+    action: 'pull' (at or below the authorized amount, or its first pull: no notice needed),
+    'pull_noticed' (above it, the member noticed at least `notice_days` calendar days before the
+    settlement date: the authorized amount becomes `amount`), 'send_late' (above it, too late for
+    the notice, and the setting accepts it: pulled, the notice goes out now, authorized becomes
+    `amount`), 'hold' (above it, too late, the default: no pull, a review item)."""
+
+    action: str
+    reason: str = ""
+    new_authorized: int | None = None
+
+
+def amount_change(amount: int, authorized: int | None, settles_on: date, noticed_on: date | None,
+                  noticed_cents: int | None, *, notice_days: int = AMOUNT_CHANGE_NOTICE_DAYS,
+                  late: str = "hold") -> AmountDecision:
+    """The varying-amount rule for one pull (see AmountDecision). `noticed_on`/`noticed_cents`: the
+    day an `autopay_amount_change` notice for this premium went out and the amount it named."""
+    if authorized is None:
+        return AmountDecision("pull", "first pull: its amount is the amount authorized", amount)
+    if amount <= authorized:
+        return AmountDecision("pull")
+    if (noticed_on is not None and noticed_cents is not None and noticed_cents >= amount
+            and (settles_on - noticed_on).days >= notice_days):
+        return AmountDecision("pull_noticed", f"member noticed on {noticed_on} of the new amount", amount)
+    why = (f"pull of {amount} cents is above the {authorized} cents authorized and the member could not be "
+           f"noticed {notice_days} calendar days before its settlement on {settles_on}")
+    if late == "send":
+        return AmountDecision("send_late", why + "; sent anyway (origination.amount_change_late = \"send\")", amount)
+    return AmountDecision("hold", why + "; held for review (origination.amount_change_late = \"hold\")")

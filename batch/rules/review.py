@@ -42,6 +42,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "double_collection": (DISMISS,),
     "debit_stopped": (DISMISS,),
     "bank_unmatched": (DISMISS,),
+    "autopay_amount_change": (DISMISS,),
 }
 
 # kind -> what the item is, in a few words (for lists and reports)
@@ -62,6 +63,7 @@ _KIND_WORDS: dict[str, str] = {
     "double_collection": "premium month collected twice",
     "debit_stopped": "member payment stopped to avoid overcollection",
     "bank_unmatched": "bank statement item we cannot explain",
+    "autopay_amount_change": "AutoPay pull above the authorized amount held (no 10 days' notice)",
 }
 
 

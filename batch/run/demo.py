@@ -10,7 +10,8 @@ bank that answers the first night's file with returns and a notification of chan
      (C01 corrected account number) into achbatch-data/bank/outgoing;
   4. night 2 (Saturday 2026-01-24, not a Fed banking day: no file is built): fetches and applies
      them (a re-presentment scheduled, an AutoPay mandate revoked, an account corrected),
-     re-assesses coverage (the returned premiums are now past due), writes reports and notices.
+     re-assesses coverage (the returned premiums are now due for termination: neither member
+     paid a full month in 2026 before, so no APTC grace period), writes reports and notices.
 
 Running it again in the same folder is idempotent and says so: the ledger finds both nights done,
 the bank's answer already there, and nothing is debited twice. The dates are fixed so that every

@@ -135,6 +135,7 @@ class RunResult:
         add("pulls", "autopay", "pulls")
         add("files_built", "originate", "files")
         add("entries", "originate", "entries")
+        add("offset_entries", "originate", "offset_entries")
         add("cents", "originate", "cents")
         add("files_sent", "send", "sent")
         add("files_unsent", "send", "unsent")
@@ -263,9 +264,16 @@ def step_autopay(ctx: NightContext) -> StepOutcome:
             f"{r.account_blocked} held (account blocked)")
     if r.not_authorized or r.refused:
         note += f"; {r.not_authorized} due before their authorization, {r.refused} refused by the debit rules"
+    problems = []
+    if r.amount_held:
+        note += f"; {r.amount_held} held: above the authorized amount without 10 days' notice (for review)"
+        problems.append(f"{r.amount_held} AutoPay pull(s) above the authorized amount held, for review")
+    if r.amount_sent_late:
+        note += f"; {r.amount_sent_late} sent above the authorized amount without 10 days' notice"
     return StepOutcome(counts={"pulls": r.created, "cents": r.created_cents, "already_scheduled": r.already_scheduled,
                                "covered": r.covered, "held": r.account_blocked, "not_authorized": r.not_authorized,
-                               "refused": r.refused}, note=note)
+                               "refused": r.refused, "amount_held": r.amount_held,
+                               "amount_sent_late": r.amount_sent_late}, note=note, problems=problems)
 
 
 def step_originate(ctx: NightContext) -> StepOutcome:
@@ -281,8 +289,10 @@ def step_originate(ctx: NightContext) -> StepOutcome:
     except LockHeld as e:  # a standalone `achbatch originate` is running: this step again next run
         return StepOutcome(temporary=f"another origination holds the origination lock {e.holder.describe()}; "
                                      "nothing built")
-    counts = {"files": len(r.files), "entries": r.payments, "cents": r.total_cents, "held": r.held,
-              "repaired": len(r.repaired), "stopped": len(r.stopped), "review_items": r.review_items}
+    # entries: the entry records of the files built (a balanced file's offset entry included)
+    counts = {"files": len(r.files), "entries": r.entries, "payments": r.payments,
+              "offset_entries": r.offset_entries, "cents": r.total_cents,
+              "held": r.held, "repaired": len(r.repaired), "stopped": len(r.stopped), "review_items": r.review_items}
     if r.skipped_reason:
         return StepOutcome(counts=counts, note=r.skipped_reason)
     verb = "would build" if ctx.dry_run else "built"
@@ -290,7 +300,7 @@ def step_originate(ctx: NightContext) -> StepOutcome:
         note = "nothing to originate"
     else:
         names = ", ".join(f.file_name for f in r.files)
-        note = f"{verb} {names}: {r.payments} entries, {dollars(r.total_cents)}, effective {r.effective_date}"
+        note = f"{verb} {names}: {r.entries_words()}, {dollars(r.total_cents)}, effective {r.effective_date}"
     if r.held:
         note += f"; {r.held} payments held (account blocked)"
     if r.stopped:
@@ -558,7 +568,9 @@ def summary_line(r: RunResult) -> str:
         built = "would build" if r.dry_run else "built"
         parts.append(f"files {t['files_built']} {built}, {t['files_sent']} sent"
                      + (f", {t['files_unsent']} unsent" if t["files_unsent"] else ""))
-        parts.append(f"entries {t['entries']:,}, {dollars(t['cents'])}")
+        parts.append(f"entries {t['entries']:,}"
+                     + (f" ({t['offset_entries']} offset)" if t["offset_entries"] else "")
+                     + f", {dollars(t['cents'])}")
     else:
         parts.append(f"files {t['files_fetched']} fetched")
     parts.append(f"returns {t['returns']} ({t['nocs']} NOCs"

@@ -221,6 +221,10 @@ class AutopayMandate(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The most a pull may take without a notice of the new amount (migration 0011): the amount the
+    # member authorized, set by the mandate's first pull and raised after an `autopay_amount_change`
+    # notice (batch/rules/debit_rules.amount_change). NULL: no pull yet.
+    authorized_amount_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
     @staticmethod
     def key_for(member_id: str, plan_id: str) -> str:
@@ -506,7 +510,7 @@ from ..rules.coverage import COVERAGE_STATUSES  # noqa: E402  (the rules own the
 # payments, a line of a bank statement, or a name in the bank's folder.
 REVIEW_SUBJECTS = ("file", "payment", "statement_line", "remote_name")
 NOTICE_KINDS = ("returned_payment", "past_due_warning", "termination_warning", "coverage_not_started",
-                "coverage_terminated")
+                "coverage_terminated", "autopay_amount_change")
 
 
 class ReturnFile(Base):
@@ -529,6 +533,8 @@ class ReturnFile(Base):
     applied: Mapped[int] = mapped_column(Integer, default=0)  # returns and NOCs applied
     review_items: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[str | None] = mapped_column(Text, default=None)  # JSON list of located errors
+    # JSON list of located warnings (migration 0011), as `errors`: what the reader warned of
+    warnings: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

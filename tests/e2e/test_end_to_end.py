@@ -125,7 +125,8 @@ def test_a_night_with_returns_nocs_coverage_and_reports(cli_env, sessions, tmp_p
     with sessions() as s:
         flags = {f.member_id: f for f in s.scalars(select(CoverageFlag).where(CoverageFlag.current_key.is_not(None)))}
     expected = {
-        "M1": ("past_due", "premium_returned", 1, JAN_AMOUNTS["M1"], date(2027, 1, 23)),
+        # APTC, but no month of 2027 paid in full yet: no grace period (45 CFR 156.270(d))
+        "M1": ("termination_pending", "premium_returned", 1, JAN_AMOUNTS["M1"], date(2027, 1, 23)),
         "M2": ("not_started", "binder_returned", 1, JAN_AMOUNTS["M2"], None),
         "M3": ("termination_pending", "premium_returned", 1, JAN_AMOUNTS["M3"], date(2027, 1, 23)),
         "M4": ("ok", "paid", 0, 0, None), "M5": ("ok", "paid", 0, 0, None), "M6": ("ok", "paid", 0, 0, None),
@@ -163,7 +164,7 @@ def test_a_night_with_returns_nocs_coverage_and_reports(cli_env, sessions, tmp_p
         ("M1", "R01", "retry"), ("M2", "R02", "block_account"), ("M3", "R10", "revoke_authorization")]
     cov = _csv(reports / "coverage-2026-12-24.csv")
     assert sorted((r["member_id"], r["status"]) for r in cov) == [
-        ("M1", "past_due"), ("M2", "not_started"), ("M3", "termination_pending"), ("M8", "not_started")]
+        ("M1", "termination_pending"), ("M2", "not_started"), ("M3", "termination_pending"), ("M8", "not_started")]
 
     # -- accounts, mandates, NOC audit -------------------------------------------------------------
     pays = _payments(sessions)
@@ -186,20 +187,20 @@ def test_a_night_with_returns_nocs_coverage_and_reports(cli_env, sessions, tmp_p
     assert [b.header.company_entry_description for b in rf.batches] == ["RETRY PYMT"]
     (entry,) = list(rf.entries())
     assert entry.record.amount == JAN_AMOUNTS["M1"] and entry.record.dfi_account_number == "4004001234"
-    # A returned premium stays past due until its re-presentment has cleared: it settles Wednesday
+    # A returned premium stays delinquent until its re-presentment has cleared: it settles Wednesday
     # 12-30 and clears two banking days later, Monday 2027-01-04 (New Year's Day is a Fed holiday).
     for d in ("2026-12-29", "2026-12-31"):
         r = run.invoke(cli, ["coverage", "assess", "--date", d])
         assert r.exit_code == 0
         with sessions() as s:
             m1 = s.scalars(select(CoverageFlag).where(CoverageFlag.member_id == "M1").order_by(CoverageFlag.id)).all()
-        assert [f.status for f in m1] == ["past_due"], d
+        assert [f.status for f in m1] == ["termination_pending"], d
         assert "re-presentment 1 scheduled for 2026-12-29" in m1[0].reason and "R01" in m1[0].reason
     r = run.invoke(cli, ["coverage", "assess", "--date", "2027-01-04"])
     assert r.exit_code == 0
     with sessions() as s:
         m1 = s.scalars(select(CoverageFlag).where(CoverageFlag.member_id == "M1").order_by(CoverageFlag.id)).all()
-    assert [f.status for f in m1] == ["past_due", "ok"] and m1[0].current_key is None
+    assert [f.status for f in m1] == ["termination_pending", "ok"] and m1[0].current_key is None
 
     # -- February's pulls (due Saturday 2027-01-23, drafted Thursday 01-21) use the corrected accounts --
     feb = schedule_autopay(sessions, date(2027, 1, 21))
@@ -226,7 +227,7 @@ def test_a_night_with_returns_nocs_coverage_and_reports(cli_env, sessions, tmp_p
     with sessions() as s:
         assert s.scalar(select(PaymentReturn.retry_payment_id).where(PaymentReturn.return_code == "R01")) == retry.id
         notices = sorted((n.member_id, n.kind) for n in s.scalars(select(Notice)))
-    assert notices == [("M1", "past_due_warning"), ("M1", "returned_payment"), ("M2", "coverage_not_started"),
+    assert notices == [("M1", "returned_payment"), ("M1", "termination_warning"), ("M2", "coverage_not_started"),
                        ("M2", "returned_payment"), ("M3", "returned_payment"), ("M3", "termination_warning"),
                        ("M8", "coverage_not_started")]
     manifest = _csv(tmp_path / "achbatch-data" / "notices" / "manifest.csv")

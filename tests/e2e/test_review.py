@@ -128,7 +128,7 @@ def test_review_queue_list_show_apply_refuse_force_dismiss(cli_env, sessions, tm
     assert r.exit_code == 0, r.output
     _no_account_number(r.output)
     assert "return R01 applied to payment" in r.output and "re-presentment 1 of 2 scheduled for" in r.output
-    assert "policies re-assessed" in r.output and "notices: 2 written (1 past_due_warning, 1 returned_payment)" in r.output
+    assert "policies re-assessed" in r.output and "notices: 2 written (1 returned_payment, 1 termination_warning)" in r.output
     with sessions() as s:
         assert s.get(Payment, alice).state == "returned"
         (retry,) = s.scalars(select(Payment).where(Payment.retry_of_id == alice))
@@ -138,7 +138,8 @@ def test_review_queue_list_show_apply_refuse_force_dismiss(cli_env, sessions, tm
             ("R01", "021000020000001", retry.id, 3)
         flag = s.scalar(select(CoverageFlag).where((CoverageFlag.member_id == "M100234567")
                                                    & CoverageFlag.current_key.is_not(None)))
-        assert flag is not None and flag.status == "past_due" and "R01" in flag.reason
+        # no month of the year paid in full before: no APTC grace period (45 CFR 156.270(d))
+        assert flag is not None and flag.status == "termination_pending" and "R01" in flag.reason
         assert s.scalar(select(Notice).where(Notice.member_id == "M100234567")) is not None
         res = s.scalar(select(ReviewResolution).where(ReviewResolution.review_item_id == r_ids[0]))
         assert (res.action, res.resolved_by, res.note, res.payment_id, res.forced, res.business_date) == \

@@ -147,10 +147,24 @@ CASES = [
      ("past_due", "premium_unpaid", 2, 20000, D(2027, 3, 23), 2, None)),
     ("grace month 3: termination pending", ALL, [BINDER_PAID], D(2027, 3, 24), R,
      ("termination_pending", "premium_unpaid", 3, 30000, D(2027, 4, 23), 3, None)),
-    ("grace period over: terminated at the end of grace month 1", ALL, [BINDER_PAID], D(2027, 4, 24), R,
-     ("terminated", "premium_unpaid", 3, 30000, None, 4, D(2027, 2, 28))),
+    # issue 16: after a (retroactive) termination only the months up to the coverage end are owed
+    ("grace period over: terminated at the end of grace month 1, owing that month only", ALL, [BINDER_PAID],
+     D(2027, 4, 24), R, ("terminated", "premium_unpaid", 1, 10000, None, 4, D(2027, 2, 28))),
     ("ConnectorCare has the same grace period", CC, [BINDER_PAID], D(2027, 2, 24), R,
      ("past_due", "premium_unpaid", 2, 20000, D(2027, 3, 23), 2, None)),
+    # 45 CFR 156.270(d): grace only after a full month's premium paid in the benefit year
+    ("APTC, binder of the year before, nothing paid in the new year: no grace", policy(months=(D(2026, 12, 1), JAN, FEB)),
+     [pay(D(2026, 12, 1), D(2026, 11, 20))], D(2026, 12, 24), R,
+     ("termination_pending", "premium_unpaid", 1, 10000, D(2027, 1, 23), 1, None)),
+    ("... terminated back to the last month paid (2026-12-31)", policy(months=(D(2026, 12, 1), JAN, FEB)),
+     [pay(D(2026, 12, 1), D(2026, 11, 20))], D(2027, 1, 24), R,
+     ("terminated", "premium_unpaid", 0, 0, None, 2, D(2026, 12, 31))),
+    ("ConnectorCare likewise", policy("connectorcare", months=(D(2026, 12, 1), JAN, FEB)),
+     [pay(D(2026, 12, 1), D(2026, 11, 20))], D(2026, 12, 24), R,
+     ("termination_pending", "premium_unpaid", 1, 10000, D(2027, 1, 23), 1, None)),
+    ("APTC, the year's first month only partly paid: no grace", policy(binder=False),
+     [pay(JAN, D(2026, 12, 20), 9000)], D(2026, 12, 24), R,
+     ("termination_pending", "premium_partial", 1, 1000, D(2027, 1, 23), 1, None)),
     ("paying a later month does not restart the grace clock", ALL,
      [BINDER_PAID, pay(MAR, D(2027, 2, 20))], D(2027, 2, 24), R,
      ("past_due", "premium_unpaid", 1, 10000, D(2027, 3, 23), 2, None)),
@@ -168,17 +182,24 @@ CASES = [
     ("a shorter configured grace period", ALL, [BINDER_PAID], D(2027, 1, 24), CoverageRules(grace_months_subsidized=1),
      ("termination_pending", "premium_unpaid", 1, 10000, D(2027, 2, 23), 1, None)),
     ("... over after its one month", ALL, [BINDER_PAID], D(2027, 2, 24), CoverageRules(grace_months_subsidized=1),
-     ("terminated", "premium_unpaid", 2, 20000, None, 2, D(2027, 2, 28))),
+     ("terminated", "premium_unpaid", 1, 10000, None, 2, D(2027, 2, 28))),
     # -- unsubsidized members: no grace period -------------------------------------------------------
     ("unsubsidized: straight to termination pending", NONE, [BINDER_PAID], D(2027, 1, 24), R,
      ("termination_pending", "premium_unpaid", 1, 10000, D(2027, 2, 23), 1, None)),
-    ("unsubsidized: terminated back to the last month paid", NONE, [BINDER_PAID], D(2027, 2, 24), R,
-     ("terminated", "premium_unpaid", 2, 20000, None, 2, D(2027, 1, 31))),
+    ("unsubsidized: terminated back to the last month paid, owing nothing after it", NONE, [BINDER_PAID],
+     D(2027, 2, 24), R, ("terminated", "premium_unpaid", 0, 0, None, 2, D(2027, 1, 31))),
+    ("... and a month after the end paid in part is not owed either", NONE,
+     [BINDER_PAID, pay(FEB, D(2027, 1, 20), 4000)], D(2027, 2, 24), R,
+     ("terminated", "premium_partial", 0, 0, None, 2, D(2027, 1, 31))),
     ("unsubsidized with a configured grace month", NONE, [BINDER_PAID], D(2027, 1, 24),
      CoverageRules(grace_months_unsubsidized=2), ("past_due", "premium_unpaid", 1, 10000, D(2027, 2, 23), 1, None)),
     # -- no binder (a renewing member), holidays ---------------------------------------------------
-    ("no binder on file: a missed month is past due, not 'not started'", policy(binder=False), [], D(2026, 12, 24), R,
-     ("past_due", "premium_unpaid", 1, 10000, D(2027, 1, 23), 1, None)),
+    ("no binder on file: a missed month is delinquent, not 'not started' (no month paid in 2027: no grace)",
+     policy(binder=False), [], D(2026, 12, 24), R,
+     ("termination_pending", "premium_unpaid", 1, 10000, D(2027, 1, 23), 1, None)),
+    ("no binder on file, Jan paid: a missed Feb gets the APTC grace period", policy(binder=False),
+     [pay(JAN, D(2026, 12, 20))], D(2027, 1, 24), R,
+     ("past_due", "premium_unpaid", 1, 10000, D(2027, 2, 23), 1, None)),
     ("binder due on Thanksgiving (Fed holiday): paid online that day is on time", [prem(D(2028, 12, 1), binder=True)],
      [pay(D(2028, 12, 1), D(2028, 11, 23))], D(2028, 11, 24), R, ("ok", "paid", 0, 0, None, 0, None)),
     ("binder due on Thanksgiving: paid the next banking day is late", [prem(D(2028, 12, 1), binder=True)],
@@ -716,8 +737,9 @@ def test_policy_facts_loads_a_chunk_with_one_set_of_queries(sessions, engine, ke
                                           exclude_payment_ids=frozenset({retry.payment_id}))
     assert sorted(p.amount_cents for p in facts[keys[3]][1]) == [4000, 6000]
     # and the rule over them: $4,000 by check cleared, the $6,000 returned, its re-presentment in flight
+    # (no month paid in full in 2027 before March: no APTC grace period, 45 CFR 156.270(d))
     st = assess_policy(premiums, payments, D(2027, 3, 2))
-    assert (st.status, st.amount_owed_cents) == ("past_due", 6000)
+    assert (st.status, st.amount_owed_cents) == ("termination_pending", 6000)
 
 
 def _return_file(s, i):

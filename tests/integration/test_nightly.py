@@ -406,6 +406,14 @@ def test_summary_line_names_files_entries_dollars_returns_flags():
     assert "\n" not in line
 
 
+def test_summary_line_counts_a_balanced_files_offset_entry_and_says_so():
+    r = RunResult("nightly", THURSDAY, False, run_id=8, status="done", outcome=Outcome.DONE,
+                  exit_codes=EXIT_CODES)
+    r.steps = [StepResult("originate", "done", counts={"files": 1, "entries": 3, "payments": 2,
+                                                      "offset_entries": 1, "cents": 2000})]
+    assert "files 1 built, 0 sent; entries 3 (1 offset), $20.00;" in summary_line(r)
+
+
 def test_progress_redraws_on_a_terminal_and_logs_plain_lines_otherwise():
     import io
     import logging

@@ -205,6 +205,21 @@ def test_balanced_file_offsets_the_debits_to_the_settlement_account(sessions, ke
         assert s.scalar(select(func.count()).select_from(FileEntry).where(FileEntry.payment_id.is_(None))) == 1
 
 
+def test_a_balanced_file_is_summarised_by_its_entry_records_offset_included(sessions, keyring, tmp_path):
+    # issue 16: a balanced file of 3 entry records (2 debits + the offset) was "2 entries"
+    seed(sessions, keyring, 2)
+    outbox = tmp_path / "outbox"
+    r = run(sessions, keyring, outbox, limits=Limits(balanced=True))
+    (built,) = r.files
+    records = list(read_file(outbox / built.file_name, "strict").entries())
+    assert len(records) == 3
+    assert (built.entries, built.offset_entries, built.payments) == (3, 1, 2)
+    assert built.entries_words() == "3 entries (2 payments + 1 offset entry)"
+    assert (r.entries, r.payments, r.entries_words()) == (3, 2, "3 entries (2 payments + 1 offset entry)")
+    unbalanced = run(sessions, keyring, tmp_path / "o2", d=next_banking_day(FILE_DATE))
+    assert unbalanced.files == [] or unbalanced.files[0].offset_entries == 0
+
+
 def test_blocked_accounts_are_held_not_debited(sessions, keyring, tmp_path):
     seed(sessions, keyring, 4)
     with sessions() as s, s.begin():

@@ -165,12 +165,13 @@ def test_coverage_report_lists_policies_at_risk(book, sessions):
     rows = _csv(rep)
     assert ",".join(rows[0]) == CONTRACT["coverage"]
     body = {r[0]: r for r in rows[1:]}
-    # January's premiums (due 2026-12-23) returned R02, R10, R03 are past due; the R01 was
+    # January's premiums (due 2026-12-23) returned R02, R10, R03 are delinquent; the R01 was
     # re-presented on 2026-12-07 and cleared before the due date, so that member is in good standing.
     assert set(body) == set(members[1:4])
     for m, code in zip(members[1:4], ("R02", "R10", "R03")):
         r = body[m]
-        assert (r[1], r[2], r[4], r[6]) == ("HLTH-1", "past_due", "1", "2027-01-23")
+        # (APTC, no month of 2027 paid in full before January: no grace period, 45 CFR 156.270(d))
+        assert (r[1], r[2], r[4], r[6]) == ("HLTH-1", "termination_pending", "1", "2027-01-23")
         assert r[7] == f"Member {members.index(m) + 1}"  # member_name, the last column
         assert f"returned ({code}" in r[3] and r[5] == dollars(o[m].entry.amount)
     assert dict(zip(rep.extra[0][1]["status"], rep.extra[0][1]["count"]))["ok"] == 7

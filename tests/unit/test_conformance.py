@@ -71,31 +71,19 @@ DISAGREEMENTS: dict[str, Disagreement] = {
         "other-sec §4.3, §7 #14: moov allows 9,999)",
         (("entry_atx", "addenda_record_indicator"),)),
     "examples/testdata/contested-return.ach": D(
-        "the entry's three addenda 99 carry trace numbers other than the entry's (R27, NR OR72; "
-        "other-sec §3.2), the contested addenda's Date Original Entry Returned '000167' is not YYMMDD "
-        "(NR2013 OR166), and the Effective Entry Date '000000' is not a date (NR2013 OR75, OR108)",
-        (("addenda_99", "trace_number"), ("addenda_99_contested", "date_original_entry_returned"),
-         ("batch_header", "effective_entry_date"))),
-    "examples/testdata/cor-read.ach": D(
-        "the Addenda 98 trace number 091012980000088 is not the COR entry's 121042880000001 (R27, "
-        "NR OR72; reference §1.6 field 9 'trace of the COR entry'); moov does not compare them",
-        (("addenda_98", "trace_number"),)),
-    "test/ach-cor-read/cor-read.ach": D(
-        "the Addenda 98 trace number 091012980000088 is not the COR entry's 121042880000001 (R27, "
-        "NR OR72; reference §1.6 field 9 'trace of the COR entry'); moov does not compare them",
-        (("addenda_98", "trace_number"),)),
-    "test/testdata/cor-example.ach": D(
-        "the Addenda 98 trace number is not the COR entry's (R27, NR OR72; reference §1.6 field 9) "
-        "and the Effective Entry Date '000000' is not a YYMMDD date (NR2013 OR75, OR108)",
-        (("addenda_98", "trace_number"), ("batch_header", "effective_entry_date"))),
+        "moov writer output with three addenda 99 on one forward entry (code 22): an entry carries one "
+        "return addenda (NR OR72; other-sec §3.2), a dishonored or contested return is a return of a "
+        "return entry and carries a return transaction code (reference §1.5, §1.7), and the contested "
+        "addenda's Date Original Entry Returned '000167' is not YYMMDD (NR2013 OR166). Structural: "
+        "rejected under the bank profile too (issue 16)",
+        (("entry_ppd", None), ("entry_ppd", "transaction_code"),
+         ("addenda_99_contested", "date_original_entry_returned"))),
     "examples/testdata/dishonored-return.ach": D(
-        "Effective Entry Date '000000' is not a YYMMDD date (NR2013 OR75, OR108); moov writes zeros "
-        "for an unset date and never checks it",
-        (("batch_header", "effective_entry_date"),)),
-    "test/issues/testdata/issue1620_return.ach": D(
-        "Effective Entry Date '000000' is not a YYMMDD date (NR2013 OR75, OR108) and the addenda 99 "
-        "trace 987654321000001 is not the return entry's 062000010000001 (R27, NR OR72)",
-        (("batch_header", "effective_entry_date"), ("addenda_99", "trace_number"))),
+        "a POS batch whose dishonored returns (R68) ride on forward entries of code 27: a dishonored "
+        "return answers a return entry and carries its return transaction code (26; reference §1.5, "
+        "§1.7). Structural: rejected under the bank profile too (issue 16); its Effective Entry Date "
+        "'000000' is only a bank-profile warning",
+        (("entry_pos", "transaction_code"),)),
     "examples/testdata/enr-read.ach": D(
         "moov's sample keeps the standard layout ('Best. #1' at 55-76); an ENR entry has the Number "
         "of Addenda Records (numeric) at 55-58 and the agency name at 59-74 (NR OR85; other-sec "
@@ -144,6 +132,16 @@ DISAGREEMENTS: dict[str, Disagreement] = {
         "Payment Type Code ' S' is neither 'R ' nor 'S ': an alphameric field is left-justified "
         "(NR2013 OR117; reference §1.1, §1.4 field 9)",
         (("entry_web", "payment_type_code"),)),
+    "cmd/readACH/201805101354.ach": D(
+        "every batch numbers its entries from the same trace numbers: a trace number is unique per "
+        "entry within a file (NR2013 OR123; reference §1.4 field 11, issue 16); moov compares traces "
+        "only within a batch",
+        (("entry_ppd", "trace_number"),)),
+    "test/testdata/flattenBatchesTraceNumberCollision.ach": D(
+        "two batches carry the same trace numbers: a trace number is unique per entry within a file "
+        "(NR2013 OR123; reference §1.4 field 11, issue 16); moov keeps the file to test that "
+        "FlattenBatches renumbers the collision",
+        (("entry_ppd", "trace_number"),)),
     # -- moov: valid only with options; we reject under the bank profile too ------------------------
     "cmd/writeACH/202001172118.ach": D(
         "5,000 live PPD credits (22) of amount zero: R19 (NR2013 OR70); moov needs AllowZeroEntryAmount",
@@ -171,6 +169,13 @@ DISAGREEMENTS: dict[str, Disagreement] = {
         "a return batch without File Header and File Control: strict rejects it; the bank profile's "
         "missing_file_envelope relaxation accepts such bank fragments on purpose (DESIGN 'Leniency')",
         (("file_header", None), ("file_control", None))),
+    "test/testdata/pos-invalidReturnFile.ach": D(
+        "moov rejects the return reason code R96, which is well formed: a code not in our table is a "
+        "warning and its entry goes to review (DESIGN 'Leniency'); the Effective Entry Date '000000' of "
+        "this return batch and the addenda 99 trace other than the entry's are warnings under the bank "
+        "profile's return_field_defects on purpose (issue 16: matched by the original trace); strict "
+        "rejects them",
+        (("batch_header", "effective_entry_date"), ("addenda_99", "trace_number"))),
     "test/testdata/adv-noFileControl.ach": D(
         "no File Control: strict rejects it; the bank profile's missing_file_envelope relaxation "
         "accepts a missing file control on purpose (DESIGN 'Leniency')",

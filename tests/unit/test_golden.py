@@ -283,6 +283,7 @@ TOPIC = {
     "blank_lines": "blank line",
     "missing_file_envelope": "missing",
     "blank_fields_on_returns": "blank",
+    "return_field_defects": "YYMMDD",
 }
 
 
