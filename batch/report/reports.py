@@ -31,7 +31,8 @@ from ..collect.coverage import AT_RISK_STATUSES
 from ..store.crypto import FILE_CONTEXT, CryptoError, Keyring
 from ..store.fsutil import write_atomic
 from ..store.models import (
-    CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, ReturnFile, ReviewItem,
+    CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, ReturnFile, ReviewItem, StatementFile,
+    StatementLine,
 )
 from ..rules.cells import people_csv_writer, xlsx_text
 from ..rules.money import dollars as display_dollars, plain_dollars
@@ -39,7 +40,8 @@ from ..rules.money import dollars as display_dollars, plain_dollars
 __all__ = [
     "COLUMNS", "FORMATS", "KINDS", "RATE_WINDOW_DAYS", "Report", "ReturnRate", "TEMPLATES_DIR", "coverage_report",
     "default_output_path", "dollars", "reconciliation_report", "render", "render_csv", "render_html", "render_xlsx",
-    "return_rates", "returns_chart_svg", "returns_report", "write_report",
+    "return_rates", "returns_chart_svg", "returns_report", "write_report", "BANK_COLUMNS", "BANK_TITLE",
+    "csv_part_path", "render_csv_part",
 ]
 
 KINDS = ("reconciliation", "returns", "coverage")
@@ -105,6 +107,9 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     chart_svg: str | None = None
     window: tuple[date, date] | None = None
+    # extra tables that also get a CSV file of their own beside the report's (suffix, title of the
+    # table in `extra`): every CSV keeps one header row
+    csv_parts: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def problems(self) -> bool:
@@ -205,8 +210,72 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
          else ("no stored files to check" if not checks else f"{len(warnings)} mismatch(es)")),
     ]
     checks_df = _frame(checks, ["file", "batch", "entries", "entries_control", "debits", "debits_control", "ties"])
+    bank_rows, bank_summary, bank_warnings = _bank_statement(sessions, start, end)
+    summary += bank_summary
+    warnings += bank_warnings
+    with sessions() as s:
+        open_items = s.scalar(select(func.count()).select_from(ReviewItem).where(ReviewItem.status == "open")) or 0
+    if open_items:
+        warnings.append(f"{open_items} review item(s) open: a person must decide them (achbatch review list)")
     return Report("reconciliation", as_of, f"Reconciliation, files of {start} to {end}", table,
-                  [("Control record check", checks_df)], summary, warnings, window=(start, end))
+                  [("Control record check", checks_df), (BANK_TITLE, _frame(bank_rows, BANK_COLUMNS))], summary,
+                  warnings, window=(start, end), csv_parts=[("bank", BANK_TITLE)])
+
+
+BANK_TITLE = "Bank statement"
+# The bank statement section's columns (its own CSV file: <report>-bank.csv; docs/finance.md).
+BANK_COLUMNS = ("status", "as_of", "statement", "line", "type_code", "direction", "amount", "expected_amount",
+                "ours", "basis")
+
+
+def _bank_statement(sessions: sessionmaker[Session], start: date, end: date
+                    ) -> tuple[list[dict], list[tuple[str, str]], list[str]]:
+    """The BAI2 tie-out of the window: lines matched, expected settlements not posted (on a date a
+    final statement covers), lines posted that nothing of ours explains; amounts in cents."""
+    from ..collect.bank_statement import expected_items
+
+    with sessions() as s:
+        files = {f.id: f for f in s.scalars(select(StatementFile))}
+        lines = s.scalars(select(StatementLine).where((StatementLine.as_of_date >= start)
+                                                      & (StatementLine.as_of_date <= end))
+                          .order_by(StatementLine.as_of_date, StatementLine.statement_file_id, StatementLine.line)).all()
+        names = dict(s.execute(select(NachaFile.id, NachaFile.file_name)).all())
+        rnames = dict(s.execute(select(ReturnFile.id, ReturnFile.file_name)).all())
+        covered = {f.as_of_date for f in files.values() if f.final}
+        missing = [e for e in expected_items(s) if start <= e.settles_on <= end and e.settles_on in covered]
+    rows = []
+    for ln in lines:
+        f = files[ln.statement_file_id]
+        if not f.final:
+            continue
+        ours = (names.get(ln.nacha_file_id) if ln.nacha_file_id else
+                rnames.get(ln.return_file_id) if ln.return_file_id else None)
+        rows.append({"status": "matched" if ours else "posted, unexplained", "as_of": ln.as_of_date,
+                     "statement": f.file_name, "line": str(ln.line), "type_code": ln.type_code,
+                     "direction": ln.direction, "amount": ln.amount_cents,
+                     "expected_amount": ln.amount_cents if ours else None, "ours": ours or "", "basis":
+                     ln.match_basis or ""})
+    for e in missing:
+        rows.append({"status": "expected, not posted", "as_of": e.settles_on, "statement": "", "line": "",
+                     "type_code": "", "direction": e.direction, "amount": None, "expected_amount": e.amount_cents,
+                     "ours": e.name, "basis": ""})
+    matched = [r for r in rows if r["status"] == "matched"]
+    unexplained = [r for r in rows if r["status"] == "posted, unexplained"]
+    summary = [
+        ("Bank statement: matched", f"{len(matched)} ({display_dollars(sum(r['amount'] for r in matched))})"),
+        ("Bank statement: expected, not posted",
+         f"{len(missing)} ({display_dollars(sum(e.amount_cents for e in missing))})"),
+        ("Bank statement: posted, unexplained",
+         f"{len(unexplained)} ({display_dollars(sum(r['amount'] for r in unexplained))})"),
+    ]
+    warnings = []
+    if missing:
+        warnings.append(f"bank statement: {len(missing)} settlement(s) expected and not posted "
+                        f"({display_dollars(sum(e.amount_cents for e in missing))})")
+    if unexplained:
+        warnings.append(f"bank statement: {len(unexplained)} posting(s) nothing of ours explains "
+                        f"({display_dollars(sum(r['amount'] for r in unexplained))})")
+    return rows, summary, warnings
 
 
 def _controls(sessions: sessionmaker[Session], keyring: Keyring | None, f
@@ -499,6 +568,24 @@ def render_csv(report: Report) -> str:
     return buf.getvalue()
 
 
+def render_csv_part(report: Report, title: str) -> str:
+    """One of the report's extra tables as a CSV of its own (one header row, money in dollars)."""
+    df = dict(report.extra)[title]
+    cols = list(df.columns)
+    buf = io.StringIO()
+    w = people_csv_writer(buf, {i for i, c in enumerate(cols) if c not in _MONEY and c not in _COUNTS})
+    w.writerow(cols)
+    for row in df.itertuples(index=False, name=None):
+        w.writerow([_cell_text(c, v) for c, v in zip(cols, row)])
+    return buf.getvalue()
+
+
+def csv_part_path(out: Path, suffix: str) -> Path:
+    """Where the CSV of an extra table goes beside the report's CSV `out`: <stem>-<suffix>.csv."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}-{suffix}.csv")
+
+
 def _html_table(title: str, df: pd.DataFrame, table_id: str) -> dict:
     cols = list(df.columns)
     rows = []
@@ -635,4 +722,7 @@ def write_report(report: Report, fmt: str, out: Path) -> Path:
     out = Path(out)
     data = render(report, fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":  # each extra table with a CSV of its own, beside it
+        for suffix, title in report.csv_parts:
+            write_atomic(csv_part_path(out, suffix), render_csv_part(report, title).encode("utf-8"), mode=_READABLE)
     return write_atomic(out, data, mode=_READABLE)
