@@ -27,12 +27,14 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("PRAGMA defer_foreign_keys = ON")  # inbound_files is rebuilt (its kind has a CHECK)
     with op.batch_alter_table("inbound_files") as b:
         b.add_column(sa.Column("kind", sa.String(12), nullable=False, server_default="returns"))
         b.create_check_constraint(op.f("ck_inbound_files_kind"), "kind IN ('returns', 'statement')")
-    with op.batch_alter_table("return_files") as b:
-        b.add_column(sa.Column("return_total_cents", sa.BigInteger(), nullable=True))
-        b.add_column(sa.Column("settlement_date", sa.Date(), nullable=True))
+    # plain ALTER TABLE (no table rebuild: other tables' rows point at return_files)
+    op.add_column("return_files", sa.Column("return_total_cents", sa.BigInteger(), nullable=True))
+    op.add_column("return_files", sa.Column("settlement_date", sa.Date(), nullable=True))
     op.create_table(
         "statement_files",
         sa.Column("id", _ID, primary_key=True),
@@ -85,9 +87,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("statement_lines")
     op.drop_table("statement_files")
-    with op.batch_alter_table("return_files") as b:
-        b.drop_column("settlement_date")
-        b.drop_column("return_total_cents")
+    # ALTER TABLE DROP COLUMN (SQLite 3.35 or later, as migration 0006 needs)
+    op.execute("ALTER TABLE return_files DROP COLUMN settlement_date")
+    op.execute("ALTER TABLE return_files DROP COLUMN return_total_cents")
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("PRAGMA defer_foreign_keys = ON")  # inbound_files is rebuilt (its kind has a CHECK)
     with op.batch_alter_table("inbound_files") as b:
         b.drop_constraint(op.f("ck_inbound_files_kind"), type_="check")
         b.drop_column("kind")
