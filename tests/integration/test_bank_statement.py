@@ -236,3 +236,33 @@ def test_the_packages_type_table_against_the_specification():
             "556": ("debit", "summary"), "557": ("debit", "detail")}
     assert {c: type_code_facts(c)[:2] for c in spec} == spec
     assert check_type_codes(["169"], "credit") == ["169"]
+
+
+def test_reconciliation_report_has_a_bank_statement_section(sessions, keyring, tmp_path):
+    from openpyxl import load_workbook
+
+    from batch.report.reports import reconciliation_report, write_report
+
+    _setup(sessions, keyring)
+    reconcile_file(sessions, BAI2 / "statement-unknown-posting.bai", PROCESSED)
+    report = reconciliation_report(sessions, None, PROCESSED)
+    bank = dict(report.extra)["Bank statement"]
+    assert [(r["status"], r["line"], r["amount"], r["ours"]) for r in bank.to_dict("records")] == [
+        ("matched", "4", 412773, "debits-web-ppd-tel.ach"), ("matched", "5", 162085, "returns.ach"),
+        ("posted, unexplained", "7", 5000, "")]
+    assert "bank statement: 1 posting(s) nothing of ours explains ($50.00)" in report.warnings
+    assert any("review item(s) open" in w for w in report.warnings)  # returns.ach's unmatched entries, the $50
+    assert ("Bank statement: posted, unexplained", "1 ($50.00)") in report.summary
+    html = write_report(report, "html", tmp_path / "r.html").read_text()
+    assert "Bank statement" in html and "No threshold crossed" not in html
+    csv_main = write_report(report, "csv", tmp_path / "r.csv").read_text().splitlines()
+    part = (tmp_path / "r-bank.csv").read_text().splitlines()
+    assert csv_main[0].startswith("file,batch,") and part[0] == ("status,as_of,statement,line,type_code,direction,"
+                                                                 "amount,expected_amount,ours,basis")
+    assert part[1:] == ["matched,2026-01-20,statement-unknown-posting.bai,4,166,credit,4127.73,4127.73,"
+                        "debits-web-ppd-tel.ach,\"amount, date and reference\"",
+                        "matched,2026-01-20,statement-unknown-posting.bai,5,468,debit,1620.85,1620.85,returns.ach,"
+                        "amount and date",
+                        "\"posted, unexplained\",2026-01-20,statement-unknown-posting.bai,7,166,credit,50.00,,,"]
+    wb = load_workbook(write_report(report, "xlsx", tmp_path / "r.xlsx"))
+    assert "Bank statement" in wb.sheetnames and wb["Bank statement"].max_row == 4
