@@ -238,6 +238,13 @@ class BankSettings(_Section):
     inbound_dir: str = "outgoing"  # remote folder we download returns and NOCs from
     archive_dir: str | None = None  # remote folder downloaded files are moved to; empty: left in place
     inbound_pattern: str = "*"  # only inbound file names matching this shell pattern are fetched
+    # BAI2 statements: names in the inbound folder matching this shell pattern are the bank's BAI2
+    # reports (fetched by the nightly step bank_statement, never by the returns fetch); empty: none.
+    statements: str = ""
+    # BAI2 detail type codes of the bank's ACH settlement credits (a sent file's total) and of its ACH
+    # return settlement debits (a return file's total); summary codes are refused.
+    statement_credit_codes: list[str] = Field(default_factory=lambda: ["165", "166", "169"])
+    statement_return_codes: list[str] = Field(default_factory=lambda: ["468"])
     rename_allowed: bool = True  # upload under a temporary name, then rename
     # Remote name of an outbound file: {date} the file date (YYYYMMDD, or a strftime spec such as
     # {date:%y%m%d}), {modifier} the File ID Modifier, {seq} the upload number of that file (1, 2,
@@ -268,6 +275,20 @@ class BankSettings(_Section):
     @classmethod
     def _empty_secret(cls, v: object) -> object:
         return None if v == "" else v
+
+    @field_validator("statement_credit_codes")
+    @classmethod
+    def _credit_codes(cls, v: list[str]) -> list[str]:
+        from batch.rules.bank_statement import check_type_codes
+
+        return check_type_codes(v, "credit")
+
+    @field_validator("statement_return_codes")
+    @classmethod
+    def _return_codes(cls, v: list[str]) -> list[str]:
+        from batch.rules.bank_statement import check_type_codes
+
+        return check_type_codes(v, "debit")
 
     @field_validator("outbound_dir", "inbound_dir")
     @classmethod
@@ -307,6 +328,11 @@ class BankSettings(_Section):
                              "every upload goes to a new final name")
         if self.passphrase is not None and self.passphrase_file is not None:
             raise ValueError("set bank.passphrase or bank.passphrase_file, not both")
+        if self.statements and self.statements == self.inbound_pattern:
+            raise ValueError("bank.statements must differ from bank.inbound_pattern: the returns fetch leaves the "
+                             "statements' names alone, so the same pattern would fetch nothing for returns")
+        if set(self.statement_credit_codes) & set(self.statement_return_codes):
+            raise ValueError("bank.statement_credit_codes and bank.statement_return_codes share a code")
         if self.retry_wait_max < self.retry_wait_initial:
             raise ValueError("bank.retry_wait_max must be at least bank.retry_wait_initial")
         return self

@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
                 "(paths.drop_dir), AutoPay schedule, originate, send, returns fetch, returns process, "
                 "coverage assess, reports and notices."),
     "originate": (("jobs.cmd_originate",), "Build the day's NACHA file(s) into the outbox."),
+    "reconcile": (("jobs.cmd_reconcile",), "Tie out to the bank: its BAI2 statements against what we sent and "
+                  "what it returned."),
     "report": (("jobs.cmd_report",), "Write a report."),
     "returns": (("jobs.cmd_send", "jobs.cmd_returns"), "The bank's return, NOC and acknowledgement files: "
                 "fetch them, then process them."),

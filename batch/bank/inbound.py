@@ -50,10 +50,22 @@ class InboundPolicy(RetryPolicy):
     inbound_dir: str
     archive_dir: str | None = None  # remote folder fetched files are moved to
     pattern: str = "*"
+    # What the fetched files are (inbound_files.kind): 'returns' (returns, NOCs, acknowledgements) or
+    # 'statement' (BAI2 reports); names matching `exclude` are left for the other kind's fetch.
+    kind: str = "returns"
+    exclude: str | None = None
 
     @classmethod
     def from_settings(cls, bank) -> "InboundPolicy":
-        return cls(bank.inbound_dir, bank.archive_dir, bank.inbound_pattern, **RetryPolicy.settings_of(bank))
+        """The return files' fetch: `[bank] inbound_pattern`, never a name of `[bank] statements`."""
+        return cls(bank.inbound_dir, bank.archive_dir, bank.inbound_pattern, exclude=bank.statements or None,
+                   **RetryPolicy.settings_of(bank))
+
+    @classmethod
+    def statements_from_settings(cls, bank) -> "InboundPolicy":
+        """The BAI2 statements' fetch: names matching `[bank] statements`, same folder and transport."""
+        return cls(bank.inbound_dir, bank.archive_dir, bank.statements, kind="statement",
+                   **RetryPolicy.settings_of(bank))
 
 
 @dataclass
@@ -104,10 +116,12 @@ class PendingInbound:
 
 # -- for the returns processor --------------------------------------------------------------------
 
-def pending_inbound(sessions: sessionmaker[Session], inbox: Path | None = None) -> list[PendingInbound]:
-    """Inbox files received and not yet processed, oldest first (duplicates never appear)."""
+def pending_inbound(sessions: sessionmaker[Session], inbox: Path | None = None,
+                    kind: str = "returns") -> list[PendingInbound]:
+    """Inbox files of `kind` received and not yet processed, oldest first (duplicates never appear)."""
     with sessions() as s:
-        rows = s.scalars(select(InboundFile).where(InboundFile.state == "received").order_by(InboundFile.id)).all()
+        rows = s.scalars(select(InboundFile).where((InboundFile.state == "received") & (InboundFile.kind == kind))
+                         .order_by(InboundFile.id)).all()
         return [PendingInbound(r.id, r.local_name, Path(inbox) / r.local_name if inbox is not None else None,
                                r.remote_name, r.content_sha256, r.size, r.received_at) for r in rows]
 
@@ -215,6 +229,8 @@ def fetch_files(
                     continue
                 if entry.name.startswith(".") or not matches(entry.name, policy.pattern):
                     continue
+                if policy.exclude and matches(entry.name, policy.exclude):
+                    continue  # the other kind's file (a statement is not a return file)
                 fetched = None
                 try:
                     for attempt in retrying():
@@ -303,7 +319,7 @@ def _fetch_one(sessions, transport: Transport, policy: InboundPolicy, source: st
                                   remote_mtime=entry.mtime, sha256=sha, size=n, content_key=None,
                                   duplicate_of_id=original.id, decrypted=original.decrypted,
                                   content_sha256=original.content_sha256, local_name=None,
-                                  archive_path=original.archive_path, state="duplicate")
+                                  archive_path=original.archive_path, state="duplicate", kind=policy.kind)
                 s.add(dup)
                 s.flush()
                 ff.outcome, ff.inbound_id = "duplicate", dup.id
@@ -337,7 +353,7 @@ def _fetch_one(sessions, transport: Transport, policy: InboundPolicy, source: st
             local = _free_local_name(s, inbox, local, sha)
             row = InboundFile(source=source, remote_name=entry.name, remote_size=entry.size, remote_mtime=entry.mtime,
                               sha256=sha, size=n, content_key=sha, decrypted=decrypted, content_sha256=content_sha,
-                              local_name=local, archive_path=str(arch), state="received")
+                              local_name=local, archive_path=str(arch), state="received", kind=policy.kind)
             s.add(row)
             s.flush()
             ff.inbound_id = row.id

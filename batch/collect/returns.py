@@ -34,13 +34,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from nacha import codes
 from nacha.errors import Issue
-from nacha.reader import EntryItem, FileStart, Reader
+from nacha.reader import BatchStart, EntryItem, FileStart, Reader
 from nacha.fields import mask_last4
 from nacha.routing import check_digit
 
 from . import debit_guard
 
 from ..rules import debit_rules
+from ..rules.bank_statement import return_settlement_day
 from ..rules.channels import RETRY_CONFIRMATION_PREFIX
 from ..store.crypto import RETURN_FILE_CONTEXT, Keyring, mask
 from ..store.db import copy_rows
@@ -228,13 +229,21 @@ def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path:
             s.flush()
             applier = _Applier(s, keyring, rf, processed_on, policy, out)
             reader = Reader(path, policy.profile, name=path.name)
+            julian = ""  # the current batch's settlement date (Julian day), for what the bank debits us
+            settles: list[str] = []
             for item in reader:
                 if isinstance(item, EntryItem):
                     if reader.issues:
                         # The file will be rejected whole: read on only to list every problem.
                         applier.items.clear()
                         continue
+                    before = out.returns
                     applier.add(item)
+                    if out.returns > before:
+                        applier.return_total += int(item.record.amount)
+                        settles.append(julian)
+                elif isinstance(item, BatchStart):
+                    julian = (getattr(item.header, "settlement_date", "") or "").strip()
                 elif isinstance(item, FileStart):
                     rf.file_creation_date = _yymmdd(item.header.file_creation_date)
             out.warnings = [str(w) for w in reader.warnings]
@@ -245,6 +254,10 @@ def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path:
             if out.review_items:
                 _keep_bytes(s, keyring, rf, path, out.sha256)
             rf.returns, rf.nocs = out.returns, out.nocs
+            if out.returns:
+                rf.return_total_cents = applier.return_total
+                days = [d for d in (return_settlement_day(j, rf.file_creation_date or processed_on) for j in settles) if d]
+                rf.settlement_date = max(days) if days else None
             rf.applied = out.returns_applied + out.nocs_applied
             rf.review_items = out.review_items
             out.return_file_id = rf.id
@@ -367,6 +380,7 @@ class _Applier:
         self.policy = policy
         self.out = out
         self.items: list[_Item] = []
+        self.return_total = 0  # cents of the file's return entries (what the bank debits us)
         self.now = utcnow()
         self.submitted_at = datetime.combine(processed_on, time(0), tzinfo=timezone.utc)
         self.hashes: dict[tuple[str, str], tuple[str, ...]] = {}

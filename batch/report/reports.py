@@ -35,7 +35,7 @@ from ..store.crypto import FILE_CONTEXT, CryptoError, Keyring
 from ..store.fsutil import inherited_fd, write_atomic
 from ..store.models import (
     BankAccount, CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, Premium, ReturnFile,
-    ReviewItem,
+    ReviewItem, StatementFile, StatementLine,
 )
 from ..rules.cells import people_csv_writer, xlsx_text
 from ..rules.money import dollars as display_dollars, plain_dollars
@@ -45,6 +45,7 @@ __all__ = [
     "TEMPLATES_DIR", "coverage_report", "csv_tables", "default_output_path", "dollars", "extra_csv_path",
     "extra_csvs_written", "heading", "member_names", "reconciliation_report", "render", "render_csv", "render_html",
     "render_xlsx", "return_rates", "returns_chart_svg", "returns_report", "sections", "write_report",
+    "BANK_COLUMNS", "BANK_TITLE",
 ]
 
 KINDS = ("reconciliation", "returns", "coverage")
@@ -282,9 +283,73 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
          else ("no stored files to check" if not checks else f"{len(warnings)} mismatch(es)")),
     ]
     checks_df = _frame(checks, ["file", "batch", "entries", "entries_control", "debits", "debits_control", "ties"])
+    bank_rows, bank_summary, bank_warnings = _bank_statement(sessions, start, end)
+    summary += bank_summary
+    warnings += bank_warnings
+    with sessions() as s:
+        open_items = s.scalar(select(func.count()).select_from(ReviewItem).where(ReviewItem.status == "open")) or 0
+    if open_items:
+        warnings.append(f"{open_items} review item(s) open: a person must decide them (achbatch review list)")
     return Report("reconciliation", as_of, f"Reconciliation, files of {start} to {end}", table,
-                  [Section("Control record check", checks_df, "controls", "Control record check")], summary,
+                  [Section("Control record check", checks_df, "controls", "Control record check"),
+                   Section(BANK_TITLE, _frame(bank_rows, BANK_COLUMNS), "bank", BANK_TITLE)], summary,
                   warnings, window=(start, end))
+
+
+BANK_TITLE = "Bank statement"
+# The bank statement section's columns (its own CSV file: <report>-bank.csv; docs/finance.md).
+BANK_COLUMNS = ("status", "as_of", "statement", "line", "type_code", "direction", "amount", "expected_amount",
+                "ours", "basis")
+
+
+def _bank_statement(sessions: sessionmaker[Session], start: date, end: date
+                    ) -> tuple[list[dict], list[tuple[str, str]], list[str]]:
+    """The BAI2 tie-out of the window: lines matched, expected settlements not posted (on a date a
+    final statement covers), lines posted that nothing of ours explains; amounts in cents."""
+    from ..collect.bank_statement import expected_items
+
+    with sessions() as s:
+        files = {f.id: f for f in s.scalars(select(StatementFile))}
+        lines = s.scalars(select(StatementLine).where((StatementLine.as_of_date >= start)
+                                                      & (StatementLine.as_of_date <= end))
+                          .order_by(StatementLine.as_of_date, StatementLine.statement_file_id, StatementLine.line)).all()
+        names = dict(s.execute(select(NachaFile.id, NachaFile.file_name)).all())
+        rnames = dict(s.execute(select(ReturnFile.id, ReturnFile.file_name)).all())
+        covered = {f.as_of_date for f in files.values() if f.final}
+        missing = [e for e in expected_items(s) if start <= e.settles_on <= end and e.settles_on in covered]
+    rows = []
+    for ln in lines:
+        f = files[ln.statement_file_id]
+        if not f.final:
+            continue
+        ours = (names.get(ln.nacha_file_id) if ln.nacha_file_id else
+                rnames.get(ln.return_file_id) if ln.return_file_id else None)
+        rows.append({"status": "matched" if ours else "posted, unexplained", "as_of": ln.as_of_date,
+                     "statement": f.file_name, "line": str(ln.line), "type_code": ln.type_code,
+                     "direction": ln.direction, "amount": ln.amount_cents,
+                     "expected_amount": ln.amount_cents if ours else None, "ours": ours or "", "basis":
+                     ln.match_basis or ""})
+    for e in missing:
+        rows.append({"status": "expected, not posted", "as_of": e.settles_on, "statement": "", "line": "",
+                     "type_code": "", "direction": e.direction, "amount": None, "expected_amount": e.amount_cents,
+                     "ours": e.name, "basis": ""})
+    matched = [r for r in rows if r["status"] == "matched"]
+    unexplained = [r for r in rows if r["status"] == "posted, unexplained"]
+    summary = [
+        ("Bank statement: matched", f"{len(matched)} ({display_dollars(sum(r['amount'] for r in matched))})"),
+        ("Bank statement: expected, not posted",
+         f"{len(missing)} ({display_dollars(sum(e.amount_cents for e in missing))})"),
+        ("Bank statement: posted, unexplained",
+         f"{len(unexplained)} ({display_dollars(sum(r['amount'] for r in unexplained))})"),
+    ]
+    warnings = []
+    if missing:
+        warnings.append(f"bank statement: {len(missing)} settlement(s) expected and not posted "
+                        f"({display_dollars(sum(e.amount_cents for e in missing))})")
+    if unexplained:
+        warnings.append(f"bank statement: {len(unexplained)} posting(s) nothing of ours explains "
+                        f"({display_dollars(sum(r['amount'] for r in unexplained))})")
+    return rows, summary, warnings
 
 
 def _controls(sessions: sessionmaker[Session], keyring: Keyring | None, f

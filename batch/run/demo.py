@@ -22,7 +22,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, time as dtime
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -33,13 +33,21 @@ from nacha.model import Batch, Entry, NachaFile
 from nacha.reader import read_file
 from nacha.writer import format_file
 
+from nacha.calendar import is_banking_day, next_banking_day
+
+from ..rules.bank_statement import file_settlement_day, return_settlement_day
 from ..rules.money import dollars
 from .outcome import ExitCodes, Outcome
 
-__all__ = ["DEMO_ANSWERS", "DEMO_NIGHTS", "BankAnswer", "DemoResult", "demo_data_dir", "demo_settings", "run_demo",
-           "simulate_bank"]
+__all__ = ["DEMO_ACCOUNT", "DEMO_ANSWERS", "DEMO_MORNING", "DEMO_NIGHTS", "DEMO_STATEMENT_DAY", "BankAnswer",
+           "DemoResult", "demo_data_dir", "demo_settings", "run_demo", "simulate_bank", "simulate_statement"]
 
 DEMO_NIGHTS = (date(2026, 1, 23), date(2026, 1, 24))  # Friday (due date), Saturday (not a banking day)
+# The bank's prior-day report of Monday 2026-01-26 (night 1's file and the returns settle that day),
+# fetched and tied out on the morning of Tuesday 2026-01-27 (the returns poll).
+DEMO_STATEMENT_DAY = date(2026, 1, 26)
+DEMO_MORNING = date(2026, 1, 27)
+DEMO_ACCOUNT = "000123456789"  # the collection account at the simulated bank (synthetic)
 DEMO_FILES = ("premiums.csv", "autopay.csv", "payments.csv")
 # What the simulated bank says about which entry (member id, amount in cents) of the file it got:
 # a return reason code (R..) or a change code (C..).
@@ -57,10 +65,11 @@ def demo_data_dir() -> Path:
 
 def demo_settings(folder: Path):
     """Embedded defaults, with the data folder (and a drop folder) inside `folder`."""
-    from ..config import PathsSettings, Settings
+    from ..config import BankSettings, PathsSettings, Settings
 
     folder = Path(folder).absolute()
-    return Settings(paths=PathsSettings(data_dir=folder / "achbatch-data", drop_dir=folder / "drop"))
+    return Settings(paths=PathsSettings(data_dir=folder / "achbatch-data", drop_dir=folder / "drop"),
+                    bank=BankSettings(statements="BAI-*.bai"))
 
 
 # -- the simulated bank -------------------------------------------------------------------------------
@@ -100,6 +109,11 @@ def simulate_bank(incoming: Path, outgoing: Path, answer_date: date,
             immediate_destination=h.immediate_origin, immediate_origin=" " + odfi_routing,
             file_creation_date=answer_date.strftime("%y%m%d"), file_creation_time="0600", file_id_modifier="A",
             immediate_destination_name=h.immediate_origin_name, immediate_origin_name=h.immediate_destination_name)
+        # The answer settles on the original entries' settlement day (or the next banking day after
+        # the answer, if later): the settlement date field carries its Julian day.
+        original = file_settlement_day(_yymmdd(h.file_creation_date))
+        settles = max(original, answer_date if is_banking_day(answer_date) else next_banking_day(answer_date))
+        julian = f"{settles.timetuple().tm_yday:03d}"
         ret_batches: list[Batch] = []
         noc_entries: dict[str, list[Entry]] = {}
         seq = 100
@@ -135,11 +149,11 @@ def simulate_bank(incoming: Path, outgoing: Path, answer_date: date,
                     noc_entries.setdefault(rdfi, []).append(Entry(rec, [add]))
                     out.nocs.append((code, r.individual_identification_number.strip(), r.trace_number, corrected))
             for rdfi, entries in by_rdfi.items():
-                ret_batches.append(Batch(b.header._replace(originating_dfi_identification=rdfi, settlement_date="020"),
+                ret_batches.append(Batch(b.header._replace(originating_dfi_identification=rdfi, settlement_date=julian),
                                          entries))
         proto = f.batches[0].header if f.batches else None
         noc_batches = [Batch(proto._replace(standard_entry_class_code="COR", originating_dfi_identification=rdfi,
-                                            settlement_date="020", company_entry_description="PREMIUM"), entries)
+                                            settlement_date=julian, company_entry_description="PREMIUM"), entries)
                        for rdfi, entries in noc_entries.items()]
         for name, batches in ((ret_name, ret_batches), (noc_name, noc_batches)):
             if not batches:
@@ -150,6 +164,65 @@ def simulate_bank(incoming: Path, outgoing: Path, answer_date: date,
             tmp.replace(outgoing / name)
             out.files.append(outgoing / name)
     return out
+
+
+def _yymmdd(v: str) -> date:
+    return date(2000 + int(v[0:2]), int(v[2:4]), int(v[4:6]))
+
+
+def simulate_statement(incoming: Path, outgoing: Path, as_of: date, account: str = DEMO_ACCOUNT) -> Path | None:
+    """The bank's BAI2 final prior-day report of `as_of`, written with the `bai2` package into
+    `outgoing` as BAI-<yymmdd>.bai: an ACH settlement credit (166) for each file in `incoming` that
+    settles that day (its debit total; the customer reference carries its file id, creation date +
+    File ID Modifier) and an ACH return settlement debit (468) for each return file in `outgoing`
+    settling that day (its total). None when already written (the bank writes it once)."""
+    from bai2 import bai2 as bai2_writer
+    from bai2.constants import AsOfDateModifier, FundsType, GroupStatus, TypeCodes
+    from bai2.models import (Account, AccountIdentifier, Bai2File, Bai2FileHeader, Group, GroupHeader,
+                             TransactionDetail)
+
+    target = Path(outgoing) / f"BAI-{as_of:%y%m%d}.bai"
+    if target.exists():
+        return None
+    details = []
+    seq = 0
+
+    def detail(code: str, cents: int, customer_ref: str, text: str) -> TransactionDetail:
+        nonlocal seq
+        seq += 1
+        return TransactionDetail(type_code=TypeCodes[code], amount=cents, funds_type=FundsType.immediate_availability,
+                                 bank_reference=f"{as_of:%y%m%d}{seq:06d}", customer_reference=customer_ref, text=text)
+
+    odfi = company = ""
+    for path in sorted(Path(incoming).glob("*.ach")):
+        f = read_file(path, "strict")
+        h = f.header
+        odfi, company = h.immediate_destination.strip(), h.immediate_origin.strip()
+        if file_settlement_day(_yymmdd(h.file_creation_date)) == as_of and f.control is not None:
+            file_id = f"{h.file_creation_date}{h.file_id_modifier}"
+            details.append(detail("166", int(f.control.total_debit_amount), file_id, f"ACH SETTLEMENT FILE {file_id}"))
+    for path in sorted(Path(outgoing).glob("RET-*.ach")):
+        f = read_file(path, "strict")
+        h = f.header
+        days = {return_settlement_day(b.header.settlement_date, _yymmdd(h.file_creation_date)) for b in f.batches}
+        if as_of in days:
+            total = sum(int(e.record.amount) for e in f.entries())
+            details.append(detail("468", total, "", f"ACH RETURN SETTLEMENT {path.name}"))
+    acct = Account(header=AccountIdentifier(customer_account_number=account, currency="USD", summary_items=[]),
+                   children=details)
+    group = Group(header=GroupHeader(ultimate_receiver_id=company or "1", originator_id=odfi or "1",
+                                     group_status=GroupStatus.update, as_of_date=as_of, as_of_time=dtime.max,
+                                     currency="USD", as_of_date_modifier=AsOfDateModifier.final_previous_day),
+                  children=[acct])
+    f = Bai2File(header=Bai2FileHeader(sender_id=odfi or "1", receiver_id=company or "1",
+                                       creation_date=next_banking_day(as_of), creation_time=dtime(6, 0),
+                                       file_id=f"{as_of:%y%m%d}", physical_record_length=80, version_number=2),
+                 children=[group])
+    text = bai2_writer.write(f) + "\n"
+    tmp = Path(outgoing) / f".{target.name}.tmp"
+    tmp.write_text(text, encoding="ascii")
+    tmp.replace(target)
+    return target
 
 
 # -- the demo --------------------------------------------------------------------------------------------
@@ -269,6 +342,25 @@ def run_demo(folder: Path, say: Callable[[str], None], exit_codes: ExitCodes) ->
             res.nights.append(r)
             outcomes.append(r.outcome)
             say(f"  {r.summary}")
+        statement = simulate_statement(settings.bank_folder / settings.bank.outbound_dir,
+                                       settings.bank_folder / settings.bank.inbound_dir, DEMO_STATEMENT_DAY)
+        say("")
+        say(f"the bank's BAI2 prior-day report of {DEMO_STATEMENT_DAY} (written with the bai2 package): " +
+            (f"-> {_rel(statement, folder)}" if statement else "already written earlier"))
+        say("")
+        say(f"morning of {DEMO_MORNING}: achbatch nightly --returns-only --date {DEMO_MORNING} "
+            "(fetches the report and ties it out)")
+        try:
+            r = run_pipeline(settings, sessions, keyring, DEMO_MORNING, exit_codes=exit_codes, kind="returns",
+                             emit=_concise(say))
+        except LockHeld as e:
+            say(f"  skipped: {e}")
+            res.nights.append(None)
+            res.outcome = Outcome.LOCKED
+            return res
+        res.nights.append(r)
+        outcomes.append(r.outcome)
+        say(f"  {r.summary}")
         with sessions() as s:
             entries = s.scalar(select(func.count()).select_from(FileEntry))
             debited = s.scalar(select(func.count(func.distinct(FileEntry.payment_id))))

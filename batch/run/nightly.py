@@ -9,10 +9,12 @@ Steps (each a small adapter below, calling one service of batch/):
   send             deliver built files to the bank     batch.bank.delivery.send_files
   returns_fetch    download the bank's files           batch.bank.inbound.fetch_files
   returns_process  apply returns and NOCs              batch.collect.returns.process_inbox
+  bank_statement   fetch and tie out BAI2 statements  batch.bank.inbound.fetch_files,
+                                                       batch.collect.bank_statement.process_statement_inbox
   coverage         coverage standing and flags         batch.collect.returns.cancel_unneeded_retries,
                                                        batch.collect.coverage.assess_coverage
   reports          reports and member notices          batch.report.reports.*, batch.collect.notices.issue_notices
-The morning returns poll (`kind='returns'`) runs returns_fetch and returns_process only.
+The morning returns poll (`kind='returns'`) runs returns_fetch, returns_process and bank_statement only.
 
 A step already recorded done for the business date is skipped (`run_steps.done_key` is unique);
 the services are idempotent anyway, so a crash between a service's commit and the ledger's only
@@ -453,6 +455,50 @@ def step_returns_process(ctx: NightContext) -> StepOutcome:
     return out
 
 
+def step_bank_statement(ctx: NightContext) -> StepOutcome:
+    """Fetch the bank's BAI2 statements (`[bank] statements`) and tie each out once."""
+    from ..bank.inbound import fetch_files
+    from ..collect.bank_statement import StatementCodes, process_statement_inbox
+    s = ctx.settings
+    if not s.bank.statements:
+        return StepOutcome(note="no BAI2 statements expected ([bank] statements is empty)")
+    if ctx.dry_run:
+        return StepOutcome(note=f"would fetch the bank's statements ({s.bank.statements!r} in folder "
+                                f"{s.bank.inbound_dir!r}) and tie them out")
+    transport, problem = _transport(ctx)
+    if problem:
+        return StepOutcome(config=problem)
+    pgp, problem = _pgp(ctx, outbound=False)
+    if problem:
+        return StepOutcome(config=problem)
+    r = fetch_files(ctx.sessions, transport, wiring.statement_policy(s), inbox=s.inbox_dir,
+                    archive_dir=s.archive_dir, pgp=pgp, log=ctx.info,
+                    on_step=lambda step, _name: ctx.hook(f"statement:{step}"))
+    if r.locked:
+        return StepOutcome(temporary="another `achbatch returns fetch` holds the fetch lock; no statement fetched")
+    out = StepOutcome()
+    for f in r.failed:
+        out.problems.append(f"{f.remote_name}: {f.error}")
+    if r.config_error:
+        out.config = r.config_error
+        return out
+    if r.unreachable:
+        out.temporary = f"the bank is unreachable ({r.unreachable})"
+    outs = process_statement_inbox(ctx.sessions, s.inbox_dir, ctx.business_date, StatementCodes.from_settings(s.bank))
+    tied = [o for o in outs if o.tie is not None]
+    out.counts = {"fetched": len(r.received), "statements": len(outs),
+                  "rejected": sum(1 for o in outs if o.status == "rejected"),
+                  "matched": sum(len(o.tie.matched) for o in tied),
+                  "missing": sum(len(o.tie.missing) for o in tied),
+                  "unexplained": sum(len(o.tie.unexplained) for o in tied),
+                  "review_items": sum(o.review_items for o in outs)}
+    out.note = "; ".join(f"{Path(o.path).name}: {o.words()}" for o in outs) or "no new statement"
+    for o in outs:
+        if o.problems:
+            out.problems.append(f"{Path(o.path).name}: {o.words()}")
+    return out
+
+
 def step_coverage(ctx: NightContext) -> StepOutcome:
     from ..collect.coverage import assess_coverage
     from ..collect.returns import cancel_unneeded_retries
@@ -520,11 +566,14 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     Step("send", "send", "batch.bank.delivery.send_files", step_send),
     Step("returns_fetch", "returns fetch", "batch.bank.inbound.fetch_files", step_returns_fetch),
     Step("returns_process", "returns process", "batch.collect.returns.process_inbox", step_returns_process),
+    Step("bank_statement", "bank statement", "batch.bank.inbound.fetch_files, "
+         "batch.collect.bank_statement.process_statement_inbox", step_bank_statement),
     Step("coverage", "coverage assess", "batch.collect.coverage.assess_coverage", step_coverage),
     Step("reports", "reports and notices", "batch.report.reports.write_report, batch.collect.notices.issue_notices", step_reports),
 )}
-NIGHTLY_STEPS = ("import", "autopay", "originate", "send", "returns_fetch", "returns_process", "coverage", "reports")
-RETURNS_STEPS = ("returns_fetch", "returns_process")
+NIGHTLY_STEPS = ("import", "autopay", "originate", "send", "returns_fetch", "returns_process", "bank_statement",
+                 "coverage", "reports")
+RETURNS_STEPS = ("returns_fetch", "returns_process", "bank_statement")
 PIPELINES = {"nightly": NIGHTLY_STEPS, "returns": RETURNS_STEPS}
 
 

@@ -100,6 +100,11 @@ def inbound_policy(settings) -> InboundPolicy:
     return InboundPolicy.from_settings(settings.bank)
 
 
+def statement_policy(settings) -> InboundPolicy:
+    """Which of the bank's files are its BAI2 statements (`[bank] statements`), fetched the same way."""
+    return InboundPolicy.statements_from_settings(settings.bank)
+
+
 def company(settings) -> Company:
     """Who we are in the NACHA file headers (`[company]`)."""
     return Company.from_settings(settings.company)

@@ -388,6 +388,7 @@ class ImportRun(Base):
 # `inbound_files` row per bank file fetched, deduplicated by content hash (`content_key`).
 DELIVERY_OUTCOMES = ("sent", "already_there", "unreachable", "lost", "refused", "config", "failed")
 INBOUND_STATES = ("received", "duplicate", "processed")
+INBOUND_KINDS = ("returns", "statement")
 
 
 class Delivery(Base):
@@ -463,6 +464,7 @@ class InboundFile(Base):
         ),
         Index("ix_inbound_files_state", "state"),
         Index("ix_inbound_files_sha256", "sha256"),
+        CheckConstraint(_in("kind", INBOUND_KINDS), name="kind"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -479,6 +481,9 @@ class InboundFile(Base):
     local_name: Mapped[str | None] = mapped_column(String(255), default=None)  # name in the inbox
     archive_path: Mapped[str] = mapped_column(String(1000))  # local archive copy of the bytes received
     state: Mapped[str] = mapped_column(String(12), default="received")
+    # 'returns' (returns, NOCs, acknowledgements) or 'statement' (a BAI2 report, `[bank] statements`;
+    # migration 0011): each processor takes only its own kind
+    kind: Mapped[str] = mapped_column(String(12), default="returns", server_default="returns")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     remote_archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     remote_archive_name: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -536,6 +541,10 @@ class ReturnFile(Base):
     # JSON list of located warnings (migration 0011), as `errors`: what the reader warned of
     warnings: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # What the bank debits us for the file (migration 0011): the total of its return entries and the
+    # day they settle (the return batches' settlement date); NULL on files applied before 0011.
+    return_total_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    settlement_date: Mapped[date | None] = mapped_column(Date, default=None)
 
 
 class PaymentReturn(Base):
@@ -903,3 +912,62 @@ class ReturnFileContent(Base):
         return blob
 
 __all__ += ["REVIEW_ACTIONS", "ReviewResolution", "ReturnFileContent"]
+
+
+# == The bank's BAI2 statements (issue 15; migration 0012_bai2_statements) ==========================
+STATEMENT_DIRECTIONS = ("credit", "debit")
+
+
+class StatementFile(Base):
+    """One BAI2 report reconciled (`achbatch reconcile bank`, nightly step bank_statement): read
+    whole or rejected whole (a rejected file is not recorded). `sha256` unique: processed once."""
+
+    __tablename__ = "statement_files"
+    __table_args__ = (UniqueConstraint("sha256"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str] = mapped_column(String(500))
+    sender_id: Mapped[str] = mapped_column(String(40))
+    bank_file_id: Mapped[str] = mapped_column(String(40))  # the 01 record's file identification number
+    created_on: Mapped[date] = mapped_column(Date)
+    as_of_date: Mapped[date] = mapped_column(Date)  # the latest as-of date of its groups
+    final: Mapped[bool] = mapped_column(Boolean)  # a final prior-day report (matched); else only kept
+    processed_on: Mapped[date] = mapped_column(Date)
+    lines: Mapped[int] = mapped_column(Integer)  # statement_lines kept (mapped ACH type codes)
+    matched: Mapped[int] = mapped_column(Integer)
+    missing: Mapped[int] = mapped_column(Integer)  # expected settlements the bank did not post
+    unexplained: Mapped[int] = mapped_column(Integer)  # lines posted that nothing of ours explains
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StatementLine(Base):
+    """A transaction detail (16 record) of a mapped ACH type code, and what it was matched to: one
+    of our NACHA files (a settlement credit) or a return file (a return settlement debit); each of
+    ours is matched at most once. The account is kept as its last four digits only."""
+
+    __tablename__ = "statement_lines"
+    __table_args__ = (
+        UniqueConstraint("statement_file_id", "line"),
+        UniqueConstraint("nacha_file_id"),
+        UniqueConstraint("return_file_id"),
+        CheckConstraint(_in("direction", STATEMENT_DIRECTIONS), name="direction"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    statement_file_id: Mapped[int] = mapped_column(Id, ForeignKey("statement_files.id"))
+    line: Mapped[int] = mapped_column(Integer)  # line of the 16 record in the file
+    account_last4: Mapped[str] = mapped_column(String(4))
+    as_of_date: Mapped[date] = mapped_column(Date)
+    type_code: Mapped[str] = mapped_column(String(3))
+    direction: Mapped[str] = mapped_column(String(6))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    bank_reference: Mapped[str] = mapped_column(String(100))
+    customer_reference: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(String(200))
+    nacha_file_id: Mapped[int | None] = mapped_column(Id, ForeignKey("nacha_files.id"), default=None)
+    return_file_id: Mapped[int | None] = mapped_column(Id, ForeignKey("return_files.id"), default=None)
+    match_basis: Mapped[str | None] = mapped_column(String(40), default=None)
+
+
+__all__ += ["INBOUND_KINDS", "STATEMENT_DIRECTIONS", "StatementFile", "StatementLine"]

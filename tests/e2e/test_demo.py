@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 
 from batch.run.demo import DEMO_FILES, demo_data_dir, simulate_bank
-from batch.store.models import FileEntry, PaymentReturn, Run
+from datetime import date
+
+from sqlalchemy import func, select
+
+from batch.store.models import FileEntry, PaymentReturn, ReturnFile, ReviewItem, Run, StatementFile, StatementLine
 from nacha.reader import read_file, validate_file
 from test_nightly_support import SAMPLES, Folder
 
@@ -28,12 +32,28 @@ def test_demo_runs_in_a_fresh_folder_twice(tmp_path):
                  "2026-01-24 is not a Federal Reserve banking day: no file is built",
                  "applied: 2 of 2 returns", "1 of 1 NOCs", "2 termination_pending",
                  "exactly once: 5 entries originated for 5 payments in all (no payment debited twice)",
-                 "where things are:", "achbatch-data/reports", "achbatch-data/bank/outgoing"):
+                 "where things are:", "achbatch-data/reports", "achbatch-data/bank/outgoing",
+                 "the bank's BAI2 prior-day report of 2026-01-26",
+                 "morning of 2026-01-27: achbatch nightly --returns-only --date 2026-01-27",
+                 "BAI-260126.bai: as of 2026-01-26: 2 matched, 0 expected and not posted ($0.00), 0 posted and "
+                 "unexplained ($0.00)"):
         assert text in out, f"{text!r} missing from:\n{out}"
     d = tmp_path / "d" / "achbatch-data"
     assert (d / "bank" / "incoming" / "ACH-20260123-A.ach").is_file()
     assert {p.name for p in (d / "bank" / "outgoing").iterdir()} == {"RET-ACH-20260123-A.ach",
-                                                                      "NOC-ACH-20260123-A.ach"}
+                                                                      "NOC-ACH-20260123-A.ach", "BAI-260126.bai"}
+    # the bank's answer settles on the day night 1's file settles (Monday 2026-01-26, Julian 026), not
+    # before the file was sent; the prior-day report of that day ties out whole
+    ret = read_file(d / "bank" / "outgoing" / "RET-ACH-20260123-A.ach", "strict")
+    assert {b.header.settlement_date for b in ret.batches} == {"026"}
+    demo = Folder(tmp_path / "d")
+    with demo.sessions() as sessions, sessions() as s:
+        [rf] = [r for r in s.scalars(select(ReturnFile)) if r.returns]
+        assert (rf.settlement_date, rf.return_total_cents) == (date(2026, 1, 26), 13150 + 25000)
+        lines = s.scalars(select(StatementLine).order_by(StatementLine.line)).all()
+        assert [(x.type_code, x.amount_cents, x.nacha_file_id is not None, x.return_file_id == rf.id)
+                for x in lines] == [("166", 112297, True, False), ("468", 38150, False, True)]
+        assert s.scalar(select(func.count()).select_from(ReviewItem).where(ReviewItem.kind == "bank_unmatched")) == 0
     assert (d / "reports" / "returns-2026-01-24.html").is_file() and (d / "notices" / "manifest.csv").is_file()
     assert (d / "metrics.prom").is_file()
     # again in the same folder: found, nothing done twice
@@ -44,8 +64,10 @@ def test_demo_runs_in_a_fresh_folder_twice(tmp_path):
     assert "nothing to do, every step was already done for 2026-01-23 by run 1" in second.stdout
     assert "already answered earlier" in second.stdout
     assert "exactly once: 5 entries originated for 5 payments" in second.stdout
-    demo = Folder(tmp_path / "d")
-    assert demo.count(FileEntry) == 5 and demo.count(PaymentReturn) == 2 and demo.count(Run) == 4
+    assert "already written earlier" in second.stdout and "bank_statement   ok  no new statement" in second.stdout
+    # two nights and a morning each time; the statement tied out once
+    assert demo.count(FileEntry) == 5 and demo.count(PaymentReturn) == 2 and demo.count(Run) == 6
+    assert demo.count(StatementFile) == 1
 
 
 def test_demo_data_is_the_sample_data():

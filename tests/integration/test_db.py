@@ -600,3 +600,52 @@ def test_open_database_checks_schema(db_url):
     with open_database(db_url) as sessions:
         with sessions() as s:
             assert s.scalar(select(Sequence.value).where(Sequence.name == "trace")) == 0
+
+
+def test_bai2_statements_migration_up_and_down(db_url):
+    """Migration 0012 adds statement_files and statement_lines, inbound_files.kind ('returns' for the
+    files fetched before it) and return_files' total and settlement date (NULL on older files), and
+    takes them away again on downgrade, leaving the rows as they were."""
+    upgrade(db_url, "0011_rules16_amount_warnings")
+    engine = make_engine(db_url)
+    inbound = ("INSERT INTO inbound_files (id, source, remote_name, remote_size, remote_mtime, sha256, size, content_key, "
+               "decrypted, content_sha256, local_name, archive_path, state, received_at) VALUES "
+               "(:i, 'folder:x outgoing', :n, 10, 1, :h, 10, :h, :f, :h, :n, '/a', 'received', :t)")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(inbound), {"i": 1, "n": "RET.ach", "h": "c" * 64, "f": False, "t": T0})
+            conn.execute(text("INSERT INTO return_files (id, sha256, file_name, status, processed_on, returns, nocs, "
+                              "applied, review_items, created_at) VALUES (1, :h, 'r.ach', 'applied', :d, 1, 0, 1, 0, :t)"),
+                         {"h": "b" * 64, "d": date(2026, 2, 2), "t": T0})
+        assert upgrade(db_url, "0012_bai2_statements")[1] == "0012_bai2_statements"
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT kind FROM inbound_files WHERE id = 1")).scalar_one() == "returns"
+            assert tuple(conn.execute(text("SELECT return_total_cents, settlement_date FROM return_files")).one()) == \
+                (None, None)
+            conn.execute(text("INSERT INTO statement_files (id, sha256, file_name, sender_id, bank_file_id, created_on, "
+                              "as_of_date, final, processed_on, lines, matched, missing, unexplained, created_at) VALUES "
+                              "(1, :h, 's.bai', '021000021', '1', :d, :d, :f, :d, 1, 1, 0, 0, :t)"),
+                         {"h": "d" * 64, "d": date(2026, 1, 27), "f": True, "t": T0})
+            line = ("INSERT INTO statement_lines (statement_file_id, line, account_last4, as_of_date, type_code, "
+                    "direction, amount_cents, bank_reference, customer_reference, text, return_file_id, match_basis) "
+                    "VALUES (1, :l, '6789', :d, '468', :dir, 38150, '', '', '', 1, 'amount and date')")
+            conn.execute(text(line), {"l": 4, "d": date(2026, 1, 26), "dir": "debit"})
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # a return file is matched once
+            conn.execute(text(line), {"l": 5, "d": date(2026, 1, 26), "dir": "debit"})
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # credit or debit, nothing else
+            conn.execute(text(line.replace(", 1, 'amount", ", NULL, 'amount")), {"l": 6, "d": date(2026, 1, 26),
+                                                                               "dir": "both"})
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # no such kind
+            conn.execute(text(inbound.replace("'received'", "'received'").replace(
+                "received_at) VALUES", "received_at, kind) VALUES").replace(":t)", ":t, 'junk')")),
+                {"i": 2, "n": "X.ach", "h": "e" * 64, "f": False, "t": T0})
+        downgrade_to(db_url, "0011_rules16_amount_warnings")
+        with engine.connect() as conn:
+            names = set(inspect(conn).get_table_names())
+            assert "statement_files" not in names and "statement_lines" not in names
+            assert "kind" not in {c["name"] for c in inspect(conn).get_columns("inbound_files")}
+            assert "settlement_date" not in {c["name"] for c in inspect(conn).get_columns("return_files")}
+            assert conn.execute(text("SELECT remote_name FROM inbound_files")).scalar_one() == "RET.ach"
+        assert upgrade(db_url)[1] == head_revision()  # and up again
+    finally:
+        engine.dispose()

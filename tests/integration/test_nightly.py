@@ -68,7 +68,7 @@ def test_nightly_cli_end_to_end_then_rerun_resumes_nothing(tmp_path):
     assert "files 1 built, 1 sent; entries 5, $1,122.97; returns 0 (0 NOCs); flags 0 at risk; exit 0" in line
     # structured logs: every stderr line is a JSON object (the key file notice aside)
     records = [json.loads(x) for x in p.stderr.splitlines() if x.startswith("{")]
-    assert [r["event"] for r in records if r["event"] == "step_finished"] == ["step_finished"] * 8
+    assert [r["event"] for r in records if r["event"] == "step_finished"] == ["step_finished"] * len(NIGHTLY_STEPS)
     assert all(r["status"] == "done" for r in records if r["event"] == "step_finished")
     fin = [r for r in records if r["event"] == "run_finished"]
     assert len(fin) == 1 and fin[0]["exit_code"] == 0 and fin[0]["totals"]["entries"] == 5
@@ -107,7 +107,7 @@ def test_nightly_cli_end_to_end_then_rerun_resumes_nothing(tmp_path):
     _debits_once(f)
     with f.sessions() as sessions, sessions() as s:
         second = s.scalars(select(RunStep).where(RunStep.run_id == 2)).all()
-    assert len(second) == 8 and {x.status for x in second} == {"skipped"} and all(x.done_key is None for x in second)
+    assert len(second) == len(NIGHTLY_STEPS) and {x.status for x in second} == {"skipped"} and all(x.done_key is None for x in second)
 
 
 def test_data_problems_exit_1_and_the_night_goes_on(tmp_path):
@@ -179,7 +179,7 @@ def test_bank_unreachable_exit_75_after_finishing_what_can_be_finished(tmp_path)
         unsent = sorted(s.scalars(select(Payment.state).join(FileEntry, FileEntry.payment_id == Payment.id)))
     assert unsent and set(unsent) == {"in_file"}  # built, not at the bank
     assert statuses == {"import": "done", "autopay": "done", "originate": "done", "send": "tempfail",
-                        "returns_fetch": "tempfail", "returns_process": "done", "coverage": "done", "reports": "done"}
+                        "returns_fetch": "tempfail", "returns_process": "done", "bank_statement": "done", "coverage": "done", "reports": "done"}
     assert run.status == "tempfail" and run.exit_code == 75 and state != "sent"
     # The bank is back (here: the folder bank): the re-run sends the file and does nothing else again.
     f.vars = {k: v for k, v in f.vars.items() if not k.startswith("ACHBATCH_BANK__")}
@@ -190,7 +190,8 @@ def test_bank_unreachable_exit_75_after_finishing_what_can_be_finished(tmp_path)
         sent = sorted(s.scalars(select(Payment.state).join(FileEntry, FileEntry.payment_id == Payment.id)))
     assert len(sent) == len(unsent) and set(sent) == {"sent"}  # confirmed at the bank: the file's payments too
     assert redone == {"import": "skipped", "autopay": "skipped", "originate": "skipped", "send": "done",
-                      "returns_fetch": "done", "returns_process": "skipped", "coverage": "skipped",
+                      "returns_fetch": "done", "returns_process": "skipped", "bank_statement": "skipped",
+                      "coverage": "skipped",
                       "reports": "skipped"}
     _debits_once(f)
 

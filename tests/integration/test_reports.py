@@ -346,7 +346,7 @@ def test_every_csv_has_one_header_row_and_further_tables_go_to_their_own_csvs(bo
                "coverage": coverage_report(sessions, date(2026, 12, 24)),
                "reconciliation": reconciliation_report(sessions, keyring, date(2026, 12, 10))}
     expected = {"returns": {"rates", "by-code", "by-category", "review"}, "coverage": {"by-status"},
-                "reconciliation": {"controls"}}
+                "reconciliation": {"controls", "bank"}}
     for kind, rep in reports.items():
         main = tmp_path / kind / f"{kind}-2026-12-10.csv"
         assert write_report(rep, "csv", main) == main
@@ -424,7 +424,7 @@ def test_xlsx_numbers_percentages_dates_headers_in_words_and_full_sheet_names(bo
         assert r["Member name"].value.startswith("Member ")
     rec = reconciliation_report(sessions, keyring, date(2026, 12, 10))
     wb = load_workbook(write_report(rec, "xlsx", tmp_path / "reconciliation.xlsx"))
-    assert wb.sheetnames == ["Summary", "Reconciliation", "Control record check"]
+    assert wb.sheetnames == ["Summary", "Reconciliation", "Control record check", "Bank statement"]
     head = [c.value for c in wb["Reconciliation"][1]]
     assert head == ["File", "Batch", "Effective date", "Entries", "Debits", "Entries returned", "Amount returned",
                     "Net"]
