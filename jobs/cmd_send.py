@@ -12,6 +12,7 @@ from batch.run import wiring
 from batch.store.db import open_database
 from batch.bank.delivery import send_files
 from batch.bank.inbound import fetch_files
+from batch.rules.counts import counted
 
 from . import exitcodes
 from .cmd_returns_group import returns_group
@@ -62,7 +63,7 @@ def send_cmd(ctx: click.Context, run_date) -> None:
     if not r.files:
         click.echo(f"send: nothing to send{scope}")
         sys.exit(exitcodes.OK)
-    click.echo(f"send: {len(r.delivered)} of {len(r.files)} file(s){scope} delivered to {r.where}")
+    click.echo(f"send: {len(r.delivered)} of {counted(len(r.files), 'file')}{scope} delivered to {r.where}")
     for f in r.files:
         pgp_note = ", PGP" if f.pgp else ""
         if f.outcome == "sent":
@@ -79,10 +80,11 @@ def send_cmd(ctx: click.Context, run_date) -> None:
     if r.config_error:
         exitcodes.fail(exitcodes.USAGE, f"send: configuration error: {r.config_error}")
     if r.refused:
-        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"send: {len(r.refused)} file(s) refused or failed; see above")
+        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"send: {counted(len(r.refused), 'file')} refused or failed; see above")
     if r.unreachable:
+        left = counted(len(r.files) - len(r.delivered), "file")
         exitcodes.fail(exitcodes.TEMPFAIL, f"send: the bank is unreachable ({r.unreachable}); "
-                                           f"{len(r.files) - len(r.delivered)} file(s) left ready for the next run")
+                                           f"{left} left ready for the next run")
     sys.exit(exitcodes.OK)
 
 
@@ -105,7 +107,7 @@ def fetch_cmd(ctx: click.Context) -> None:
     for name in r.restored:
         click.echo(f"  restored {name} in the inbox from the archive copy (a previous run stopped early)")
     new = r.received
-    click.echo(f"returns fetch: {len(new)} new file(s) from {r.where}")
+    click.echo(f"returns fetch: {counted(len(new), 'new file')} from {r.where}")
     for f in r.files:
         if f.outcome == "received":
             extra = ", decrypted" if f.decrypted else ""
@@ -123,7 +125,7 @@ def fetch_cmd(ctx: click.Context) -> None:
     if r.config_error:
         exitcodes.fail(exitcodes.USAGE, f"returns fetch: configuration error: {r.config_error}")
     if r.failed:
-        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"returns fetch: {len(r.failed)} file(s) failed; see above")
+        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"returns fetch: {counted(len(r.failed), 'file')} failed; see above")
     if r.unreachable:
         exitcodes.fail(exitcodes.TEMPFAIL, f"returns fetch: the bank is unreachable ({r.unreachable}); run again later")
     sys.exit(exitcodes.OK)

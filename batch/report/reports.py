@@ -34,6 +34,7 @@ from ..store.models import (
     CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, ReturnFile, ReviewItem,
 )
 from ..rules.cells import people_csv_writer, xlsx_text
+from ..rules.counts import counted
 from ..rules.money import dollars as display_dollars, plain_dollars
 
 __all__ = [
@@ -184,7 +185,8 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
                 checks.append({"file": f.file_name, "batch": bn, "entries": n, "entries_control": ctl["entries"],
                                "debits": debits, "debits_control": ctl["debits"], "ties": "yes" if ok else "NO"})
                 if not ok:
-                    warnings.append(f"{f.file_name} batch {bn}: {n} entries / {display_dollars(debits)} recorded, "
+                    warnings.append(f"{f.file_name} batch {bn}: {counted(n, 'entry')} / {display_dollars(debits)} "
+                                    "recorded, "
                                     f"batch control says {ctl['entries']} / {display_dollars(ctl['debits'])}")
         if file_control is not None and (file_control["debits"] != file_debits or f.total_debit_cents != file_debits):
             warnings.append(f"{f.file_name}: file control total debits {display_dollars(file_control['debits'])}, "
@@ -202,7 +204,7 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
         ("Dollars returned", display_dollars(total_returned)),
         ("Net", display_dollars(total_debits - total_returned)),
         ("Control records", "all batches tie to their control records" if not warnings and checks
-         else ("no stored files to check" if not checks else f"{len(warnings)} mismatch(es)")),
+         else ("no stored files to check" if not checks else counted(len(warnings), "mismatch"))),
     ]
     checks_df = _frame(checks, ["file", "batch", "entries", "entries_control", "debits", "debits_control", "ties"])
     return Report("reconciliation", as_of, f"Reconciliation, files of {start} to {end}", table,
@@ -312,8 +314,10 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
                             f"{_percent(rt.threshold)}")
     doubles = [r for r in reviews if r["kind"] == "double_collection"]
     if doubles:
-        warnings.append(f"WARNING: {len(doubles)} premium month(s) collected twice (review item(s) "
-                        f"{', '.join('#' + str(r['id']) for r in doubles)}): finance decides whether to refund")
+        items = (("review item " if len(doubles) == 1 else "review items ")
+                 + ", ".join("#" + str(r["id"]) for r in doubles))
+        warnings.append(f"WARNING: {counted(len(doubles), 'premium month')} collected twice ({items}): "
+                        "finance decides whether to refund")
     summary = [("Returns processed", f"{len(rows):,}"),
                ("Dollars returned", display_dollars(sum(r.amount_cents for r in rows))),
                ("Entries in review list", f"{open_reviews:,}")]
