@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import io
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, timedelta, tzinfo
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -27,11 +27,11 @@ from nacha import codes
 from nacha.calendar import effective_entry_date
 from nacha.reader import BatchEnd, BatchStart, FileEnd, Reader
 
-from ..collect.coverage import AT_RISK_STATUSES
+from ..collect.coverage import AT_RISK_STATUSES, CoverageRules, standings
 from ..store.crypto import FILE_CONTEXT, CryptoError, Keyring
 from ..store.fsutil import write_atomic
 from ..store.models import (
-    CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, ReturnFile, ReviewItem,
+    FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, ReturnFile, ReviewItem,
 )
 from ..rules.cells import people_csv_writer, xlsx_text
 from ..rules.counts import counted
@@ -438,38 +438,31 @@ def returns_chart_svg(per_day: dict[tuple[date, str], int], start: date, end: da
 _SEVERITY = {s: i for i, s in enumerate((*reversed(AT_RISK_STATUSES), "ok"))}
 
 
-def coverage_report(sessions: sessionmaker[Session], as_of: date) -> Report:
-    """Policies at risk as of `as_of` (the flag each policy carried that day): status, reason,
-    months and amount owed, next deadline."""
-    current_then = ((CoverageFlag.assessed_on <= as_of)
-                    & (CoverageFlag.superseded_on.is_(None) | (CoverageFlag.superseded_on > as_of)))
-    with sessions() as s:
-        rows = s.execute(select(CoverageFlag.member_id, CoverageFlag.plan_id, CoverageFlag.status, CoverageFlag.reason,
-                                CoverageFlag.months_owed, CoverageFlag.amount_owed_cents, CoverageFlag.deadline,
-                                CoverageFlag.assessed_on)
-                         .where(current_then).order_by(CoverageFlag.member_id, CoverageFlag.plan_id)).all()
-    latest: dict[tuple[str, str], object] = {}
-    for r in rows:  # if re-assessed out of date order, the latest assessment up to as_of wins
-        k = (r.member_id, r.plan_id)
-        if k not in latest or latest[k].assessed_on <= r.assessed_on:
-            latest[k] = r
+def coverage_report(sessions: sessionmaker[Session], as_of: date, rules: CoverageRules = CoverageRules(),
+                    tz: tzinfo | None = None) -> Report:
+    """Policies at risk as of `as_of`: status, reason, months and amount owed, next deadline. Each
+    policy's standing is computed for `as_of` exactly as `achbatch coverage assess --date` computes
+    it (`batch.collect.coverage.standings`: the same facts, the same rule, the same `rules` and
+    `tz`), whether or not that date was assessed, and nothing is written."""
+    latest = {key: st for key, st in standings(sessions, as_of, rules, tz)}
     counts: dict[str, int] = {}
     owed: dict[str, int] = {}
     at_risk = []
-    for r in latest.values():
+    for (member_id, plan_id), r in latest.items():
         counts[r.status] = counts.get(r.status, 0) + 1
         owed[r.status] = owed.get(r.status, 0) + r.amount_owed_cents
         if r.status != "ok":
-            at_risk.append(r)
-    at_risk.sort(key=lambda r: (_SEVERITY.get(r.status, 9), r.deadline or date.max, r.member_id, r.plan_id))
-    table = _frame([{"member_id": r.member_id, "plan_id": r.plan_id, "status": r.status, "reason": r.reason,
+            at_risk.append((member_id, plan_id, r))
+    at_risk.sort(key=lambda t: (_SEVERITY.get(t[2].status, 9), t[2].deadline or date.max, t[0], t[1]))
+    table = _frame([{"member_id": m, "plan_id": p, "status": r.status, "reason": r.reason,
                      "months_owed": r.months_owed, "amount_owed": r.amount_owed_cents, "deadline": r.deadline}
-                    for r in at_risk], COLUMNS["coverage"])
+                    for m, p, r in at_risk], COLUMNS["coverage"])
     by_status = _frame([{"status": st, "count": counts.get(st, 0), "amount_owed": owed.get(st, 0)}
                         for st in (*AT_RISK_STATUSES, "ok")],
                        ["status", "count", "amount_owed"])
     summary = [("Policies assessed", f"{len(latest):,}"), ("Policies at risk", f"{len(at_risk):,}"),
-               ("Amount owed by policies at risk", display_dollars(sum(r.amount_owed_cents for r in at_risk)))]
+               ("Amount owed by policies at risk",
+                display_dollars(sum(r.amount_owed_cents for _m, _p, r in at_risk)))]
     return Report("coverage", as_of, f"Coverage at risk, {as_of}", table, [("Policies by status", by_status)],
                   summary, [])
 

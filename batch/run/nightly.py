@@ -466,7 +466,7 @@ def step_reports(ctx: NightContext) -> StepOutcome:
                                 f"{s.reports_dir} and the member notices to {s.notices_dir}")
     builders = {"reconciliation": lambda: reconciliation_report(ctx.sessions, ctx.keyring, d),
                 "returns": lambda: returns_report(ctx.sessions, d),
-                "coverage": lambda: coverage_report(ctx.sessions, d)}
+                "coverage": lambda: coverage_report(ctx.sessions, d, wiring.coverage_rules(s), tz=s.origination.zone)}
     out = StepOutcome(counts={"reports": 0, "notices": 0, "warnings": 0})
     written = []
     for kind in KINDS:
