@@ -3,12 +3,12 @@ build the day's NACHA files into the outbox."""
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 
 import click
 
 from batch.run import wiring
-from batch.run.datecheck import EarlierDate, check_business_date
+from batch.run.datecheck import EarlierDate, check_business_date, record_override
 from batch.collect.autopay import schedule_autopay
 from batch.store.db import open_database
 from batch.rules.counts import counted
@@ -80,10 +80,21 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
             if earlier_than is not None:
                 click.echo(f"achbatch: originate {d}: earlier than {earlier_than}, the latest business date already "
                            "run: allowed by --allow-earlier-date", err=True)
+            started = datetime.now(timezone.utc)
             r = originate(sessions, keyring, wiring.company(settings), wiring.limits(settings), d,
                           settings.outbox_dir, dry_run=dry_run,
                           file_time=datetime.now(o.zone).strftime("%H%M"), progress=progress,
                           guard=wiring.guard(settings))
+            if earlier_than is not None and not dry_run:
+                # the override goes into the run ledger, as a nightly run's does (runs.summary)
+                outcome = r.skipped_reason or (
+                    f"built {counted(len(r.files), 'file')}, {counted(r.payments, 'payment')}, "
+                    f"{dollars(r.total_cents)}" + (f", {', '.join(f.file_name for f in r.files)}" if r.files else ""))
+                code = exitcodes.DATA_PROBLEMS if r.review_items and not r.skipped_reason else exitcodes.OK
+                run_id = record_override(sessions, "originate", d, earlier_than, outcome=outcome, exit_code=code,
+                                         started_at=started)
+                click.echo(f"achbatch: originate {d}: the override is recorded in the run ledger (run {run_id})",
+                           err=True)
     except EarlierDate as e:
         exitcodes.fail(exitcodes.USAGE, str(e))
     except OriginationError as e:
