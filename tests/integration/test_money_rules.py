@@ -159,8 +159,8 @@ class Night:
                  "routing_number,account_number,account_type,account_holder",
                  f"{conf},{submitted},portal,{member},{PLAN},{month},{amount},{routing},{account},checking,{member} H")
 
-    def originate(self, d: date, code: int | None = 0) -> str:
-        out = self.cli("originate", "--date", d.isoformat(), code=code)
+    def originate(self, d: date, code: int | None = 0, *, earlier: bool = False) -> str:
+        out = self.cli("originate", "--date", d.isoformat(), *(["--allow-earlier-date"] if earlier else []), code=code)
         for p in (self.tmp / "achbatch-data" / "outbox").glob(f"ACH-{d:%Y%m%d}-*.ach"):
             self.sent.update(originals(p))
         return out
@@ -250,9 +250,10 @@ def test_a_lapsed_binder_is_neither_re_presented_nor_pulled(night):
     with night.sessions() as s:
         ret = s.scalars(select(PaymentReturn)).one()
     assert "coverage never started" in ret.action and ret.retry_payment_id is None
-    # The day before, the re-presentment would still have gone out on the due date itself.
+    # The day before, the re-presentment would still have gone out on the due date itself (a day
+    # earlier than the one already originated: allowed on purpose).
     night.portal("PC-B3", "B3", "2027-01", "250.00", "2026-12-17T10:00:00-05:00")
-    night.originate(date(2026, 12, 17))
+    night.originate(date(2026, 12, 17), earlier=True)
     (pay3,) = night.payments("B3")
     night.returns(date(2026, 12, 21), [(night.entry_of(pay3.id), "R01")])
     assert [(p.channel, p.state, p.originate_on) for p in night.payments("B3")] == [
@@ -347,7 +348,7 @@ def test_origination_never_puts_more_in_flight_than_is_owed(night):
     night.portal("PC-O2a", "O2", "2027-01", "200.00", "2026-12-22T12:00:00-05:00", account="9009001234")
     night.portal("PC-O2b", "O2", "2027-01", "200.00", "2026-12-22T12:05:00-05:00", account="9009001234")
     out = night.originate(date(2026, 12, 22), code=1)
-    assert "stopped 2 debits" in out and "1 of them member payments" in out
+    assert "stopped 2 debits" in out and "1 of them a member payment:" in out
     assert [(p.channel, p.state) for p in night.payments("O1")] == [("autopay", "failed"), ("portal", "in_file")]
     assert [(p.confirmation_id, p.state) for p in night.payments("O2")] == [("PC-O2a", "in_file"),
                                                                              ("PC-O2b", "failed")]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0011_ops_c_originate_runs"  # (no "-" in an Alembic revision id)
+revision = "0011_ops_c_originate_runs"  # branch ops-c: Alembic allows no "-" (and the file is named after it)
 down_revision = "0010_key_ids"
 branch_labels = None
 depends_on = None
