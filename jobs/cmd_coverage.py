@@ -8,6 +8,7 @@ import click
 import jinja2
 
 from batch.run import wiring
+from batch.rules.counts import counted
 from batch.collect.coverage import assess_coverage
 from batch.store.db import open_database
 from batch.store.models import COVERAGE_STATUSES
@@ -46,7 +47,7 @@ def assess_cmd(ctx: click.Context, run_date) -> None:
     except exitcodes.DATABASE_ERRORS as e:
         exitcodes.fail_database(e)
     counts = ", ".join(f"{r.by_status.get(st, 0)} {st}" for st in _ORDER)
-    click.echo(f"coverage {d}: {r.policies} policies ({counts}); {r.new} new, {r.changed} changed, "
+    click.echo(f"coverage {d}: {counted(r.policies, 'policy')} ({counts}); {r.new} new, {r.changed} changed, "
                f"{r.unchanged} unchanged")
     echo_follow_ups(cancelled, notices)
     sys.exit(exitcodes.OK)
@@ -56,7 +57,7 @@ def echo_follow_ups(cancelled: int, notices) -> None:
     """What a coverage assessment did besides the flags: re-presentments it cancelled, notices it
     wrote (`coverage assess` and `review resolve --action apply`)."""
     if cancelled:
-        click.echo(f"  {cancelled} pending re-presentments cancelled (premium paid another way)")
+        click.echo(f"  {counted(cancelled, 'pending re-presentment')} cancelled (premium paid another way)")
     if notices.created:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(notices.by_kind.items()))
         click.echo(f"notices: {notices.created} written ({kinds}); manifest {notices.manifest}")

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from batch.rules.counts import counted
 from batch.store.db import DatabaseError, open_database, upgrade
 
 from . import exitcodes
@@ -53,8 +54,8 @@ def rotate_keys_cmd(ctx: click.Context) -> None:
         click.echo(f"achbatch: key rotation stopped: {e}", err=True)
         sys.exit(exitcodes.USAGE)
     click.echo(f"current key {keyring.current_key_id}: re-encrypted {result.accounts_reencrypted} of "
-               f"{result.accounts_checked} bank accounts and {result.files_reencrypted} of "
-               f"{result.files_checked} NACHA files")
+               f"{counted(result.accounts_checked, 'bank account')} and {result.files_reencrypted} of "
+               f"{counted(result.files_checked, 'NACHA file')}")
     sys.exit(exitcodes.OK)
 
 

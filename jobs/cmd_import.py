@@ -11,6 +11,7 @@ import click
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from batch.store.db import DatabaseError, open_database
+from batch.rules.counts import counted
 from batch.collect.imports import ImportFileError, ImportResult, import_file, rejects_path_for, write_rejects
 
 from . import exitcodes
@@ -22,9 +23,9 @@ SHOWN_REJECTS = 50  # rejected rows printed; all of them are in the rejects file
 
 
 def _summary(r: ImportResult) -> str:
-    notes = f", {len(r.notes)} note{'s' if len(r.notes) != 1 else ''}" if r.notes else ""
-    dupes = f" ({r.duplicates} duplicate{'s' if r.duplicates != 1 else ''})" if r.duplicates else ""
-    return (f"{r.file_name}: {r.rows_total} {r.kind} row{'s' if r.rows_total != 1 else ''}: {r.loaded} loaded, "
+    notes = f", {counted(len(r.notes), 'note')}" if r.notes else ""
+    dupes = f" ({counted(r.duplicates, 'duplicate')})" if r.duplicates else ""
+    return (f"{r.file_name}: {counted(r.rows_total, r.kind + ' row')}: {r.loaded} loaded, "
             f"{r.updated} updated, {r.unchanged} unchanged, {len(r.rejected)} rejected{dupes}{notes}")
 
 
@@ -68,10 +69,10 @@ def _run(ctx: click.Context, kind: str, csv_path: str) -> None:
         folder = settings.archive_dir / "imported" / datetime.now(settings.origination.zone).date().isoformat()
         try:
             where = write_rejects(result, rejects_path_for(csv_path, folder))
-            click.echo(f"  {n} row{'s' if n != 1 else ''} rejected{more}; all of them (account numbers masked) "
+            click.echo(f"  {counted(n, 'row')} rejected{more}; all of them (account numbers masked) "
                        f"in {where}")
         except OSError as e:
-            click.echo(f"  {n} row{'s' if n != 1 else ''} rejected{more}; the rejects file could not be "
+            click.echo(f"  {counted(n, 'row')} rejected{more}; the rejects file could not be "
                        f"written to {folder}: {e.strerror}", err=True)
     for note in result.notes:  # rows loaded or unchanged, with something to say (NOC corrections kept); masked
         click.echo(f"  note {note}")

@@ -6,21 +6,13 @@ import sys
 
 import click
 
+from batch.rules.counts import counted as _count
 from batch.rules.money import dollars
 from nacha.describe import describe
 from nacha.profile import PROFILES
 from nacha.reader import validate_file
 
 from . import exitcodes
-
-
-def _count(n: int, word: str, plural: str | None = None) -> str:
-    """"1 batch", "2 batches", "1 entry", "3 entries", "1 problem": the word agrees with the number."""
-    if n == 1:
-        return f"{n} {word}"
-    if plural is None:
-        plural = word[:-1] + "ies" if word.endswith("y") else word + ("es" if word.endswith(("ch", "s")) else "s")
-    return f"{n:,} {plural}"
 
 
 # A warning line starts with this, so a person (or grep) tells it from an error line.

@@ -3,14 +3,15 @@ build the day's NACHA files into the outbox."""
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 
 import click
 
 from batch.run import wiring
-from batch.run.datecheck import EarlierDate, check_business_date
+from batch.run.datecheck import EarlierDate, check_business_date, record_override
 from batch.collect.autopay import schedule_autopay
 from batch.store.db import open_database
+from batch.rules.counts import counted
 from batch.rules.money import dollars
 from batch.collect.origination import LockHeld, OriginationError, originate
 
@@ -37,22 +38,23 @@ def schedule_cmd(ctx: click.Context, run_date) -> None:
             r = schedule_autopay(sessions, d, settings.origination.autopay_lead_days, wiring.guard(settings))
     except exitcodes.DATABASE_ERRORS as e:
         exitcodes.fail_database(e)
-    click.echo(f"autopay {d}: {r.created} pulls created ({dollars(r.created_cents)}) for premiums due {r.due_date}; "
+    click.echo(f"autopay {d}: {counted(r.created, 'pull')} created ({dollars(r.created_cents)}) "
+               f"for premiums due {r.due_date}; "
                f"{r.already_scheduled} already scheduled, {r.covered} already paid, "
                f"{r.not_due_yet} not due yet, {r.account_blocked} held (account blocked)")
     if r.not_authorized:
-        click.echo(f"  {r.not_authorized} premium(s) due before their AutoPay authorization: not pulled")
+        click.echo(f"  {counted(r.not_authorized, 'premium')} due before their AutoPay authorization: not pulled")
     if r.refused:
-        click.echo(f"  {r.refused} pull(s) refused by the debit rules:")
+        click.echo(f"  {counted(r.refused, 'pull')} refused by the debit rules:")
         for premium_id, why in r.refusals[:20]:
             click.echo(f"    premium {premium_id}: {why}")
         if r.refused > 20:
             click.echo(f"    ... and {r.refused - 20} more")
     if r.amount_held:
-        click.echo(f"  {r.amount_held} pull(s) above the amount their mandate authorized, without 10 days' notice: "
+        click.echo(f"  {counted(r.amount_held, 'pull')} above the amount their mandate authorized, without 10 days' notice: "
                    "held, put on the review list (autopay_amount_change)")
     if r.amount_sent_late:
-        click.echo(f"  {r.amount_sent_late} pull(s) above the authorized amount sent without 10 days' notice "
+        click.echo(f"  {counted(r.amount_sent_late, 'pull')} above the authorized amount sent without 10 days' notice "
                    "(origination.amount_change_late = \"send\"); the notice goes out now")
     sys.exit(exitcodes.DATA_PROBLEMS if r.amount_held else exitcodes.OK)
 
@@ -84,10 +86,21 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
             if earlier_than is not None:
                 click.echo(f"achbatch: originate {d}: earlier than {earlier_than}, the latest business date already "
                            "run: allowed by --allow-earlier-date", err=True)
+            started = datetime.now(timezone.utc)
             r = originate(sessions, keyring, wiring.company(settings), wiring.limits(settings), d,
                           settings.outbox_dir, dry_run=dry_run,
                           file_time=datetime.now(o.zone).strftime("%H%M"), progress=progress,
                           guard=wiring.guard(settings))
+            if earlier_than is not None and not dry_run:
+                # the override goes into the run ledger, as a nightly run's does (runs.summary)
+                outcome = r.skipped_reason or (
+                    f"built {counted(len(r.files), 'file')}, {counted(r.payments, 'payment')}, "
+                    f"{dollars(r.total_cents)}" + (f", {', '.join(f.file_name for f in r.files)}" if r.files else ""))
+                code = exitcodes.DATA_PROBLEMS if r.review_items and not r.skipped_reason else exitcodes.OK
+                run_id = record_override(sessions, "originate", d, earlier_than, outcome=outcome, exit_code=code,
+                                         started_at=started)
+                click.echo(f"achbatch: originate {d}: the override is recorded in the run ledger (run {run_id})",
+                           err=True)
     except EarlierDate as e:
         exitcodes.fail(exitcodes.USAGE, str(e))
     except OriginationError as e:
@@ -108,30 +121,34 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
         sys.exit(exitcodes.OK)
     if r.stopped:
         verb = "would stop" if dry_run else "stopped"
-        click.echo(f"  {verb} {len(r.stopped)} debit(s) the debit rules forbid (marked failed, never sent):")
+        click.echo(f"  {verb} {counted(len(r.stopped), 'debit')} the debit rules forbid (marked failed, never sent):")
         for pid, why in sorted(r.stopped.items())[:20]:
             click.echo(f"    payment {pid}: {why}")
         if len(r.stopped) > 20:
             click.echo(f"    ... and {len(r.stopped) - 20} more (see each payment's events)")
         if r.review_items:
-            click.echo(f"  {r.review_items} of them member payments: put on the review list")
+            whom = "a member payment" if r.review_items == 1 else "member payments"
+            click.echo(f"  {r.review_items} of them {whom}: "
+                       "put on the review list")
     if r.reduced:
         verb = "would lower" if dry_run else "lowered"
-        click.echo(f"  {verb} {len(r.reduced)} AutoPay pull(s) to the remainder still owed (the rest is paid "
+        click.echo(f"  {verb} {counted(len(r.reduced), 'AutoPay pull')} to the remainder still owed (the rest is paid "
                    "another way)")
     done = exitcodes.DATA_PROBLEMS if r.review_items else exitcodes.OK
     what = "would build" if dry_run else "built"
     if not r.files:
         click.echo(f"originate {d}: nothing to originate" + (f" ({r.held} held: account blocked)" if r.held else ""))
         sys.exit(done)
-    click.echo(f"originate {d}: {what} {len(r.files)} file(s), {r.payments} payments, {dollars(r.total_cents)}, "
+    click.echo(f"originate {d}: {what} {counted(len(r.files), 'file')}, {counted(r.payments, 'payment')}, "
+               f"{dollars(r.total_cents)}, "
                f"effective {r.effective_date}")
     for f in r.files:
         where = f" -> {f.path}" if f.path else ""
-        click.echo(f"  {f.file_name}: {f.batches} batches, {f.entries_words()}, debits {dollars(f.total_debit_cents)}, "
+        click.echo(f"  {f.file_name}: {counted(f.batches, 'batch')}, {f.entries_words()}, "
+                   f"debits {dollars(f.total_debit_cents)}, "
                    f"credits {dollars(f.total_credit_cents)}, sha256 {f.sha256[:16]}{where}")
     if r.held:
-        click.echo(f"  {r.held} payments held: their bank account is blocked")
+        click.echo(f"  {counted(r.held, 'payment')} held: their bank account is blocked")
     sys.exit(done)
 
 

@@ -9,6 +9,7 @@ import sys
 import click
 
 from batch.collect.bank_statement import StatementCodes, StatementOutcome, reconcile_files
+from batch.rules.counts import counted
 from batch.rules.money import dollars
 from batch.store.db import open_database
 
@@ -54,7 +55,7 @@ def _say(out: StatementOutcome) -> None:
     for x in t.unexplained:
         click.echo(f"  UNEXPLAINED line {x.line}: {x.type_code} {x.direction} {dollars(x.amount_cents)}")
     if out.review_items:
-        click.echo(f"  {out.review_items} item(s) put on the review list (achbatch review list --kind bank_unmatched)",
+        click.echo(f"  {counted(out.review_items, 'item')} put on the review list (achbatch review list --kind bank_unmatched)",
                    err=True)
 
 

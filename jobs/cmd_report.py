@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from batch.run import wiring
 from batch.store.db import open_database
 from batch.report.reports import (
     FORMATS,
@@ -54,7 +55,8 @@ def report_cmd(ctx: click.Context, kind: str, run_date, fmt: str, out: str | Non
             elif kind == "returns":
                 report = returns_report(sessions, d)
             else:
-                report = coverage_report(sessions, d)
+                # computed for d as `coverage assess --date d` computes it (same rules, same zone)
+                report = coverage_report(sessions, d, wiring.coverage_rules(settings), tz=settings.origination.zone)
     except exitcodes.DATABASE_ERRORS as e:
         exitcodes.fail_database(e)
     to_stdout = out == "-"

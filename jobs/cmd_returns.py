@@ -8,6 +8,7 @@ import click
 import jinja2
 
 from batch.run import wiring
+from batch.rules.counts import counted
 from batch.store.db import open_database
 from batch.collect.notices import issue_notices
 from batch.collect.returns import (
@@ -28,12 +29,14 @@ def _report(out: FileOutcome) -> None:
     name = out.path
     click.echo(f"{name}: {outcome_words(out)}")
     if out.status == "applied":
-        bits = [f"{out.retries_scheduled} re-presentments scheduled", f"{out.accounts_blocked} accounts blocked",
-                f"{out.mandates_suspended} AutoPay mandates suspended", f"{out.mandates_revoked} revoked",
-                f"{out.payments_failed} payments failed", f"{out.nocs_refused} refused NOCs recorded"]
+        bits = [f"{counted(out.retries_scheduled, 're-presentment')} scheduled",
+                f"{counted(out.accounts_blocked, 'account')} blocked",
+                f"{counted(out.mandates_suspended, 'AutoPay mandate')} suspended", f"{out.mandates_revoked} revoked",
+                f"{counted(out.payments_failed, 'payment')} failed",
+                f"{counted(out.nocs_refused, 'refused NOC')} recorded"]
         click.echo("  " + ", ".join(bits))
         if out.review_items:
-            click.echo(f"  {out.review_items} entries put on the review list (review_items)", err=True)
+            click.echo(f"  {counted(out.review_items, 'entry')} put on the review list (review_items)", err=True)
     for line in out.errors:
         click.echo(f"  {line}", err=True)
     for line in out.warnings:

@@ -22,6 +22,7 @@ from batch.collect.coverage import assess_coverage
 from batch.collect.notices import issue_notices
 from batch.collect.returns import cancel_unneeded_retries
 from batch.collect.review import ReviewError, list_items, resolve_item, show_item
+from batch.rules.counts import counted
 from batch.rules.money import dollars
 from batch.rules.review import STATUSES
 from batch.run import wiring
@@ -75,7 +76,7 @@ def list_cmd(ctx: click.Context, status: str, kind: str | None, as_json: bool, r
                    + (f" of kind {kind}" if kind else ""))
         return
     total = sum(i["amount_cents"] for i in items)
-    click.echo(f"review: {len(items)} {'' if status == 'all' else status + ' '}item(s), {dollars(total)}")
+    click.echo(f"review: {counted(len(items), ('' if status == 'all' else status + ' ') + 'item')}, {dollars(total)}")
     for i in items:
         where = f"{i['file']} line {i['line']}" if i["file"] else (i["subject_ref"] or i["subject"])
         code = f"{i['code']} {i['code_title']}".strip()
@@ -203,7 +204,8 @@ def resolve_cmd(ctx: click.Context, item_id: int, action: str, note: str, by: st
     for o in res.overridden:
         click.echo(f"  overridden with --force: {o}")
     if action == "apply":
-        click.echo(f"  coverage {d}: {cov.policies} policies re-assessed ({cov.new} new, {cov.changed} changed)")
+        click.echo(f"  coverage {d}: {counted(cov.policies, 'policy')} re-assessed "
+                   f"({cov.new} new, {cov.changed} changed)")
         echo_follow_ups(cancelled, notices)
     sys.exit(exitcodes.OK)
 

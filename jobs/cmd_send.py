@@ -14,6 +14,7 @@ from batch.run import wiring
 from batch.store.db import open_database
 from batch.bank.delivery import send_files
 from batch.bank.inbound import fetch_files
+from batch.rules.counts import counted
 
 from . import exitcodes
 from .cmd_returns_group import returns_group
@@ -64,7 +65,7 @@ def send_cmd(ctx: click.Context, run_date) -> None:
     if not r.files:
         click.echo(f"send: nothing to send{scope}")
         sys.exit(exitcodes.OK)
-    click.echo(f"send: {len(r.delivered)} of {len(r.files)} file(s){scope} delivered to {r.where}")
+    click.echo(f"send: {len(r.delivered)} of {counted(len(r.files), 'file')}{scope} delivered to {r.where}")
     for f in r.files:
         pgp_note = ", PGP" if f.pgp else ""
         if f.outcome == "sent":
@@ -83,16 +84,17 @@ def send_cmd(ctx: click.Context, run_date) -> None:
     if r.config_error:
         exitcodes.fail(exitcodes.USAGE, f"send: configuration error: {r.config_error}")
     if r.conflicts:
-        exitcodes.fail(exitcodes.USAGE, f"send: {len(r.conflicts)} file(s) in conflict with a file at the bank "
+        exitcodes.fail(exitcodes.USAGE, f"send: {counted(len(r.conflicts), 'file')} in conflict with a file at the bank "
                                         "(see above); nothing sent or marked sent for them: check with the bank")
     if r.temporary:
         exitcodes.fail(exitcodes.TEMPFAIL, f"send: the bank could not take a file for now ({r.temporary}); "
-                                           f"{len(r.files) - len(r.delivered)} file(s) left ready for the next run")
+                                           f"{counted(len(r.files) - len(r.delivered), 'file')} left ready for the next run")
     if r.refused:
-        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"send: {len(r.refused)} file(s) refused or failed; see above")
+        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"send: {counted(len(r.refused), 'file')} refused or failed; see above")
     if r.unreachable:
+        left = counted(len(r.files) - len(r.delivered), "file")
         exitcodes.fail(exitcodes.TEMPFAIL, f"send: the bank is unreachable ({r.unreachable}); "
-                                           f"{len(r.files) - len(r.delivered)} file(s) left ready for the next run")
+                                           f"{left} left ready for the next run")
     sys.exit(exitcodes.OK)
 
 
@@ -115,7 +117,7 @@ def fetch_cmd(ctx: click.Context) -> None:
     for name in r.restored:
         click.echo(f"  restored {name} in the inbox from the archive copy (a previous run stopped early)")
     new = r.received
-    click.echo(f"returns fetch: {len(new)} new file(s) from {r.where}")
+    click.echo(f"returns fetch: {counted(len(new), 'new file')} from {r.where}")
     for f in r.files:
         if f.outcome == "received":
             extra = ", decrypted" if f.decrypted else ""
@@ -133,10 +135,10 @@ def fetch_cmd(ctx: click.Context) -> None:
     if r.config_error:
         exitcodes.fail(exitcodes.USAGE, f"returns fetch: configuration error: {r.config_error}")
     if r.failed:
-        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"returns fetch: {len(r.failed)} file(s) failed; see above")
+        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"returns fetch: {counted(len(r.failed), 'file')} failed; see above")
     if r.bad_names and not r.unreachable:
-        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"returns fetch: {len(r.bad_names)} file(s) with a name that is not "
-                                                "a plain file name skipped (see above and the review list)")
+        exitcodes.fail(exitcodes.DATA_PROBLEMS, f"returns fetch: {counted(len(r.bad_names), 'file')} with a name "
+                                                "that is not a plain file name skipped (see above and the review list)")
     if r.unreachable:
         exitcodes.fail(exitcodes.TEMPFAIL, f"returns fetch: the bank is unreachable ({r.unreachable}); run again later")
     sys.exit(exitcodes.OK)

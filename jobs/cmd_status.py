@@ -10,6 +10,7 @@ import sys
 import click
 
 from batch.rules.money import dollars
+from batch.rules.counts import counted
 
 from . import exitcodes
 from .settings import settings_from_context
@@ -47,7 +48,8 @@ def _show(data: dict) -> None:
         echo(f"files built, not confirmed sent: {len(unsent)}")
         for f in unsent:
             late = "  PAST CUT-OFF" if f["past_cutoff"] else ""
-            echo(f"  {f['file_name']} ({f['state']}, {f['entries']} entries, {dollars(f['total_debit_cents'])}, "
+            echo(f"  {f['file_name']} ({f['state']}, {counted(f['entries'], 'entry')}, "
+                 f"{dollars(f['total_debit_cents'])}, "
                  f"cut-off {f['cutoff_at']}){late}")
     inbound = data["files_awaiting_processing"]
     if inbound is None:
@@ -61,7 +63,7 @@ def _show(data: dict) -> None:
     cov = data["coverage_by_status"]
     echo("coverage flags by status: " + (", ".join(f"{k} {v}" for k, v in sorted(cov.items())) or "none"))
     if data.get("review_items_open") is not None:
-        echo(f"review list: {data['review_items_open']} open item(s)")
+        echo(f"review list: {counted(data['review_items_open'], 'open item')}")
     rates = data.get("return_rates")
     if rates:
         echo(f"return rates (60 days to {data['return_rates_as_of']}): " + ", ".join(

@@ -4,7 +4,8 @@ an account-number keyring.
 `db_url` is parametrized ['sqlite', 'postgresql']. For PostgreSQL a database with a random name is
 created on the server of ACHBATCH_TEST_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres)
 and dropped afterwards. When that server is unreachable the PostgreSQL cases FAIL if CI or
-ACHBATCH_TEST_PG_URL is set (scripts/test.sh sets it) and are skipped, with the reason, otherwise.
+ACHBATCH_TEST_PG_URL is set (scripts/test.sh sets it) and are skipped, with the reason, otherwise;
+when scripts/test.sh could not set PostgreSQL up it says why in ACHBATCH_TEST_PG_SKIP instead.
 """
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ def _admin_engine():
 @pytest.fixture
 def pg_url():
     """A fresh, empty PostgreSQL database (random name), dropped at teardown."""
+    if os.environ.get("ACHBATCH_TEST_PG_SKIP") and not os.environ.get("ACHBATCH_TEST_PG_URL"):
+        # scripts/test.sh (scripts/pg_setup.sh) found no PostgreSQL it could use, and said why
+        _pg_unavailable(os.environ["ACHBATCH_TEST_PG_SKIP"])
     if _pg_problem:
         _pg_unavailable(_pg_problem[0])
     admin = _admin_engine()

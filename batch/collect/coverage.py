@@ -4,6 +4,7 @@ rules) and stores one current flag per policy, keeping the history (a new row wh
 changes). The rule's names are re-exported here."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 
@@ -22,7 +23,7 @@ from ..rules.premium_calendar import cleared_on as clearing_date
 
 __all__ = [
     "AT_RISK_STATUSES", "SUBSIDIZED", "AssessResult", "CoverageRules", "PaymentFact", "PremiumFact", "Standing",
-    "assess_coverage", "assess_policy", "months_later", "policy_facts",
+    "assess_coverage", "assess_policy", "months_later", "policy_facts", "standings",
 ]
 
 # =============================================================================================
@@ -56,16 +57,38 @@ def assess_coverage(sessions: sessionmaker[Session], as_of: date, rules: Coverag
     while True:
         with sessions() as s, s.begin():
             conn = s.connection()
-            q = select(Premium.member_id, Premium.plan_id).group_by(Premium.member_id, Premium.plan_id)
-            if last is not None:  # keyset pagination over (member, plan)
-                q = q.where((Premium.member_id > last[0])
-                            | ((Premium.member_id == last[0]) & (Premium.plan_id > last[1])))
-            keys = [tuple(r) for r in conn.execute(q.order_by(Premium.member_id, Premium.plan_id).limit(CHUNK))]
+            keys = _policy_keys(conn, last)
             if not keys:
                 break
             last = keys[-1]
             _assess_chunk(conn, keys, as_of, rules, tz, res)
     return res
+
+
+def standings(sessions: sessionmaker[Session], as_of: date, rules: CoverageRules = CoverageRules(),
+              tz: tzinfo | None = None) -> Iterator[tuple[tuple[str, str], Standing]]:
+    """Every policy's standing as of `as_of`, ((member_id, plan_id), Standing), computed exactly as
+    `assess_coverage` computes it (the same facts, the same rule) and written nowhere: what the
+    coverage report shows for a date, whether or not that date was ever assessed."""
+    last: tuple[str, str] | None = None
+    while True:
+        with sessions() as s:
+            conn = s.connection()
+            keys = _policy_keys(conn, last)
+            if not keys:
+                return
+            last = keys[-1]
+            facts = policy_facts(conn, keys, tz)
+        for key in keys:
+            yield key, assess_policy(*facts[key], as_of, rules)
+
+
+def _policy_keys(conn, after: tuple[str, str] | None) -> list[tuple[str, str]]:
+    """The next CHUNK policies (member_id, plan_id) with a premium, after `after` (keyset pagination)."""
+    q = select(Premium.member_id, Premium.plan_id).group_by(Premium.member_id, Premium.plan_id)
+    if after is not None:
+        q = q.where((Premium.member_id > after[0]) | ((Premium.member_id == after[0]) & (Premium.plan_id > after[1])))
+    return [tuple(r) for r in conn.execute(q.order_by(Premium.member_id, Premium.plan_id).limit(CHUNK))]
 
 
 Facts = dict[tuple[str, str], tuple[list[PremiumFact], list[PaymentFact]]]

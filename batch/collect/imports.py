@@ -37,6 +37,7 @@ from ..rules.channels import (  # the confirmation-id names stay importable from
     autopay_confirmation_id,
     sec_for_payment,
 )
+from ..rules.counts import counted
 from ..store.crypto import Keyring, mask
 from ..store.fsutil import private_dirs, write_atomic
 from ..store.models import (
@@ -323,7 +324,7 @@ def _bank_fields(row: dict[str, str]) -> BankFields:
         raise RowError("account_number is empty")
     if not (account.isascii() and account.isdigit() and 4 <= len(account) <= 17):
         shown = mask(account) if account.isascii() and account.isdigit() else "(not digits)"
-        raise RowError(f"account_number must be 4 to 17 digits, got {len(account)} characters {shown}")
+        raise RowError(f"account_number must be 4 to 17 digits, got {counted(len(account), 'character')} {shown}")
     kind = _choice(row, "account_type", ("checking", "savings"))
     holder = _name(row, "account_holder")
     return BankFields(routing, account, kind, holder)

@@ -38,6 +38,7 @@ from ..store.db import copy_rows
 from ..store.fsutil import fsync_dir as _fsync_dir
 from ..store.fsutil import TMP_PREFIX, file_sha256, write_atomic
 from ..store.models import BankAccount, FileEntry, NachaFile, Payment, Sequence, TRACE_SEQUENCE, utcnow
+from ..rules.counts import counted
 from ..store.runlock import LockHeld, RunLock  # noqa: F401  (LockHeld: what a second origination raises)
 
 MAX_TRACE_SEQUENCE = 9_999_999  # 7 digits after the ODFI's 8 (NR2013 OR123)
@@ -82,7 +83,7 @@ class BuiltFile:
         """'3 entries (2 payments + 1 offset entry)': every entry record, and the offset said so."""
         words = f"{self.entries} {'entry' if self.entries == 1 else 'entries'}"
         if self.offset_entries:
-            words += f" ({self.payments} payment{'s' if self.payments != 1 else ''} + 1 offset entry)"
+            words += f" ({counted(self.payments, 'payment')} + 1 offset entry)"
         return words
 
 
@@ -110,11 +111,9 @@ class OriginationResult:
         return sum(f.offset_entries for f in self.files)
 
     def entries_words(self) -> str:
-        words = f"{self.entries} {'entry' if self.entries == 1 else 'entries'}"
+        words = counted(self.entries, "entry")
         if self.offset_entries:
-            o = self.offset_entries
-            words += (f" ({self.payments} payment{'s' if self.payments != 1 else ''} + {o} offset "
-                      f"entr{'ies' if o != 1 else 'y'})")
+            words += f" ({counted(self.payments, 'payment')} + {counted(self.offset_entries, 'offset entry')})"
         return words
     dry_run: bool = False
 

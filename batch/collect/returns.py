@@ -43,6 +43,7 @@ from . import debit_guard
 from ..rules import debit_rules
 from ..rules.bank_statement import return_settlement_day
 from ..rules.channels import RETRY_CONFIRMATION_PREFIX
+from ..rules.counts import counted
 from ..store.crypto import RETURN_FILE_CONTEXT, Keyring, mask
 from ..store.db import copy_rows
 from ..store.file_errors import dump_errors, load_errors
@@ -193,8 +194,9 @@ def outcome_words(out: FileOutcome) -> str:
     if out.status == "duplicate":
         return f"duplicate: applied before on {out.previously_processed_on}"
     if out.status == "rejected":
-        return f"rejected: invalid file ({len(out.errors)} error{'s' if len(out.errors) != 1 else ''})"
-    return (f"applied: {out.returns_applied} of {out.returns} returns, {out.nocs_applied} of {out.nocs} NOCs, "
+        return f"rejected: invalid file ({counted(len(out.errors), 'error')})"
+    return (f"applied: {out.returns_applied} of {counted(out.returns, 'return')}, "
+            f"{out.nocs_applied} of {counted(out.nocs, 'NOC')}, "
             f"{out.review_items} for review")
 
 
@@ -725,9 +727,10 @@ class _Applier:
                 reviews.setdefault((o.payment_id, other), (it, o, by_id[other]))
             words = ""
             if plan.cancel:
-                words += f"; {len(plan.cancel)} pending debit(s) of the same premium month cancelled"
+                words += f"; {counted(len(plan.cancel), 'pending debit')} of the same premium month cancelled"
             if plan.review:
-                words += (f"; payment(s) {', '.join('#' + str(x) for x in plan.review)} already collect the same month: "
+                words += (f"; {'payment' if len(plan.review) == 1 else 'payments'} "
+                          f"{', '.join('#' + str(x) for x in plan.review)} already collect the same month: "
                           "double collection for review")
             out.append((it, o, words))
         self._fail_pending(cancel, "cancelled: a dishonored return restored the original payment", events)

@@ -22,6 +22,7 @@ from nacha import codes
 from nacha.fields import mask
 from nacha.reader import EntryItem, Reader
 
+from ..rules.counts import counted
 from ..rules import review as rules
 from ..rules.money import dollars
 from ..rules.returns import OPEN_RETRY_STATES, ReturnPolicy
@@ -380,5 +381,5 @@ def _apply(s: Session, keyring: Keyring, item: ReviewItem, payment_id: int, on: 
     if done.retry_payment_id:
         words += f" (re-presentment #{done.retry_payment_id})"
     if done.outcome.review_items:
-        words += f"; {done.outcome.review_items} new review item(s) opened"
+        words += f"; {counted(done.outcome.review_items, 'new review item')} opened"
     return words, done.overridden

@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import io
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, timedelta, tzinfo
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -30,7 +30,7 @@ from nacha import codes
 from nacha.calendar import effective_entry_date
 from nacha.reader import BatchEnd, BatchStart, FileEnd, Reader
 
-from ..collect.coverage import AT_RISK_STATUSES
+from ..collect.coverage import AT_RISK_STATUSES, CoverageRules, standings
 from ..store.crypto import FILE_CONTEXT, CryptoError, Keyring
 from ..store.fsutil import inherited_fd, write_atomic
 from ..store.models import (
@@ -38,6 +38,7 @@ from ..store.models import (
     ReviewItem, StatementFile, StatementLine,
 )
 from ..rules.cells import people_csv_writer, xlsx_text
+from ..rules.counts import counted
 from ..rules.money import dollars as display_dollars, plain_dollars
 
 __all__ = [
@@ -262,7 +263,8 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
                 checks.append({"file": f.file_name, "batch": bn, "entries": n, "entries_control": ctl["entries"],
                                "debits": debits, "debits_control": ctl["debits"], "ties": "yes" if ok else "NO"})
                 if not ok:
-                    warnings.append(f"{f.file_name} batch {bn}: {n} entries / {display_dollars(debits)} recorded, "
+                    warnings.append(f"{f.file_name} batch {bn}: {counted(n, 'entry')} / {display_dollars(debits)} "
+                                    "recorded, "
                                     f"batch control says {ctl['entries']} / {display_dollars(ctl['debits'])}")
         if file_control is not None and (file_control["debits"] != file_debits or f.total_debit_cents != file_debits):
             warnings.append(f"{f.file_name}: file control total debits {display_dollars(file_control['debits'])}, "
@@ -280,7 +282,7 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
         ("Dollars returned", _money_figure(total_returned)),
         ("Net", _money_figure(total_debits - total_returned)),
         ("Control records", "all batches tie to their control records" if not warnings and checks
-         else ("no stored files to check" if not checks else f"{len(warnings)} mismatch(es)")),
+         else ("no stored files to check" if not checks else counted(len(warnings), "mismatch"))),
     ]
     checks_df = _frame(checks, ["file", "batch", "entries", "entries_control", "debits", "debits_control", "ties"])
     bank_rows, bank_summary, bank_warnings = _bank_statement(sessions, start, end)
@@ -289,7 +291,7 @@ def reconciliation_report(sessions: sessionmaker[Session], keyring: Keyring | No
     with sessions() as s:
         open_items = s.scalar(select(func.count()).select_from(ReviewItem).where(ReviewItem.status == "open")) or 0
     if open_items:
-        warnings.append(f"{open_items} review item(s) open: a person must decide them (achbatch review list)")
+        warnings.append(f"{counted(open_items, 'review item')} open: a person must decide them (achbatch review list)")
     return Report("reconciliation", as_of, f"Reconciliation, files of {start} to {end}", table,
                   [Section("Control record check", checks_df, "controls", "Control record check"),
                    Section(BANK_TITLE, _frame(bank_rows, BANK_COLUMNS), "bank", BANK_TITLE)], summary,
@@ -344,10 +346,10 @@ def _bank_statement(sessions: sessionmaker[Session], start: date, end: date
     ]
     warnings = []
     if missing:
-        warnings.append(f"bank statement: {len(missing)} settlement(s) expected and not posted "
+        warnings.append(f"bank statement: {counted(len(missing), 'settlement')} expected and not posted "
                         f"({display_dollars(sum(e.amount_cents for e in missing))})")
     if unexplained:
-        warnings.append(f"bank statement: {len(unexplained)} posting(s) nothing of ours explains "
+        warnings.append(f"bank statement: {counted(len(unexplained), 'posting')} nothing of ours explains "
                         f"({display_dollars(sum(r['amount'] for r in unexplained))})")
     return rows, summary, warnings
 
@@ -459,8 +461,10 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
                             f"{_percent(rt.threshold)}")
     doubles = [r for r in reviews if r["kind"] == "double_collection"]
     if doubles:
-        warnings.append(f"WARNING: {len(doubles)} premium month(s) collected twice (review item(s) "
-                        f"{', '.join('#' + str(r['id']) for r in doubles)}): finance decides whether to refund")
+        items = (("review item " if len(doubles) == 1 else "review items ")
+                 + ", ".join("#" + str(r["id"]) for r in doubles))
+        warnings.append(f"WARNING: {counted(len(doubles), 'premium month')} collected twice ({items}): "
+                        "finance decides whether to refund")
     summary = [("Returns processed", _count_figure(len(rows))),
                ("Dollars returned", _money_figure(sum(r.amount_cents for r in rows))),
                ("Entries in review list", _count_figure(open_reviews))]
@@ -606,41 +610,33 @@ def returns_chart_svg(per_day: dict[tuple[date, str], int], start: date, end: da
 _SEVERITY = {s: i for i, s in enumerate((*reversed(AT_RISK_STATUSES), "ok"))}
 
 
-def coverage_report(sessions: sessionmaker[Session], as_of: date) -> Report:
-    """Policies at risk as of `as_of` (the flag each policy carried that day): status, reason,
-    months and amount owed, next deadline."""
-    current_then = ((CoverageFlag.assessed_on <= as_of)
-                    & (CoverageFlag.superseded_on.is_(None) | (CoverageFlag.superseded_on > as_of)))
-    with sessions() as s:
-        rows = s.execute(select(CoverageFlag.member_id, CoverageFlag.plan_id, CoverageFlag.status, CoverageFlag.reason,
-                                CoverageFlag.months_owed, CoverageFlag.amount_owed_cents, CoverageFlag.deadline,
-                                CoverageFlag.assessed_on)
-                         .where(current_then).order_by(CoverageFlag.member_id, CoverageFlag.plan_id)).all()
-    latest: dict[tuple[str, str], object] = {}
-    for r in rows:  # if re-assessed out of date order, the latest assessment up to as_of wins
-        k = (r.member_id, r.plan_id)
-        if k not in latest or latest[k].assessed_on <= r.assessed_on:
-            latest[k] = r
+def coverage_report(sessions: sessionmaker[Session], as_of: date, rules: CoverageRules = CoverageRules(),
+                    tz: tzinfo | None = None) -> Report:
+    """Policies at risk as of `as_of`: status, reason, months and amount owed, next deadline. Each
+    policy's standing is computed for `as_of` exactly as `achbatch coverage assess --date` computes
+    it (`batch.collect.coverage.standings`: the same facts, the same rule, the same `rules` and
+    `tz`), whether or not that date was assessed, and nothing is written."""
+    latest = {key: st for key, st in standings(sessions, as_of, rules, tz)}
     counts: dict[str, int] = {}
     owed: dict[str, int] = {}
     at_risk = []
-    for r in latest.values():
+    for (member_id, plan_id), r in latest.items():
         counts[r.status] = counts.get(r.status, 0) + 1
         owed[r.status] = owed.get(r.status, 0) + r.amount_owed_cents
         if r.status != "ok":
-            at_risk.append(r)
-    at_risk.sort(key=lambda r: (_SEVERITY.get(r.status, 9), r.deadline or date.max, r.member_id, r.plan_id))
+            at_risk.append((member_id, plan_id, r))
+    at_risk.sort(key=lambda t: (_SEVERITY.get(t[2].status, 9), t[2].deadline or date.max, t[0], t[1]))
     with sessions() as s:
-        names = member_names(s, {r.member_id for r in at_risk})
-    table = _frame([{"member_id": r.member_id, "plan_id": r.plan_id, "status": r.status, "reason": r.reason,
+        names = member_names(s, {m for m, _p, _r in at_risk})
+    table = _frame([{"member_id": m, "plan_id": p, "status": r.status, "reason": r.reason,
                      "months_owed": r.months_owed, "amount_owed": r.amount_owed_cents, "deadline": r.deadline,
-                     "member_name": names.get(r.member_id, "")}
-                    for r in at_risk], COLUMNS["coverage"])
+                     "member_name": names.get(m, "")}
+                    for m, p, r in at_risk], COLUMNS["coverage"])
     by_status = _frame([{"status": st, "count": counts.get(st, 0), "amount_owed": owed.get(st, 0)}
                         for st in (*AT_RISK_STATUSES, "ok")],
                        ["status", "count", "amount_owed"])
     summary = [("Policies assessed", _count_figure(len(latest))), ("Policies at risk", _count_figure(len(at_risk))),
-               ("Amount owed by policies at risk", _money_figure(sum(r.amount_owed_cents for r in at_risk)))]
+               ("Amount owed by policies at risk", _money_figure(sum(r.amount_owed_cents for _m, _p, r in at_risk)))]
     return Report("coverage", as_of, f"Coverage at risk, {as_of}", table,
                   [Section("Policies by status", by_status, "by-status", "Policies by status")], summary, [])
 

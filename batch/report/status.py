@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..rules.counts import counted as _plural
 from ..store.fsutil import TMP_PREFIX
 from ..store.models import Base, Run, RunStep
 from ..store.runlock import lock_is_held, read_holder
@@ -191,10 +192,6 @@ def _localize(data: dict, zone: ZoneInfo) -> None:
             holder[k] = conv(holder.get(k))
 
 
-def _plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else (many or one + 's')}"
-
-
 def _leftover_temporaries(settings, held: bool | None, since: datetime | None) -> list[Path]:
     """Temporary files (fsutil.TMP_PREFIX) a crashed run left in the outbox, the inbox or their
     archive folders; while a run holds the lock, only those older than its start."""
@@ -342,7 +339,7 @@ def collect_status(sessions: sessionmaker[Session], settings, *, now: datetime |
         if rr["crossed"]:
             warnings.append(_item("return_rate_over_threshold",
                                   f"The {rr['category']} return rate is {rr['rate'] * 100:.2f}% "
-                                  f"({rr['returns']} of {rr['entries']} entries in the 60 days to "
+                                  f"({rr['returns']} of {_plural(rr['entries'], 'entry')} in the 60 days to "
                                   f"{data['return_rates_as_of']}), over the {rr['threshold'] * 100:g}% threshold."))
     if coverage_changed:
         warnings.append(_item("coverage_flags_changed", f"{_plural(coverage_changed, 'coverage flag')} changed "

@@ -16,6 +16,7 @@ from nacha.fields import mask
 from nacha.routing import is_valid_routing
 
 from . import debit_rules
+from .counts import counted
 from .money import dollars
 
 # States in which an originated debit can be returned.
@@ -516,10 +517,10 @@ def return_actions(plan: ReturnPlan, blocked: dict[int, int], revoked: dict[tupl
         elif rc.blocks_account:
             n = blocked.get(o.bank_account_id, 0)
             actions[line] = f"bank account {a.line.account_masked} blocked; " \
-                            f"AutoPay suspended ({n} mandate{'s' if n != 1 else ''}) until a new account"
+                            f"AutoPay suspended ({counted(n, 'mandate')}) until a new account"
         elif rc.revokes_authorization:
             n = revoked.get((o.member_id, o.bank_account_id), 0)
-            actions[line] = f"AutoPay authorization revoked ({n} mandate{'s' if n != 1 else ''})"
+            actions[line] = f"AutoPay authorization revoked ({counted(n, 'mandate')})"
     return actions
 
 

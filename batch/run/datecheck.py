@@ -1,7 +1,8 @@
 """Business dates do not go backwards by accident: a nightly run or an origination for a date
 earlier than the latest one already worked, and not itself worked before, is refused
 (`EarlierDate`) unless the caller allows it (`--allow-earlier-date`); the nightly ledger then
-records the override in the run's summary. A date already worked stays allowed (its re-run finds
+records the override in the run's summary, and `originate` run by itself records it as a `runs`
+row of kind 'originate' (`record_override`). A date already worked stays allowed (its re-run finds
 its steps done). Returns polls, coverage assessment and reports take any date: they do not come here.
 
 What counts as worked for a date: a step of a nightly run recorded done for it (`run_steps`,
@@ -9,14 +10,16 @@ kind 'nightly', `done_key` set), or a NACHA file built for it (`nacha_files.file
 originate` run by itself)."""
 from __future__ import annotations
 
-from datetime import date
+import os
+import socket
+from datetime import date, datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from ..store.models import NachaFile, RunStep
+from ..store.models import NachaFile, Run, RunStep, utcnow
 
-__all__ = ["EarlierDate", "check_business_date", "latest_worked_date"]
+__all__ = ["EarlierDate", "check_business_date", "latest_worked_date", "override_words", "record_override"]
 
 
 class EarlierDate(Exception):
@@ -59,3 +62,23 @@ def check_business_date(s: Session, what: str, d: date, *, allow_earlier: bool =
     if not allow_earlier:
         raise EarlierDate(what, d, latest)
     return latest
+
+
+def override_words(latest: date) -> str:
+    """How a run for a date earlier than `latest` says it was allowed (the nightly summary's words)."""
+    return f"(earlier than {latest}, allowed by --allow-earlier-date)"
+
+
+def record_override(sessions: sessionmaker[Session], what: str, d: date, latest: date, *, outcome: str,
+                    exit_code: int, started_at: datetime) -> int:
+    """The run ledger's record of `what` ('originate') run by itself for `d`, earlier than `latest`,
+    allowed by --allow-earlier-date: a finished `runs` row of kind `what`, status 'done' (exit 0) or
+    'problems', whose summary names both dates and what the run did. Returns its id."""
+    summary = f"{what} {d} {override_words(latest)}: {outcome}; exit {exit_code}"
+    with sessions() as s, s.begin():
+        run = Run(kind=what, business_date=d, status="done" if exit_code == 0 else "problems", exit_code=exit_code,
+                  host=socket.gethostname()[:255], pid=os.getpid(), started_at=started_at, finished_at=utcnow(),
+                  summary=summary[:1000])
+        s.add(run)
+        s.flush()
+        return run.id

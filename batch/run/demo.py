@@ -36,6 +36,7 @@ from nacha.writer import format_file
 from nacha.calendar import is_banking_day, next_banking_day
 
 from ..rules.bank_statement import file_settlement_day, return_settlement_day
+from ..rules.counts import counted
 from ..rules.money import dollars
 from .outcome import ExitCodes, Outcome
 
@@ -309,7 +310,8 @@ def run_demo(folder: Path, say: Callable[[str], None], exit_codes: ExitCodes) ->
             say(f"  sample premiums, AutoPay mandates and payments dropped into {_rel(drop, folder)}/ "
                 f"({', '.join(DEMO_FILES)})")
         else:
-            say(f"  found an earlier demo here ({earlier} nightly run(s) in the ledger): running it again shows "
+            say(f"  found an earlier demo here ({counted(earlier, 'nightly run')} in the ledger): "
+                "running it again shows "
                 "that nothing is done twice")
 
         outcomes = []
@@ -365,7 +367,7 @@ def run_demo(folder: Path, say: Callable[[str], None], exit_codes: ExitCodes) ->
             entries = s.scalar(select(func.count()).select_from(FileEntry))
             debited = s.scalar(select(func.count(func.distinct(FileEntry.payment_id))))
         say("")
-        say(f"exactly once: {entries} entries originated for {debited} payments in all "
+        say(f"exactly once: {counted(entries, 'entry')} originated for {counted(debited, 'payment')} in all "
             f"({'no payment debited twice' if entries == debited else 'DUPLICATES FOUND'})")
         _where(say, settings, folder)
     # A temporary failure of either night is reported before a configuration problem (as the demo always has).

@@ -49,6 +49,7 @@ from . import wiring
 from .datecheck import check_business_date
 from ..store.models import Run, RunStep, utcnow
 from ..rules.money import dollars
+from ..rules.counts import counted
 from .outcome import ExitCodes, Outcome, most_urgent
 from ..store.runlock import LockHeld, RunLock
 
@@ -233,7 +234,7 @@ def step_import(ctx: NightContext) -> StepOutcome:
         c["rejected"] += len(r.rejected)
         c["notes"] += len(r.notes)
         # e.g. a NOC correction kept against a row: `achbatch import` lists them
-        noted = f", {len(r.notes)} note{'s' if len(r.notes) != 1 else ''}" if r.notes else ""
+        noted = f", {counted(len(r.notes), 'note')}" if r.notes else ""
         rejects = None
         if not ctx.dry_run:
             # account numbers masked, the original's sha256 beside it (docs/operations.md "Files at rest")
@@ -247,8 +248,10 @@ def step_import(ctx: NightContext) -> StepOutcome:
                     out.problems.append(f"{path.name}: the rejects file could not be written: {e.strerror}")
         if r.rejected:
             first = r.rejected[0]
-            dupes = f", {r.duplicates} of them duplicates" if r.duplicates else ""
-            out.problems.append(f"{path.name}: {len(r.rejected)} {kind} row(s) rejected{dupes} (first: {first})"
+            dupes = (f", {r.duplicates} of them {'a duplicate' if r.duplicates == 1 else 'duplicates'}"
+                     if r.duplicates else "")
+            out.problems.append(f"{path.name}: {counted(len(r.rejected), kind + ' row')} rejected{dupes} "
+                                f"(first: {first})"
                                 + (f"; all in {rejects}" if rejects else ""))
         if ctx.dry_run:
             notes.append(f"{path.name} ({kind}: {r.loaded} would load{noted})")
@@ -261,7 +264,7 @@ def step_autopay(ctx: NightContext) -> StepOutcome:
 
     r = schedule_autopay(ctx.sessions, ctx.business_date, ctx.settings.origination.autopay_lead_days,
                          wiring.guard(ctx.settings))
-    note = (f"{r.created} pulls ({dollars(r.created_cents)}) for premiums due {r.due_date}; "
+    note = (f"{counted(r.created, 'pull')} ({dollars(r.created_cents)}) for premiums due {r.due_date}; "
             f"{r.already_scheduled} already scheduled, {r.covered} already paid, {r.not_due_yet} not due yet, "
             f"{r.account_blocked} held (account blocked)")
     if r.not_authorized or r.refused:
@@ -269,7 +272,7 @@ def step_autopay(ctx: NightContext) -> StepOutcome:
     problems = []
     if r.amount_held:
         note += f"; {r.amount_held} held: above the authorized amount without 10 days' notice (for review)"
-        problems.append(f"{r.amount_held} AutoPay pull(s) above the authorized amount held, for review")
+        problems.append(f"{counted(r.amount_held, 'AutoPay pull')} above the authorized amount held, for review")
     if r.amount_sent_late:
         note += f"; {r.amount_sent_late} sent above the authorized amount without 10 days' notice"
     return StepOutcome(counts={"pulls": r.created, "cents": r.created_cents, "already_scheduled": r.already_scheduled,
@@ -304,13 +307,14 @@ def step_originate(ctx: NightContext) -> StepOutcome:
         names = ", ".join(f.file_name for f in r.files)
         note = f"{verb} {names}: {r.entries_words()}, {dollars(r.total_cents)}, effective {r.effective_date}"
     if r.held:
-        note += f"; {r.held} payments held (account blocked)"
+        note += f"; {counted(r.held, 'payment')} held (account blocked)"
     if r.stopped:
-        note += (f"; {len(r.stopped)} debits stopped by the debit rules"
+        note += (f"; {counted(len(r.stopped), 'debit')} stopped by the debit rules"
                  + (f" ({r.review_items} for review)" if r.review_items else ""))
     if r.repaired:
         note += f"; rewrote {', '.join(r.repaired)} in the outbox from the stored bytes"
-    problems = [f"{r.review_items} member payment(s) stopped by the debit rules, for review"] if r.review_items else []
+    problems = ([f"{counted(r.review_items, 'member payment')} stopped by the debit rules, for review"]
+                if r.review_items else [])
     return StepOutcome(counts=counts, note=note, problems=problems)
 
 
@@ -338,7 +342,7 @@ def step_send(ctx: NightContext) -> StepOutcome:
         todo = pending_deliveries(ctx.sessions)
         names = ", ".join(f.file_name for f in todo)
         return StepOutcome(counts={"files": len(todo), "sent": 0, "unsent": len(todo)},
-                           note=f"would send {len(todo)} file(s)" + (f": {names}" if names else "")
+                           note=f"would send {counted(len(todo), 'file')}" + (f": {names}" if names else "")
                            + " (files this dry run would build are not counted)")
     transport, problem = _transport(ctx)
     if problem:
@@ -375,10 +379,11 @@ def step_send(ctx: NightContext) -> StepOutcome:
     elif r.conflicts:
         out.config = "; ".join(f"{f.file_name}: {f.error}" for f in r.conflicts)
     elif r.unreachable:
-        out.temporary = f"the bank is unreachable ({r.unreachable}); {out.counts['unsent']} file(s) left for the next run"
+        out.temporary = (f"the bank is unreachable ({r.unreachable}); "
+                         f"{counted(out.counts['unsent'], 'file')} left for the next run")
     elif r.temporary:
-        out.temporary = (f"the bank could not take a file for now ({r.temporary}); {out.counts['unsent']} file(s) "
-                         "left for the next run")
+        out.temporary = (f"the bank could not take a file for now ({r.temporary}); "
+                         f"{counted(out.counts['unsent'], 'file')} left for the next run")
     return out
 
 
@@ -404,9 +409,9 @@ def step_returns_fetch(ctx: NightContext) -> StepOutcome:
     out = StepOutcome(counts={"received": len(received), "duplicates": len(dup), "failed": len(r.failed),
                               "restored": len(r.restored)})
     names = ", ".join(f"{f.remote_name} -> inbox/{f.local_name}" for f in received)
-    out.note = f"from {r.where}: {len(received)} new file(s)" + (f": {names}" if names else "")
+    out.note = f"from {r.where}: {counted(len(received), 'new file')}" + (f": {names}" if names else "")
     if dup:
-        out.note += f"; {len(dup)} duplicate(s) of files fetched before (not processed again)"
+        out.note += f"; {counted(len(dup), 'duplicate')} of files fetched before (not processed again)"
     for w in r.warnings:
         ctx.info(f"warning: {w}")
     for f in r.failed:
@@ -431,7 +436,7 @@ def step_returns_process(ctx: NightContext) -> StepOutcome:
 
         todo = pending_inbound(ctx.sessions, s.inbox_dir)
         return StepOutcome(counts={"files": len(todo)},
-                           note=f"would apply {len(todo)} inbox file(s)"
+                           note=f"would apply {counted(len(todo), 'inbox file')}"
                            + (": " + ", ".join(p.local_name for p in todo) if todo else "")
                            + " (files a real fetch would bring are not counted)")
     r = process_inbox(ctx.sessions, ctx.keyring, s.inbox_dir, ctx.business_date, wiring.return_policy(s))
@@ -510,7 +515,7 @@ def step_coverage(ctx: NightContext) -> StepOutcome:
               "retries_cancelled": cancelled}
     counts.update({f"status_{st}": n for st, n in sorted(r.by_status.items())})
     by = ", ".join(f"{n} {st}" for st, n in sorted(r.by_status.items())) or "none"
-    note = f"{r.policies} policies ({by}); {r.new} new, {r.changed} changed"
+    note = f"{counted(r.policies, 'policy')} ({by}); {r.new} new, {r.changed} changed"
     if cancelled:
         note += f"; {cancelled} pending re-presentments cancelled (premium paid another way)"
     return StepOutcome(counts=counts, note=note)
@@ -531,7 +536,7 @@ def step_reports(ctx: NightContext) -> StepOutcome:
                                 f"{s.reports_dir} and the member notices to {s.notices_dir}")
     builders = {"reconciliation": lambda: reconciliation_report(ctx.sessions, ctx.keyring, d),
                 "returns": lambda: returns_report(ctx.sessions, d),
-                "coverage": lambda: coverage_report(ctx.sessions, d)}
+                "coverage": lambda: coverage_report(ctx.sessions, d, wiring.coverage_rules(s), tz=s.origination.zone)}
     out = StepOutcome(counts={"reports": 0, "notices": 0, "warnings": 0})
     written = []
     for kind in KINDS:
@@ -622,7 +627,7 @@ def summary_line(r: RunResult) -> str:
                      + f", {dollars(t['cents'])}")
     else:
         parts.append(f"files {t['files_fetched']} fetched")
-    parts.append(f"returns {t['returns']} ({t['nocs']} NOCs"
+    parts.append(f"returns {t['returns']} ({counted(t['nocs'], 'NOC')}"
                  + (f", {t['review_items']} for review" if t["review_items"] else "") + ")")
     if r.kind == "nightly":
         parts.append(f"flags {t['flags']} at risk")
@@ -636,7 +641,7 @@ def summary_line(r: RunResult) -> str:
             parts.append(f"{label}: {', '.join(bad[status])}")
     problems = sum(len(s.problems) for s in r.steps)
     if problems:
-        parts.append(f"{problems} data problem{'s' if problems != 1 else ''}")
+        parts.append(counted(problems, "data problem"))
     rejects = [f for s in r.steps for f in s.rejects_files]
     if rejects:
         parts.append(f"rejected rows in {', '.join(rejects)}")
@@ -738,7 +743,8 @@ def run_pipeline(
             emit("warning", {"message": f"{business_date} is earlier than {result.earlier_than}, the latest business "
                                         "date already run: allowed by --allow-earlier-date"})
         if result.crashed_runs:
-            emit("warning", {"message": f"run(s) {', '.join(map(str, result.crashed_runs))} stopped without "
+            crashed = ("run " if len(result.crashed_runs) == 1 else "runs ") + ", ".join(map(str, result.crashed_runs))
+            emit("warning", {"message": f"{crashed} stopped without "
                                         "finishing (process gone): marked crashed; resuming"})
         stopped = False
         try:
@@ -802,7 +808,7 @@ def _run_steps(settings, sessions, keyring, result: RunResult, names, emit, prog
                 result.steps.append(sr)
                 if ledger is not None:
                     _ledger_insert(ledger_sessions, result, sr, names.index(rest) + 1, now)
-            emit("warning", {"message": f"stopping: {len(names) - position + 1} step(s) not run"})
+            emit("warning", {"message": f"stopping: {counted(len(names) - position + 1, 'step')} not run"})
             return True
         if kind == "nightly":
             with ledger_sessions() as s:

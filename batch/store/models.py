@@ -778,6 +778,9 @@ __all__ += [
 # mutual exclusion is batch/store/runlock.py (PostgreSQL advisory lock, flock beside a SQLite database);
 # `run_locks` only describes the current holder ("held since ...") for the next contender and status.
 RUN_KINDS = ("nightly", "returns")
+# The ledger also records `achbatch originate` run by itself for an earlier business date allowed by
+# --allow-earlier-date (kind 'originate', migration 0011): not a pipeline, no steps, no lock row.
+RUN_LEDGER_KINDS = (*RUN_KINDS, "originate")
 # running: in progress (or its process died: the next holder of the lock marks it 'crashed');
 # done: every step done, no problem; problems: done, data problems reported (exit 1); failed: a
 # step failed (exit 1 or 2); tempfail: the bank or database was unreachable (exit 75);
@@ -793,7 +796,7 @@ class Run(Base):
 
     __tablename__ = "runs"
     __table_args__ = (
-        CheckConstraint(_in("kind", RUN_KINDS), name="kind"),
+        CheckConstraint(_in("kind", RUN_LEDGER_KINDS), name="kind"),
         CheckConstraint(_in("status", RUN_STATUSES), name="status"),
         Index("ix_runs_kind_business_date", "kind", "business_date"),
         Index("ix_runs_status", "status"),
@@ -859,7 +862,7 @@ class RunLockHolder(Base):
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
-__all__ += ["Run", "RunStep", "RunLockHolder", "RUN_KINDS", "RUN_STATUSES", "STEP_STATUSES"]
+__all__ += ["Run", "RunStep", "RunLockHolder", "RUN_KINDS", "RUN_LEDGER_KINDS", "RUN_STATUSES", "STEP_STATUSES"]
 # (end of runs section)
 
 

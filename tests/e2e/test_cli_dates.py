@@ -68,6 +68,38 @@ def test_an_earlier_date_is_refused_unless_allowed(tmp_path):
         assert p.returncode == 0, (args, p.stderr)
 
 
+
+def test_originate_by_itself_records_its_override_in_the_run_ledger(tmp_path):
+    """issue 14: "the override is recorded in the run ledger": a nightly run did (runs.summary);
+    `originate --allow-earlier-date` run by itself printed it on stderr only. Now it leaves a
+    `runs` row of kind 'originate' naming both dates; a dry run, or an originate that needs no
+    override, leaves none."""
+    def originate_runs():
+        con = sqlite3.connect(tmp_path / "achbatch-data" / "achbatch.db")
+        try:
+            return con.execute("SELECT business_date, status, exit_code, summary FROM runs "
+                               "WHERE kind = 'originate' ORDER BY id").fetchall()
+        finally:
+            con.close()
+
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    assert run(tmp_path, "nightly", "--date", "2026-12-28").returncode == 0
+    status_before = run(tmp_path, "status").returncode
+    p = run(tmp_path, "originate", "--date", "2026-12-23", "--allow-earlier-date", "--dry-run")
+    assert p.returncode == 0, p.stderr
+    assert originate_runs() == []
+    p = run(tmp_path, "originate", "--date", "2026-12-23", "--allow-earlier-date")
+    assert p.returncode == 0, p.stderr
+    [(day, status, code, summary)] = originate_runs()
+    assert (day, status, code) == ("2026-12-23", "done", 0)
+    assert summary.startswith("originate 2026-12-23 (earlier than 2026-12-28, allowed by --allow-earlier-date): ")
+    assert "run ledger (run " in p.stderr
+    p = run(tmp_path, "originate", "--date", "2026-12-29")  # later: no override, nothing recorded
+    assert p.returncode == 0, p.stderr
+    assert len(originate_runs()) == 1
+    assert run(tmp_path, "status").returncode == status_before  # status reads the ledger as before
+
+
 @pytest.mark.parametrize("value, says", [("2026-02-30", "February 2026 has no day 30"),
                                          ("2026-13-01", "there is no month 13"),
                                          ("26-01-02", "is not a date (YYYY-MM-DD)")])

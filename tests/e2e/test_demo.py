@@ -30,7 +30,7 @@ def test_demo_runs_in_a_fresh_folder_twice(tmp_path):
                  "return R01 (Insufficient Funds) for M100003", "return R10", "NOC C01 for M100001",
                  "night 2: achbatch nightly --date 2026-01-24",
                  "2026-01-24 is not a Federal Reserve banking day: no file is built",
-                 "applied: 2 of 2 returns", "1 of 1 NOCs", "2 termination_pending",
+                 "applied: 2 of 2 returns", "1 of 1 NOC,", "2 termination_pending",
                  "exactly once: 5 entries originated for 5 payments in all (no payment debited twice)",
                  "where things are:", "achbatch-data/reports", "achbatch-data/bank/outgoing",
                  "the bank's BAI2 prior-day report of 2026-01-26",

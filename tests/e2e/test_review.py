@@ -101,7 +101,7 @@ def test_review_queue_list_show_apply_refuse_force_dismiss(cli_env, sessions, tm
     assert sum(i["amount_cents"] for i in items) == 162085
     r_ids = [i["id"] for i in items]
     text = run.invoke(cli, ["review", "list", "--date", "2026-01-28"])
-    assert text.exit_code == 0 and "3 open item(s), $1,620.85" in text.output
+    assert text.exit_code == 0 and "3 open items, $1,620.85" in text.output
     assert "returns.ach line 3" in text.output
     assert json.loads(run.invoke(cli, ["review", "list", "--json", "--kind", "amount_mismatch"]).output)["count"] == 0
 

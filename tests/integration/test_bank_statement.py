@@ -250,8 +250,8 @@ def test_reconciliation_report_has_a_bank_statement_section(sessions, keyring, t
     assert [(r["status"], r["line"], r["amount"], r["ours"]) for r in bank.to_dict("records")] == [
         ("matched", "4", 412773, "debits-web-ppd-tel.ach"), ("matched", "5", 162085, "returns.ach"),
         ("posted, unexplained", "7", 5000, "")]
-    assert "bank statement: 1 posting(s) nothing of ours explains ($50.00)" in report.warnings
-    assert any("review item(s) open" in w for w in report.warnings)  # returns.ach's unmatched entries, the $50
+    assert "bank statement: 1 posting nothing of ours explains ($50.00)" in report.warnings
+    assert any(" open: a person must decide them" in w for w in report.warnings)  # returns.ach's unmatched entries, the $50
     assert ("Bank statement: posted, unexplained", "1 ($50.00)") in report.summary
     html = write_report(report, "html", tmp_path / "r.html").read_text()
     assert "Bank statement" in html and "No threshold crossed" not in html

@@ -646,6 +646,44 @@ def test_bai2_statements_migration_up_and_down(db_url):
             assert "kind" not in {c["name"] for c in inspect(conn).get_columns("inbound_files")}
             assert "settlement_date" not in {c["name"] for c in inspect(conn).get_columns("return_files")}
             assert conn.execute(text("SELECT remote_name FROM inbound_files")).scalar_one() == "RET.ach"
+    finally:
+        engine.dispose()
+
+
+def test_originate_runs_migration_widens_the_run_kinds_and_goes_back(db_url):
+    """Migration 0013 lets `runs.kind` be 'originate' (an originate by itself recording its
+    --allow-earlier-date override), keeps every run and its steps on the way up (SQLite rebuilds the
+    table), and on the way down removes the originate rows and refuses the kind again."""
+    upgrade(db_url, "0012_bai2_statements")
+    engine = make_engine(db_url)
+    run_row = ("INSERT INTO runs (id, kind, business_date, status, exit_code, host, pid, started_at) VALUES "
+               "(:id, :kind, :d, 'done', 0, 'h', 1, :t)")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(run_row), {"id": 1, "kind": "nightly", "d": date(2026, 12, 28), "t": T0})
+            conn.execute(text("INSERT INTO run_steps (run_id, kind, business_date, step, position, status, "
+                              "started_at, note) VALUES (1, 'nightly', :d, 'import', 1, 'done', :t, '')"),
+                         {"d": date(2026, 12, 28), "t": T0})
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(run_row), {"id": 2, "kind": "originate", "d": date(2026, 12, 23), "t": T0})
+
+        assert upgrade(db_url, "0013_ops_c_originate_runs")[1] == "0013_ops_c_originate_runs"
+        with engine.begin() as conn:
+            conn.execute(text(run_row), {"id": 2, "kind": "originate", "d": date(2026, 12, 23), "t": T0})
+            assert conn.execute(text("SELECT id, kind FROM runs ORDER BY id")).all() == [(1, "nightly"),
+                                                                                      (2, "originate")]
+            assert conn.execute(text("SELECT run_id, step FROM run_steps")).all() == [(1, "import")]
+            assert {i["name"] for i in inspect(conn).get_indexes("runs")} >= {"ix_runs_kind_business_date",
+                                                                                "ix_runs_status"}
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(run_row), {"id": 3, "kind": "weekly", "d": date(2026, 12, 23), "t": T0})
+
+        downgrade_to(db_url, "0012_bai2_statements")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, kind FROM runs")).all() == [(1, "nightly")]
+            assert conn.execute(text("SELECT run_id FROM run_steps")).all() == [(1,)]
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(run_row), {"id": 2, "kind": "originate", "d": date(2026, 12, 23), "t": T0})
         assert upgrade(db_url)[1] == head_revision()  # and up again
     finally:
         engine.dispose()

@@ -159,8 +159,8 @@ class Night:
                  "routing_number,account_number,account_type,account_holder",
                  f"{conf},{submitted},portal,{member},{PLAN},{month},{amount},{routing},{account},checking,{member} H")
 
-    def originate(self, d: date, code: int | None = 0) -> str:
-        out = self.cli("originate", "--date", d.isoformat(), code=code)
+    def originate(self, d: date, code: int | None = 0, *, earlier: bool = False) -> str:
+        out = self.cli("originate", "--date", d.isoformat(), *(["--allow-earlier-date"] if earlier else []), code=code)
         for p in (self.tmp / "achbatch-data" / "outbox").glob(f"ACH-{d:%Y%m%d}-*.ach"):
             self.sent.update(originals(p))
         return out
@@ -250,9 +250,10 @@ def test_a_lapsed_binder_is_neither_re_presented_nor_pulled(night):
     with night.sessions() as s:
         ret = s.scalars(select(PaymentReturn)).one()
     assert "coverage never started" in ret.action and ret.retry_payment_id is None
-    # The day before, the re-presentment would still have gone out on the due date itself.
+    # The day before, the re-presentment would still have gone out on the due date itself (a day
+    # earlier than the one already originated: allowed on purpose).
     night.portal("PC-B3", "B3", "2027-01", "250.00", "2026-12-17T10:00:00-05:00")
-    night.originate(date(2026, 12, 17))
+    night.originate(date(2026, 12, 17), earlier=True)
     (pay3,) = night.payments("B3")
     night.returns(date(2026, 12, 21), [(night.entry_of(pay3.id), "R01")])
     assert [(p.channel, p.state, p.originate_on) for p in night.payments("B3")] == [
@@ -261,7 +262,7 @@ def test_a_lapsed_binder_is_neither_re_presented_nor_pulled(night):
     # binder's due date has passed unpaid: no pull, for the binder or for February.
     night.mandate("B2", account="6006001234", authorized="2026-12-20T09:00:00-05:00")
     out = night.cli("autopay", "schedule", "--date", "2026-12-28")
-    assert "0 pulls created" in out and "1 pull(s) refused" in out and "coverage never started" in out
+    assert "0 pulls created" in out and "1 pull refused" in out and "coverage never started" in out
     out = night.cli("autopay", "schedule", "--date", "2027-01-21")
     assert "0 pulls created" in out and "coverage never started" in out
     assert night.payments("B2") == []
@@ -271,9 +272,9 @@ def test_a_mandate_pulls_nothing_due_before_its_authorization(night):
     night.premiums(f"A1,Late Mandate,{PLAN},2027-01,100.00,aptc,no", f"A1,Late Mandate,{PLAN},2027-02,100.00,aptc,no")
     night.mandate("A1", authorized="2026-12-24T09:00:00-05:00")  # after January's due date (12-23)
     out = night.cli("autopay", "schedule", "--date", "2026-12-28")
-    assert "0 pulls created" in out and "1 premium(s) due before their AutoPay authorization" in out
+    assert "0 pulls created" in out and "1 premium due before their AutoPay authorization" in out
     out = night.cli("autopay", "schedule", "--date", "2027-01-21")
-    assert "1 pulls created" in out
+    assert "1 pull created" in out
     assert [(p.coverage_month, p.amount_cents) for p in night.payments("A1")] == [(date(2027, 2, 1), 10000)]
 
 
@@ -347,13 +348,13 @@ def test_origination_never_puts_more_in_flight_than_is_owed(night):
     night.portal("PC-O2a", "O2", "2027-01", "200.00", "2026-12-22T12:00:00-05:00", account="9009001234")
     night.portal("PC-O2b", "O2", "2027-01", "200.00", "2026-12-22T12:05:00-05:00", account="9009001234")
     out = night.originate(date(2026, 12, 22), code=1)
-    assert "stopped 2 debit(s)" in out and "1 of them member payments" in out
+    assert "stopped 2 debits" in out and "1 of them a member payment:" in out
     assert [(p.channel, p.state) for p in night.payments("O1")] == [("autopay", "failed"), ("portal", "in_file")]
     assert [(p.confirmation_id, p.state) for p in night.payments("O2")] == [("PC-O2a", "in_file"),
                                                                              ("PC-O2b", "failed")]
     # O3: a partial payment plus the AutoPay pull of the full premium is over by $100: the pull is
     # lowered to the remainder; both go.
-    assert "lowered 1 AutoPay pull(s)" in out
+    assert "lowered 1 AutoPay pull to" in out
     assert [(p.channel, p.amount_cents, p.state) for p in night.payments("O3")] == [
         ("autopay", 10000, "in_file"), ("portal", 10000, "in_file")]
     (item,) = night.reviews("debit_stopped")

@@ -493,7 +493,7 @@ def test_nightly_with_pgp_encrypts_the_sent_file_and_decrypts_the_fetched_return
 
     # exit 1: the reports warn that the R10 puts the unauthorized return rate over its threshold
     p = f.run("nightly", "--date", FRIDAY.isoformat(), check_code=1)
-    assert "returns 2 (1 NOCs); flags 2 at risk; 2 data problems; exit 1" in p.stdout
+    assert "returns 2 (1 NOC); flags 2 at risk; 2 data problems; exit 1" in p.stdout
     with f.sessions() as sessions, sessions() as s:
         steps = {x.step: x for x in s.scalars(select(RunStep).where(RunStep.business_date == FRIDAY))}
         assert steps["returns_fetch"].status == "done" and json.loads(steps["returns_fetch"].counts)["received"] == 2

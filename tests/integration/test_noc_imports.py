@@ -80,7 +80,7 @@ def test_cli_c05_correction_survives_a_byte_identical_autopay_reimport(cli_env, 
     # The bank: the account is a savings account (C05).
     noc = write(tmp_path / "NOC-20261224.ach", SimBank().nocs([(jan, "C05", {"transaction_code": "37"})], NOC_DAY))
     r = run.invoke(cli, ["returns", "process", str(noc), "--date", NOC_DAY.isoformat()])
-    assert r.exit_code == 0 and "1 of 1 NOCs" in r.output, r.output
+    assert r.exit_code == 0 and "1 of 1 NOC," in r.output, r.output
     with sessions() as s:
         account_id = s.scalars(select(AutopayMandate)).one().bank_account_id
         assert s.get(BankAccount, account_id).account_type == "savings"
@@ -118,7 +118,7 @@ def test_cli_payment_with_the_number_a_c01_corrected_is_debited_to_the_corrected
     noc = write(tmp_path / "NOC-20261224.ach",
                 SimBank().nocs([(jan, "C01", {"account_number": NEW_NUMBER})], NOC_DAY))
     r = run.invoke(cli, ["returns", "process", str(noc), "--date", NOC_DAY.isoformat()])
-    assert r.exit_code == 0 and "1 of 1 NOCs" in r.output, r.output
+    assert r.exit_code == 0 and "1 of 1 NOC," in r.output, r.output
     with sessions() as s:
         (account,) = s.scalars(select(BankAccount))
         account_id = account.id

@@ -175,32 +175,117 @@ def test_coverage_report_lists_policies_at_risk(book, sessions):
         assert r[7] == f"Member {members.index(m) + 1}"  # member_name, the last column
         assert f"returned ({code}" in r[3] and r[5] == dollars(o[m].entry.amount)
     assert dict(zip(rep.extra[0][1]["status"], rep.extra[0][1]["count"]))["ok"] == 7
-    # the history answers for an earlier date: nothing had been assessed yet
-    assert _csv(coverage_report(sessions, date(2026, 12, 1)))[1:] == []
 
 
-def test_coverage_report_shows_at_risk_after_the_delinquent(sessions):
+def _standing_rows(rep):
+    """The coverage report's policies at risk: (member, plan, status, reason, months, cents, deadline)."""
+    t = rep.table
+    return sorted(zip(t["member_id"], t["plan_id"], t["status"], t["reason"], [int(x) for x in t["months_owed"]],
+                      [int(x) for x in t["amount_owed"]], t["deadline"]))
+
+
+def _current_flags(sessions):
+    """What `coverage assess` stored: the current flag of each policy at risk, as the report shows them."""
     from batch.store.models import CoverageFlag
 
-    day = date(2027, 2, 19)
-    rows = [("M1", "ok", 0, None), ("M2", "at_risk", 10000, date(2027, 2, 23)), ("M3", "past_due", 5000,
-                                                                                 date(2027, 2, 23)),
-            ("M4", "not_started", 7000, None), ("M5", "at_risk", 4000, date(2027, 2, 23))]
-    with sessions() as s, s.begin():
-        for member, status, cents, deadline in rows:
-            s.add(CoverageFlag(member_id=member, plan_id="HLTH-1", status=status, reason_code="x",
-                               reason=f"{status} why", months_owed=int(cents > 0), amount_owed_cents=cents,
-                               deadline=deadline, subsidy="aptc", assessed_on=day, last_assessed_on=day,
-                               current_key=CoverageFlag.key_for(member, "HLTH-1")))
+    with sessions() as s:
+        flags = s.scalars(select(CoverageFlag).where(CoverageFlag.current_key.is_not(None)
+                                                     & (CoverageFlag.status != "ok"))).all()
+        return sorted((f.member_id, f.plan_id, f.status, f.reason, f.months_owed, f.amount_owed_cents, f.deadline)
+                      for f in flags)
+
+
+def _flag_count(sessions):
+    from sqlalchemy import func
+
+    from batch.store.models import CoverageFlag
+
+    with sessions() as s:
+        return s.scalar(select(func.count()).select_from(CoverageFlag))
+
+
+def test_the_coverage_report_agrees_with_assess_for_a_date_never_assessed(book, sessions):
+    """`report coverage --date D` and `coverage assess --date D` agree (issue 14): the report once
+    showed the flags stored as of D, so for a date never assessed it showed the earlier assessment's
+    standing (or nothing at all). Now it computes D's standing as assess does, and writes nothing."""
+    w, members, o = book
+    assess_coverage(sessions, date(2026, 12, 24))  # a later date assessed first
+    stored = _flag_count(sessions)
+    for day in (date(2026, 12, 1), date(2026, 12, 10), date(2027, 1, 30)):  # none of them assessed
+        rep = coverage_report(sessions, day)
+        assert _flag_count(sessions) == stored  # the report writes nothing
+        assess_coverage(sessions, day)
+        assert _standing_rows(rep) == _current_flags(sessions), day
+        stored = _flag_count(sessions)
+    # 2026-12-10: the returns of 2026-12-03 leave January's premiums at risk before their due date
+    assert {r[2] for r in _standing_rows(coverage_report(sessions, date(2026, 12, 10)))} == {"at_risk"}
+
+
+def test_the_coverage_report_agrees_with_assess_after_assessments_out_of_date_order(book, sessions):
+    w, members, o = book
+    for day in (date(2027, 1, 30), date(2026, 12, 10), date(2026, 12, 24)):
+        assess_coverage(sessions, day)
+    # the last assessment was of 2026-12-24; the report for 2027-01-30 is 2027-01-30's standing
+    # (not the stored flags of the 2027-01-30 assessment superseded since, nor the 12-24 ones)
+    for day in (date(2027, 1, 30), date(2026, 12, 10)):
+        rep = coverage_report(sessions, day)
+        assess_coverage(sessions, day)
+        assert _standing_rows(rep) == _current_flags(sessions), day
+    late = {r[2] for r in _standing_rows(coverage_report(sessions, date(2027, 1, 30)))}
+    assert late and late != {"at_risk"}  # a month later the returned premiums are delinquent
+
+
+def test_report_coverage_and_coverage_assess_agree_on_the_command_line(cli_env, sessions, tmp_path, monkeypatch):
+    """Both commands take [coverage] from the settings (here no grace period for subsidized members,
+    so a returned January premium is termination_pending after its due date, not past_due)."""
+    w = World(sessions, cli_env, tmp_path)
+    members = [w.member(amount=10000 + i, channel="portal") for i in range(3)]
+    o = w.originate()
+    w.process(w.bank.returns([(o[members[0]], "R02"), (o[members[1]], "R01")], RETURN_DAY))
+    monkeypatch.setenv("ACHBATCH_COVERAGE__GRACE_MONTHS_SUBSIDIZED", "0")
+    run = CliRunner()
+    for day in ("2026-12-30", "2026-12-10"):  # never assessed, then an earlier date after a later one
+        r = run.invoke(cli, ["report", "coverage", "--date", day, "--format", "csv", "--out", "-"])
+        assert r.exit_code == 0, r.output
+        shown = [(row[0], row[2], row[4], row[5], row[6]) for row in csv.reader(io.StringIO(r.stdout))][1:]
+        r = run.invoke(cli, ["coverage", "assess", "--date", day])
+        assert r.exit_code == 0, r.output
+        stored = [(f[0], f[2], str(f[4]), dollars(f[5]), f[6].isoformat() if f[6] else "")
+                  for f in _current_flags(sessions)]
+        assert sorted(shown) == stored and stored, day
+        if day == "2026-12-30":
+            assert {f[1] for f in stored} == {"termination_pending"}
+
+
+def _bill(s, member, plan, month, cents, *, binder=False):
+    from batch.rules.premium_calendar import due_date
+    from batch.store.models import Premium
+
+    s.add(Premium(member_id=member, member_name=f"Name {member}", plan_id=plan, coverage_month=month,
+                  amount_due_cents=cents, subsidy="aptc", binder=binder, due_date=due_date(month)))
+
+
+def test_coverage_report_shows_at_risk_after_the_delinquent(sessions, keyring, tmp_path):
+    day = date(2026, 12, 24)
+    feb = date(2027, 2, 1)
+    w = World(sessions, keyring, tmp_path)
+    m3 = w.member(channel="portal", amount=5000)  # January (due 12-23) returned: past_due
+    m4 = w.member(channel="portal", amount=7000, binder=True)  # the binder returned: coverage never started
+    m2 = w.member(channel="portal", amount=10000, month=feb)  # February (due 2027-01-23) returned: at_risk
+    m5 = w.member(channel="portal", amount=4000, month=feb)
+    m1 = w.member(channel="portal", amount=9000)  # paid, cleared: ok
+    o = w.originate()
+    w.process(w.bank.returns([(o[m], "R02") for m in (m3, m4, m2, m5)], RETURN_DAY))
     rep = coverage_report(sessions, day)
     body = _csv(rep)[1:]
-    assert [(r[0], r[2]) for r in body] == [("M3", "past_due"), ("M4", "not_started"), ("M2", "at_risk"),
-                                            ("M5", "at_risk")]
+    assert [(r[0], r[2]) for r in body] == [(m3, "past_due"), (m4, "not_started"), (m2, "at_risk"), (m5, "at_risk")]
+    assert m1 not in {r[0] for r in body}
     by_status = rep.extra[0][1]
     assert list(by_status["status"]) == ["at_risk", "not_started", "past_due", "termination_pending", "terminated",
                                          "ok"]
     assert dict(zip(by_status["status"], by_status["amount_owed"]))["at_risk"] == 14000
     assert dict(zip(by_status["status"], by_status["count"]))["at_risk"] == 2
+    assert dict(zip(by_status["status"], by_status["count"]))["ok"] == 1
     assert "at_risk" in render_html(rep)
 
 
@@ -214,19 +299,17 @@ def test_text_that_looks_like_a_formula_is_neutralised_for_people_and_never_a_li
     amounts stay numbers."""
     from openpyxl.cell.cell import TYPE_FORMULA
 
-    from batch.store.models import CoverageFlag, ReviewItem
+    from batch.store.models import ReviewItem
 
     day = date(2027, 2, 19)
     with sessions() as s, s.begin():
-        for i, text in enumerate(FORMULAS):
-            s.add(CoverageFlag(member_id=text, plan_id=f"P{i}", status="past_due", reason_code="x", reason=text,
-                               months_owed=1, amount_owed_cents=1000 + i, deadline=date(2027, 2, 23), subsidy="aptc",
-                               assessed_on=day, last_assessed_on=day, current_key=CoverageFlag.key_for(text, f"P{i}")))
+        for i, text in enumerate(FORMULAS):  # February's premium unpaid past its due date: past_due
+            _bill(s, text, f"P{i}", date(2027, 2, 1), 1000 + i)
         s.add(ReviewItem(kind="debit_stopped", subject="payment", amount_cents=5, detail="=1+2", status="open"))
     rep = coverage_report(sessions, day)
     rows = _csv(rep)[1:]
     assert sorted(r[0] for r in rows) == sorted("'" + t for t in FORMULAS)
-    assert sorted(r[3] for r in rows) == sorted("'" + t for t in FORMULAS)
+    assert {r[2] for r in rows} == {"past_due"}
     assert sorted(r[5] for r in rows) == [f"10.{i:02d}" for i in range(len(FORMULAS))]
     assert sorted(r[1] for r in rows) == [f"P{i}" for i in range(len(FORMULAS))]  # safe text: unchanged
 

@@ -763,7 +763,7 @@ def test_cli_process_exit_codes_and_inbox(cli_env, sessions, tmp_path):
     run = CliRunner()
     r = run.invoke(cli, ["returns", "process", str(good), "--date", "2026-12-03"])
     assert r.exit_code == 0, r.output
-    assert "applied: 1 of 1 returns" in r.output and "1 re-presentments scheduled" in r.output
+    assert "applied: 1 of 1 return," in r.output and "1 re-presentment scheduled" in r.output
     assert "notices: 1 written" in r.output
     r = run.invoke(cli, ["returns", "process", str(good), "--date", "2026-12-03"])
     assert r.exit_code == 0 and "duplicate" in r.output
@@ -792,7 +792,7 @@ def test_cli_process_exit_codes_and_inbox(cli_env, sessions, tmp_path):
                           archive_path=str(tmp_path / "arch"), state="received"))
     r = run.invoke(cli, ["returns", "process", "--date", "2026-12-03"])
     assert r.exit_code == 0, r.output
-    assert "ret-d.ach: applied: 1 of 1 returns" in r.output
+    assert "ret-d.ach: applied: 1 of 1 return," in r.output
     with sessions() as s:
         row = s.scalars(select(InboundFile)).one()
         assert row.state == "processed" and row.process_result.startswith("applied")

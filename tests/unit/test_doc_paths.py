@@ -45,3 +45,39 @@ def test_readme_sections_the_documents_name_exist():
             if name not in headings:
                 missing.append(f"{doc.relative_to(ROOT)}: README \"{name}\"")
     assert missing == [], "\n".join(missing)
+
+
+def test_the_readme_links_the_three_documents_and_each_has_its_sections():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    wanted = {"operations.md": ("Install", "Schedule", "Monitor", "Recover"),
+              "finance.md": ("Reconciliation", "Returns", "Coverage", "The review queue"),
+              "formats.md": ("premiums", "autopay", "payments", "The rejects file", "Report CSVs")}
+    for name, sections in wanted.items():
+        assert f"(docs/{name})" in readme, f"the README does not link docs/{name}"
+        text = (ROOT / "docs" / name).read_text(encoding="utf-8")
+        headings = re.findall(r"^##+ (.*)$", text, re.M)
+        for section in sections:
+            assert any(h.startswith(section) for h in headings), f"docs/{name} has no section {section!r}"
+
+
+def test_operations_says_what_to_do_for_every_exit_code():
+    from jobs import exitcodes
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    recover = text.split("## Recover", 1)[1].split("\n## ", 1)[0]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\d+)` \|(.*)$", recover, re.M)}
+    codes = {exitcodes.OK, exitcodes.DATA_PROBLEMS, exitcodes.USAGE, exitcodes.LOCKED, exitcodes.TEMPFAIL}
+    assert {int(c) for c in rows} == codes
+    for code, row in rows.items():
+        happened, todo = [c.strip() for c in row.split("|")[:2]]
+        assert happened and todo, f"exit {code}: what happened and what to do are both needed"
+
+
+def test_formats_lists_the_allowed_values_the_import_checks():
+    """Every allowed value of the choice columns, as the import code checks them, is in docs/formats.md."""
+    from batch.collect import imports
+    text = (ROOT / "docs" / "formats.md").read_text(encoding="utf-8")
+    for kind, columns in imports.HEADERS.items():
+        assert ",".join(columns) in text, f"the {kind} header is not in docs/formats.md"
+    for value in ("none", "aptc", "connectorcare", "yes", "no", "checking", "savings", "web", "paper",
+                  "portal", "guest", "phone", "mail"):
+        assert f"`{value}`" in text, value
