@@ -81,7 +81,7 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
             r = originate(sessions, keyring, wiring.company(settings), wiring.limits(settings), d,
                           settings.outbox_dir, dry_run=dry_run,
                           file_time=datetime.now(o.zone).strftime("%H%M"), progress=progress,
-                          guard=wiring.guard(settings))
+                          guard=wiring.guard(settings), validation=wiring.validation(settings))
     except EarlierDate as e:
         exitcodes.fail(exitcodes.USAGE, str(e))
     except OriginationError as e:
@@ -104,8 +104,9 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
             click.echo(f"    payment {pid}: {why}")
         if len(r.stopped) > 20:
             click.echo(f"    ... and {len(r.stopped) - 20} more (see each payment's events)")
-        if r.review_items:
-            click.echo(f"  {r.review_items} of them member payments: put on the review list")
+        stopped_reviews = r.review_items - (r.validation.review_items if r.validation is not None else 0)
+        if stopped_reviews:
+            click.echo(f"  {stopped_reviews} of them member payments: put on the review list")
     if r.reduced:
         verb = "would lower" if dry_run else "lowered"
         click.echo(f"  {verb} {len(r.reduced)} AutoPay pull(s) to the remainder still owed (the rest is paid "
@@ -114,6 +115,7 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
     what = "would build" if dry_run else "built"
     if not r.files:
         click.echo(f"originate {d}: nothing to originate" + (f" ({r.held} held: account blocked)" if r.held else ""))
+        _validation_lines(r)
         sys.exit(done)
     click.echo(f"originate {d}: {what} {len(r.files)} file(s), {r.payments} payments, {dollars(r.total_cents)}, "
                f"effective {r.effective_date}")
@@ -123,7 +125,26 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
                    f"credits {dollars(f.total_credit_cents)}, sha256 {f.sha256[:16]}{where}")
     if r.held:
         click.echo(f"  {r.held} payments held: their bank account is blocked")
+    _validation_lines(r)
     sys.exit(done)
+
+
+def _validation_lines(r) -> None:
+    v = r.validation
+    if v is None:
+        return
+    if r.prenotes:
+        click.echo(f"  {r.prenotes} prenote(s) of new WEB accounts (zero-dollar entries, codes 28/38)")
+    if v.validated:
+        click.echo(f"  {v.validated} account(s) validated")
+    if v.still_held or v.released:
+        click.echo(f"  {v.still_held} first-use WEB payment(s) held until their account is validated, "
+                   f"{v.released} released")
+    if v.review_items:
+        click.echo(f"  {v.review_items} held payment(s) would miss their premium's due date: put on the review list")
+    if v.risk_accepted:
+        click.echo(f"  {v.risk_accepted} first-use WEB payment(s) sent before their account was validated "
+                   "([validation] first_use = send: recorded on each)")
 
 
 def register(cli: click.Group) -> None:
