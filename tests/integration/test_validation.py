@@ -294,3 +294,33 @@ def test_a_mandate_imported_on_a_weekend_is_prenoted_in_the_next_banking_days_fi
     assert (p.requested_on, p.file_date, p.reason) == (date(2026, 12, 7), date(2026, 12, 7),
                                                        "first use by a WEB AutoPay mandate")
     assert p.valid_from == add_banking_days(date(2026, 12, 8), 3)
+
+
+def test_status_warns_of_accounts_awaiting_validation_and_the_returns_report_lists_prenote_returns(world, tmp_path):
+    from batch.config import Settings
+    from batch.report.reports import returns_report
+    from batch.report.status import collect_status
+
+    blocked, blocked_acct = world.payment("portal")
+    world.payment("guest")
+    r = world.originate()
+    world.send_all()
+    settings = Settings.model_validate({"paths": {"data_dir": str(tmp_path / "data")}})
+    report = collect_status(world.sessions, settings, now=datetime(2026, 12, 2, 12, tzinfo=timezone.utc))
+    (w,) = [w for w in report.warnings if w["reason"] == "accounts_awaiting_validation"]
+    assert w["message"].startswith("2 bank accounts awaiting WEB account validation") and "2 payments held" in w["message"]
+    assert report.data["validation"] == {"accounts_awaiting_validation": 2, "payments_held": 2, "prenotes_returned": 0}
+    by_member = {o.member_id: o for o in originals(r.files[0].path).values()}
+    world.process(world.bank.returns([(by_member["M000001"], "R04")], date(2026, 12, 3)), date(2026, 12, 3))
+    rep = returns_report(world.sessions, date(2026, 12, 10))
+    (title, table), = [(t, df) for t, df in rep.extra if t.startswith("Prenote returns")]
+    rows = table.to_dict("records")
+    number = world.keyring.decrypt_account(world.get(BankAccount, blocked_acct).account_number_enc)
+    assert [(x["member_id"], x["return_code"], x["account"]) for x in rows] == [("M000001", "R04", "****" + number[-4:])]
+    assert rows[0]["trace_number"] == by_member["M000001"].trace
+    assert number not in table.to_csv()
+    assert ("Prenotes returned (account validation)", "1") in rep.summary
+    assert ("Accounts awaiting validation", "1 (1 payments held)") in rep.summary
+    assert len(rep.table) == 0  # not a live return: not in the contract table nor the rates
+    report = collect_status(world.sessions, settings, now=datetime(2026, 12, 3, 12, tzinfo=timezone.utc))
+    assert report.data["validation"]["prenotes_returned"] == 1 and world.get(Payment, blocked).state == "failed"
