@@ -55,11 +55,16 @@ def demo_data_dir() -> Path:
 
 
 def demo_settings(folder: Path):
-    """Embedded defaults, with the data folder (and a drop folder) inside `folder`."""
-    from ..config import PathsSettings, Settings
+    """Embedded defaults, with the data folder (and a drop folder) inside `folder`, and
+    `[validation] first_use = "send"`: the demo's members pay from accounts it has never seen, and
+    two nights are too short for a prenote's three banking days; so the first-use WEB debits go out
+    at once, each recording the accepted risk (docs/validation.md); every WEB account of the demo
+    has a debit that night, so no prenote is needed."""
+    from ..config import PathsSettings, Settings, ValidationSettings
 
     folder = Path(folder).absolute()
-    return Settings(paths=PathsSettings(data_dir=folder / "achbatch-data", drop_dir=folder / "drop"))
+    return Settings(paths=PathsSettings(data_dir=folder / "achbatch-data", drop_dir=folder / "drop"),
+                    validation=ValidationSettings(first_use="send"))
 
 
 # -- the simulated bank -------------------------------------------------------------------------------
