@@ -120,7 +120,8 @@ def _validate_by_cleared_debit(conn, file_date: date, now, out: ValidationOutcom
 def _request_prenotes(conn, file_date: date, policy: ValidationPolicy, now, out: ValidationOutcome) -> None:
     """A prenote for each active, unvalidated account of a live WEB AutoPay mandate or of a
     first-use WEB payment not yet out, unless one is already open. Under `first_use = "send"` an
-    account whose WEB debit goes out tonight is validated by that debit clearing instead."""
+    account whose WEB debit goes out tonight, or with a live debit already out, is validated by
+    that debit clearing instead."""
     has_open = select(Prenote.bank_account_id).where(Prenote.state.in_(("pending", "in_file")))
     usable = (BankAccount.status == "active") & (BankAccount.validation_result == "unvalidated") \
         & BankAccount.id.not_in(has_open)
@@ -141,7 +142,13 @@ def _request_prenotes(conn, file_date: date, policy: ValidationPolicy, now, out:
         if originate_on is not None and originate_on <= file_date:
             going_tonight.add(acct)
         wanted.setdefault(acct, (member, ptc or "S", f"first use by a {channel} payment"))
-    if not policy.holds:
+    if not policy.holds and wanted:
+        # a live debit already out (a re-run of the night, a PPD pull to the same account) validates
+        # the account when it clears, as tonight's will
+        ids = sorted(wanted)
+        for i in range(0, len(ids), PART):
+            going_tonight.update(conn.scalars(select(Payment.bank_account_id).where(
+                Payment.bank_account_id.in_(ids[i:i + PART]) & Payment.state.in_(("in_file", "sent", "settled")))))
         for acct in going_tonight:
             wanted.pop(acct, None)
     if not wanted:

@@ -324,3 +324,15 @@ def test_status_warns_of_accounts_awaiting_validation_and_the_returns_report_lis
     assert len(rep.table) == 0  # not a live return: not in the contract table nor the rates
     report = collect_status(world.sessions, settings, now=datetime(2026, 12, 3, 12, tzinfo=timezone.utc))
     assert report.data["validation"]["prenotes_returned"] == 1 and world.get(Payment, blocked).state == "failed"
+
+
+def test_under_send_a_rerun_of_the_night_does_not_prenote_accounts_whose_debit_is_already_out(world):
+    """A re-run of the same night (after a crash past the commit) finds the first-use payment in a
+    file: its account is validated by that debit clearing, not by a prenote in a second file."""
+    pid, acct = world.payment("autopay")
+    r = world.originate(policy=SEND)
+    assert (r.payments, r.prenotes) == (1, 0)
+    again = world.originate(policy=SEND)
+    assert (again.files, again.prenotes, again.validation.prenotes_requested) == ([], 0, 0)
+    with world.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Prenote)) == 0
