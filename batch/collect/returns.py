@@ -196,8 +196,12 @@ def outcome_words(out: FileOutcome) -> str:
         return f"duplicate: applied before on {out.previously_processed_on}"
     if out.status == "rejected":
         return f"rejected: invalid file ({len(out.errors)} error{'s' if len(out.errors) != 1 else ''})"
+    prenotes = ""
+    if out.prenotes_returned or out.prenotes_corrected:
+        prenotes = (f" (prenotes: {out.prenotes_returned} returned, account blocked; {out.prenotes_corrected} "
+                    "corrected by a NOC, account validated)")
     return (f"applied: {out.returns_applied} of {out.returns} returns, {out.nocs_applied} of {out.nocs} NOCs, "
-            f"{out.review_items} for review")
+            f"{out.review_items} for review{prenotes}")
 
 
 def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path: str | os.PathLike,
@@ -953,7 +957,7 @@ class _Applier:
             rc = codes.RETURN_CODES.get(code)
             title = rc.title if rc is not None else "unknown return code"
             if state == "returned":
-                self._review(it, "duplicate_return", code, trace, f"prenote return {code}: the prenote was "
+                self._review(it, "return_for_review", code, trace, f"prenote return {code}: the prenote was "
                              "already returned")
                 continue
             if rc is None or rc.kind != codes.KIND_RETURN:

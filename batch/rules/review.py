@@ -42,6 +42,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "double_collection": (DISMISS,),
     "debit_stopped": (DISMISS,),
     "bank_unmatched": (DISMISS,),
+    "validation_hold": (DISMISS,),
 }
 
 # kind -> what the item is, in a few words (for lists and reports)
@@ -61,6 +62,7 @@ _KIND_WORDS: dict[str, str] = {
     "return_for_review": "return whose follow-up a person decides",
     "double_collection": "premium month collected twice",
     "debit_stopped": "member payment stopped to avoid overcollection",
+    "validation_hold": "held for account validation past its due date",
     "bank_unmatched": "bank statement item we cannot explain",
 }
 

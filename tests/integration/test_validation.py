@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from batch.collect.origination import Company, Limits, originate
-from batch.collect.returns import process_return_file
+from batch.collect.returns import outcome_words, process_return_file
 from batch.collect.validation import RISK_EVENT, awaiting_validation
 from batch.rules.premium_calendar import cleared_on, due_date
 from batch.rules.validation import ValidationPolicy
@@ -185,6 +185,8 @@ def test_a_returned_prenote_blocks_the_account_and_the_held_payment_fails_with_t
     out = world.process(world.bank.returns([(prenote, "R03")], date(2026, 12, 3)), date(2026, 12, 3))
     # never read as our offset entry, nor as an unknown trace
     assert (out.status, out.prenotes_returned, out.review_items, out.accounts_blocked) == ("applied", 1, 0, 1)
+    assert outcome_words(out) == ("applied: 0 of 1 returns, 0 of 0 NOCs, 0 for review (prenotes: 1 returned, "
+                                  "account blocked; 0 corrected by a NOC, account validated)")
     with world.sessions() as s:
         assert s.scalar(select(func.count()).select_from(ReviewItem)) == 0
     a = world.get(BankAccount, acct)
