@@ -656,7 +656,7 @@ def test_prenote_migration_kinds_entries_and_holds_payments_and_goes_back(db_url
         with pytest.raises(IntegrityError), engine.begin() as conn:
             conn.execute(text("UPDATE prenotes SET state = 'unknown' WHERE id = 1"))
         with make_sessionmaker(engine)() as s:  # the model's default kind follows the ids it is given
-            s.add(FileEntry(file_id=1, batch_number=1, trace_number="011000010000006", amount_cents=7,
+            s.add(FileEntry(id=6, file_id=1, batch_number=1, trace_number="011000010000006", amount_cents=7,
                             transaction_code="22", sec_code="CCD"))
             s.commit()
             assert s.scalar(select(FileEntry.kind).where(FileEntry.trace_number == "011000010000006")) == "offset"
