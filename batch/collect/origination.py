@@ -34,7 +34,7 @@ from nacha.writer import FileWriter
 from ..store.filebytes import StoredBytesError, stored_bytes  # noqa: F401  (re-exported)
 from ..store.crypto import FILE_CONTEXT, Keyring
 from .debit_guard import GuardSettings, screen_pending
-from .validation import ValidationOutcome, pending_prenotes, prepare as prepare_validation
+from .validation import ValidationOutcome, accept_risk, pending_prenotes, prepare as prepare_validation
 from ..rules.validation import ValidationPolicy, prenote_valid_from
 from ..store.db import copy_rows
 from ..store.fsutil import fsync_dir as _fsync_dir
@@ -207,6 +207,7 @@ def _originate_in_transaction(sessions, keyring, company, limits, file_date, eff
         screened = screen_pending(s.connection(), file_date, guard)
         result.stopped, result.reduced, result.review_items = screened.stopped, screened.reduced, screened.review_items
         if result.validation is not None:
+            accept_risk(s.connection(), file_date, validation, result.validation)
             result.review_items += result.validation.review_items
         keys = _pending_keys(s, file_date)
         result.held = _held_count(s, file_date)

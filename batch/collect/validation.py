@@ -3,8 +3,8 @@ docs/validation.md). `prepare` runs inside origination's transaction, before the
 read: it records the accounts validated since the last file (prenote with no return by its
 `valid_from`, live debit cleared), asks for a prenote of each WEB account about to be used for the
 first time, holds the first-use WEB payments whose account is not validated (or, under
-`first_use = "send"`, records on each the acceptance of the risk) and releases those whose account
-now is. `pending_prenotes` gives origination the prenotes to write into the file.
+`first_use = "send"`, `accept_risk` records on each the acceptance of the risk) and releases those
+whose account now is. `pending_prenotes` gives origination the prenotes to write into the file.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from ..store.models import (
     ReviewItem, utcnow,
 )
 
-__all__ = ["ValidationOutcome", "awaiting_validation", "pending_prenotes", "prepare", "RISK_EVENT"]
+__all__ = ["ValidationOutcome", "accept_risk", "awaiting_validation", "pending_prenotes", "prepare", "RISK_EVENT"]
 
 RISK_EVENT = "risk_accepted"  # payment_events.event of a first-use WEB debit sent unvalidated
 HOLD_REVIEW_KIND = "validation_hold"
@@ -60,8 +60,6 @@ def prepare(conn, file_date: date, policy: ValidationPolicy) -> ValidationOutcom
     if policy.holds:
         _hold(conn, file_date, now, out)
         _review_late_holds(conn, file_date, policy, out)
-    else:
-        _accept_risk(conn, file_date, out)
     out.still_held = conn.scalar(select(func.count()).select_from(Payment).where(Payment.state == "held")) or 0
     return out
 
@@ -245,9 +243,12 @@ def _review_late_holds(conn, file_date: date, policy: ValidationPolicy, out: Val
         out.review_items += len(rows)
 
 
-def _accept_risk(conn, file_date: date, out: ValidationOutcome) -> None:
+def accept_risk(conn, file_date: date, policy: ValidationPolicy, out: ValidationOutcome) -> None:
     """`first_use = "send"`: each first-use WEB payment going out tonight on an account not
-    validated records the acceptance of the risk (once)."""
+    validated records the acceptance of the risk (once). Called after the debit rules screened the
+    night's debits (a debit they stop goes nowhere)."""
+    if not policy.active or policy.holds:
+        return
     done = select(PaymentEvent.payment_id).where(PaymentEvent.event == RISK_EVENT)
     ids = list(conn.scalars(
         select(Payment.id).join(BankAccount, BankAccount.id == Payment.bank_account_id)
