@@ -355,6 +355,20 @@ class CoverageSettings(_Section):
         return int(self.payment_threshold * 100)
 
 
+class ValidationSettings(_Section):
+    """WEB debit account validation (NACHA WEB rule, in force since 2021-03-19: the first use of an
+    account number, and each change to it, is validated). docs/validation.md."""
+
+    # prenote: a zero-dollar prenote entry of each WEB account before its first live debit;
+    # none: no validation by this system (the enrollment system validates accounts itself).
+    method: Literal["prenote", "none"] = "prenote"
+    # hold: a first-use WEB payment waits (state held) until its account is validated; send: it goes
+    # out at once, an explicit acceptance of the risk recorded on each payment sent that way.
+    first_use: Literal["hold", "send"] = "hold"
+    # live entries may follow a prenote on this banking day after its settlement date (NACHA: 3)
+    prenote_wait_banking_days: int = Field(default=3, ge=3, le=30)
+
+
 _DURATION_PART = re.compile(r"(\d+)\s*(h|min|m|s)")
 
 
@@ -464,6 +478,7 @@ class Settings(_Section):
     security: SecuritySettings = SecuritySettings()
     bank: BankSettings = BankSettings()
     coverage: CoverageSettings = CoverageSettings()
+    validation: ValidationSettings = ValidationSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     paths: PathsSettings = PathsSettings()
 

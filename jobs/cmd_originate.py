@@ -90,7 +90,7 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
             r = originate(sessions, keyring, wiring.company(settings), wiring.limits(settings), d,
                           settings.outbox_dir, dry_run=dry_run,
                           file_time=datetime.now(o.zone).strftime("%H%M"), progress=progress,
-                          guard=wiring.guard(settings))
+                          guard=wiring.guard(settings), validation=wiring.validation(settings))
             if earlier_than is not None and not dry_run:
                 # the override goes into the run ledger, as a nightly run's does (runs.summary)
                 outcome = r.skipped_reason or (
@@ -126,10 +126,10 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
             click.echo(f"    payment {pid}: {why}")
         if len(r.stopped) > 20:
             click.echo(f"    ... and {len(r.stopped) - 20} more (see each payment's events)")
-        if r.review_items:
-            whom = "a member payment" if r.review_items == 1 else "member payments"
-            click.echo(f"  {r.review_items} of them {whom}: "
-                       "put on the review list")
+        stopped_reviews = r.review_items - (r.validation.review_items if r.validation is not None else 0)
+        if stopped_reviews:
+            whom = "a member payment" if stopped_reviews == 1 else "member payments"
+            click.echo(f"  {stopped_reviews} of them {whom}: put on the review list")
     if r.reduced:
         verb = "would lower" if dry_run else "lowered"
         click.echo(f"  {verb} {counted(len(r.reduced), 'AutoPay pull')} to the remainder still owed (the rest is paid "
@@ -138,6 +138,7 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
     what = "would build" if dry_run else "built"
     if not r.files:
         click.echo(f"originate {d}: nothing to originate" + (f" ({r.held} held: account blocked)" if r.held else ""))
+        _validation_lines(r)
         sys.exit(done)
     click.echo(f"originate {d}: {what} {counted(len(r.files), 'file')}, {counted(r.payments, 'payment')}, "
                f"{dollars(r.total_cents)}, "
@@ -149,7 +150,26 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
                    f"credits {dollars(f.total_credit_cents)}, sha256 {f.sha256[:16]}{where}")
     if r.held:
         click.echo(f"  {counted(r.held, 'payment')} held: their bank account is blocked")
+    _validation_lines(r)
     sys.exit(done)
+
+
+def _validation_lines(r) -> None:
+    v = r.validation
+    if v is None:
+        return
+    if r.prenotes:
+        click.echo(f"  {counted(r.prenotes, 'prenote')} of new WEB accounts (zero-dollar entries, codes 28/38)")
+    if v.validated:
+        click.echo(f"  {counted(v.validated, 'account')} validated")
+    if v.still_held or v.released:
+        click.echo(f"  {counted(v.still_held, 'first-use WEB payment')} held until their account is validated, "
+                   f"{v.released} released")
+    if v.review_items:
+        click.echo(f"  {counted(v.review_items, 'held payment')} would miss their premium's due date: put on the review list")
+    if v.risk_accepted:
+        click.echo(f"  {counted(v.risk_accepted, 'first-use WEB payment')} sent before their account was validated "
+                   "([validation] first_use = send: recorded on each)")
 
 
 def register(cli: click.Group) -> None:

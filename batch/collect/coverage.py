@@ -144,7 +144,7 @@ def policy_facts(conn, keys: list[tuple[str, str]], tz: tzinfo | None,
             cleared, pending = paid_on, False
         else:
             paid_on = originate_on if originate_on is not None else _local_date(submitted_at, tz)
-            pending = state == "pending"
+            pending = state in ("pending", "held")
             cleared = clearing_date(effective_entry_date(file_date if file_date is not None else paid_on))
         returned_on, code = None, None
         if state in ("returned", "failed"):

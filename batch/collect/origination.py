@@ -34,10 +34,12 @@ from nacha.writer import FileWriter
 from ..store.filebytes import StoredBytesError, stored_bytes  # noqa: F401  (re-exported)
 from ..store.crypto import FILE_CONTEXT, Keyring
 from .debit_guard import GuardSettings, screen_pending
+from .validation import ValidationOutcome, accept_risk, pending_prenotes, prepare as prepare_validation
+from ..rules.validation import ValidationPolicy, prenote_valid_from
 from ..store.db import copy_rows
 from ..store.fsutil import fsync_dir as _fsync_dir
 from ..store.fsutil import TMP_PREFIX, file_sha256, write_atomic
-from ..store.models import BankAccount, FileEntry, NachaFile, Payment, Sequence, TRACE_SEQUENCE, utcnow
+from ..store.models import BankAccount, FileEntry, NachaFile, Payment, Prenote, Sequence, TRACE_SEQUENCE, utcnow
 from ..rules.counts import counted
 from ..store.runlock import LockHeld, RunLock  # noqa: F401  (LockHeld: what a second origination raises)
 
@@ -60,6 +62,7 @@ class BatchKey:
     sec_code: str
     payment_type_code: str
     description: str
+    prenote: bool = False  # zero-dollar account validation entries, in batches of their own
 
 
 @dataclass
@@ -99,6 +102,8 @@ class OriginationResult:
     reduced: dict[int, tuple[int, int]] = field(default_factory=dict)  # AutoPay pull -> (old, new cents)
     review_items: int = 0  # opened for stopped member payments
     repaired: list[str] = field(default_factory=list)  # outbox files rewritten from stored bytes
+    prenotes: int = 0  # prenote entries written (zero dollars, not counted in `payments`)
+    validation: ValidationOutcome | None = None  # WEB account validation ([validation]; None: not asked)
     skipped_reason: str | None = None
 
     @property
@@ -177,10 +182,14 @@ def originate(
     progress: Callable[[int], None] | None = None,
     on_step: Callable[[str], None] | None = None,
     guard: GuardSettings | None = None,
+    validation: ValidationPolicy | None = None,
 ) -> OriginationResult:
     """Build the NACHA file(s) for every payment due on or before `file_date`. First, in the same
     transaction, the debit rules screen the pending payments (batch/collect/debit_guard.py, with `guard`:
     settings' coverage rules and time zone): a debit they forbid is stopped, never written.
+    `validation` (the `[validation]` settings; the commands always pass them, None: no WEB account
+    validation) first records validated accounts, holds or releases first-use WEB payments and
+    asks for prenotes, which go into the file as zero-dollar entries (batch/collect/validation.py).
 
     `on_step(name)` is called at each step boundary ('locked', 'claimed', 'written', 'committed',
     'renamed'); tests use it to crash the process there."""
@@ -195,7 +204,7 @@ def originate(
     if dry_run:  # writes nothing, repairs nothing: no need to keep another run out
         try:
             _originate_in_transaction(sessions, keyring, company, limits, file_date, eff, outbox, dry_run,
-                                      file_time, progress, step, result, guard or GuardSettings())
+                                      file_time, progress, step, result, guard or GuardSettings(), validation)
         except _DryRunDone:
             pass
         return result
@@ -207,7 +216,7 @@ def originate(
         with sessions() as s, s.begin():
             lock.record(s, None)
         _originate_in_transaction(sessions, keyring, company, limits, file_date, eff, outbox, dry_run,
-                                  file_time, progress, step, result, guard or GuardSettings())
+                                  file_time, progress, step, result, guard or GuardSettings(), validation)
         if not result.files:
             return result
         step("committed")
@@ -224,17 +233,23 @@ class _DryRunDone(Exception):
 
 
 def _originate_in_transaction(sessions, keyring, company, limits, file_date, eff, outbox, dry_run, file_time,
-                              progress, step, result, guard) -> None:
+                              progress, step, result, guard, validation=None) -> None:
     with sessions() as s, s.begin():
         _lock(s)
         step("locked")
         if not dry_run:
             result.repaired = _repair_outbox(s, keyring, outbox)
+        if validation is not None:
+            result.validation = prepare_validation(s.connection(), file_date, validation)
         screened = screen_pending(s.connection(), file_date, guard)
         result.stopped, result.reduced, result.review_items = screened.stopped, screened.reduced, screened.review_items
+        if result.validation is not None:
+            accept_risk(s.connection(), file_date, validation, result.validation)
+            result.review_items += result.validation.review_items
         keys = _pending_keys(s, file_date)
         result.held = _held_count(s, file_date)
-        total = sum(n for _k, n in keys)
+        prenotes = pending_prenotes(s.connection()) if validation is not None and validation.active else []
+        total = sum(n for _k, n in keys) + len(prenotes)
         if total == 0:
             step("claimed")
             return
@@ -244,11 +259,16 @@ def _originate_in_transaction(sessions, keyring, company, limits, file_date, eff
         modifiers = file_id_modifiers(used)
         builder = _FileBuilder(s, keyring, company, limits, file_date, eff, file_time, outbox, modifiers,
                                first_seq, dry_run, progress)
+        if prenotes:
+            builder.valid_from = prenote_valid_from(eff, validation.prenote_wait_banking_days)
         for key, _n in keys:
             for rows in _pending_rows(s, file_date, key):
                 for row in rows:
                     builder.add(key, row)
+        for row in prenotes:
+            builder.add_prenote(row)
         builder.close()
+        result.prenotes = builder.prenote_count
         result.files = builder.files
         result.payments = builder.payment_count
         result.total_cents = builder.payment_cents
@@ -344,7 +364,7 @@ def _exhausted(used: int, needed: int) -> OriginationError:
 
 
 _FILE_ENTRY_COLUMNS = ("file_id", "batch_number", "trace_number", "payment_id", "amount_cents",
-                       "transaction_code", "sec_code")
+                       "transaction_code", "sec_code", "kind", "prenote_id")
 _INSERT_FILE_ENTRIES = (f"INSERT INTO file_entries ({', '.join(_FILE_ENTRY_COLUMNS)}) "
                         f"VALUES ({', '.join('?' * len(_FILE_ENTRY_COLUMNS))})")  # sqlite3: qmark
 
@@ -409,6 +429,7 @@ class _FileBuilder:
         self.company = company
         self.limits = limits
         self.file_date = file_date
+        self.eff_date = eff
         self.eff = eff.strftime("%y%m%d")
         self.file_time = file_time
         self.outbox = outbox
@@ -419,6 +440,8 @@ class _FileBuilder:
         self.files: list[BuiltFile] = []
         self.payment_count = 0
         self.payment_cents = 0
+        self.prenote_count = 0
+        self.valid_from: date | None = None  # of tonight's prenotes
         self.odfi8 = company.odfi_routing[:8]
         self._w: FileWriter | None = None
         self._key: BatchKey | None = None
@@ -500,6 +523,14 @@ class _FileBuilder:
                 .values(state="in_file", updated_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
+            if self.prenote_count:
+                self.s.execute(
+                    update(Prenote)
+                    .where(Prenote.id.in_(select(FileEntry.prenote_id).where(FileEntry.file_id == fid)))
+                    .values(state="in_file", file_date=self.file_date, settlement_date=self.eff_date,
+                            valid_from=self.valid_from, updated_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
             built.file_id = fid
             built.path = self.outbox / self.name
         else:
@@ -570,7 +601,7 @@ class _FileBuilder:
             trace_number=trace,
         )
         self._w.add_entry(rec)
-        self._record_entry(None, trace, cents, "22")
+        self._record_entry(None, trace, cents, "22", "offset")
         self._close_batch()
 
     # -- entries --------------------------------------------------------------------------------
@@ -599,17 +630,49 @@ class _FileBuilder:
         if self.ptc_field:
             fields[self.ptc_field] = key.payment_type_code
         self._w.add_entry(self.make(**fields))
-        self._record_entry(pid, trace, amount, tc)
+        self._record_entry(pid, trace, amount, tc, "payment")
         self.payment_count += 1
         self.payment_cents += amount
         if self.progress and self.payment_count % 10000 == 0:
             self.progress(self.payment_count)
 
-    def _record_entry(self, pid, trace, amount, tc) -> None:
+    def add_prenote(self, row) -> None:
+        """A zero-dollar prenote (28 checking, 38 savings) of an account, in a WEB batch of its own
+        (the SEC code and payment type the live debits will use)."""
+        prenote_id, member_id, ptc, routing, account_enc, account_type, holder = row
+        key = BatchKey("WEB", ptc, PREMIUM_DESCRIPTION, prenote=True)
+        step = self.split.place(key, 0)
+        if step == NEW_FILE:
+            self._close_file(self.split.closed_entries, self.split.closed_cents)
+            self._open_file()
+            self._open_batch(key)
+        elif step == NEW_BATCH:
+            self._close_batch()
+            self._open_batch(key)
+        tc = codes.PRENOTE_DEBIT_CODE[account_type]
+        trace = self._next_trace()
+        fields = {
+            "transaction_code": tc,
+            "receiving_dfi_identification": routing[:8],
+            "check_digit": routing[8],
+            "dfi_account_number": self.keyring.decrypt_account(account_enc),
+            "amount": 0,
+            self.id_field: member_id,
+            self.name_field: _nacha_text(holder, 22),
+            "trace_number": trace,
+        }
+        if self.ptc_field:
+            fields[self.ptc_field] = ptc
+        self._w.add_entry(self.make(**fields))
+        self._record_entry(None, trace, 0, tc, "prenote", prenote_id)
+        self.prenote_count += 1
+
+    def _record_entry(self, pid, trace, amount, tc, kind, prenote_id=None) -> None:
         if self.dry_run:
             return
         # In _FILE_ENTRY_COLUMNS order.
-        self._entries.append((self._file_row.id, self.batch_number, trace, pid, amount, tc, self._key.sec_code))
+        self._entries.append((self._file_row.id, self.batch_number, trace, pid, amount, tc, self._key.sec_code,
+                              kind, prenote_id))
         if len(self._entries) >= CHUNK:
             self._flush_entries()
 

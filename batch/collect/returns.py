@@ -60,6 +60,7 @@ from ..store.models import (
     PaymentEvent,
     PaymentReturn,
     Premium,
+    Prenote,
     ReturnFile,
     ReturnFileContent,
     ReviewItem,
@@ -117,7 +118,9 @@ class FileOutcome:
     accounts_blocked: int = 0
     mandates_suspended: int = 0
     mandates_revoked: int = 0
-    payments_failed: int = 0  # returned payments marked failed, and pending ones stopped
+    payments_failed: int = 0  # returned payments marked failed, and pending (or held) ones stopped
+    prenotes_returned: int = 0  # prenote returns applied: each blocked its account
+    prenotes_corrected: int = 0  # NOCs answering a prenote: the account corrected, and validated
     review_items: int = 0
     errors: list[str] = field(default_factory=list)
     # The located errors behind `errors` when the file was rejected as invalid (a file rejected
@@ -195,9 +198,13 @@ def outcome_words(out: FileOutcome) -> str:
         return f"duplicate: applied before on {out.previously_processed_on}"
     if out.status == "rejected":
         return f"rejected: invalid file ({counted(len(out.errors), 'error')})"
+    prenotes = ""
+    if out.prenotes_returned or out.prenotes_corrected:
+        prenotes = (f" (prenotes: {out.prenotes_returned} returned, account blocked; {out.prenotes_corrected} "
+                    "corrected by a NOC, account validated)")
     return (f"applied: {out.returns_applied} of {counted(out.returns, 'return')}, "
             f"{out.nocs_applied} of {counted(out.nocs, 'NOC')}, "
-            f"{out.review_items} for review")
+            f"{out.review_items} for review{prenotes}")
 
 
 def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path: str | os.PathLike,
@@ -386,6 +393,7 @@ class _Applier:
         self.now = utcnow()
         self.submitted_at = datetime.combine(processed_on, time(0), tzinfo=timezone.utc)
         self.hashes: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.prenote_of: dict[str, tuple[int, str]] = {}  # original trace -> (prenote id, its state)
         # A person's match (`apply_to_payment`): an entry that would go to the review list is refused
         # instead; `force` lets the mismatches of MISMATCH_KINDS through (listed in `overridden`).
         self.manual = False
@@ -429,6 +437,11 @@ class _Applier:
         self.reviews: list[dict] = []
         nocs = [it for it in items if it.kind == "98"]
         rets = [it for it in items if it.kind == "99"]
+        if self.prenote_of:
+            prenote_rets = [it for it in rets if it.addenda.original_entry_trace_number in self.prenote_of]
+            if prenote_rets:
+                rets = [it for it in rets if it.addenda.original_entry_trace_number not in self.prenote_of]
+                self._apply_prenote_returns(prenote_rets, origs)
         for it in items:
             if it.kind == "":
                 self._review(it, "not_return_or_noc", "", "", "a forward entry, neither a return nor a NOC")
@@ -459,6 +472,18 @@ class _Applier:
         rows = self.conn.execute(self._facts_query().where(self._in(FileEntry.trace_number, traces))).all()
         for r in rows:
             out[r[0]] = OriginalFacts(*r[1:])
+        no_payment = [r[0] for r in rows if r[3] is None]
+        if no_payment:  # prenotes: the account they validate (an offset entry has none)
+            for trace, fe_id, fdate, prenote_id, state, acct, routing, h in self.conn.execute(
+                    select(FileEntry.trace_number, FileEntry.id, NachaFile.file_date, Prenote.id, Prenote.state,
+                           BankAccount.id, BankAccount.routing_number, BankAccount.account_hash)
+                    .join(NachaFile, NachaFile.id == FileEntry.file_id)
+                    .join(Prenote, Prenote.id == FileEntry.prenote_id)
+                    .join(BankAccount, BankAccount.id == Prenote.bank_account_id)
+                    .where(self._in(FileEntry.trace_number, no_payment) & (FileEntry.kind == "prenote"))):
+                out[trace] = OriginalFacts(fe_id, 0, None, fdate, bank_account_id=acct, sec_code="WEB",
+                                           routing_number=routing, account_hash=h)
+                self.prenote_of[trace] = (prenote_id, state)
         return out
 
     def _payment_facts(self, payment_id: int) -> OriginalFacts | None:
@@ -648,6 +673,9 @@ class _Applier:
             pending = list(conn.scalars(select(Payment.id).where(
                 self._in(Payment.bank_account_id, ids) & (Payment.state == "pending"))))
             self._fail_pending(pending, f"bank account blocked: {reason}", events)
+            held = list(conn.scalars(select(Payment.id).where(
+                self._in(Payment.bank_account_id, ids) & (Payment.state == "held"))))
+            self._fail_pending(held, f"bank account blocked: {reason}", events, state="held")
         return counts
 
     def _revoke_mandates(self, revokes: dict[tuple[str, int], str], events: list[dict]) -> dict[tuple[str, int], int]:
@@ -687,13 +715,13 @@ class _Applier:
             self._fail_pending(ids, f"AutoPay authorization revoked: {reason}", events)
         return counts
 
-    def _fail_pending(self, ids: list[int], reason: str, events: list[dict]) -> None:
+    def _fail_pending(self, ids: list[int], reason: str, events: list[dict], state: str = "pending") -> None:
         if not ids:
             return
-        self.conn.execute(update(Payment).where(self._in(Payment.id, ids) & (Payment.state == "pending"))
+        self.conn.execute(update(Payment).where(self._in(Payment.id, ids) & (Payment.state == state))
                           .values(state="failed", updated_at=self.now))
         for pid in ids:
-            events.append(self._event(pid, "stopped", "pending", "failed", reason))
+            events.append(self._event(pid, "stopped", state, "failed", reason))
         self.out.payments_failed += len(ids)
 
     def _settle_excess(self, dishonored: list[tuple[_Item, codes.ReturnCode, OriginalFacts]],
@@ -878,7 +906,7 @@ class _Applier:
             if o is None:
                 self._review(it, "unknown_trace", code, trace, f"NOC {code}: no entry of ours has trace number {trace}")
                 continue
-            if o.payment_id is None or o.bank_account_id is None:
+            if o.bank_account_id is None:  # no payment, no prenote: our offset entry
                 self._review(it, "offset_entry", code, trace, f"NOC {code} for our own settlement offset entry")
                 continue
             rec = {"return_file_id": self.rf.id, "line": it.line, "bank_account_id": o.bank_account_id,
@@ -915,6 +943,60 @@ class _Applier:
             self._correct_accounts(todo)
         if changes:
             _insert_rows(self.conn, AccountChange, changes)
+        if self.prenote_of:
+            self._validate_by_noc([c for c in changes if c["original_trace_number"] in self.prenote_of])
+
+    def _validate_by_noc(self, changes: list[dict]) -> None:
+        """A NOC answering a prenote: the account, corrected, counts as validated (docs/validation.md)."""
+        for rec in changes:
+            if rec["status"] not in ("applied", "unchanged"):
+                continue
+            prenote_id, _state = self.prenote_of[rec["original_trace_number"]]
+            self.conn.execute(update(Prenote).where((Prenote.id == prenote_id) & (Prenote.state != "returned"))
+                              .values(state="corrected", resolved_on=self.on, return_code=rec["change_code"],
+                                      return_reason=cut(f"NOC {rec['change_code']}: {rec['detail']}", 200),
+                                      return_file_id=self.rf.id, updated_at=self.now))
+            self.conn.execute(update(BankAccount).where(
+                (BankAccount.id == rec["bank_account_id"]) & (BankAccount.status == "active"))
+                .values(validation_result="valid", validation_method="prenote_noc", validated_on=self.on,
+                        updated_at=self.now))
+            self.out.prenotes_corrected += 1
+
+    # -- prenote returns ----------------------------------------------------------------------------
+    def _apply_prenote_returns(self, rets: list[_Item], origs: dict[str, OriginalFacts]) -> None:
+        """A returned prenote (R02, R03, R04, ...) blocks its account with the return's reason: its
+        AutoPay mandates are suspended and its pending and held payments fail (`_block_accounts`)."""
+        events: list[dict] = []
+        blocks: dict[int, str] = {}
+        for it in rets:
+            a = it.addenda
+            trace = a.original_entry_trace_number
+            code = a[2]
+            prenote_id, state = self.prenote_of[trace]
+            o = origs[trace]
+            rc = codes.RETURN_CODES.get(code)
+            title = rc.title if rc is not None else "unknown return code"
+            if state == "returned":
+                self._review(it, "return_for_review", code, trace, f"prenote return {code}: the prenote was "
+                             "already returned")
+                continue
+            if rc is None or rc.kind != codes.KIND_RETURN:
+                self._review(it, "return_for_review", code, trace, f"{code} {title} answering a prenote: "
+                             "needs a person")
+                continue
+            reason = cut(f"prenote returned {code} {title}", 100)
+            self.conn.execute(update(Prenote).where(Prenote.id == prenote_id).values(
+                state="returned", return_code=code, return_reason=cut(f"{code} {title}", 200),
+                return_file_id=self.rf.id, resolved_on=self.on, updated_at=self.now))
+            self.conn.execute(update(BankAccount).where(BankAccount.id == o.bank_account_id).values(
+                validation_result="invalid", validation_method="prenote", validated_on=self.on, updated_at=self.now))
+            self.prenote_of[trace] = (prenote_id, "returned")
+            blocks[o.bank_account_id] = reason
+            self.out.prenotes_returned += 1
+        if blocks:
+            self._block_accounts(blocks, events)
+        if events:
+            _insert_rows(self.conn, PaymentEvent, events)
 
     def _correct_accounts(self, todo: list[tuple[_Item, OriginalFacts, str, dict, dict]]) -> None:
         conn = self.conn

@@ -34,7 +34,7 @@ def _ts(d: datetime | None) -> float | None:
 ATTENTION_REASONS = ("last_run_failed", "last_run_problems", "returns_poll_failed", "run_stopped",
                      "file_past_cutoff", "bank_file_unprocessed", "review_items_open", "lock_held_too_long")
 WARNING_REASONS = ("return_rate_over_threshold", "coverage_flags_changed", "returns_poll_tempfail",
-                   "temporary_files_left")
+                   "temporary_files_left", "accounts_awaiting_validation")
 
 
 def collect(sessions: sessionmaker[Session], settings=None) -> dict:

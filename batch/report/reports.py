@@ -31,10 +31,11 @@ from nacha.calendar import effective_entry_date
 from nacha.reader import BatchEnd, BatchStart, FileEnd, Reader
 
 from ..collect.coverage import AT_RISK_STATUSES, CoverageRules, standings
+from ..collect.validation import awaiting_validation
 from ..store.crypto import FILE_CONTEXT, CryptoError, Keyring
 from ..store.fsutil import inherited_fd, write_atomic
 from ..store.models import (
-    BankAccount, CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, Premium, ReturnFile,
+    BankAccount, CoverageFlag, FileEntry, NachaFile, NachaFileContent, Payment, PaymentReturn, Premium, Prenote, ReturnFile,
     ReviewItem, StatementFile, StatementLine,
 )
 from ..rules.cells import people_csv_writer, xlsx_text
@@ -428,6 +429,8 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
         names = member_names(s, {r.member_id for r in rows} | {r["member_id"] for r in reviews if r["member_id"]})
     for r in reviews:
         r["member_name"] = names.get(r["member_id"], "")
+        prenote_returns = _prenote_return_rows(s, start, end)
+        validation = awaiting_validation(s.connection())
     open_reviews = len(reviews)
     table = _frame([{
         "trace_number": r.original_trace_number, "member_id": r.member_id, "plan_id": r.plan_id,
@@ -467,7 +470,10 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
                         "finance decides whether to refund")
     summary = [("Returns processed", _count_figure(len(rows))),
                ("Dollars returned", _money_figure(sum(r.amount_cents for r in rows))),
-               ("Entries in review list", _count_figure(open_reviews))]
+               ("Entries in review list", _count_figure(open_reviews)),
+               ("Prenotes returned (account validation)", _count_figure(len(prenote_returns))),
+               ("Accounts awaiting validation", f"{validation['accounts_awaiting_validation']:,} "
+                f"({counted(validation['payments_held'], 'payment')} held)")]
     summary += [(f"{rt.category.capitalize()} return rate (60-day)",
                  f"{_percent(rt.rate)} (threshold {_percent(rt.threshold)})") for rt in rates]
     extra = [
@@ -482,10 +488,29 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
                 "by-category", "Returns by category"),
         Section("Open review items (each waits for a person's decision)", _frame(reviews, REVIEW_COLUMNS),
                 "review", "Open review items"),
+        Section("Prenote returns: accounts blocked by WEB account validation (docs/validation.md)",
+                _frame(prenote_returns, PRENOTE_RETURN_COLUMNS), "prenote-returns", "Prenote returns"),
     ]
     chart = returns_chart_svg(per_day, start, end)
     return Report("returns", as_of, f"Returns, {start} to {end}", table, extra, summary, warnings, chart,
                   window=(start, end))
+
+
+PRENOTE_RETURN_COLUMNS = ("returned_on", "trace_number", "member_id", "account", "return_code", "reason")
+
+
+def _prenote_return_rows(s: Session, start: date, end: date) -> list[dict]:
+    """The prenotes returned in the window, account masked (last four digits)."""
+    rows = s.execute(
+        select(Prenote.resolved_on, FileEntry.trace_number, Prenote.member_id, BankAccount.last4,
+               Prenote.return_code, Prenote.return_reason)
+        .join(BankAccount, BankAccount.id == Prenote.bank_account_id)
+        .outerjoin(FileEntry, FileEntry.prenote_id == Prenote.id)
+        .where((Prenote.state == "returned") & (Prenote.resolved_on >= start) & (Prenote.resolved_on <= end))
+        .order_by(Prenote.resolved_on, Prenote.id)).all()
+    return [{"returned_on": r.resolved_on, "trace_number": r.trace_number or "", "member_id": r.member_id,
+             "account": "****" + r.last4, "return_code": r.return_code or "", "reason": r.return_reason or ""}
+            for r in rows]
 
 
 REVIEW_COLUMNS = ("id", "opened_on", "kind", "code", "amount", "expected_amount", "payment_id", "related_payment_id",

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..collect.validation import awaiting_validation
 from ..rules.counts import counted as _plural
 from ..store.fsutil import TMP_PREFIX
 from ..store.models import Base, Run, RunStep
@@ -262,6 +263,7 @@ def collect_status(sessions: sessionmaker[Session], settings, *, now: datetime |
         data["payments_by_state"] = payments_by_state(s, tables) or {}
         data["coverage_by_status"] = coverage_by_status(s, tables) or {}
         data["review_items_open"] = _open_review_items(s, tables)
+        data["validation"] = awaiting_validation(s.connection()) if "prenotes" in tables else None
         last_by_kind = {}
         if "runs" in tables:
             for kind in ("nightly", "returns"):
@@ -344,6 +346,12 @@ def collect_status(sessions: sessionmaker[Session], settings, *, now: datetime |
     if coverage_changed:
         warnings.append(_item("coverage_flags_changed", f"{_plural(coverage_changed, 'coverage flag')} changed "
                               "in the last nightly run (see the coverage report)."))
+    v = data["validation"]
+    if v and (v["accounts_awaiting_validation"] or v["payments_held"]):
+        warnings.append(_item("accounts_awaiting_validation",
+                              f"{_plural(v['accounts_awaiting_validation'], 'bank account')} awaiting WEB account "
+                              f"validation (a prenote sent or to send), {_plural(v['payments_held'], 'payment')} "
+                              "held until then (docs/validation.md)."))
     if last_returns is not None and last_returns.exit_code == 75:
         warnings.append(_item("returns_poll_tempfail", f"The last returns poll (run {last_returns.id}, "
                               f"{last_returns.business_date}) exited 75 (bank or database unreachable); the next "

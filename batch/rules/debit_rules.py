@@ -37,8 +37,9 @@ __all__ = [
     "AMOUNT_CHANGE_LATE", "AMOUNT_CHANGE_NOTICE_DAYS", "AmountDecision", "amount_change",
 ]
 
-# Payments that count toward a premium month: paid (mail), or debits not returned or failed.
-COUNTING_STATES = ("pending", "in_file", "sent", "settled", "paid")
+# Payments that count toward a premium month: paid (mail), or debits not returned or failed (a
+# held debit waits for its account's validation and counts as on its way).
+COUNTING_STATES = ("pending", "held", "in_file", "sent", "settled", "paid")
 # Debits achbatch makes on its own under a standing authorization, and those a member asked for.
 AUTOMATIC_CHANNELS = ("autopay", "retry")
 MEMBER_CHANNELS = ("portal", "guest", "phone")

@@ -43,6 +43,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "debit_stopped": (DISMISS,),
     "bank_unmatched": (DISMISS,),
     "autopay_amount_change": (DISMISS,),
+    "validation_hold": (DISMISS,),
 }
 
 # kind -> what the item is, in a few words (for lists and reports)
@@ -62,6 +63,7 @@ _KIND_WORDS: dict[str, str] = {
     "return_for_review": "return whose follow-up a person decides",
     "double_collection": "premium month collected twice",
     "debit_stopped": "member payment stopped to avoid overcollection",
+    "validation_hold": "held for account validation past its due date",
     "bank_unmatched": "bank statement item we cannot explain",
     "autopay_amount_change": "AutoPay pull above the authorized amount held (no 10 days' notice)",
 }

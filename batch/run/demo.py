@@ -65,12 +65,17 @@ def demo_data_dir() -> Path:
 
 
 def demo_settings(folder: Path):
-    """Embedded defaults, with the data folder (and a drop folder) inside `folder`."""
-    from ..config import BankSettings, PathsSettings, Settings
+    """Embedded defaults, with the data folder (and a drop folder) inside `folder`, the bank's BAI2
+    statements fetched (`BAI-*.bai`), and `[validation] first_use = "send"`: the demo's members pay
+    from accounts it has never seen, and two nights are too short for a prenote's three banking days;
+    so the first-use WEB debits go out at once, each recording the accepted risk
+    (docs/validation.md); every WEB account of the demo has a debit that night, so no prenote is
+    needed."""
+    from ..config import BankSettings, PathsSettings, Settings, ValidationSettings
 
     folder = Path(folder).absolute()
     return Settings(paths=PathsSettings(data_dir=folder / "achbatch-data", drop_dir=folder / "drop"),
-                    bank=BankSettings(statements="BAI-*.bai"))
+                    bank=BankSettings(statements="BAI-*.bai"), validation=ValidationSettings(first_use="send"))
 
 
 # -- the simulated bank -------------------------------------------------------------------------------

@@ -290,7 +290,7 @@ def step_originate(ctx: NightContext) -> StepOutcome:
                       s.outbox_dir, dry_run=ctx.dry_run,
                       file_time=ctx.now().astimezone(s.origination.zone).strftime("%H%M"),
                       progress=lambda n: ctx.progress(n, "entries"),
-                      on_step=lambda name: ctx.hook(f"originate:{name}"), guard=wiring.guard(s))
+                      on_step=lambda name: ctx.hook(f"originate:{name}"), guard=wiring.guard(s), validation=wiring.validation(s))
     except LockHeld as e:  # a standalone `achbatch originate` is running: this step again next run
         return StepOutcome(temporary=f"another origination holds the origination lock {e.holder.describe()}; "
                                      "nothing built")
@@ -313,8 +313,22 @@ def step_originate(ctx: NightContext) -> StepOutcome:
                  + (f" ({r.review_items} for review)" if r.review_items else ""))
     if r.repaired:
         note += f"; rewrote {', '.join(r.repaired)} in the outbox from the stored bytes"
-    problems = ([f"{counted(r.review_items, 'member payment')} stopped by the debit rules, for review"]
-                if r.review_items else [])
+    v = r.validation
+    late = v.review_items if v is not None else 0
+    if v is not None:
+        counts.update(prenotes=r.prenotes, validated=v.validated, validation_held=v.still_held,
+                      validation_released=v.released, risk_accepted=v.risk_accepted)
+        if r.prenotes or v.still_held or v.released or v.risk_accepted or v.validated:
+            note += (f"; WEB account validation: {r.prenotes} prenotes, {v.validated} accounts validated, "
+                     f"{v.still_held} payments held, {v.released} released")
+            if v.risk_accepted:
+                note += f", {v.risk_accepted} sent unvalidated (first_use = send)"
+    problems = []
+    if r.review_items - late:
+        problems.append(f"{counted(r.review_items - late, 'member payment')} stopped by the debit rules, for review")
+    if late:
+        problems.append(f"{counted(late, 'held payment')} would miss their premium's due date waiting for "
+                        "account validation, for review")
     return StepOutcome(counts=counts, note=note, problems=problems)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..collect.coverage import CoverageRules
 from ..collect.debit_guard import GuardSettings
+from ..rules.validation import ValidationPolicy
 from ..bank.delivery import DeliveryPolicy
 from ..bank.inbound import InboundPolicy
 from ..collect.origination import Company, Limits
@@ -18,7 +19,7 @@ from ..bank.pgp import Pgp, PgpError
 from ..collect.returns import ReturnPolicy
 from ..bank.transport import Transport, TransportConfigError, transport_from_settings
 
-__all__ = ["ConfigurationError", "company", "coverage_rules", "delivery_policy", "guard", "inbound_policy",
+__all__ = ["ConfigurationError", "company", "coverage_rules", "delivery_policy", "guard", "inbound_policy", "validation",
            "keyring", "limits", "pgp", "return_policy", "sender_name", "transport"]
 
 
@@ -119,6 +120,11 @@ def limits(settings) -> Limits:
 def guard(settings) -> GuardSettings:
     """What the debit rules need from the settings (coverage rules, time zone)."""
     return GuardSettings.from_settings(settings)
+
+
+def validation(settings) -> ValidationPolicy:
+    """WEB debit account validation (`[validation]`): prenotes, and what a first-use payment does."""
+    return ValidationPolicy.from_settings(settings.validation)
 
 
 def return_policy(settings) -> ReturnPolicy:

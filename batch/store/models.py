@@ -77,7 +77,8 @@ MANDATE_CHANNELS = ("web", "paper")
 MANDATE_STATUSES = ("active", "suspended", "revoked")
 MANDATE_LIVE_STATUSES = ("active", "suspended")
 PAYMENT_CHANNELS = ("portal", "guest", "phone", "mail", "autopay", "retry")
-PAYMENT_STATES = ("pending", "in_file", "sent", "settled", "returned", "failed", "paid")
+# held (migration 0014): a first-use WEB debit waiting for its account's validation ([validation])
+PAYMENT_STATES = ("pending", "held", "in_file", "sent", "settled", "returned", "failed", "paid")
 SEC_CODES = ("WEB", "PPD", "TEL")
 PAYMENT_TYPE_CODES = ("S", "R", "")
 FILE_STATES = ("built", "sending", "sent")
@@ -332,16 +333,32 @@ class NachaFileContent(Base):
         return blob
 
 
+def _entry_kind(context) -> str:
+    """Column default of `file_entries.kind`: what the ids being inserted say."""
+    p = context.get_current_parameters()
+    if p.get("prenote_id") is not None:
+        return "prenote"
+    return "offset" if p.get("payment_id") is None else "payment"
+
+
 class FileEntry(Base):
     """One entry detail record of a built file. `payment_id` is unique: the exactly-once guarantee.
-    It is NULL only for a balanced file's offset entry (our own settlement account)."""
+    `kind` says what the entry is (migration 0014): `payment` (a live debit, `payment_id` set),
+    `offset` (a balanced file's credit to our own settlement account: neither id) or `prenote` (a
+    zero-dollar account validation entry, `prenote_id` set)."""
 
     __tablename__ = "file_entries"
     __table_args__ = (
         UniqueConstraint("trace_number"),
         UniqueConstraint("payment_id"),
         CheckConstraint("length(trace_number) = 15", name="trace_number"),
+        CheckConstraint(
+            "(kind = 'payment' AND payment_id IS NOT NULL AND prenote_id IS NULL)"
+            " OR (kind = 'offset' AND payment_id IS NULL AND prenote_id IS NULL)"
+            " OR (kind = 'prenote' AND payment_id IS NULL AND prenote_id IS NOT NULL AND amount_cents = 0)",
+            name="kind"),
         Index("ix_file_entries_file_id", "file_id"),
+        Index("ux_file_entries_prenote_id", "prenote_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -352,6 +369,8 @@ class FileEntry(Base):
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     transaction_code: Mapped[str] = mapped_column(String(2))
     sec_code: Mapped[str] = mapped_column(String(3))
+    kind: Mapped[str] = mapped_column(String(8), default=_entry_kind)
+    prenote_id: Mapped[int | None] = mapped_column(Id, ForeignKey("prenotes.id"), default=None)
 
 
 class Sequence(Base):
@@ -482,7 +501,7 @@ class InboundFile(Base):
     archive_path: Mapped[str] = mapped_column(String(1000))  # local archive copy of the bytes received
     state: Mapped[str] = mapped_column(String(12), default="received")
     # 'returns' (returns, NOCs, acknowledgements) or 'statement' (a BAI2 report, `[bank] statements`;
-    # migration 0011): each processor takes only its own kind
+    # migration 0012): each processor takes only its own kind
     kind: Mapped[str] = mapped_column(String(12), default="returns", server_default="returns")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     remote_archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -541,7 +560,7 @@ class ReturnFile(Base):
     # JSON list of located warnings (migration 0011), as `errors`: what the reader warned of
     warnings: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # What the bank debits us for the file (migration 0011): the total of its return entries and the
+    # What the bank debits us for the file (migration 0012): the total of its return entries and the
     # day they settle (the return batches' settlement date); NULL on files applied before 0011.
     return_total_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)
     settlement_date: Mapped[date | None] = mapped_column(Date, default=None)
@@ -779,7 +798,7 @@ __all__ += [
 # `run_locks` only describes the current holder ("held since ...") for the next contender and status.
 RUN_KINDS = ("nightly", "returns")
 # The ledger also records `achbatch originate` run by itself for an earlier business date allowed by
-# --allow-earlier-date (kind 'originate', migration 0011): not a pipeline, no steps, no lock row.
+# --allow-earlier-date (kind 'originate', migration 0013): not a pipeline, no steps, no lock row.
 RUN_LEDGER_KINDS = (*RUN_KINDS, "originate")
 # running: in progress (or its process died: the next holder of the lock marks it 'crashed');
 # done: every step done, no problem; problems: done, data problems reported (exit 1); failed: a
@@ -974,3 +993,48 @@ class StatementLine(Base):
 
 
 __all__ += ["INBOUND_KINDS", "STATEMENT_DIRECTIONS", "StatementFile", "StatementLine"]
+
+
+# == WEB debit account validation (issue 16; migration 0014) =========================================
+# A prenote is a zero-dollar entry (28 checking, 38 savings) with the SEC code the live debits will
+# use, sent to validate an account before its first WEB debit (NACHA WEB rule, 2021). States (10
+# characters at most): pending (to go in the next file), in_file (built; `settlement_date` is the
+# file's effective entry date and `valid_from` the banking day live entries may follow), validated
+# (no return by valid_from), corrected (a NOC corrected the account: validated), returned (the
+# account is blocked with the return's reason), cancelled (no longer needed before it was sent).
+PRENOTE_STATES = ("pending", "in_file", "validated", "corrected", "returned", "cancelled")
+PRENOTE_OPEN_STATES = ("pending", "in_file")
+
+
+class Prenote(Base):
+    """One prenote of a bank account (see PRENOTE_STATES)."""
+
+    __tablename__ = "prenotes"
+    __table_args__ = (
+        CheckConstraint(_in("state", PRENOTE_STATES), name="state"),
+        CheckConstraint(_in("sec_code", SEC_CODES), name="sec_code"),
+        CheckConstraint(_in("payment_type_code", PAYMENT_TYPE_CODES), name="payment_type_code"),
+        Index("ix_prenotes_bank_account_id", "bank_account_id"),
+        Index("ix_prenotes_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    bank_account_id: Mapped[int] = mapped_column(Id, ForeignKey("bank_accounts.id"))
+    member_id: Mapped[str] = mapped_column(String(15))  # the entry's Individual Identification
+    sec_code: Mapped[str] = mapped_column(String(3))
+    payment_type_code: Mapped[str] = mapped_column(String(1), default="")
+    reason: Mapped[str] = mapped_column(String(100))  # why: first use by a mandate or a payment
+    state: Mapped[str] = mapped_column(String(10), default="pending")
+    requested_on: Mapped[date] = mapped_column(Date)  # business date it was asked for
+    file_date: Mapped[date | None] = mapped_column(Date, default=None)
+    settlement_date: Mapped[date | None] = mapped_column(Date, default=None)
+    valid_from: Mapped[date | None] = mapped_column(Date, default=None)
+    resolved_on: Mapped[date | None] = mapped_column(Date, default=None)
+    return_code: Mapped[str | None] = mapped_column(String(3), default=None)  # return or change code
+    return_reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    return_file_id: Mapped[int | None] = mapped_column(Id, ForeignKey("return_files.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+__all__ += ["Prenote", "PRENOTE_STATES", "PRENOTE_OPEN_STATES"]

@@ -25,6 +25,9 @@ DAY = "2026-01-20"  # a banking day on which the sample payments and pulls are d
 def achbatch(cwd: Path, url: str, *args, key: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACHBATCH_")}
     env["ACHBATCH_DATABASE__URL"] = url
+    # the sample payments are first uses of WEB accounts: sent at once here, as in the demo
+    # (held first uses: tests/integration/test_validation.py)
+    env["ACHBATCH_VALIDATION__FIRST_USE"] = "send"
     if key is not None:
         env["ACHBATCH_SECURITY__KEY"] = key
     return subprocess.run([sys.executable, "-m", "jobs", *map(str, args)], cwd=cwd, env=env,

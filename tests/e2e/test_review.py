@@ -226,7 +226,8 @@ def test_review_queue_list_show_apply_refuse_force_dismiss(cli_env, sessions, tm
             (item["id"], "dismiss", False)]
         assert rows[-1].payment_id is None and json.loads(rows[-1].after_state) == {"item_status": "resolved"}
         # The applied returns took the same path as automatic ones: no event beyond what the codes do
-        assert s.scalar(select(PaymentEvent.id).where(PaymentEvent.payment_id == alice)) is None
+        # (origination recorded the first use of her WEB account sent unvalidated: first_use = send)
+        assert s.scalars(select(PaymentEvent.event).where(PaymentEvent.payment_id == alice)).all() == ["risk_accepted"]
     resolved = json.loads(run.invoke(cli, ["review", "list", "--status", "resolved", "--json"]).output)
     assert resolved["count"] == 4
     assert resolved["items"][2]["resolution"]["forced"] is True

@@ -687,3 +687,77 @@ def test_originate_runs_migration_widens_the_run_kinds_and_goes_back(db_url):
         assert upgrade(db_url)[1] == head_revision()  # and up again
     finally:
         engine.dispose()
+
+
+def test_prenote_migration_kinds_entries_and_holds_payments_and_goes_back(db_url):
+    """Migration 0014 (WEB account validation): existing entries become `payment` or `offset` by
+    whether they carry a payment (a prenote is no longer read as the offset entry), prenotes are
+    stored with their own kind of entry (amount 0 only), payments may be `held` (a state PostgreSQL
+    stores in its 10 characters); downgrading drops prenotes and puts held payments back to pending."""
+    upgrade(db_url, "0013_ops_c_originate_runs")
+    keyring = Keyring([generate_secret()])
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO bank_accounts (id, routing_number, account_number_enc, key_id, account_hash, last4, "
+                "account_type, holder_name, status, validation_result, created_at, updated_at) VALUES "
+                "(1, '011000015', :b, :k, :h, '6789', 'checking', 'A B', 'active', 'unvalidated', :t, :t)"),
+                {"b": keyring.encrypt_account("123456789"), "k": keyring.current_key_id, "h": "f" * 64, "t": T0})
+            conn.execute(text(
+                "INSERT INTO payments (id, confirmation_id, channel, member_id, plan_id, coverage_month, amount_cents, "
+                "bank_account_id, submitted_at, sec_code, payment_type_code, originate_on, state, retry_number, "
+                "created_at, updated_at) VALUES (1, 'C1', 'portal', 'M1', 'P1', :m, 100, 1, :t, 'WEB', 'S', :d, "
+                "'in_file', 0, :t, :t)"), {"m": date(2027, 1, 1), "d": date(2026, 12, 1), "t": T0})
+            conn.execute(text(
+                "INSERT INTO nacha_files (id, file_date, file_id_modifier, file_name, sha256, batch_count, "
+                "entry_count, total_debit_cents, total_credit_cents, state, created_at) VALUES "
+                "(1, :d, 'A', 'F.ach', :h, 2, 2, 100, 100, 'built', :t)"), {"d": date(2026, 12, 1), "h": "0" * 64, "t": T0})
+            for i, pid, tc in ((1, 1, "27"), (2, None, "22")):
+                conn.execute(text(
+                    "INSERT INTO file_entries (id, file_id, batch_number, trace_number, payment_id, amount_cents, "
+                    "transaction_code, sec_code) VALUES (:i, 1, :i, :tr, :p, 100, :tc, 'WEB')"),
+                    {"i": i, "tr": f"01100001000000{i}", "p": pid, "tc": tc})
+
+        assert upgrade(db_url)[1] == head_revision()
+        with engine.connect() as conn:
+            assert dict(conn.execute(text("SELECT id, kind FROM file_entries")).all()) == {1: "payment", 2: "offset"}
+        new_entry = ("INSERT INTO file_entries (id, file_id, batch_number, trace_number, prenote_id, amount_cents, "
+                     "transaction_code, sec_code, kind) VALUES (:i, 1, 3, :tr, :pn, :a, '28', 'WEB', 'prenote')")
+        with engine.begin() as conn:
+            for pn in (1, 2):
+                conn.execute(text(
+                    "INSERT INTO prenotes (id, bank_account_id, member_id, sec_code, payment_type_code, reason, state, "
+                    "requested_on, created_at, updated_at) VALUES (:pn, 1, 'M1', 'WEB', 'S', 'first use', 'in_file', "
+                    ":d, :t, :t)"), {"pn": pn, "d": date(2026, 12, 1), "t": T0})
+            conn.execute(text(new_entry), {"i": 3, "tr": "011000010000003", "pn": 1, "a": 0})
+            conn.execute(text("UPDATE payments SET state = 'held' WHERE id = 1"))
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # a prenote carries no dollars
+            conn.execute(text(new_entry), {"i": 4, "tr": "011000010000004", "pn": 2, "a": 1})
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # one entry per prenote
+            conn.execute(text(new_entry), {"i": 4, "tr": "011000010000004", "pn": 1, "a": 0})
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # no payment-less 'payment' entry
+            conn.execute(text("INSERT INTO file_entries (id, file_id, batch_number, trace_number, amount_cents, "
+                              "transaction_code, sec_code, kind) VALUES (5, 1, 1, '011000010000005', 5, '27', "
+                              "'WEB', 'payment')"))
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text("UPDATE prenotes SET state = 'unknown' WHERE id = 1"))
+        with make_sessionmaker(engine)() as s:  # the model's default kind follows the ids it is given
+            s.add(FileEntry(id=6, file_id=1, batch_number=1, trace_number="011000010000006", amount_cents=7,
+                            transaction_code="22", sec_code="CCD"))
+            s.commit()
+            assert s.scalar(select(FileEntry.kind).where(FileEntry.trace_number == "011000010000006")) == "offset"
+
+        downgrade_to(db_url, "0013_ops_c_originate_runs")
+        with engine.connect() as conn:
+            assert "prenotes" not in inspect(conn).get_table_names()
+            assert {"kind", "prenote_id"}.isdisjoint(c["name"] for c in inspect(conn).get_columns("file_entries"))
+            assert len(conn.execute(text("SELECT id FROM file_entries")).all()) == 3  # the prenote's entry is gone
+            assert conn.execute(text("SELECT state FROM payments")).scalar() == "pending"
+            assert conn.execute(text("SELECT count(*) FROM file_entries WHERE transaction_code = '28'")).scalar() == 0
+        assert upgrade(db_url)[1] == head_revision()  # and up again
+        with engine.connect() as conn:
+            assert dict(conn.execute(text("SELECT id, kind FROM file_entries WHERE id < 3")).all()) == \
+                {1: "payment", 2: "offset"}
+    finally:
+        engine.dispose()

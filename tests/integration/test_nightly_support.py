@@ -49,7 +49,10 @@ class Folder:
     def __init__(self, tmp_path: Path, db_url: str | None = None, **overrides: str):
         self.path = tmp_path
         self.data = tmp_path / "achbatch-data"
-        self.vars = {"ACHBATCH_PATHS__DATA_DIR": str(self.data)}
+        # The sample data pays from accounts never seen before; these tests exercise the run itself
+        # (what a held first use does is tests/integration/test_validation.py), so, as the demo
+        # does, first-use WEB debits go out at once ([validation] first_use = "send").
+        self.vars = {"ACHBATCH_PATHS__DATA_DIR": str(self.data), "ACHBATCH_VALIDATION__FIRST_USE": "send"}
         if db_url:
             self.vars["ACHBATCH_DATABASE__URL"] = db_url
         for k, v in overrides.items():

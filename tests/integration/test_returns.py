@@ -752,6 +752,9 @@ def cli_env(migrated_url, tmp_path, monkeypatch):
     monkeypatch.setenv("ACHBATCH_DATABASE__URL", migrated_url)
     monkeypatch.setenv("ACHBATCH_SECURITY__KEY", secret)
     monkeypatch.delenv("ACHBATCH_CONFIG", raising=False)
+    # these tests' payments are first uses of WEB accounts: sent at once, as in the demo (what a
+    # held first use does is tests/integration/test_validation.py)
+    monkeypatch.setenv("ACHBATCH_VALIDATION__FIRST_USE", "send")
     return Keyring([secret])
 
 

@@ -56,8 +56,8 @@ def originals(*paths: str | Path) -> dict[str, Original]:
 
 
 def _return_tc(tc: str) -> str:
-    """The return/NOC transaction code answering a forward code (27 -> 26, 37 -> 36)."""
-    return {"27": "26", "37": "36", "22": "21", "32": "31"}[tc]
+    """The return/NOC transaction code answering a forward code (27 and prenote 28 -> 26, 37 and 38 -> 36)."""
+    return {"27": "26", "37": "36", "28": "26", "38": "36", "22": "21", "32": "31"}[tc]
 
 
 class SimBank:
