@@ -269,7 +269,9 @@ def test_coverage_report_shows_at_risk_after_the_delinquent(sessions, keyring, t
     day = date(2026, 12, 24)
     feb = date(2027, 2, 1)
     w = World(sessions, keyring, tmp_path)
-    m3 = w.member(channel="portal", amount=5000)  # January (due 12-23) returned: past_due
+    # January (due 12-23) returned: termination_pending (APTC, but no month of 2027 paid in full
+    # before it: no grace period, 45 CFR 156.270(d))
+    m3 = w.member(channel="portal", amount=5000)
     m4 = w.member(channel="portal", amount=7000, binder=True)  # the binder returned: coverage never started
     m2 = w.member(channel="portal", amount=10000, month=feb)  # February (due 2027-01-23) returned: at_risk
     m5 = w.member(channel="portal", amount=4000, month=feb)
@@ -278,7 +280,8 @@ def test_coverage_report_shows_at_risk_after_the_delinquent(sessions, keyring, t
     w.process(w.bank.returns([(o[m], "R02") for m in (m3, m4, m2, m5)], RETURN_DAY))
     rep = coverage_report(sessions, day)
     body = _csv(rep)[1:]
-    assert [(r[0], r[2]) for r in body] == [(m3, "past_due"), (m4, "not_started"), (m2, "at_risk"), (m5, "at_risk")]
+    assert [(r[0], r[2]) for r in body] == [(m3, "termination_pending"), (m4, "not_started"), (m2, "at_risk"),
+                                           (m5, "at_risk")]
     assert m1 not in {r[0] for r in body}
     by_status = rep.extra[0][1]
     assert list(by_status["status"]) == ["at_risk", "not_started", "past_due", "termination_pending", "terminated",
@@ -303,13 +306,14 @@ def test_text_that_looks_like_a_formula_is_neutralised_for_people_and_never_a_li
 
     day = date(2027, 2, 19)
     with sessions() as s, s.begin():
-        for i, text in enumerate(FORMULAS):  # February's premium unpaid past its due date: past_due
+        # February's premium unpaid past its due date, no month of 2027 paid: termination_pending (no grace)
+        for i, text in enumerate(FORMULAS):
             _bill(s, text, f"P{i}", date(2027, 2, 1), 1000 + i)
         s.add(ReviewItem(kind="debit_stopped", subject="payment", amount_cents=5, detail="=1+2", status="open"))
     rep = coverage_report(sessions, day)
     rows = _csv(rep)[1:]
     assert sorted(r[0] for r in rows) == sorted("'" + t for t in FORMULAS)
-    assert {r[2] for r in rows} == {"past_due"}
+    assert {r[2] for r in rows} == {"termination_pending"}
     assert sorted(r[5] for r in rows) == [f"10.{i:02d}" for i in range(len(FORMULAS))]
     assert sorted(r[1] for r in rows) == [f"P{i}" for i in range(len(FORMULAS))]  # safe text: unchanged
 
