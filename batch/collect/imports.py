@@ -38,6 +38,7 @@ from ..rules.channels import (  # the confirmation-id names stay importable from
     sec_for_payment,
 )
 from ..store.crypto import Keyring, mask
+from ..store.db import bulk_insert
 from ..store.fsutil import private_dirs, write_atomic
 from ..store.models import (
     MANDATE_LIVE_STATUSES,
@@ -501,7 +502,7 @@ def _records(text: io.TextIOBase, kind: str, label: str) -> Iterator[_Record]:
         if len(fields) != len(names):
             yield _Record(start, None, f"expected {len(names)} fields, got {len(fields)}")
             continue
-        if any(_SURROGATE.search(f) for f in fields):
+        if _SURROGATE.search("".join(fields)):
             yield _Record(start, None, "not valid UTF-8 text")
             continue
         yield _Record(start, {n: f.strip() for n, f in zip(names, fields)})
@@ -561,7 +562,7 @@ class _PremiumHandler(_Handler):
                 updates.append({"id": old.id, "updated_at": now, **values})
                 out.append((UPDATED, None))
         if inserts:
-            session.execute(insert(Premium), inserts)
+            bulk_insert(session.connection(), Premium.__table__, inserts)
         if updates:
             session.execute(update(Premium), updates)
         return out
@@ -770,10 +771,13 @@ class _AccountBook:
     def new_values(self, bank: BankFields, now: datetime) -> dict[str, Any]:
         """Column values of a new account: encrypted number, keyed hash under the current key, and
         'unvalidated' (NACHA WEB debit rule: validate on first use, ref §4)."""
+        key = (bank.routing_number, bank.account_number)
+        hashes = self._candidates.get(key)  # computed for the look-up, current key first
+        enc = self.keyring.encrypt_account(bank.account_number)
         return dict(
             routing_number=bank.routing_number,
-            account_number_enc=self.keyring.encrypt_account(bank.account_number),
-            account_hash=self.keyring.account_hash(bank.routing_number, bank.account_number),
+            account_number_enc=enc, key_id=Keyring.key_id_of(enc),
+            account_hash=hashes[0] if hashes else self.keyring.account_hash(*key),
             last4=bank.account_number[-4:], account_type=bank.account_type, holder_name=bank.holder_name,
             status="active", status_reason=None, validation_method=None, validated_on=None,
             validation_result="unvalidated", created_at=now, updated_at=now,
@@ -843,10 +847,15 @@ class _AccountBook:
         """Insert new accounts in one statement; their ids by (routing, account number)."""
         if not new:
             return {}
-        rows = self.session.execute(
-            insert(BankAccount).returning(BankAccount.id, BankAccount.routing_number, BankAccount.account_hash),
-            list(new.values()))
-        by_hash = {(r.routing_number, r.account_hash): r.id for r in rows}
+        values = list(new.values())
+        bulk_insert(self.session.connection(), BankAccount.__table__, values)
+        # their ids, selected back by the unique (account_hash, routing_number), whose index serves it
+        hashes = sorted({v["account_hash"] for v in values})
+        by_hash: dict[tuple[str, str], int] = {}
+        for i in range(0, len(hashes), 1000):
+            for r in self.session.execute(select(BankAccount.id, BankAccount.routing_number, BankAccount.account_hash)
+                                          .where(BankAccount.account_hash.in_(hashes[i:i + 1000]))):
+                by_hash[(r.routing_number, r.account_hash)] = r.id
         return {key: by_hash[(v["routing_number"], v["account_hash"])] for key, v in new.items()}
 
     def _note(self, line: int, text: str) -> None:
@@ -1033,9 +1042,11 @@ class _PaymentHandler(_Handler):
             "originate_on": it.originate_on, "state": it.state, "retry_number": 0,
             "created_at": now, "updated_at": now,
         } for it, premium_id, ref in accepted]
+        if rows:
+            bulk_insert(session.connection(), Payment.__table__, rows)
         if rows and corrected:
             payment_ids = {r.confirmation_id: r.id for r in session.execute(
-                insert(Payment).returning(Payment.id, Payment.confirmation_id), rows)}
+                select(Payment.id, Payment.confirmation_id).where(Payment.confirmation_id.in_(sorted(corrected))))}
             # The audit of each payment sent to the account a NOC corrected (the state is unchanged).
             on = now.astimezone(self.tz).date()
             session.execute(insert(PaymentEvent), [
@@ -1043,8 +1054,6 @@ class _PaymentHandler(_Handler):
                  "new_state": "pending", "reason": _cut(reason, 200), "occurred_on": on,
                  "return_file_id": audit[cid], "created_at": now}
                 for cid, reason in corrected.items()])
-        elif rows:
-            session.execute(insert(Payment), rows)
         return out
 
     @staticmethod
