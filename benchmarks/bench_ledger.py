@@ -263,6 +263,8 @@ def main() -> None:
     ap.add_argument("--payments", type=int, default=100_000)
     ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (and print it)")
+    ap.add_argument("--imports-only", action="store_true",
+                    help="stop after `import premiums` and `import payments` (while working on the import path)")
     ap.add_argument("--wrap", help=argparse.SUPPRESS)
     ap.add_argument("--floor", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
@@ -304,6 +306,8 @@ def main() -> None:
             a = _measure(cmd, env, ok_codes)
             f = _measure(floor_cmd, env) if floor_cmd else None
             rows.append((label, a, f, floor_label))
+            print(f"  [{label}: {a['seconds']:.2f} s, {a['peak_rss_mb']:.0f} MB; floor {f['seconds']:.2f} s; "
+                  f"{a['seconds'] / f['seconds']:.1f}x]", flush=True)
             return a
 
         a = step("import premiums", ach + ["import", "premiums", paths["premiums"]],
@@ -312,27 +316,28 @@ def main() -> None:
         a = step("import payments", ach + ["import", "payments", paths["payments"]],
                  me + ["--floor", "import-payments", "--path", paths["payments"]], "csv + insert")
         print("  " + a["stdout"].strip().splitlines()[0])
-        a = step("originate", ach + ["originate", "--date", ORIGINATE_ON],
-                 me + ["--floor", "originate", "--path", os.path.join(tmp, "floor.ach")], "select + f-string + mark")
-        print("  " + " / ".join(a["stdout"].strip().splitlines()[:2]))
-        outbox = os.path.join(data_dir, "outbox")
-        built = sorted(os.path.join(outbox, f) for f in os.listdir(outbox)) if os.path.isdir(outbox) else []
-        biggest = os.path.join(tmp, "floor.ach")
-        if built:  # `send` moves the built files out of the outbox: the floor copies a copy
-            biggest = os.path.join(tmp, "built-copy.ach")
-            shutil.copyfile(max(built, key=os.path.getsize), biggest)
-        a = step("send", ach + ["send", "--date", ORIGINATE_ON],
-                 me + ["--floor", "send", "--path", biggest, "--folder", os.path.join(tmp, "floor-bank")],
-                 f"copy + fsync ({len(built)} file(s))")
-        print("  " + a["stdout"].strip().splitlines()[0] if a["stdout"].strip() else "  (send: no output)")
-        # AutoPay: the mandates' premiums first (not timed), then the mandates, then the pulls.
-        _measure(ach + ["import", "premiums", paths["premiums_autopay"]], env)
-        a = step("import autopay", ach + ["import", "autopay", paths["autopay"]],
-                 me + ["--floor", "import-autopay", "--path", paths["autopay"]], "csv + insert")
-        print("  " + a["stdout"].strip().splitlines()[0])
-        a = step("autopay schedule", ach + ["autopay", "schedule", "--date", DUE_DRAFT],
-                 me + ["--floor", "autopay"], "INSERT ... SELECT")
-        print("  " + a["stdout"].strip().splitlines()[0])
+        if not args.imports_only:
+            a = step("originate", ach + ["originate", "--date", ORIGINATE_ON],
+                     me + ["--floor", "originate", "--path", os.path.join(tmp, "floor.ach")], "select + f-string + mark")
+            print("  " + " / ".join(a["stdout"].strip().splitlines()[:2]))
+            outbox = os.path.join(data_dir, "outbox")
+            built = sorted(os.path.join(outbox, f) for f in os.listdir(outbox)) if os.path.isdir(outbox) else []
+            biggest = os.path.join(tmp, "floor.ach")
+            if built:  # `send` moves the built files out of the outbox: the floor copies a copy
+                biggest = os.path.join(tmp, "built-copy.ach")
+                shutil.copyfile(max(built, key=os.path.getsize), biggest)
+            a = step("send", ach + ["send", "--date", ORIGINATE_ON],
+                     me + ["--floor", "send", "--path", biggest, "--folder", os.path.join(tmp, "floor-bank")],
+                     f"copy + fsync ({len(built)} file(s))")
+            print("  " + a["stdout"].strip().splitlines()[0] if a["stdout"].strip() else "  (send: no output)")
+            # AutoPay: the mandates' premiums first (not timed), then the mandates, then the pulls.
+            _measure(ach + ["import", "premiums", paths["premiums_autopay"]], env)
+            a = step("import autopay", ach + ["import", "autopay", paths["autopay"]],
+                     me + ["--floor", "import-autopay", "--path", paths["autopay"]], "csv + insert")
+            print("  " + a["stdout"].strip().splitlines()[0])
+            a = step("autopay schedule", ach + ["autopay", "schedule", "--date", DUE_DRAFT],
+                     me + ["--floor", "autopay"], "INSERT ... SELECT")
+            print("  " + a["stdout"].strip().splitlines()[0])
 
         print()
         print(f"  {'step':<17} {'achbatch s':>10} {'peak RSS MB':>11} {'floor s':>8} {'floor RSS':>9} {'ratio':>7}"

@@ -497,15 +497,16 @@ def _records(text: io.TextIOBase, kind: str, label: str) -> Iterator[_Record]:
             yield _Record(start, None, f"unreadable CSV ({e})")
             continue
         start, last_line = last_line + 1, reader.line_num
-        if not fields or all(f.strip() == "" for f in fields):
+        joined = "".join(fields)
+        if not joined.strip():
             continue  # blank line
         if len(fields) != len(names):
             yield _Record(start, None, f"expected {len(names)} fields, got {len(fields)}")
             continue
-        if _SURROGATE.search("".join(fields)):
+        if _SURROGATE.search(joined):
             yield _Record(start, None, "not valid UTF-8 text")
             continue
-        yield _Record(start, {n: f.strip() for n, f in zip(names, fields)})
+        yield _Record(start, dict(zip(names, map(str.strip, fields))))
 
 
 # =============================================================================================
@@ -908,6 +909,10 @@ class _MandateHandler(_Handler):
             if (m.member_id, m.plan_id) in wanted:
                 mandates.setdefault((m.member_id, m.plan_id), []).append(m)
         out: list[_Outcome] = []
+        # Accounts new to the ledger are inserted together at the end of the chunk (one bulk load,
+        # not one flush per row), with the mandates that need their ids.
+        new_accounts: dict[tuple[str, str], dict[str, Any]] = {}
+        waiting: list[tuple[AutopayMandate, tuple[str, str]]] = []
         for line, it in items:
             found = book.resolve(it.bank)
             existing = found.account if found is not None else None
@@ -948,21 +953,37 @@ class _MandateHandler(_Handler):
                                       f"mandate's ({live.authorized_at.isoformat()}) on another account"))
                 continue
             notes.extend([via_note] if via_note else [])
-            acct = book.find_or_create(it.bank, now, line)[0].account
+            ref = (it.bank.routing_number, it.bank.account_number)
+            account_id: int | None = None
+            if found is None and ref in new_accounts:
+                # a later row on an account this chunk creates: its type and holder name win, as
+                # they would on an account already recorded (no NOC can have corrected it yet)
+                new_accounts[ref].update(account_type=it.bank.account_type, holder_name=it.bank.holder_name)
+            elif found is None:
+                new_accounts[ref] = book.new_values(it.bank, now)
+            else:
+                account_id = book.find_or_create(it.bank, now, line)[0].account.id
             if live is not None:
                 # A new bank account supersedes the old mandate (the new account awaits validation).
                 live.status, live.status_reason, live.active_key = "revoked", "replaced", None
                 live.ended_at = live.updated_at = now
                 session.flush()  # free the active_key before the new mandate takes it
             mandate = AutopayMandate(
-                member_id=it.member_id, plan_id=it.plan_id, bank_account_id=acct.id, channel=it.channel,
+                member_id=it.member_id, plan_id=it.plan_id, bank_account_id=account_id, channel=it.channel,
                 authorized_at=it.authorized_at, status="active", active_key=AutopayMandate.key_for(*it.key),
                 created_at=now, updated_at=now,
             )
-            session.add(mandate)
+            if account_id is None:
+                waiting.append((mandate, ref))
+            else:
+                session.add(mandate)
             history.append(mandate)
             mandates[it.key] = history
             out.append((UPDATED if live is not None else LOADED, None))
+        new_ids = book.insert_many(new_accounts)
+        for mandate, ref in waiting:
+            mandate.bank_account_id = new_ids[ref]
+        session.add_all([m for m, _ in waiting])
         session.flush()
         return out
 
