@@ -237,8 +237,8 @@ def _wrap_main(args) -> None:
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
     dt = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"seconds": dt, "peak_rss_mb": peak, "rc": res.returncode, "stdout": res.stdout[-4000:],
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"seconds": dt, "peak_rss_mb": ru.ru_maxrss / 1024, "cpu": ru.ru_utime + ru.ru_stime, "rc": res.returncode, "stdout": res.stdout[-4000:],
                       "stderr": res.stderr[-4000:]}))
 
 
@@ -306,8 +306,8 @@ def main() -> None:
             a = _measure(cmd, env, ok_codes)
             f = _measure(floor_cmd, env) if floor_cmd else None
             rows.append((label, a, f, floor_label))
-            print(f"  [{label}: {a['seconds']:.2f} s, {a['peak_rss_mb']:.0f} MB; floor {f['seconds']:.2f} s; "
-                  f"{a['seconds'] / f['seconds']:.1f}x]", flush=True)
+            print(f"  [{label}: {a['seconds']:.2f} s (cpu {a['cpu']:.2f} s), {a['peak_rss_mb']:.0f} MB; floor "
+                  f"{f['seconds']:.2f} s (cpu {f['cpu']:.2f} s); {a['seconds'] / f['seconds']:.1f}x]", flush=True)
             return a
 
         a = step("import premiums", ach + ["import", "premiums", paths["premiums"]],
@@ -341,11 +341,14 @@ def main() -> None:
 
         print()
         print(f"  {'step':<17} {'achbatch s':>10} {'peak RSS MB':>11} {'floor s':>8} {'floor RSS':>9} {'ratio':>7}"
-              f"  floor")
+              f" {'cpu s':>7} {'floor cpu':>9} {'cpu ratio':>9}  floor")
         for label, a, f, fl in rows:
             ratio = a["seconds"] / f["seconds"] if f and f["seconds"] > 0 else float("nan")
+            cratio = a["cpu"] / f["cpu"] if f and f["cpu"] > 0 else float("nan")
             print(f"  {label:<17} {a['seconds']:>10.2f} {a['peak_rss_mb']:>11.1f} {f['seconds']:>8.2f} "
-                  f"{f['peak_rss_mb']:>9.1f} {ratio:>6.1f}x  {fl}")
+                  f"{f['peak_rss_mb']:>9.1f} {ratio:>6.1f}x {a['cpu']:>7.2f} {f['cpu']:>9.2f} {cratio:>8.1f}x  {fl}")
+        print("  ratio: wall time (process start included); cpu: user+system seconds of the step's process (the"
+              " database server's own work on PostgreSQL not included); on a busy machine the cpu ratio is steadier")
         print("  targets: import payments <= 6x, import premiums <= 4x, originate <= 4x, each peak RSS < 400 MB")
     finally:
         if args.keep:

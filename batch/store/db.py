@@ -54,7 +54,9 @@ def _processor(column, dialect) -> Callable[[Any], Any] | None:
     built once per process."""
     key = (id(column.table), column.name, dialect.name)
     if key not in _PROCESSORS:
-        _PROCESSORS[key] = column.type.bind_processor(dialect)
+        # the dialect's own implementation of the type (e.g. SQLite's DATE and DATETIME text formats;
+        # a TypeDecorator wrapped around it), as SQLAlchemy itself resolves it
+        _PROCESSORS[key] = column.type.dialect_impl(dialect).bind_processor(dialect)
     return _PROCESSORS[key]
 
 
