@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from nacha.calendar import MAX_YEAR, MIN_YEAR
@@ -575,8 +575,14 @@ def _where_keys(stmt, columns, keys):
     the exact keys."""
     keys = list(keys)
     for i, column in enumerate(columns):
-        stmt = stmt.where(column.in_(sorted({k[i] for k in keys})))
+        stmt = stmt.where(_in(column, sorted({k[i] for k in keys})))
     return stmt
+
+
+def _in(column, values: list):
+    """`column IN (values)` as one expanding parameter of the column's type: the same SQL as
+    `column.in_(values)` without coercing each of thousands of values into its own literal."""
+    return column.in_(bindparam(None, value=list(values), expanding=True, type_=column.type))
 
 
 @dataclass(frozen=True)
@@ -657,7 +663,7 @@ class _AccountBook:
         all_hashes = sorted({h for hs in self._candidates.values() for h in hs})
         self._by_hash: dict[tuple[str, str], BankAccount] = {}
         for i in range(0, len(all_hashes), 500):
-            for acct in session.scalars(select(BankAccount).where(BankAccount.account_hash.in_(all_hashes[i:i + 500]))):
+            for acct in session.scalars(select(BankAccount).where(_in(BankAccount.account_hash, all_hashes[i:i + 500]))):
                 self._by_hash[(acct.routing_number, acct.account_hash)] = acct
         self._resolved: dict[tuple[str, str], _Found] = {}
         for key in self._candidates:
@@ -698,7 +704,7 @@ class _AccountBook:
         newest: dict[tuple[str, str], tuple[int, _Correction]] = {}
         for i in range(0, len(hashes), 500):
             for r in self.session.execute(select(AccountChange.id, AccountChange.old_account_hash, *_CORRECTION_COLUMNS)
-                                          .where(AccountChange.old_account_hash.in_(hashes[i:i + 500])
+                                          .where(_in(AccountChange.old_account_hash, hashes[i:i + 500])
                                                  & (AccountChange.status == "applied"))):
                 k = (r.old_routing_number, r.old_account_hash)
                 if k not in newest or r.id > newest[k][0]:
@@ -855,7 +861,7 @@ class _AccountBook:
         by_hash: dict[tuple[str, str], int] = {}
         for i in range(0, len(hashes), 1000):
             for r in self.session.execute(select(BankAccount.id, BankAccount.routing_number, BankAccount.account_hash)
-                                          .where(BankAccount.account_hash.in_(hashes[i:i + 1000]))):
+                                          .where(_in(BankAccount.account_hash, hashes[i:i + 1000]))):
                 by_hash[(r.routing_number, r.account_hash)] = r.id
         return {key: by_hash[(v["routing_number"], v["account_hash"])] for key, v in new.items()}
 
@@ -1003,7 +1009,7 @@ class _PaymentHandler(_Handler):
         now = utcnow()
         book = _AccountBook(session, self.keyring, [it.bank for _, it in items if it.bank is not None], notes)
         ids = [it.confirmation_id for _, it in items]
-        known = {p.confirmation_id: p for p in session.scalars(select(Payment).where(Payment.confirmation_id.in_(ids)))}
+        known = {p.confirmation_id: p for p in session.scalars(select(Payment).where(_in(Payment.confirmation_id, ids)))}
         wanted = {(it.member_id, it.plan_id, it.coverage_month) for _, it in items}
         premiums = {
             key: r.id
