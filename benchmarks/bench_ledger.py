@@ -25,23 +25,41 @@ and noisy: compare ratios, not seconds). SQLite lives in a temporary folder; Pos
 database on the server of $ACHBATCH_TEST_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/
 postgres), dropped afterwards.
 
-Where the time goes (cProfile of `achbatch import payments` / `import premiums`, 100,000 rows, SQLite)
-----------------------------------------------------------------------------------------------------
-Before (import payments 18.6 s / import premiums 7.8 s in the issue; this machine, this run: see
-the tables in the report of branch `speed`):
-- payments: per chunk of 1,000 rows, SQLAlchemy ORM work dominated: `select(BankAccount)` loading
-  ORM objects (identity map, instance state) for the look-up of existing accounts, then
-  `insert(...).returning(...)` and `insert(Payment)` executed as ORM bulk inserts ("insertmanyvalues"
-  batches, with per-chunk statement compilation because the IN lists change length every chunk);
-  the row checks themselves (`parse_payment_row`: regexes, `datetime.fromisoformat`, routing check
-  digit, Luhn) about a fifth; AES-GCM + HMAC per new account about a tenth.
-- premiums: the ORM bulk `insert(Premium)` (insertmanyvalues, the parameter processing of every
-  row through the type system) and the per-chunk `select` with three IN lists of up to 1,000 values
-  each (compiled anew every chunk), then the checks.
-After: see the figures printed at the end of the module docstring of batch/collect/imports.py and
-the report; the inserts go through the driver's executemany (SQLite) or COPY (PostgreSQL) with the
-column values already in driver form, the look-ups are plain SQL with bound arrays/IN lists through
-the Core connection, every check of every row is unchanged.
+Where the time goes (cProfile of the CLI imports of 100,000 rows, SQLite; this shared 2-core machine)
+---------------------------------------------------------------------------------------------------
+Before (branch `speed`, first commit; cProfile wall clock, profiler overhead included):
+- `import payments` 75.5 s: the ORM bulk inserts (`session.execute(insert(Payment), rows)` and
+  `insert(BankAccount).returning(...)`) 30.6 s, 40%: every row's parameters built by the ORM
+  (`_collect_insert_commands`), then by the compiled statement (`construct_params`, a type processor
+  call per value: five UTCDateTime values a row), RETURNING in insertmanyvalues batches; the account
+  look-ups (`_AccountBook`) 7.7 s, loading ORM objects through IN lists whose 500 values are each
+  coerced into a literal; the row checks (`parse_payment_row`) 9.3 s; reading the CSV records
+  6.1 s; 101 commits (one per 1,000-row chunk, an fsync each with synchronous=FULL) 4.8 s; the keyed
+  account hash computed twice for every new account (look-up, then insert), each time a new HMAC
+  object keyed from scratch, 2.9 s.
+- `import premiums` 22.3 s: the ORM bulk insert 8.8 s, row checks 4.0 s, CSV records 3.8 s, start-up
+  imports 2.5 s.
+- `import autopay` (not a target; in the bench because `autopay schedule` needs the mandates): one
+  ORM flush per new bank account (to learn its id), 100,000 round trips: 84 s on SQLite, 766 s on
+  PostgreSQL.
+After (cProfile with a CPU-time clock, so the other helpers' load does not count):
+- `import payments` 39.7 s CPU under the profiler: the row checks 12.1 s (about a third: regexes,
+  `datetime.fromisoformat` and zone conversion, routing check digit, Luhn, every check of every row
+  kept), the chunk's database work 20.4 s, of which the driver's `executemany` 2.7 s (mostly index
+  maintenance: payments has five indexes, bank_accounts three) and SQLAlchemy rendering the
+  expanding IN parameters of the look-ups (a bind name per value) about 4 s; AES-GCM per account
+  about 1 s; CSV records 2.2 s.
+- `import premiums` 16.2 s CPU under the profiler: row checks 6.2 s, CSV records 1.9 s, the chunk's
+  database work 3.5 s (`executemany` 0.5 s), the rest start-up imports and the loop itself.
+What changed: rows are loaded through the driver (`batch.store.db.bulk_insert`: COPY on PostgreSQL,
+one prepared INSERT by `executemany` on SQLite, values converted by each column type's own bind
+processor, a repeated value once), new accounts' ids selected back by their unique keyed hash;
+5,000 rows per transaction instead of 1,000; the keyed hash computed once per row (the look-up's is
+reused for the insert) from an HMAC keyed once per key and copied; look-up lists bound as one
+expanding parameter; AutoPay mandates on new accounts wait for one bulk load of the chunk's
+accounts. Still the same checks, encryption, idempotency, per-row rejections and rejects file.
+Left: the per-row checks in Python are now about half of the CPU; next would be PostgreSQL
+`= ANY(array)` / SQLite `json_each` look-ups (no bind name per value) and fewer calls per check.
 """
 from __future__ import annotations
 
