@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
@@ -102,16 +102,20 @@ def bulk_insert(conn, table, rows: list[dict[str, Any]]) -> None:
     else:
         def convert(row: dict[str, Any]) -> list[Any]:
             return [row[n] for n in names]
-    if dialect.name == "postgresql":
-        copy_rows(conn, table.name, names, (convert(r) for r in rows))
-        return
-    raw = conn.connection.driver_connection
-    cur = raw.cursor()
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
     try:
-        cur.executemany(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                        [convert(r) for r in rows])
-    finally:
-        cur.close()
+        if dialect.name == "postgresql":
+            copy_rows(conn, table.name, names, (convert(r) for r in rows))
+            return
+        cur = conn.connection.driver_connection.cursor()
+        try:
+            cur.executemany(sql, [convert(r) for r in rows])
+        finally:
+            cur.close()
+    except dialect.loaded_dbapi.Error as e:
+        # the driver's own error, as SQLAlchemy would have raised it (IntegrityError, OperationalError,
+        # ...): callers tell a concurrent import or a lost connection apart by these classes
+        raise DBAPIError.instance(sql, None, e, dialect.loaded_dbapi.Error) from e
 
 
 def normalize_url(url: str) -> str:

@@ -62,6 +62,21 @@ def test_bulk_insert_refuses_naive_times_and_unnamed_python_defaults(sessions):
             bulk_insert(s.connection(), Premium.__table__, [row])
 
 
+def test_bulk_insert_raises_sqlalchemy_errors(sessions):
+    """A unique key taken (a concurrent import of the same rows) is SQLAlchemy's IntegrityError, as
+    with any insert: `achbatch import` turns it into 'safe to run it again' (exit 75)."""
+    from sqlalchemy.exc import IntegrityError
+
+    created = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    with sessions() as s, s.begin():
+        bulk_insert(s.connection(), Premium.__table__, [_premium(1, created)])
+    with pytest.raises(IntegrityError):
+        with sessions() as s, s.begin():
+            bulk_insert(s.connection(), Premium.__table__, [_premium(2, created), _premium(1, created)])
+    with sessions() as s:
+        assert sorted(s.scalars(select(Premium.member_id))) == ["M1"]  # the failed chunk rolled back whole
+
+
 def _payments_csv(path: Path, n: int) -> Path:
     lines = [",".join(HEADERS["payments"])]
     for i in range(n):
