@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from nacha.calendar import MAX_YEAR, MIN_YEAR
@@ -39,6 +39,7 @@ from ..rules.channels import (  # the confirmation-id names stay importable from
 )
 from ..rules.counts import counted
 from ..store.crypto import Keyring, mask
+from ..store.db import bulk_insert
 from ..store.fsutil import private_dirs, write_atomic
 from ..store.models import (
     MANDATE_LIVE_STATUSES,
@@ -76,7 +77,7 @@ CARD_MESSAGE = "cards are not accepted; pay from a checking or savings account"
 
 # NACHA Entry Detail amount: 10 digits of cents (ref §1.4).
 MAX_AMOUNT_CENTS = 99_999_999_99
-DEFAULT_CHUNK_SIZE = 1000
+DEFAULT_CHUNK_SIZE = 5000  # rows per transaction: fewer commits (each one an fsync on SQLite)
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._-]+")
 _AMOUNT = re.compile(r"^([0-9]+)(?:\.([0-9]{1,2}))?$")
@@ -497,15 +498,16 @@ def _records(text: io.TextIOBase, kind: str, label: str) -> Iterator[_Record]:
             yield _Record(start, None, f"unreadable CSV ({e})")
             continue
         start, last_line = last_line + 1, reader.line_num
-        if not fields or all(f.strip() == "" for f in fields):
+        joined = "".join(fields)
+        if not joined.strip():
             continue  # blank line
         if len(fields) != len(names):
             yield _Record(start, None, f"expected {len(names)} fields, got {len(fields)}")
             continue
-        if any(_SURROGATE.search(f) for f in fields):
+        if _SURROGATE.search(joined):
             yield _Record(start, None, "not valid UTF-8 text")
             continue
-        yield _Record(start, {n: f.strip() for n, f in zip(names, fields)})
+        yield _Record(start, dict(zip(names, map(str.strip, fields))))
 
 
 # =============================================================================================
@@ -562,7 +564,7 @@ class _PremiumHandler(_Handler):
                 updates.append({"id": old.id, "updated_at": now, **values})
                 out.append((UPDATED, None))
         if inserts:
-            session.execute(insert(Premium), inserts)
+            bulk_insert(session.connection(), Premium.__table__, inserts)
         if updates:
             session.execute(update(Premium), updates)
         return out
@@ -574,8 +576,14 @@ def _where_keys(stmt, columns, keys):
     the exact keys."""
     keys = list(keys)
     for i, column in enumerate(columns):
-        stmt = stmt.where(column.in_(sorted({k[i] for k in keys})))
+        stmt = stmt.where(_in(column, sorted({k[i] for k in keys})))
     return stmt
+
+
+def _in(column, values: list):
+    """`column IN (values)` as one expanding parameter of the column's type: the same SQL as
+    `column.in_(values)` without coercing each of thousands of values into its own literal."""
+    return column.in_(bindparam(None, value=list(values), expanding=True, type_=column.type))
 
 
 @dataclass(frozen=True)
@@ -656,7 +664,7 @@ class _AccountBook:
         all_hashes = sorted({h for hs in self._candidates.values() for h in hs})
         self._by_hash: dict[tuple[str, str], BankAccount] = {}
         for i in range(0, len(all_hashes), 500):
-            for acct in session.scalars(select(BankAccount).where(BankAccount.account_hash.in_(all_hashes[i:i + 500]))):
+            for acct in session.scalars(select(BankAccount).where(_in(BankAccount.account_hash, all_hashes[i:i + 500]))):
                 self._by_hash[(acct.routing_number, acct.account_hash)] = acct
         self._resolved: dict[tuple[str, str], _Found] = {}
         for key in self._candidates:
@@ -697,7 +705,7 @@ class _AccountBook:
         newest: dict[tuple[str, str], tuple[int, _Correction]] = {}
         for i in range(0, len(hashes), 500):
             for r in self.session.execute(select(AccountChange.id, AccountChange.old_account_hash, *_CORRECTION_COLUMNS)
-                                          .where(AccountChange.old_account_hash.in_(hashes[i:i + 500])
+                                          .where(_in(AccountChange.old_account_hash, hashes[i:i + 500])
                                                  & (AccountChange.status == "applied"))):
                 k = (r.old_routing_number, r.old_account_hash)
                 if k not in newest or r.id > newest[k][0]:
@@ -771,10 +779,13 @@ class _AccountBook:
     def new_values(self, bank: BankFields, now: datetime) -> dict[str, Any]:
         """Column values of a new account: encrypted number, keyed hash under the current key, and
         'unvalidated' (NACHA WEB debit rule: validate on first use, ref §4)."""
+        key = (bank.routing_number, bank.account_number)
+        hashes = self._candidates.get(key)  # computed for the look-up, current key first
+        enc = self.keyring.encrypt_account(bank.account_number)
         return dict(
             routing_number=bank.routing_number,
-            account_number_enc=self.keyring.encrypt_account(bank.account_number),
-            account_hash=self.keyring.account_hash(bank.routing_number, bank.account_number),
+            account_number_enc=enc, key_id=Keyring.key_id_of(enc),
+            account_hash=hashes[0] if hashes else self.keyring.account_hash(*key),
             last4=bank.account_number[-4:], account_type=bank.account_type, holder_name=bank.holder_name,
             status="active", status_reason=None, validation_method=None, validated_on=None,
             validation_result="unvalidated", created_at=now, updated_at=now,
@@ -844,10 +855,15 @@ class _AccountBook:
         """Insert new accounts in one statement; their ids by (routing, account number)."""
         if not new:
             return {}
-        rows = self.session.execute(
-            insert(BankAccount).returning(BankAccount.id, BankAccount.routing_number, BankAccount.account_hash),
-            list(new.values()))
-        by_hash = {(r.routing_number, r.account_hash): r.id for r in rows}
+        values = list(new.values())
+        bulk_insert(self.session.connection(), BankAccount.__table__, values)
+        # their ids, selected back by the unique (account_hash, routing_number), whose index serves it
+        hashes = sorted({v["account_hash"] for v in values})
+        by_hash: dict[tuple[str, str], int] = {}
+        for i in range(0, len(hashes), 1000):
+            for r in self.session.execute(select(BankAccount.id, BankAccount.routing_number, BankAccount.account_hash)
+                                          .where(_in(BankAccount.account_hash, hashes[i:i + 1000]))):
+                by_hash[(r.routing_number, r.account_hash)] = r.id
         return {key: by_hash[(v["routing_number"], v["account_hash"])] for key, v in new.items()}
 
     def _note(self, line: int, text: str) -> None:
@@ -900,6 +916,10 @@ class _MandateHandler(_Handler):
             if (m.member_id, m.plan_id) in wanted:
                 mandates.setdefault((m.member_id, m.plan_id), []).append(m)
         out: list[_Outcome] = []
+        # Accounts new to the ledger are inserted together at the end of the chunk (one bulk load,
+        # not one flush per row), with the mandates that need their ids.
+        new_accounts: dict[tuple[str, str], dict[str, Any]] = {}
+        waiting: list[tuple[AutopayMandate, tuple[str, str]]] = []
         for line, it in items:
             found = book.resolve(it.bank)
             existing = found.account if found is not None else None
@@ -940,21 +960,37 @@ class _MandateHandler(_Handler):
                                       f"mandate's ({live.authorized_at.isoformat()}) on another account"))
                 continue
             notes.extend([via_note] if via_note else [])
-            acct = book.find_or_create(it.bank, now, line)[0].account
+            ref = (it.bank.routing_number, it.bank.account_number)
+            account_id: int | None = None
+            if found is None and ref in new_accounts:
+                # a later row on an account this chunk creates: its type and holder name win, as
+                # they would on an account already recorded (no NOC can have corrected it yet)
+                new_accounts[ref].update(account_type=it.bank.account_type, holder_name=it.bank.holder_name)
+            elif found is None:
+                new_accounts[ref] = book.new_values(it.bank, now)
+            else:
+                account_id = book.find_or_create(it.bank, now, line)[0].account.id
             if live is not None:
                 # A new bank account supersedes the old mandate (the new account awaits validation).
                 live.status, live.status_reason, live.active_key = "revoked", "replaced", None
                 live.ended_at = live.updated_at = now
                 session.flush()  # free the active_key before the new mandate takes it
             mandate = AutopayMandate(
-                member_id=it.member_id, plan_id=it.plan_id, bank_account_id=acct.id, channel=it.channel,
+                member_id=it.member_id, plan_id=it.plan_id, bank_account_id=account_id, channel=it.channel,
                 authorized_at=it.authorized_at, status="active", active_key=AutopayMandate.key_for(*it.key),
                 created_at=now, updated_at=now,
             )
-            session.add(mandate)
+            if account_id is None:
+                waiting.append((mandate, ref))
+            else:
+                session.add(mandate)
             history.append(mandate)
             mandates[it.key] = history
             out.append((UPDATED if live is not None else LOADED, None))
+        new_ids = book.insert_many(new_accounts)
+        for mandate, ref in waiting:
+            mandate.bank_account_id = new_ids[ref]
+        session.add_all([m for m, _ in waiting])
         session.flush()
         return out
 
@@ -974,7 +1010,7 @@ class _PaymentHandler(_Handler):
         now = utcnow()
         book = _AccountBook(session, self.keyring, [it.bank for _, it in items if it.bank is not None], notes)
         ids = [it.confirmation_id for _, it in items]
-        known = {p.confirmation_id: p for p in session.scalars(select(Payment).where(Payment.confirmation_id.in_(ids)))}
+        known = {p.confirmation_id: p for p in session.scalars(select(Payment).where(_in(Payment.confirmation_id, ids)))}
         wanted = {(it.member_id, it.plan_id, it.coverage_month) for _, it in items}
         premiums = {
             key: r.id
@@ -1034,9 +1070,11 @@ class _PaymentHandler(_Handler):
             "originate_on": it.originate_on, "state": it.state, "retry_number": 0,
             "created_at": now, "updated_at": now,
         } for it, premium_id, ref in accepted]
+        if rows:
+            bulk_insert(session.connection(), Payment.__table__, rows)
         if rows and corrected:
             payment_ids = {r.confirmation_id: r.id for r in session.execute(
-                insert(Payment).returning(Payment.id, Payment.confirmation_id), rows)}
+                select(Payment.id, Payment.confirmation_id).where(Payment.confirmation_id.in_(sorted(corrected))))}
             # The audit of each payment sent to the account a NOC corrected (the state is unchanged).
             on = now.astimezone(self.tz).date()
             session.execute(insert(PaymentEvent), [
@@ -1044,8 +1082,6 @@ class _PaymentHandler(_Handler):
                  "new_state": "pending", "reason": _cut(reason, 200), "occurred_on": on,
                  "return_file_id": audit[cid], "created_at": now}
                 for cid, reason in corrected.items()])
-        elif rows:
-            session.execute(insert(Payment), rows)
         return out
 
     @staticmethod

@@ -96,6 +96,11 @@ class _Key:
     key_id: bytes
     aead: AESGCM = field(repr=False)
     hash_key: bytes = field(repr=False)
+    # HMAC keyed once (key padding and both inner/outer digests set up); each hash copies it
+    _hmac: "hmac.HMAC" = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hmac", hmac.new(self.hash_key, digestmod=hashlib.sha256))
 
     @classmethod
     def from_secret(cls, secret: bytes) -> "_Key":
@@ -103,8 +108,9 @@ class _Key:
         return cls(kid, AESGCM(_hkdf(secret, b"achbatch/aes-256-gcm/v1")), _hkdf(secret, b"achbatch/account-hash/v1"))
 
     def account_hash(self, routing_number: str, account_number: str) -> str:
-        msg = f"{routing_number}|{account_number}".encode("ascii")
-        return hmac.new(self.hash_key, msg, hashlib.sha256).hexdigest()
+        h = self._hmac.copy()
+        h.update(f"{routing_number}|{account_number}".encode("ascii"))
+        return h.hexdigest()
 
 
 class Keyring:

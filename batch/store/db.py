@@ -6,18 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
     "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "SchemaError", "alembic_config", "current_revision",
     "current_revision_or_raise",
     "head_revision", "make_engine", "make_sessionmaker", "normalize_url", "open_database",
-    "brief", "configuration_problem", "copy_rows", "require_current_schema", "upgrade",
+    "brief", "bulk_insert", "configuration_problem", "copy_rows", "require_current_schema", "upgrade",
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -68,6 +68,79 @@ def copy_rows(conn, table: str, columns, rows) -> None:
     with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
+
+
+_PROCESSORS: dict[tuple[int, str, str], Callable[[Any], Any] | None] = {}
+
+
+def _processor(column, dialect) -> Callable[[Any], Any] | None:
+    """The column type's own bind processor for `dialect` (the same conversion SQLAlchemy applies:
+    e.g. a UTCDateTime's naive-refusal and UTC normalisation, SQLite's date and datetime text),
+    built once per process."""
+    key = (id(column.table), column.name, dialect.name)
+    if key not in _PROCESSORS:
+        # the dialect's own implementation of the type (e.g. SQLite's DATE and DATETIME text formats;
+        # a TypeDecorator wrapped around it), as SQLAlchemy itself resolves it
+        _PROCESSORS[key] = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return _PROCESSORS[key]
+
+
+def bulk_insert(conn, table, rows: list[dict[str, Any]]) -> None:
+    """Insert `rows` (dicts naming the same columns of the Core `table`) on the transaction of the
+    SQLAlchemy connection `conn`, as one driver-level bulk load: COPY on PostgreSQL, one prepared
+    INSERT run by the driver's `executemany` on SQLite. Values are converted by each column's own
+    bind processor (a value repeated across rows, such as a chunk's timestamp, converted once).
+
+    Several times faster than `session.execute(insert(Model), rows)`, which builds every row's
+    parameters through the ORM and the statement's compiled form. Nothing is filled in: a column
+    not named gets its server default or NULL, so a column with a Python-side default must be named
+    (ValueError otherwise). Constraints apply as for any insert (an IntegrityError rolls back the
+    transaction); nothing is returned (select the ids back by a unique key when needed)."""
+    if not rows:
+        return
+    names = list(rows[0])
+    columns = [table.c[name] for name in names]
+    missing = [c.name for c in table.columns if c.name not in rows[0] and c.default is not None
+               and not (c.default.is_scalar and c.default.arg is None)]
+    if missing:
+        raise ValueError(f"bulk_insert into {table.name}: name the columns with Python defaults: {', '.join(missing)}")
+    dialect = conn.dialect
+    procs = []
+    for i, column in enumerate(columns):
+        proc = _processor(column, dialect)
+        if proc is not None:
+            procs.append((i, proc, {}))
+    if procs:
+        def convert(row: dict[str, Any]) -> list[Any]:
+            values = [row[n] for n in names]
+            for i, proc, seen in procs:
+                v = values[i]
+                if v is None:
+                    continue
+                try:
+                    values[i] = seen[v]
+                except KeyError:
+                    values[i] = seen[v] = proc(v)
+                except TypeError:  # unhashable
+                    values[i] = proc(v)
+            return values
+    else:
+        def convert(row: dict[str, Any]) -> list[Any]:
+            return [row[n] for n in names]
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    try:
+        if dialect.name == "postgresql":
+            copy_rows(conn, table.name, names, (convert(r) for r in rows))
+            return
+        cur = conn.connection.driver_connection.cursor()
+        try:
+            cur.executemany(sql, [convert(r) for r in rows])
+        finally:
+            cur.close()
+    except dialect.loaded_dbapi.Error as e:
+        # the driver's own error, as SQLAlchemy would have raised it (IntegrityError, OperationalError,
+        # ...): callers tell a concurrent import or a lost connection apart by these classes
+        raise DBAPIError.instance(sql, None, e, dialect.loaded_dbapi.Error) from e
 
 
 def normalize_url(url: str) -> str:

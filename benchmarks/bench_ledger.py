@@ -1,0 +1,383 @@
+"""The whole night against the machine's floor, in one run (issue 17).
+
+    python benchmarks/bench_ledger.py [--payments N] [--db sqlite|postgresql] [--keep]
+
+Generates N premiums, N one-time payments (portal, guest and phone; checking and savings; one bank
+account per payment) and N AutoPay mandates (other members, their own premiums), then runs, each
+step as its own process started from a small wrapper process (so the wrapper's
+getrusage(RUSAGE_CHILDREN).ru_maxrss is that step's own peak RSS, and its wall time includes the
+process start):
+
+- achbatch, as a person runs it (the installed `achbatch` console script, else `python -m jobs`),
+  settings from ACHBATCH_DATABASE__URL / ACHBATCH_PATHS__DATA_DIR / ACHBATCH_SECURITY__KEY:
+  `import premiums`, `import payments`, `originate --date D` (the N payments), `send --date D`
+  (the local-folder bank), `import autopay`, `autopay schedule --date DUE` (N pulls: the payments
+  pay less than the premium, so the mandates' own premiums are all owed);
+- the floor of each, plain Python with the standard `csv` module and the driver directly (sqlite3,
+  or psycopg with COPY on PostgreSQL), in its own tables of the same database: parse the CSV and
+  insert the rows in one transaction (premiums, payments, autopay); select the pending payments,
+  format one 94-character entry line each with an f-string, write the file, mark the rows
+  (originate); one set-based INSERT ... SELECT of N pulls (autopay schedule); copy the file's bytes
+  into a folder with fsync (send). No validation, no encryption: the cost of moving the data at all.
+
+It prints each step's seconds, peak RSS, its floor's seconds and the ratio (the machine is shared
+and noisy: compare ratios, not seconds). SQLite lives in a temporary folder; PostgreSQL is a new
+database on the server of $ACHBATCH_TEST_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/
+postgres), dropped afterwards.
+
+Where the time goes (cProfile of the CLI imports of 100,000 rows, SQLite; this shared 2-core machine)
+---------------------------------------------------------------------------------------------------
+Before (branch `speed`, first commit; cProfile wall clock, profiler overhead included):
+- `import payments` 75.5 s: the ORM bulk inserts (`session.execute(insert(Payment), rows)` and
+  `insert(BankAccount).returning(...)`) 30.6 s, 40%: every row's parameters built by the ORM
+  (`_collect_insert_commands`), then by the compiled statement (`construct_params`, a type processor
+  call per value: five UTCDateTime values a row), RETURNING in insertmanyvalues batches; the account
+  look-ups (`_AccountBook`) 7.7 s, loading ORM objects through IN lists whose 500 values are each
+  coerced into a literal; the row checks (`parse_payment_row`) 9.3 s; reading the CSV records
+  6.1 s; 101 commits (one per 1,000-row chunk, an fsync each with synchronous=FULL) 4.8 s; the keyed
+  account hash computed twice for every new account (look-up, then insert), each time a new HMAC
+  object keyed from scratch, 2.9 s.
+- `import premiums` 22.3 s: the ORM bulk insert 8.8 s, row checks 4.0 s, CSV records 3.8 s, start-up
+  imports 2.5 s.
+- `import autopay` (not a target; in the bench because `autopay schedule` needs the mandates): one
+  ORM flush per new bank account (to learn its id), 100,000 round trips: 84 s on SQLite, 766 s on
+  PostgreSQL.
+After (cProfile with a CPU-time clock, so the other helpers' load does not count):
+- `import payments` 39.7 s CPU under the profiler: the row checks 12.1 s (about a third: regexes,
+  `datetime.fromisoformat` and zone conversion, routing check digit, Luhn, every check of every row
+  kept), the chunk's database work 20.4 s, of which the driver's `executemany` 2.7 s (mostly index
+  maintenance: payments has five indexes, bank_accounts three) and SQLAlchemy rendering the
+  expanding IN parameters of the look-ups (a bind name per value) about 4 s; AES-GCM per account
+  about 1 s; CSV records 2.2 s.
+- `import premiums` 16.2 s CPU under the profiler: row checks 6.2 s, CSV records 1.9 s, the chunk's
+  database work 3.5 s (`executemany` 0.5 s), the rest start-up imports and the loop itself.
+What changed: rows are loaded through the driver (`batch.store.db.bulk_insert`: COPY on PostgreSQL,
+one prepared INSERT by `executemany` on SQLite, values converted by each column type's own bind
+processor, a repeated value once), new accounts' ids selected back by their unique keyed hash;
+5,000 rows per transaction instead of 1,000; the keyed hash computed once per row (the look-up's is
+reused for the insert) from an HMAC keyed once per key and copied; look-up lists bound as one
+expanding parameter; AutoPay mandates on new accounts wait for one bulk load of the chunk's
+accounts. Still the same checks, encryption, idempotency, per-row rejections and rejects file.
+Left: the per-row checks in Python are now about half of the CPU; next would be PostgreSQL
+`= ANY(array)` / SQLite `json_each` look-ups (no bind name per value) and fewer calls per check.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+ORIGINATE_ON = "2026-12-01"  # a Tuesday, a Fed banking day: the payments' submission date
+DUE_DRAFT = "2026-12-23"  # a Wednesday: the draft date of the premiums of coverage month 2027-01
+KEY_B64 = base64.b64encode(bytes(range(32))).decode()  # a throwaway benchmark key, never for real data
+ROUTINGS = ("011000015", "021000021", "026009593", "011401533", "091000019")
+CHANNELS = ("portal", "guest", "phone")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+def generate(folder: str, n: int) -> dict[str, str]:
+    """premiums.csv (2N rows: members paying once and AutoPay members), payments.csv (N),
+    autopay.csv (N). Payments pay part of their premium, so nothing stops the AutoPay pulls."""
+    paths = {k: os.path.join(folder, f"{k}.csv") for k in ("premiums", "payments", "autopay")}
+    with open(paths["premiums"], "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(("member_id", "member_name", "plan_id", "coverage_month", "amount_due", "subsidy", "binder"))
+        for i in range(n):
+            w.writerow((f"M{i:09d}", f"Member {i}", "HLTH-SILVER-01", "2027-01", f"{400 + i % 300}.{i % 100:02d}",
+                        ("none", "aptc", "connectorcare")[i % 3], "no"))
+    with open(paths["payments"], "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(("confirmation_id", "submitted_at", "channel", "member_id", "plan_id", "coverage_month", "amount",
+                    "routing_number", "account_number", "account_type", "account_holder"))
+        for i in range(n):
+            w.writerow((f"PC-{i:09d}", f"{ORIGINATE_ON}T{8 + i % 12:02d}:{i % 60:02d}:00-05:00", CHANNELS[i % 3],
+                        f"M{i:09d}", "HLTH-SILVER-01", "2027-01", f"{50 + i % 200}.{i % 100:02d}",
+                        ROUTINGS[i % len(ROUTINGS)], f"{(i * 7919) % 10**10 + 10**9:010d}",
+                        "savings" if i % 4 == 0 else "checking", f"Member {i}"))
+    with open(paths["autopay"], "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(("member_id", "plan_id", "routing_number", "account_number", "account_type", "account_holder",
+                    "authorized_at", "channel"))
+        for i in range(n):
+            w.writerow((f"A{i:09d}", "HLTH-SILVER-01", ROUTINGS[i % len(ROUTINGS)],
+                        f"{(i * 7907) % 10**10 + 2 * 10**10:011d}", "savings" if i % 4 == 0 else "checking",
+                        f"Autopay Member {i}", "2026-11-02T09:00:00-05:00", ("web", "paper")[i % 2]))
+    # The AutoPay members' premiums (the same file format, a second file: imported with the mandates)
+    paths["premiums_autopay"] = os.path.join(folder, "premiums_autopay.csv")
+    with open(paths["premiums_autopay"], "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(("member_id", "member_name", "plan_id", "coverage_month", "amount_due", "subsidy", "binder"))
+        for i in range(n):
+            w.writerow((f"A{i:09d}", f"Autopay Member {i}", "HLTH-SILVER-01", "2027-01", f"{300 + i % 300}.00",
+                        "none", "no"))
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# The floor: csv + the driver, nothing else
+# ---------------------------------------------------------------------------------------------
+
+FLOOR_TABLES = {
+    "premiums": ("floor_premiums", ("member_id", "member_name", "plan_id", "coverage_month", "amount_due",
+                                    "subsidy", "binder")),
+    "payments": ("floor_payments", ("confirmation_id", "submitted_at", "channel", "member_id", "plan_id",
+                                    "coverage_month", "amount", "routing_number", "account_number",
+                                    "account_type", "account_holder")),
+    "autopay": ("floor_mandates", ("member_id", "plan_id", "routing_number", "account_number", "account_type",
+                                   "account_holder", "authorized_at", "channel")),
+}
+
+
+def _driver(url: str):
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        return sqlite3.connect(url.split("///", 1)[1]), "sqlite"
+    import psycopg
+
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")), "postgresql"
+
+
+def floor_setup(url: str) -> None:
+    conn, db = _driver(url)
+    serial = "INTEGER PRIMARY KEY" if db == "sqlite" else "BIGSERIAL PRIMARY KEY"
+    with conn:
+        cur = conn.cursor()
+        for table, cols in FLOOR_TABLES.values():
+            extra = ", state TEXT NOT NULL DEFAULT 'pending'" if table == "floor_payments" else ""
+            cur.execute(f"CREATE TABLE {table} (id {serial}, {', '.join(c + ' TEXT' for c in cols)}{extra})")
+        cur.execute(f"CREATE TABLE floor_pulls (id {serial}, member_id TEXT, plan_id TEXT, amount_cents BIGINT, "
+                    "state TEXT)")
+    conn.close()
+
+
+def floor_import(url: str, kind: str, path: str) -> int:
+    table, cols = FLOOR_TABLES[kind]
+    conn, db = _driver(url)
+    n = 0
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        if db == "sqlite":
+            with conn:
+                rows = list(reader)
+                conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                                 rows)
+                n = len(rows)
+        else:
+            with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
+                for row in reader:
+                    cp.write_row(row)
+                    n += 1
+            conn.commit()
+    conn.close()
+    return n
+
+
+def floor_originate(url: str, out_path: str) -> int:
+    conn, db = _driver(url)
+    cur = conn.cursor()
+    cur.execute("SELECT id, routing_number, account_number, account_type, amount, member_id, account_holder "
+                "FROM floor_payments WHERE state = 'pending' ORDER BY id")
+    n = 0
+    with open(out_path, "w", newline="") as f:
+        for pid, routing, account, kind, amount, member, holder in cur:
+            dollars, _, cents = amount.partition(".")
+            f.write(f"6{'37' if kind == 'savings' else '27'}{routing}{account:<17}{int(dollars) * 100 + int(cents):010d}"
+                    f"{member:<15}{holder[:22]:<22}  0{'01100001'}{pid:07d}\n")
+            n += 1
+        f.flush()
+        os.fsync(f.fileno())
+    cur.execute("UPDATE floor_payments SET state = 'sent' WHERE state = 'pending'")
+    conn.commit()
+    conn.close()
+    return n
+
+
+def floor_autopay(url: str) -> int:
+    conn, _ = _driver(url)
+    cur = conn.cursor()
+    cur.execute("INSERT INTO floor_pulls (member_id, plan_id, amount_cents, state) "
+                "SELECT m.member_id, m.plan_id, 30000, 'pending' FROM floor_mandates m")
+    n = cur.rowcount
+    conn.commit()
+    conn.close()
+    return n
+
+
+def floor_send(src: str, folder: str) -> int:
+    os.makedirs(folder, exist_ok=True)
+    dst = os.path.join(folder, os.path.basename(src))
+    with open(src, "rb") as i, open(dst, "wb") as o:
+        shutil.copyfileobj(i, o, 1 << 20)
+        o.flush()
+        os.fsync(o.fileno())
+    return os.path.getsize(dst)
+
+
+def _floor_main(args) -> None:
+    name = args.floor
+    if name == "setup":
+        out = floor_setup(args.url)
+    elif name.startswith("import-"):
+        out = floor_import(args.url, name.split("-", 1)[1], args.path)
+    elif name == "originate":
+        out = floor_originate(args.url, args.path)
+    elif name == "autopay":
+        out = floor_autopay(args.url)
+    elif name == "send":
+        out = floor_send(args.path, args.folder)
+    else:
+        sys.exit(f"unknown floor step {name}")
+    print(json.dumps({"result": out}))
+
+
+# ---------------------------------------------------------------------------------------------
+# The wrapper: one step's child process, its wall time and its own peak RSS
+# ---------------------------------------------------------------------------------------------
+
+def _wrap_main(args) -> None:
+    cmd = json.loads(args.wrap)
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+    dt = time.perf_counter() - t0
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"seconds": dt, "peak_rss_mb": ru.ru_maxrss / 1024, "cpu": ru.ru_utime + ru.ru_stime, "rc": res.returncode, "stdout": res.stdout[-4000:],
+                      "stderr": res.stderr[-4000:]}))
+
+
+def _achbatch() -> list[str]:
+    exe = os.path.join(os.path.dirname(sys.executable), "achbatch")
+    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "jobs"]
+
+
+def _measure(cmd: list[str], env: dict[str, str], ok_codes=(0,)) -> dict:
+    wrapper = [sys.executable, os.path.abspath(__file__), "--wrap", json.dumps(cmd)]
+    res = subprocess.run(wrapper, capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        sys.exit(f"wrapper failed for {cmd}:\n{res.stderr[-3000:]}")
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    if out["rc"] not in ok_codes:
+        sys.exit(f"step {' '.join(cmd)} exited {out['rc']}:\n{out['stdout']}\n{out['stderr']}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--payments", type=int, default=100_000)
+    ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder (and print it)")
+    ap.add_argument("--imports-only", action="store_true",
+                    help="stop after `import premiums` and `import payments` (while working on the import path)")
+    ap.add_argument("--wrap", help=argparse.SUPPRESS)
+    ap.add_argument("--floor", help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    ap.add_argument("--path", help=argparse.SUPPRESS)
+    ap.add_argument("--folder", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.wrap:
+        _wrap_main(args)
+        return
+    if args.floor:
+        _floor_main(args)
+        return
+
+    n = args.payments
+    tmp = tempfile.mkdtemp(prefix="bench-ledger-")
+    data_dir = os.path.join(tmp, "data")
+    dbname = None
+    if args.db == "sqlite":
+        url = f"sqlite:///{tmp}/bench.db"
+    else:
+        from _pgdb import create_database
+
+        url, dbname = create_database()
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("ACHBATCH_") and "__" in k)}
+    env.pop("ACHBATCH_CONFIG", None)
+    env.update({"ACHBATCH_DATABASE__URL": url, "ACHBATCH_PATHS__DATA_DIR": data_dir,
+                "ACHBATCH_SECURITY__KEY": KEY_B64})
+    me = [sys.executable, os.path.abspath(__file__), "--url", url]
+    ach = _achbatch()
+    try:
+        print(f"bench_ledger: N = {n:,} on {args.db}, python {sys.version.split()[0]}, {os.cpu_count()} cpus; "
+              f"achbatch = {' '.join(os.path.basename(c) for c in ach)}")
+        paths = generate(tmp, n)
+        _measure(ach + ["db", "upgrade"], env)
+        _measure(me + ["--floor", "setup"], env)
+        rows = []  # (step, achbatch, floor, floor label)
+
+        def step(label, cmd, floor_cmd, floor_label, ok_codes=(0,)):
+            a = _measure(cmd, env, ok_codes)
+            f = _measure(floor_cmd, env) if floor_cmd else None
+            rows.append((label, a, f, floor_label))
+            print(f"  [{label}: {a['seconds']:.2f} s (cpu {a['cpu']:.2f} s), {a['peak_rss_mb']:.0f} MB; floor "
+                  f"{f['seconds']:.2f} s (cpu {f['cpu']:.2f} s); {a['seconds'] / f['seconds']:.1f}x]", flush=True)
+            return a
+
+        a = step("import premiums", ach + ["import", "premiums", paths["premiums"]],
+                 me + ["--floor", "import-premiums", "--path", paths["premiums"]], "csv + insert")
+        print("  " + a["stdout"].strip().splitlines()[0])
+        a = step("import payments", ach + ["import", "payments", paths["payments"]],
+                 me + ["--floor", "import-payments", "--path", paths["payments"]], "csv + insert")
+        print("  " + a["stdout"].strip().splitlines()[0])
+        if not args.imports_only:
+            a = step("originate", ach + ["originate", "--date", ORIGINATE_ON],
+                     me + ["--floor", "originate", "--path", os.path.join(tmp, "floor.ach")], "select + f-string + mark")
+            print("  " + " / ".join(a["stdout"].strip().splitlines()[:2]))
+            outbox = os.path.join(data_dir, "outbox")
+            built = sorted(os.path.join(outbox, f) for f in os.listdir(outbox)) if os.path.isdir(outbox) else []
+            biggest = os.path.join(tmp, "floor.ach")
+            if built:  # `send` moves the built files out of the outbox: the floor copies a copy
+                biggest = os.path.join(tmp, "built-copy.ach")
+                shutil.copyfile(max(built, key=os.path.getsize), biggest)
+            a = step("send", ach + ["send", "--date", ORIGINATE_ON],
+                     me + ["--floor", "send", "--path", biggest, "--folder", os.path.join(tmp, "floor-bank")],
+                     f"copy + fsync ({len(built)} file(s))")
+            print("  " + a["stdout"].strip().splitlines()[0] if a["stdout"].strip() else "  (send: no output)")
+            # AutoPay: the mandates' premiums first (not timed), then the mandates, then the pulls.
+            _measure(ach + ["import", "premiums", paths["premiums_autopay"]], env)
+            a = step("import autopay", ach + ["import", "autopay", paths["autopay"]],
+                     me + ["--floor", "import-autopay", "--path", paths["autopay"]], "csv + insert")
+            print("  " + a["stdout"].strip().splitlines()[0])
+            a = step("autopay schedule", ach + ["autopay", "schedule", "--date", DUE_DRAFT],
+                     me + ["--floor", "autopay"], "INSERT ... SELECT")
+            print("  " + a["stdout"].strip().splitlines()[0])
+
+        print()
+        print(f"  {'step':<17} {'achbatch s':>10} {'peak RSS MB':>11} {'floor s':>8} {'floor RSS':>9} {'ratio':>7}"
+              f" {'cpu s':>7} {'floor cpu':>9} {'cpu ratio':>9}  floor")
+        for label, a, f, fl in rows:
+            ratio = a["seconds"] / f["seconds"] if f and f["seconds"] > 0 else float("nan")
+            cratio = a["cpu"] / f["cpu"] if f and f["cpu"] > 0 else float("nan")
+            print(f"  {label:<17} {a['seconds']:>10.2f} {a['peak_rss_mb']:>11.1f} {f['seconds']:>8.2f} "
+                  f"{f['peak_rss_mb']:>9.1f} {ratio:>6.1f}x {a['cpu']:>7.2f} {f['cpu']:>9.2f} {cratio:>8.1f}x  {fl}")
+        print("  ratio: wall time (process start included); cpu: user+system seconds of the step's process (the"
+              " database server's own work on PostgreSQL not included); on a busy machine the cpu ratio is steadier")
+        print("  targets: import payments <= 6x, import premiums <= 4x, originate <= 4x, each peak RSS < 400 MB")
+    finally:
+        if args.keep:
+            print(f"  kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if dbname:
+            from _pgdb import drop_database
+
+            drop_database(dbname)
+
+
+if __name__ == "__main__":
+    main()
