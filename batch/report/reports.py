@@ -427,10 +427,10 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
             .order_by(PaymentReturn.returned_on, PaymentReturn.original_trace_number)).all()
         reviews = _open_review_rows(s)
         names = member_names(s, {r.member_id for r in rows} | {r["member_id"] for r in reviews if r["member_id"]})
-    for r in reviews:
-        r["member_name"] = names.get(r["member_id"], "")
         prenote_returns = _prenote_return_rows(s, start, end)
         validation = awaiting_validation(s.connection())
+    for r in reviews:
+        r["member_name"] = names.get(r["member_id"], "")
     open_reviews = len(reviews)
     table = _frame([{
         "trace_number": r.original_trace_number, "member_id": r.member_id, "plan_id": r.plan_id,

@@ -53,7 +53,7 @@ def test_a_return_file_with_moov_field_defects_is_applied_with_warnings(cli_env,
     # returns process: applied (matched by the original trace), the warnings shown and recorded
     r = run.invoke(cli, ["returns", "process", str(path), "--date", RETURN_DAY.isoformat()])
     assert r.exit_code == 0, r.output
-    assert "applied: 1 of 1 returns" in r.output
+    assert "applied: 1 of 1 return," in r.output
     assert r.output.count("warning: RET-moov.ach:") == 2
     assert [p.state for p in w.payments(m)][0] == "returned"
     with sessions() as s:

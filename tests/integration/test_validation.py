@@ -185,7 +185,7 @@ def test_a_returned_prenote_blocks_the_account_and_the_held_payment_fails_with_t
     out = world.process(world.bank.returns([(prenote, "R03")], date(2026, 12, 3)), date(2026, 12, 3))
     # never read as our offset entry, nor as an unknown trace
     assert (out.status, out.prenotes_returned, out.review_items, out.accounts_blocked) == ("applied", 1, 0, 1)
-    assert outcome_words(out) == ("applied: 0 of 1 returns, 0 of 0 NOCs, 0 for review (prenotes: 1 returned, "
+    assert outcome_words(out) == ("applied: 0 of 1 return, 0 of 0 NOCs, 0 for review (prenotes: 1 returned, "
                                   "account blocked; 0 corrected by a NOC, account validated)")
     with world.sessions() as s:
         assert s.scalar(select(func.count()).select_from(ReviewItem)) == 0
@@ -322,7 +322,7 @@ def test_status_warns_of_accounts_awaiting_validation_and_the_returns_report_lis
     assert rows[0]["trace_number"] == by_member["M000001"].trace
     assert number not in table.to_csv()
     assert ("Prenotes returned (account validation)", "1") in rep.summary
-    assert ("Accounts awaiting validation", "1 (1 payments held)") in rep.summary
+    assert ("Accounts awaiting validation", "1 (1 payment held)") in rep.summary
     assert len(rep.table) == 0  # not a live return: not in the contract table nor the rates
     report = collect_status(world.sessions, settings, now=datetime(2026, 12, 3, 12, tzinfo=timezone.utc))
     assert report.data["validation"]["prenotes_returned"] == 1 and world.get(Payment, blocked).state == "failed"
