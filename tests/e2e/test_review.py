@@ -287,3 +287,39 @@ def test_force_never_schedules_a_second_open_representment(cli_env, sessions, tm
     with sessions() as s:
         (res,) = s.scalars(select(ReviewResolution))
         assert (res.review_item_id, res.action, res.payment_id, res.forced) == (double.id, "dismiss", None, False)
+
+
+def test_a_noc_applied_by_hand_corrects_the_account_like_an_automatic_match(cli_env, sessions, tmp_path):  # noqa: F811
+    """nocs.ach names entries we never sent: three items. Finance identifies the C01 as one of
+    Alice's: the NOC entry names another bank (RDFI), so `apply` is refused until `--force`; then the
+    correction is applied by the same path as an automatic NOC (an account change recorded, the
+    account corrected), the audit row records the override, and the item cannot be resolved again."""
+    from batch.store.models import AccountChange, BankAccount, ReviewResolution
+
+    _setup(tmp_path)
+    alice = _payments(sessions)["M100234567"]
+    run = CliRunner()
+    r = run.invoke(cli, ["returns", "process", str(SAMPLES / "nocs.ach"), "--date", "2026-01-26"])
+    assert r.exit_code == 1 and "3 for review" in r.output, r.output
+    items = json.loads(run.invoke(cli, ["review", "list", "--json", "--date", "2026-01-26"]).output)["items"]
+    c01 = next(i for i in items if i["code"] == "C01")
+    assert c01["kind"] == "unknown_trace" and c01["actions"] == ["apply", "dismiss"]
+    args = ["review", "resolve", str(c01["id"]), "--action", "apply", "--payment", str(alice.id),
+            "--note", "the bank's trace was mistyped", "--by", "pat.finance", "--date", "2026-01-26"]
+    refused = run.invoke(cli, args)
+    assert refused.exit_code == 1 and "is not the routing number we debited" in refused.output, refused.output
+    with sessions() as s:
+        assert s.scalars(select(AccountChange)).all() == []
+    r = run.invoke(cli, args + ["--force"])
+    assert r.exit_code == 0, r.output
+    _no_account_number(r.output)
+    assert "88120044791" not in r.output  # the corrected number is shown masked too
+    with sessions() as s:
+        change = s.scalars(select(AccountChange)).one()
+        assert (change.change_code, change.payment_id, change.new_account_masked) == ("C01", alice.id, "****4791")
+        account = s.get(BankAccount, change.bank_account_id)
+        assert account.last4 == "4791"
+        resolution = s.scalars(select(ReviewResolution)).one()
+        assert (resolution.action, resolution.forced, resolution.resolved_by) == ("apply", True, "pat.finance")
+        assert "routing number we debited" in resolution.overridden, resolution.overridden
+    assert run.invoke(cli, args + ["--force"]).exit_code == 1  # resolved once
