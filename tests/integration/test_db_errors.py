@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 
 from batch.store.crypto import generate_secret
+from batch.store.db import upgrade
 from sshd import write_config
 from conftest import pg_admin_url
 
@@ -57,11 +58,12 @@ def test_a_database_that_does_not_exist_exits_2_in_one_line(pg_url, tmp_path, ar
 
 
 @pytest.mark.postgres
-def test_a_database_failing_mid_command_is_one_line_and_75(migrated_url, tmp_path):
+def test_a_database_failing_mid_command_is_one_line_and_75(pg_url, tmp_path):
     """A lock wait that times out inside the command (PostgreSQL's LockNotAvailable, an
-    OperationalError): safe to run again (75), said on one line."""
-    if not migrated_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only")
+    OperationalError): safe to run again (75), said on one line. PostgreSQL only: SQLite has no
+    lock timeout to set on the database."""
+    upgrade(pg_url)
+    migrated_url = pg_url
     admin = create_engine(pg_admin_url(), isolation_level="AUTOCOMMIT")
     name = make_url(migrated_url).database
     with admin.connect() as c:
