@@ -165,7 +165,7 @@ def test_full_remote_disk_exits_75_after_delivering_what_fits(sshd_server, cli_e
         sshd_server.start(sftp_flags="-P statvfs")  # a server that does not say: unclassified, so 75
     r = achbatch(config(env.bank_section()), "send")
     assert r.returncode == 75, (r.stdout, r.stderr)
-    assert "3 of 5 file(s) delivered" in r.stdout
+    assert "3 of 5 files delivered" in r.stdout
     if statvfs:
         assert "the bank's disk is full" in r.stderr
     else:
@@ -207,7 +207,7 @@ def test_folder_bank_full_disk_75_and_read_only_2(cli_env, sessions, tmp_path, t
     r = achbatch(config({"transport": "folder", "folder": str(tmp_path / "fbank"), "outbound_dir": str(tiny_disk)}),
                  "send")
     assert r.returncode == 75, (r.stdout, r.stderr)
-    assert "No space left" in r.stderr and "3 of 5 file(s) delivered" in r.stdout
+    assert "No space left" in r.stderr and "3 of 5 files delivered" in r.stdout
     assert sorted(os.listdir(tiny_disk)) == [f"ACH-20261201-{m}.ach" for m in "ABC"]
     r = achbatch(config({"transport": "folder", "folder": str(tmp_path / "fbank"),
                          "outbound_dir": str(read_only_dir)}), "send")

@@ -35,7 +35,7 @@ def test_bad_names_are_skipped_reviewed_and_the_good_file_behind_them_is_fetched
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert (tmp_path / "data" / "inbox" / "RET.ach").read_bytes() == b"returns\n"
     assert (tmp_path / "data" / "inbox" / "ZZZ.ach").read_bytes() == b"more returns\n"
-    assert "2 new file(s)" in r.stdout
+    assert "2 new files" in r.stdout
     # Every line of output is one line: no forged line, no control sequence, names escaped.
     assert not any(line.startswith("achbatch: forged") for line in (r.stdout + r.stderr).splitlines())
     assert "\x1b" not in r.stderr and "\x01" not in r.stderr
@@ -50,6 +50,6 @@ def test_bad_names_are_skipped_reviewed_and_the_good_file_behind_them_is_fetched
     assert fetched == ["RET.ach", "ZZZ.ach"]
     # Again: the same warnings, no second review item, nothing fetched twice.
     r = achbatch(cfg, "returns", "fetch")
-    assert r.returncode == 1 and "0 new file(s)" in r.stdout
+    assert r.returncode == 1 and "0 new files" in r.stdout
     with sessions() as s:
         assert len(list(s.scalars(select(ReviewItem).where(ReviewItem.subject == "remote_name")))) == len(BAD)
