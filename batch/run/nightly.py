@@ -401,21 +401,30 @@ def step_send(ctx: NightContext) -> StepOutcome:
     return out
 
 
-def step_returns_fetch(ctx: NightContext) -> StepOutcome:
+def _fetch_inbound(ctx: NightContext, policy, hook: str):
+    """Fetch the bank's new files that `policy` selects (return files, or statements) into the inbox
+    over the configured transport: (the fetch result, None), or (None, a configuration problem)."""
     from ..bank.inbound import fetch_files
+
+    transport, problem = _transport(ctx)
+    if problem:
+        return None, problem
+    pgp, problem = _pgp(ctx, outbound=False)
+    if problem:
+        return None, problem
+    s = ctx.settings
+    return fetch_files(ctx.sessions, transport, policy, inbox=s.inbox_dir, archive_dir=s.archive_dir, pgp=pgp,
+                       log=ctx.info, on_step=lambda step, _name: ctx.hook(f"{hook}:{step}")), None
+
+
+def step_returns_fetch(ctx: NightContext) -> StepOutcome:
     s = ctx.settings
     if ctx.dry_run:
         return StepOutcome(note=f"would fetch the bank's new files ({s.bank.transport} transport, folder "
                                 f"{s.bank.inbound_dir!r}) into {s.inbox_dir}")
-    transport, problem = _transport(ctx)
+    r, problem = _fetch_inbound(ctx, wiring.inbound_policy(s), "fetch")
     if problem:
         return StepOutcome(config=problem)
-    pgp, problem = _pgp(ctx, outbound=False)
-    if problem:
-        return StepOutcome(config=problem)
-    r = fetch_files(ctx.sessions, transport, wiring.inbound_policy(s), inbox=s.inbox_dir,
-                    archive_dir=s.archive_dir, pgp=pgp, log=ctx.info,
-                    on_step=lambda step, _name: ctx.hook(f"fetch:{step}"))
     if r.locked:
         return StepOutcome(temporary="another `achbatch returns fetch` holds the fetch lock; nothing fetched")
     received = r.received
@@ -476,7 +485,6 @@ def step_returns_process(ctx: NightContext) -> StepOutcome:
 
 def step_bank_statement(ctx: NightContext) -> StepOutcome:
     """Fetch the bank's BAI2 statements (`[bank] statements`) and tie each out once."""
-    from ..bank.inbound import fetch_files
     from ..collect.bank_statement import StatementCodes, process_statement_inbox
     s = ctx.settings
     if not s.bank.statements:
@@ -484,15 +492,9 @@ def step_bank_statement(ctx: NightContext) -> StepOutcome:
     if ctx.dry_run:
         return StepOutcome(note=f"would fetch the bank's statements ({s.bank.statements!r} in folder "
                                 f"{s.bank.inbound_dir!r}) and tie them out")
-    transport, problem = _transport(ctx)
+    r, problem = _fetch_inbound(ctx, wiring.statement_policy(s), "statement")
     if problem:
         return StepOutcome(config=problem)
-    pgp, problem = _pgp(ctx, outbound=False)
-    if problem:
-        return StepOutcome(config=problem)
-    r = fetch_files(ctx.sessions, transport, wiring.statement_policy(s), inbox=s.inbox_dir,
-                    archive_dir=s.archive_dir, pgp=pgp, log=ctx.info,
-                    on_step=lambda step, _name: ctx.hook(f"statement:{step}"))
     if r.locked:
         return StepOutcome(temporary="another `achbatch returns fetch` holds the fetch lock; no statement fetched")
     out = StepOutcome()
