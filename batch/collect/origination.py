@@ -607,6 +607,28 @@ class _FileBuilder:
     # -- entries --------------------------------------------------------------------------------
     def add(self, key: BatchKey, row) -> None:
         pid, amount, member_id, routing, account_enc, account_type, holder = row
+        tc = codes.DEBIT_CODE[account_type]
+        trace = self._write_entry(key, tc, amount, member_id, routing, account_enc, holder)
+        self._record_entry(pid, trace, amount, tc, "payment")
+        self.payment_count += 1
+        self.payment_cents += amount
+        if self.progress and self.payment_count % 10000 == 0:
+            self.progress(self.payment_count)
+
+    def add_prenote(self, row) -> None:
+        """A zero-dollar prenote (28 checking, 38 savings) of an account, in a WEB batch of its own
+        (the SEC code and payment type the live debits will use)."""
+        prenote_id, member_id, ptc, routing, account_enc, account_type, holder = row
+        key = BatchKey("WEB", ptc, PREMIUM_DESCRIPTION, prenote=True)
+        tc = codes.PRENOTE_DEBIT_CODE[account_type]
+        trace = self._write_entry(key, tc, 0, member_id, routing, account_enc, holder)
+        self._record_entry(None, trace, 0, tc, "prenote", prenote_id)
+        self.prenote_count += 1
+
+    def _write_entry(self, key: BatchKey, tc: str, amount: int, member_id: str, routing: str, account_enc: bytes,
+                     holder: str) -> str:
+        """Place an entry of batch `key` (a new batch or file when the split says so), write it with
+        the account decrypted for the file only, and return its trace number."""
         step = self.split.place(key, amount)
         if step == NEW_FILE:
             self._close_file(self.split.closed_entries, self.split.closed_cents)
@@ -615,7 +637,6 @@ class _FileBuilder:
         elif step == NEW_BATCH:
             self._close_batch()
             self._open_batch(key)
-        tc = codes.DEBIT_CODE[account_type]
         trace = self._next_trace()
         fields = {
             "transaction_code": tc,
@@ -630,42 +651,7 @@ class _FileBuilder:
         if self.ptc_field:
             fields[self.ptc_field] = key.payment_type_code
         self._w.add_entry(self.make(**fields))
-        self._record_entry(pid, trace, amount, tc, "payment")
-        self.payment_count += 1
-        self.payment_cents += amount
-        if self.progress and self.payment_count % 10000 == 0:
-            self.progress(self.payment_count)
-
-    def add_prenote(self, row) -> None:
-        """A zero-dollar prenote (28 checking, 38 savings) of an account, in a WEB batch of its own
-        (the SEC code and payment type the live debits will use)."""
-        prenote_id, member_id, ptc, routing, account_enc, account_type, holder = row
-        key = BatchKey("WEB", ptc, PREMIUM_DESCRIPTION, prenote=True)
-        step = self.split.place(key, 0)
-        if step == NEW_FILE:
-            self._close_file(self.split.closed_entries, self.split.closed_cents)
-            self._open_file()
-            self._open_batch(key)
-        elif step == NEW_BATCH:
-            self._close_batch()
-            self._open_batch(key)
-        tc = codes.PRENOTE_DEBIT_CODE[account_type]
-        trace = self._next_trace()
-        fields = {
-            "transaction_code": tc,
-            "receiving_dfi_identification": routing[:8],
-            "check_digit": routing[8],
-            "dfi_account_number": self.keyring.decrypt_account(account_enc),
-            "amount": 0,
-            self.id_field: member_id,
-            self.name_field: _nacha_text(holder, 22),
-            "trace_number": trace,
-        }
-        if self.ptc_field:
-            fields[self.ptc_field] = ptc
-        self._w.add_entry(self.make(**fields))
-        self._record_entry(None, trace, 0, tc, "prenote", prenote_id)
-        self.prenote_count += 1
+        return trace
 
     def _record_entry(self, pid, trace, amount, tc, kind, prenote_id=None) -> None:
         if self.dry_run:
