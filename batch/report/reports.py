@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from nacha import codes
 from nacha.calendar import effective_entry_date
+from nacha.fields import mask_last4
 from nacha.reader import BatchEnd, BatchStart, FileEnd, Reader
 
 from ..collect.coverage import AT_RISK_STATUSES, CoverageRules, standings
@@ -426,10 +427,11 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
                    & (PaymentReturn.returned_on <= end))
             .order_by(PaymentReturn.returned_on, PaymentReturn.original_trace_number)).all()
         reviews = _open_review_rows(s)
-        names = member_names(s, {r.member_id for r in rows} | {r["member_id"] for r in reviews if r["member_id"]})
         prenote_returns = _prenote_return_rows(s, start, end)
         validation = awaiting_validation(s.connection())
-    for r in reviews:
+        names = member_names(s, {r.member_id for r in rows}
+                             | {r["member_id"] for r in (*reviews, *prenote_returns) if r["member_id"]})
+    for r in (*reviews, *prenote_returns):
         r["member_name"] = names.get(r["member_id"], "")
     open_reviews = len(reviews)
     table = _frame([{
@@ -496,7 +498,8 @@ def returns_report(sessions: sessionmaker[Session], as_of: date, days: int = RAT
                   window=(start, end))
 
 
-PRENOTE_RETURN_COLUMNS = ("returned_on", "trace_number", "member_id", "account", "return_code", "reason")
+PRENOTE_RETURN_COLUMNS = ("returned_on", "trace_number", "member_id", "member_name", "account", "return_code",
+                          "reason")
 
 
 def _prenote_return_rows(s: Session, start: date, end: date) -> list[dict]:
@@ -509,7 +512,7 @@ def _prenote_return_rows(s: Session, start: date, end: date) -> list[dict]:
         .where((Prenote.state == "returned") & (Prenote.resolved_on >= start) & (Prenote.resolved_on <= end))
         .order_by(Prenote.resolved_on, Prenote.id)).all()
     return [{"returned_on": r.resolved_on, "trace_number": r.trace_number or "", "member_id": r.member_id,
-             "account": "****" + r.last4, "return_code": r.return_code or "", "reason": r.return_reason or ""}
+             "account": mask_last4(r.last4), "return_code": r.return_code or "", "reason": r.return_reason or ""}
             for r in rows]
 
 

@@ -432,7 +432,7 @@ def test_every_csv_has_one_header_row_and_further_tables_go_to_their_own_csvs(bo
     reports = {"returns": returns_report(sessions, date(2026, 12, 10)),
                "coverage": coverage_report(sessions, date(2026, 12, 24)),
                "reconciliation": reconciliation_report(sessions, keyring, date(2026, 12, 10))}
-    expected = {"returns": {"rates", "by-code", "by-category", "review"}, "coverage": {"by-status"},
+    expected = {"returns": {"rates", "by-code", "by-category", "review", "prenote-returns"}, "coverage": {"by-status"},
                 "reconciliation": {"controls", "bank"}}
     for kind, rep in reports.items():
         main = tmp_path / kind / f"{kind}-2026-12-10.csv"
@@ -465,7 +465,7 @@ def test_xlsx_numbers_percentages_dates_headers_in_words_and_full_sheet_names(bo
     rep = returns_report(sessions, date(2026, 12, 10))
     wb = load_workbook(write_report(rep, "xlsx", tmp_path / "returns.xlsx"))
     assert wb.sheetnames == ["Summary", "Returns", "Return rates", "Returns by reason code", "Returns by category",
-                             "Open review items", "Chart data"]
+                             "Open review items", "Prenote returns", "Chart data"]
     sh = wb["Returns"]
     head = [c.value for c in sh[1]]
     assert head == ["Trace number", "Member ID", "Member name", "Plan ID", "Amount", "Return code", "Reason",
@@ -554,10 +554,10 @@ def test_cli_report_csv_writes_further_tables_beside_it_and_out_dash_only_the_ma
     folder = tmp_path / "achbatch-data" / "reports"
     assert sorted(p.name for p in folder.iterdir()) == [
         "returns-2026-12-10.by-category.csv", "returns-2026-12-10.by-code.csv", "returns-2026-12-10.csv",
-        "returns-2026-12-10.rates.csv", "returns-2026-12-10.review.csv"]
+        "returns-2026-12-10.prenote-returns.csv", "returns-2026-12-10.rates.csv", "returns-2026-12-10.review.csv"]
     assert "returns-2026-12-10.review.csv" in r.output and "beside it" in r.output
     r = run.invoke(cli, ["report", "returns", "--date", "2026-12-10", "--format", "csv", "--out", "-"])
     lines = r.stdout.splitlines()
     assert lines[0] == CONTRACT["returns"] and len(lines) == 2 and lines[1].endswith(",Member 1")
     assert "not written with --out -" in r.stderr and "review" in r.stderr and "review" not in r.stdout
-    assert len(list(folder.iterdir())) == 5
+    assert len(list(folder.iterdir())) == 6  # nothing more written by --out -

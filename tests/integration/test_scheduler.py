@@ -192,7 +192,7 @@ def test_scheduler_runs_the_night_when_due_one_per_host_and_stops_on_sigterm(tmp
         second = f.run("schedule", timeout=60)
         assert second.returncode == 3 and "another scheduler is already running" in second.stderr
         out = _wait_for(p.stderr, "scheduled nightly run", timeout=90)
-        assert "step 8/8 reports" in out
+        assert "step 9/9 reports" in out
         with f.sessions() as sessions, sessions() as s:
             run = s.scalars(select(Run)).one()
         assert run.status == "done" and run.pid == p.pid
