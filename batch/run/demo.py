@@ -320,6 +320,22 @@ def run_demo(folder: Path, say: Callable[[str], None], exit_codes: ExitCodes) ->
                 "that nothing is done twice")
 
         outcomes = []
+
+        def run(day: date, kind: str) -> bool:
+            """One run of the pipeline, recorded in `res`; False when another run holds the lock."""
+            try:
+                r = run_pipeline(settings, sessions, keyring, day, exit_codes=exit_codes, kind=kind,
+                                 emit=_concise(say))
+            except LockHeld as e:
+                say(f"  skipped: {e}")
+                res.nights.append(None)
+                res.outcome = Outcome.LOCKED
+                return False
+            res.nights.append(r)
+            outcomes.append(r.outcome)
+            say(f"  {r.summary}")
+            return True
+
         for i, night in enumerate(DEMO_NIGHTS, start=1):
             if i == 2:
                 answer = simulate_bank(settings.bank_folder / settings.bank.outbound_dir,
@@ -339,16 +355,8 @@ def run_demo(folder: Path, say: Callable[[str], None], exit_codes: ExitCodes) ->
                     say(f"  already answered earlier: {_rel(p, folder)}")
             say("")
             say(f"night {i}: achbatch nightly --date {night}")
-            try:
-                r = run_pipeline(settings, sessions, keyring, night, exit_codes=exit_codes, emit=_concise(say))
-            except LockHeld as e:
-                say(f"  skipped: {e}")
-                res.nights.append(None)
-                res.outcome = Outcome.LOCKED
+            if not run(night, "nightly"):
                 return res
-            res.nights.append(r)
-            outcomes.append(r.outcome)
-            say(f"  {r.summary}")
         statement = simulate_statement(settings.bank_folder / settings.bank.outbound_dir,
                                        settings.bank_folder / settings.bank.inbound_dir, DEMO_STATEMENT_DAY)
         say("")
@@ -357,17 +365,8 @@ def run_demo(folder: Path, say: Callable[[str], None], exit_codes: ExitCodes) ->
         say("")
         say(f"morning of {DEMO_MORNING}: achbatch nightly --returns-only --date {DEMO_MORNING} "
             "(fetches the report and ties it out)")
-        try:
-            r = run_pipeline(settings, sessions, keyring, DEMO_MORNING, exit_codes=exit_codes, kind="returns",
-                             emit=_concise(say))
-        except LockHeld as e:
-            say(f"  skipped: {e}")
-            res.nights.append(None)
-            res.outcome = Outcome.LOCKED
+        if not run(DEMO_MORNING, "returns"):
             return res
-        res.nights.append(r)
-        outcomes.append(r.outcome)
-        say(f"  {r.summary}")
         with sessions() as s:
             entries = s.scalar(select(func.count()).select_from(FileEntry))
             debited = s.scalar(select(func.count(func.distinct(FileEntry.payment_id))))
