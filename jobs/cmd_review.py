@@ -3,11 +3,13 @@ processing (and the money rules) could not decide, and records each decision.
 
   review list [--status open|resolved|all] [--kind K] [--json]
   review show ID [--json]
-  review resolve ID --action apply|dismiss --note TEXT [--by NAME] [--payment N] [--force] [--date D]
+  review resolve ID --action apply|dismiss --note TEXT [--by NAME] [--payment N | --prenote ID] [--force]
+                 [--date D]
 
 Exit codes: 0 done (list and show: also when items are open); 1 refused by the data (the item is
-already resolved, the payment's amount or account differs without --force, a state rule); 2 usage
-(no such item, an action the item's kind does not allow, --payment missing or out of place).
+already resolved, the payment's or prenote's amount or account differs without --force, a state
+rule, a trace that is another entry's); 2 usage (no such item, an action the item's kind does not
+allow, --payment or --prenote missing, both given, or out of place).
 """
 from __future__ import annotations
 
@@ -150,6 +152,13 @@ def show_cmd(ctx: click.Context, item_id: int, as_json: bool, run_date) -> None:
                       if acct else ""))
         for h in p["history"]:
             click.echo(f"    {h['on']} {h['event']}: {h['detail']}")
+    pn = item.get("prenote")
+    if pn:
+        acct = pn["account"]
+        click.echo(f"  prenote #{pn['id']}: {pn['member_id']}, {pn['state']}"
+                   + (f" ({pn['return_reason']})" if pn["return_reason"] else "")
+                   + f", account {acct['account_masked']} at {acct['routing_number']} ({acct['status']}, "
+                     f"{acct['validation_result']})")
     if item["resolution"]:
         r = item["resolution"]
         click.echo(f"  resolved: {r['action']} by {r['resolved_by']} at {r['resolved_at']}"
@@ -166,15 +175,18 @@ def show_cmd(ctx: click.Context, item_id: int, as_json: bool, run_date) -> None:
 @click.option("--note", required=True, help="Why: kept in the audit row.")
 @click.option("--by", "by", default=None, help="Who decides (default: the login name).")
 @click.option("--payment", "payment_id", type=int, default=None, help="apply: the payment the bank's entry is for.")
-@click.option("--force", is_flag=True, help="apply: even when the payment's amount or account differs (recorded).")
+@click.option("--prenote", "prenote_id", type=int, default=None,
+              help="apply: the prenote (account validation entry) the bank's entry answers.")
+@click.option("--force", is_flag=True,
+              help="apply: even when the payment's or prenote's amount or account differs (recorded).")
 @click.option("--json", "as_json", is_flag=True, help="The resolution as one JSON object.")
 @date_option
 @click.pass_context
 def resolve_cmd(ctx: click.Context, item_id: int, action: str, note: str, by: str | None, payment_id: int | None,
-                force: bool, as_json: bool, run_date) -> None:
-    """Decide a review item once: apply the bank's return or NOC to payment N (as an automatic
-    match would), or dismiss it. Each decision is an audit row (who, when, action, note, before
-    and after). After an apply, coverage is re-assessed and the notices written."""
+                prenote_id: int | None, force: bool, as_json: bool, run_date) -> None:
+    """Decide a review item once: apply the bank's return or NOC to payment N or prenote ID (as an
+    automatic match would), or dismiss it. Each decision is an audit row (who, when, action, note,
+    before and after). After an apply, coverage is re-assessed and the notices written."""
     settings = settings_from_context(ctx)
     d = business_date(run_date, settings.origination.zone)
     keyring = open_keyring(settings)
@@ -182,7 +194,7 @@ def resolve_cmd(ctx: click.Context, item_id: int, action: str, note: str, by: st
     try:
         with open_database(settings.database_url) as sessions:
             res = resolve_item(sessions, keyring, item_id, action, note, who, business_date=d, payment_id=payment_id,
-                               force=force, policy=wiring.return_policy(settings))
+                               force=force, policy=wiring.return_policy(settings), prenote_id=prenote_id)
             cancelled = notices = None
             if action == "apply":
                 cancelled = cancel_unneeded_retries(sessions, d)

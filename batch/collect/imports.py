@@ -59,7 +59,8 @@ __all__ = [
     "AUTOPAY_CONFIRMATION_PREFIX", "CARD_MESSAGE", "HEADERS", "KINDS", "RESERVED_CONFIRMATION_PREFIXES",
     "RETRY_CONFIRMATION_PREFIX", "BankFields", "ImportFileError", "ImportResult", "MandateRow", "Note",
     "PaymentRow", "PremiumRow", "Rejection", "RowError", "autopay_confirmation_id", "import_autopay", "import_file",
-    "import_payments", "import_premiums", "is_card_number", "parse_amount", "parse_autopay_row",
+    "import_payments", "import_premiums", "is_card_number", "parse_amount", "parse_autopay_row", "parse_cents",
+    "OPTIONAL_HEADERS", "columns_of",
     "parse_instant", "parse_payment_row", "parse_premium_row", "rejects_path_for", "write_rejects",
 ]
 
@@ -71,6 +72,18 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "payments": ("confirmation_id", "submitted_at", "channel", "member_id", "plan_id", "coverage_month", "amount",
                  "routing_number", "account_number", "account_type", "account_holder"),
 }
+# Columns a file may carry after HEADERS (a contract extension: a file without them imports as
+# before). autopay `authorized_amount_cents`: the most the member authorized per pull, in cents.
+OPTIONAL_HEADERS: dict[str, tuple[str, ...]] = {
+    "premiums": (),
+    "autopay": ("authorized_amount_cents",),
+    "payments": (),
+}
+
+
+def columns_of(kind: str) -> tuple[str, ...]:
+    """Every column a `kind` file may carry: the required ones, then the optional ones."""
+    return HEADERS[kind] + OPTIONAL_HEADERS[kind]
 
 # Cards are never accepted (ref §5.1, MAHC how-to-pay): the exact wording members and ops see.
 CARD_MESSAGE = "cards are not accepted; pay from a checking or savings account"
@@ -111,7 +124,7 @@ def _column_of(reason: str, kind: str, given: str = "") -> str:
     if given:
         return given
     first = reason.split(" ", 1)[0].rstrip(":,")
-    if first in HEADERS[kind]:
+    if first in columns_of(kind):
         return first
     if reason == CARD_MESSAGE or reason.startswith("mail payments are never debited"):
         return "account_number"
@@ -178,7 +191,7 @@ def rejects_path_for(input_name: str | Path, folder: Path) -> Path:
 def write_rejects(result: ImportResult, path: Path) -> Path:
     """Every rejected row of `result` as CSV (line, column, reason, then the row's own columns,
     account numbers masked), mode 0600, written atomically; the folder is created private."""
-    headers = HEADERS[result.kind]
+    headers = columns_of(result.kind)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(REJECTS_COLUMNS + headers)
@@ -358,6 +371,8 @@ class MandateRow:
     bank: BankFields
     authorized_at: datetime
     channel: str
+    # the most the member authorized per pull (optional column); None: set by the first pull
+    authorized_amount_cents: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -403,7 +418,28 @@ def parse_autopay_row(row: dict[str, str], tz: tzinfo) -> MandateRow:
     bank = _bank_fields(row)
     authorized_at = parse_instant(row["authorized_at"], "authorized_at", tz)
     channel = _choice(row, "channel", ("web", "paper"))
-    return MandateRow(member_id, plan_id, bank, authorized_at, channel)
+    return MandateRow(member_id, plan_id, bank, authorized_at, channel,
+                      parse_cents(row.get("authorized_amount_cents", ""), "authorized_amount_cents"))
+
+
+_CENTS = re.compile(r"[0-9]+")
+
+
+def parse_cents(text: str, name: str) -> int | None:
+    """An optional whole number of cents ('12500' is $125.00), more than 0 and at most what one
+    NACHA entry can carry; '' (column absent or empty) is None."""
+    if text == "":
+        return None
+    if text.startswith("-") and _CENTS.fullmatch(text[1:]):
+        raise RowError(f"{name} is negative ({text}): give a positive whole number of cents")
+    if not _CENTS.fullmatch(text):
+        raise RowError(f"{name} must be a whole number of cents (12500 is $125.00), got {text!r}")
+    cents = int(text) if len(text) <= 12 else MAX_AMOUNT_CENTS + 1
+    if cents == 0:
+        raise RowError(f"{name} must be more than 0")
+    if cents > MAX_AMOUNT_CENTS:
+        raise RowError(f"{name} is more than a NACHA entry can carry (9999999999 cents), got {text!r}")
+    return cents
 
 
 def parse_payment_row(row: dict[str, str], tz: tzinfo) -> PaymentRow:
@@ -464,6 +500,7 @@ class _Record:
 def _records(text: io.TextIOBase, kind: str, label: str) -> Iterator[_Record]:
     reader = csv.reader(text, strict=True)
     expected = HEADERS[kind]
+    allowed = columns_of(kind)
     try:
         header = next(reader)
     except StopIteration:
@@ -474,7 +511,7 @@ def _records(text: io.TextIOBase, kind: str, label: str) -> Iterator[_Record]:
     if any(_SURROGATE.search(n) for n in names):
         raise ImportFileError(f"{label}: line 1: header is not UTF-8 text")
     missing = [n for n in expected if n not in names]
-    unknown = [n for n in names if n not in expected]
+    unknown = [n for n in names if n not in allowed]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if missing or unknown or dupes:
         parts = []
@@ -949,10 +986,15 @@ class _MandateHandler(_Handler):
                     continue
                 notes.extend([via_note] if via_note else [])  # before any note on the row's other values
                 _, acct_changed = book.find_or_create(it.bank, now, line)
-                if live.authorized_at == it.authorized_at and live.channel == it.channel:
+                # an absent authorized amount keeps the mandate's (set by its first pull, or a notice)
+                amount = live.authorized_amount_cents if it.authorized_amount_cents is None \
+                    else it.authorized_amount_cents
+                if (live.authorized_at == it.authorized_at and live.channel == it.channel
+                        and live.authorized_amount_cents == amount):
                     out.append((UPDATED if acct_changed else UNCHANGED, None))
                     continue
                 live.authorized_at, live.channel, live.updated_at = it.authorized_at, it.channel, now
+                live.authorized_amount_cents = amount
                 out.append((UPDATED, None))
                 continue
             if live is not None and it.authorized_at <= live.authorized_at:
@@ -978,7 +1020,7 @@ class _MandateHandler(_Handler):
             mandate = AutopayMandate(
                 member_id=it.member_id, plan_id=it.plan_id, bank_account_id=account_id, channel=it.channel,
                 authorized_at=it.authorized_at, status="active", active_key=AutopayMandate.key_for(*it.key),
-                created_at=now, updated_at=now,
+                authorized_amount_cents=it.authorized_amount_cents, created_at=now, updated_at=now,
             )
             if account_id is None:
                 waiting.append((mandate, ref))

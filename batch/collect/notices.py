@@ -1,7 +1,8 @@
 """Member notices for the print and email vendor: one per returned payment, one per new or
 changed coverage flag at risk (returned payment, past due warning, termination warning, coverage
-not started, coverage terminated), and one per AutoPay premium above the amount its mandate
-authorized (autopay amount change), rendered from the jinja2 templates shipped in
+not started, coverage terminated), one per AutoPay premium above the amount its mandate
+authorized (autopay amount change), and one per returned prenote (account not validated: the
+account is blocked, its AutoPay suspended, its held and pending payments failed), rendered from the jinja2 templates shipped in
 batch/collect/templates/notices (or a folder of overrides named in settings, `paths.notices_templates`)
 into the notices folder, listed in manifest CSVs.
 
@@ -24,6 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..store.fsutil import write_atomic
 from ..rules.cells import machine_csv_writer
 from ..rules.money import dollars, plain_dollars
+from nacha.fields import mask_last4
+
 from ..store.models import (
     COVERAGE_STATUSES,
     AutopayMandate,
@@ -34,6 +37,7 @@ from ..store.models import (
     PaymentEvent,
     PaymentReturn,
     Premium,
+    Prenote,
     utcnow,
 )
 
@@ -123,7 +127,8 @@ def issue_notices(sessions: sessionmaker[Session], notices_dir: Path, notice_dat
     while True:
         with sessions() as s, s.begin():
             _lock(s)
-            events = _pending_returns(s) + _pending_flags(s) + _pending_amount_changes(s, notice_date)
+            events = (_pending_returns(s) + _pending_flags(s) + _pending_amount_changes(s, notice_date)
+                      + _pending_prenote_returns(s, notice_date))
             if not events:
                 break
             names = _member_names(s, {(e["member_id"], e["plan_id"]) for e in events})
@@ -143,7 +148,8 @@ def issue_notices(sessions: sessionmaker[Session], notices_dir: Path, notice_dat
                              "plan_id": e["plan_id"], "deadline": e.get("deadline"),
                              "amount_owed_cents": e.get("amount_owed_cents") or 0, "file_name": rel,
                              "notice_date": notice_date, "payment_return_id": e.get("payment_return_id"),
-                             "coverage_flag_id": e.get("coverage_flag_id"), "created_at": now})
+                             "coverage_flag_id": e.get("coverage_flag_id"), "prenote_id": e.get("prenote_id"),
+                             "created_at": now})
                 res.by_kind[e["kind"]] = res.by_kind.get(e["kind"], 0) + 1
             s.execute(insert(Notice), rows)
             res.created += len(rows)
@@ -263,6 +269,61 @@ def _pending_amount_changes(s: Session, notice_date: date) -> list[dict]:
     return out
 
 
+# The reason `returns` gives the payments a returned prenote failed (batch/collect/returns.py
+# `_block_accounts`: "bank account blocked: <the account's status reason>").
+_BLOCKED_PREFIX = "bank account blocked: "
+
+
+def _pending_prenote_returns(s: Session, notice_date: date) -> list[dict]:
+    """`account_not_validated` notices: one per returned prenote (`notices.prenote_id` is unique)
+    with none yet. The notice names the account masked, the bank's reason, what followed (AutoPay
+    suspended on the account, held and pending payments failed) and what to do. Its plan is that of
+    the member's AutoPay mandate on the account, else of a payment from it, else of any premium."""
+    rows = s.execute(
+        select(Prenote.id, Prenote.member_id, Prenote.bank_account_id, Prenote.return_code, Prenote.return_reason,
+               Prenote.resolved_on, BankAccount.last4, BankAccount.status_reason)
+        .join(BankAccount, BankAccount.id == Prenote.bank_account_id)
+        .outerjoin(Notice, Notice.prenote_id == Prenote.id)
+        .where((Prenote.state == "returned") & Notice.id.is_(None))
+        .order_by(Prenote.id).limit(CHUNK)).all()
+    out = []
+    for r in rows:
+        mandates = s.execute(
+            select(AutopayMandate.plan_id, AutopayMandate.status)
+            .where((AutopayMandate.bank_account_id == r.bank_account_id) & (AutopayMandate.member_id == r.member_id))
+            .order_by(AutopayMandate.id.desc())).all()
+        failed = s.execute(
+            select(Payment.id, Payment.plan_id, Payment.coverage_month, Payment.amount_cents, Premium.due_date)
+            .join(PaymentEvent, (PaymentEvent.payment_id == Payment.id) & (PaymentEvent.event == "stopped"))
+            .outerjoin(Premium, (Premium.member_id == Payment.member_id) & (Premium.plan_id == Payment.plan_id)
+                       & (Premium.coverage_month == Payment.coverage_month))
+            .where((Payment.bank_account_id == r.bank_account_id) & (Payment.member_id == r.member_id)
+                   & (Payment.state == "failed") & PaymentEvent.reason.startswith(_BLOCKED_PREFIX + "prenote returned"))
+            .order_by(Payment.coverage_month, Payment.id)).all()
+        failed = list({f.id: f for f in failed}.values())  # one row per payment
+        plan = next((m.plan_id for m in mandates), None) or next((f.plan_id for f in failed), None)
+        if plan is None:
+            plan = s.scalar(select(Payment.plan_id).where((Payment.bank_account_id == r.bank_account_id)
+                                                            & (Payment.member_id == r.member_id))
+                            .order_by(Payment.id.desc()).limit(1)) \
+                or s.scalar(select(Premium.plan_id).where(Premium.member_id == r.member_id)
+                            .order_by(Premium.coverage_month.desc()).limit(1)) or ""
+        dues = [f.due_date for f in failed if f.due_date is not None and f.due_date >= notice_date]
+        code = r.return_code or ""
+        title = (r.return_reason or "").removeprefix(code).strip()
+        out.append({
+            "event_key": f"prenote:{r.id}", "kind": "account_not_validated", "member_id": r.member_id,
+            "plan_id": plan, "deadline": min(dues) if dues else None,
+            "amount_owed_cents": sum(int(f.amount_cents) for f in failed), "prenote_id": r.id,
+            "return_code": code, "return_title": title, "returned_on": r.resolved_on,
+            "account_masked": mask_last4(r.last4),
+            "autopay_suspended": [m.plan_id for m in mandates if m.status == "suspended"],
+            "failed_payments": [{"coverage_month_name": _month_name(f.coverage_month),
+                                 "amount": dollars(int(f.amount_cents))} for f in failed],
+        })
+    return out
+
+
 def _member_names(s: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
     names: dict[tuple[str, str], str] = {}
     members = sorted({k[0] for k in keys})
@@ -290,6 +351,8 @@ def _context(e: dict, notice_date: date, sender: str) -> dict:
         "disposition": e.get("disposition", ""), "returned_on": e.get("returned_on"),
         "account_last4": e.get("account_last4", ""), "retry_on": e.get("retry_on"),
         "authorized": e.get("authorized", ""), "sent_late": e.get("sent_late", False), "held": e.get("held", False),
+        "account_masked": e.get("account_masked", ""), "autopay_suspended": e.get("autopay_suspended", []),
+        "failed_payments": e.get("failed_payments", []),
     }
 
 

@@ -71,7 +71,7 @@ from ..rules.returns import (  # noqa: F401  (re-exported: the rules live in bat
     ReturnLine, ReturnPlan, ReturnPolicy, ReturnSeen, ReviewPlan, decide_return, keep_retries, plan_noc,
     plan_retries, plan_retry, plan_returns, retry_date, return_actions, return_code_review, return_facts_needed,
     returned_state_for, review_location, state_for_disposition, IN_FLIGHT_STATES, cut, MISMATCH_KINDS,
-    OPEN_RETRY_STATES, account_problem,
+    OPEN_RETRY_STATES, account_problem, prenote_match_problems,
 )
 from ..rules.money import dollars
 from .origination import ADVISORY_LOCK_KEY
@@ -79,7 +79,7 @@ from .origination import ADVISORY_LOCK_KEY
 __all__ = [
     "COUNTING_STATES", "IN_FLIGHT_STATES", "AccountState", "AppliedReturn", "FileOutcome", "NocPlan", "OriginalEntry",
     "PlannedRetry", "ProcessResult", "ReturnDecision", "ReturnLine", "ReturnPlan", "ReturnPolicy", "ReturnSeen",
-    "RetryPlan", "ReviewPlan", "ManualApplication", "ManualRefusal", "apply_to_payment", "cancel_unneeded_retries", "decide_return", "file_sha256", "keep_retries",
+    "RetryPlan", "ReviewPlan", "ManualApplication", "ManualRefusal", "apply_to_payment", "apply_to_prenote", "cancel_unneeded_retries", "decide_return", "file_sha256", "keep_retries",
     "merged_account_reason", "merged_into", "outcome_words", "plan_noc", "plan_retries", "plan_retry",
     "plan_returns", "process_inbox", "process_return_file", "process_return_files", "retry_date",
     "return_actions", "return_code_review", "return_facts_needed", "returned_state_for",
@@ -1120,6 +1120,7 @@ class ManualApplication:
     retry_payment_id: int | None
     overridden: list[str]
     outcome: FileOutcome
+    prenote_id: int | None = None  # `apply_to_prenote`: the prenote (payment_id None, states the prenote's)
 
 
 def apply_to_payment(s: Session, keyring: Keyring, rf: ReturnFile, item: EntryItem, payment_id: int,
@@ -1174,6 +1175,80 @@ def apply_to_payment(s: Session, keyring: Keyring, rf: ReturnFile, item: EntryIt
         action, retry_id, record = f"NOC {change.status}: {change.detail}", None, "noc"
     return ManualApplication(record, code, payment_id, old_state, new_state, action, retry_id,
                              list(applier.overridden), out)
+
+
+def apply_to_prenote(s: Session, keyring: Keyring, rf: ReturnFile, item: EntryItem, prenote_id: int,
+                     processed_on: date, policy: ReturnPolicy = ReturnPolicy(), *,
+                     force: bool = False) -> ManualApplication:
+    """Apply the bank's return or NOC entry `item` (read again from file `rf`) to prenote
+    `prenote_id`, which a person identified (the entry's original trace matched nothing usable:
+    mangled by the bank, or our offset entry's), inside the caller's transaction, by the same code
+    path as an automatic match of that prenote (`_Applier._apply_items`): a return blocks the account
+    with its reason, suspends its AutoPay and fails its held and pending payments, the prenote
+    `returned`; a NOC corrects the account, which then counts as validated, the prenote `corrected`.
+    Refused (`ManualRefusal`) when it does not fit (`prenote_match_problems`): a prenote never sent,
+    already returned, a trace that is another entry's of ours, a code that is not a return; `force`
+    overrides only an amount, an account or the ODFI prefix of the trace that differs."""
+    _lock(s)
+    out = FileOutcome(rf.file_name)
+    applier = _Applier(s, keyring, rf, processed_on, policy, out)
+    applier.manual, applier.force = True, force
+    applier.add(item)
+    (it,) = applier.items
+    applier.items = []
+    if it.kind == "":
+        raise ManualRefusal("not_return_or_noc", "the bank's entry is neither a return nor a NOC")
+    pn = s.get(Prenote, prenote_id)
+    if pn is None:
+        raise ManualRefusal("no_prenote", f"there is no prenote #{prenote_id}")
+    fe = s.execute(select(FileEntry.id, FileEntry.trace_number, NachaFile.file_date)
+                   .join(NachaFile, NachaFile.id == FileEntry.file_id)
+                   .where(FileEntry.prenote_id == prenote_id)).first()
+    acct = s.get(BankAccount, pn.bank_account_id)
+    trace = it.addenda.original_entry_trace_number
+    owner = None
+    if fe is not None and trace != fe.trace_number:
+        other = s.execute(select(FileEntry.kind, FileEntry.payment_id, FileEntry.prenote_id)
+                          .where(FileEntry.trace_number == trace)).first()
+        if other is not None and other.kind == "payment":
+            owner = f"payment #{other.payment_id}"
+        elif other is not None and other.kind == "prenote":
+            owner = f"prenote #{other.prenote_id}"
+    account = it.entry.dfi_account_number
+    rdfi = it.addenda.original_receiving_dfi_identification
+    pairs = set(applier._past_accounts({acct.id}).get(acct.id, ()))
+    pairs.add((acct.routing_number[:8], acct.account_hash))
+    problems = prenote_match_problems(
+        "return" if it.kind == "99" else "noc", it.addenda[2], prenote_id=prenote_id, prenote_state=pn.state,
+        prenote_trace=fe.trace_number if fe is not None else None, original_trace=trace, trace_owner=owner,
+        amount_cents=it.entry.amount if type(it.entry.amount) is int else None,
+        account=account_problem(rdfi, applier._account_hashes(rdfi, account) if account else None, frozenset(pairs)))
+    for p in problems:
+        if not p.overridable or not force:
+            raise ManualRefusal(p.kind, p.reason, overridable=p.overridable)
+        applier.overridden.append(f"{p.kind}: {p.reason}")
+    old_state = pn.state
+    applier.prenote_of[trace] = (prenote_id, pn.state)
+    origs = {trace: OriginalFacts(fe.id, 0, None, fe.file_date, bank_account_id=acct.id, sec_code=pn.sec_code,
+                                  routing_number=acct.routing_number, account_hash=acct.account_hash)}
+    applier._apply_items([it], origs)
+    s.expire_all()
+    new_state = s.scalar(select(Prenote.state).where(Prenote.id == prenote_id))
+    code = it.addenda[2]
+    if it.kind == "99":
+        a = s.get(BankAccount, acct.id)
+        action = (f"account {mask_last4(a.last4)} {a.status} ({a.status_reason}); "
+                  f"{counted(out.mandates_suspended, 'AutoPay mandate')} suspended, "
+                  f"{counted(out.payments_failed, 'payment')} failed")
+        record = "return"
+    else:
+        change = s.execute(select(AccountChange.status, AccountChange.detail).where(
+            (AccountChange.return_file_id == rf.id) & (AccountChange.line == it.line))).one()
+        a = s.get(BankAccount, acct.id)
+        action = f"NOC {change.status}: {change.detail}; account {mask_last4(a.last4)} {a.validation_result}"
+        record = "noc"
+    return ManualApplication(record, code, None, old_state, new_state, action, None, list(applier.overridden), out,
+                             prenote_id=prenote_id)
 
 
 # =============================================================================================

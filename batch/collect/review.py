@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from nacha import codes
-from nacha.fields import mask
+from nacha.fields import mask, mask_last4
 from nacha.reader import EntryItem, Reader
 
 from ..rules.counts import counted
@@ -35,13 +35,14 @@ from ..store.models import (
     Payment,
     PaymentEvent,
     PaymentReturn,
+    Prenote,
     ReturnFile,
     ReturnFileContent,
     ReviewItem,
     ReviewResolution,
     utcnow,
 )
-from .returns import ManualRefusal, apply_to_payment
+from .returns import ManualRefusal, apply_to_payment, apply_to_prenote
 
 __all__ = ["ReviewError", "Resolution", "code_title", "list_items", "resolve_item", "show_item"]
 
@@ -70,11 +71,12 @@ class Resolution:
     before: dict = field(default_factory=dict)
     after: dict = field(default_factory=dict)
     words: str = ""
+    prenote_id: int | None = None
 
     def as_dict(self) -> dict:
         return {"item_id": self.item_id, "action": self.action, "resolved_by": self.resolved_by,
                 "resolved_at": self.resolved_at.isoformat(), "note": self.note, "payment_id": self.payment_id,
-                "forced": self.forced, "overridden": self.overridden, "before": self.before, "after": self.after,
+                "prenote_id": self.prenote_id, "forced": self.forced, "overridden": self.overridden, "before": self.before, "after": self.after,
                 "result": self.words}
 
 
@@ -199,6 +201,7 @@ def _location(r: ReviewItem, file_name: str | None) -> dict | None:
 def _resolution_dict(res: ReviewResolution) -> dict:
     return {"action": res.action, "resolved_by": res.resolved_by, "resolved_at": res.resolved_at.isoformat(),
             "business_date": res.business_date.isoformat(), "note": res.note, "payment_id": res.payment_id,
+            "prenote_id": res.prenote_id,
             "forced": res.forced, "overridden": res.overridden or "",
             "before": json.loads(res.before_state), "after": json.loads(res.after_state)}
 
@@ -255,6 +258,17 @@ def _payment_dict(s: Session, payment_id: int) -> dict | None:
     }
 
 
+def _prenote_dict(s: Session, prenote_id: int) -> dict | None:
+    pn = s.get(Prenote, prenote_id)
+    if pn is None:
+        return None
+    acct = s.get(BankAccount, pn.bank_account_id)
+    return {"id": pn.id, "member_id": pn.member_id, "state": pn.state, "return_code": pn.return_code or "",
+            "return_reason": pn.return_reason or "", "resolved_on": pn.resolved_on.isoformat() if pn.resolved_on else "",
+            "account": {"account_masked": mask_last4(acct.last4), "routing_number": acct.routing_number,
+                        "status": acct.status, "validation_result": acct.validation_result}}
+
+
 def show_item(sessions: sessionmaker[Session], keyring: Keyring | None, item_id: int, today: date) -> dict:
     """One item: its row, the bank record it came from (masked), the payment(s) it names with their
     history, and what each action would do."""
@@ -273,6 +287,7 @@ def show_item(sessions: sessionmaker[Session], keyring: Keyring | None, item_id:
         linked = r.payment_id if r.payment_id is not None else (res.payment_id if res is not None else None)
         out["payment"] = _payment_dict(s, linked) if linked is not None else None
         out["related_payment"] = _payment_dict(s, r.related_payment_id) if r.related_payment_id is not None else None
+        out["prenote"] = _prenote_dict(s, res.prenote_id) if res is not None and res.prenote_id is not None else None
         is_noc = entry is not None and out["bank_record"].get("record") == "noc"
         out["action_words"] = {a: rules.action_words(r.kind, a, is_noc=is_noc) for a in rules.actions_for(r.kind)}
         return out
@@ -306,9 +321,33 @@ def _snapshot(s: Session, payment_id: int | None) -> dict:
     return out
 
 
+def _prenote_snapshot(s: Session, prenote_id: int | None) -> dict:
+    """The state applying a bank entry to a prenote may change: the prenote, its account (status and
+    validation), the mandates on the account, its held and pending payments."""
+    if prenote_id is None:
+        return {}
+    pn = s.get(Prenote, prenote_id)
+    if pn is None:
+        return {}
+    s.refresh(pn)
+    acct = s.get(BankAccount, pn.bank_account_id)
+    s.refresh(acct)
+    return {
+        "prenote_id": pn.id, "prenote_state": pn.state, "account_status": acct.status,
+        "account_validation": acct.validation_result,
+        "mandates": {str(mid): st for mid, st in s.execute(
+            select(AutopayMandate.id, AutopayMandate.status).where(AutopayMandate.bank_account_id == acct.id)
+            .order_by(AutopayMandate.id)).all()},
+        "payments": {str(pid): st for pid, st in s.execute(
+            select(Payment.id, Payment.state).where((Payment.bank_account_id == acct.id)
+                                                    & Payment.state.in_(("pending", "held", "failed")))
+            .order_by(Payment.id)).all()},
+    }
+
+
 def resolve_item(sessions: sessionmaker[Session], keyring: Keyring, item_id: int, action: str, note: str,
                  resolved_by: str, *, business_date: date, payment_id: int | None = None, force: bool = False,
-                 policy: ReturnPolicy = ReturnPolicy()) -> Resolution:
+                 policy: ReturnPolicy = ReturnPolicy(), prenote_id: int | None = None) -> Resolution:
     """Resolve a review item once, in one transaction with its audit row. Raises ReviewError (the
     transaction rolled back, nothing changed) when it cannot be done."""
     note = (note or "").strip()
@@ -319,10 +358,14 @@ def resolve_item(sessions: sessionmaker[Session], keyring: Keyring, item_id: int
         raise ReviewError("who resolves it is required (--by)", usage=True)
     if action not in (rules.APPLY, rules.DISMISS):
         raise ReviewError(f"action must be {rules.APPLY} or {rules.DISMISS}", usage=True)
-    if action == rules.APPLY and payment_id is None:
-        raise ReviewError("--action apply needs --payment N (the payment the bank's entry belongs to)", usage=True)
-    if action != rules.APPLY and (payment_id is not None or force):
-        raise ReviewError("--payment and --force go with --action apply only", usage=True)
+    if action == rules.APPLY and payment_id is None and prenote_id is None:
+        raise ReviewError("--action apply needs --payment N (the payment the bank's entry belongs to) or "
+                          "--prenote ID (the prenote it answers)", usage=True)
+    if payment_id is not None and prenote_id is not None:
+        raise ReviewError("--payment and --prenote exclude each other: the bank's entry answers one of ours", usage=True)
+    if action != rules.APPLY and (payment_id is not None or prenote_id is not None or force):
+        raise ReviewError("--payment, --prenote and --force go with --action apply only", usage=True)
+    target = rules.PRENOTE if prenote_id is not None else rules.PAYMENT
     try:
         with sessions() as s, s.begin():
             q = select(ReviewItem).where(ReviewItem.id == item_id)
@@ -338,18 +381,31 @@ def resolve_item(sessions: sessionmaker[Session], keyring: Keyring, item_id: int
             allowed = rules.actions_for(item.kind)
             if action not in allowed:
                 raise ReviewError(f"a {item.kind} item allows {' or '.join(allowed)}, not {action}", usage=True)
-            before = {"item_status": item.status, **_snapshot(s, payment_id if action == rules.APPLY else None)}
+            if action == rules.APPLY and target not in rules.apply_targets(item.kind):
+                raise ReviewError(f"a {item.kind} item is applied to a {' or '.join(rules.apply_targets(item.kind))}, "
+                                  f"not a {target} (its original trace is a payment's entry, or it answers a live "
+                                  "return)", usage=True)
+
+            def snapshot() -> dict:
+                if action != rules.APPLY:
+                    return {}
+                return _prenote_snapshot(s, prenote_id) if target == rules.PRENOTE else _snapshot(s, payment_id)
+
+            before = {"item_status": item.status, **snapshot()}
             overridden: list[str] = []
             words = "dismissed: nothing done"
-            if action == rules.APPLY:
+            if action == rules.APPLY and target == rules.PRENOTE:
+                words, overridden = _apply_prenote(s, keyring, item, prenote_id, business_date, policy, force)
+            elif action == rules.APPLY:
                 words, overridden = _apply(s, keyring, item, payment_id, business_date, policy, force)
             item.status = "resolved"
             s.flush()
-            after = {"item_status": item.status, **_snapshot(s, payment_id if action == rules.APPLY else None)}
+            after = {"item_status": item.status, **snapshot()}
             now = utcnow()
             row = ReviewResolution(review_item_id=item.id, action=action, note=note[:1000],
                                    resolved_by=resolved_by[:100], resolved_at=now, business_date=business_date,
                                    payment_id=payment_id if action == rules.APPLY else None,
+                                   prenote_id=prenote_id if action == rules.APPLY else None,
                                    forced=bool(force and overridden),
                                    overridden="; ".join(overridden)[:300] or None,
                                    before_state=json.dumps(before, sort_keys=True),
@@ -359,7 +415,34 @@ def resolve_item(sessions: sessionmaker[Session], keyring: Keyring, item_id: int
     except IntegrityError as e:  # another person resolved it meanwhile (uq_review_resolutions_review_item_id)
         raise ReviewError(f"review item {item_id} is already resolved", kind="already_resolved") from e
     return Resolution(item_id, action, resolved_by, now, note, payment_id if action == rules.APPLY else None,
-                      bool(force and overridden), overridden, before, after, words)
+                      bool(force and overridden), overridden, before, after, words,
+                      prenote_id if action == rules.APPLY else None)
+
+
+def _bank_entry_of(s: Session, keyring: Keyring, item: ReviewItem) -> tuple[ReturnFile, EntryItem]:
+    if item.return_file_id is None or item.line is None:
+        raise ReviewError(f"review item {item.id} is not about a bank file's entry: nothing to apply", usage=True)
+    rf = s.get(ReturnFile, item.return_file_id)
+    entry = _bank_entries(s, keyring, {(rf.id, item.line)}).get((rf.id, item.line))
+    if entry is None:
+        raise ReviewError(f"the bytes of bank file {rf.file_name} were not kept, so its line {item.line} cannot be "
+                          "read again; apply it by hand and dismiss the item", kind="no_bytes")
+    return rf, entry
+
+
+def _apply_prenote(s: Session, keyring: Keyring, item: ReviewItem, prenote_id: int, on: date, policy: ReturnPolicy,
+                   force: bool) -> tuple[str, list[str]]:
+    rf, entry = _bank_entry_of(s, keyring, item)
+    try:
+        done = apply_to_prenote(s, keyring, rf, entry, prenote_id, on, policy, force=force)
+    except ManualRefusal as r:
+        hint = " (use --force to apply it anyway; recorded)" if r.overridable else ""
+        raise ReviewError(f"refused: prenote #{prenote_id}: {r.reason}{hint}", kind=r.kind) from r
+    words = (f"{done.record} {done.code} applied to prenote #{prenote_id}: {done.old_state} -> {done.new_state}; "
+             f"{done.action}")
+    if done.outcome.review_items:
+        words += f"; {counted(done.outcome.review_items, 'new review item')} opened"
+    return words, done.overridden
 
 
 def _apply(s: Session, keyring: Keyring, item: ReviewItem, payment_id: int, on: date, policy: ReturnPolicy,

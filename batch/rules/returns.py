@@ -573,3 +573,59 @@ def keep_retries(planned: list[PlannedRetry], refused: dict[int, debit_rules.Ver
         copies[(p.plan.retry_number, p.plan.originate_on)].append(p.orig.payment_id)
         line_of[(p.root, p.plan.retry_number)] = p.line
     return copies, line_of
+
+
+# =============================================================================================
+# A person's match of a bank entry to a prenote (`review resolve N --action apply --prenote ID`)
+# =============================================================================================
+
+@dataclass(frozen=True)
+class PrenoteRefusal:
+    """Why a bank entry cannot be applied to the prenote a person named: `kind` (a review kind, or
+    `not_sent`, `trace_mismatch`, `prenote_returned`), the reason in words, and whether `--force`
+    lets it through (an amount, account or ODFI trace prefix that differs; never a state rule, nor
+    a trace that is another entry's of ours)."""
+
+    kind: str
+    reason: str
+    overridable: bool = False
+
+
+def prenote_match_problems(record: str, code: str, *, prenote_id: int, prenote_state: str, prenote_trace: str | None,
+                           original_trace: str, trace_owner: str | None, amount_cents: int | None,
+                           account: str | None) -> list[PrenoteRefusal]:
+    """Why the bank's `record` ('return' or 'noc', code `code`) naming `original_trace` is not an
+    answer to prenote `prenote_id` (its state, its entry's trace; None: never in a file), in the
+    order a person should hear them. `trace_owner`: the other entry of ours with that trace, in
+    words ('payment #5', 'prenote #3'; None when it is no entry of ours, or our offset entry);
+    `amount_cents`: the bank entry's amount (a prenote is zero dollars); `account`: the account
+    problem (`account_problem`) or None. Empty: it fits, and is applied as an automatic match of
+    that prenote would be."""
+    out: list[PrenoteRefusal] = []
+    if prenote_trace is None:
+        return [PrenoteRefusal("not_sent", f"prenote #{prenote_id} ({prenote_state}) was never sent in a NACHA file: "
+                                           "there is no entry of ours to return or correct")]
+    if trace_owner is not None:
+        out.append(PrenoteRefusal("trace_mismatch", f"the bank's original trace {original_trace} is {trace_owner}'s "
+                                                    f"entry, not prenote #{prenote_id}'s ({prenote_trace})"))
+    if record == "return":
+        if prenote_state == "returned":
+            out.append(PrenoteRefusal("prenote_returned", f"prenote #{prenote_id} is already returned"))
+        rc = codes.return_code(code)
+        if rc is None or rc.kind != codes.KIND_RETURN:
+            what = "a return code our tables do not know" if rc is None else f"a {rc.kind} return, not a return"
+            out.append(PrenoteRefusal("return_for_review", f"{code} is {what}: it cannot answer a prenote"))
+    elif prenote_state == "returned":
+        out.append(PrenoteRefusal("prenote_returned", f"prenote #{prenote_id} was returned: its account is "
+                                                      "blocked, a NOC cannot validate it"))
+    if original_trace[:8] != prenote_trace[:8] and trace_owner is None:
+        out.append(PrenoteRefusal("trace_mismatch", f"the bank's original trace {original_trace} does not start with "
+                                                    f"our ODFI {prenote_trace[:8]} as prenote #{prenote_id}'s does",
+                                  overridable=True))
+    if amount_cents:
+        out.append(PrenoteRefusal("amount_mismatch", f"the bank's entry carries {dollars(amount_cents)}; a prenote is "
+                                                     "zero dollars", overridable=True))
+    if account is not None:
+        out.append(PrenoteRefusal("account_mismatch", account, overridable=True))
+    # state rules first, then what --force may override
+    return sorted(out, key=lambda p: p.overridable)

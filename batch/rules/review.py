@@ -5,6 +5,9 @@ does, in words (pure data; `batch.collect.review` carries the decisions out).
   the item came from is applied to payment N, which a person identified, by the same code path as
   an automatic match (batch.collect.returns). Only for items about a bank file's return or NOC
   entry that was NOT applied (no match, a mismatch, a payment in the wrong state).
+  `--prenote ID` instead applies it to prenote ID (a WEB account validation entry), as an
+  automatic match of that prenote would: only for an entry whose original trace matched no entry
+  of ours, or our offset entry (`APPLY_TARGETS`); a trace that is a payment's entry belongs to it.
 - `dismiss`: nothing is to be done; the decision and its note are recorded.
 
 A kind not in the table (one added later) allows `dismiss` only.
@@ -13,11 +16,13 @@ from __future__ import annotations
 
 from .returns import MISMATCH_KINDS
 
-__all__ = ["ACTIONS", "APPLY", "DISMISS", "MISMATCH_KINDS", "STATUSES", "action_words", "actions_for",
-           "kind_words"]
+__all__ = ["ACTIONS", "APPLY", "APPLY_TARGETS", "DISMISS", "MISMATCH_KINDS", "PAYMENT", "PRENOTE", "STATUSES",
+           "action_words", "actions_for", "apply_targets", "kind_words"]
 
 APPLY = "apply"
 DISMISS = "dismiss"
+PAYMENT = "payment"  # `apply --payment N`
+PRENOTE = "prenote"  # `apply --prenote ID`
 STATUSES = ("open", "resolved", "all")  # the `review list --status` filter
 
 # kind -> the actions it allows
@@ -44,6 +49,18 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "bank_unmatched": (DISMISS,),
     "autopay_amount_change": (DISMISS,),
     "validation_hold": (DISMISS,),
+}
+
+# kind -> what `apply` may apply the bank's entry to. A prenote only where the entry's original trace
+# matched nothing usable (the bank changed it, or named our offset entry): a trace of a payment's
+# entry is that payment's, and a dishonor or contest answers a live return, never a prenote.
+APPLY_TARGETS: dict[str, tuple[str, ...]] = {
+    "unknown_trace": (PAYMENT, PRENOTE),
+    "offset_entry": (PAYMENT, PRENOTE),
+    "amount_mismatch": (PAYMENT,),
+    "account_mismatch": (PAYMENT,),
+    "duplicate_return": (PAYMENT,),
+    "no_prior_return": (PAYMENT,),
 }
 
 # kind -> what the item is, in a few words (for lists and reports)
@@ -74,6 +91,11 @@ def actions_for(kind: str) -> tuple[str, ...]:
     return ACTIONS.get(kind, (DISMISS,))
 
 
+def apply_targets(kind: str) -> tuple[str, ...]:
+    """What `apply` may name for an item of `kind` (`payment`, `prenote`); none when it allows no apply."""
+    return APPLY_TARGETS.get(kind, ()) if APPLY in actions_for(kind) else ()
+
+
 def kind_words(kind: str) -> str:
     return _KIND_WORDS.get(kind, kind.replace("_", " "))
 
@@ -90,7 +112,16 @@ def action_words(kind: str, action: str, *, is_noc: bool = False) -> str:
             "the return takes effect on payment N exactly as an automatic match would: its state, a "
             "re-presentment for R01/R09, the account blocked or the AutoPay authorization revoked as the "
             "code says, then coverage re-assessed and the member's notice written")
-        return (f"--payment N: {what}. Refused when N's amount or account differs from the bank's entry "
-                "(unless --force, recorded), and always when N's state forbids it (already returned, "
-                "a re-presentment still open)")
+        words = (f"--payment N: {what}. Refused when N's amount or account differs from the bank's entry "
+                 "(unless --force, recorded), and always when N's state forbids it (already returned, "
+                 "a re-presentment still open)")
+        if PRENOTE in apply_targets(kind):
+            prenote = ("the NOC corrects the prenote's account, which then counts as validated" if is_noc else
+                       "the return blocks the prenote's account with its reason: AutoPay on it suspended, its held "
+                       "and pending payments failed, the member's notice written")
+            words += (f". Or --prenote ID: {prenote}, exactly as an automatic match of the prenote would. Refused "
+                      "when its amount (a prenote is $0.00), account or trace prefix differs (unless --force, "
+                      "recorded), and always when the prenote was never sent or is already returned, the trace is "
+                      "another entry's of ours, or the code is not a return")
+        return words
     return f"{action}: not an action"

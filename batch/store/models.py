@@ -533,8 +533,9 @@ from ..rules.coverage import COVERAGE_STATUSES  # noqa: E402  (the rules own the
 # What a review item is about (migration 0007): an entry of a bank file (file + line), one of our
 # payments, a line of a bank statement, or a name in the bank's folder.
 REVIEW_SUBJECTS = ("file", "payment", "statement_line", "remote_name")
+# account_not_validated (migration 0015): a prenote of the member's account was returned.
 NOTICE_KINDS = ("returned_payment", "past_due_warning", "termination_warning", "coverage_not_started",
-                "coverage_terminated", "autopay_amount_change")
+                "coverage_terminated", "autopay_amount_change", "account_not_validated")
 
 
 class ReturnFile(Base):
@@ -748,6 +749,7 @@ class Notice(Base):
     __tablename__ = "notices"
     __table_args__ = (
         UniqueConstraint("event_key"),
+        UniqueConstraint("prenote_id"),
         CheckConstraint(_in("kind", NOTICE_KINDS), name="kind"),
         Index("ix_notices_notice_date", "notice_date"),
     )
@@ -763,6 +765,8 @@ class Notice(Base):
     notice_date: Mapped[date] = mapped_column(Date)
     payment_return_id: Mapped[int | None] = mapped_column(Id, ForeignKey("payment_returns.id"), default=None)
     coverage_flag_id: Mapped[int | None] = mapped_column(Id, ForeignKey("coverage_flags.id"), default=None)
+    # the returned prenote an `account_not_validated` notice is about (migration 0015; one notice each)
+    prenote_id: Mapped[int | None] = mapped_column(Id, ForeignKey("prenotes.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -912,6 +916,8 @@ class ReviewResolution(Base):
     resolved_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     business_date: Mapped[date] = mapped_column(Date)
     payment_id: Mapped[int | None] = mapped_column(Id, ForeignKey("payments.id"), default=None)
+    # `apply --prenote ID`: the prenote a person matched the bank's entry to (migration 0015)
+    prenote_id: Mapped[int | None] = mapped_column(Id, ForeignKey("prenotes.id"), default=None)
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
     overridden: Mapped[str | None] = mapped_column(String(300), default=None)
     before_state: Mapped[str] = mapped_column(Text)

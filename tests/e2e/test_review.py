@@ -323,3 +323,121 @@ def test_a_noc_applied_by_hand_corrects_the_account_like_an_automatic_match(cli_
         assert (resolution.action, resolution.forced, resolution.resolved_by) == ("apply", True, "pat.finance")
         assert "routing number we debited" in resolution.overridden, resolution.overridden
     assert run.invoke(cli, args + ["--force"]).exit_code == 1  # resolved once
+
+
+def test_a_prenote_answer_not_matched_is_applied_by_hand_like_an_automatic_match(cli_env, sessions, tmp_path,
+                                                                                 monkeypatch):  # noqa: F811
+    """Two WEB AutoPay accounts are prenoted (first_use = hold: M1's portal payment waits). The bank
+    answers with original traces we never sent (its software changed them): an R03 for M1's prenote
+    and a C01 for M2's, so both go to review as unknown_trace. Finance applies them with
+    `--prenote`: refused for the wrong prenote (the account differs) and for a trace outside our
+    ODFI (until --force, recorded); applied, they take the automatic path: the R03 blocks M1's
+    account with its reason, suspends AutoPay, fails the held payment and writes the member's
+    notice; the C01 corrects M2's account, which counts as validated. A second R03 for the returned
+    prenote is refused, --force or not."""
+    from batch.store.models import BankAccount, FileEntry, Prenote
+    from test_money_rules import Night
+    from test_returns_simbank import Original
+
+    monkeypatch.setenv("ACHBATCH_VALIDATION__FIRST_USE", "hold")
+    night = Night(tmp_path, sessions)
+    night.premiums("M1,Avery One,HLTH-1,2027-01,412.37,none,no", "M2,Blake Two,HLTH-1,2027-01,100.00,none,no")
+    night.mandate("M1", account="4004001234")
+    night.mandate("M2", account="4004005678")
+    night.portal("PC-1", "M1", "2027-01", "412.37", "2026-12-01T09:00:00-05:00", account="4004001234")
+    out = night.originate(date(2026, 12, 1))
+    with sessions() as s:
+        prenotes = {p.member_id: p for p in s.scalars(select(Prenote))}
+        traces = dict(s.execute(select(FileEntry.prenote_id, FileEntry.trace_number)
+                                .where(FileEntry.kind == "prenote")).all())
+    p1, p2 = prenotes["M1"], prenotes["M2"]
+    assert (p1.state, p2.state) == ("in_file", "in_file"), out
+    (held,) = night.payments("M1")
+    assert held.state == "held"
+
+    def mangled(prenote, trace):  # our entry as the bank's software named it
+        orig = night.sent[traces[prenote.id]]
+        return Original(orig.header, orig.entry._replace(trace_number=trace))
+
+    out = night.returns(date(2026, 12, 3), [(mangled(p1, traces[p1.id][:8] + "9999991"), "R03")])
+    assert "1 for review" in out, out
+    out = night.returns(date(2026, 12, 3), [(mangled(p2, "091000019999992"), "C01", {"account_number": "4444333322"})],
+                        kind="nocs")
+    assert "1 for review" in out, out
+    r03, c01 = night.reviews("unknown_trace")
+    assert (r03.code, c01.code) == ("R03", "C01")
+
+    r = night.run.invoke(cli, ["review", "show", str(r03.id)])
+    assert r.exit_code == 0 and "--prenote ID" in r.output, r.output
+
+    base = ["review", "resolve", str(r03.id), "--action", "apply", "--note", "the bank mistyped the trace", "--by",
+            "pat.finance", "--date", "2026-12-03"]
+    # usage: both targets, or none
+    r = night.run.invoke(cli, base + ["--prenote", str(p1.id), "--payment", str(held.id)])
+    assert r.exit_code == 2 and "exclude each other" in r.output, r.output
+    r = night.run.invoke(cli, base)
+    assert r.exit_code == 2 and "--prenote ID" in r.output, r.output
+    # the wrong prenote: the bank's account is M1's, not M2's
+    r = night.run.invoke(cli, base + ["--prenote", str(p2.id)])
+    assert r.exit_code == 1, r.output
+    assert f"refused: prenote #{p2.id}: the account number returned is not the account we debited" in r.output
+    assert "--force" in r.output and "4004001234" not in r.output
+    assert night.run.invoke(cli, base + ["--prenote", "999"]).exit_code == 1  # no such prenote
+    with sessions() as s:
+        assert s.get(Prenote, p2.id).state == "in_file" and s.get(ReviewItem, r03.id).status == "open"
+
+    # the right one: the automatic path of a prenote return
+    r = night.run.invoke(cli, base + ["--prenote", str(p1.id)])
+    assert r.exit_code == 0, r.output
+    assert (f"return R03 applied to prenote #{p1.id}: in_file -> returned; account ****1234 blocked (prenote returned "
+            "R03 No Account / Unable to Locate Account); 1 AutoPay mandate suspended, 1 payment failed") in r.output
+    assert "1 account_not_validated" in r.output and "4004001234" not in r.output
+    with sessions() as s:
+        pn = s.get(Prenote, p1.id)
+        assert (pn.state, pn.return_code) == ("returned", "R03")
+        acct = s.get(BankAccount, pn.bank_account_id)
+        assert (acct.status, acct.validation_result) == ("blocked", "invalid")
+        assert s.scalars(select(AutopayMandate.status).where(AutopayMandate.member_id == "M1")).all() == ["suspended"]
+        assert s.get(Payment, held.id).state == "failed"
+        assert s.scalars(select(PaymentEvent.event).where(PaymentEvent.payment_id == held.id)).all()[-1] == "stopped"
+        assert s.scalars(select(PaymentReturn)).all() == []  # not a live return
+        (notice,) = s.scalars(select(Notice).where(Notice.kind == "account_not_validated"))
+        assert (notice.member_id, notice.prenote_id, notice.amount_owed_cents) == ("M1", p1.id, 41237)
+        res = s.scalar(select(ReviewResolution).where(ReviewResolution.review_item_id == r03.id))
+        assert (res.action, res.prenote_id, res.payment_id, res.forced, res.resolved_by) == (
+            "apply", p1.id, None, False, "pat.finance")
+        before, after = json.loads(res.before_state), json.loads(res.after_state)
+        assert (before["prenote_state"], after["prenote_state"]) == ("in_file", "returned")
+        assert (before["account_status"], after["account_status"]) == ("active", "blocked")
+        assert (before["payments"], after["payments"]) == ({str(held.id): "held"}, {str(held.id): "failed"})
+    assert night.run.invoke(cli, base + ["--prenote", str(p1.id)]).exit_code == 1  # resolved once
+    r = night.run.invoke(cli, ["review", "show", str(r03.id)])
+    assert r.exit_code == 0, r.output
+    assert (f"prenote #{p1.id}: M1, returned (R03 No Account / Unable to Locate Account), account ****1234 at "
+            "011000015 (blocked, invalid)") in r.output and "4004001234" not in r.output
+
+    # the C01 names a trace outside our ODFI: refused until --force, then the NOC path
+    noc = ["review", "resolve", str(c01.id), "--action", "apply", "--prenote", str(p2.id), "--note", "bank confirmed",
+           "--by", "lee", "--date", "2026-12-03", "--json"]
+    r = night.run.invoke(cli, noc)
+    assert r.exit_code == 1 and "does not start with our ODFI" in r.output and "--force" in r.output, r.output
+    r = night.run.invoke(cli, noc + ["--force"])
+    assert r.exit_code == 0, r.output
+    assert "4444333322" not in r.output and "4004005678" not in r.output
+    done = json.loads(r.output)
+    assert (done["prenote_id"], done["payment_id"], done["forced"]) == (p2.id, None, True)
+    assert done["overridden"][0].startswith("trace_mismatch: the bank's original trace 091000019999992")
+    assert (done["before"]["account_validation"], done["after"]["account_validation"]) == ("pending", "valid")
+    assert done["after"]["prenote_state"] == "corrected"
+    with sessions() as s:
+        acct = s.get(BankAccount, p2.bank_account_id)
+        assert (acct.validation_method, acct.last4) == ("prenote_noc", "3322")
+        assert cli_env.decrypt_account(acct.account_number_enc) == "4444333322"
+
+    # a second R03 for M1's prenote, already returned: a state rule --force does not override
+    night.returns(date(2026, 12, 4), [(mangled(p1, traces[p1.id][:8] + "9999993"), "R03")])
+    again = night.reviews("unknown_trace")[-1]
+    r = night.run.invoke(cli, ["review", "resolve", str(again.id), "--action", "apply", "--prenote", str(p1.id),
+                               "--force", "--note", "x", "--date", "2026-12-04"])
+    assert r.exit_code == 1 and f"prenote #{p1.id} is already returned" in r.output, r.output
+    assert "use --force" not in r.output

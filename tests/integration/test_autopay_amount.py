@@ -85,6 +85,48 @@ def test_a_higher_premium_is_pulled_only_after_ten_days_notice(night, tmp_path):
     assert r.created == 1 and night.payments("V2")[-1].amount_cents == 9000
 
 
+def test_an_imported_authorized_amount_holds_a_pull_above_it(night, tmp_path):  # noqa: F811
+    """The AutoPay CSV's `authorized_amount_cents` is the authorized amount from the start: the very
+    first pull above it needs the 10 days' notice (here none: held for review, no debit); at or below
+    it the pull goes as before; a mandate imported without it is set by its first pull."""
+    night.premiums(f"W1,Wide One,{PLAN},2027-01,120.00,none,no", f"W2,Wide Two,{PLAN},2027-01,90.00,none,no",
+                   f"W3,Wide Three,{PLAN},2027-01,120.00,none,no")
+    header = ("member_id,plan_id,routing_number,account_number,account_type,account_holder,authorized_at,channel,"
+              "authorized_amount_cents")
+    night.csv("autopay", header, f"W1,{PLAN},011000015,4004001234,checking,W1 Holder,2026-12-01,web,10000",
+              f"W2,{PLAN},011000015,4004005678,checking,W2 Holder,2026-12-01,web,10000",
+              f"W3,{PLAN},011000015,4004009999,checking,W3 Holder,2026-12-01,web,")
+    assert (_mandate(night, "W1").authorized_amount_cents, _mandate(night, "W3").authorized_amount_cents) == (
+        10000, None)
+    r = schedule_autopay(night.sessions, JAN_DRAFT)
+    assert (r.created, r.created_cents, r.amount_held) == (2, 9000 + 12000, 1)
+    (w1,), (w2,), (w3,) = night.payments("W1"), night.payments("W2"), night.payments("W3")
+    assert (w1.amount_cents, w1.state) == (12000, "failed")  # held: never originated
+    assert (w2.amount_cents, w2.state) == (9000, "pending")  # below the authorized amount: no notice needed
+    assert (w3.amount_cents, w3.state) == (12000, "pending")  # no amount imported: the first pull sets it
+    assert _mandate(night, "W1").authorized_amount_cents == 10000  # unchanged by a held pull
+    assert _mandate(night, "W2").authorized_amount_cents == 10000  # a smaller pull does not lower it
+    assert _mandate(night, "W3").authorized_amount_cents == 12000
+    (item,) = night.reviews("autopay_amount_change")
+    assert (item.payment_id, item.amount_cents, item.expected_amount_cents) == (w1.id, 12000, 10000)
+
+
+def test_an_imported_authorized_amount_is_noticed_ahead(night, tmp_path):  # noqa: F811
+    """With the amount imported before any pull, the advance notice goes out in time and the pull
+    above it is then allowed (and raises the authorized amount)."""
+    night.premiums(f"W4,Wide Four,{PLAN},2027-01,120.00,none,no")
+    night.csv("autopay", "member_id,plan_id,routing_number,account_number,account_type,account_holder,"
+              "authorized_at,channel,authorized_amount_cents",
+              f"W4,{PLAN},011000015,4004001234,checking,W4 Holder,2026-12-01,web,10000")
+    res = issue_notices(night.sessions, tmp_path / "n", date(2026, 12, 2))  # 21 days before settlement
+    assert res.by_kind == {"autopay_amount_change": 1}
+    html = res.files[0].read_text()
+    assert "$120.00" in html and "$100.00" in html
+    r = schedule_autopay(night.sessions, JAN_DRAFT)
+    assert (r.created, r.created_cents, r.amount_held) == (1, 12000, 0)
+    assert _mandate(night, "W4").authorized_amount_cents == 12000
+
+
 def test_send_accepts_the_risk_records_it_and_notices_at_once(night, tmp_path):  # noqa: F811
     night.premiums(f"V3,Vary Three,{PLAN},2027-01,100.00,none,no", f"V3,Vary Three,{PLAN},2027-02,150.00,none,no")
     night.mandate("V3", authorized="2026-12-01T09:00:00-05:00")

@@ -761,3 +761,55 @@ def test_prenote_migration_kinds_entries_and_holds_payments_and_goes_back(db_url
                 {1: "payment", 2: "offset"}
     finally:
         engine.dispose()
+
+
+def test_prenote_notices_migration_adds_the_kind_and_the_prenote_links_and_goes_back(db_url):
+    """Migration 0015: a notice may be `account_not_validated` and name its prenote (one notice per
+    prenote); a review resolution may name the prenote a person applied a bank entry to.
+    Downgrading deletes those notices and drops both columns, leaving the other notices."""
+    upgrade(db_url, "0014_web_validate_prenotes")
+    keyring = Keyring([generate_secret()])
+    engine = make_engine(db_url)
+    notice = ("INSERT INTO notices (id, event_key, kind, member_id, plan_id, amount_owed_cents, file_name, notice_date, "
+              "created_at{col}) VALUES (:i, :e, :k, 'M1', 'P1', 0, 'n.html', :d, :t{val})")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO bank_accounts (id, routing_number, account_number_enc, key_id, account_hash, last4, "
+                "account_type, holder_name, status, validation_result, created_at, updated_at) VALUES "
+                "(1, '011000015', :b, :k, :h, '6789', 'checking', 'A B', 'blocked', 'invalid', :t, :t)"),
+                {"b": keyring.encrypt_account("123456789"), "k": keyring.current_key_id, "h": "f" * 64, "t": T0})
+            conn.execute(text(
+                "INSERT INTO prenotes (id, bank_account_id, member_id, sec_code, payment_type_code, reason, state, "
+                "requested_on, created_at, updated_at) VALUES (1, 1, 'M1', 'WEB', 'S', 'first use', 'returned', "
+                ":d, :t, :t)"), {"d": date(2026, 12, 1), "t": T0})
+            conn.execute(text(notice.format(col="", val="")),
+                         {"i": 1, "e": "return:1", "k": "returned_payment", "d": date(2026, 12, 3), "t": T0})
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # not a kind yet
+            conn.execute(text(notice.format(col="", val="")),
+                         {"i": 2, "e": "prenote:1", "k": "account_not_validated", "d": date(2026, 12, 3), "t": T0})
+
+        assert upgrade(db_url)[1] == head_revision()
+        with_prenote = notice.format(col=", prenote_id", val=", :p")
+        with engine.begin() as conn:
+            conn.execute(text(with_prenote), {"i": 2, "e": "prenote:1", "k": "account_not_validated",
+                                              "d": date(2026, 12, 3), "t": T0, "p": 1})
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # one notice per prenote
+            conn.execute(text(with_prenote), {"i": 3, "e": "prenote:1:again", "k": "account_not_validated",
+                                              "d": date(2026, 12, 3), "t": T0, "p": 1})
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # no such prenote
+            conn.execute(text(with_prenote), {"i": 4, "e": "prenote:9", "k": "account_not_validated",
+                                              "d": date(2026, 12, 3), "t": T0, "p": 9})
+        with engine.connect() as conn:
+            assert {c["name"] for c in inspect(conn).get_columns("review_resolutions")} >= {"prenote_id", "payment_id"}
+            assert dict(conn.execute(text("SELECT id, kind FROM notices")).all()) == {
+                1: "returned_payment", 2: "account_not_validated"}
+
+        downgrade_to(db_url, "0014_web_validate_prenotes")
+        with engine.connect() as conn:
+            assert dict(conn.execute(text("SELECT id, kind FROM notices")).all()) == {1: "returned_payment"}
+            assert "prenote_id" not in {c["name"] for c in inspect(conn).get_columns("notices")}
+            assert "prenote_id" not in {c["name"] for c in inspect(conn).get_columns("review_resolutions")}
+        assert upgrade(db_url)[1] == head_revision()  # and up again
+    finally:
+        engine.dispose()

@@ -26,6 +26,7 @@ from batch.collect.imports import (
     is_card_number,
     parse_amount,
     parse_payment_row,
+    write_rejects,
 )
 from batch.store.models import AutopayMandate, BankAccount, ImportRun, Payment, Premium
 from batch.rules.premium_calendar import autopay_draft_date, autopay_settlement_date, due_date, parse_coverage_month
@@ -413,6 +414,55 @@ def test_mandate_account_change_supersedes(sessions, keyring, tmp_path):
         assert live.channel == "paper" and live.authorized_at == datetime(2026, 2, 1, 13, 0, tzinfo=timezone.utc)
     assert count(sessions, AutopayMandate) == 2
     assert count(sessions, AutopayMandate, AutopayMandate.status == "active") == 1
+
+
+def test_autopay_authorized_amount_column(sessions, keyring, tmp_path):
+    """The optional `authorized_amount_cents` column: stored on the mandate; a bad value rejects the
+    row with its column and reason (the others load); a later row with another value updates the
+    live mandate; a row without it (empty, or a file without the column) keeps the stored amount."""
+    header = AUTOPAY_HEADER + ",authorized_amount_cents"
+    path = write(tmp_path, "amounts.csv", header,
+                 "M1,P1,011000015,4004001234,checking,Avery Sample,2025-12-02,web,15000",
+                 "M2,P1,021000021,55550001234,savings,Jordan Example,2025-11-20,paper,",  # empty: none
+                 "M3,P1,026009593,12345678,checking,Riley P,2025-11-20,web,0",  # line 4
+                 "M4,P1,026009593,22345678,checking,Casey F,2025-11-20,web,150.00",  # line 5
+                 "M5,P1,026009593,32345678,checking,Sam R,2025-11-20,web,-5")  # line 6
+    result = import_autopay(sessions, path, keyring=keyring)
+    assert (result.loaded, len(result.rejected)) == (2, 3)
+    assert [(r.line, r.column) for r in result.rejected] == [(4, "authorized_amount_cents")] * 1 + [
+        (5, "authorized_amount_cents"), (6, "authorized_amount_cents")]
+    r = reasons(result)
+    assert r[4] == "authorized_amount_cents must be more than 0"
+    assert "whole number of cents" in r[5] and "is negative" in r[6]
+    rejects = write_rejects(result, tmp_path / "rejects.csv").read_text().splitlines()
+    assert rejects[0].endswith(",channel,authorized_amount_cents") and rejects[1].endswith(",web,0")
+    assert "12345678" not in "".join(rejects)  # account numbers masked
+
+    def amounts():
+        with sessions() as s:
+            return dict(s.execute(select(AutopayMandate.member_id, AutopayMandate.authorized_amount_cents)
+                                  .where(AutopayMandate.status == "active")).all())
+
+    assert amounts() == {"M1": 15000, "M2": None}
+    again = import_autopay(sessions, path, keyring=keyring)
+    assert (again.loaded, again.updated, again.unchanged) == (0, 0, 2)
+    # the enrollment system raises M1's authorized range: the live mandate is updated in place
+    raised = write(tmp_path, "raised.csv", header,
+                   "M1,P1,011000015,4004001234,checking,Avery Sample,2025-12-02,web,17500",
+                   "M2,P1,021000021,55550001234,savings,Jordan Example,2025-11-20,paper,9000")
+    assert import_autopay(sessions, raised, keyring=keyring).updated == 2
+    assert amounts() == {"M1": 17500, "M2": 9000}
+    # an old-format file (no column) changes nothing, and keeps the amounts
+    old = write(tmp_path, "old.csv", AUTOPAY_HEADER,
+                "M1,P1,011000015,4004001234,checking,Avery Sample,2025-12-02,web")
+    r = import_autopay(sessions, old, keyring=keyring)
+    assert (r.loaded, r.updated, r.unchanged, r.rejected) == (0, 0, 1, [])
+    assert amounts() == {"M1": 17500, "M2": 9000}
+    # an unknown extra column still rejects the whole file
+    with pytest.raises(ImportFileError, match="unknown 'authorised_amount'"):
+        import_autopay(sessions, write(tmp_path, "bad.csv", AUTOPAY_HEADER + ",authorised_amount",
+                                       "M1,P1,011000015,4004001234,checking,Avery Sample,2025-12-02,web,1"),
+                       keyring=keyring)
 
 
 def test_two_mandate_changes_in_one_file(sessions, keyring, tmp_path):

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
+from batch.collect.notices import issue_notices
 from batch.collect.origination import Company, Limits, originate
 from batch.collect.returns import outcome_words, process_return_file
 from batch.collect.validation import RISK_EVENT, awaiting_validation
 from batch.rules.premium_calendar import cleared_on, due_date
 from batch.rules.validation import ValidationPolicy
 from batch.store.models import (
-    AutopayMandate, BankAccount, FileEntry, NachaFile, Payment, PaymentEvent, Premium, Prenote, ReviewItem,
+    AutopayMandate, BankAccount, FileEntry, NachaFile, Notice, Payment, PaymentEvent, Premium, Prenote, ReviewItem,
 )
 from nacha.calendar import add_banking_days, effective_entry_date, previous_banking_day
 from nacha.reader import read_file
@@ -206,6 +207,37 @@ def test_a_returned_prenote_blocks_the_account_and_the_held_payment_fails_with_t
     r = world.originate(VALID_FROM)
     assert r.payments == 1 and world.get(Payment, other).state == "in_file"
     assert world.get(Payment, pid).state == "failed"
+
+
+def test_a_returned_prenote_sends_the_member_one_notice_of_what_happened_and_what_to_do(world):
+    """The member learns of a returned prenote by an `account_not_validated` notice (once): the
+    account masked, the bank's reason, AutoPay suspended, the held payment not made, what to do."""
+    pid, acct = world.payment("autopay", amount=23456)
+    other, _ = world.payment("portal")
+    r = world.originate()
+    world.send_all()
+    by_member = {o.entry.individual_identification_number: o for o in originals(r.files[0].path).values()}
+    world.process(world.bank.returns([(by_member["M000001"], "R03")], date(2026, 12, 3)), date(2026, 12, 3))
+    notices = world.tmp / "notices"
+    res = issue_notices(world.sessions, notices, date(2026, 12, 3))
+    assert res.by_kind == {"account_not_validated": 1}
+    prenote = world.prenote_of(acct)
+    with world.sessions() as s:
+        (n,) = s.scalars(select(Notice)).all()
+        assert (n.kind, n.member_id, n.plan_id, n.prenote_id, n.event_key) == (
+            "account_not_validated", "M000001", "HLTH-1", prenote.id, f"prenote:{prenote.id}")
+        assert (n.amount_owed_cents, n.deadline) == (23456, due_date(JAN))
+        number = world.keyring.decrypt_account(s.get(BankAccount, acct).account_number_enc)
+    html = res.files[0].read_text()
+    assert f"****{number[-4:]}" in html and number not in html
+    assert "R03 &ndash; No Account / Unable to Locate Account" in html
+    assert "Your AutoPay from this account is on hold (plan HLTH-1)" in html
+    assert "Your payment of $234.56 for your January 2027 premium was not made" in html
+    assert f"Please pay $234.56\nby {due_date(JAN)} another way" in html
+    manifest = (notices / "manifest.csv").read_text().splitlines()
+    assert manifest[1].startswith('"2026-12-03","M000001","Member 1","HLTH-1","account_not_validated",')
+    # once per prenote, whatever re-runs happen
+    assert issue_notices(world.sessions, notices, date(2026, 12, 4)).created == 0
 
 
 def test_a_noc_on_a_prenote_corrects_the_account_which_then_counts_as_validated(world):
