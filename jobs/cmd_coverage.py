@@ -31,7 +31,7 @@ _READABLE = 0o644  # read by the enrollment system (as the reports are; the umas
 
 @click.group("coverage", cls=SummaryGroup)
 def coverage_group() -> None:
-    """Coverage standing and flags."""
+    """Coverage standing, flags, and the export of their changes to the enrollment system."""
 
 
 @coverage_group.command("assess")
@@ -63,10 +63,10 @@ def assess_cmd(ctx: click.Context, run_date) -> None:
 @date_option
 @click.option("--since", "since", metavar="RUN|DATE", default=None,
               help="Also export again the changes assessed on or after DATE (YYYY-MM-DD), or on or after the "
-                   "business date of run RUN (its id); recorded as re-exports.")
+                   "business date of run RUN (its id); recorded as exported again, not as new.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="Output file, or - for standard output. Default: coverage-export-<date>.csv in "
-                   "paths.reports_dir (coverage-export-<date>.<export id>.csv when that file exists).")
+              help="Output file, or - for standard output. Default: in paths.reports_dir, named after the "
+                   "date, and after the export too when a file of that date exists (docs/formats.md).")
 @click.pass_context
 def export_cmd(ctx: click.Context, run_date, since: str | None, out: str | None) -> None:
     """Write the CSV of coverage standing changes (activated, at risk, not started, terminated,
