@@ -18,7 +18,8 @@ from .helptext import SummaryGroup, summary_of
 # summary for `achbatch --help` (tests/e2e/test_cli_startup.py checks it is the command's own).
 COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "autopay": (("jobs.cmd_originate",), "AutoPay pulls."),
-    "coverage": (("jobs.cmd_coverage",), "Coverage standing and flags."),
+    "coverage": (("jobs.cmd_coverage",), "Coverage standing, flags, and the export of their changes to the "
+                 "enrollment system."),
     "db": (("jobs.cmd_db",), "Database schema and stored secrets."),
     "demo": (("jobs.cmd_demo",), "A full night on embedded defaults with sample data, a simulated bank "
              "answering with returns and NOCs, and the next night; prints what happened and where the files "

@@ -1,8 +1,11 @@
 """`achbatch coverage assess [--date D]`: recompute every policy's coverage standing, store the
-flags (history kept) and issue the members' notices for new or changed flags at risk."""
+flags (history kept) and issue the members' notices for new or changed flags at risk.
+`achbatch coverage export [--since RUN|DATE] [--out PATH]`: the CSV of coverage standing changes
+for the enrollment system."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 import jinja2
@@ -10,6 +13,8 @@ import jinja2
 from batch.run import wiring
 from batch.rules.counts import counted
 from batch.collect.coverage import assess_coverage
+from batch.collect.coverage_export import SinceError, default_export_path, export_changes, resolve_since
+from batch.store.fsutil import write_atomic
 from batch.store.db import open_database
 from batch.store.models import COVERAGE_STATUSES
 from batch.collect.notices import issue_notices
@@ -20,12 +25,13 @@ from .dates import business_date, date_option
 from .settings import settings_from_context
 from .helptext import SummaryGroup
 
-_ORDER = COVERAGE_STATUSES  # ok, at_risk, not_started, past_due, termination_pending, terminated
+_ORDER = COVERAGE_STATUSES  # ok, pending_activation, at_risk, not_started, past_due, termination_pending, terminated
+_READABLE = 0o644  # read by the enrollment system (as the reports are; the umask may narrow it)
 
 
 @click.group("coverage", cls=SummaryGroup)
 def coverage_group() -> None:
-    """Coverage standing and flags."""
+    """Coverage standing, flags, and the export of their changes to the enrollment system."""
 
 
 @coverage_group.command("assess")
@@ -50,6 +56,57 @@ def assess_cmd(ctx: click.Context, run_date) -> None:
     click.echo(f"coverage {d}: {counted(r.policies, 'policy')} ({counts}); {r.new} new, {r.changed} changed, "
                f"{r.unchanged} unchanged")
     echo_follow_ups(cancelled, notices)
+    sys.exit(exitcodes.OK)
+
+
+@coverage_group.command("export")
+@date_option
+@click.option("--since", "since", metavar="RUN|DATE", default=None,
+              help="Also export again the changes assessed on or after DATE (YYYY-MM-DD), or on or after the "
+                   "business date of run RUN (its id); recorded as exported again, not as new.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Output file, or - for standard output. Default: in paths.reports_dir, named after the "
+                   "date, and after the export too when a file of that date exists (docs/formats.md).")
+@click.pass_context
+def export_cmd(ctx: click.Context, run_date, since: str | None, out: str | None) -> None:
+    """Write the CSV of coverage standing changes (activated, at risk, not started, terminated,
+    reinstated) not exported yet, for the enrollment system; each change is exported once (the
+    export ledger), `--since` exports a date's changes again. The summary goes to standard error
+    with `--out -`."""
+    settings = settings_from_context(ctx)
+    d = business_date(run_date, settings.origination.zone)
+    to_stdout = out == "-"
+
+    def deliver(export_id: int, data: bytes) -> str:
+        if to_stdout:
+            stream = click.get_binary_stream("stdout")
+            stream.write(data)
+            stream.flush()
+            return "-"
+        path = Path(out) if out else default_export_path(settings.reports_dir, d, export_id)
+        if not out:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data, mode=_READABLE)
+        return str(path)
+
+    try:
+        with open_database(settings.database_url) as sessions:
+            since_date, since_run = resolve_since(sessions, since) if since is not None else (None, None)
+            r = export_changes(sessions, d, deliver, since=since_date, since_run_id=since_run)
+    except SinceError as e:
+        click.echo(f"achbatch: {e}", err=True)
+        sys.exit(exitcodes.USAGE)
+    except OSError as e:
+        click.echo(f"achbatch: cannot write {'standard output' if to_stdout else out or 'the export'}: "
+                   f"{e.strerror or e}", err=True)
+        sys.exit(exitcodes.USAGE)
+    except exitcodes.DATABASE_ERRORS as e:
+        exitcodes.fail_database(e)
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(r.by_change.items()))
+    again = f", {r.reexported} exported again (since {r.since})" if r.since is not None else ""
+    click.echo(f"coverage export {r.export_id} ({d}): {counted(r.rows, 'change')}"
+               + (f" ({kinds})" if kinds else "") + f"; {r.new} new{again} -> "
+               + ("standard output" if to_stdout else r.path), err=to_stdout)
     sys.exit(exitcodes.OK)
 
 

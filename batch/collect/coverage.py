@@ -104,7 +104,9 @@ def policy_facts(conn, keys: list[tuple[str, str]], tz: tzinfo | None,
     from its submission day there). `exclude_payment_ids`: payments left out, e.g. the debit a
     caller is deciding whether to originate.
 
-    A payment's `paid_on` is its origination day (or a mail payment's submission day); `cleared_on`
+    A payment held for its account's validation (state `held`) is left out: it has not been made.
+    A payment's `paid_on` is its origination day (or a mail payment's submission day; for a payment
+    that was held, at the earliest the day it was released); `cleared_on`
     is premium_calendar.cleared_on of its settlement date: the effective entry date of the file
     that carried it, or, not in a file yet, of its origination day; a mail payment's paid_on."""
     out: Facts = {k: ([], []) for k in keys}
@@ -116,10 +118,14 @@ def policy_facts(conn, keys: list[tuple[str, str]], tz: tzinfo | None,
                    Premium.subsidy, Premium.binder, Premium.due_date).where(Premium.member_id.in_(members))):
         if (m, p) in out:
             out[(m, p)][0].append(PremiumFact(month, int(cents), subsidy, bool(binder), due))
+    # the day a payment held for its account's validation was released (None: never held)
+    released_on = (select(func.max(PaymentEvent.occurred_on))
+                   .where((PaymentEvent.payment_id == Payment.id) & (PaymentEvent.event == "released"))
+                   .correlate(Payment).scalar_subquery())
     rows = [r for r in conn.execute(
         select(Payment.id, Payment.member_id, Payment.plan_id, Payment.coverage_month, Payment.amount_cents,
                Payment.state, Payment.channel, Payment.originate_on, Payment.submitted_at, Payment.retry_number,
-               NachaFile.file_date)
+               NachaFile.file_date, released_on)
         .outerjoin(FileEntry, FileEntry.payment_id == Payment.id)
         .outerjoin(NachaFile, NachaFile.id == FileEntry.file_id)
         .where(Payment.member_id.in_(members))).all()
@@ -138,13 +144,17 @@ def policy_facts(conn, keys: list[tuple[str, str]], tz: tzinfo | None,
                                            & PaymentEvent.event.in_(("stopped", "cancelled")))
                                     .group_by(PaymentEvent.payment_id)):
             ended.setdefault(pid, (on, None))
-    for pid, m, p, month, cents, state, channel, originate_on, submitted_at, retry_number, file_date in rows:
+    for pid, m, p, month, cents, state, channel, originate_on, submitted_at, retry_number, file_date, released in rows:
+        if state == "held":  # waiting for its account's validation: not made, it counts for nothing
+            continue
         if channel == "mail":
             paid_on = _local_date(submitted_at, tz)
             cleared, pending = paid_on, False
         else:
             paid_on = originate_on if originate_on is not None else _local_date(submitted_at, tz)
-            pending = state in ("pending", "held")
+            if released is not None:  # held, then released: made (at the earliest) the day it was released
+                paid_on = max(paid_on, released)
+            pending = state == "pending"
             cleared = clearing_date(effective_entry_date(file_date if file_date is not None else paid_on))
         returned_on, code = None, None
         if state in ("returned", "failed"):

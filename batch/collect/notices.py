@@ -58,8 +58,9 @@ CHUNK = 1000
 def notice_kind_for_flag(status: str, grace_month: int) -> str | None:
     """Which notice a coverage flag calls for (MA notice sequence, reference §5.3): a first month
     past due gets a Past Due Warning, later grace months and termination pending a Termination
-    Warning; 'ok' none, and 'at_risk' none either (a payment returned, not delinquent yet: the
-    member already has the returned-payment notice of that return)."""
+    Warning; 'ok' and 'pending_activation' (nothing missed) none, and 'at_risk' none either (a
+    payment returned, not delinquent yet: the member already has the returned-payment notice of
+    that return)."""
     if status == "not_started":
         return "coverage_not_started"
     if status == "past_due":
@@ -199,7 +200,7 @@ def _pending_returns(s: Session) -> list[dict]:
 
 def _pending_flags(s: Session) -> list[dict]:
     """Current coverage flags that call for a notice and have none yet. Flags without a notice
-    ('ok', 'at_risk') are left out in the query: a chunk of them must not hide the ones behind."""
+    ('ok', 'pending_activation', 'at_risk') are left out in the query: a chunk of them must not hide the ones behind."""
     rows = s.execute(
         select(CoverageFlag).outerjoin(Notice, Notice.coverage_flag_id == CoverageFlag.id)
         .where(CoverageFlag.current_key.is_not(None) & CoverageFlag.status.in_(_NOTICED_STATUSES)

@@ -135,7 +135,8 @@ def render(snap: dict) -> str:
         ("last_run_entries", "entries", "Entries (debits) the last run originated."),
         ("last_run_returns", "returns", "Return entries the last run applied."),
         ("last_run_nocs", "nocs", "Notifications of change the last run applied."),
-        ("last_run_coverage_flags_at_risk", "flags", "Policies at risk (any coverage status but ok) after the last coverage assessment."),
+        ("last_run_coverage_flags_at_risk", "flags",
+         "Policies at risk (any coverage status but ok and pending_activation) after the last coverage assessment."),
         ("last_run_rows_rejected", "rows_rejected", "CSV rows the last run's import rejected."),
     ):
         w.metric(name, help_, [({"kind": x}, runs[x]["totals"].get(key)) for x in k])

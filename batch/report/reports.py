@@ -634,8 +634,11 @@ def returns_chart_svg(per_day: dict[tuple[date, str], int], start: date, end: da
 
 # -- coverage -------------------------------------------------------------------------------------
 
-# Most severe first; at_risk (a payment returned, no replacement cleared, not delinquent yet) last but ok.
-_SEVERITY = {s: i for i, s in enumerate((*reversed(AT_RISK_STATUSES), "ok"))}
+# Most severe first; at_risk (a payment returned, no replacement cleared, not delinquent yet) last.
+_SEVERITY = {s: i for i, s in enumerate(reversed(AT_RISK_STATUSES))}
+# The statuses of the by-status table: those at risk, then the policies not at risk (coverage not
+# activated yet, and in good standing), which are counted but not listed.
+_BY_STATUS = (*AT_RISK_STATUSES, "pending_activation", "ok")
 
 
 def coverage_report(sessions: sessionmaker[Session], as_of: date, rules: CoverageRules = CoverageRules(),
@@ -651,7 +654,7 @@ def coverage_report(sessions: sessionmaker[Session], as_of: date, rules: Coverag
     for (member_id, plan_id), r in latest.items():
         counts[r.status] = counts.get(r.status, 0) + 1
         owed[r.status] = owed.get(r.status, 0) + r.amount_owed_cents
-        if r.status != "ok":
+        if r.status in AT_RISK_STATUSES:
             at_risk.append((member_id, plan_id, r))
     at_risk.sort(key=lambda t: (_SEVERITY.get(t[2].status, 9), t[2].deadline or date.max, t[0], t[1]))
     with sessions() as s:
@@ -661,7 +664,7 @@ def coverage_report(sessions: sessionmaker[Session], as_of: date, rules: Coverag
                      "member_name": names.get(m, "")}
                     for m, p, r in at_risk], COLUMNS["coverage"])
     by_status = _frame([{"status": st, "count": counts.get(st, 0), "amount_owed": owed.get(st, 0)}
-                        for st in (*AT_RISK_STATUSES, "ok")],
+                        for st in _BY_STATUS],
                        ["status", "count", "amount_owed"])
     summary = [("Policies assessed", _count_figure(len(latest))), ("Policies at risk", _count_figure(len(at_risk))),
                ("Amount owed by policies at risk", _money_figure(sum(r.amount_owed_cents for _m, _p, r in at_risk)))]

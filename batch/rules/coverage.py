@@ -25,9 +25,11 @@ The rules (reference §5; DESIGN.md "The rules it must get right"):
     paid in full when its unpaid balance is at most `payment_threshold_cents` (default 0).
   * A payment counts from the day it was made (`paid_on`: the day the member submitted it, or the
     day an AutoPay pull or re-presentment was originated) until the day a return or failure was
-    processed (`returned_on`). The 23rd is the calendar date: it does not move for weekends or
-    Federal Reserve holidays (members pay online any day; AutoPay already settles on the last
-    banking day on or before it).
+    processed (`returned_on`). A first-use WEB debit held for its account's validation (payment
+    state `held`, docs/validation.md) has not been made: it counts for nothing while held, and once
+    released from the day it was released (`batch.collect.coverage.policy_facts`). The 23rd is the
+    calendar date: it does not move for weekends or Federal Reserve holidays (members pay online
+    any day; AutoPay already settles on the last banking day on or before it).
   * A returned premium stays at risk until a payment for it has cleared (DESIGN.md; ref §5.4: a
     dishonored payment is non-payment). A debit has cleared on its settlement date + 2 banking days
     with no return (`premium_calendar.cleared_on`, ref §2.2); a mail payment the day it is paid.
@@ -36,11 +38,18 @@ The rules (reference §5; DESIGN.md "The rules it must get right"):
     or in flight does not cure it. A payment originated by the due date still counts as paid on
     time; clearing only decides, after a return, whether the month stays paid. So a later month
     returned after its due date is delinquent (grace rules above) until a replacement has cleared.
+  * Coverage is activated when the binder's payment clears (premium_calendar.cleared_on, the same
+    definition as above): until the binder is due it is `pending_activation` (reason
+    `binder_not_due`, the due date as deadline); paid on time but not cleared, it is
+    `pending_activation` too (`binder_uncleared`); once what has cleared covers it, `ok`. Returned:
+    `not_started` past its due date, `at_risk` before it or while a replacement originated by the
+    due date has not cleared (below). `pending_activation` is not delinquent: it is not among the
+    AT_RISK_STATUSES (no notice, not listed as at risk), and every other status outranks it.
   * `at_risk`: a month (binder or not) with a returned payment and no replacement cleared, where no
     delinquency applies yet: on or before its due date, or a binder whose replacement was
     originated by the due date but has not cleared (coverage starts, but is at risk). Its deadline
     is the month's due date (none for a binder already past due). `not_started`, `past_due`,
-    `termination_pending` and `terminated` outrank it; it outranks `ok`.
+    `termination_pending` and `terminated` outrank it; it outranks `pending_activation` and `ok`.
   * The amount owed on a month is its premium less the payments counting toward it (after a
     return: the payments that have cleared). Once terminated, only the months that start on or
     before the coverage end date are owed (a retroactive termination owes nothing after it).
@@ -57,15 +66,19 @@ from nacha import codes
 from .money import dollars
 
 __all__ = [
-    "AT_RISK_STATUSES", "COVERAGE_STATUSES", "SUBSIDIZED", "CoverageRules", "PaymentFact", "PremiumFact", "Standing",
-    "assess_policy", "months_later",
+    "AT_RISK_STATUSES", "COVERAGE_CHANGES", "COVERAGE_STATUSES", "SUBSIDIZED", "CoverageRules", "PaymentFact",
+    "PremiumFact", "Standing", "assess_policy", "coverage_change", "months_later",
 ]
 
 # A policy's standings, from good to worst (the schema's CHECK carries the same list: store/models.py).
-COVERAGE_STATUSES = ("ok", "at_risk", "not_started", "past_due", "termination_pending", "terminated")
+COVERAGE_STATUSES = ("ok", "pending_activation", "at_risk", "not_started", "past_due", "termination_pending",
+                     "terminated")
 SUBSIDIZED = ("aptc", "connectorcare")
-# Every status but 'ok', from the least to the most severe.
-AT_RISK_STATUSES = tuple(s for s in COVERAGE_STATUSES if s != "ok")
+# The statuses of a policy at risk, from the least to the most severe: every status but 'ok' and
+# 'pending_activation' (coverage not started yet, nothing missed: not delinquent, no notice).
+AT_RISK_STATUSES = tuple(s for s in COVERAGE_STATUSES if s not in ("ok", "pending_activation"))
+# What the enrollment system is told of a change of standing (`coverage_change`).
+COVERAGE_CHANGES = ("activated", "at_risk", "not_started", "terminated", "reinstated")
 _ONE_DAY = timedelta(days=1)
 
 
@@ -245,6 +258,7 @@ def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFac
         return _month_has_return(pays[m.coverage_month], as_of) and paid_now(m) < m.amount_due_cents - threshold
 
     at_risk: list[tuple[PremiumFact, date | None]] = []  # (month, deadline)
+    uncleared: list[PaymentFact] | None = None  # the binder's payments not cleared yet (paid, not active)
     binder = next((m for m in months if m.binder), None)
     if binder is not None:
         bpays = pays[binder.coverage_month]
@@ -252,8 +266,9 @@ def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFac
         need = binder.amount_due_cents - threshold
         if as_of <= due and paid_now(binder) < need:
             if not _month_has_return(bpays, as_of):
-                return Standing("ok", "binder_not_due", f"binder for {_month(binder.coverage_month)} due {due}",
-                                subsidy=binder.subsidy)
+                return Standing("pending_activation", "binder_not_due",
+                                f"binder for {_month(binder.coverage_month)} due {due}: coverage is activated once "
+                                "it is paid and has cleared", deadline=due, subsidy=binder.subsidy)
             at_risk.append((binder, due))  # returned before its due date: still time to pay
         else:
             if as_of <= due:
@@ -281,6 +296,8 @@ def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFac
                                 None, 0, 0, binder.coverage_month, None, binder.subsidy)
             if returned_unpaid(binder):  # replaced by the due date, the replacement not cleared yet
                 at_risk.append((binder, None))
+            else:
+                uncleared = _uncleared(bpays, as_of, need)
         later = [m for m in months if m.coverage_month > binder.coverage_month]
     else:
         later = months
@@ -294,6 +311,8 @@ def assess_policy(premiums: Iterable[PremiumFact], payments: Iterable[PaymentFac
         at_risk += [(m, m.due) for m in later if as_of <= m.due and returned_unpaid(m)]
         if at_risk:
             return _at_risk_standing(at_risk, pays, as_of, paid_now)
+        if uncleared and binder is not None:
+            return _pending_standing(binder, uncleared)
         last = months[-1]
         return Standing("ok", "paid", "every premium due is paid", subsidy=last.subsidy)
     # The current delinquency: the run of overlapping or adjoining outstanding spans up to today.
@@ -380,3 +399,53 @@ def _at_risk_standing(items: list[tuple[PremiumFact, date | None]], pays: dict[d
     deadline = min((d for _m, d in items if d is not None), default=None)
     return Standing("at_risk", f"{what}_returned", why, len(items), owed, deadline, 0, 0, first.coverage_month,
                     None, first.subsidy)
+
+
+def _uncleared(pays: list[PaymentFact], as_of: date, need: int) -> list[PaymentFact] | None:
+    """The binder's counting payments that have not cleared, when those that have fall short of
+    `need` (the binder is paid but its payment has not cleared: coverage is not activated yet);
+    None when what has cleared covers it."""
+    counting = [p for p in pays if p.counts_on(as_of)]
+    if sum(p.amount_cents for p in counting if p.cleared_by(as_of)) >= need:
+        return None
+    return [p for p in counting if not p.cleared_by(as_of)]
+
+
+def _pending_standing(binder: PremiumFact, uncleared: list[PaymentFact]) -> Standing:
+    """`pending_activation`: the binder is paid (on time) and its payment has not cleared yet."""
+    days = [p.cleared_on for p in uncleared if p.cleared_on is not None and not p.pending]
+    when = f" (it clears on {max(days)})" if days and len(days) == len(uncleared) else ""
+    why = (f"binder for {_month(binder.coverage_month)} paid, not cleared yet{when}: coverage is activated once "
+           "it clears")
+    return Standing("pending_activation", "binder_uncleared", why, subsidy=binder.subsidy)
+
+
+def coverage_change(previous_status: str | None, previous_reason_code: str | None, status: str, *,
+                    binder: bool = True) -> str | None:
+    """What the enrollment system is told when a policy's standing goes from `previous_status`
+    (None: its first flag) to `status`; None when nothing it acts on changed (the same status, or
+    a policy awaiting activation).
+
+    - `activated`: `ok` after `pending_activation` or `not_started`, after a binder's at-risk flag
+      (reason `binder_...`: coverage was not active yet), or as the first flag of a policy with a
+      binder (`binder`: e.g. a binder paid by mail clears the day it is paid); the first flag of a
+      policy without one (its coverage began before achbatch knew it) tells nothing;
+    - `reinstated`: `ok` after any other status at risk (`at_risk`, `past_due`,
+      `termination_pending`, `terminated`);
+    - `at_risk`: into `at_risk`, `past_due` or `termination_pending` (the status says which);
+    - `not_started`: into `not_started` (the binder was not paid by its due date, or returned);
+    - `terminated`: into `terminated`."""
+    if status == previous_status:
+        return None
+    if status == "ok":
+        if previous_status is None and not binder:
+            return None
+        if previous_status in (None, "pending_activation", "not_started") or (previous_reason_code or "").startswith(
+                "binder_"):
+            return "activated"
+        return "reinstated"
+    if status in ("at_risk", "past_due", "termination_pending"):
+        return "at_risk"
+    if status in ("not_started", "terminated"):
+        return status
+    return None

@@ -521,12 +521,12 @@ def step_bank_statement(ctx: NightContext) -> StepOutcome:
 
 
 def step_coverage(ctx: NightContext) -> StepOutcome:
-    from ..collect.coverage import assess_coverage
+    from ..collect.coverage import AT_RISK_STATUSES, assess_coverage
     from ..collect.returns import cancel_unneeded_retries
     s = ctx.settings
     cancelled = cancel_unneeded_retries(ctx.sessions, ctx.business_date)
     r = assess_coverage(ctx.sessions, ctx.business_date, wiring.coverage_rules(s), tz=s.origination.zone)
-    at_risk = sum(n for st, n in r.by_status.items() if st != "ok")
+    at_risk = sum(n for st, n in r.by_status.items() if st in AT_RISK_STATUSES)
     counts = {"policies": r.policies, "at_risk": at_risk, "new": r.new, "changed": r.changed,
               "retries_cancelled": cancelled}
     counts.update({f"status_{st}": n for st, n in sorted(r.by_status.items())})
@@ -548,8 +548,8 @@ def step_reports(ctx: NightContext) -> StepOutcome:
                           write_report)
     s, d = ctx.settings, ctx.business_date
     if ctx.dry_run:
-        return StepOutcome(note=f"would write the {', '.join(KINDS)} reports ({', '.join(REPORT_FORMATS)}) to "
-                                f"{s.reports_dir} and the member notices to {s.notices_dir}")
+        return StepOutcome(note=f"would write the {', '.join(KINDS)} reports ({', '.join(REPORT_FORMATS)}) and the "
+                                f"coverage export to {s.reports_dir} and the member notices to {s.notices_dir}")
     builders = {"reconciliation": lambda: reconciliation_report(ctx.sessions, ctx.keyring, d),
                 "returns": lambda: returns_report(ctx.sessions, d),
                 "coverage": lambda: coverage_report(ctx.sessions, d, wiring.coverage_rules(s), tz=s.origination.zone)}
@@ -566,6 +566,9 @@ def step_reports(ctx: NightContext) -> StepOutcome:
             out.counts["warnings"] += 1
             if kind == "returns" and " return rate " in w:  # a rate stays crossed for 60 days: status warns
                 out.counts["return_rate_warnings"] = out.counts.get("return_rate_warnings", 0) + 1
+    exported = _coverage_export(ctx)
+    written.append(Path(exported.path).name)
+    out.counts["coverage_changes"] = exported.rows
     try:
         notices = issue_notices(ctx.sessions, s.notices_dir, d, templates_dir=s.paths.notices_templates,
                                 sender=wiring.sender_name(s))
@@ -580,6 +583,22 @@ def step_reports(ctx: NightContext) -> StepOutcome:
     return out
 
 
+def _coverage_export(ctx: NightContext):
+    """The coverage changes not exported yet, for the enrollment system: coverage-export-<date>.csv
+    beside the reports (batch.collect.coverage_export)."""
+    from ..collect.coverage_export import default_export_path, export_changes
+    from ..store.fsutil import write_atomic
+    s = ctx.settings
+
+    def deliver(export_id: int, data: bytes) -> str:
+        path = default_export_path(s.reports_dir, ctx.business_date, export_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data, mode=0o644)  # read by the enrollment system, as the reports are
+        return str(path)
+
+    return export_changes(ctx.sessions, ctx.business_date, deliver)
+
+
 STEPS: dict[str, Step] = {s.name: s for s in (
     Step("import", "payments import", "batch.collect.imports.import_file", step_import),
     Step("autopay", "AutoPay schedule", "batch.collect.autopay.schedule_autopay", step_autopay),
@@ -590,7 +609,8 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     Step("bank_statement", "bank statement", "batch.bank.inbound.fetch_files, "
          "batch.collect.bank_statement.process_statement_inbox", step_bank_statement),
     Step("coverage", "coverage assess", "batch.collect.coverage.assess_coverage", step_coverage),
-    Step("reports", "reports and notices", "batch.report.reports.write_report, batch.collect.notices.issue_notices", step_reports),
+    Step("reports", "reports and notices", "batch.report.reports.write_report, "
+         "batch.collect.coverage_export.export_changes, batch.collect.notices.issue_notices", step_reports),
 )}
 NIGHTLY_STEPS = ("import", "autopay", "originate", "send", "returns_fetch", "returns_process", "bank_statement",
                  "coverage", "reports")

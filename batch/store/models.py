@@ -1044,3 +1044,57 @@ class Prenote(Base):
 
 
 __all__ += ["Prenote", "PRENOTE_STATES", "PRENOTE_OPEN_STATES"]
+
+
+# == Coverage exports to the enrollment system (issue 16; migration 0015) =============================
+# `achbatch coverage export` (and the nightly's reports step) writes a CSV of the coverage standing
+# changes since the last export. `coverage_exports`: one row per export (its business date, file,
+# sha256, rows, and the highest flag id it looked at: the next export starts after it);
+# `coverage_export_items`: which flag row went in which export, and as what change. A flag row goes
+# out as new (reexport false) at most once (a unique partial index); `--since` puts changes already
+# sent in again, marked reexport.
+from ..rules.coverage import COVERAGE_CHANGES as COVERAGE_EXPORT_CHANGES  # noqa: E402  (the rules own the list)
+
+
+class CoverageExport(Base):
+    """One export of coverage standing changes to the enrollment system."""
+
+    __tablename__ = "coverage_exports"
+    __table_args__ = (
+        CheckConstraint("row_count >= 0 AND new_count >= 0 AND new_count <= row_count", name="counts"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    business_date: Mapped[date] = mapped_column(Date)
+    since_date: Mapped[date | None] = mapped_column(Date, default=None)  # --since DATE (or the run's date)
+    since_run_id: Mapped[int | None] = mapped_column(Id, ForeignKey("runs.id"), default=None)  # --since RUN
+    path: Mapped[str] = mapped_column(String(1000))  # where it was written; '-': standard output
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    new_count: Mapped[int] = mapped_column(Integer, default=0)  # rows exported for the first time
+    through_flag_id: Mapped[int | None] = mapped_column(Id, default=None)  # highest coverage_flags.id looked at
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CoverageExportItem(Base):
+    """One coverage standing change (a coverage_flags row) in one export."""
+
+    __tablename__ = "coverage_export_items"
+    __table_args__ = (
+        CheckConstraint(_in("change", COVERAGE_EXPORT_CHANGES), name="change"),
+        Index("ix_coverage_export_items_export_id", "export_id"),
+        Index("ix_coverage_export_items_flag_id", "flag_id"),
+        Index("ux_coverage_export_items_first", "flag_id", unique=True,
+              postgresql_where=text("NOT reexport"), sqlite_where=text("NOT reexport")),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    export_id: Mapped[int] = mapped_column(Id, ForeignKey("coverage_exports.id"))
+    flag_id: Mapped[int] = mapped_column(Id, ForeignKey("coverage_flags.id"))
+    change: Mapped[str] = mapped_column(String(12))
+    reexport: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+Index("ix_coverage_flags_assessed_on", CoverageFlag.__table__.c.assessed_on)
+
+__all__ += ["COVERAGE_EXPORT_CHANGES", "CoverageExport", "CoverageExportItem"]

@@ -80,14 +80,24 @@ def test_calendar_facts_the_cases_rely_on():
 R = CoverageRules()
 CASES = [
     # -- the binder --------------------------------------------------------------------------------
-    ("binder unpaid on its due date: not due yet", ALL, [], D(2026, 12, 23), R,
-     ("ok", "binder_not_due", 0, 0, None, 0, None)),
+    ("binder unpaid on its due date: not due yet, coverage not activated", ALL, [], D(2026, 12, 23), R,
+     ("pending_activation", "binder_not_due", 0, 0, D(2026, 12, 23), 0, None)),
     ("binder unpaid the day after", ALL, [], D(2026, 12, 24), R,
      ("not_started", "binder_unpaid", 1, 10000, None, 0, None)),
-    ("binder paid early, before its due date", ALL, [BINDER_PAID], D(2026, 12, 21), R,
+    ("binder paid early (Sun 12-20, settles Mon 12-21): not cleared yet, coverage not activated", ALL,
+     [BINDER_PAID], D(2026, 12, 21), R, ("pending_activation", "binder_uncleared", 0, 0, None, 0, None)),
+    ("... activated once cleared: settlement Mon 12-21 + 2 banking days = Wed 12-23", ALL, [BINDER_PAID],
+     D(2026, 12, 23), R, ("ok", "paid", 0, 0, None, 0, None)),
+    ("binder paid on the 23rd itself: on time, not cleared", ALL, [pay(JAN, D(2026, 12, 23))], D(2026, 12, 24), R,
+     ("pending_activation", "binder_uncleared", 0, 0, None, 0, None)),
+    ("... settled Thu 12-24, Fri 12-25 a Fed holiday: not cleared on Mon 12-28", ALL, [pay(JAN, D(2026, 12, 23))],
+     D(2026, 12, 28), R, ("pending_activation", "binder_uncleared", 0, 0, None, 0, None)),
+    ("... cleared and activated on Tue 12-29", ALL, [pay(JAN, D(2026, 12, 23))], D(2026, 12, 29), R,
      ("ok", "paid", 0, 0, None, 0, None)),
-    ("binder paid on the 23rd itself", ALL, [pay(JAN, D(2026, 12, 23))], D(2026, 12, 24), R,
-     ("ok", "paid", 0, 0, None, 0, None)),
+    ("binder paid by mail: cleared the day it is paid, activated at once", ALL, [mail(JAN, D(2026, 12, 22))],
+     D(2026, 12, 22), R, ("ok", "paid", 0, 0, None, 0, None)),
+    ("binder AutoPay pull not in a file yet: not cleared", ALL, [pay(JAN, D(2026, 12, 18), pending=True)],
+     D(2026, 12, 28), R, ("pending_activation", "binder_uncleared", 0, 0, None, 0, None)),
     ("binder paid a day late: coverage does not start", ALL, [pay(JAN, D(2026, 12, 24))], D(2026, 12, 28), R,
      ("not_started", "binder_unpaid", 0, 0, None, 0, None)),
     ("binder returned after counting as paid", ALL, [pay(JAN, D(2026, 12, 20), returned_on=D(2026, 12, 28),
@@ -106,8 +116,12 @@ CASES = [
      ("not_started", "binder_partial", 1, 4000, None, 0, None)),
     ("binder short by less than the threshold counts as paid", ALL, [pay(JAN, D(2026, 12, 20), 9950)],
      D(2026, 12, 24), CoverageRules(payment_threshold_cents=100), ("ok", "paid", 0, 0, None, 0, None)),
-    ("binder paid in two parts by the 23rd", ALL, [pay(JAN, D(2026, 12, 10), 4000), pay(JAN, D(2026, 12, 23), 6000)],
-     D(2026, 12, 24), R, ("ok", "paid", 0, 0, None, 0, None)),
+    ("binder paid in two parts by the 23rd: the second not cleared", ALL,
+     [pay(JAN, D(2026, 12, 10), 4000), pay(JAN, D(2026, 12, 23), 6000)],
+     D(2026, 12, 24), R, ("pending_activation", "binder_uncleared", 0, 0, None, 0, None)),
+    ("... both cleared (the second on Tue 12-29)", ALL,
+     [pay(JAN, D(2026, 12, 10), 4000), pay(JAN, D(2026, 12, 23), 6000)],
+     D(2026, 12, 29), R, ("ok", "paid", 0, 0, None, 0, None)),
     # -- a later month due on a Saturday (2027-01-23) --------------------------------------------------
     ("Feb unpaid on its Saturday due date: not past due", ALL, [BINDER_PAID], D(2027, 1, 23), R,
      ("ok", "paid", 0, 0, None, 0, None)),
@@ -200,8 +214,14 @@ CASES = [
     ("no binder on file, Jan paid: a missed Feb gets the APTC grace period", policy(binder=False),
      [pay(JAN, D(2026, 12, 20))], D(2027, 1, 24), R,
      ("past_due", "premium_unpaid", 1, 10000, D(2027, 2, 23), 1, None)),
-    ("binder due on Thanksgiving (Fed holiday): paid online that day is on time", [prem(D(2028, 12, 1), binder=True)],
-     [pay(D(2028, 12, 1), D(2028, 11, 23))], D(2028, 11, 24), R, ("ok", "paid", 0, 0, None, 0, None)),
+    ("binder due on Thanksgiving (Fed holiday): paid online that day is on time, not cleared yet",
+     [prem(D(2028, 12, 1), binder=True)], [pay(D(2028, 12, 1), D(2028, 11, 23))], D(2028, 11, 24), R,
+     ("pending_activation", "binder_uncleared", 0, 0, None, 0, None)),
+    ("... settles Fri 11-24; + 2 banking days over the weekend: not cleared on Mon 11-27",
+     [prem(D(2028, 12, 1), binder=True)], [pay(D(2028, 12, 1), D(2028, 11, 23))], D(2028, 11, 27), R,
+     ("pending_activation", "binder_uncleared", 0, 0, None, 0, None)),
+    ("... cleared, coverage activated, on Tue 11-28", [prem(D(2028, 12, 1), binder=True)],
+     [pay(D(2028, 12, 1), D(2028, 11, 23))], D(2028, 11, 28), R, ("ok", "paid", 0, 0, None, 0, None)),
     ("binder due on Thanksgiving: paid the next banking day is late", [prem(D(2028, 12, 1), binder=True)],
      [pay(D(2028, 12, 1), D(2028, 11, 24))], D(2028, 11, 27), R,
      ("not_started", "binder_unpaid", 0, 0, None, 0, None)),
@@ -433,16 +453,23 @@ def _uncleared(p: PaymentFact) -> PaymentFact:
     return PaymentFact(p.coverage_month, p.amount_cents, p.paid_on, p.returned_on, p.return_code, None, 0, True)
 
 
-def test_without_a_return_clearing_changes_nothing():
-    """Every case of the table without a return: the same standing with no payment cleared."""
-    n = 0
+def test_without_a_return_clearing_decides_only_activation():
+    """Every case of the table without a return: the same standing with no payment cleared, except
+    that a policy whose binder is paid and would be active (`ok`) waits for activation instead."""
+    n = activation = 0
     for _name, premiums, payments, as_of, rules, _expected in CASES + UNCHANGED_CASES:
         if any(p.return_code for p in payments):
             continue
         n += 1
-        assert assess_policy(premiums, [_uncleared(p) for p in payments], as_of, rules) == \
-            assess_policy(premiums, payments, as_of, rules)
-    assert n > 30
+        cleared = assess_policy(premiums, payments, as_of, rules)
+        uncleared = assess_policy(premiums, [_uncleared(p) for p in payments], as_of, rules)
+        if cleared.status in ("ok", "pending_activation") and any(m.binder for m in premiums) \
+                and cleared.reason_code != "binder_not_due":
+            activation += 1
+            assert (uncleared.status, uncleared.reason_code) == ("pending_activation", "binder_uncleared"), _name
+        else:
+            assert uncleared == cleared, _name
+    assert n > 30 and activation > 5
 
 
 def test_months_later_keeps_the_23rd():
@@ -566,7 +593,7 @@ def test_cli_coverage_assess_writes_flags_and_notices(migrated_url, sessions, ke
     _seed(sessions, keyring, "M2", paid=())
     r = CliRunner().invoke(cli, ["coverage", "assess", "--date", "2027-01-24"])
     assert r.exit_code == 0, r.output
-    assert "2 policies (0 ok, 0 at_risk, 1 not_started, 1 past_due, 0 termination_pending, 0 terminated)" in r.output
+    assert "2 policies (0 ok, 0 pending_activation, 0 at_risk, 1 not_started, 1 past_due, 0 termination_pending, 0 terminated)" in r.output
     assert "notices: 2 written" in r.output
     r = CliRunner().invoke(cli, ["coverage", "assess", "--date", "2027-01-24"])
     assert r.exit_code == 0 and "notices" not in r.output and "2 unchanged" in r.output

@@ -810,6 +810,52 @@ def test_prenote_notices_migration_adds_the_kind_and_the_prenote_links_and_goes_
             assert dict(conn.execute(text("SELECT id, kind FROM notices")).all()) == {1: "returned_payment"}
             assert "prenote_id" not in {c["name"] for c in inspect(conn).get_columns("notices")}
             assert "prenote_id" not in {c["name"] for c in inspect(conn).get_columns("review_resolutions")}
+    finally:
+        engine.dispose()
+
+
+def test_coverage_activation_migration_status_and_export_tables_and_goes_back(db_url):
+    """Migration 0016: `coverage_flags.status` may be `pending_activation` (flags kept on the way up:
+    SQLite rebuilds the table); the export ledger tables (a change it does not know refused),
+    a flag exported as new at most once; downgrading drops the ledger and makes pending flags `ok`."""
+    upgrade(db_url, "0015_prenote_notices")
+    engine = make_engine(db_url)
+    flag = ("INSERT INTO coverage_flags (id, member_id, plan_id, status, reason_code, reason, months_owed, "
+            "amount_owed_cents, grace_month, grace_months, subsidy, assessed_on, last_assessed_on, current_key, "
+            "created_at) VALUES (:id, :m, 'P', :st, 'x', 'x', 0, 0, 0, 0, 'none', :d, :d, :key, :t)")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(flag), {"id": 1, "m": "M1", "st": "at_risk", "d": date(2026, 12, 1), "key": "M1|P",
+                                      "t": T0})
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(flag), {"id": 2, "m": "M2", "st": "pending_activation", "d": date(2026, 12, 1),
+                                      "key": "M2|P", "t": T0})
+
+        assert upgrade(db_url, "0016_coverage_activation_export")[1] == "0016_coverage_activation_export"
+        with engine.begin() as conn:
+            conn.execute(text(flag), {"id": 2, "m": "M2", "st": "pending_activation", "d": date(2026, 12, 1),
+                                      "key": "M2|P", "t": T0})
+            assert conn.execute(text("SELECT id, status FROM coverage_flags ORDER BY id")).all() == [
+                (1, "at_risk"), (2, "pending_activation")]
+            assert "ix_coverage_flags_assessed_on" in {i["name"] for i in inspect(conn).get_indexes("coverage_flags")}
+            conn.execute(text("INSERT INTO coverage_exports (id, business_date, path, sha256, row_count, new_count, "
+                              "through_flag_id, created_at) VALUES (1, :d, 'f.csv', '', 1, 1, 2, :t)"),
+                         {"d": date(2026, 12, 2), "t": T0})
+            conn.execute(text("INSERT INTO coverage_export_items (export_id, flag_id, change, reexport) "
+                              "VALUES (1, 1, 'at_risk', :no)"), {"no": False})
+        item = "INSERT INTO coverage_export_items (export_id, flag_id, change, reexport) VALUES (1, 1, :c, :again)"
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(item), {"c": "at_risk", "again": False})  # exported as new twice
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(item), {"c": "pending", "again": True})  # not a change the export knows
+        with engine.begin() as conn:
+            conn.execute(text(item), {"c": "at_risk", "again": True})
+
+        downgrade_to(db_url, "0015_prenote_notices")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, status FROM coverage_flags ORDER BY id")).all() == [
+                (1, "at_risk"), (2, "ok")]
+            assert not {"coverage_exports", "coverage_export_items"} & set(inspect(conn).get_table_names())
         assert upgrade(db_url)[1] == head_revision()  # and up again
     finally:
         engine.dispose()

@@ -21,6 +21,7 @@ from test_returns import RETURN_DAY, World
     ("past_due", 2, "termination_warning"), ("termination_pending", 3, "termination_warning"),
     ("termination_pending", 1, "termination_warning"), ("terminated", 4, "coverage_terminated"), ("ok", 0, None),
     ("at_risk", 0, None),  # the returned-payment notice of its return already went out
+    ("pending_activation", 0, None),  # coverage not activated yet: nothing missed, no notice
 ])
 def test_notice_kind_for_flag(status, grace_month, kind):
     assert notice_kind_for_flag(status, grace_month) == kind

@@ -285,7 +285,7 @@ def test_coverage_report_shows_at_risk_after_the_delinquent(sessions, keyring, t
     assert m1 not in {r[0] for r in body}
     by_status = rep.extra[0][1]
     assert list(by_status["status"]) == ["at_risk", "not_started", "past_due", "termination_pending", "terminated",
-                                         "ok"]
+                                         "pending_activation", "ok"]
     assert dict(zip(by_status["status"], by_status["amount_owed"]))["at_risk"] == 14000
     assert dict(zip(by_status["status"], by_status["count"]))["at_risk"] == 2
     assert dict(zip(by_status["status"], by_status["count"]))["ok"] == 1

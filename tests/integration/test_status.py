@@ -45,7 +45,8 @@ def test_status_after_a_night(tmp_path):
     data = json.loads(p.stdout)
     pays = data["payments_by_state"]
     assert pays.get("paid") == 1 and pays.get("in_file", 0) + pays.get("sent", 0) == 5 and sum(pays.values()) == 6
-    assert data["coverage_by_status"] == {"ok": 6}
+    # the three binders (M100001's two plans, M100004) went out tonight: paid, not cleared yet
+    assert data["coverage_by_status"] == {"ok": 3, "pending_activation": 3}
     run = data["last_runs"][0]
     assert run["status"] == "done" and run["exit_code"] == 0 and run["business_date"] == "2026-01-22"
     assert [s["step"] for s in run["steps"]][:3] == ["import", "autopay", "originate"]
@@ -129,7 +130,8 @@ def test_metrics_after_runs(tmp_path):
     assert _sample(fams, "achbatch_step_ok", kind="nightly", step="send") == 1
     assert _sample(fams, "achbatch_returns", category="administrative") == 0
     assert _sample(fams, "achbatch_payments", state="paid") == 1
-    assert _sample(fams, "achbatch_coverage_flags", status="ok") == 6
+    assert _sample(fams, "achbatch_coverage_flags", status="ok") == 3
+    assert _sample(fams, "achbatch_coverage_flags", status="pending_activation") == 3
     # a failed run: its exit code shows, the last success time stays that of the earlier run
     with f.sessions() as sessions:
         with sessions() as s, s.begin():
