@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from nacha.calendar import MAX_YEAR, MIN_YEAR
@@ -39,7 +39,7 @@ from ..rules.channels import (  # the confirmation-id names stay importable from
 )
 from ..rules.counts import counted
 from ..store.crypto import Keyring, mask
-from ..store.db import bulk_insert
+from ..store.db import bulk_insert, in_set
 from ..store.fsutil import private_dirs, write_atomic
 from ..store.models import (
     MANDATE_LIVE_STATUSES,
@@ -580,10 +580,10 @@ def _where_keys(stmt, columns, keys):
     return stmt
 
 
-def _in(column, values: list):
-    """`column IN (values)` as one expanding parameter of the column's type: the same SQL as
-    `column.in_(values)` without coercing each of thousands of values into its own literal."""
-    return column.in_(bindparam(None, value=list(values), expanding=True, type_=column.type))
+def _in(column, values):
+    """`column IN (values)` as one parameter (`batch.store.db.in_set`: PostgreSQL `= ANY(array)`,
+    SQLite `json_each`): one statement however many values, compiled once, no bind name per value."""
+    return in_set(column, values)
 
 
 @dataclass(frozen=True)
@@ -663,8 +663,8 @@ class _AccountBook:
                                         keyring.account_hashes(b.routing_number, b.account_number))
         all_hashes = sorted({h for hs in self._candidates.values() for h in hs})
         self._by_hash: dict[tuple[str, str], BankAccount] = {}
-        for i in range(0, len(all_hashes), 500):
-            for acct in session.scalars(select(BankAccount).where(_in(BankAccount.account_hash, all_hashes[i:i + 500]))):
+        if all_hashes:
+            for acct in session.scalars(select(BankAccount).where(_in(BankAccount.account_hash, all_hashes))):
                 self._by_hash[(acct.routing_number, acct.account_hash)] = acct
         self._resolved: dict[tuple[str, str], _Found] = {}
         for key in self._candidates:
@@ -681,12 +681,10 @@ class _AccountBook:
             if f is not None and (f.account.account_type, f.account.holder_name) != (b.account_type, b.holder_name):
                 differ.add(f.account.id)
         if differ:
-            ids = sorted(differ)
-            for i in range(0, len(ids), 500):
-                for r in session.execute(select(*_CORRECTION_COLUMNS).where(
-                        AccountChange.bank_account_id.in_(ids[i:i + 500]) & (AccountChange.status == "applied"))
-                        .order_by(AccountChange.id.desc())):
-                    self._corrections.setdefault(r.bank_account_id, []).append(_correction(r))
+            for r in session.execute(select(*_CORRECTION_COLUMNS).where(
+                    _in(AccountChange.bank_account_id, sorted(differ)) & (AccountChange.status == "applied"))
+                    .order_by(AccountChange.id.desc())):
+                self._corrections.setdefault(r.bank_account_id, []).append(_correction(r))
 
     def _current(self, key: tuple[str, str]) -> BankAccount | None:
         for h in self._candidates[key]:
@@ -703,13 +701,12 @@ class _AccountBook:
             return
         hashes = sorted({h for key in missing for h in self._candidates[key]})
         newest: dict[tuple[str, str], tuple[int, _Correction]] = {}
-        for i in range(0, len(hashes), 500):
-            for r in self.session.execute(select(AccountChange.id, AccountChange.old_account_hash, *_CORRECTION_COLUMNS)
-                                          .where(_in(AccountChange.old_account_hash, hashes[i:i + 500])
-                                                 & (AccountChange.status == "applied"))):
-                k = (r.old_routing_number, r.old_account_hash)
-                if k not in newest or r.id > newest[k][0]:
-                    newest[k] = (r.id, _correction(r))
+        for r in self.session.execute(select(AccountChange.id, AccountChange.old_account_hash, *_CORRECTION_COLUMNS)
+                                      .where(_in(AccountChange.old_account_hash, hashes)
+                                             & (AccountChange.status == "applied"))):
+            k = (r.old_routing_number, r.old_account_hash)
+            if k not in newest or r.id > newest[k][0]:
+                newest[k] = (r.id, _correction(r))
         via: dict[tuple[str, str], _Correction] = {}
         for key in missing:
             hits = [newest[(key[0], h)] for h in self._candidates[key] if (key[0], h) in newest]
@@ -725,9 +722,8 @@ class _AccountBook:
 
     def _accounts(self, ids: set[int]) -> dict[int, BankAccount]:
         out: dict[int, BankAccount] = {}
-        wanted = sorted(ids)
-        for i in range(0, len(wanted), 500):
-            for acct in self.session.scalars(select(BankAccount).where(BankAccount.id.in_(wanted[i:i + 500]))):
+        if ids:
+            for acct in self.session.scalars(select(BankAccount).where(_in(BankAccount.id, sorted(ids)))):
                 out[acct.id] = acct
         return out
 
@@ -748,7 +744,7 @@ class _AccountBook:
             targets = self._accounts({m[2] for m in pointers.values()})
             confirmed: dict[int, _Correction] = {}
             for r in self.session.execute(select(*_CORRECTION_COLUMNS).where(
-                    AccountChange.bank_account_id.in_(sorted(pointers)) & (AccountChange.status == "applied"))
+                    _in(AccountChange.bank_account_id, sorted(pointers)) & (AccountChange.status == "applied"))
                     .order_by(AccountChange.id.desc())):
                 code, last4, other = pointers[r.bank_account_id]
                 target = targets.get(other)
@@ -860,10 +856,9 @@ class _AccountBook:
         # their ids, selected back by the unique (account_hash, routing_number), whose index serves it
         hashes = sorted({v["account_hash"] for v in values})
         by_hash: dict[tuple[str, str], int] = {}
-        for i in range(0, len(hashes), 1000):
-            for r in self.session.execute(select(BankAccount.id, BankAccount.routing_number, BankAccount.account_hash)
-                                          .where(_in(BankAccount.account_hash, hashes[i:i + 1000]))):
-                by_hash[(r.routing_number, r.account_hash)] = r.id
+        for r in self.session.execute(select(BankAccount.id, BankAccount.routing_number, BankAccount.account_hash)
+                                      .where(_in(BankAccount.account_hash, hashes))):
+            by_hash[(r.routing_number, r.account_hash)] = r.id
         return {key: by_hash[(v["routing_number"], v["account_hash"])] for key, v in new.items()}
 
     def _note(self, line: int, text: str) -> None:
@@ -1074,7 +1069,7 @@ class _PaymentHandler(_Handler):
             bulk_insert(session.connection(), Payment.__table__, rows)
         if rows and corrected:
             payment_ids = {r.confirmation_id: r.id for r in session.execute(
-                select(Payment.id, Payment.confirmation_id).where(Payment.confirmation_id.in_(sorted(corrected))))}
+                select(Payment.id, Payment.confirmation_id).where(_in(Payment.confirmation_id, sorted(corrected))))}
             # The audit of each payment sent to the account a NOC corrected (the state is unchanged).
             on = now.astimezone(self.tz).date()
             session.execute(insert(PaymentEvent), [

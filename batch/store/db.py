@@ -8,16 +8,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, bindparam, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import Boolean, UserDefinedType
 
 __all__ = [
     "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "SchemaError", "alembic_config", "current_revision",
     "current_revision_or_raise",
     "head_revision", "make_engine", "make_sessionmaker", "normalize_url", "open_database",
-    "brief", "bulk_insert", "configuration_problem", "copy_rows", "require_current_schema", "upgrade",
+    "brief", "bulk_insert", "configuration_problem", "copy_rows", "in_set", "require_current_schema", "upgrade",
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -83,6 +87,61 @@ def _processor(column, dialect) -> Callable[[Any], Any] | None:
         # a TypeDecorator wrapped around it), as SQLAlchemy itself resolves it
         _PROCESSORS[key] = column.type.dialect_impl(dialect).bind_processor(dialect)
     return _PROCESSORS[key]
+
+
+class _ValueSet(UserDefinedType):
+    """The type of `in_set`'s one parameter: a list of values of `item_type`, each converted by that
+    type's own bind processor, then bound as a JSON array text on SQLite (read by `json_each`) and
+    as a list on PostgreSQL (an array to psycopg)."""
+
+    cache_ok = True
+
+    def __init__(self, item_type):
+        self.item_type = item_type
+
+    def get_col_spec(self, **kw) -> str:  # never a column's type; only a parameter's
+        return "TEXT"
+
+    def bind_processor(self, dialect):
+        item = self.item_type.dialect_impl(dialect).bind_processor(dialect)
+
+        def items(values):
+            return list(values) if item is None else [None if v is None else item(v) for v in values]
+
+        if dialect.name == "postgresql":
+            return items
+        import json
+
+        return lambda values: json.dumps(items(values))
+
+
+class in_set(ColumnElement):  # noqa: N801 - used as a function, like sqlalchemy's own
+    """`column IN (values)` bound as ONE parameter whatever the number of values: on PostgreSQL
+    `column = ANY(:array)`, on SQLite `column IN (SELECT value FROM json_each(:json))`. The same SQL
+    for any number of values (compiled once and cached; no bind name per value), each side served by
+    the column's index. Values are converted by the column type's bind processor (dates as SQLite
+    stores them)."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a predicate: no "= 1" appended where booleans are not native
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
+                           ("values", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column, values):
+        self.column = column
+        self.values = bindparam(None, value=list(values), type_=_ValueSet(column.type))
+
+
+@compiles(in_set)
+def _in_set_json(element, compiler, **kw):  # SQLite, and the default (e.g. str() of a statement)
+    return (f"{compiler.process(element.column, **kw)} IN "
+            f"(SELECT value FROM json_each({compiler.process(element.values, **kw)}))")
+
+
+@compiles(in_set, "postgresql")
+def _in_set_any(element, compiler, **kw):
+    return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.values, **kw)})"
 
 
 def bulk_insert(conn, table, rows: list[dict[str, Any]]) -> None:
