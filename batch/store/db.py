@@ -144,11 +144,12 @@ def _in_set_any(element, compiler, **kw):
     return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.values, **kw)})"
 
 
-def bulk_insert(conn, table, rows: list[dict[str, Any]]) -> None:
-    """Insert `rows` (dicts naming the same columns of the Core `table`) on the transaction of the
-    SQLAlchemy connection `conn`, as one driver-level bulk load: COPY on PostgreSQL, one prepared
-    INSERT run by the driver's `executemany` on SQLite. Values are converted by each column's own
-    bind processor (a value repeated across rows, such as a chunk's timestamp, converted once).
+def bulk_insert(conn, table, rows: list[dict[str, Any]] | list[tuple], names: list[str] | None = None) -> None:
+    """Insert `rows` (dicts naming the same columns of the Core `table`; or, with `names`, tuples
+    of values in the order of `names`) on the transaction of the SQLAlchemy connection `conn`, as
+    one driver-level bulk load: COPY on PostgreSQL, one prepared INSERT run by the driver's
+    `executemany` on SQLite. Values are converted by each column's own bind processor (a value
+    repeated across rows, such as a chunk's timestamp, converted once).
 
     Several times faster than `session.execute(insert(Model), rows)`, which builds every row's
     parameters through the ORM and the statement's compiled form. Nothing is filled in: a column
@@ -157,9 +158,10 @@ def bulk_insert(conn, table, rows: list[dict[str, Any]]) -> None:
     transaction); nothing is returned (select the ids back by a unique key when needed)."""
     if not rows:
         return
-    names = list(rows[0])
+    as_dicts = names is None
+    names = list(rows[0]) if as_dicts else list(names)
     columns = [table.c[name] for name in names]
-    missing = [c.name for c in table.columns if c.name not in rows[0] and c.default is not None
+    missing = [c.name for c in table.columns if c.name not in names and c.default is not None
                and not (c.default.is_scalar and c.default.arg is None)]
     if missing:
         raise ValueError(f"bulk_insert into {table.name}: name the columns with Python defaults: {', '.join(missing)}")
@@ -170,8 +172,8 @@ def bulk_insert(conn, table, rows: list[dict[str, Any]]) -> None:
         if proc is not None:
             procs.append((i, proc, {}))
     if procs:
-        def convert(row: dict[str, Any]) -> list[Any]:
-            values = [row[n] for n in names]
+        def convert(row) -> list[Any]:
+            values = [row[n] for n in names] if as_dicts else list(row)
             for i, proc, seen in procs:
                 v = values[i]
                 if v is None:
@@ -183,9 +185,12 @@ def bulk_insert(conn, table, rows: list[dict[str, Any]]) -> None:
                 except TypeError:  # unhashable
                     values[i] = proc(v)
             return values
-    else:
-        def convert(row: dict[str, Any]) -> list[Any]:
+    elif as_dicts:
+        def convert(row) -> list[Any]:
             return [row[n] for n in names]
+    else:
+        def convert(row):
+            return row
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
     try:
         if dialect.name == "postgresql":
