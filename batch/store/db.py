@@ -15,7 +15,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.types import Boolean, UserDefinedType
+from sqlalchemy.types import Boolean, LargeBinary, UserDefinedType
 
 __all__ = [
     "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "SchemaError", "alembic_config", "current_revision",
@@ -166,23 +166,23 @@ def bulk_insert(conn, table, rows: list[dict[str, Any]] | list[tuple], names: li
     if missing:
         raise ValueError(f"bulk_insert into {table.name}: name the columns with Python defaults: {', '.join(missing)}")
     dialect = conn.dialect
-    procs = []
+    procs, once = [], []  # (index, processor): every value converted / each distinct value converted once
     for i, column in enumerate(columns):
         proc = _processor(column, dialect)
         if proc is not None:
-            procs.append((i, proc, {}))
-    if procs:
+            # a binary value (an encrypted account number) is new on every row: nothing to remember
+            (procs if isinstance(column.type, LargeBinary) else once).append((i, proc, {}))
+    if procs or once:
         def convert(row) -> list[Any]:
             values = [row[n] for n in names] if as_dicts else list(row)
-            for i, proc, seen in procs:
+            for i, proc, seen in once:
                 v = values[i]
-                if v is None:
-                    continue
-                try:
-                    values[i] = seen[v]
-                except KeyError:
-                    values[i] = seen[v] = proc(v)
-                except TypeError:  # unhashable
+                if v is not None:
+                    c = seen.get(v, seen)
+                    values[i] = seen.setdefault(v, proc(v)) if c is seen else c
+            for i, proc, _ in procs:
+                v = values[i]
+                if v is not None:
                     values[i] = proc(v)
             return values
     elif as_dicts:
