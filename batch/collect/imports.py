@@ -718,10 +718,12 @@ class _AccountBook:
         self.keyring = keyring
         self.notes = notes
         self._candidates: dict[tuple[str, str], list[str]] = {}
+        candidates, hashes_of = self._candidates, keyring.account_hashes
         for b in banks:
-            self._candidates.setdefault((b.routing_number, b.account_number),
-                                        keyring.account_hashes(b.routing_number, b.account_number))
-        all_hashes = sorted({h for hs in self._candidates.values() for h in hs})
+            key = (b.routing_number, b.account_number)
+            if key not in candidates:
+                candidates[key] = hashes_of(*key)
+        all_hashes = list({h for hs in candidates.values() for h in hs})
         self._by_hash: dict[tuple[str, str], BankAccount] = {}
         if all_hashes:
             for acct in session.scalars(select(BankAccount).where(_in(BankAccount.account_hash, all_hashes))):
@@ -913,16 +915,25 @@ class _AccountBook:
         """Insert new accounts in one statement; their ids by (routing, account number)."""
         if not new:
             return {}
+        conn = self.session.connection()
+        if conn.dialect.name == "postgresql":
+            # their ids taken from the table's own sequence first (as the column default would), so
+            # nothing needs selecting back; COPY then writes them with the rows
+            ids = conn.execute(text("SELECT nextval(pg_get_serial_sequence('bank_accounts', 'id')) "
+                                    "FROM generate_series(1, :n)"), {"n": len(new)}).scalars().all()
+            out = {}
+            for (key, v), id_ in zip(new.items(), ids):
+                v["id"] = out[key] = id_
+            bulk_insert(conn, BankAccount.__table__, list(new.values()))
+            return out
         # in the order of the unique (account_hash, routing_number) index: each row lands next to the
         # previous one in that index's pages (random order touches a page a row)
         values = sorted(new.values(), key=lambda v: (v["account_hash"], v["routing_number"]))
-        bulk_insert(self.session.connection(), BankAccount.__table__, values)
+        bulk_insert(conn, BankAccount.__table__, values)
         # their ids, selected back by the unique (account_hash, routing_number), whose index serves it
-        hashes = sorted({v["account_hash"] for v in values})
-        by_hash: dict[tuple[str, str], int] = {}
-        for r in self.session.execute(select(BankAccount.id, BankAccount.routing_number, BankAccount.account_hash)
-                                      .where(_in(BankAccount.account_hash, hashes))):
-            by_hash[(r.routing_number, r.account_hash)] = r.id
+        by_hash = {(routing, h): id_ for id_, routing, h in self.session.execute(
+            select(BankAccount.id, BankAccount.routing_number, BankAccount.account_hash)
+            .where(_in(BankAccount.account_hash, [v["account_hash"] for v in values])))}
         return {key: by_hash[(v["routing_number"], v["account_hash"])] for key, v in new.items()}
 
     def _note(self, line: int, text: str) -> None:
