@@ -576,6 +576,7 @@ LOADED, UPDATED, UNCHANGED, REJECTED = "loaded", "updated", "unchanged", "reject
 class _Handler:
     kind: str
     tables: tuple[str, ...] = ()  # tables this import grows (see _Statistics)
+    read: tuple[str, ...] = ()  # tables it only looks rows up in (see _Statistics)
 
     def parse(self, values: dict[str, str]) -> Any:
         raise NotImplementedError
@@ -795,7 +796,11 @@ class _AccountBook:
         that record when the NOC's audit confirms it: an applied change of the blocked account with
         the same code, whose corrected routing and last four digits are the record's. Otherwise the
         blocked account stays, and the row is rejected as any blocked account's is."""
-        from .returns import merged_into  # imported here: its imports were a third of an import's start-up
+        if not any(f.account.status == "blocked" for f in self._resolved.values()):
+            return
+        # imported only when a blocked account is met: the returns module's own imports were a third
+        # of an import's start-up
+        from .returns import merged_into
 
         for _ in range(_MAX_MERGE_HOPS):
             pointers = {}
@@ -1072,7 +1077,8 @@ _PAYMENT_COLUMNS = ("confirmation_id", "channel", "member_id", "plan_id", "cover
 
 class _PaymentHandler(_Handler):
     kind = "payments"
-    tables = ("bank_accounts", "payments", "premiums")
+    tables = ("bank_accounts", "payments")
+    read = ("premiums",)
 
     def __init__(self, keyring: Keyring, tz: tzinfo):
         self.keyring = keyring
@@ -1176,10 +1182,13 @@ class _Statistics:
     (a fresh or fast-growing table, before autovacuum's ANALYZE) the planner estimates an IN list of
     a thousand keys to match most of the table and scans it all for every chunk, which makes the
     first large import quadratic. ANALYZE samples a fixed number of rows, so running it each time
-    the rows loaded double costs little. SQLite needs nothing (its planner prefers the index)."""
+    the rows loaded double costs little. SQLite needs nothing (its planner prefers the index).
+    A table the import only looks rows up in (`read`: payments look up premiums) does not grow
+    with it: it is analyzed once, the first time, not at every doubling."""
 
-    def __init__(self, tables: tuple[str, ...]):
+    def __init__(self, tables: tuple[str, ...], read: tuple[str, ...] = ()):
         self.tables = tables
+        self.read = read
         self.loaded = 0
         self.next_at = 5_000
 
@@ -1187,7 +1196,8 @@ class _Statistics:
         self.loaded += loaded
         if self.loaded < self.next_at or not self.tables or session.get_bind().dialect.name != "postgresql":
             return
-        session.execute(text("ANALYZE " + ", ".join(self.tables)))
+        session.execute(text("ANALYZE " + ", ".join(self.tables + self.read)))
+        self.read = ()
         self.next_at = self.loaded * 2
 
 
@@ -1234,7 +1244,7 @@ def _run_chunks(handler: _Handler, path: str | Path, sessions: sessionmaker[Sess
         chunk_keys: set[Any] = set()
         values_of: dict[int, dict[str, str]] = {}  # line -> row, for the rows of the chunk
         seen_rows: dict[int, int] = {}  # hash of a row's values -> the first line it appeared on
-        stats = _Statistics(handler.tables)
+        stats = _Statistics(handler.tables, handler.read)
         kind = handler.kind
 
         def reject(line: int, reason: str, values: dict[str, str] | None, column: str = "",
