@@ -934,8 +934,17 @@ class _AccountBook:
         # in the order of the unique (account_hash, routing_number) index: each row lands next to the
         # previous one in that index's pages (random order touches a page a row)
         values = sorted(new.values(), key=lambda v: (v["account_hash"], v["routing_number"]))
+        before = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM bank_accounts").scalar()
         bulk_insert(conn, BankAccount.__table__, values)
-        # their ids, selected back by the unique (account_hash, routing_number), whose index serves it
+        # SQLite gives a new row the largest id plus one, and this transaction holds the write lock
+        # from its first insert to its commit: our rows took consecutive ids, ending at the last
+        # insert's. They start right after `before` exactly when there are as many as rows (a row
+        # deleted or added by another writer before our first insert would show as a difference).
+        last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar()
+        if last - before == len(values):
+            ids = dict(zip(((v["routing_number"], v["account_hash"]) for v in values), range(before + 1, last + 1)))
+            return {key: ids[(v["routing_number"], v["account_hash"])] for key, v in new.items()}
+        # otherwise their ids, selected back by the unique (account_hash, routing_number), whose index serves it
         by_hash = {(routing, h): id_ for id_, routing, h in self.session.execute(
             select(BankAccount.id, BankAccount.routing_number, BankAccount.account_hash)
             .where(_in(BankAccount.account_hash, [v["account_hash"] for v in values])))}
