@@ -179,7 +179,11 @@ def bulk_insert(conn, table, rows: list[dict[str, Any]] | list[tuple], names: li
             for i, proc, seen in once:
                 v = values[i]
                 if v is not None:
-                    c = seen.get(v, seen)
+                    try:
+                        c = seen.get(v, seen)
+                    except TypeError:  # unhashable (a JSON value): converted each time
+                        values[i] = proc(v)
+                        continue
                     values[i] = seen.setdefault(v, proc(v)) if c is seen else c
             for i, proc, _ in procs:
                 v = values[i]
