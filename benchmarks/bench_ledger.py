@@ -100,6 +100,10 @@ payments 7.2 s CPU (+0.49): checks 0.63, chunks 5.49 = look-ups 0.77 + new accou
 + payments load 1.64 + the rest ~1.5.
 After (PostgreSQL): premiums 1.9 s CPU, 3.4 s wall; payments 5.3 s CPU, 10.6 s wall: look-ups
 0.96 / 1.46, new accounts 0.67 / 1.74, payments COPY 0.62 / 2.5, ANALYZE 0.9 wall.
+This benchmark, `--imports-only`, main then this branch back to back (wall ratio / CPU ratio):
+SQLite premiums 8.5x / 12.0x -> 11.6x / 8.4x (a wall time of 4.1 s for 2.6 s of CPU: the load),
+payments 20.8x / 22.3x -> 19.1x / 16.3x; PostgreSQL premiums 13.5x / 16.9x -> 7.1x / 8.5x,
+payments 33.9x / 34.6x -> 19.2x / 17.0x. Peak RSS 98-119 MB (was 110-132).
 Where the rest goes, and why the targets (payments <= 6x, premiums <= 4x) are not met:
 - SQLite's own insert work: 100,000 payments into the real table (two unique constraints, a
   unique partial index, five more indexes, CHECKs, foreign keys) take 1.4-1.75 s CPU in `executemany` alone against 0.35 s
