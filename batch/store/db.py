@@ -3,21 +3,26 @@ the schema migrations (Alembic, shipped inside this package) run programmaticall
 Nothing is built at import time."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, bindparam, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import Boolean, LargeBinary, UserDefinedType
 
 __all__ = [
     "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "SchemaError", "alembic_config", "current_revision",
     "current_revision_or_raise",
     "head_revision", "make_engine", "make_sessionmaker", "normalize_url", "open_database",
-    "brief", "bulk_insert", "configuration_problem", "copy_rows", "require_current_schema", "upgrade",
+    "brief", "bulk_insert", "configuration_problem", "copy_rows", "in_set", "require_current_schema", "upgrade",
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -85,11 +90,67 @@ def _processor(column, dialect) -> Callable[[Any], Any] | None:
     return _PROCESSORS[key]
 
 
-def bulk_insert(conn, table, rows: list[dict[str, Any]]) -> None:
-    """Insert `rows` (dicts naming the same columns of the Core `table`) on the transaction of the
-    SQLAlchemy connection `conn`, as one driver-level bulk load: COPY on PostgreSQL, one prepared
-    INSERT run by the driver's `executemany` on SQLite. Values are converted by each column's own
-    bind processor (a value repeated across rows, such as a chunk's timestamp, converted once).
+class _ValueSet(UserDefinedType):
+    """The type of `in_set`'s one parameter: a list of values of `item_type`, each converted by that
+    type's own bind processor, then bound as a JSON array text on SQLite (read by `json_each`) and
+    as a list on PostgreSQL (an array to psycopg)."""
+
+    cache_ok = True
+
+    def __init__(self, item_type):
+        self.item_type = item_type
+
+    def get_col_spec(self, **kw) -> str:  # never a column's type; only a parameter's
+        return "TEXT"
+
+    def bind_processor(self, dialect):
+        item = self.item_type.dialect_impl(dialect).bind_processor(dialect)
+
+        def items(values):
+            return list(values) if item is None else [None if v is None else item(v) for v in values]
+
+        if dialect.name == "postgresql":
+            return items
+        import json
+
+        return lambda values: json.dumps(items(values))
+
+
+class in_set(ColumnElement):  # noqa: N801 - used as a function, like sqlalchemy's own
+    """`column IN (values)` bound as ONE parameter whatever the number of values: on PostgreSQL
+    `column = ANY(:array)`, on SQLite `column IN (SELECT value FROM json_each(:json))`. The same SQL
+    for any number of values (compiled once and cached; no bind name per value), each side served by
+    the column's index. Values are converted by the column type's bind processor (dates as SQLite
+    stores them)."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a predicate: no "= 1" appended where booleans are not native
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
+                           ("values", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column, values):
+        self.column = column
+        self.values = bindparam(None, value=list(values), type_=_ValueSet(column.type))
+
+
+@compiles(in_set)
+def _in_set_json(element, compiler, **kw):  # SQLite, and the default (e.g. str() of a statement)
+    return (f"{compiler.process(element.column, **kw)} IN "
+            f"(SELECT value FROM json_each({compiler.process(element.values, **kw)}))")
+
+
+@compiles(in_set, "postgresql")
+def _in_set_any(element, compiler, **kw):
+    return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.values, **kw)})"
+
+
+def bulk_insert(conn, table, rows: list[dict[str, Any]] | list[tuple], names: list[str] | None = None) -> None:
+    """Insert `rows` (dicts naming the same columns of the Core `table`; or, with `names`, tuples
+    of values in the order of `names`) on the transaction of the SQLAlchemy connection `conn`, as
+    one driver-level bulk load: COPY on PostgreSQL, one prepared INSERT run by the driver's
+    `executemany` on SQLite. Values are converted by each column's own bind processor (a value
+    repeated across rows, such as a chunk's timestamp, converted once).
 
     Several times faster than `session.execute(insert(Model), rows)`, which builds every row's
     parameters through the ORM and the statement's compiled form. Nothing is filled in: a column
@@ -98,35 +159,43 @@ def bulk_insert(conn, table, rows: list[dict[str, Any]]) -> None:
     transaction); nothing is returned (select the ids back by a unique key when needed)."""
     if not rows:
         return
-    names = list(rows[0])
+    as_dicts = names is None
+    names = list(rows[0]) if as_dicts else list(names)
     columns = [table.c[name] for name in names]
-    missing = [c.name for c in table.columns if c.name not in rows[0] and c.default is not None
+    missing = [c.name for c in table.columns if c.name not in names and c.default is not None
                and not (c.default.is_scalar and c.default.arg is None)]
     if missing:
         raise ValueError(f"bulk_insert into {table.name}: name the columns with Python defaults: {', '.join(missing)}")
     dialect = conn.dialect
-    procs = []
+    procs, once = [], []  # (index, processor): every value converted / each distinct value converted once
     for i, column in enumerate(columns):
         proc = _processor(column, dialect)
         if proc is not None:
-            procs.append((i, proc, {}))
-    if procs:
-        def convert(row: dict[str, Any]) -> list[Any]:
-            values = [row[n] for n in names]
-            for i, proc, seen in procs:
+            # a binary value (an encrypted account number) is new on every row: nothing to remember
+            (procs if isinstance(column.type, LargeBinary) else once).append((i, proc, {}))
+    if procs or once:
+        def convert(row) -> list[Any]:
+            values = [row[n] for n in names] if as_dicts else list(row)
+            for i, proc, seen in once:
                 v = values[i]
-                if v is None:
-                    continue
-                try:
-                    values[i] = seen[v]
-                except KeyError:
-                    values[i] = seen[v] = proc(v)
-                except TypeError:  # unhashable
+                if v is not None:
+                    try:
+                        c = seen.get(v, seen)
+                    except TypeError:  # unhashable (a JSON value): converted each time
+                        values[i] = proc(v)
+                        continue
+                    values[i] = seen.setdefault(v, proc(v)) if c is seen else c
+            for i, proc, _ in procs:
+                v = values[i]
+                if v is not None:
                     values[i] = proc(v)
             return values
-    else:
-        def convert(row: dict[str, Any]) -> list[Any]:
+    elif as_dicts:
+        def convert(row) -> list[Any]:
             return [row[n] for n in names]
+    else:
+        def convert(row):
+            return row
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
     try:
         if dialect.name == "postgresql":
@@ -256,7 +325,38 @@ def alembic_config(url: str | None = None):
     return cfg
 
 
+_REVISION_LINE = re.compile(r"^revision\s*(?::[^=]*)?=\s*(.+?)\s*(?:#.*)?$", re.M)
+_DOWN_REVISION_LINE = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(.+?)\s*(?:#.*)?$", re.M)
+_QUOTED = re.compile(r"""["']([A-Za-z0-9_]+)["']""")
+
+
+def _head_from_files() -> str | None:
+    """The head revision read from the shipped migration files' `revision = "..."` and
+    `down_revision = "..."` lines, without importing Alembic (its script directory costs a tenth of
+    a second at every start): the one revision no file names as its down revision. None when the
+    files do not say it plainly (a merge's tuple, several heads, another form): Alembic decides."""
+    revisions, downs = set(), set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        rev, down = _REVISION_LINE.search(text), _DOWN_REVISION_LINE.search(text)
+        if rev is None or down is None or not (r := _QUOTED.fullmatch(rev.group(1))):
+            return None
+        if down.group(1) != "None":
+            d = _QUOTED.fullmatch(down.group(1))
+            if d is None:
+                return None
+            downs.add(d.group(1))
+        revisions.add(r.group(1))
+    heads = revisions - downs
+    return heads.pop() if len(heads) == 1 else None
+
+
 def head_revision() -> str:
+    fast = _head_from_files()
+    if fast is not None:
+        return fast
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -265,9 +365,18 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+    """The schema revision recorded in `alembic_version` (None: no schema yet), read with one query
+    (Alembic's migration context is imported only for what that cannot tell: several rows)."""
+    from sqlalchemy import inspect
 
     with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
+        if len(rows) <= 1:
+            return rows[0] if rows else None
+        from alembic.runtime.migration import MigrationContext
+
         return MigrationContext.configure(conn).get_current_revision()
 
 

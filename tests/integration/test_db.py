@@ -299,6 +299,39 @@ def test_schema_check_before_upgrade(db_url):
         engine.dispose()
 
 
+def test_schema_revisions_read_without_alembic_agree_with_alembic(db_url):
+    """head_revision() reads the migration files' lines and current_revision() the version table
+    with one query (start-up time); Alembic's own script directory and migration context say the
+    same, before the schema exists, at an older revision and at the head."""
+    from alembic.command import downgrade
+    from alembic.script import ScriptDirectory
+
+    from batch.store.db import _head_from_files, alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config())
+    assert _head_from_files() is not None  # the fast reading applies to the shipped files
+    assert head_revision() == script.get_current_head()
+    older = script.get_revision(script.get_current_head()).down_revision
+    engine = make_engine(db_url)
+    try:
+        def alembic_says():
+            with engine.connect() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+
+        assert current_revision(engine) is None and alembic_says() is None
+        upgrade(db_url)
+        assert current_revision(engine) == alembic_says() == script.get_current_head()
+        cfg = alembic_config(db_url)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            downgrade(cfg, older)
+        assert current_revision(engine) == alembic_says() == older
+        with pytest.raises(SchemaError, match=f"revision {older}"):
+            require_current_schema(engine)
+    finally:
+        engine.dispose()
+
+
 def test_migrations_ship_inside_the_package():
     import batch.store
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from batch.collect.imports import HEADERS, import_payments, import_premiums
 from batch.store import crypto
 from batch.store.crypto import Keyring
-from batch.store.db import bulk_insert
+from batch.store.db import bulk_insert, in_set
 from batch.store.models import BankAccount, Payment, Premium
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +49,41 @@ def test_bulk_insert_stores_what_the_orm_stores(sessions, microsecond):
         raw = s.execute(select(Premium.__table__.c.created_at.cast(Premium.__table__.c.member_id.type))
                         .order_by(Premium.id)).scalars().all()
         assert raw[0] == raw[1] == raw[2]
+
+
+def test_bulk_insert_of_tuples_stores_what_dicts_store(sessions):
+    created = datetime(2026, 12, 1, 10, 30, 15, 5, tzinfo=EST)
+    names = list(_premium(0, created))
+    with sessions() as s, s.begin():
+        bulk_insert(s.connection(), Premium.__table__, [_premium(1, created)])
+        bulk_insert(s.connection(), Premium.__table__, [tuple(_premium(i, created).values()) for i in (2, 3)], names)
+    with sessions() as s:
+        got = {p.member_id: p for p in s.scalars(select(Premium))}
+        for name in names:
+            if name not in ("member_id", "member_name", "amount_due_cents", "binder"):
+                assert getattr(got["M2"], name) == getattr(got["M1"], name), name
+        assert (got["M2"].member_name, got["M3"].amount_due_cents, got["M3"].binder) == ("Name 2", 103, True)
+
+
+def test_in_set_selects_what_an_in_list_selects(sessions):
+    """One parameter (PostgreSQL `= ANY(array)`, SQLite `json_each`) and SQLAlchemy's own IN list
+    select the same rows: strings, dates, integers, NULL among the values, none, thousands."""
+    created = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    rows = [_premium(i, created) for i in range(1, 3001)]
+    for r in rows[::2]:
+        r["coverage_month"] = date(2027, 2, 1)
+    with sessions() as s, s.begin():
+        bulk_insert(s.connection(), Premium.__table__, rows)
+    with sessions() as s:
+        ids = sorted(s.scalars(select(Premium.id)))
+        for column, values in ((Premium.member_id, [f"M{i}" for i in range(0, 4000, 3)] + ["x'y", None]),
+                               (Premium.coverage_month, [date(2027, 2, 1), date(2030, 1, 1)]),
+                               (Premium.id, ids[::7] + [10**12]),
+                               (Premium.member_id, [])):
+            want = sorted(s.scalars(select(Premium.id).where(column.in_([v for v in values if v is not None]))))
+            got = sorted(s.scalars(select(Premium.id).where(in_set(column, values))))
+            assert got == want and (want or not values), column
+        assert len(s.scalars(select(Premium.id).where(in_set(Premium.coverage_month, [date(2027, 2, 1)]))).all()) == 1500
 
 
 def test_bulk_insert_refuses_naive_times_and_unnamed_python_defaults(sessions):
