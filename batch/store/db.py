@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 __all__ = [
     "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "SchemaError", "alembic_config", "current_revision",
     "current_revision_or_raise",
-    "head_revision", "make_engine", "make_sessionmaker", "normalize_url", "open_database",
+    "alembic_head", "head_revision", "make_engine", "make_sessionmaker", "normalize_url", "open_database",
     "brief", "bulk_insert", "configuration_problem", "copy_rows", "require_current_schema", "upgrade",
 ]
 
@@ -257,6 +257,18 @@ def alembic_config(url: str | None = None):
 
 
 def head_revision() -> str:
+    """The newest shipped migration. A migration's revision id is its file name and the files are
+    numbered in order (versions/NNNN_words.py, one line of history), so this is the last name: no
+    Alembic import at every command's start (tests/integration/test_db.py checks it is Alembic's
+    head, `alembic_head`)."""
+    names = sorted(p.stem for p in (MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+    if not names:
+        raise SchemaError(f"no migrations shipped in {MIGRATIONS_DIR / 'versions'}")
+    return names[-1]
+
+
+def alembic_head() -> str:
+    """The head revision as Alembic finds it from the migration scripts themselves."""
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -264,11 +276,21 @@ def head_revision() -> str:
     return head
 
 
-def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+VERSION_TABLE = "alembic_version"  # Alembic's, in the default schema
 
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision recorded in Alembic's version table (None: no schema yet), read with one
+    query rather than through Alembic's migration context (which costs every command's start an
+    Alembic import)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not conn.dialect.has_table(conn, VERSION_TABLE):
+            return None
+        versions = list(conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
+    if len(versions) > 1:
+        raise SchemaError(f"the database records {len(versions)} schema revisions ({', '.join(sorted(versions))}): "
+                          "branched migrations are not supported")
+    return versions[0] if versions else None
 
 
 def require_current_schema(engine: Engine) -> None:

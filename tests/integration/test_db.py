@@ -310,6 +310,27 @@ def test_migrations_ship_inside_the_package():
     assert "0001_ledger" in shipped and head_revision() in shipped
 
 
+def test_the_head_revision_is_the_last_migration_file_and_alembics_head():
+    """head_revision reads the file names (no Alembic import at start-up): it must be the head
+    Alembic finds from the scripts' own revision and down_revision."""
+    from batch.store.db import alembic_head
+
+    assert head_revision() == alembic_head()
+
+
+def test_the_current_revision_is_read_without_alembic(db_url):
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(db_url)
+    try:
+        assert current_revision(engine) is None  # no schema yet
+        upgrade(db_url)
+        with engine.connect() as conn:
+            assert current_revision(engine) == MigrationContext.configure(conn).get_current_revision() == head_revision()
+    finally:
+        engine.dispose()
+
+
 def test_url_normalisation():
     assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalize_url("postgres://u:p%40ss@h:5433/db") == "postgresql+psycopg://u:p%40ss@h:5433/db"
