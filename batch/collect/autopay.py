@@ -216,7 +216,7 @@ def _utc_day(conn, col):
 
 def _run_table() -> Table:
     return Table("autopay_run", MetaData(),
-                 Column("premium_id", Id, primary_key=True), Column("mandate_id", Id, nullable=False),
+                 Column("premium_id", Id, primary_key=True, autoincrement=False), Column("mandate_id", Id, nullable=False),
                  Column("bank_account_id", Id), Column("member_id", String(15)), Column("plan_id", String(20)),
                  Column("coverage_month", Date), Column("channel", String(8)), Column("owed", BigInteger),
                  Column("bucket", String(10)), Index("ix_autopay_run_mandate", "mandate_id"),
@@ -296,6 +296,8 @@ def _set_based(s: Session, res: AutopayResult, run_date: date, due_now: date, ho
          "bucket"],
         select(c.premium_id, c.mandate_id, c.bank_account_id, c.member_id, c.plan_id, c.coverage_month, c.channel,
                c.owed, bucket)))
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ANALYZE autopay_run")  # a temporary table has no statistics until asked
     # A mandate with two premiums due in one run: its first pull sets the authorized amount the
     # second is held to, so the per-row path takes both, in order.
     twice = (select(run.c.mandate_id).where(run.c.bucket.in_(("pull", "judge"))).group_by(run.c.mandate_id)
@@ -309,12 +311,11 @@ def _set_based(s: Session, res: AutopayResult, run_date: date, due_now: date, ho
     res.judged = counts.get("judge", 0)
     if counts.get("pull"):
         # A mandate's first pull sets the amount it authorized (debit_rules.amount_change).
-        conn.execute(update(M.__table__)
-                     .where(M.__table__.c.authorized_amount_cents.is_(None)
-                            & M.__table__.c.id.in_(select(run.c.mandate_id).where(run.c.bucket == "pull")))
-                     .values(authorized_amount_cents=select(run.c.owed)
-                             .where((run.c.mandate_id == M.__table__.c.id) & (run.c.bucket == "pull"))
-                             .scalar_subquery()))
+        # (UPDATE ... FROM: each such mandate has exactly one pull in the run, see `twice` above)
+        mt = M.__table__
+        conn.execute(update(mt).where((mt.c.id == run.c.mandate_id) & (run.c.bucket == "pull")
+                                      & mt.c.authorized_amount_cents.is_(None))
+                     .values(authorized_amount_cents=run.c.owed))
         now = utcnow()
         sec = {ch: sec_for_mandate(ch) for ch in MANDATE_CHANNELS}
         pulls = (select(literal(AUTOPAY_CONFIRMATION_PREFIX) + cast(run.c.premium_id, String),
