@@ -84,9 +84,10 @@ On PostgreSQL the same pass spent 2.8 s in the UPDATE of the mandates' first aut
 ANALYZE of the temporary table, 1.0 s; the INSERT of the pulls is 2.4-3.4 s there (three foreign
 keys checked by trigger per row, eight indexes), the bucket statement 1.6 s.
 Measured (one run each, this loaded machine; ratio = wall time, process start included):
-  SQLite  100,000: before 28.95 s, 159.9x (floor 0.18 s) -> after 3.48 s, 23.7x (floor 0.15 s)
-  PostgreSQL 100,000: before 65.44 s, 176.2x (floor 0.37 s) -> after 8.59 s, 21.0x (floor 0.41 s),
-  client CPU 43.8 s -> 1.1 s (the rest is the server's work, index and foreign-key maintenance).
+  SQLite  100,000: before 28.95 s, 159.9x (floor 0.18 s) -> after 2.39 s, 25.3x (floor 0.09 s; 3.48 s
+  and 23.7x against a 0.15 s floor in another run: the floor itself varies 2x with the load)
+  PostgreSQL 100,000: before 65.44 s, 176.2x (floor 0.37 s) -> after 6.58 s, 17.7x (floor 0.37 s),
+  client CPU 43.8 s -> 1.1 s (6.6x the floor's; the rest is the server's index and foreign-key work).
 Left against the 4-6x target: process start (about 0.6 s: SQLAlchemy, the ORM models, pydantic
 settings) and the cost of inserting into `payments` with its indexes and foreign keys, which the
 floor's bare table does not have.
@@ -100,7 +101,7 @@ transport alone, `batch.store.fsutil` imported the NACHA writer and its layouts 
 (0.26 s) and parsed every migration script for the head (0.06 s).
 After: wiring imports a service when asked for it, nacha loads its reader and writer on first use,
 the revision is one query and the head the last migration file name (a test holds it to Alembic's
-own head): 1.07 s on SQLite (19x). The rest: SQLAlchemy + the ORM models + pydantic (about 0.6 s),
+own head): 0.90-1.07 s on SQLite (18.6-19x), 1.65 s on PostgreSQL (31x; CPU 0.88 s, 19x). The rest: SQLAlchemy + the ORM models + pydantic (about 0.6 s),
 then marking the file's payments sent (0.2 s) and the copy with fsync.
 """
 from __future__ import annotations
