@@ -216,7 +216,8 @@ def _utc_day(conn, col):
 
 def _run_table() -> Table:
     return Table("autopay_run", MetaData(),
-                 Column("premium_id", Id, primary_key=True, autoincrement=False), Column("mandate_id", Id, nullable=False),
+                 Column("premium_id", Id, primary_key=True, autoincrement=False),
+                 Column("mandate_id", Id, nullable=False),
                  Column("bank_account_id", Id), Column("member_id", String(15)), Column("plan_id", String(20)),
                  Column("coverage_month", Date), Column("channel", String(8)), Column("owed", BigInteger),
                  Column("bucket", String(10)), Index("ix_autopay_run_mandate", "mandate_id"),
