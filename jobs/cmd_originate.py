@@ -9,11 +9,9 @@ import click
 
 from batch.run import wiring
 from batch.run.datecheck import EarlierDate, check_business_date, record_override
-from batch.collect.autopay import schedule_autopay
 from batch.store.db import open_database
 from batch.rules.counts import counted
 from batch.rules.money import dollars
-from batch.collect.origination import LockHeld, OriginationError, originate
 
 from . import exitcodes
 from .dates import business_date, date_option
@@ -31,6 +29,8 @@ def autopay_group() -> None:
 @click.pass_context
 def schedule_cmd(ctx: click.Context, run_date) -> None:
     """Create the AutoPay pulls due on the date (idempotent: never two pulls for one premium)."""
+    from batch.collect.autopay import schedule_autopay  # imported here: `originate` does not need it
+
     settings = settings_from_context(ctx)
     d = business_date(run_date, settings.origination.zone)
     try:
@@ -69,6 +69,8 @@ def originate_cmd(ctx: click.Context, run_date, dry_run: bool, allow_earlier_dat
     """Build the day's NACHA file(s) into the outbox. Re-running for the same date builds nothing new;
     a date earlier than the latest nightly or originate already run, and not run before, is refused
     (exit 2) unless --allow-earlier-date."""
+    from batch.collect.origination import LockHeld, OriginationError, originate
+
     settings = settings_from_context(ctx)
     o = settings.origination
     d = business_date(run_date, o.zone)

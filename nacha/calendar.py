@@ -66,6 +66,12 @@ _MON, _THU, _FRI, _SAT, _SUN = 0, 3, 4, 5, 6
 JUNETEENTH_FIRST_YEAR = 2022  # first year the Reserve Banks closed for Juneteenth
 
 
+# The day arithmetic below is a pure function of its arguments, asked again and again for the same
+# few dates (every entry of a file, every return of a night): memoized, bounded. `typed`: a datetime
+# equal to a cached date, or True for 1, is a different key, so it still reaches the type checks.
+_memo = lru_cache(maxsize=8192, typed=True)
+
+
 def _check_year(year: int) -> None:
     if not isinstance(year, int) or isinstance(year, bool):
         raise TypeError(f"year must be an int, got {type(year).__name__}")
@@ -153,6 +159,7 @@ def fed_holidays(year: int) -> dict[date, str]:
     return dict(_closures(year))
 
 
+@_memo
 def is_banking_day(d: date) -> bool:
     """True if ``d`` is a Monday-Friday that is not a Federal Reserve holiday closure."""
     _check_date(d)
@@ -166,12 +173,14 @@ def _step(d: date, delta: timedelta) -> date:
     return d
 
 
+@_memo
 def next_banking_day(d: date) -> date:
     """The first banking day strictly after ``d`` (``d`` itself need not be a banking day)."""
     _check_date(d)
     return _step(d, _ONE_DAY)
 
 
+@_memo
 def previous_banking_day(d: date) -> date:
     """The last banking day strictly before ``d`` (``d`` itself need not be a banking day)."""
     _check_date(d)
@@ -188,6 +197,7 @@ def banking_day_on_or_after(d: date) -> date:
     return d if is_banking_day(d) else next_banking_day(d)
 
 
+@_memo
 def add_banking_days(d: date, n: int) -> date:
     """Move ``n`` banking days from ``d``.
 

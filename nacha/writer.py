@@ -27,7 +27,7 @@ _MAX_HASH = 10 ** 10
 
 # A file being written is named `.tmp-...` until it is complete (batch.store.fsutil uses the same
 # prefix for every file achbatch writes, and the steps clean up `.tmp-*` left by a crash).
-TMP_PREFIX = ".tmp-"
+from .tempfiles import TMP_PREFIX  # noqa: E402  (re-exported)
 
 
 class FileWriter:

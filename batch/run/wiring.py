@@ -8,16 +8,20 @@ reports a configuration problem). Nothing here prints or reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..collect.coverage import CoverageRules
-from ..collect.debit_guard import GuardSettings
-from ..rules.validation import ValidationPolicy
-from ..bank.delivery import DeliveryPolicy
-from ..bank.inbound import InboundPolicy
-from ..collect.origination import Company, Limits
-from ..bank.pgp import Pgp, PgpError
-from ..collect.returns import ReturnPolicy
-from ..bank.transport import Transport, TransportConfigError, transport_from_settings
+# Each function imports the service it builds when called: a command that needs one service (e.g.
+# `autopay schedule` the debit rules, `send` the transport) does not import them all at start-up.
+if TYPE_CHECKING:
+    from ..bank.delivery import DeliveryPolicy
+    from ..bank.inbound import InboundPolicy
+    from ..bank.pgp import Pgp
+    from ..bank.transport import Transport
+    from ..collect.origination import Company, Limits
+    from ..collect.returns import ReturnPolicy
+    from ..rules.coverage import CoverageRules
+    from ..rules.debit_rules import GuardSettings
+    from ..rules.validation import ValidationPolicy
 
 __all__ = ["ConfigurationError", "company", "coverage_rules", "delivery_policy", "guard", "inbound_policy", "validation",
            "keyring", "limits", "pgp", "return_policy", "sender_name", "transport"]
@@ -31,6 +35,8 @@ def pgp(settings, *, outbound: bool) -> Pgp | None:
     """The PGP helper when `[bank]` asks for it (outbound: `pgp_recipient`; inbound:
     `pgp_decrypt_inbound`), else None. Its GnuPG home is `bank.pgp_home`, by default
     `<paths.data_dir>/gnupg`; outbound, the bank's key must be there and able to encrypt."""
+    from ..bank.pgp import Pgp, PgpError
+
     b = settings.bank
     if (outbound and not b.pgp_recipient) or (not outbound and not b.pgp_decrypt_inbound):
         return None
@@ -85,6 +91,8 @@ def database_key_ids(url: str) -> set[str] | None:
 
 def transport(settings) -> Transport:
     """The bank connection named by `[bank] transport` (the local folder or SFTP); not yet connected."""
+    from ..bank.transport import TransportConfigError, transport_from_settings
+
     try:
         return transport_from_settings(settings)
     except TransportConfigError as e:
@@ -93,49 +101,67 @@ def transport(settings) -> Transport:
 
 def delivery_policy(settings) -> DeliveryPolicy:
     """How built files are named and sent to the bank (`[bank]`)."""
+    from ..bank.delivery import DeliveryPolicy
+
     return DeliveryPolicy.from_settings(settings.bank)
 
 
 def inbound_policy(settings) -> InboundPolicy:
     """Which of the bank's files are fetched, and how (`[bank]`)."""
+    from ..bank.inbound import InboundPolicy
+
     return InboundPolicy.from_settings(settings.bank)
 
 
 def statement_policy(settings) -> InboundPolicy:
     """Which of the bank's files are its BAI2 statements (`[bank] statements`), fetched the same way."""
+    from ..bank.inbound import InboundPolicy
+
     return InboundPolicy.statements_from_settings(settings.bank)
 
 
 def company(settings) -> Company:
     """Who we are in the NACHA file headers (`[company]`)."""
+    from ..collect.origination import Company
+
     return Company.from_settings(settings.company)
 
 
 def limits(settings) -> Limits:
     """How large one NACHA file may grow, and whether it carries an offset (`[origination]`)."""
+    from ..collect.origination import Limits
+
     o = settings.origination
     return Limits(o.max_entries_per_file, o.max_cents_per_file, o.balanced)
 
 
 def guard(settings) -> GuardSettings:
     """What the debit rules need from the settings (coverage rules, time zone)."""
+    from ..rules.debit_rules import GuardSettings
+
     return GuardSettings.from_settings(settings)
 
 
 def validation(settings) -> ValidationPolicy:
     """WEB debit account validation (`[validation]`): prenotes, and what a first-use payment does."""
+    from ..rules.validation import ValidationPolicy
+
     return ValidationPolicy.from_settings(settings.validation)
 
 
 def return_policy(settings) -> ReturnPolicy:
     """How returns are handled: the re-presentment delay (`origination.retry_delay_banking_days`),
     NACHA's reinitiation limits, and the debit rules."""
+    from ..collect.returns import ReturnPolicy
+
     return ReturnPolicy(retry_delay_banking_days=settings.origination.retry_delay_banking_days,
                         guard=guard(settings))
 
 
 def coverage_rules(settings) -> CoverageRules:
     """Grace periods and the payment threshold of coverage standing (`[coverage]`)."""
+    from ..rules.coverage import CoverageRules
+
     return CoverageRules.from_settings(settings.coverage)
 
 

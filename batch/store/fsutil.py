@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 # Temporary names start with this (the steps clean up `.tmp-*` after a crash): the NACHA writer's.
-from nacha.writer import TMP_PREFIX
+from nacha.tempfiles import TMP_PREFIX
 
 
 def fsync_dir(d: Path) -> None:

@@ -371,3 +371,21 @@ def test_banking_days_between_matches_scan(d, span):
     expected = sum(is_banking_day(x) for x in _days(d + timedelta(days=1), e))
     assert banking_days_between(d, e) == expected
     assert banking_days_between(e, d) == -expected
+
+
+def test_memoized_day_arithmetic_still_checks_its_argument_types():
+    """The banking-day functions are memoized: a value equal to a cached argument but of another
+    type (a datetime for a date, True for 1) is still refused."""
+    from datetime import datetime as _dt
+
+    from nacha.calendar import add_banking_days, is_banking_day, next_banking_day
+
+    d = date(2026, 12, 23)
+    assert add_banking_days(d, 1) == next_banking_day(d) == date(2026, 12, 24)
+    assert is_banking_day(d)
+    with pytest.raises(TypeError):
+        add_banking_days(d, True)
+    with pytest.raises(TypeError):
+        next_banking_day(_dt(2026, 12, 23))
+    with pytest.raises(TypeError):
+        is_banking_day(_dt(2026, 12, 23))
