@@ -227,11 +227,11 @@ def _run_table() -> Table:
 def clean_policies_clause(conn, member_col, plan_col, as_of: date, threshold_cents: int):
     """SQL: the policy (member_col, plan_col) has no payment returned or failed, no return of any
     kind recorded against its payments, and every premium due before `as_of` was paid in full
-    (within `threshold_cents`) by payments made on or before its due date. Such a policy's standing
-    on `as_of` is 'ok' (batch.rules.coverage.assess_policy: no return, no month unpaid after its
-    due date), so the coverage rule allows any pull, and no R01/R09 return counts toward the
-    reinitiation limit. A policy not matching is left to the pure rules (tests check the clause
-    against assess_policy)."""
+    (within `threshold_cents`) by payments made on or before its due date (never held for account
+    validation). Such a policy's standing on `as_of` is 'ok' or 'pending_activation'
+    (batch.rules.coverage.assess_policy: no return, no month unpaid after its due date), so the
+    coverage rule allows any pull, and no R01/R09 return counts toward the reinitiation limit. A
+    policy not matching is left to the pure rules (tests check the clause against assess_policy)."""
     Y, Z, W = aliased(Payment), aliased(Payment), aliased(Payment)
     PQ = aliased(Premium)
     ended = exists(select(Y.id).where((Y.member_id == member_col) & (Y.plan_id == plan_col)
@@ -239,10 +239,14 @@ def clean_policies_clause(conn, member_col, plan_col, as_of: date, threshold_cen
     returned = exists(select(PaymentReturn.id).join(Z, Z.id == PaymentReturn.payment_id)
                       .where((Z.member_id == member_col) & (Z.plan_id == plan_col)))
     # paid_on (coverage.policy_facts): a debit's origination day; a mail payment's local submission
-    # day, here taken as paid on time only when its UTC day is before the due date (any zone).
+    # day, here taken as paid on time only when its UTC day is before the due date (any zone). A
+    # payment held for its account's validation counts for nothing there, and one released from a
+    # hold counts from its release day: neither is counted here (such a policy goes to the rules).
+    E = aliased(PaymentEvent)
+    was_held = exists(select(E.id).where((E.payment_id == W.id) & (E.event == "released")))
     on_time = (select(func.coalesce(func.sum(W.amount_cents), 0))
                .where((W.member_id == PQ.member_id) & (W.plan_id == PQ.plan_id)
-                      & (W.coverage_month == PQ.coverage_month)
+                      & (W.coverage_month == PQ.coverage_month) & (W.state != "held") & ~was_held
                       & or_((W.channel != "mail") & (W.originate_on <= PQ.due_date),
                             (W.channel == "mail") & (_utc_day(conn, W.submitted_at) < PQ.due_date)))
                .scalar_subquery())
