@@ -1123,6 +1123,22 @@ class ManualApplication:
     prenote_id: int | None = None  # `apply_to_prenote`: the prenote (payment_id None, states the prenote's)
 
 
+def _manual_applier(s: Session, keyring: Keyring, rf: ReturnFile, item: EntryItem, processed_on: date,
+                    policy: ReturnPolicy, force: bool) -> tuple["_Applier", FileOutcome, "_Item"]:
+    """The applier of a person's match (returns locked, `manual`, `force`), the file's outcome and
+    the bank's entry read as a return or NOC item; refused when it is neither."""
+    _lock(s)
+    out = FileOutcome(rf.file_name)
+    applier = _Applier(s, keyring, rf, processed_on, policy, out)
+    applier.manual, applier.force = True, force
+    applier.add(item)
+    (it,) = applier.items
+    applier.items = []
+    if it.kind == "":
+        raise ManualRefusal("not_return_or_noc", "the bank's entry is neither a return nor a NOC")
+    return applier, out, it
+
+
 def apply_to_payment(s: Session, keyring: Keyring, rf: ReturnFile, item: EntryItem, payment_id: int,
                      processed_on: date, policy: ReturnPolicy = ReturnPolicy(), *,
                      force: bool = False) -> ManualApplication:
@@ -1133,15 +1149,7 @@ def apply_to_payment(s: Session, keyring: Keyring, rf: ReturnFile, item: EntryIt
     blocked accounts, revoked mandates, dishonors, NOC corrections, review items it opens). What
     would have gone to the review list is refused (`ManualRefusal`); `force` overrides an amount or
     account mismatch only."""
-    _lock(s)
-    out = FileOutcome(rf.file_name)
-    applier = _Applier(s, keyring, rf, processed_on, policy, out)
-    applier.manual, applier.force = True, force
-    applier.add(item)
-    (it,) = applier.items
-    applier.items = []
-    if it.kind == "":
-        raise ManualRefusal("not_return_or_noc", "the bank's entry is neither a return nor a NOC")
+    applier, out, it = _manual_applier(s, keyring, rf, item, processed_on, policy, force)
     o = applier._payment_facts(payment_id)
     if o is None:
         if s.get(Payment, payment_id) is None:
@@ -1189,15 +1197,7 @@ def apply_to_prenote(s: Session, keyring: Keyring, rf: ReturnFile, item: EntryIt
     Refused (`ManualRefusal`) when it does not fit (`prenote_match_problems`): a prenote never sent,
     already returned, a trace that is another entry's of ours, a code that is not a return; `force`
     overrides only an amount, an account or the ODFI prefix of the trace that differs."""
-    _lock(s)
-    out = FileOutcome(rf.file_name)
-    applier = _Applier(s, keyring, rf, processed_on, policy, out)
-    applier.manual, applier.force = True, force
-    applier.add(item)
-    (it,) = applier.items
-    applier.items = []
-    if it.kind == "":
-        raise ManualRefusal("not_return_or_noc", "the bank's entry is neither a return nor a NOC")
+    applier, out, it = _manual_applier(s, keyring, rf, item, processed_on, policy, force)
     pn = s.get(Prenote, prenote_id)
     if pn is None:
         raise ManualRefusal("no_prenote", f"there is no prenote #{prenote_id}")

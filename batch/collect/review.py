@@ -430,14 +430,19 @@ def _bank_entry_of(s: Session, keyring: Keyring, item: ReviewItem) -> tuple[Retu
     return rf, entry
 
 
+def _refused(target: str, r: ManualRefusal) -> ReviewError:
+    """'refused: payment #5: <reason> (use --force ...)' for a refusal of applying an entry to `target`."""
+    hint = " (use --force to apply it anyway; recorded)" if r.overridable else ""
+    return ReviewError(f"refused: {target}: {r.reason}{hint}", kind=r.kind)
+
+
 def _apply_prenote(s: Session, keyring: Keyring, item: ReviewItem, prenote_id: int, on: date, policy: ReturnPolicy,
                    force: bool) -> tuple[str, list[str]]:
     rf, entry = _bank_entry_of(s, keyring, item)
     try:
         done = apply_to_prenote(s, keyring, rf, entry, prenote_id, on, policy, force=force)
     except ManualRefusal as r:
-        hint = " (use --force to apply it anyway; recorded)" if r.overridable else ""
-        raise ReviewError(f"refused: prenote #{prenote_id}: {r.reason}{hint}", kind=r.kind) from r
+        raise _refused(f"prenote #{prenote_id}", r) from r
     words = (f"{done.record} {done.code} applied to prenote #{prenote_id}: {done.old_state} -> {done.new_state}; "
              f"{done.action}")
     if done.outcome.review_items:
@@ -447,18 +452,11 @@ def _apply_prenote(s: Session, keyring: Keyring, item: ReviewItem, prenote_id: i
 
 def _apply(s: Session, keyring: Keyring, item: ReviewItem, payment_id: int, on: date, policy: ReturnPolicy,
            force: bool) -> tuple[str, list[str]]:
-    if item.return_file_id is None or item.line is None:
-        raise ReviewError(f"review item {item.id} is not about a bank file's entry: nothing to apply", usage=True)
-    rf = s.get(ReturnFile, item.return_file_id)
-    entry = _bank_entries(s, keyring, {(rf.id, item.line)}).get((rf.id, item.line))
-    if entry is None:
-        raise ReviewError(f"the bytes of bank file {rf.file_name} were not kept, so its line {item.line} cannot be "
-                          "read again; apply it by hand and dismiss the item", kind="no_bytes")
+    rf, entry = _bank_entry_of(s, keyring, item)
     try:
         done = apply_to_payment(s, keyring, rf, entry, payment_id, on, policy, force=force)
     except ManualRefusal as r:
-        hint = " (use --force to apply it anyway; recorded)" if r.overridable else ""
-        raise ReviewError(f"refused: payment #{payment_id}: {r.reason}{hint}", kind=r.kind) from r
+        raise _refused(f"payment #{payment_id}", r) from r
     words = (f"{done.record} {done.code} applied to payment #{payment_id}: {done.old_state} -> {done.new_state}; "
              f"{done.action}")
     if done.retry_payment_id:
