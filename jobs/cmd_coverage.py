@@ -24,6 +24,7 @@ from . import exitcodes
 from .dates import business_date, date_option
 from .settings import settings_from_context
 from .helptext import SummaryGroup
+from .stdio import write_stdout_bytes
 
 _ORDER = COVERAGE_STATUSES  # ok, pending_activation, at_risk, not_started, past_due, termination_pending, terminated
 _READABLE = 0o644  # read by the enrollment system (as the reports are; the umask may narrow it)
@@ -79,9 +80,7 @@ def export_cmd(ctx: click.Context, run_date, since: str | None, out: str | None)
 
     def deliver(export_id: int, data: bytes) -> str:
         if to_stdout:
-            stream = click.get_binary_stream("stdout")
-            stream.write(data)
-            stream.flush()
+            write_stdout_bytes(data)
             return "-"
         path = Path(out) if out else default_export_path(settings.reports_dir, d, export_id)
         if not out:

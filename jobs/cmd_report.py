@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from batch.run import wiring
+from batch.rules.counts import counted
 from batch.store.db import open_database
 from batch.report.reports import (
     FORMATS,
@@ -26,6 +27,7 @@ from batch.report.reports import (
 from . import exitcodes
 from .dates import business_date, date_option
 from .settings import open_keyring, settings_from_context
+from .stdio import write_stdout_bytes
 
 
 @click.command("report")
@@ -65,16 +67,14 @@ def report_cmd(ctx: click.Context, kind: str, run_date, fmt: str, out: str | Non
     beside = bool(extra) and not to_stdout and extra_csvs_written(path)
     try:
         if to_stdout:
-            stream = click.get_binary_stream("stdout")
-            stream.write(render(report, fmt))
-            stream.flush()
+            write_stdout_bytes(render(report, fmt))
         else:
             write_report(report, fmt, path)
     except OSError as e:
         click.echo(f"achbatch: cannot write {'standard output' if to_stdout else path}: {e.strerror or e}", err=True)
         sys.exit(exitcodes.USAGE)
     rows = len(report.table)
-    click.echo(f"{kind} report {d}: {rows} row{'' if rows == 1 else 's'} -> {'standard output' if to_stdout else path}",
+    click.echo(f"{kind} report {d}: {counted(rows, 'row')} -> {'standard output' if to_stdout else path}",
                err=to_stdout)
     if beside:
         click.echo(f"  and beside it: {', '.join(extra_csv_path(path, n).name for n in extra)}")
