@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import islice
+from typing import Iterable
 
 from sqlalchemy import and_, func, insert, select, update
 
@@ -151,10 +153,10 @@ def _request_prenotes(conn, file_date: date, policy: ValidationPolicy, now, out:
             wanted.pop(acct, None)
     if not wanted:
         return
-    conn.execute(insert(Prenote), [
+    _insert_in_parts(conn, Prenote, (
         {"bank_account_id": acct, "member_id": member, "sec_code": "WEB", "payment_type_code": ptc,
          "reason": reason, "state": "pending", "requested_on": file_date, "created_at": now, "updated_at": now}
-        for acct, (member, ptc, reason) in sorted(wanted.items())])
+        for acct, (member, ptc, reason) in sorted(wanted.items())))
     ids = sorted(wanted)
     for i in range(0, len(ids), PART):
         conn.execute(update(BankAccount).where(BankAccount.id.in_(ids[i:i + PART]))
@@ -162,9 +164,16 @@ def _request_prenotes(conn, file_date: date, policy: ValidationPolicy, now, out:
     out.prenotes_requested += len(wanted)
 
 
-def _events(conn, rows: list[dict]) -> None:
-    if rows:
-        conn.execute(insert(PaymentEvent), rows)
+def _insert_in_parts(conn, table, rows: Iterable[dict], size: int = 5000) -> None:
+    """Insert `rows` (built lazily) `size` at a time: a night that holds or prenotes a million first
+    uses keeps a few thousand row dicts in memory, not a million."""
+    it = iter(rows)
+    while part := list(islice(it, size)):
+        conn.execute(insert(table), part)
+
+
+def _events(conn, rows: Iterable[dict]) -> None:
+    _insert_in_parts(conn, PaymentEvent, rows)
 
 
 def _release(conn, file_date: date, out: ValidationOutcome, *, everything: bool = False) -> None:
@@ -181,8 +190,8 @@ def _release(conn, file_date: date, out: ValidationOutcome, *, everything: bool 
         conn.execute(update(Payment).where(Payment.id.in_(ids[i:i + PART]) & (Payment.state == "held"))
                      .values(state="pending", updated_at=now))
     reason = "account validation off" if everything else "account validated"
-    _events(conn, [{"payment_id": pid, "event": "released", "old_state": "held", "new_state": "pending",
-                    "reason": reason, "occurred_on": file_date} for pid in ids])
+    _events(conn, ({"payment_id": pid, "event": "released", "old_state": "held", "new_state": "pending",
+                    "reason": reason, "occurred_on": file_date} for pid in ids))
     out.released += len(ids)
 
 
@@ -200,9 +209,9 @@ def _hold(conn, file_date: date, now, out: ValidationOutcome) -> None:
     for i in range(0, len(ids), PART):
         conn.execute(update(Payment).where(Payment.id.in_(ids[i:i + PART]) & (Payment.state == "pending"))
                      .values(state="held", updated_at=now))
-    _events(conn, [{"payment_id": pid, "event": "held", "old_state": "pending", "new_state": "held",
+    _events(conn, ({"payment_id": pid, "event": "held", "old_state": "pending", "new_state": "held",
                     "reason": "first use of a WEB account: held until the account is validated ([validation] "
-                              "first_use = hold)", "occurred_on": file_date} for pid in ids])
+                              "first_use = hold)", "occurred_on": file_date} for pid in ids))
     out.held += len(ids)
 
 
@@ -256,9 +265,9 @@ def accept_risk(conn, file_date: date, policy: ValidationPolicy, out: Validation
                & (BankAccount.status == "active") & (BankAccount.validation_result != "valid")
                & Payment.id.not_in(done))
         .order_by(Payment.id)))
-    _events(conn, [{"payment_id": pid, "event": RISK_EVENT, "old_state": "pending", "new_state": "pending",
+    _events(conn, ({"payment_id": pid, "event": RISK_EVENT, "old_state": "pending", "new_state": "pending",
                     "reason": "first use of a WEB account sent before it was validated ([validation] first_use = "
-                              "send: risk accepted)", "occurred_on": file_date} for pid in ids])
+                              "send: risk accepted)", "occurred_on": file_date} for pid in ids))
     out.risk_accepted += len(ids)
 
 
