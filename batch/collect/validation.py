@@ -20,6 +20,7 @@ from nacha.calendar import effective_entry_date
 from ..rules.money import dollars
 from ..rules.premium_calendar import cleared_on
 from ..rules.validation import FIRST_USE_CHANNELS, ValidationPolicy, expected_release, misses_due_date
+from ..store.db import bulk_insert, in_set
 from ..store.models import (
     AutopayMandate, BankAccount, FileEntry, NachaFile, Payment, PaymentEvent, PaymentReturn, Premium, Prenote,
     ReviewItem, utcnow,
@@ -158,22 +159,24 @@ def _request_prenotes(conn, file_date: date, policy: ValidationPolicy, now, out:
          "reason": reason, "state": "pending", "requested_on": file_date, "created_at": now, "updated_at": now}
         for acct, (member, ptc, reason) in sorted(wanted.items())))
     ids = sorted(wanted)
-    for i in range(0, len(ids), PART):
-        conn.execute(update(BankAccount).where(BankAccount.id.in_(ids[i:i + PART]))
-                     .values(validation_result="pending", validation_method="prenote", updated_at=now))
+    conn.execute(update(BankAccount).where(in_set(BankAccount.id, ids))
+                 .values(validation_result="pending", validation_method="prenote", updated_at=now))
     out.prenotes_requested += len(wanted)
 
 
-def _insert_in_parts(conn, table, rows: Iterable[dict], size: int = 5000) -> None:
-    """Insert `rows` (built lazily) `size` at a time: a night that holds or prenotes a million first
-    uses keeps a few thousand row dicts in memory, not a million."""
+def _insert_in_parts(conn, model, rows: Iterable[dict], size: int = 5000) -> None:
+    """Insert `rows` (built lazily, each naming the same columns, those with Python defaults
+    included) `size` at a time by the driver's bulk load (`db.bulk_insert`: COPY or executemany,
+    not the ORM's per-row parameters): a night that holds or prenotes a million first uses keeps a
+    few thousand row dicts in memory, not a million."""
     it = iter(rows)
     while part := list(islice(it, size)):
-        conn.execute(insert(table), part)
+        bulk_insert(conn, model.__table__, part)
 
 
 def _events(conn, rows: Iterable[dict]) -> None:
-    _insert_in_parts(conn, PaymentEvent, rows)
+    now = utcnow()
+    _insert_in_parts(conn, PaymentEvent, ({**row, "created_at": now} for row in rows))
 
 
 def _release(conn, file_date: date, out: ValidationOutcome, *, everything: bool = False) -> None:
@@ -186,9 +189,8 @@ def _release(conn, file_date: date, out: ValidationOutcome, *, everything: bool 
     if not ids:
         return
     now = utcnow()
-    for i in range(0, len(ids), PART):
-        conn.execute(update(Payment).where(Payment.id.in_(ids[i:i + PART]) & (Payment.state == "held"))
-                     .values(state="pending", updated_at=now))
+    conn.execute(update(Payment).where(in_set(Payment.id, ids) & (Payment.state == "held"))
+                 .values(state="pending", updated_at=now))
     reason = "account validation off" if everything else "account validated"
     _events(conn, ({"payment_id": pid, "event": "released", "old_state": "held", "new_state": "pending",
                     "reason": reason, "occurred_on": file_date} for pid in ids))
@@ -206,9 +208,8 @@ def _hold(conn, file_date: date, now, out: ValidationOutcome) -> None:
     ids = [r.id for r in rows]
     if not ids:
         return
-    for i in range(0, len(ids), PART):
-        conn.execute(update(Payment).where(Payment.id.in_(ids[i:i + PART]) & (Payment.state == "pending"))
-                     .values(state="held", updated_at=now))
+    conn.execute(update(Payment).where(in_set(Payment.id, ids) & (Payment.state == "pending"))
+                 .values(state="held", updated_at=now))
     _events(conn, ({"payment_id": pid, "event": "held", "old_state": "pending", "new_state": "held",
                     "reason": "first use of a WEB account: held until the account is validated ([validation] "
                               "first_use = hold)", "occurred_on": file_date} for pid in ids))
