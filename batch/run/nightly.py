@@ -401,20 +401,25 @@ def step_send(ctx: NightContext) -> StepOutcome:
     return out
 
 
-def _fetch_inbound(ctx: NightContext, policy, hook: str):
+def _fetch_inbound(ctx: NightContext, policy, hook: str, nothing: str):
     """Fetch the bank's new files that `policy` selects (return files, or statements) into the inbox
-    over the configured transport: (the fetch result, None), or (None, a configuration problem)."""
+    over the configured transport: (the fetch result, None), or (None, the step's outcome when it
+    stops here: a configuration problem, or the fetch lock held by another run, then `nothing`
+    says what was not fetched)."""
     from ..bank.inbound import fetch_files
 
     transport, problem = _transport(ctx)
     if problem:
-        return None, problem
+        return None, StepOutcome(config=problem)
     pgp, problem = _pgp(ctx, outbound=False)
     if problem:
-        return None, problem
+        return None, StepOutcome(config=problem)
     s = ctx.settings
-    return fetch_files(ctx.sessions, transport, policy, inbox=s.inbox_dir, archive_dir=s.archive_dir, pgp=pgp,
-                       log=ctx.info, on_step=lambda step, _name: ctx.hook(f"{hook}:{step}")), None
+    r = fetch_files(ctx.sessions, transport, policy, inbox=s.inbox_dir, archive_dir=s.archive_dir, pgp=pgp,
+                    log=ctx.info, on_step=lambda step, _name: ctx.hook(f"{hook}:{step}"))
+    if r.locked:
+        return None, StepOutcome(temporary=f"another `achbatch returns fetch` holds the fetch lock; {nothing}")
+    return r, None
 
 
 def step_returns_fetch(ctx: NightContext) -> StepOutcome:
@@ -422,11 +427,9 @@ def step_returns_fetch(ctx: NightContext) -> StepOutcome:
     if ctx.dry_run:
         return StepOutcome(note=f"would fetch the bank's new files ({s.bank.transport} transport, folder "
                                 f"{s.bank.inbound_dir!r}) into {s.inbox_dir}")
-    r, problem = _fetch_inbound(ctx, wiring.inbound_policy(s), "fetch")
-    if problem:
-        return StepOutcome(config=problem)
-    if r.locked:
-        return StepOutcome(temporary="another `achbatch returns fetch` holds the fetch lock; nothing fetched")
+    r, stop = _fetch_inbound(ctx, wiring.inbound_policy(s), "fetch", "nothing fetched")
+    if stop is not None:
+        return stop
     received = r.received
     dup = [f for f in r.files if f.outcome == "duplicate"]
     out = StepOutcome(counts={"received": len(received), "duplicates": len(dup), "failed": len(r.failed),
@@ -492,11 +495,9 @@ def step_bank_statement(ctx: NightContext) -> StepOutcome:
     if ctx.dry_run:
         return StepOutcome(note=f"would fetch the bank's statements ({s.bank.statements!r} in folder "
                                 f"{s.bank.inbound_dir!r}) and tie them out")
-    r, problem = _fetch_inbound(ctx, wiring.statement_policy(s), "statement")
-    if problem:
-        return StepOutcome(config=problem)
-    if r.locked:
-        return StepOutcome(temporary="another `achbatch returns fetch` holds the fetch lock; no statement fetched")
+    r, stop = _fetch_inbound(ctx, wiring.statement_policy(s), "statement", "no statement fetched")
+    if stop is not None:
+        return stop
     out = StepOutcome()
     for f in r.failed:
         out.problems.append(f"{f.remote_name}: {f.error}")
