@@ -34,7 +34,9 @@ from nacha.writer import FileWriter
 from ..store.filebytes import StoredBytesError, stored_bytes  # noqa: F401  (re-exported)
 from ..store.crypto import FILE_CONTEXT, Keyring
 from .debit_guard import GuardSettings, screen_pending
-from .validation import ValidationOutcome, accept_risk, pending_prenotes, prepare as prepare_validation
+from .validation import (
+    ValidationOutcome, accept_risk, count_pending_prenotes, pending_prenotes, prepare as prepare_validation,
+)
 from ..rules.validation import ValidationPolicy, prenote_valid_from
 from ..store.db import copy_rows
 from ..store.fsutil import fsync_dir as _fsync_dir
@@ -248,8 +250,9 @@ def _originate_in_transaction(sessions, keyring, company, limits, file_date, eff
             result.review_items += result.validation.review_items
         keys = _pending_keys(s, file_date)
         result.held = _held_count(s, file_date)
-        prenotes = pending_prenotes(s.connection()) if validation is not None and validation.active else []
-        total = sum(n for _k, n in keys) + len(prenotes)
+        with_prenotes = validation is not None and validation.active
+        n_prenotes = count_pending_prenotes(s.connection()) if with_prenotes else 0
+        total = sum(n for _k, n in keys) + n_prenotes
         if total == 0:
             step("claimed")
             return
@@ -259,14 +262,16 @@ def _originate_in_transaction(sessions, keyring, company, limits, file_date, eff
         modifiers = file_id_modifiers(used)
         builder = _FileBuilder(s, keyring, company, limits, file_date, eff, file_time, outbox, modifiers,
                                first_seq, dry_run, progress)
-        if prenotes:
+        if n_prenotes:
             builder.valid_from = prenote_valid_from(eff, validation.prenote_wait_banking_days)
         for key, _n in keys:
             for rows in _pending_rows(s, file_date, key):
                 for row in rows:
                     builder.add(key, row)
-        for row in prenotes:
-            builder.add_prenote(row)
+        if n_prenotes:
+            for rows in pending_prenotes(s.connection()):
+                for row in rows:
+                    builder.add_prenote(row)
         builder.close()
         result.prenotes = builder.prenote_count
         result.files = builder.files

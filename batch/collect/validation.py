@@ -10,28 +10,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from itertools import islice
-from typing import Iterable
+from typing import Iterator
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import Date, Integer, String, and_, func, insert, literal, select, union_all, update
 
 from nacha.calendar import effective_entry_date
 
 from ..rules.money import dollars
 from ..rules.premium_calendar import cleared_on
 from ..rules.validation import FIRST_USE_CHANNELS, ValidationPolicy, expected_release, misses_due_date
-from ..store.db import bulk_insert, in_set
+from ..store.db import in_set
 from ..store.models import (
     AutopayMandate, BankAccount, FileEntry, NachaFile, Payment, PaymentEvent, PaymentReturn, Premium, Prenote,
     ReviewItem, utcnow,
 )
 
-__all__ = ["ValidationOutcome", "accept_risk", "awaiting_validation", "pending_prenotes", "prepare", "RISK_EVENT"]
+__all__ = ["ValidationOutcome", "accept_risk", "awaiting_validation", "count_pending_prenotes", "pending_prenotes", "prepare", "RISK_EVENT"]
 
 RISK_EVENT = "risk_accepted"  # payment_events.event of a first-use WEB debit sent unvalidated
 HOLD_REVIEW_KIND = "validation_hold"
 UNVALIDATED = ("unvalidated", "pending")
-PART = 1000
+PART_ROWS = 5000  # rows read at a time where a night's rows are streamed
 
 
 @dataclass
@@ -68,29 +67,24 @@ def prepare(conn, file_date: date, policy: ValidationPolicy) -> ValidationOutcom
 
 
 def _mark_valid(conn, ids: list[int], method: str, on: date, now) -> int:
-    n = 0
-    for i in range(0, len(ids), PART):
-        n += conn.execute(update(BankAccount).where(BankAccount.id.in_(ids[i:i + PART])
-                                                     & BankAccount.validation_result.in_(UNVALIDATED))
-                          .values(validation_result="valid", validation_method=method, validated_on=on,
-                                  updated_at=now)).rowcount
-    return n
+    return conn.execute(update(BankAccount).where(in_set(BankAccount.id, ids)
+                                                  & BankAccount.validation_result.in_(UNVALIDATED))
+                        .values(validation_result="valid", validation_method=method, validated_on=on,
+                                updated_at=now)).rowcount
 
 
 def _validate_by_prenote(conn, file_date: date, now, out: ValidationOutcome) -> None:
     """A prenote in a file the bank confirmed, with no return by its `valid_from`, validates."""
-    rows = conn.execute(
-        select(Prenote.id, Prenote.bank_account_id)
-        .join(FileEntry, FileEntry.prenote_id == Prenote.id)
-        .join(NachaFile, NachaFile.id == FileEntry.file_id)
-        .where((Prenote.state == "in_file") & (Prenote.valid_from <= file_date) & (NachaFile.state == "sent"))).all()
-    if not rows:
+    due = (select(Prenote.id)
+           .join(FileEntry, FileEntry.prenote_id == Prenote.id)
+           .join(NachaFile, NachaFile.id == FileEntry.file_id)
+           .where((Prenote.state == "in_file") & (Prenote.valid_from <= file_date) & (NachaFile.state == "sent")))
+    accounts = list(conn.scalars(select(Prenote.bank_account_id).where(Prenote.id.in_(due))
+                                 .distinct().order_by(Prenote.bank_account_id)))
+    if not accounts:
         return
-    ids = [r.id for r in rows]
-    for i in range(0, len(ids), PART):
-        conn.execute(update(Prenote).where(Prenote.id.in_(ids[i:i + PART]))
-                     .values(state="validated", resolved_on=file_date, updated_at=now))
-    accounts = sorted({r.bank_account_id for r in rows})
+    conn.execute(update(Prenote).where(Prenote.id.in_(due))
+                 .values(state="validated", resolved_on=file_date, updated_at=now))
     out.validated += _mark_valid(conn, accounts, "prenote", file_date, now)
     out.validated_accounts += accounts
 
@@ -112,113 +106,115 @@ def _validate_by_cleared_debit(conn, file_date: date, now, out: ValidationOutcom
         return
     out.validated += _mark_valid(conn, accounts, "cleared_debit", file_date, now)
     out.validated_accounts += accounts
-    for i in range(0, len(accounts), PART):
-        conn.execute(update(Prenote).where(Prenote.bank_account_id.in_(accounts[i:i + PART])
-                                           & (Prenote.state == "pending"))
-                     .values(state="cancelled", resolved_on=file_date, updated_at=now))
+    conn.execute(update(Prenote).where(in_set(Prenote.bank_account_id, accounts) & (Prenote.state == "pending"))
+                 .values(state="cancelled", resolved_on=file_date, updated_at=now))
 
 
 def _request_prenotes(conn, file_date: date, policy: ValidationPolicy, now, out: ValidationOutcome) -> None:
     """A prenote for each active, unvalidated account of a live WEB AutoPay mandate or of a
     first-use WEB payment not yet out, unless one is already open. Under `first_use = "send"` an
     account whose WEB debit goes out tonight, or with a live debit already out, is validated by
-    that debit clearing instead."""
+    that debit clearing instead.
+
+    Set-based (one INSERT ... SELECT, one UPDATE): a night with a million first uses keeps none of
+    them in memory. Each account's prenote takes its member, payment type and reason from its
+    first asker: the oldest mandate, else the oldest payment (by id)."""
     has_open = select(Prenote.bank_account_id).where(Prenote.state.in_(("pending", "in_file")))
     usable = (BankAccount.status == "active") & (BankAccount.validation_result == "unvalidated") \
         & BankAccount.id.not_in(has_open)
-    wanted: dict[int, tuple[str, str, str]] = {}  # account -> (member, payment type code, reason)
-    for acct, member in conn.execute(
-            select(AutopayMandate.bank_account_id, AutopayMandate.member_id)
-            .join(BankAccount, BankAccount.id == AutopayMandate.bank_account_id)
-            .where((AutopayMandate.channel == "web") & (AutopayMandate.status == "active") & usable)
-            .order_by(AutopayMandate.id)):
-        wanted.setdefault(acct, (member, "R", "first use by a WEB AutoPay mandate"))
-    going_tonight: set[int] = set()
-    for acct, member, ptc, channel, originate_on in conn.execute(
-            select(Payment.bank_account_id, Payment.member_id, Payment.payment_type_code, Payment.channel,
-                   Payment.originate_on)
-            .join(BankAccount, BankAccount.id == Payment.bank_account_id)
-            .where(_first_use() & Payment.state.in_(("pending", "held")) & usable)
-            .order_by(Payment.id)):
-        if originate_on is not None and originate_on <= file_date:
-            going_tonight.add(acct)
-        wanted.setdefault(acct, (member, ptc or "S", f"first use by a {channel} payment"))
-    if not policy.holds and wanted:
-        # a live debit already out (a re-run of the night, a PPD pull to the same account) validates
-        # the account when it clears, as tonight's will
-        ids = sorted(wanted)
-        for i in range(0, len(ids), PART):
-            going_tonight.update(conn.scalars(select(Payment.bank_account_id).where(
-                Payment.bank_account_id.in_(ids[i:i + PART]) & Payment.state.in_(("in_file", "sent", "settled")))))
-        for acct in going_tonight:
-            wanted.pop(acct, None)
-    if not wanted:
+    by_mandate = (
+        select(AutopayMandate.bank_account_id.label("acct"), AutopayMandate.member_id.label("member"),
+               literal("R", String).label("ptc"), literal("first use by a WEB AutoPay mandate", String).label("reason"),
+               literal(0, Integer).label("rank"), AutopayMandate.id.label("ord"))
+        .join(BankAccount, BankAccount.id == AutopayMandate.bank_account_id)
+        .where((AutopayMandate.channel == "web") & (AutopayMandate.status == "active") & usable))
+    by_payment = (
+        select(Payment.bank_account_id, Payment.member_id,
+               func.coalesce(func.nullif(Payment.payment_type_code, ""), "S"),
+               literal("first use by a ", String) + Payment.channel + literal(" payment", String),
+               literal(1, Integer), Payment.id)
+        .join(BankAccount, BankAccount.id == Payment.bank_account_id)
+        .where(_first_use() & Payment.state.in_(("pending", "held")) & usable))
+    asks = union_all(by_mandate, by_payment).subquery("asks")
+    ranked = select(asks, func.row_number().over(partition_by=asks.c.acct, order_by=(asks.c.rank, asks.c.ord))
+                    .label("n")).subquery("ranked")
+    chosen = ranked.c.n == 1
+    if not policy.holds:
+        # a WEB debit going out tonight, or a live debit already out (a re-run of the night, a PPD
+        # pull to the same account), validates the account when it clears
+        going = select(Payment.bank_account_id).where(
+            (_first_use() & Payment.state.in_(("pending", "held")) & (Payment.originate_on <= file_date))
+            | Payment.state.in_(("in_file", "sent", "settled")))
+        chosen = chosen & ranked.c.acct.not_in(going)
+    before = conn.scalar(select(func.max(Prenote.id))) or 0
+    requested = conn.execute(insert(Prenote).from_select(
+        ["bank_account_id", "member_id", "sec_code", "payment_type_code", "reason", "state", "requested_on",
+         "created_at", "updated_at"],
+        select(ranked.c.acct, ranked.c.member, literal("WEB", String), ranked.c.ptc, ranked.c.reason,
+               literal("pending", String), literal(file_date, Date), _at(now), _at(now))
+        .where(chosen).order_by(ranked.c.acct)).execution_options(preserve_rowcount=True)).rowcount
+    if not requested:
         return
-    _insert_in_parts(conn, Prenote, (
-        {"bank_account_id": acct, "member_id": member, "sec_code": "WEB", "payment_type_code": ptc,
-         "reason": reason, "state": "pending", "requested_on": file_date, "created_at": now, "updated_at": now}
-        for acct, (member, ptc, reason) in sorted(wanted.items())))
-    ids = sorted(wanted)
-    conn.execute(update(BankAccount).where(in_set(BankAccount.id, ids))
+    conn.execute(update(BankAccount)
+                 .where(BankAccount.id.in_(select(Prenote.bank_account_id).where(Prenote.id > before)))
                  .values(validation_result="pending", validation_method="prenote", updated_at=now))
-    out.prenotes_requested += len(wanted)
+    out.prenotes_requested += requested
 
 
-def _insert_in_parts(conn, model, rows: Iterable[dict], size: int = 5000) -> None:
-    """Insert `rows` (built lazily, each naming the same columns, those with Python defaults
-    included) `size` at a time by the driver's bulk load (`db.bulk_insert`: COPY or executemany,
-    not the ORM's per-row parameters): a night that holds or prenotes a million first uses keeps a
-    few thousand row dicts in memory, not a million."""
-    it = iter(rows)
-    while part := list(islice(it, size)):
-        bulk_insert(conn, model.__table__, part)
+def _at(now):
+    """`now` as a typed literal of an INSERT ... SELECT (converted by UTCDateTime like a parameter)."""
+    return literal(now, PaymentEvent.__table__.c.created_at.type)
 
 
-def _events(conn, rows: Iterable[dict]) -> None:
-    now = utcnow()
-    _insert_in_parts(conn, PaymentEvent, ({**row, "created_at": now} for row in rows))
+def _events_from(conn, payments, event: str, old: str, new: str, reason: str, on: date) -> int:
+    """One payment event per payment id of the select `payments`, in one INSERT ... SELECT."""
+    q = select(Payment.id, literal(event, String), literal(old, String), literal(new, String),
+               literal(reason, String), literal(on, Date), _at(utcnow())) \
+        .where(Payment.id.in_(payments)).order_by(Payment.id)
+    return conn.execute(insert(PaymentEvent).from_select(
+        ["payment_id", "event", "old_state", "new_state", "reason", "occurred_on", "created_at"], q)
+        .execution_options(preserve_rowcount=True)).rowcount  # (PostgreSQL: else -1 for an INSERT)
+
+
+
 
 
 def _release(conn, file_date: date, out: ValidationOutcome, *, everything: bool = False) -> None:
     """Held payments whose account is now validated (all of them when validation is off) go back
-    to pending, for tonight's file."""
+    to pending, for tonight's file: their events first, then the rows, from the same select."""
     q = select(Payment.id).where(Payment.state == "held")
     if not everything:
         q = q.where(Payment.bank_account_id.in_(select(BankAccount.id).where(BankAccount.validation_result == "valid")))
-    ids = list(conn.scalars(q.order_by(Payment.id)))
-    if not ids:
-        return
-    now = utcnow()
-    conn.execute(update(Payment).where(in_set(Payment.id, ids) & (Payment.state == "held"))
-                 .values(state="pending", updated_at=now))
     reason = "account validation off" if everything else "account validated"
-    _events(conn, ({"payment_id": pid, "event": "released", "old_state": "held", "new_state": "pending",
-                    "reason": reason, "occurred_on": file_date} for pid in ids))
-    out.released += len(ids)
+    n = _events_from(conn, q, "released", "held", "pending", reason, file_date)
+    if not n:
+        return
+    conn.execute(update(Payment).where(Payment.id.in_(q) & (Payment.state == "held"))
+                 .values(state="pending", updated_at=utcnow()))
+    out.released += n
 
 
 def _hold(conn, file_date: date, now, out: ValidationOutcome) -> None:
-    """First-use WEB payments due tonight on an account not validated wait, held."""
-    rows = conn.execute(
-        select(Payment.id, BankAccount.validation_result)
-        .join(BankAccount, BankAccount.id == Payment.bank_account_id)
-        .where(_first_use() & (Payment.state == "pending") & (Payment.originate_on <= file_date)
-               & (BankAccount.status == "active") & (BankAccount.validation_result != "valid"))
-        .order_by(Payment.id)).all()
-    ids = [r.id for r in rows]
-    if not ids:
+    """First-use WEB payments due tonight on an account not validated wait, held: their events
+    first, then the rows, from the same select."""
+    q = (select(Payment.id)
+         .join(BankAccount, BankAccount.id == Payment.bank_account_id)
+         .where(_first_use() & (Payment.state == "pending") & (Payment.originate_on <= file_date)
+                & (BankAccount.status == "active") & (BankAccount.validation_result != "valid")))
+    n = _events_from(conn, q, "held", "pending", "held",
+                     "first use of a WEB account: held until the account is validated ([validation] "
+                     "first_use = hold)", file_date)
+    if not n:
         return
-    conn.execute(update(Payment).where(in_set(Payment.id, ids) & (Payment.state == "pending"))
+    conn.execute(update(Payment).where(Payment.id.in_(q) & (Payment.state == "pending"))
                  .values(state="held", updated_at=now))
-    _events(conn, ({"payment_id": pid, "event": "held", "old_state": "pending", "new_state": "held",
-                    "reason": "first use of a WEB account: held until the account is validated ([validation] "
-                              "first_use = hold)", "occurred_on": file_date} for pid in ids))
-    out.held += len(ids)
+    out.held += n
 
 
 def _review_late_holds(conn, file_date: date, policy: ValidationPolicy, out: ValidationOutcome) -> None:
     """A held payment that, released when its account's prenote allows, would settle after its
-    premium's due date stays held and opens a review item (once) saying so."""
+    premium's due date stays held and opens a review item (once) saying so. The held payments are
+    read a part at a time (a streamed select), so a night that holds a million keeps a few thousand."""
     open_valid = select(Prenote.bank_account_id, func.max(Prenote.valid_from).label("valid_from")) \
         .where(Prenote.state == "in_file").group_by(Prenote.bank_account_id).subquery()
     rows = conn.execute(
@@ -227,30 +223,42 @@ def _review_late_holds(conn, file_date: date, policy: ValidationPolicy, out: Val
         .outerjoin(Premium, and_(Premium.member_id == Payment.member_id, Premium.plan_id == Payment.plan_id,
                                  Premium.coverage_month == Payment.coverage_month))
         .outerjoin(open_valid, open_valid.c.bank_account_id == Payment.bank_account_id)
-        .where(Payment.state == "held")).all()
-    late = []
-    for pid, cents, member, plan, month, due, valid_from in rows:
-        release = expected_release(file_date, valid_from, policy.prenote_wait_banking_days)
-        if misses_due_date(release, due):
-            late.append((pid, cents, member, plan, month, due, release))
-    if not late:
-        return
+        .where(Payment.state == "held").order_by(Payment.id),
+        execution_options={"stream_results": True, "max_row_buffer": PART_ROWS})
+    releases: dict[date | None, date] = {}  # valid_from -> expected release (few distinct values)
+    try:
+        for part in rows.partitions(PART_ROWS):
+            late = []
+            for pid, cents, member, plan, month, due, valid_from in part:
+                release = releases.get(valid_from)
+                if release is None:
+                    release = releases[valid_from] = expected_release(file_date, valid_from,
+                                                                      policy.prenote_wait_banking_days)
+                if misses_due_date(release, due):
+                    late.append((pid, cents, member, plan, month, due, release))
+            if late:
+                out.review_items += _open_late_hold_items(conn, late)
+    finally:
+        rows.close()
+
+
+def _open_late_hold_items(conn, late: list[tuple]) -> int:
     keys = [f"{HOLD_REVIEW_KIND}|{pid}" for pid, *_ in late]
-    seen = set(conn.scalars(select(ReviewItem.dedupe_key).where(ReviewItem.dedupe_key.in_(keys))))
-    rows = []
+    seen = set(conn.scalars(select(ReviewItem.dedupe_key).where(in_set(ReviewItem.dedupe_key, keys))))
+    items = []
     for (pid, cents, member, plan, month, due, release), key in zip(late, keys):
         if key in seen:
             continue
-        rows.append({
+        items.append({
             "kind": HOLD_REVIEW_KIND, "subject": "payment", "subject_ref": None, "payment_id": pid,
             "amount_cents": cents, "dedupe_key": key, "status": "open",
             "detail": (f"payment #{pid} ({dollars(cents)}, member {member}, plan {plan}, {month:%Y-%m}) is held "
                        f"until its new WEB account is validated (earliest {release}); it would settle after the "
                        f"premium's due date {due}: the member can pay another way; coverage rules apply")[:300],
         })
-    if rows:
-        conn.execute(insert(ReviewItem), rows)
-        out.review_items += len(rows)
+    if items:
+        conn.execute(insert(ReviewItem), items)
+    return len(items)
 
 
 def accept_risk(conn, file_date: date, policy: ValidationPolicy, out: ValidationOutcome) -> None:
@@ -260,27 +268,42 @@ def accept_risk(conn, file_date: date, policy: ValidationPolicy, out: Validation
     if not policy.active or policy.holds:
         return
     done = select(PaymentEvent.payment_id).where(PaymentEvent.event == RISK_EVENT)
-    ids = list(conn.scalars(
-        select(Payment.id).join(BankAccount, BankAccount.id == Payment.bank_account_id)
-        .where(_first_use() & (Payment.state == "pending") & (Payment.originate_on <= file_date)
-               & (BankAccount.status == "active") & (BankAccount.validation_result != "valid")
-               & Payment.id.not_in(done))
-        .order_by(Payment.id)))
-    _events(conn, ({"payment_id": pid, "event": RISK_EVENT, "old_state": "pending", "new_state": "pending",
-                    "reason": "first use of a WEB account sent before it was validated ([validation] first_use = "
-                              "send: risk accepted)", "occurred_on": file_date} for pid in ids))
-    out.risk_accepted += len(ids)
+    q = (select(Payment.id).join(BankAccount, BankAccount.id == Payment.bank_account_id)
+         .where(_first_use() & (Payment.state == "pending") & (Payment.originate_on <= file_date)
+                & (BankAccount.status == "active") & (BankAccount.validation_result != "valid")
+                & Payment.id.not_in(done)))
+    out.risk_accepted += _events_from(conn, q, RISK_EVENT, "pending", "pending",
+                                      "first use of a WEB account sent before it was validated ([validation] "
+                                      "first_use = send: risk accepted)", file_date)
 
 
-def pending_prenotes(conn):
-    """The prenotes to write tonight (active accounts), in id order: (prenote id, member id,
-    payment type code, routing, encrypted account, account type, holder name)."""
-    return conn.execute(
-        select(Prenote.id, Prenote.member_id, Prenote.payment_type_code, BankAccount.routing_number,
-               BankAccount.account_number_enc, BankAccount.account_type, BankAccount.holder_name)
-        .join(BankAccount, BankAccount.id == Prenote.bank_account_id)
-        .where((Prenote.state == "pending") & (BankAccount.status == "active"))
-        .order_by(Prenote.id)).all()
+def pending_prenotes(conn) -> Iterator[list]:
+    """The prenotes to write tonight (active accounts), in id order, a part at a time: lists of
+    (prenote id, member id, payment type code, routing, encrypted account, account type, holder
+    name). Paged by id (`id > last`, the primary key's order: no sort), so the writes origination
+    makes meanwhile on the same connection cannot disturb a cursor."""
+    last = 0
+    while True:
+        part = conn.execute(
+            select(Prenote.id, Prenote.member_id, Prenote.payment_type_code, BankAccount.routing_number,
+                   BankAccount.account_number_enc, BankAccount.account_type, BankAccount.holder_name)
+            .join(BankAccount, BankAccount.id == Prenote.bank_account_id)
+            .where(_writable() & (Prenote.id > last))
+            .order_by(Prenote.id).limit(PART_ROWS)).all()
+        if not part:
+            return
+        yield part
+        last = part[-1][0]
+
+
+def _writable():
+    return (Prenote.state == "pending") & (BankAccount.status == "active")
+
+
+def count_pending_prenotes(conn) -> int:
+    """How many prenotes `pending_prenotes` will give."""
+    return conn.scalar(select(func.count()).select_from(Prenote)
+                       .join(BankAccount, BankAccount.id == Prenote.bank_account_id).where(_writable())) or 0
 
 
 def awaiting_validation(conn) -> dict[str, int]:
