@@ -508,12 +508,14 @@ class _FileBuilder:
             self._sink.close()
             data = self.tmp.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
+        if not self.dry_run:  # the plain bytes let go before the row is flushed: one copy fewer at the peak
+            content_enc, data = self.keyring.encrypt(data, FILE_CONTEXT), None
         built = BuiltFile(None, self.name, self.modifier, entries, ctl.total_debit_amount,
                           ctl.total_credit_amount, ctl.batch_count, digest, None, offset_entries=1 if offset else 0)
         if not self.dry_run:
             row = self._file_row
             row.sha256 = digest
-            row.content_enc = self.keyring.encrypt(data, FILE_CONTEXT)
+            row.content_enc = content_enc
             row.entry_count = ctl.entry_addenda_count
             row.batch_count = ctl.batch_count
             row.total_debit_cents = ctl.total_debit_amount

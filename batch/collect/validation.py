@@ -280,20 +280,21 @@ def accept_risk(conn, file_date: date, policy: ValidationPolicy, out: Validation
 def pending_prenotes(conn) -> Iterator[list]:
     """The prenotes to write tonight (active accounts), in id order, a part at a time: lists of
     (prenote id, member id, payment type code, routing, encrypted account, account type, holder
-    name). Paged by id (`id > last`, the primary key's order: no sort), so the writes origination
-    makes meanwhile on the same connection cannot disturb a cursor."""
-    last = 0
-    while True:
-        part = conn.execute(
-            select(Prenote.id, Prenote.member_id, Prenote.payment_type_code, BankAccount.routing_number,
-                   BankAccount.account_number_enc, BankAccount.account_type, BankAccount.holder_name)
-            .join(BankAccount, BankAccount.id == Prenote.bank_account_id)
-            .where(_writable() & (Prenote.id > last))
-            .order_by(Prenote.id).limit(PART_ROWS)).all()
-        if not part:
-            return
-        yield part
-        last = part[-1][0]
+    name). One streamed select (a server-side cursor on PostgreSQL; SQLite steps its statement
+    lazily), as origination reads its payments: paging with `id > last ... LIMIT` made every page
+    sort the remaining prenotes (1.5 s a page for 667,000 on PostgreSQL). The writes origination
+    makes meanwhile (entries; prenotes already read moving to in_file when a file closes) never
+    touch a row the cursor has yet to return."""
+    result = conn.execute(
+        select(Prenote.id, Prenote.member_id, Prenote.payment_type_code, BankAccount.routing_number,
+               BankAccount.account_number_enc, BankAccount.account_type, BankAccount.holder_name)
+        .join(BankAccount, BankAccount.id == Prenote.bank_account_id)
+        .where(_writable()).order_by(Prenote.id),
+        execution_options={"stream_results": True, "max_row_buffer": PART_ROWS})
+    try:
+        yield from result.partitions(PART_ROWS)
+    finally:
+        result.close()
 
 
 def _writable():
