@@ -1015,6 +1015,10 @@ def _blocked_reason(acct: BankAccount) -> str:
     return f"bank account {mask_last4(acct.last4)} at {acct.routing_number} is blocked{why}; use another account"
 
 
+_MANDATE_COLUMNS = ("member_id", "plan_id", "bank_account_id", "channel", "authorized_at", "status", "status_reason",
+                    "active_key", "ended_at", "authorized_amount_cents", "created_at", "updated_at")
+
+
 class _MandateHandler(_Handler):
     kind = "autopay"
     tables = ("bank_accounts", "autopay_mandates")
@@ -1040,7 +1044,8 @@ class _MandateHandler(_Handler):
         # Accounts new to the ledger are inserted together at the end of the chunk (one bulk load,
         # not one flush per row), with the mandates that need their ids.
         new_accounts: dict[tuple[str, str], dict[str, Any]] = {}
-        waiting: list[tuple[AutopayMandate, tuple[str, str]]] = []
+        # new mandates as rows of _MANDATE_COLUMNS; the account a (routing, number) while new
+        new_mandates: list[tuple[Any, ...]] = []
         for line, it in items:
             found = book.resolve(it.bank)
             existing = found.account if found is not None else None
@@ -1087,7 +1092,7 @@ class _MandateHandler(_Handler):
                 continue
             notes.extend([via_note] if via_note else [])
             ref = (it.bank.routing_number, it.bank.account_number)
-            account_id: int | None = None
+            account_id: int | tuple[str, str] = ref
             if found is None and ref in new_accounts:
                 # a later row on an account this chunk creates: its type and holder name win, as
                 # they would on an account already recorded (no NOC can have corrected it yet)
@@ -1097,27 +1102,23 @@ class _MandateHandler(_Handler):
             else:
                 account_id = book.find_or_create(it.bank, now, line)[0].account.id
             if live is not None:
-                # A new bank account supersedes the old mandate (the new account awaits validation).
+                # A new bank account supersedes the old mandate (the new account awaits validation);
+                # flushed once, before the chunk's new mandates are loaded (freeing the active_key).
                 live.status, live.status_reason, live.active_key = "revoked", "replaced", None
                 live.ended_at = live.updated_at = now
-                session.flush()  # free the active_key before the new mandate takes it
-            mandate = AutopayMandate(
-                member_id=it.member_id, plan_id=it.plan_id, bank_account_id=account_id, channel=it.channel,
-                authorized_at=it.authorized_at, status="active", active_key=AutopayMandate.key_for(*it.key),
-                authorized_amount_cents=it.authorized_amount_cents, created_at=now, updated_at=now,
-            )
-            if account_id is None:
-                waiting.append((mandate, ref))
-            else:
-                session.add(mandate)
-            history.append(mandate)
-            mandates[it.key] = history
+            # A key appears once per chunk (a repeated key starts a new chunk: see _run_chunks), so
+            # no later row of this chunk needs this mandate in `history`.
+            new_mandates.append((it.member_id, it.plan_id, account_id, it.channel, it.authorized_at, "active", None,
+                                 AutopayMandate.key_for(*it.key), None, it.authorized_amount_cents, now, now))
             out.append((UPDATED if live is not None else LOADED, None))
         new_ids = book.insert_many(new_accounts)
-        for mandate, ref in waiting:
-            mandate.bank_account_id = new_ids[ref]
-        session.add_all([m for m, _ in waiting])
+        # the changes to recorded mandates and accounts (revocations first: they free active_keys)
         session.flush()
+        if new_mandates:
+            # loaded by the driver as tuples (an ORM object per mandate was most of the import's CPU)
+            bulk_insert(session.connection(), AutopayMandate.__table__,
+                        [row if not isinstance(row[2], tuple) else (*row[:2], new_ids[row[2]], *row[3:])
+                         for row in new_mandates], _MANDATE_COLUMNS)
         return out
 
 

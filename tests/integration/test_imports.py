@@ -477,6 +477,43 @@ def test_two_mandate_changes_in_one_file(sessions, keyring, tmp_path):
             "revoked", "revoked", "active"]
 
 
+def test_mandates_replaced_together_in_one_chunk(sessions, keyring, tmp_path):
+    """Several mandates of one chunk replaced at once (each revocation frees its member's live slot
+    before the chunk's new mandates are loaded), two of them onto one account new to the ledger
+    (created once), one onto an account already recorded, next to a member new to AutoPay."""
+    first = write(tmp_path, "a1.csv", AUTOPAY_HEADER,
+                  "M1,P1,011000015,11110001,checking,Avery Sample,2026-01-01,web",
+                  "M2,P1,011000015,22220002,checking,Jordan Example,2026-01-01,web",
+                  "M3,P1,011000015,33330003,checking,Riley P,2026-01-01,paper")
+    assert import_autopay(sessions, first, keyring=keyring).loaded == 3
+    second = write(tmp_path, "a2.csv", AUTOPAY_HEADER,
+                   "M1,P1,021000021,99990009,savings,Avery Sample,2026-02-01,web",
+                   "M2,P1,021000021,99990009,savings,Avery Sample,2026-02-01,web",
+                   "M3,P1,011000015,11110001,checking,Avery Sample,2026-02-01,paper",
+                   "M4,P1,021000021,99990009,savings,Avery Sample,2026-02-01,web")
+    result = import_autopay(sessions, second, keyring=keyring)
+    assert (result.loaded, result.updated, result.unchanged, result.rejected) == (1, 3, 0, [])
+    assert count(sessions, BankAccount) == 4  # 99990009 recorded once
+    with sessions() as s:
+        rows = s.execute(select(AutopayMandate.member_id, AutopayMandate.status, AutopayMandate.status_reason,
+                                AutopayMandate.active_key, AutopayMandate.bank_account_id,
+                                AutopayMandate.authorized_at).order_by(AutopayMandate.id)).all()
+        number = {a.id: keyring.decrypt_account(a.account_number_enc) for a in s.scalars(select(BankAccount))}
+    assert [(m, st, why, key, number[acct]) for m, st, why, key, acct, _ in rows] == [
+        ("M1", "revoked", "replaced", None, "11110001"),
+        ("M2", "revoked", "replaced", None, "22220002"),
+        ("M3", "revoked", "replaced", None, "33330003"),
+        ("M1", "active", None, "M1|P1", "99990009"),
+        ("M2", "active", None, "M2|P1", "99990009"),
+        ("M3", "active", None, "M3|P1", "11110001"),
+        ("M4", "active", None, "M4|P1", "99990009"),
+    ]
+    assert {at for *_, at in rows[3:]} == {datetime(2026, 2, 1, 5, 0, tzinfo=timezone.utc)}
+    again = import_autopay(sessions, second, keyring=keyring)
+    assert (again.loaded, again.updated, again.unchanged, again.rejected) == (0, 0, 4, [])
+    assert count(sessions, AutopayMandate) == 7
+
+
 def test_blocked_account_refused_for_new_mandate(sessions, keyring, tmp_path):
     path = write(tmp_path, "a.csv", AUTOPAY_HEADER, "M1,P1,011000015,11112222,checking,Avery Sample,2026-01-01,web")
     import_autopay(sessions, path, keyring=keyring)
