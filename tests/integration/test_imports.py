@@ -577,6 +577,39 @@ def test_payments_good_and_bad_rows(sessions, keyring, tmp_path):
     assert count(sessions, BankAccount) == 3
 
 
+def test_new_accounts_every_column(sessions, keyring, tmp_path):
+    """Accounts created by a payments import and an AutoPay import (bulk-loaded, several per chunk)
+    carry every column as a new account should: the number encrypted under the current key (its
+    key id), the keyed hash of routing and number, the last four digits, the row's type and holder,
+    active and unvalidated, nothing validated yet; a later row of the same chunk on the same new
+    account gives it that row's type and holder (AutoPay)."""
+    _premiums(sessions, tmp_path)
+    payments = write(tmp_path, "p.csv", PAYMENT_HEADER,
+                     "PC-1,2026-01-15T10:42:05-05:00,portal,M1,P1,2026-02,412.37,011000015,4004001234,checking,Avery Sample",
+                     "PC-2,2026-01-15T10:43:00-05:00,phone,M2,P2,2026-02,20.00,021000021,55550001234,savings,Jordan Example")
+    assert import_payments(sessions, payments, keyring=keyring).loaded == 2
+    mandates = write(tmp_path, "a.csv", AUTOPAY_HEADER,
+                     "M7,P1,026009593,777700077,checking,Casey F,2026-01-02,web",
+                     "M8,P1,026009593,777700077,savings,Casey And Lee F,2026-01-02,paper")
+    assert import_autopay(sessions, mandates, keyring=keyring, chunk_size=10).loaded == 2
+    with sessions() as s:
+        accounts = s.scalars(select(BankAccount).order_by(BankAccount.routing_number)).all()
+        got = [(keyring.decrypt_account(a.account_number_enc), a.routing_number, a.account_hash, a.key_id, a.last4,
+                a.account_type, a.holder_name, a.status, a.status_reason, a.validation_method, a.validated_on,
+                a.validation_result, a.created_at is not None, a.updated_at is not None) for a in accounts]
+        mandate_accounts = set(s.scalars(select(AutopayMandate.bank_account_id)))
+    kid = keyring.key_id_of(keyring.encrypt_account("1234"))  # the current key's id
+    assert got == [
+        ("4004001234", "011000015", keyring.account_hash("011000015", "4004001234"), kid, "1234", "checking",
+         "Avery Sample", "active", None, None, None, "unvalidated", True, True),
+        ("55550001234", "021000021", keyring.account_hash("021000021", "55550001234"), kid, "1234", "savings",
+         "Jordan Example", "active", None, None, None, "unvalidated", True, True),
+        ("777700077", "026009593", keyring.account_hash("026009593", "777700077"), kid, "0077", "savings",
+         "Casey And Lee F", "active", None, None, None, "unvalidated", True, True),
+    ]
+    assert mandate_accounts == {accounts[2].id}
+
+
 def test_payment_confirmation_id_is_idempotent(sessions, keyring, tmp_path):
     _premiums(sessions, tmp_path)
     row = "PC-1,2026-01-15T10:42:05-05:00,portal,M1,P1,2026-02,412.37,011000015,4004001234,checking,Avery Sample"
