@@ -879,7 +879,8 @@ class _AccountBook:
         found = self._resolved.get(key)
         if found is not None:
             return found
-        acct = self._current(key)  # created earlier in this chunk
+        acct = self._current(key)  # recorded under a hash not followed above (accounts new to this chunk are
+        # not here: the handlers keep them apart until their one bulk load)
         return _Found(acct, None, (acct.id,)) if acct is not None else None
 
     def find(self, bank: BankFields) -> BankAccount | None:
@@ -945,17 +946,6 @@ class _AccountBook:
         if changed:
             acct.updated_at = now
         return changed
-
-    def find_or_create(self, bank: BankFields, now: datetime, line: int) -> tuple[_Found, bool]:
-        """The account (attributes refreshed from `bank`, id assigned) and whether anything changed."""
-        found = self.resolve(bank)
-        if found is not None:
-            return found, self.refresh(found, bank, now, line)
-        acct = BankAccount(**self.new_values(bank, now))
-        self.session.add(acct)
-        self.session.flush()
-        self._by_hash[(acct.routing_number, acct.account_hash)] = acct
-        return _Found(acct, None, (acct.id,)), True
 
     def insert_many(self, new: dict[tuple[str, str], tuple[Any, ...]]) -> dict[tuple[str, str], int]:
         """Insert new accounts (rows of `new_values`) in one bulk load; their ids by (routing,
@@ -1078,7 +1068,7 @@ class _MandateHandler(_Handler):
                                           f"mandate's ({live.authorized_at.isoformat()})"))
                     continue
                 notes.extend([via_note] if via_note else [])  # before any note on the row's other values
-                _, acct_changed = book.find_or_create(it.bank, now, line)
+                acct_changed = book.refresh(found, it.bank, now, line)
                 # an absent authorized amount keeps the mandate's (set by its first pull, or a notice)
                 amount = live.authorized_amount_cents if it.authorized_amount_cents is None \
                     else it.authorized_amount_cents
@@ -1106,7 +1096,8 @@ class _MandateHandler(_Handler):
             elif found is None:
                 new_accounts[ref] = book.new_values(it.bank, now)
             else:
-                account_id = book.find_or_create(it.bank, now, line)[0].account.id
+                book.refresh(found, it.bank, now, line)
+                account_id = found.account.id
             if live is not None:
                 # A new bank account supersedes the old mandate (the new account awaits validation);
                 # flushed once, before the chunk's new mandates are loaded (freeing the active_key).
