@@ -403,7 +403,8 @@ def main() -> None:
     ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (and print it)")
     ap.add_argument("--imports-only", action="store_true",
-                    help="stop after `import premiums` and `import payments` (while working on the import path)")
+                    help="only the imports: `import premiums`, `import payments` and `import autopay` (while working "
+                         "on the import path)")
     ap.add_argument("--wrap", help=argparse.SUPPRESS)
     ap.add_argument("--floor", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
@@ -455,7 +456,12 @@ def main() -> None:
         a = step("import payments", ach + ["import", "payments", paths["payments"]],
                  me + ["--floor", "import-payments", "--path", paths["payments"]], "csv + insert")
         print("  " + a["stdout"].strip().splitlines()[0])
-        if not args.imports_only:
+        if args.imports_only:
+            _measure(ach + ["import", "premiums", paths["premiums_autopay"]], env)
+            a = step("import autopay", ach + ["import", "autopay", paths["autopay"]],
+                     me + ["--floor", "import-autopay", "--path", paths["autopay"]], "csv + insert")
+            print("  " + a["stdout"].strip().splitlines()[0])
+        else:
             a = step("originate", ach + ["originate", "--date", ORIGINATE_ON],
                      me + ["--floor", "originate", "--path", os.path.join(tmp, "floor.ach")], "select + f-string + mark")
             print("  " + " / ".join(a["stdout"].strip().splitlines()[:2]))

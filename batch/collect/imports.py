@@ -740,6 +740,14 @@ def _same_name(a: str, b: str) -> bool:
     return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
+# A new bank account's columns, in the order of `_AccountBook.new_values`' tuples
+_ACCOUNT_COLUMNS = ("routing_number", "account_number_enc", "key_id", "account_hash", "last4", "account_type",
+                    "holder_name", "status", "status_reason", "validation_method", "validated_on",
+                    "validation_result", "created_at", "updated_at")
+_ROUTING_AT, _HASH_AT, _TYPE_AT, _HOLDER_AT = (_ACCOUNT_COLUMNS.index(c) for c in (
+    "routing_number", "account_hash", "account_type", "holder_name"))
+
+
 class _AccountBook:
     """Finds bank accounts by keyed hash (under every key of the ring, so rows written before a key
     rotation still match) and creates missing ones, within one chunk's transaction.
@@ -871,27 +879,24 @@ class _AccountBook:
         found = self._resolved.get(key)
         if found is not None:
             return found
-        acct = self._current(key)  # created earlier in this chunk
+        acct = self._current(key)  # recorded under a hash not followed above (accounts new to this chunk are
+        # not here: the handlers keep them apart until their one bulk load)
         return _Found(acct, None, (acct.id,)) if acct is not None else None
 
     def find(self, bank: BankFields) -> BankAccount | None:
         found = self.resolve(bank)
         return found.account if found is not None else None
 
-    def new_values(self, bank: BankFields, now: datetime) -> dict[str, Any]:
-        """Column values of a new account: encrypted number, keyed hash under the current key, and
-        'unvalidated' (NACHA WEB debit rule: validate on first use, ref §4)."""
+    def new_values(self, bank: BankFields, now: datetime) -> tuple[Any, ...]:
+        """Column values of a new account, in _ACCOUNT_COLUMNS order (a tuple: the bulk load takes it
+        as it is): encrypted number, keyed hash under the current key, and 'unvalidated' (NACHA WEB
+        debit rule: validate on first use, ref §4)."""
         key = (bank.routing_number, bank.account_number)
         hashes = self._candidates.get(key)  # computed for the look-up, current key first
         enc = self.keyring.encrypt_account(bank.account_number)
-        return dict(
-            routing_number=bank.routing_number,
-            account_number_enc=enc, key_id=Keyring.key_id_of(enc),
-            account_hash=hashes[0] if hashes else self.keyring.account_hash(*key),
-            last4=bank.account_number[-4:], account_type=bank.account_type, holder_name=bank.holder_name,
-            status="active", status_reason=None, validation_method=None, validated_on=None,
-            validation_result="unvalidated", created_at=now, updated_at=now,
-        )
+        return (bank.routing_number, enc, Keyring.key_id_of(enc),
+                hashes[0] if hashes else self.keyring.account_hash(*key), bank.account_number[-4:],
+                bank.account_type, bank.holder_name, "active", None, None, None, "unvalidated", now, now)
 
     def refresh(self, found: _Found, bank: BankFields, now: datetime, line: int) -> bool:
         """The row's account type and holder name replace the stored ones (the number itself is the
@@ -942,19 +947,9 @@ class _AccountBook:
             acct.updated_at = now
         return changed
 
-    def find_or_create(self, bank: BankFields, now: datetime, line: int) -> tuple[_Found, bool]:
-        """The account (attributes refreshed from `bank`, id assigned) and whether anything changed."""
-        found = self.resolve(bank)
-        if found is not None:
-            return found, self.refresh(found, bank, now, line)
-        acct = BankAccount(**self.new_values(bank, now))
-        self.session.add(acct)
-        self.session.flush()
-        self._by_hash[(acct.routing_number, acct.account_hash)] = acct
-        return _Found(acct, None, (acct.id,)), True
-
-    def insert_many(self, new: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], int]:
-        """Insert new accounts in one statement; their ids by (routing, account number)."""
+    def insert_many(self, new: dict[tuple[str, str], tuple[Any, ...]]) -> dict[tuple[str, str], int]:
+        """Insert new accounts (rows of `new_values`) in one bulk load; their ids by (routing,
+        account number)."""
         if not new:
             return {}
         conn = self.session.connection()
@@ -963,29 +958,28 @@ class _AccountBook:
             # nothing needs selecting back; COPY then writes them with the rows
             ids = conn.execute(text("SELECT nextval(pg_get_serial_sequence('bank_accounts', 'id')) "
                                     "FROM generate_series(1, :n)"), {"n": len(new)}).scalars().all()
-            out = {}
-            for (key, v), id_ in zip(new.items(), ids):
-                v["id"] = out[key] = id_
-            bulk_insert(conn, BankAccount.__table__, list(new.values()))
+            out = dict(zip(new, ids))
+            bulk_insert(conn, BankAccount.__table__, [(id_, *v) for id_, v in zip(ids, new.values())],
+                        ("id", *_ACCOUNT_COLUMNS))
             return out
         # in the order of the unique (account_hash, routing_number) index: each row lands next to the
         # previous one in that index's pages (random order touches a page a row)
-        values = sorted(new.values(), key=lambda v: (v["account_hash"], v["routing_number"]))
+        values = sorted(new.values(), key=lambda v: (v[_HASH_AT], v[_ROUTING_AT]))
         before = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM bank_accounts").scalar()
-        bulk_insert(conn, BankAccount.__table__, values)
+        bulk_insert(conn, BankAccount.__table__, values, _ACCOUNT_COLUMNS)
         # SQLite gives a new row the largest id plus one, and this transaction holds the write lock
         # from its first insert to its commit: our rows took consecutive ids, ending at the last
         # insert's. They start right after `before` exactly when there are as many as rows (a row
         # deleted or added by another writer before our first insert would show as a difference).
         last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar()
         if last - before == len(values):
-            ids = dict(zip(((v["routing_number"], v["account_hash"]) for v in values), range(before + 1, last + 1)))
-            return {key: ids[(v["routing_number"], v["account_hash"])] for key, v in new.items()}
+            ids = dict(zip(((v[_ROUTING_AT], v[_HASH_AT]) for v in values), range(before + 1, last + 1)))
+            return {key: ids[(v[_ROUTING_AT], v[_HASH_AT])] for key, v in new.items()}
         # otherwise their ids, selected back by the unique (account_hash, routing_number), whose index serves it
         by_hash = {(routing, h): id_ for id_, routing, h in self.session.execute(
             select(BankAccount.id, BankAccount.routing_number, BankAccount.account_hash)
-            .where(_in(BankAccount.account_hash, [v["account_hash"] for v in values])))}
-        return {key: by_hash[(v["routing_number"], v["account_hash"])] for key, v in new.items()}
+            .where(_in(BankAccount.account_hash, [v[_HASH_AT] for v in values])))}
+        return {key: by_hash[(v[_ROUTING_AT], v[_HASH_AT])] for key, v in new.items()}
 
     def _note(self, line: int, text: str) -> None:
         self.notes.append(Note(line, text))
@@ -1015,6 +1009,10 @@ def _blocked_reason(acct: BankAccount) -> str:
     return f"bank account {mask_last4(acct.last4)} at {acct.routing_number} is blocked{why}; use another account"
 
 
+_MANDATE_COLUMNS = ("member_id", "plan_id", "bank_account_id", "channel", "authorized_at", "status", "status_reason",
+                    "active_key", "ended_at", "authorized_amount_cents", "created_at", "updated_at")
+
+
 class _MandateHandler(_Handler):
     kind = "autopay"
     tables = ("bank_accounts", "autopay_mandates")
@@ -1039,8 +1037,9 @@ class _MandateHandler(_Handler):
         out: list[_Outcome] = []
         # Accounts new to the ledger are inserted together at the end of the chunk (one bulk load,
         # not one flush per row), with the mandates that need their ids.
-        new_accounts: dict[tuple[str, str], dict[str, Any]] = {}
-        waiting: list[tuple[AutopayMandate, tuple[str, str]]] = []
+        new_accounts: dict[tuple[str, str], tuple[Any, ...]] = {}
+        # new mandates as rows of _MANDATE_COLUMNS; the account a (routing, number) while new
+        new_mandates: list[tuple[Any, ...]] = []
         for line, it in items:
             found = book.resolve(it.bank)
             existing = found.account if found is not None else None
@@ -1069,7 +1068,7 @@ class _MandateHandler(_Handler):
                                           f"mandate's ({live.authorized_at.isoformat()})"))
                     continue
                 notes.extend([via_note] if via_note else [])  # before any note on the row's other values
-                _, acct_changed = book.find_or_create(it.bank, now, line)
+                acct_changed = book.refresh(found, it.bank, now, line)
                 # an absent authorized amount keeps the mandate's (set by its first pull, or a notice)
                 amount = live.authorized_amount_cents if it.authorized_amount_cents is None \
                     else it.authorized_amount_cents
@@ -1087,37 +1086,36 @@ class _MandateHandler(_Handler):
                 continue
             notes.extend([via_note] if via_note else [])
             ref = (it.bank.routing_number, it.bank.account_number)
-            account_id: int | None = None
+            account_id: int | tuple[str, str] = ref
             if found is None and ref in new_accounts:
                 # a later row on an account this chunk creates: its type and holder name win, as
                 # they would on an account already recorded (no NOC can have corrected it yet)
-                new_accounts[ref].update(account_type=it.bank.account_type, holder_name=it.bank.holder_name)
+                v = list(new_accounts[ref])
+                v[_TYPE_AT], v[_HOLDER_AT] = it.bank.account_type, it.bank.holder_name
+                new_accounts[ref] = tuple(v)
             elif found is None:
                 new_accounts[ref] = book.new_values(it.bank, now)
             else:
-                account_id = book.find_or_create(it.bank, now, line)[0].account.id
+                book.refresh(found, it.bank, now, line)
+                account_id = found.account.id
             if live is not None:
-                # A new bank account supersedes the old mandate (the new account awaits validation).
+                # A new bank account supersedes the old mandate (the new account awaits validation);
+                # flushed once, before the chunk's new mandates are loaded (freeing the active_key).
                 live.status, live.status_reason, live.active_key = "revoked", "replaced", None
                 live.ended_at = live.updated_at = now
-                session.flush()  # free the active_key before the new mandate takes it
-            mandate = AutopayMandate(
-                member_id=it.member_id, plan_id=it.plan_id, bank_account_id=account_id, channel=it.channel,
-                authorized_at=it.authorized_at, status="active", active_key=AutopayMandate.key_for(*it.key),
-                authorized_amount_cents=it.authorized_amount_cents, created_at=now, updated_at=now,
-            )
-            if account_id is None:
-                waiting.append((mandate, ref))
-            else:
-                session.add(mandate)
-            history.append(mandate)
-            mandates[it.key] = history
+            # A key appears once per chunk (a repeated key starts a new chunk: see _run_chunks), so
+            # no later row of this chunk needs this mandate in `history`.
+            new_mandates.append((it.member_id, it.plan_id, account_id, it.channel, it.authorized_at, "active", None,
+                                 AutopayMandate.key_for(*it.key), None, it.authorized_amount_cents, now, now))
             out.append((UPDATED if live is not None else LOADED, None))
         new_ids = book.insert_many(new_accounts)
-        for mandate, ref in waiting:
-            mandate.bank_account_id = new_ids[ref]
-        session.add_all([m for m, _ in waiting])
+        # the changes to recorded mandates and accounts (revocations first: they free active_keys)
         session.flush()
+        if new_mandates:
+            # loaded by the driver as tuples (an ORM object per mandate was most of the import's CPU)
+            bulk_insert(session.connection(), AutopayMandate.__table__,
+                        [row if not isinstance(row[2], tuple) else (*row[:2], new_ids[row[2]], *row[3:])
+                         for row in new_mandates], _MANDATE_COLUMNS)
         return out
 
 
@@ -1154,7 +1152,7 @@ class _PaymentHandler(_Handler):
         out: list[_Outcome] = []
         # account reference: an existing account's id, or the (routing, number) of a new one
         accepted: list[tuple[PaymentRow, int | None, int | tuple[str, str] | None]] = []
-        new_accounts: dict[tuple[str, str], dict[str, Any]] = {}
+        new_accounts: dict[tuple[str, str], tuple[Any, ...]] = {}
         corrected: dict[str, str] = {}  # confirmation id -> why it is debited to a NOC-corrected account
         audit: dict[str, int] = {}  # confirmation id -> the NOC's return file
         for line, it in items:

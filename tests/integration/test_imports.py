@@ -477,6 +477,43 @@ def test_two_mandate_changes_in_one_file(sessions, keyring, tmp_path):
             "revoked", "revoked", "active"]
 
 
+def test_mandates_replaced_together_in_one_chunk(sessions, keyring, tmp_path):
+    """Several mandates of one chunk replaced at once (each revocation frees its member's live slot
+    before the chunk's new mandates are loaded), two of them onto one account new to the ledger
+    (created once), one onto an account already recorded, next to a member new to AutoPay."""
+    first = write(tmp_path, "a1.csv", AUTOPAY_HEADER,
+                  "M1,P1,011000015,11110001,checking,Avery Sample,2026-01-01,web",
+                  "M2,P1,011000015,22220002,checking,Jordan Example,2026-01-01,web",
+                  "M3,P1,011000015,33330003,checking,Riley P,2026-01-01,paper")
+    assert import_autopay(sessions, first, keyring=keyring).loaded == 3
+    second = write(tmp_path, "a2.csv", AUTOPAY_HEADER,
+                   "M1,P1,021000021,99990009,savings,Avery Sample,2026-02-01,web",
+                   "M2,P1,021000021,99990009,savings,Avery Sample,2026-02-01,web",
+                   "M3,P1,011000015,11110001,checking,Avery Sample,2026-02-01,paper",
+                   "M4,P1,021000021,99990009,savings,Avery Sample,2026-02-01,web")
+    result = import_autopay(sessions, second, keyring=keyring)
+    assert (result.loaded, result.updated, result.unchanged, result.rejected) == (1, 3, 0, [])
+    assert count(sessions, BankAccount) == 4  # 99990009 recorded once
+    with sessions() as s:
+        rows = s.execute(select(AutopayMandate.member_id, AutopayMandate.status, AutopayMandate.status_reason,
+                                AutopayMandate.active_key, AutopayMandate.bank_account_id,
+                                AutopayMandate.authorized_at).order_by(AutopayMandate.id)).all()
+        number = {a.id: keyring.decrypt_account(a.account_number_enc) for a in s.scalars(select(BankAccount))}
+    assert [(m, st, why, key, number[acct]) for m, st, why, key, acct, _ in rows] == [
+        ("M1", "revoked", "replaced", None, "11110001"),
+        ("M2", "revoked", "replaced", None, "22220002"),
+        ("M3", "revoked", "replaced", None, "33330003"),
+        ("M1", "active", None, "M1|P1", "99990009"),
+        ("M2", "active", None, "M2|P1", "99990009"),
+        ("M3", "active", None, "M3|P1", "11110001"),
+        ("M4", "active", None, "M4|P1", "99990009"),
+    ]
+    assert {at for *_, at in rows[3:]} == {datetime(2026, 2, 1, 5, 0, tzinfo=timezone.utc)}
+    again = import_autopay(sessions, second, keyring=keyring)
+    assert (again.loaded, again.updated, again.unchanged, again.rejected) == (0, 0, 4, [])
+    assert count(sessions, AutopayMandate) == 7
+
+
 def test_blocked_account_refused_for_new_mandate(sessions, keyring, tmp_path):
     path = write(tmp_path, "a.csv", AUTOPAY_HEADER, "M1,P1,011000015,11112222,checking,Avery Sample,2026-01-01,web")
     import_autopay(sessions, path, keyring=keyring)
@@ -538,6 +575,39 @@ def test_payments_good_and_bad_rows(sessions, keyring, tmp_path):
         "paid", None, None, "", None)
     assert pc1.submitted_at == datetime(2026, 1, 15, 15, 42, 5, tzinfo=timezone.utc)
     assert count(sessions, BankAccount) == 3
+
+
+def test_new_accounts_every_column(sessions, keyring, tmp_path):
+    """Accounts created by a payments import and an AutoPay import (bulk-loaded, several per chunk)
+    carry every column as a new account should: the number encrypted under the current key (its
+    key id), the keyed hash of routing and number, the last four digits, the row's type and holder,
+    active and unvalidated, nothing validated yet; a later row of the same chunk on the same new
+    account gives it that row's type and holder (AutoPay)."""
+    _premiums(sessions, tmp_path)
+    payments = write(tmp_path, "p.csv", PAYMENT_HEADER,
+                     "PC-1,2026-01-15T10:42:05-05:00,portal,M1,P1,2026-02,412.37,011000015,4004001234,checking,Avery Sample",
+                     "PC-2,2026-01-15T10:43:00-05:00,phone,M2,P2,2026-02,20.00,021000021,55550001234,savings,Jordan Example")
+    assert import_payments(sessions, payments, keyring=keyring).loaded == 2
+    mandates = write(tmp_path, "a.csv", AUTOPAY_HEADER,
+                     "M7,P1,026009593,777700077,checking,Casey F,2026-01-02,web",
+                     "M8,P1,026009593,777700077,savings,Casey And Lee F,2026-01-02,paper")
+    assert import_autopay(sessions, mandates, keyring=keyring, chunk_size=10).loaded == 2
+    with sessions() as s:
+        accounts = s.scalars(select(BankAccount).order_by(BankAccount.routing_number)).all()
+        got = [(keyring.decrypt_account(a.account_number_enc), a.routing_number, a.account_hash, a.key_id, a.last4,
+                a.account_type, a.holder_name, a.status, a.status_reason, a.validation_method, a.validated_on,
+                a.validation_result, a.created_at is not None, a.updated_at is not None) for a in accounts]
+        mandate_accounts = set(s.scalars(select(AutopayMandate.bank_account_id)))
+    kid = keyring.key_id_of(keyring.encrypt_account("1234"))  # the current key's id
+    assert got == [
+        ("4004001234", "011000015", keyring.account_hash("011000015", "4004001234"), kid, "1234", "checking",
+         "Avery Sample", "active", None, None, None, "unvalidated", True, True),
+        ("55550001234", "021000021", keyring.account_hash("021000021", "55550001234"), kid, "1234", "savings",
+         "Jordan Example", "active", None, None, None, "unvalidated", True, True),
+        ("777700077", "026009593", keyring.account_hash("026009593", "777700077"), kid, "0077", "savings",
+         "Casey And Lee F", "active", None, None, None, "unvalidated", True, True),
+    ]
+    assert mandate_accounts == {accounts[2].id}
 
 
 def test_payment_confirmation_id_is_idempotent(sessions, keyring, tmp_path):
