@@ -39,6 +39,7 @@ from nacha.fields import mask_last4
 from nacha.routing import check_digit
 
 from . import debit_guard
+from .coverage import policies_past_due_unclear
 
 from ..rules import debit_rules
 from ..rules.bank_statement import return_settlement_day
@@ -209,12 +210,14 @@ def outcome_words(out: FileOutcome) -> str:
 
 def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path: str | os.PathLike,
                         processed_on: date, policy: ReturnPolicy = ReturnPolicy(), *,
-                        mark: Mark | None = None) -> FileOutcome:
+                        mark: Mark | None = None, set_based: bool = True) -> FileOutcome:
     """Apply one return/NOC file in one transaction. The same bytes twice: applied once (status
     'duplicate' the second time). A file with validation errors: nothing applied, the file recorded
     as rejected with its located errors (status 'rejected', again on every re-run). `mark(session,
     outcome)` runs inside the transaction that records the outcome (the inbound ledger uses it).
-    An unreadable file is reported (status 'rejected') but neither recorded nor marked."""
+    An unreadable file is reported (status 'rejected') but neither recorded nor marked.
+    `set_based=False`: the coverage rule is asked about every re-presentment (see
+    `_Applier._verdicts_set_based`; tests compare the two)."""
     path = Path(path)
     out = FileOutcome(str(path))
     try:
@@ -237,6 +240,7 @@ def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path:
             s.add(rf)
             s.flush()
             applier = _Applier(s, keyring, rf, processed_on, policy, out)
+            applier.set_based = set_based
             reader = Reader(path, policy.profile, name=path.name)
             julian = ""  # the current batch's settlement date (Julian day), for what the bank debits us
             settles: list[str] = []
@@ -399,6 +403,9 @@ class _Applier:
         self.manual = False
         self.force = False
         self.overridden: list[str] = []
+        # Re-presentments: the coverage rule is asked only of the policies SQL cannot vouch for
+        # (`_verdicts_set_based`); False: of every one (tests compare the two).
+        self.set_based = True
         dialect = self.conn.dialect.name
         self._in = lambda column, values: _in(column, values, dialect)
 
@@ -855,10 +862,51 @@ class _Applier:
                                              o.bank_account_id)
                 now[cand.key].append(debit_rules.PriorReturn(self.on, _settles(o.file_date)))
                 cands.append(cand)
-            found = debit_guard.verdicts(self.conn, cands, day, self.policy.guard, exclude=frozenset(),
-                                         extra_prior=dict(now))
+            if self.set_based:
+                found = self._verdicts_set_based(cands, day, dict(now))
+            else:
+                found = debit_guard.verdicts(self.conn, cands, day, self.policy.guard, exclude=frozenset(),
+                                             extra_prior=dict(now))
             for cid, v in found.items():
                 out[-cid] = v
+        return out
+
+    def _verdicts_set_based(self, cands: list[debit_guard.Candidate], day: date,
+                            now: dict[debit_guard.Key, list[debit_rules.PriorReturn]]) -> dict[int, debit_rules.Verdict]:
+        """`debit_guard.verdicts` of re-presentments going out on `day`, without asking the
+        coverage rule about the policies one SQL statement vouches for
+        (`coverage.policies_past_due_unclear`: no month past its due date unpaid or returned, so
+        coverage allows any re-presentment); the others take `debit_guard.verdicts` whole. The
+        reinitiation limit is asked of every candidate: its authorization day is loaded only for
+        those the limit would refuse were every prior return counted (a later authorization only
+        counts fewer of them, and fewer never refuse where more allow)."""
+        guard = self.policy.guard
+        members = sorted({c.member_id for c in cands})
+        unclear: set[tuple[str, str]] = set()
+        for i in range(0, len(members), PART):
+            unclear |= policies_past_due_unclear(self.conn, members[i:i + PART], day,
+                                                 guard.coverage.payment_threshold_cents, self._in)
+        judged = [c for c in cands if (c.member_id, c.plan_id) in unclear]
+        vouched = [c for c in cands if (c.member_id, c.plan_id) not in unclear]
+        out = debit_guard.verdicts(self.conn, judged, day, guard, exclude=frozenset(), extra_prior=now) if judged else {}
+        if not vouched:
+            return out
+        prior = debit_guard.prior_returns(self.conn, {c.key for c in vouched})
+        for key, more in now.items():
+            prior[key] = prior.get(key, []) + more
+        settles = debit_rules.settlement_of(day)
+
+        def limit(c: debit_guard.Candidate, authorized_on: date) -> debit_rules.Verdict:
+            return debit_rules.reinitiation_allows(prior[c.key], authorized_on, settles, guard.max_reinitiations,
+                                                   guard.window_days)
+
+        doubtful = [c for c in vouched if prior.get(c.key) and not limit(c, date.min).ok]
+        if doubtful:
+            auth = debit_guard.authorizations(self.conn, [abs(c.id) for c in doubtful], guard.tz)
+            for c in doubtful:
+                v = limit(c, auth.get(abs(c.id), day))
+                if not v.ok:
+                    out[c.id] = v
         return out
 
     def _months(self, keys: set[tuple[str, str, date]]
