@@ -46,9 +46,16 @@ Changed (batch/collect/returns.py):
   where more allow), and the limit is asked once per distinct set of returns;
 - the return, event and review rows go in by `db.bulk_insert` (driver executemany / COPY);
 - the cents still owed per premium month are summed in SQL;
-- SQLite id lists are one JSON parameter (`db.in_set`), not a bind name per id.
+- SQLite id lists are one JSON parameter (`db.in_set`), not a bind name per id;
+- PostgreSQL: no JIT in the file's transaction (`SET LOCAL jit = off`): a long `= ANY` list is
+  estimated at the whole table and each chunk's look-up paid a ~0.25 s JIT compile (200,000
+  entries, 20,000 returns: time in SQL statements 8.9 s -> 6.2 s).
 After, same size, SQLite: process 17.3 s wall / 12.3 s CPU, floor 2.0 s / 1.4 s: 8.7x (CPU
-8.8x), peak RSS 163 MB. Left for the 5x target (CPU, after): the re-presentments' INSERT ...
+8.8x), peak RSS 163 MB. PostgreSQL, same size (tests running beside it at low priority): before
+process 83.6 s (14.9 s CPU here), floor 25.3 s: 3.3x (CPU 7.2x); after 64.4 s (9.4 s CPU), floor
+20.8 s: 3.1x (CPU 4.5x), peak RSS 165 MB; the 20 s target is missed there: most of the time is the
+server's (at 200,000 entries: the re-presentments' INSERT ... SELECT with its foreign-key checks,
+the payments' new states by a sequential scan of `= ANY` ids, the look-up of the originals). Left for the 5x target (CPU, after): the re-presentments' INSERT ...
 SELECT and the payment_returns rows (about 1.3 s and 0.9 s in the driver: index upkeep of rows
 the floor does not write), reading the file (~1.5 s, nacha.reader), `plan_returns` and the
 per-line Python of applying them (~2 s), the look-up of the originals (~1 s), the payments' new
