@@ -23,9 +23,43 @@ the expanding IN lists of those look-ups about 3.6 s, `plan_returns` 1.1 s, the 
 about 1.5 s (the same few dates asked for 45,000 times); reading the file 2.1 s.
 Changed: the banking-day arithmetic is memoized (nacha.calendar). Measured, SQLite: 1,000,000
 entries, 100,000 returns + 1,000 NOCs: process 19.5 s, floor 1.7 s, 11.5x (before the calendar
-change); 100,000 entries, 10,000 returns: 1.9 s -> 1.7 s, 10.5x -> 10.4x. Left for the 5x
-target: the per-policy coverage standing and the IN-list rendering in batch/collect/coverage.py
-and debit_guard.py (a set-based verdict, as AutoPay scheduling now has, would be the next step).
+change); 100,000 entries, 10,000 returns: 1.9 s -> 1.7 s, 10.5x -> 10.4x.
+
+Issue 17 part 3 (section timers and py-spy, CPU seconds; the machine's 2 cores were shared, so
+wall times varied by up to 2x from run to run: CPU is the steadier guide). Before, 1,000,000
+entries, 100,000 returns, SQLite: process 24.9 s wall / 16.6 s CPU, floor 2.25 s / 1.32 s: 11.1x
+(CPU 12.5x). Where the CPU went (section timers, 200,000 entries, 20,000 returns: 3.1 s): the
+re-presentments 1.47 s, of which the debit rules' verdicts 0.76 s (the coverage standing of each
+returned policy, `policy_facts` + `assess_policy`, 0.42 s; authorization days 0.16 s) and the
+cents owed 0.23 s; inserting the return, event and review rows through SQLAlchemy's executemany
+0.35 s; the look-up of the originals 0.21 s; `plan_returns` 0.15 s; the rest in the
+re-presentments' INSERT ... SELECT, the payments' new states, reading the file and the commit.
+Changed (batch/collect/returns.py):
+- the coverage rule is asked only of the policies one SQL statement cannot vouch for
+  (`coverage.policies_past_due_unclear`: a policy with no month past its due date unpaid or with a
+  payment returned is one `assess_policy` finds ok, pending activation or at risk, where
+  `coverage_allows` allows any re-presentment); the others take `debit_guard.verdicts` whole;
+  tests/integration/test_returns_set_based.py runs random ledgers both ways and checks the SQL
+  against the rule;
+- a candidate's authorization day is loaded only when the reinitiation limit would refuse it
+  were every prior return counted (a later authorization counts fewer, and fewer never refuse
+  where more allow), and the limit is asked once per distinct set of returns;
+- the return, event and review rows go in by `db.bulk_insert` (driver executemany / COPY);
+- the cents still owed per premium month are summed in SQL;
+- SQLite id lists are one JSON parameter (`db.in_set`), not a bind name per id;
+- PostgreSQL: no JIT in the file's transaction (`SET LOCAL jit = off`): a long `= ANY` list is
+  estimated at the whole table and each chunk's look-up paid a ~0.25 s JIT compile (200,000
+  entries, 20,000 returns: time in SQL statements 8.9 s -> 6.2 s).
+After, same size, SQLite: process 17.3 s wall / 12.3 s CPU, floor 2.0 s / 1.4 s: 8.7x (CPU
+8.8x), peak RSS 163 MB. PostgreSQL, same size (tests running beside it at low priority): before
+process 83.6 s (14.9 s CPU here), floor 25.3 s: 3.3x (CPU 7.2x); after 64.4 s (9.4 s CPU), floor
+20.8 s: 3.1x (CPU 4.5x), peak RSS 165 MB; the 20 s target is missed there: most of the time is the
+server's (at 200,000 entries: the re-presentments' INSERT ... SELECT with its foreign-key checks,
+the payments' new states by a sequential scan of `= ANY` ids, the look-up of the originals). Left for the 5x target (CPU, after): the re-presentments' INSERT ...
+SELECT and the payment_returns rows (about 1.3 s and 0.9 s in the driver: index upkeep of rows
+the floor does not write), reading the file (~1.5 s, nacha.reader), `plan_returns` and the
+per-line Python of applying them (~2 s), the look-up of the originals (~1 s), the payments' new
+states (~0.7 s), the commit (~0.7 s): no single piece is more than a tenth.
 """
 from __future__ import annotations
 

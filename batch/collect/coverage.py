@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Date, cast, exists, func, insert, or_, select, update
+from sqlalchemy.orm import aliased
 from sqlalchemy.orm import Session, sessionmaker
 
 from nacha.calendar import effective_entry_date
@@ -23,7 +24,7 @@ from ..rules.premium_calendar import cleared_on as clearing_date
 
 __all__ = [
     "AT_RISK_STATUSES", "SUBSIDIZED", "AssessResult", "CoverageRules", "PaymentFact", "PremiumFact", "Standing",
-    "assess_coverage", "assess_policy", "months_later", "policy_facts", "standings",
+    "assess_coverage", "assess_policy", "months_later", "policies_past_due_unclear", "policy_facts", "standings",
 ]
 
 # =============================================================================================
@@ -206,3 +207,54 @@ def _assess_chunk(conn, keys: list[tuple[str, str]], as_of: date, rules: Coverag
 
 def _local_date(instant: datetime, tz: tzinfo | None) -> date:
     return instant.astimezone(tz).date() if tz is not None else instant.date()
+
+
+# =============================================================================================
+# A set-based voucher (return processing asks it before the rule, for many policies at once)
+# =============================================================================================
+
+# States whose payments carry a return or failure day (policy_facts): the month may be unpaid.
+_ENDED_STATES = ("returned", "failed")
+
+
+def _utc_day(conn, col):
+    """The UTC calendar day of an instant column, in SQL. Used only as `_utc_day(x) < day`, which
+    implies x's local date is on or before `day` in every zone (UTC-12 ... UTC+14)."""
+    if conn.dialect.name == "postgresql":
+        return cast(func.timezone("UTC", col), Date)
+    return func.date(col)
+
+
+def policies_past_due_unclear(conn, members: list[str], as_of: date, threshold_cents: int,
+                              in_list=None) -> set[tuple[str, str]]:
+    """Of the policies of `members`, those the SQL cannot vouch for on `as_of`: a policy with a
+    premium due before `as_of` that has a payment returned or failed, or that was not paid in full
+    (within `threshold_cents`) by payments made on or before its due date and never held for their
+    account's validation. Every other policy of these members has, on `as_of`, no month past its
+    due date that is unpaid or returned, so `assess_policy` finds it neither `not_started` nor past
+    due, pending termination or terminated (only `ok`, `pending_activation` or `at_risk`): the
+    rule `debit_rules.coverage_allows` allows any AutoPay pull or re-presentment for it. A policy
+    returned here is left to the rule (tests check the voucher against `assess_policy`).
+
+    `in_list(column, values)`: how to write `column IN values` for long lists (default `in_`)."""
+    if not members:
+        return set()
+    in_list = in_list or (lambda column, values: column.in_(values))
+    PQ, W, Y, E = Premium, aliased(Payment), aliased(Payment), aliased(PaymentEvent)
+    same_month = lambda X: ((X.member_id == PQ.member_id) & (X.plan_id == PQ.plan_id)  # noqa: E731
+                            & (X.coverage_month == PQ.coverage_month))
+    ended = exists(select(Y.id).where(same_month(Y) & Y.state.in_(_ENDED_STATES)))
+    # paid_on (policy_facts): a debit's origination day, a mail payment's local submission day
+    # (taken as on time only when its UTC day is before the due date: on time in any zone). A
+    # payment held, or released from a hold (paid from its release day), is not counted here.
+    was_held = exists(select(E.id).where((E.payment_id == W.id) & (E.event == "released")))
+    on_time = (select(func.coalesce(func.sum(W.amount_cents), 0))
+               .where(same_month(W) & (W.state != "held") & ~was_held
+                      & or_((W.channel != "mail") & (W.originate_on <= PQ.due_date),
+                            (W.channel == "mail") & (_utc_day(conn, W.submitted_at) < PQ.due_date)))
+               .scalar_subquery())
+    q = (select(PQ.member_id, PQ.plan_id).distinct()
+         .where(in_list(PQ.member_id, members)
+                & (PQ.due_date.is_(None)
+                   | ((PQ.due_date < as_of) & (ended | (PQ.amount_due_cents - threshold_cents > on_time))))))
+    return {(m, p) for m, p in conn.execute(q)}

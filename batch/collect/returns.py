@@ -30,7 +30,7 @@ from sqlalchemy import (
     Date, SmallInteger, String, any_, bindparam, cast, func, insert, literal, select, text, update,
 )
 from sqlalchemy.types import ARRAY
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from nacha import codes
 from nacha.errors import Issue
@@ -39,13 +39,14 @@ from nacha.fields import mask_last4
 from nacha.routing import check_digit
 
 from . import debit_guard
+from .coverage import policies_past_due_unclear
 
 from ..rules import debit_rules
 from ..rules.bank_statement import return_settlement_day
 from ..rules.channels import RETRY_CONFIRMATION_PREFIX
 from ..rules.counts import counted
 from ..store.crypto import RETURN_FILE_CONTEXT, Keyring, mask
-from ..store.db import copy_rows
+from ..store.db import bulk_insert, in_set
 from ..store.file_errors import dump_errors, load_errors
 from ..store.fsutil import file_sha256
 from ..store.models import (
@@ -209,12 +210,14 @@ def outcome_words(out: FileOutcome) -> str:
 
 def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path: str | os.PathLike,
                         processed_on: date, policy: ReturnPolicy = ReturnPolicy(), *,
-                        mark: Mark | None = None) -> FileOutcome:
+                        mark: Mark | None = None, set_based: bool = True) -> FileOutcome:
     """Apply one return/NOC file in one transaction. The same bytes twice: applied once (status
     'duplicate' the second time). A file with validation errors: nothing applied, the file recorded
     as rejected with its located errors (status 'rejected', again on every re-run). `mark(session,
     outcome)` runs inside the transaction that records the outcome (the inbound ledger uses it).
-    An unreadable file is reported (status 'rejected') but neither recorded nor marked."""
+    An unreadable file is reported (status 'rejected') but neither recorded nor marked.
+    `set_based=False`: the coverage rule is asked about every re-presentment (see
+    `_Applier._verdicts_set_based`; tests compare the two)."""
     path = Path(path)
     out = FileOutcome(str(path))
     try:
@@ -226,6 +229,7 @@ def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path:
     try:
         with sessions() as s, s.begin():
             _lock(s)
+            _no_jit(s)
             prior = s.scalar(select(ReturnFile).where(ReturnFile.sha256 == out.sha256))
             if prior is not None:
                 _seen_before(out, prior)
@@ -237,6 +241,7 @@ def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path:
             s.add(rf)
             s.flush()
             applier = _Applier(s, keyring, rf, processed_on, policy, out)
+            applier.set_based = set_based
             reader = Reader(path, policy.profile, name=path.name)
             julian = ""  # the current batch's settlement date (Julian day), for what the bank debits us
             settles: list[str] = []
@@ -328,29 +333,43 @@ def _lock(s: Session) -> None:
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
 
 
+def _no_jit(s: Session) -> None:
+    """PostgreSQL: no JIT compilation for the rest of this transaction. A look-up by a long
+    `= ANY(array)` list is estimated to touch the whole table, which buys each statement a JIT
+    compile (about a quarter of a second, measured) that its few thousand rows never repay."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SET LOCAL jit = off"))
+
+
 def _in(column, values, dialect: str = "sqlite"):
     """`column IN (values)` for long lists: on PostgreSQL `column = ANY(array)`, one parameter
-    (thousands of IN parameters are slow to send and plan); elsewhere one expanding parameter, so
-    the list is not coerced element by element when the statement is built. (SQLite's
-    `IN (SELECT value FROM json_each(?))` was tried: its planner then scans the table.)"""
+    (thousands of IN parameters are slow to send and plan). On SQLite a list of ids is one JSON
+    parameter too (`db.in_set`: `IN (SELECT value FROM json_each(?))`; every statement here that
+    takes one was checked to search its index by it, and SQLAlchemy names no parameter per id:
+    half the time of a 5,000-id look-up); other values (trace numbers, member ids) take one
+    expanding parameter, so the list is not coerced element by element when the statement is built
+    (json_each was once seen to make SQLite's planner scan a table; only the statements by id
+    were checked)."""
     values = list(values)
     if dialect == "postgresql":
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    if values and all(type(v) is int for v in values):
+        return in_set(column, values)
     return column.in_(bindparam(None, values, expanding=True))
 
 
 def _insert_rows(conn, model, rows: list[dict]) -> None:
-    """Insert many rows that share their keys, stamped created_at now: by COPY on PostgreSQL (one
-    stream instead of a statement per row: several times faster for 100,000 returns), by
-    executemany elsewhere."""
+    """Insert many rows that share their keys, stamped created_at now, as one driver-level bulk
+    load (`db.bulk_insert`: COPY on PostgreSQL, the driver's executemany on SQLite; SQLAlchemy's
+    own executemany built every row's parameters: a tenth of the CPU of 100,000 returns). The
+    stamp: the database's transaction time on PostgreSQL, the clock of this machine (the
+    database's own) on SQLite."""
     if not rows:
         return
-    if conn.dialect.name != "postgresql":
-        conn.execute(insert(model).values(created_at=_NOW), rows)
-        return
-    cols = list(rows[0])
-    now = conn.execute(select(_NOW)).scalar_one()
-    copy_rows(conn, model.__tablename__, cols + ["created_at"], ([r[c] for c in cols] + [now] for r in rows))
+    now = conn.execute(select(_NOW)).scalar_one() if conn.dialect.name == "postgresql" else utcnow()
+    for r in rows:
+        r["created_at"] = now
+    bulk_insert(conn, model.__table__, rows)
 
 
 def _yymmdd(v: str) -> date | None:
@@ -399,6 +418,9 @@ class _Applier:
         self.manual = False
         self.force = False
         self.overridden: list[str] = []
+        # Re-presentments: the coverage rule is asked only of the policies SQL cannot vouch for
+        # (`_verdicts_set_based`); False: of every one (tests compare the two).
+        self.set_based = True
         dialect = self.conn.dialect.name
         self._in = lambda column, values: _in(column, values, dialect)
 
@@ -846,6 +868,7 @@ class _Applier:
         by_day: dict[date, list] = defaultdict(list)
         for entry in planned:
             by_day[entry.plan.originate_on].append(entry)
+        returned: dict[date, debit_rules.PriorReturn] = {}
         for day, group in by_day.items():
             now: dict[tuple, list[debit_rules.PriorReturn]] = defaultdict(list)  # this chunk's returns
             cands = []
@@ -853,12 +876,65 @@ class _Applier:
                 o = p.orig
                 cand = debit_guard.Candidate(-o.payment_id, "retry", o.member_id, o.plan_id, o.coverage_month,
                                              o.bank_account_id)
-                now[cand.key].append(debit_rules.PriorReturn(self.on, _settles(o.file_date)))
+                ret = returned.get(o.file_date)
+                if ret is None:  # (one value per file date: these are compared and hashed, never changed)
+                    ret = returned[o.file_date] = debit_rules.PriorReturn(self.on, _settles(o.file_date))
+                now[(o.member_id, o.plan_id, o.coverage_month, o.bank_account_id)].append(ret)
                 cands.append(cand)
-            found = debit_guard.verdicts(self.conn, cands, day, self.policy.guard, exclude=frozenset(),
-                                         extra_prior=dict(now))
+            if self.set_based:
+                found = self._verdicts_set_based(cands, day, dict(now))
+            else:
+                found = debit_guard.verdicts(self.conn, cands, day, self.policy.guard, exclude=frozenset(),
+                                             extra_prior=dict(now))
             for cid, v in found.items():
                 out[-cid] = v
+        return out
+
+    def _verdicts_set_based(self, cands: list[debit_guard.Candidate], day: date,
+                            now: dict[debit_guard.Key, list[debit_rules.PriorReturn]]) -> dict[int, debit_rules.Verdict]:
+        """`debit_guard.verdicts` of re-presentments going out on `day`, without asking the
+        coverage rule about the policies one SQL statement vouches for
+        (`coverage.policies_past_due_unclear`: no month past its due date unpaid or returned, so
+        coverage allows any re-presentment); the others take `debit_guard.verdicts` whole. The
+        reinitiation limit is asked of every candidate: its authorization day is loaded only for
+        those the limit would refuse were every prior return counted (a later authorization only
+        counts fewer of them, and fewer never refuse where more allow)."""
+        guard = self.policy.guard
+        members = sorted({c.member_id for c in cands})
+        unclear: set[tuple[str, str]] = set()
+        for i in range(0, len(members), PART):
+            unclear |= policies_past_due_unclear(self.conn, members[i:i + PART], day,
+                                                 guard.coverage.payment_threshold_cents, self._in)
+        judged = [c for c in cands if (c.member_id, c.plan_id) in unclear]
+        vouched = [c for c in cands if (c.member_id, c.plan_id) not in unclear]
+        out = debit_guard.verdicts(self.conn, judged, day, guard, exclude=frozenset(), extra_prior=now) if judged else {}
+        if not vouched:
+            return out
+        prior = debit_guard.prior_returns(self.conn, {c.key for c in vouched})
+        settles = debit_rules.settlement_of(day)
+
+        def limit(returns: tuple[debit_rules.PriorReturn, ...], authorized_on: date) -> debit_rules.Verdict:
+            return debit_rules.reinitiation_allows(returns, authorized_on, settles, guard.max_reinitiations,
+                                                   guard.window_days)
+
+        every_one: dict[tuple, bool] = {}  # the limit's answer were every prior return counted, by returns
+        doubtful: list[tuple[debit_guard.Candidate, tuple]] = []
+        for c in vouched:
+            key = c.key
+            returns = tuple(prior.get(key, ())) + tuple(now.get(key, ()))
+            if not returns:
+                continue
+            ok = every_one.get(returns)
+            if ok is None:
+                ok = every_one[returns] = limit(returns, date.min).ok
+            if not ok:
+                doubtful.append((c, returns))
+        if doubtful:
+            auth = debit_guard.authorizations(self.conn, [abs(c.id) for c, _r in doubtful], guard.tz)
+            for c, returns in doubtful:
+                v = limit(returns, auth.get(abs(c.id), day))
+                if not v.ok:
+                    out[c.id] = v
         return out
 
     def _months(self, keys: set[tuple[str, str, date]]
@@ -887,9 +963,21 @@ class _Applier:
     def _owed(self, keys: list[tuple[str, str, date]]) -> dict[tuple[str, str, date], int]:
         """Cents still owed per (member, plan, coverage month) with a premium on record: the amount
         due less what counting payments (paid, or on their way) cover."""
-        due, debits = self._months(set(keys))
-        return {k: cents - sum(d.amount_cents for d in debits[k] if d.state in COUNTING_STATES)
-                for k, cents in due.items()}
+        wanted = set(keys)
+        members = sorted({k[0] for k in wanted})
+        Q = aliased(Payment)
+        covered = (select(func.coalesce(func.sum(Q.amount_cents), 0))
+                   .where((Q.member_id == Premium.member_id) & (Q.plan_id == Premium.plan_id)
+                          & (Q.coverage_month == Premium.coverage_month) & Q.state.in_(COUNTING_STATES))
+                   .scalar_subquery())
+        out: dict[tuple[str, str, date], int] = {}
+        for i in range(0, len(members), PART):  # by member (its index); each month summed in SQL
+            for m, p, month, owed in self.conn.execute(
+                    select(Premium.member_id, Premium.plan_id, Premium.coverage_month,
+                           Premium.amount_due_cents - covered).where(self._in(Premium.member_id, members[i:i + PART]))):
+                if (m, p, month) in wanted:
+                    out[(m, p, month)] = int(owed)
+        return out
 
     # -- NOCs -------------------------------------------------------------------------------------
     def _apply_nocs(self, nocs: list[_Item], origs: dict[str, OriginalFacts]) -> None:
