@@ -401,9 +401,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--payments", type=int, default=100_000)
     ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder (and print it)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder and the PostgreSQL database (and print them)")
     ap.add_argument("--imports-only", action="store_true",
                     help="stop after `import premiums` and `import payments` (while working on the import path)")
+    ap.add_argument("--steps", choices=("all", "autopay"), default="all",
+                    help="autopay: only the AutoPay steps (the mandates' premiums and mandates imported, timed too)")
     ap.add_argument("--wrap", help=argparse.SUPPRESS)
     ap.add_argument("--floor", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
@@ -449,13 +451,25 @@ def main() -> None:
                   f"{f['seconds']:.2f} s (cpu {f['cpu']:.2f} s); {a['seconds'] / f['seconds']:.1f}x]", flush=True)
             return a
 
-        a = step("import premiums", ach + ["import", "premiums", paths["premiums"]],
-                 me + ["--floor", "import-premiums", "--path", paths["premiums"]], "csv + insert")
-        print("  " + a["stdout"].strip().splitlines()[0])
-        a = step("import payments", ach + ["import", "payments", paths["payments"]],
-                 me + ["--floor", "import-payments", "--path", paths["payments"]], "csv + insert")
-        print("  " + a["stdout"].strip().splitlines()[0])
-        if not args.imports_only:
+        if args.steps == "autopay":  # the AutoPay steps alone: the mandates' premiums timed like the others
+            a = step("import premiums", ach + ["import", "premiums", paths["premiums_autopay"]],
+                     me + ["--floor", "import-premiums", "--path", paths["premiums_autopay"]], "csv + insert")
+            print("  " + a["stdout"].strip().splitlines()[0])
+        else:
+            a = step("import premiums", ach + ["import", "premiums", paths["premiums"]],
+                     me + ["--floor", "import-premiums", "--path", paths["premiums"]], "csv + insert")
+            print("  " + a["stdout"].strip().splitlines()[0])
+            a = step("import payments", ach + ["import", "payments", paths["payments"]],
+                     me + ["--floor", "import-payments", "--path", paths["payments"]], "csv + insert")
+            print("  " + a["stdout"].strip().splitlines()[0])
+        if args.steps == "autopay":
+            a = step("import autopay", ach + ["import", "autopay", paths["autopay"]],
+                     me + ["--floor", "import-autopay", "--path", paths["autopay"]], "csv + insert")
+            print("  " + a["stdout"].strip().splitlines()[0])
+            a = step("autopay schedule", ach + ["autopay", "schedule", "--date", DUE_DRAFT],
+                     me + ["--floor", "autopay"], "INSERT ... SELECT")
+            print("  " + a["stdout"].strip().splitlines()[0])
+        elif not args.imports_only:
             a = step("originate", ach + ["originate", "--date", ORIGINATE_ON],
                      me + ["--floor", "originate", "--path", os.path.join(tmp, "floor.ach")], "select + f-string + mark")
             print("  " + " / ".join(a["stdout"].strip().splitlines()[:2]))
@@ -494,7 +508,9 @@ def main() -> None:
             print(f"  kept: {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-        if dbname:
+        if dbname and args.keep:
+            print(f"  kept: {url}")
+        elif dbname:
             from _pgdb import drop_database
 
             drop_database(dbname)
