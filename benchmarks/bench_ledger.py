@@ -198,6 +198,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from batch.rules.counts import counted  # noqa: E402  (the checkout's, even without the package installed)
 
 ORIGINATE_ON = "2026-12-01"  # a Tuesday, a Fed banking day: the payments' submission date
 DUE_DRAFT = "2026-12-23"  # a Wednesday: the draft date of the premiums of coverage month 2027-01
@@ -401,10 +404,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--payments", type=int, default=100_000)
     ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder (and print it)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder and the PostgreSQL database (and print them)")
     ap.add_argument("--imports-only", action="store_true",
                     help="only the imports: `import premiums`, `import payments` and `import autopay` (while working "
                          "on the import path)")
+    ap.add_argument("--steps", choices=("all", "autopay"), default="all",
+                    help="autopay: only the AutoPay steps (the mandates' premiums and mandates imported, timed too)")
     ap.add_argument("--wrap", help=argparse.SUPPRESS)
     ap.add_argument("--floor", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
@@ -450,13 +455,25 @@ def main() -> None:
                   f"{f['seconds']:.2f} s (cpu {f['cpu']:.2f} s); {a['seconds'] / f['seconds']:.1f}x]", flush=True)
             return a
 
-        a = step("import premiums", ach + ["import", "premiums", paths["premiums"]],
-                 me + ["--floor", "import-premiums", "--path", paths["premiums"]], "csv + insert")
-        print("  " + a["stdout"].strip().splitlines()[0])
-        a = step("import payments", ach + ["import", "payments", paths["payments"]],
-                 me + ["--floor", "import-payments", "--path", paths["payments"]], "csv + insert")
-        print("  " + a["stdout"].strip().splitlines()[0])
-        if args.imports_only:
+        if args.steps == "autopay":  # the AutoPay steps alone: the mandates' premiums timed like the others
+            a = step("import premiums", ach + ["import", "premiums", paths["premiums_autopay"]],
+                     me + ["--floor", "import-premiums", "--path", paths["premiums_autopay"]], "csv + insert")
+            print("  " + a["stdout"].strip().splitlines()[0])
+        else:
+            a = step("import premiums", ach + ["import", "premiums", paths["premiums"]],
+                     me + ["--floor", "import-premiums", "--path", paths["premiums"]], "csv + insert")
+            print("  " + a["stdout"].strip().splitlines()[0])
+            a = step("import payments", ach + ["import", "payments", paths["payments"]],
+                     me + ["--floor", "import-payments", "--path", paths["payments"]], "csv + insert")
+            print("  " + a["stdout"].strip().splitlines()[0])
+        if args.steps == "autopay":
+            a = step("import autopay", ach + ["import", "autopay", paths["autopay"]],
+                     me + ["--floor", "import-autopay", "--path", paths["autopay"]], "csv + insert")
+            print("  " + a["stdout"].strip().splitlines()[0])
+            a = step("autopay schedule", ach + ["autopay", "schedule", "--date", DUE_DRAFT],
+                     me + ["--floor", "autopay"], "INSERT ... SELECT")
+            print("  " + a["stdout"].strip().splitlines()[0])
+        elif args.imports_only:
             _measure(ach + ["import", "premiums", paths["premiums_autopay"]], env)
             a = step("import autopay", ach + ["import", "autopay", paths["autopay"]],
                      me + ["--floor", "import-autopay", "--path", paths["autopay"]], "csv + insert")
@@ -473,7 +490,7 @@ def main() -> None:
                 shutil.copyfile(max(built, key=os.path.getsize), biggest)
             a = step("send", ach + ["send", "--date", ORIGINATE_ON],
                      me + ["--floor", "send", "--path", biggest, "--folder", os.path.join(tmp, "floor-bank")],
-                     f"copy + fsync ({len(built)} file(s))")
+                     f"copy + fsync (of {counted(len(built), 'file')} built)")
             print("  " + a["stdout"].strip().splitlines()[0] if a["stdout"].strip() else "  (send: no output)")
             # AutoPay: the mandates' premiums first (not timed), then the mandates, then the pulls.
             _measure(ach + ["import", "premiums", paths["premiums_autopay"]], env)
@@ -500,7 +517,9 @@ def main() -> None:
             print(f"  kept: {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-        if dbname:
+        if dbname and args.keep:
+            print(f"  kept: {url}")
+        elif dbname:
             from _pgdb import drop_database
 
             drop_database(dbname)

@@ -193,6 +193,26 @@ def test_a_clean_policy_is_pulled_by_the_set_based_pass_and_a_late_one_by_the_ru
     assert amounts == [20000, 20000]  # the first pull sets the amount authorized
 
 
+def test_the_pass_reports_only_the_pulls_it_created(sessions, keyring):
+    """The pass counts its pulls in the database (not from rows returned to Python): payments already
+    there (M1's December payment, M2's January pull) are neither counted nor listed, and the pull
+    the rules create (M1's) is counted once, by the per-row path."""
+    clean = (0, [(JAN, 20000, False, "none")], ("active", "web", -24 * 30, None), [], None, False)
+    late = (1, [(DEC, 20000, False, "none"), (JAN, 30000, False, "none")], ("active", "web", -24 * 60, None),
+            [(DEC, "portal", "settled", 90, 10, 20000)], None, False)
+    done = (2, [(JAN, 25000, False, "none")], ("active", "paper", -24 * 30, None),
+            [(JAN, "autopay", "pending", DEC_DUE_DAY + 28, 10, 25000)], None, False)
+    _build(sessions, keyring, [clean, late, done])
+    with sessions() as s:
+        before = s.scalar(select(Payment.id).order_by(Payment.id.desc()).limit(1))
+    r = schedule_autopay(sessions, date(2026, 12, 22))
+    with sessions() as s:
+        made = dict(s.execute(select(Payment.member_id, Payment.id).where(Payment.id > before)).all())
+    assert sorted(made) == ["M0", "M1"]
+    assert (r.created, r.created_cents, r.already_scheduled, r.judged) == (2, 20000 + 30000, 1, 1)
+    assert r.pulls == [made["M0"]]  # the set-based pass's own pulls; M1's was the per-row path's
+
+
 DEC, JAN = date(2026, 12, 1), date(2027, 1, 1)
 DEC_DUE_DAY = (due_date(DEC) - date(2026, 9, 1)).days  # payment day offsets (from 2026-09-01) of 2026-11-23
 
