@@ -497,30 +497,30 @@ def main() -> None:
                   f"{f['seconds']:.2f} s (cpu {f['cpu']:.2f} s); {a['seconds'] / f['seconds']:.1f}x]", flush=True)
             return a
 
+        def load(kind: str, source: str) -> None:  # an import and its floor, then its summary line
+            a = step(f"import {kind}", ach + ["import", kind, paths[source]],
+                     me + ["--floor", f"import-{kind}", "--path", paths[source]], "csv + insert")
+            print("  " + a["stdout"].strip().splitlines()[0])
+
+        def autopay(schedule: bool = True) -> None:  # the mandates (their premiums first), then the pulls
+            if args.steps != "autopay":
+                _measure(ach + ["import", "premiums", paths["premiums_autopay"]], env)  # not timed
+            load("autopay", "autopay")
+            if schedule:
+                a = step("autopay schedule", ach + ["autopay", "schedule", "--date", DUE_DRAFT],
+                         me + ["--floor", "autopay"], "INSERT ... SELECT")
+                print("  " + a["stdout"].strip().splitlines()[0])
+
         if args.steps == "autopay":  # the AutoPay steps alone: the mandates' premiums timed like the others
-            a = step("import premiums", ach + ["import", "premiums", paths["premiums_autopay"]],
-                     me + ["--floor", "import-premiums", "--path", paths["premiums_autopay"]], "csv + insert")
-            print("  " + a["stdout"].strip().splitlines()[0])
-        else:
-            a = step("import premiums", ach + ["import", "premiums", paths["premiums"]],
-                     me + ["--floor", "import-premiums", "--path", paths["premiums"]], "csv + insert")
-            print("  " + a["stdout"].strip().splitlines()[0])
-            a = step("import payments", ach + ["import", "payments", paths["payments"]],
-                     me + ["--floor", "import-payments", "--path", paths["payments"]], "csv + insert")
-            print("  " + a["stdout"].strip().splitlines()[0])
-        if args.steps == "autopay":
-            a = step("import autopay", ach + ["import", "autopay", paths["autopay"]],
-                     me + ["--floor", "import-autopay", "--path", paths["autopay"]], "csv + insert")
-            print("  " + a["stdout"].strip().splitlines()[0])
-            a = step("autopay schedule", ach + ["autopay", "schedule", "--date", DUE_DRAFT],
-                     me + ["--floor", "autopay"], "INSERT ... SELECT")
-            print("  " + a["stdout"].strip().splitlines()[0])
+            load("premiums", "premiums_autopay")
+            autopay()
         elif args.imports_only:
-            _measure(ach + ["import", "premiums", paths["premiums_autopay"]], env)
-            a = step("import autopay", ach + ["import", "autopay", paths["autopay"]],
-                     me + ["--floor", "import-autopay", "--path", paths["autopay"]], "csv + insert")
-            print("  " + a["stdout"].strip().splitlines()[0])
+            load("premiums", "premiums")
+            load("payments", "payments")
+            autopay(schedule=False)
         else:
+            load("premiums", "premiums")
+            load("payments", "payments")
             a = step("originate", ach + ["originate", "--date", ORIGINATE_ON],
                      me + ["--floor", "originate", "--path", os.path.join(tmp, "floor.ach")], "select + f-string + mark")
             print("  " + " / ".join(a["stdout"].strip().splitlines()[:2]))
@@ -534,14 +534,7 @@ def main() -> None:
                      me + ["--floor", "send", "--path", biggest, "--folder", os.path.join(tmp, "floor-bank")],
                      f"copy + fsync (of {counted(len(built), 'file')} built)")
             print("  " + a["stdout"].strip().splitlines()[0] if a["stdout"].strip() else "  (send: no output)")
-            # AutoPay: the mandates' premiums first (not timed), then the mandates, then the pulls.
-            _measure(ach + ["import", "premiums", paths["premiums_autopay"]], env)
-            a = step("import autopay", ach + ["import", "autopay", paths["autopay"]],
-                     me + ["--floor", "import-autopay", "--path", paths["autopay"]], "csv + insert")
-            print("  " + a["stdout"].strip().splitlines()[0])
-            a = step("autopay schedule", ach + ["autopay", "schedule", "--date", DUE_DRAFT],
-                     me + ["--floor", "autopay"], "INSERT ... SELECT")
-            print("  " + a["stdout"].strip().splitlines()[0])
+            autopay()
 
         print()
         print(f"  {'step':<17} {'achbatch s':>10} {'peak RSS MB':>11} {'floor s':>8} {'floor RSS':>9} {'ratio':>7}"
