@@ -10,6 +10,10 @@
 # - ACHBATCH_TEST_PG_URL already set: that server is the caller's business; nothing is checked here.
 # tests/unit/test_pg_setup.py runs these functions with stub commands on PATH.
 
+_pg_setup_dir=${BASH_SOURCE[0]%/*}  # this file's folder (no dirname: the tests run with stub commands only)
+[ "$_pg_setup_dir" = "${BASH_SOURCE[0]}" ] && _pg_setup_dir=.
+. "$_pg_setup_dir/apt.sh"  # apt_install
+
 PG_DEFAULT_URL="postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PG_ETC=${ACHBATCH_PG_ETC:-/etc/postgresql}        # Debian's cluster configuration folders
 PG_LIB=${ACHBATCH_PG_LIB:-/usr/lib/postgresql}    # Debian's server versions
@@ -63,8 +67,7 @@ ensure_postgres() {
     fi
     if ! command -v pg_ctlcluster >/dev/null 2>&1; then
         pg_say "installing postgresql (needed by the PostgreSQL tests)"
-        if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
-               && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }; then
+        if ! apt_install postgresql; then
             PG_PROBLEM="apt-get install postgresql failed"
             return 2
         fi

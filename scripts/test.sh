@@ -22,11 +22,12 @@ if [ "${1:-}" = "unit" ]; then
     exec .venv/bin/python -m pytest tests/unit "$@"
 fi
 
+. scripts/apt.sh
+
 # OpenSSH's server: the transport tests start a private sshd on 127.0.0.1 (tests/sshd.py).
 if [ ! -x /usr/sbin/sshd ]; then
     echo "installing openssh-server (needed by the SFTP tests)" >&2
-    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
-           && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; }; then
+    if ! apt_install openssh-server; then
         echo "ERROR: cannot install openssh-server; the SFTP tests need /usr/sbin/sshd" >&2
         exit 1
     fi
@@ -42,7 +43,7 @@ postgres_for_tests || exit 1
 # Headless Chromium for the HTML report test (Debian's `chromium`): installed when missing.
 if ! command -v chromium >/dev/null 2>&1; then
     echo "scripts/test.sh: installing Debian's chromium (for tests/test_reports_browser.py)" >&2
-    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+    if ! apt_install chromium; then
         echo "scripts/test.sh: ERROR: could not install chromium with apt-get" >&2
         exit 1
     fi

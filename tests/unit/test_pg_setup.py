@@ -108,8 +108,8 @@ def test_root_on_a_fresh_machine_installs_starts_and_lets_postgres_in(tmp_path):
     proc = m.run()
     assert outcome(proc) == {"rc": "0", "url": URL, "skip": ""}, proc.stderr
     assert m.calls() == [
-        "apt-get update -qq",
-        "apt-get install -y -qq postgresql",
+        "apt-get -o DPkg::Lock::Timeout=600 update -qq",
+        "apt-get -o DPkg::Lock::Timeout=600 install -y -qq postgresql",
         "pg_ctlcluster --skip-systemctl-redirect 16 main start",
         "pg_ctlcluster --skip-systemctl-redirect 16 main reload",
     ]
