@@ -25,9 +25,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from . import debit_guard
+from .coverage import ENDED_STATES, paid_on_time_cents
 
 from ..rules import debit_rules
 from ..rules.channels import AUTOPAY_CONFIRMATION_PREFIX, autopay_confirmation_id, sec_for_mandate
+from ..store.db import no_jit
 from ..store.models import (
     MANDATE_CHANNELS, AutopayMandate, BankAccount, Id, Notice, Payment, PaymentEvent, PaymentReturn, Premium,
     ReviewItem, UTCDateTime, utcnow,
@@ -192,8 +194,6 @@ def _per_row(s: Session, res: AutopayResult, run_date: date, due_now: date, hori
 # per-row path decides: already scheduled, not due yet, covered, account blocked, then either a
 # pull that plainly passes every rule or one left to the per-row path ('judge').
 _BUCKETS = ("scheduled", "not_due", "covered", "blocked", "pull", "judge")
-# Payments whose state makes a policy's standing depend on returns or failures: the rule decides.
-_ENDED_STATES = ("returned", "failed")
 # An instant t has a local date on or before D in every zone (UTC-12 ... UTC+14) when t is before
 # D+1 00:00 UTC less 14 hours; later ones (the same day) are left to the pure rule.
 _SAFE_BEFORE_NEXT_UTC_MIDNIGHT = timedelta(hours=14)
@@ -203,15 +203,6 @@ def surely_on_or_before(day: date) -> datetime:
     """The instant before which every instant's local date, in any time zone, is on or before `day`
     (the set-based pass compares instants with it; tests check it against the local date)."""
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=timezone.utc) - _SAFE_BEFORE_NEXT_UTC_MIDNIGHT
-
-
-def _utc_day(conn, col):
-    """The UTC calendar day of an instant column, in SQL (on or after its day in zones west of UTC,
-    on or before it in zones east: used only as `_utc_day(x) < day`, which implies x's local date
-    is on or before `day` in any zone)."""
-    if conn.dialect.name == "postgresql":
-        return cast(func.timezone("UTC", col), Date)
-    return func.date(col)
 
 
 def _run_table() -> Table:
@@ -232,24 +223,13 @@ def clean_policies_clause(conn, member_col, plan_col, as_of: date, threshold_cen
     (batch.rules.coverage.assess_policy: no return, no month unpaid after its due date), so the
     coverage rule allows any pull, and no R01/R09 return counts toward the reinitiation limit. A
     policy not matching is left to the pure rules (tests check the clause against assess_policy)."""
-    Y, Z, W = aliased(Payment), aliased(Payment), aliased(Payment)
+    Y, Z = aliased(Payment), aliased(Payment)
     PQ = aliased(Premium)
     ended = exists(select(Y.id).where((Y.member_id == member_col) & (Y.plan_id == plan_col)
-                                      & Y.state.in_(_ENDED_STATES)))
+                                      & Y.state.in_(ENDED_STATES)))
     returned = exists(select(PaymentReturn.id).join(Z, Z.id == PaymentReturn.payment_id)
                       .where((Z.member_id == member_col) & (Z.plan_id == plan_col)))
-    # paid_on (coverage.policy_facts): a debit's origination day; a mail payment's local submission
-    # day, here taken as paid on time only when its UTC day is before the due date (any zone). A
-    # payment held for its account's validation counts for nothing there, and one released from a
-    # hold counts from its release day: neither is counted here (such a policy goes to the rules).
-    E = aliased(PaymentEvent)
-    was_held = exists(select(E.id).where((E.payment_id == W.id) & (E.event == "released")))
-    on_time = (select(func.coalesce(func.sum(W.amount_cents), 0))
-               .where((W.member_id == PQ.member_id) & (W.plan_id == PQ.plan_id)
-                      & (W.coverage_month == PQ.coverage_month) & (W.state != "held") & ~was_held
-                      & or_((W.channel != "mail") & (W.originate_on <= PQ.due_date),
-                            (W.channel == "mail") & (_utc_day(conn, W.submitted_at) < PQ.due_date)))
-               .scalar_subquery())
+    on_time = paid_on_time_cents(conn, PQ)  # held or released payments not counted: left to the rules
     unpaid = exists(select(PQ.id).where((PQ.member_id == member_col) & (PQ.plan_id == plan_col)
                                         & (PQ.due_date < as_of)
                                         & (PQ.amount_due_cents - threshold_cents > on_time)))
@@ -264,12 +244,9 @@ def _set_based(s: Session, res: AutopayResult, run_date: date, due_now: date, ho
     (the draft date of each due date in the window, the SEC code of each mandate channel) and
     passed to SQL as values."""
     conn = s.connection()
-    if conn.dialect.name == "postgresql":
-        # No JIT compilation in this transaction: the plans here are large and their estimated cost
-        # (the per-row subqueries) is far above jit_inline_above_cost, so the bucket statement alone
-        # spent 1.2 s of its 2.1 s compiling (100,000 mandates after a night's 100,000 payments,
-        # EXPLAIN's JIT timing), more than its run could gain. Transaction-local (set_config ..., true).
-        conn.execute(select(func.set_config("jit", "off", True)))
+    # the bucket statement alone spent 1.2 s of its 2.1 s compiling with JIT (100,000 mandates after a
+    # night's 100,000 payments, EXPLAIN's JIT timing)
+    no_jit(conn)
     P, M, B = Premium, AutopayMandate, BankAccount
     in_window = (P.due_date >= due_now) & (P.due_date <= horizon)
     dues = sorted(d for (d,) in conn.execute(select(P.due_date).where(in_window).distinct()))

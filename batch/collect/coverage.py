@@ -24,7 +24,8 @@ from ..rules.premium_calendar import cleared_on as clearing_date
 
 __all__ = [
     "AT_RISK_STATUSES", "SUBSIDIZED", "AssessResult", "CoverageRules", "PaymentFact", "PremiumFact", "Standing",
-    "assess_coverage", "assess_policy", "months_later", "policies_past_due_unclear", "policy_facts", "standings",
+    "ENDED_STATES", "assess_coverage", "assess_policy", "months_later", "paid_on_time_cents",
+    "policies_past_due_unclear", "policy_facts", "standings",
 ]
 
 # =============================================================================================
@@ -214,15 +215,33 @@ def _local_date(instant: datetime, tz: tzinfo | None) -> date:
 # =============================================================================================
 
 # States whose payments carry a return or failure day (policy_facts): the month may be unpaid.
-_ENDED_STATES = ("returned", "failed")
+ENDED_STATES = ("returned", "failed")
 
 
 def _utc_day(conn, col):
-    """The UTC calendar day of an instant column, in SQL. Used only as `_utc_day(x) < day`, which
-    implies x's local date is on or before `day` in every zone (UTC-12 ... UTC+14)."""
+    """The UTC calendar day of an instant column, in SQL (on or after its day in zones west of UTC,
+    on or before it in zones east): used only as `_utc_day(x) < day`, which implies x's local date
+    is on or before `day` in every zone (UTC-12 ... UTC+14)."""
     if conn.dialect.name == "postgresql":
         return cast(func.timezone("UTC", col), Date)
     return func.date(col)
+
+
+def paid_on_time_cents(conn, premium):
+    """SQL scalar: the cents paid toward `premium`'s month (an aliased or plain Premium) by payments
+    made on or before its due date. paid_on (policy_facts): a debit's origination day, a mail
+    payment's local submission day (taken as on time only when its UTC day is before the due date:
+    on time in any zone). A payment held for its account's validation counts for nothing, and one
+    released from a hold counts from its release day: neither is counted here (a policy short of
+    its premium is left to the rules)."""
+    W, E = aliased(Payment), aliased(PaymentEvent)
+    was_held = exists(select(E.id).where((E.payment_id == W.id) & (E.event == "released")))
+    return (select(func.coalesce(func.sum(W.amount_cents), 0))
+            .where((W.member_id == premium.member_id) & (W.plan_id == premium.plan_id)
+                   & (W.coverage_month == premium.coverage_month) & (W.state != "held") & ~was_held
+                   & or_((W.channel != "mail") & (W.originate_on <= premium.due_date),
+                         (W.channel == "mail") & (_utc_day(conn, W.submitted_at) < premium.due_date)))
+            .scalar_subquery())
 
 
 def policies_past_due_unclear(conn, members: list[str], as_of: date, threshold_cents: int,
@@ -240,19 +259,10 @@ def policies_past_due_unclear(conn, members: list[str], as_of: date, threshold_c
     if not members:
         return set()
     in_list = in_list or (lambda column, values: column.in_(values))
-    PQ, W, Y, E = Premium, aliased(Payment), aliased(Payment), aliased(PaymentEvent)
-    same_month = lambda X: ((X.member_id == PQ.member_id) & (X.plan_id == PQ.plan_id)  # noqa: E731
-                            & (X.coverage_month == PQ.coverage_month))
-    ended = exists(select(Y.id).where(same_month(Y) & Y.state.in_(_ENDED_STATES)))
-    # paid_on (policy_facts): a debit's origination day, a mail payment's local submission day
-    # (taken as on time only when its UTC day is before the due date: on time in any zone). A
-    # payment held, or released from a hold (paid from its release day), is not counted here.
-    was_held = exists(select(E.id).where((E.payment_id == W.id) & (E.event == "released")))
-    on_time = (select(func.coalesce(func.sum(W.amount_cents), 0))
-               .where(same_month(W) & (W.state != "held") & ~was_held
-                      & or_((W.channel != "mail") & (W.originate_on <= PQ.due_date),
-                            (W.channel == "mail") & (_utc_day(conn, W.submitted_at) < PQ.due_date)))
-               .scalar_subquery())
+    PQ, Y = Premium, aliased(Payment)
+    ended = exists(select(Y.id).where((Y.member_id == PQ.member_id) & (Y.plan_id == PQ.plan_id)
+                                      & (Y.coverage_month == PQ.coverage_month) & Y.state.in_(ENDED_STATES)))
+    on_time = paid_on_time_cents(conn, PQ)
     q = (select(PQ.member_id, PQ.plan_id).distinct()
          .where(in_list(PQ.member_id, members)
                 & (PQ.due_date.is_(None)

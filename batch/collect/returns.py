@@ -46,7 +46,7 @@ from ..rules.bank_statement import return_settlement_day
 from ..rules.channels import RETRY_CONFIRMATION_PREFIX
 from ..rules.counts import counted
 from ..store.crypto import RETURN_FILE_CONTEXT, Keyring, mask
-from ..store.db import bulk_insert, in_set
+from ..store.db import bulk_insert, in_set, no_jit
 from ..store.file_errors import dump_errors, load_errors
 from ..store.fsutil import file_sha256
 from ..store.models import (
@@ -229,7 +229,7 @@ def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path:
     try:
         with sessions() as s, s.begin():
             _lock(s)
-            _no_jit(s)
+            no_jit(s.connection())  # long = ANY lists would buy each statement a JIT compile
             prior = s.scalar(select(ReturnFile).where(ReturnFile.sha256 == out.sha256))
             if prior is not None:
                 _seen_before(out, prior)
@@ -331,14 +331,6 @@ def _lock(s: Session) -> None:
     processing stops must not be claimed by a file being built. SQLite: BEGIN IMMEDIATE."""
     if s.get_bind().dialect.name == "postgresql":
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
-
-
-def _no_jit(s: Session) -> None:
-    """PostgreSQL: no JIT compilation for the rest of this transaction. A look-up by a long
-    `= ANY(array)` list is estimated to touch the whole table, which buys each statement a JIT
-    compile (about a quarter of a second, measured) that its few thousand rows never repay."""
-    if s.get_bind().dialect.name == "postgresql":
-        s.execute(text("SET LOCAL jit = off"))
 
 
 def _in(column, values, dialect: str = "sqlite"):
