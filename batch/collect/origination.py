@@ -250,8 +250,7 @@ def _originate_in_transaction(sessions, keyring, company, limits, file_date, eff
             result.review_items += result.validation.review_items
         keys = _pending_keys(s, file_date)
         result.held = _held_count(s, file_date)
-        with_prenotes = validation is not None and validation.active
-        n_prenotes = count_pending_prenotes(s.connection()) if with_prenotes else 0
+        n_prenotes = count_pending_prenotes(s.connection()) if validation is not None and validation.active else 0
         total = sum(n for _k, n in keys) + n_prenotes
         if total == 0:
             step("claimed")
@@ -262,13 +261,12 @@ def _originate_in_transaction(sessions, keyring, company, limits, file_date, eff
         modifiers = file_id_modifiers(used)
         builder = _FileBuilder(s, keyring, company, limits, file_date, eff, file_time, outbox, modifiers,
                                first_seq, dry_run, progress)
-        if n_prenotes:
-            builder.valid_from = prenote_valid_from(eff, validation.prenote_wait_banking_days)
         for key, _n in keys:
             for rows in _pending_rows(s, file_date, key):
                 for row in rows:
                     builder.add(key, row)
-        if n_prenotes:
+        if n_prenotes:  # after the debits, in WEB batches of their own (valid_from: set when their file closes)
+            builder.valid_from = prenote_valid_from(eff, validation.prenote_wait_banking_days)
             for rows in pending_prenotes(s.connection()):
                 for row in rows:
                     builder.add_prenote(row)
