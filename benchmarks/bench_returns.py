@@ -47,7 +47,7 @@ Changed (batch/collect/returns.py):
 - the return, event and review rows go in by `db.bulk_insert` (driver executemany / COPY);
 - the cents still owed per premium month are summed in SQL;
 - SQLite id lists are one JSON parameter (`db.in_set`), not a bind name per id;
-- PostgreSQL: no JIT in the file's transaction (`SET LOCAL jit = off`): a long `= ANY` list is
+- PostgreSQL: no JIT (then `SET LOCAL jit = off` in the file's transaction; now off on every connection, `db.make_engine`): a long `= ANY` list is
   estimated at the whole table and each chunk's look-up paid a ~0.25 s JIT compile (200,000
   entries, 20,000 returns: time in SQL statements 8.9 s -> 6.2 s).
 After, same size, SQLite: process 17.3 s wall / 12.3 s CPU, floor 2.0 s / 1.4 s: 8.7x (CPU

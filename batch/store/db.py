@@ -145,15 +145,6 @@ def _in_set_any(element, compiler, **kw):
     return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.values, **kw)})"
 
 
-def no_jit(conn) -> None:
-    """PostgreSQL: no JIT compilation for the rest of the open transaction (transaction-local; no
-    effect elsewhere). The night's set-based statements and long `= ANY(array)` look-ups are
-    estimated far above the JIT thresholds and spent more compiling (0.25-1.2 s a statement,
-    measured) than their run could gain."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SELECT set_config('jit', 'off', true)")
-
-
 def bulk_insert(conn, table, rows: list[dict[str, Any]] | list[tuple], names: list[str] | None = None) -> None:
     """Insert `rows` (dicts naming the same columns of the Core `table`; or, with `names`, tuples
     of values in the order of `names`) on the transaction of the SQLAlchemy connection `conn`, as
@@ -244,6 +235,8 @@ def make_engine(url: str, *, sqlite_immediate: bool = True, echo: bool = False, 
     saying to run `achbatch db upgrade` (a command that only uses a database must not leave an empty
     one behind).
 
+    PostgreSQL: JIT compilation off on every connection (`_postgresql_session`).
+
     SQLite: the parent folder is created; foreign keys are enforced, the journal is WAL (readers do
     not block the writer), `synchronous=FULL` (a committed ledger row survives a power cut), and a
     30 s busy timeout. Transactions are begun by SQLAlchemy rather than lazily by the sqlite3
@@ -283,7 +276,24 @@ def make_engine(url: str, *, sqlite_immediate: bool = True, echo: bool = False, 
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, echo=echo, **kwargs)
+    engine = create_engine(url, echo=echo, **kwargs)
+    if u.get_backend_name() == "postgresql":
+        event.listen(engine, "connect", _postgresql_session)
+    return engine
+
+
+def _postgresql_session(dbapi_conn, _record) -> None:
+    """Every PostgreSQL connection: no JIT compilation. The night's set-based statements and long
+    `= ANY(array)` look-ups are estimated far above the JIT thresholds and spent more compiling
+    (0.2-1.2 s a statement, measured with EXPLAIN ANALYZE) than their run could gain; achbatch runs
+    no analytical query that JIT would pay for. Session-level, so a pooled connection keeps it."""
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True  # a SET outside any transaction: nothing left open
+    try:
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET jit = off")
+    finally:
+        dbapi_conn.autocommit = autocommit
 
 
 def _create_private(path: Path) -> None:

@@ -371,6 +371,36 @@ def test_sqlite_pragmas(tmp_path):
     assert (tmp_path / "sub").is_dir()
 
 
+@pytest.mark.postgres
+def test_postgresql_connections_run_without_jit(pg_url):
+    """JIT compiled the night's big statements for longer than they ran (make_engine): every pooled
+    connection has it off, through commits and rollbacks, with no transaction left open by the SET."""
+    engine = make_engine(pg_url, pool_size=2)
+    try:
+        with engine.connect() as a, engine.connect() as b:
+            for conn in (a, b):
+                assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+                conn.rollback()
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x int)")
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+        with engine.connect() as conn:  # the SET ran in autocommit: the driver is back in transactions
+            assert conn.connection.dbapi_connection.autocommit is False
+    finally:
+        engine.dispose()
+    # a plain engine on the same server keeps the server's own setting: the SET is ours, not global
+    from sqlalchemy import create_engine
+    plain = create_engine(pg_url)
+    try:
+        with plain.connect() as conn:
+            assert conn.exec_driver_sql("SHOW jit").scalar() == conn.exec_driver_sql(
+                "SELECT reset_val FROM pg_settings WHERE name = 'jit'").scalar()
+    finally:
+        plain.dispose()
+
+
 def test_sqlite_database_and_its_wal_and_shm_are_created_0600(tmp_path):
     """Under the usual umask (022) SQLite would create the database 0644; it holds member names."""
     import os
@@ -890,5 +920,46 @@ def test_coverage_activation_migration_status_and_export_tables_and_goes_back(db
                 (1, "at_risk"), (2, "ok")]
             assert not {"coverage_exports", "coverage_export_items"} & set(inspect(conn).get_table_names())
         assert upgrade(db_url)[1] == head_revision()  # and up again
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_update_room_migration_sets_and_resets_the_fill_factor(db_url):
+    """Migration 0017: on PostgreSQL `bank_accounts` and `autopay_mandates` leave half of each page
+    free, so the night's in-place updates of rows it just loaded stay on their page (heap-only: no
+    index touched); downgrading gives the default back."""
+    def options(conn) -> dict[str, list[str] | None]:
+        return dict(conn.execute(text("SELECT relname, reloptions FROM pg_class WHERE relname IN "
+                                      "('bank_accounts', 'autopay_mandates', 'payments')")).all())
+
+    upgrade(db_url, "0016_coverage_activation_export")
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert options(conn) == {"bank_accounts": None, "autopay_mandates": None, "payments": None}
+        upgrade(db_url)
+        with engine.connect() as conn:
+            assert options(conn) == {"bank_accounts": ["fillfactor=50"], "autopay_mandates": ["fillfactor=50"],
+                                     "payments": None}
+        # what it is for: an update of every loaded account, in a column no index covers, stays heap-only
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO bank_accounts (routing_number, account_hash, account_number_enc, last4, "
+                              "account_type, holder_name, status, validation_result, key_id, created_at, "
+                              "updated_at) SELECT '011000015', md5(g::text), '\\x00'::bytea, '0000', 'checking', "
+                              "'Member', 'active', 'unvalidated', 'k', :t, :t FROM generate_series(1, 2000) g"),
+                         {"t": T0})
+        with engine.begin() as conn:
+            assert conn.execute(text("UPDATE bank_accounts SET validation_result = 'pending'")).rowcount == 2000
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_stat_force_next_flush()"))
+        with engine.connect() as conn:
+            updated, hot = conn.execute(text("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                                             "WHERE relname = 'bank_accounts'")).one()
+            assert (updated, hot) == (2000, 2000)
+        downgrade_to(db_url, "0016_coverage_activation_export")
+        with engine.connect() as conn:
+            assert options(conn) == {"bank_accounts": None, "autopay_mandates": None, "payments": None}
+        assert upgrade(db_url)[1] == head_revision()
     finally:
         engine.dispose()
