@@ -16,13 +16,13 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.types import Boolean, LargeBinary, UserDefinedType
+from sqlalchemy.types import Boolean, Date, Enum as SAEnum, Integer, LargeBinary, String, TypeDecorator, UserDefinedType
 
 __all__ = [
     "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "SchemaError", "alembic_config", "current_revision",
     "current_revision_or_raise",
     "head_revision", "make_engine", "make_sessionmaker", "normalize_url", "open_database",
-    "brief", "bulk_insert", "configuration_problem", "copy_rows", "in_set", "no_jit", "require_current_schema", "upgrade",
+    "brief", "bulk_insert", "configuration_problem", "copy_rows", "in_set", "require_current_schema", "upgrade",
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -92,8 +92,9 @@ def _processor(column, dialect) -> Callable[[Any], Any] | None:
 
 class _ValueSet(UserDefinedType):
     """The type of `in_set`'s one parameter: a list of values of `item_type`, each converted by that
-    type's own bind processor, then bound as a JSON array text on SQLite (read by `json_each`) and
-    as a list on PostgreSQL (an array to psycopg)."""
+    type's own bind processor, then bound as a JSON array text on SQLite (read by `json_each`). On
+    PostgreSQL, strings, integers and dates are bound as the text of an array literal, cast to the
+    column's type (`_ARRAY_LITERAL`); other types as a list (an array to psycopg)."""
 
     cache_ok = True
 
@@ -103,6 +104,19 @@ class _ValueSet(UserDefinedType):
     def get_col_spec(self, **kw) -> str:  # never a column's type; only a parameter's
         return "TEXT"
 
+    def literal_kind(self) -> str | None:
+        """'str', 'int' or 'date' when PostgreSQL gets the values as an array literal, else None."""
+        t = self.item_type
+        if isinstance(t, TypeDecorator):
+            return None
+        if isinstance(t, String) and not isinstance(t, SAEnum):
+            return "str"
+        if isinstance(t, Integer):
+            return "int"
+        if type(t) is Date:
+            return "date"
+        return None
+
     def bind_processor(self, dialect):
         item = self.item_type.dialect_impl(dialect).bind_processor(dialect)
 
@@ -110,10 +124,40 @@ class _ValueSet(UserDefinedType):
             return list(values) if item is None else [None if v is None else item(v) for v in values]
 
         if dialect.name == "postgresql":
-            return items
+            kind = self.literal_kind()
+            if kind is None:
+                return items
+            literal = _ARRAY_LITERAL[kind]
+            return lambda values: literal(items(values))
         import json
 
         return lambda values: json.dumps(items(values))
+
+
+def _str_array(values: list) -> str:
+    """A PostgreSQL array literal of strings (None: NULL): each element double-quoted, `"` and `\\`
+    escaped, so any text, even empty, 'NULL', with commas, braces or spaces, is read back as itself."""
+    if None in values:
+        return "{" + ",".join("NULL" if v is None else _quoted(v) for v in values) + "}"
+    raw = "".join(values)
+    if '"' in raw or "\\" in raw:
+        return "{" + ",".join(map(_quoted, values)) + "}"
+    return '{"' + '","'.join(values) + '"}' if values else "{}"
+
+
+def _quoted(v: str) -> str:
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _plain_array(values: list) -> str:
+    """Integers or dates (ISO text): nothing to quote."""
+    return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+
+
+# psycopg adapts a list of 5,000 strings in about 12 ms (each element dumped on its own); the text of
+# an array literal is built in about 1 ms and read by the server in 2-3 ms (measured; a look-up of
+# 5,000 account hashes in 1,000,000 accounts: 31 ms -> 19 ms). Integers: 2.3 ms -> 0.25 ms.
+_ARRAY_LITERAL = {"str": _str_array, "int": _plain_array, "date": _plain_array}
 
 
 class in_set(ColumnElement):  # noqa: N801 - used as a function, like sqlalchemy's own
@@ -142,7 +186,12 @@ def _in_set_json(element, compiler, **kw):  # SQLite, and the default (e.g. str(
 
 @compiles(in_set, "postgresql")
 def _in_set_any(element, compiler, **kw):
-    return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.values, **kw)})"
+    column, values = compiler.process(element.column, **kw), compiler.process(element.values, **kw)
+    value_set = element.values.type
+    if value_set.literal_kind() is not None:  # the text of an array literal: cast to the column's type
+        array = compiler.dialect.type_compiler_instance.process(value_set.item_type) + "[]"
+        return f"{column} = ANY(CAST({values} AS {array}))"
+    return f"{column} = ANY({values})"
 
 
 def bulk_insert(conn, table, rows: list[dict[str, Any]] | list[tuple], names: list[str] | None = None) -> None:

@@ -72,11 +72,19 @@ def test_in_set_selects_what_an_in_list_selects(sessions):
     rows = [_premium(i, created) for i in range(1, 3001)]
     for r in rows[::2]:
         r["coverage_month"] = date(2027, 2, 1)
+    # PostgreSQL reads strings from the text of an array literal: what its syntax could misread
+    tricky = ['a"b', "c\\d", "e,f", "{g}", " h ", "NULL", "", "i'j", 'k\\"l', "\u00e9t\u00e9"]
+    for i, member in enumerate(tricky):
+        rows.append(_premium(5000 + i, created) | {"member_id": member})
     with sessions() as s, s.begin():
         bulk_insert(s.connection(), Premium.__table__, rows)
     with sessions() as s:
         ids = sorted(s.scalars(select(Premium.id)))
+        for one in tricky:  # each alone, and all together below
+            assert [m for (m,) in s.execute(select(Premium.member_id).where(in_set(Premium.member_id, [one])))] == [one]
         for column, values in ((Premium.member_id, [f"M{i}" for i in range(0, 4000, 3)] + ["x'y", None]),
+                               (Premium.member_id, tricky + [None, "absent"]),
+                               (Premium.member_id, ["NULL", None]),
                                (Premium.coverage_month, [date(2027, 2, 1), date(2030, 1, 1)]),
                                (Premium.id, ids[::7] + [10**12]),
                                (Premium.member_id, [])):
