@@ -190,3 +190,37 @@ def test_bench_ledger_prints_every_step_against_its_floor(tmp_path):
         assert line is not None, f"no line for {step}:\n{out}"
         ratios = [t for t in line.split() if t.endswith("x") and t[:-1].replace(".", "", 1).isdigit()]
         assert len(ratios) == 2, line  # wall and cpu, each a number (no nan: every step has its floor)
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_copy_rows_binary_and_text_store_the_same(engine):
+    """PostgreSQL COPY: in binary when every column's type allows it, as text otherwise (here a
+    numeric and a char column: psycopg has no binary writer for char); both store exactly the
+    values given, NULLs and edge values included."""
+    from batch.store import db as store_db
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE copy_probe (i2 smallint, i4 integer, i8 bigint, t text, v varchar(20), "
+                             "b bytea, d date, ts timestamptz, f boolean)")
+        conn.exec_driver_sql("CREATE TABLE copy_probe_text (i8 bigint, t text, n numeric, c char(3))")
+    when = datetime(2026, 12, 1, 23, 59, 59, 999999, tzinfo=timezone.utc)
+    rows = [(1, 2, 3, "plain", "x", b"\x00\x01\\x\xff", date(2026, 12, 1), when, True),
+            (-32768, -2**31, -2**63, 'quote " back \\ tab\t nl\n', "", b"", date(1, 1, 1),
+             datetime(1970, 1, 1, tzinfo=timezone.utc), False),
+            (None, None, None, None, None, None, None, None, None),
+            (32767, 2**31 - 1, 2**63 - 1, "\u00e9t\u00e9 \u20ac", "NULL", b"\\N", date(9999, 12, 31),
+             datetime(2026, 6, 1, 12, tzinfo=timezone(timedelta(hours=-4))), True)]
+    cols = ("i2", "i4", "i8", "t", "v", "b", "d", "ts", "f")
+    with engine.begin() as conn:
+        store_db.copy_rows(conn, "copy_probe", cols, rows)
+        store_db.copy_rows(conn, "copy_probe_text", ("i8", "t", "n", "c"),
+                           [(7, "\\N", 1, "ab"), (None, "a\tb", None, None)])
+    raw_key = [k for k in store_db._COPY_TYPES if k[3] == "copy_probe"][0]
+    assert store_db._COPY_TYPES[raw_key] == ("int2", "int4", "int8", "text", "varchar", "bytea", "date",
+                                             "timestamptz", "bool")  # binary
+    assert [v for k, v in store_db._COPY_TYPES.items() if k[3] == "copy_probe_text"] == [None]  # text
+    with engine.connect() as conn:
+        got = conn.exec_driver_sql(f"SELECT {', '.join(cols)} FROM copy_probe ORDER BY ctid").all()
+        assert [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in got] == rows
+        assert conn.exec_driver_sql("SELECT i8, t, n, c FROM copy_probe_text ORDER BY ctid").all() == [
+            (7, "\\N", 1, "ab "), (None, "a\tb", None, None)]
