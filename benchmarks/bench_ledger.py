@@ -223,6 +223,63 @@ updated in id order) measured on its branch with `--steps autopay`: 1,000,000 on
 Every step is now under 400 MB at 1,000,000. The ratios are not at the targets: see "where the rest
 goes" above (start-up about 0.5 s, SQLite's and PostgreSQL's own index and foreign-key work on the
 real tables, every row's checks, encryption and validation, which the floor does not do).
+
+PostgreSQL's side of the night, 2026-12-05, evening (SQL timed per statement by an engine event;
+plans, buffers and WAL from auto_explain and EXPLAIN (ANALYZE, BUFFERS, WAL); client time sampled
+by py-spy; the server on its defaults: shared_buffers 128 MB, max_wal_size 1 GB, jit on)
+----------------------------------------------------------------------------------------------------
+- JIT: the server compiled every statement estimated above its thresholds (at 1,000,000, most of
+  the night's set-based ones); originate's debit screen paid 0.19 s of JIT for a 0.22 s run at
+  100,000. Now off on every connection of achbatch's engine (`db.make_engine`), where returns and
+  the AutoPay schedule had turned it off for their own transactions: originate 100,000 8.0-9.8 s
+  -> 7.8-8.1 s.
+- No room to update in place: `bank_accounts` and `autopay_mandates` are loaded by the imports and
+  updated the same night in columns no index covers, but their pages were full, so 0 of 66,667
+  updates were heap-only (each wrote a new version elsewhere and an entry in every index).
+  Migration 0017 leaves half of each page free: the prenoted accounts' UPDATE 1.03 s -> 0.27 s at
+  100,000 (66,667 of 66,667 heap-only; at fill factor 70, 43,483). Two rounds each with and without,
+  100,000: originate 10.8-11.0 s -> 9.7-9.9 s, autopay schedule 4.6-4.7 s -> 3.7-3.8 s, the imports
+  unchanged.
+- Statistics: after the prenotes' INSERT ... SELECT the planner still took the table for a few
+  hundred rows and visited their 666,667 accounts by index in hash order, writing 360,000 pages of
+  `bank_accounts` in and out of the 128 MB of shared buffers: 5.7 s. An ANALYZE of prenotes in
+  between (0.08 s): 1.6-1.9 s; originate 1,000,000 78.8 s -> 70.8 s.
+- Look-ups by `= ANY(array)`: psycopg adapted a list of 5,000 account hashes in about 12 ms, element
+  by element, half of each chunk's look-up; now the text of an array literal cast to the column's
+  type (`db.in_set`): 1 ms to build, 2-3 ms for the server to read. Import payments 100,000
+  6.8-7.0 s -> 6.2-6.4 s, import autopay 5.9-6.1 s -> 5.4 s.
+- COPY in binary (`db.copy_rows`, when every column's type allows it): formatting rows as text
+  (timestamps with their zone, bytea as hex) was 19% of a payments import's samples; client CPU of
+  import premiums 1.57-1.61 s -> 1.28-1.48 s, import payments 3.48-3.62 s -> 2.77-3.14 s (three
+  rounds each); the wall time is the server's and did not move.
+Where originate's 74-76 s at 1,000,000 go now (one run, per statement): the UPDATE of 666,667 held
+first-use payments 13.8-14.7 s, the prenotes' INSERT ... SELECT 6.5-7.4 s and their UPDATE to
+in_file 7.2-7.4 s (three files), the hold and risk events 5.4-5.6 s, the payments' UPDATE to in_file
+4.6 s, the debit screen 2.3 s, the client 10 s of CPU (decrypting and writing the entries). The
+held payments' UPDATE wrote 1.7 GB of WAL (166,232 full-page images) and dirtied 468,601 buffers for
+about 26,000 pages of table and indexes: `payments` has nine indexes and a state that three index
+predicates read, so no update of a payment is heap-only, and 128 MB of shared buffers hold a
+fraction of what it touches. max_wal_size 8 GB halved that WAL but not the time (75.6 s).
+The AutoPay schedule at 1,000,000 (35 s) is mostly the INSERT of the pulls (23 s): the foreign-key
+triggers checked each pull's premium, its account and its AutoPay premium (the same premium again),
+about 4 s a million each (measured on a copy of the insert). Import payments 1,000,000: client CPU
+33.6 s -> 24.2 s.
+SQLite, import payments 100,000 (py-spy, wall samples): the driver's executemany 39% (the rows of
+`payments` and `bank_accounts` into their indexes), AES-GCM 6%, commits 5%, start-up 9%; import
+premiums: executemany 24%, start-up 26%, the row checks 12%. Project modules compiled at each
+start (PYTHONDONTWRITEBYTECODE is set on these machines) cost about 0.1 s of premiums' 1.7 s, 0.02 s of send's.
+
+The whole night, 2026-12-05, evening (one run each, machine otherwise quiet; wall ratio / CPU ratio)
+----------------------------------------------------------------------------------------------------
+N = 100,000, SQLite: import premiums 1.78 s, 5.8x / 5.9x, 96 MB; import payments 5.35 s, 12.7x /
+12.9x, 110 MB; originate 3.84 s, 11.1x / 11.6x, 117 MB; send 0.76 s, 15.7x / 16.8x, 92 MB; import
+autopay 5.05 s, 14.9x / 14.1x, 107 MB; autopay schedule 1.83 s, 24.7x / 26.9x, 78 MB.
+N = 100,000, PostgreSQL: import premiums 1.85 s, 6.6x / 5.9x, 101 MB; import payments 6.44 s, 20.1x
+/ 10.1x, 115 MB; originate 7.18 s, 10.4x / 5.4x, 121 MB; send 1.31 s, 27.3x / 16.6x, 117 MB; import
+autopay 5.71 s, 19.1x / 10.2x, 112 MB; autopay schedule 3.75 s, 12.5x / 4.7x, 79 MB.
+N = 1,000,000, PostgreSQL: import premiums 11.92 s, 8.8x / 7.6x, 202 MB; import payments 57.56 s,
+26.8x / 14.0x, 216 MB; originate 75.83 s, 11.5x / 4.6x, 184 MB; send (4 files) 8.21 s, 77.1x / 15.7x,
+172 MB; import autopay 53.38 s, 27.6x / 15.4x, 213 MB; autopay schedule 35.29 s, 22.7x / 5.2x, 79 MB.
 """
 from __future__ import annotations
 
