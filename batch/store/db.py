@@ -143,7 +143,7 @@ class _ValueSet(UserDefinedType):
         if isinstance(t, TypeDecorator):
             return None
         if isinstance(t, String) and not isinstance(t, SAEnum):
-            return "str"
+            return None if t.collation else "str"  # (a COLLATE clause would not fit the array cast)
         if isinstance(t, Integer):
             return "int"
         if type(t) is Date:
