@@ -46,7 +46,7 @@ from ..rules.bank_statement import return_settlement_day
 from ..rules.channels import RETRY_CONFIRMATION_PREFIX
 from ..rules.counts import counted
 from ..store.crypto import RETURN_FILE_CONTEXT, Keyring, mask
-from ..store.db import bulk_insert, in_set
+from ..store.db import bulk_insert, custom_plans, in_set
 from ..store.file_errors import dump_errors, load_errors
 from ..store.fsutil import file_sha256
 from ..store.models import (
@@ -229,6 +229,7 @@ def process_return_file(sessions: sessionmaker[Session], keyring: Keyring, path:
     try:
         with sessions() as s, s.begin():
             _lock(s)
+            custom_plans(s.connection())  # PostgreSQL: no generic plans for the file's repeated look-ups
             prior = s.scalar(select(ReturnFile).where(ReturnFile.sha256 == out.sha256))
             if prior is not None:
                 _seen_before(out, prior)

@@ -19,6 +19,7 @@ from batch.store.db import (
     DatabaseUnavailable,
     SchemaError,
     current_revision,
+    custom_plans,
     head_revision,
     make_engine,
     make_sessionmaker,
@@ -374,18 +375,25 @@ def test_sqlite_pragmas(tmp_path):
 @pytest.mark.postgres
 def test_postgresql_connections_run_without_jit(pg_url):
     """JIT compiled the night's big statements for longer than they ran (make_engine): every pooled
-    connection has it off, through commits and rollbacks, with no transaction left open by the SET."""
+    connection has it off, through commits and rollbacks, with no transaction left open by the SET;
+    `custom_plans` forces custom plans for one transaction only."""
     engine = make_engine(pg_url, pool_size=2)
     try:
         with engine.connect() as a, engine.connect() as b:
             for conn in (a, b):
                 assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+                assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "auto"
                 conn.rollback()
         with engine.begin() as conn:
             conn.exec_driver_sql("CREATE TABLE t (x int)")
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
             assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+            conn.rollback()
+            with conn.begin():
+                custom_plans(conn)
+                assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "auto"  # that transaction's only
         with engine.connect() as conn:  # the SET ran in autocommit: the driver is back in transactions
             assert conn.connection.dbapi_connection.autocommit is False
     finally:
