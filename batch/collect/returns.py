@@ -825,6 +825,23 @@ class _Applier:
         # The debit rules, for the re-presentments planned: coverage that can still exist on their
         # day, and the reinitiation limit per premium month and account across channels.
         refused = self._refused(planned)
+        # A debit whose earlier re-presentment is still open (pending, in a file, sent) gets no
+        # other: that one already collects the premium month (say the original was returned, re-
+        # presented, then settled again by a dishonored return, and now returned once more). The
+        # database would refuse the second (ux_payments_open_retry) and with it the whole file.
+        by_root: dict[int, list[PlannedRetry]] = defaultdict(list)
+        for p in planned:
+            by_root[p.root].append(p)
+        planned_roots = sorted(by_root)
+        for i in range(0, len(planned_roots), 5000):
+            for pid, root, n in conn.execute(
+                    select(Payment.id, Payment.retry_of_id, Payment.retry_number)
+                    .where(self._in(Payment.retry_of_id, planned_roots[i:i + 5000])
+                           & Payment.state.in_(OPEN_RETRY_STATES))):
+                for p in by_root[root]:
+                    if pid != p.orig.payment_id and p.orig.payment_id not in refused:
+                        refused[p.orig.payment_id] = debit_rules.Verdict(
+                            False, f"re-presentment #{n} (payment #{pid}) of this debit is still open")
         # (retry number, originate_on) -> the returned payments to copy; (root, n) -> file line
         copies, line_of = keep_retries(planned, refused, actions)
         if not copies:

@@ -19,7 +19,7 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -218,6 +218,23 @@ def check_originated(w: Policy, before: dict[int, str]) -> None:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(binder=st.booleans(), auth_offset=st.integers(-40, 20), steps=st.lists(step, min_size=8, max_size=40))
+# Found by this test (2026-12-05): a debit returned, re-presented, settled again by a dishonored
+# return, then returned once more while its re-presentment was still pending: a second
+# re-presentment was planned and the database refused the whole returns file (ux_payments_open_retry).
+@example(binder=False, auth_offset=-10, steps=[
+    ('advance', 26, 0, 20000, 'R01', 'a'), ('advance', 41, 0, 20000, 'R01', 'a'), ('night', 26, 0, 20000, 'R01', 'a'),
+    ('portal', 23, 0, 20000, 'R01', 'a'), ('portal', 0, 0, 20000, 'R01', 'a'), ('portal', 0, 1, 10000, 'R01', 'a'),
+    ('night', 36, 0, 20000, 'R01', 'a'), ('reimport', 0, 0, 20000, 'R01', 'a'), ('return', 23, 0, 20000, 'R02', 'a'),
+    ('reimport', 46, 0, 20000, 'R01', 'a'), ('advance', 23, 0, 20000, 'R01', 'a'), ('night', 0, 0, 20000, 'R01', 'a'),
+    ('advance', 17, 0, 20000, 'R01', 'a'), ('advance', 33, 0, 20000, 'R01', 'a'), ('night', 26, 0, 20000, 'R01', 'a'),
+    ('advance', 49, 0, 20000, 'R01', 'a'), ('noc', 29, 0, 20000, 'R01', 'a'), ('advance', 28, 0, 20000, 'R01', 'a'),
+    ('return', 13, 0, 20000, 'R01', 'a'), ('advance', 0, 0, 20000, 'R01', 'a'), ('advance', 42, 0, 20000, 'R01', 'a'),
+    ('advance', 0, 0, 20000, 'R01', 'a'), ('dishonor', 48, 0, 20000, 'R01', 'a'), ('advance', 21, 0, 20000, 'R01', 'a'),
+    ('portal', 34, 0, 20000, 'R01', 'a'), ('return', 17, 0, 20000, 'R01', 'a'), ('noc', 33, 0, 20000, 'R01', 'a'),
+    ('night', 23, 0, 20000, 'R01', 'a'), ('dishonor', 33, 0, 20000, 'R02', 'b'), ('portal', 49, 2, 10000, 'R09', 'a'),
+    ('night', 11, 2, 10000, 'R09', 'a'), ('night', 14, 1, 10000, 'R09', 'a'), ('return', 1, 1, 20000, 'R01', 'b'),
+    ('return', 0, 1, 10000, 'R09', 'b'), ('reimport', 33, 2, 10000, 'R01', 'a'), ('night', 11, 2, 10000, 'R02', 'b'),
+])
 def test_random_histories_never_take_money_that_should_not_be_taken(binder, auth_offset, steps):
     with tempfile.TemporaryDirectory() as tmp:
         w = Policy(Path(tmp), binder, START + timedelta(days=auth_offset))
