@@ -86,7 +86,10 @@ TRACE_SEQUENCE = "trace"  # sequences.name of the 7-digit trace number counter
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+    """`column` is one of `values`, as equalities joined by OR (migration 0018): SQLite fills a
+    look-up table for an IN list of more than two constants at every execution of a statement, and
+    executemany (the bulk loads on SQLite) executes its INSERT once per row."""
+    return "(" + " OR ".join(f"{column} = {v!r}" for v in values) + ")"
 
 
 def utcnow() -> datetime:
@@ -202,8 +205,9 @@ class AutopayMandate(Base):
         # active_key is 'member|plan' exactly while the mandate is live (active or suspended) and
         # NULL otherwise; with the unique constraint that allows one live mandate per member/plan.
         CheckConstraint(
-            "(status IN ('active', 'suspended') AND active_key IS NOT NULL AND active_key = member_id || '|' || plan_id)"
-            " OR (status NOT IN ('active', 'suspended') AND active_key IS NULL)",
+            f"({_in('status', MANDATE_LIVE_STATUSES)} AND active_key IS NOT NULL"
+            " AND active_key = member_id || '|' || plan_id)"
+            f" OR (NOT {_in('status', MANDATE_LIVE_STATUSES)} AND active_key IS NULL)",
             name="active_key",
         ),
         Index("ix_autopay_mandates_member_plan", "member_id", "plan_id"),

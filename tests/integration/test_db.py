@@ -971,3 +971,148 @@ def test_update_room_migration_sets_and_resets_the_fill_factor(db_url):
         assert upgrade(db_url)[1] == head_revision()
     finally:
         engine.dispose()
+
+
+def _check_equalities_migration():
+    import importlib
+
+    return importlib.import_module("batch.store.migrations.versions.0018_check_equalities")
+
+
+def test_check_equalities_rewrite_is_the_same_rule_and_goes_back():
+    """Migration 0018's two rewrites: an IN list (NOT IN too) and its OR of equalities give the same
+    answer for each listed value, a value not listed, the empty string and NULL, as SQLite itself
+    evaluates them; and each rewrite undoes the other exactly."""
+    import sqlite3
+
+    mig = _check_equalities_migration()
+    check = ("CHECK (ptc IN ('S', 'R', '')) CHECK (sec IS NULL OR sec IN ('WEB', 'PPD', 'TEL')) "
+             "CHECK ((status IN ('active', 'suspended') AND key IS NOT NULL) OR (status NOT IN ('active', "
+             "'suspended') AND key IS NULL)) CHECK (length(t) = 15) CHECK (kind = 'payment' OR t = 'offset')")
+    rewritten = mig._equalities(check)
+    assert " IN (" not in rewritten and "(ptc = 'S' OR ptc = 'R' OR ptc = '')" in rewritten
+    assert "NOT (status = 'active' OR status = 'suspended')" in rewritten
+    assert "CHECK (length(t) = 15) CHECK (kind = 'payment' OR t = 'offset')" in rewritten  # left alone
+    assert mig._in_lists(rewritten) == check
+    # an OR of equalities written by hand would come back as a list: why the migration compares
+    assert mig._in_lists("CHECK ((kind = 'a' OR kind = 'b'))") == "CHECK (kind IN ('a', 'b'))"
+    pairs = mig._pairs(check)
+    assert len(pairs) == 4
+    db = sqlite3.connect(":memory:")
+    for old, new in pairs:
+        column = new.split("(")[1].split(" ")[0]
+        for value in ("S", "R", "", "WEB", "TEL", "active", "suspended", "revoked", "x", None):
+            got = db.execute(f"SELECT {old.replace(column, '?', 1)}, {new.replace(column, '?')}",
+                             (value,) + (value,) * new.count(" = ")).fetchone()
+            assert got[0] == got[1], (old, new, value, got)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_check_equalities_migration_rewrites_sqlite_checks_and_goes_back(db_url):
+    """Migration 0018 on SQLite: every CHECK of a value list becomes equalities, so an INSERT no
+    longer fills a look-up table per list at each execution (executemany: each row); the rows
+    stay, the checks refuse what they refused; downgrading gives back the exact stored schema."""
+    import sqlite3
+
+    path = db_url.removeprefix("sqlite:///")
+
+    def schema() -> list[tuple]:
+        with sqlite3.connect(path) as c:
+            return c.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name").fetchall()
+
+    def lookup_tables(table: str, columns: str) -> int:
+        """Look-up tables the INSERT's program opens (SQLite's EXPLAIN)."""
+        n = columns.count(",") + 1
+        with sqlite3.connect(path) as c:
+            program = c.execute(f"EXPLAIN INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * n)})",
+                                (None,) * n).fetchall()
+        return sum(op[1] == "OpenEphemeral" for op in program)
+
+    inserts = {
+        "premiums": "member_id, member_name, plan_id, coverage_month, due_date, amount_due_cents, subsidy, binder, "
+                    "created_at, updated_at",
+        "bank_accounts": "routing_number, account_number_enc, key_id, account_hash, last4, account_type, "
+                         "holder_name, status, validation_result, created_at, updated_at",
+        "autopay_mandates": "member_id, plan_id, bank_account_id, channel, authorized_at, status, active_key, "
+                            "created_at, updated_at",
+        "payments": "confirmation_id, channel, member_id, plan_id, coverage_month, amount_cents, bank_account_id, "
+                    "submitted_at, sec_code, payment_type_code, originate_on, state, retry_number, created_at, "
+                    "updated_at",
+    }
+    upgrade(db_url, "0017_update_room")
+    keyring = Keyring([generate_secret()])
+    engine = make_engine(db_url)
+    account = ("INSERT INTO bank_accounts (id, routing_number, account_number_enc, key_id, account_hash, last4, "
+               "account_type, holder_name, status, validation_result, created_at, updated_at) VALUES "
+               "(:i, '011000015', :b, :k, :h, '6789', :ty, 'A B', 'active', 'unvalidated', :t, :t)")
+    mandate = ("INSERT INTO autopay_mandates (id, member_id, plan_id, bank_account_id, channel, authorized_at, status, "
+               "active_key, created_at, updated_at) VALUES (:i, :m, 'P1', 1, 'web', :t, :st, :key, :t, :t)")
+    payment = ("INSERT INTO payments (id, confirmation_id, channel, member_id, plan_id, coverage_month, amount_cents, "
+               "bank_account_id, submitted_at, sec_code, payment_type_code, originate_on, state, retry_number, "
+               "created_at, updated_at) VALUES (:i, :c, :ch, 'M1', 'P1', :m, 100, 1, :t, 'WEB', 'S', :d, :st, 0, :t, :t)")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(account), {"i": 1, "b": keyring.encrypt_account("123456789"), "k": keyring.current_key_id,
+                                         "h": "f" * 64, "ty": "checking", "t": T0})
+            conn.execute(text(mandate), {"i": 1, "m": "M1", "st": "active", "key": "M1|P1", "t": T0})
+            conn.execute(text(mandate), {"i": 2, "m": "M2", "st": "revoked", "key": None, "t": T0})
+            conn.execute(text(payment), {"i": 1, "c": "C1", "ch": "portal", "m": date(2027, 1, 1),
+                                         "d": date(2026, 12, 1), "st": "held", "t": T0})
+        before = schema()
+        lists_before = {t: lookup_tables(t, c) for t, c in inserts.items()}
+        assert all(lists_before.values())
+
+        assert upgrade(db_url)[1] == head_revision()
+        assert not [name for kind, name, _, sql in schema() if kind == "table" and " IN (" in sql]
+        lists_after = {t: lookup_tables(t, c) for t, c in inserts.items()}
+        # payments keeps one: its open re-presentment index's predicate (state IN ...), an index, not a CHECK
+        assert lists_after == {"premiums": 0, "bank_accounts": 0, "autopay_mandates": 0, "payments": 1}
+        assert lists_before["payments"] == 5
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, state FROM payments")).all() == [(1, "held")]
+            assert conn.execute(text("SELECT id, status FROM autopay_mandates ORDER BY id")).all() == [
+                (1, "active"), (2, "revoked")]
+        refused = [
+            (account, {"i": 2, "b": b"x", "k": "k", "h": "e" * 64, "ty": "money market", "t": T0}),
+            (mandate, {"i": 3, "m": "M3", "st": "active", "key": None, "t": T0}),  # live without its key
+            (mandate, {"i": 3, "m": "M3", "st": "revoked", "key": "M3|P1", "t": T0}),  # ended with a key
+            (mandate, {"i": 3, "m": "M3", "st": "paused", "key": None, "t": T0}),
+            (payment, {"i": 2, "c": "C2", "ch": "fax", "m": date(2027, 1, 1), "d": date(2026, 12, 1),
+                       "st": "pending", "t": T0}),
+            (payment, {"i": 2, "c": "C2", "ch": "portal", "m": date(2027, 1, 1), "d": date(2026, 12, 1),
+                       "st": "lost", "t": T0}),
+        ]
+        for statement, values in refused:
+            with pytest.raises(IntegrityError, match="CHECK"), engine.begin() as conn:
+                conn.execute(text(statement), values)
+        with engine.begin() as conn:  # and what they accepted, they accept
+            conn.execute(text(mandate), {"i": 3, "m": "M3", "st": "suspended", "key": "M3|P1", "t": T0})
+            conn.execute(text(payment), {"i": 2, "c": "C2", "ch": "phone", "m": date(2027, 1, 1),
+                                         "d": date(2026, 12, 1), "st": "pending", "t": T0})
+            conn.execute(text("DELETE FROM autopay_mandates WHERE id = 3"))
+            conn.execute(text("DELETE FROM payments WHERE id = 2"))
+
+        downgrade_to(db_url, "0017_update_room")
+        assert schema() == before
+        assert upgrade(db_url)[1] == head_revision()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_check_equalities_migration_stops_on_a_schema_it_does_not_expect(db_url):
+    """A stored CREATE TABLE that the rewrite could not give back exactly (here a table already
+    holding an OR of equalities beside an IN list) stops the migration before anything is written:
+    the database stays at 0017 with its schema as it was."""
+    import sqlite3
+
+    path = db_url.removeprefix("sqlite:///")
+    upgrade(db_url, "0017_update_room")
+    with sqlite3.connect(path) as c:
+        c.execute("CREATE TABLE odd (x TEXT CHECK ((x = 'a' OR x = 'b')), y TEXT CHECK (y IN ('a', 'b')))")
+        before = c.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    with pytest.raises(RuntimeError, match="odd: its CREATE TABLE is not as this migration expects"):
+        upgrade(db_url)
+    with sqlite3.connect(path) as c:
+        assert c.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall() == before
+        assert c.execute("SELECT version_num FROM alembic_version").fetchall() == [("0017_update_room",)]
