@@ -809,11 +809,17 @@ class _Applier:
         settle: dict[int, date] = {o.payment_id: _settles(o.file_date) for _line, o in items
                                    if o.retry_of_id is None}
         other_roots = sorted({root for pid, root in roots.items() if root != pid})
+        # Each root's re-presentments so far, in one read: how many (the next one's number) and
+        # which are still open (pending, in a file, sent).
+        open_retries: dict[int, list[tuple[int, int]]] = defaultdict(list)
         for i in range(0, len(root_ids), 5000):
             part = root_ids[i:i + 5000]
-            for root, n in conn.execute(select(Payment.retry_of_id, func.max(Payment.retry_number))
-                                        .where(self._in(Payment.retry_of_id, part)).group_by(Payment.retry_of_id)).all():
-                retries[root] = int(n or 0)
+            for pid, root, n, state in conn.execute(
+                    select(Payment.id, Payment.retry_of_id, Payment.retry_number, Payment.state)
+                    .where(self._in(Payment.retry_of_id, part))).all():
+                retries[root] = max(retries.get(root, 0), int(n))
+                if state in OPEN_RETRY_STATES:
+                    open_retries[root].append((pid, int(n)))
         for i in range(0, len(other_roots), 5000):
             for pid, fdate in conn.execute(select(FileEntry.payment_id, NachaFile.file_date)
                                            .join(NachaFile, NachaFile.id == FileEntry.file_id)
@@ -829,19 +835,11 @@ class _Applier:
         # other: that one already collects the premium month (say the original was returned, re-
         # presented, then settled again by a dishonored return, and now returned once more). The
         # database would refuse the second (ux_payments_open_retry) and with it the whole file.
-        by_root: dict[int, list[PlannedRetry]] = defaultdict(list)
         for p in planned:
-            by_root[p.root].append(p)
-        planned_roots = sorted(by_root)
-        for i in range(0, len(planned_roots), 5000):
-            for pid, root, n in conn.execute(
-                    select(Payment.id, Payment.retry_of_id, Payment.retry_number)
-                    .where(self._in(Payment.retry_of_id, planned_roots[i:i + 5000])
-                           & Payment.state.in_(OPEN_RETRY_STATES))):
-                for p in by_root[root]:
-                    if pid != p.orig.payment_id and p.orig.payment_id not in refused:
-                        refused[p.orig.payment_id] = debit_rules.Verdict(
-                            False, f"re-presentment #{n} (payment #{pid}) of this debit is still open")
+            for pid, n in open_retries.get(p.root, ()):
+                if pid != p.orig.payment_id and p.orig.payment_id not in refused:
+                    refused[p.orig.payment_id] = debit_rules.Verdict(
+                        False, f"re-presentment #{n} (payment #{pid}) of this debit is still open")
         # (retry number, originate_on) -> the returned payments to copy; (root, n) -> file line
         copies, line_of = keep_retries(planned, refused, actions)
         if not copies:
