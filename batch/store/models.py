@@ -257,6 +257,9 @@ class Payment(Base):
             name="mail",
         ),
         CheckConstraint("autopay_premium_id IS NULL OR channel = 'autopay'", name="autopay_premium"),
+        # A pull's AutoPay premium is its own premium, whose foreign key (premium_id) says it exists
+        # (migration 0019: a second foreign key looked the same premium up again for every pull).
+        CheckConstraint("autopay_premium_id IS NULL OR autopay_premium_id = premium_id", name="autopay_premium_own"),
         # Partial indexes (migration 0005): the nightly bulk updates of state skip them.
         Index("ix_payments_pending", "originate_on", postgresql_where=text("state = 'pending'"),
               sqlite_where=text("state = 'pending'")),
@@ -279,7 +282,7 @@ class Payment(Base):
     payment_type_code: Mapped[str] = mapped_column(String(1), default="")
     originate_on: Mapped[date | None] = mapped_column(Date, default=None)  # file date it should go out
     state: Mapped[str] = mapped_column(String(10), default="pending")
-    autopay_premium_id: Mapped[int | None] = mapped_column(Id, ForeignKey("premiums.id"), default=None)
+    autopay_premium_id: Mapped[int | None] = mapped_column(Id, default=None)  # = premium_id (CHECK above)
     retry_of_id: Mapped[int | None] = mapped_column(Id, ForeignKey("payments.id"), default=None)
     retry_number: Mapped[int] = mapped_column(SmallInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1116,3 +1116,77 @@ def test_check_equalities_migration_stops_on_a_schema_it_does_not_expect(db_url)
     with sqlite3.connect(path) as c:
         assert c.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall() == before
         assert c.execute("SELECT version_num FROM alembic_version").fetchall() == [("0017_update_room",)]
+
+
+def test_autopay_premium_check_migration_replaces_the_second_foreign_key_and_goes_back(db_url):
+    """Migration 0019: `payments.autopay_premium_id` must be the payment's own premium (a CHECK)
+    instead of a second foreign key to premiums; the premium's existence is still the database's
+    (premium_id's foreign key). Rows stay; downgrading gives the foreign key back (on SQLite the
+    exact stored schema); an upgrade over a payment the CHECK would refuse stops, nothing changed."""
+    upgrade(db_url, "0018_check_equalities")
+    keyring = Keyring([generate_secret()])
+    engine = make_engine(db_url)
+    premium = ("INSERT INTO premiums (id, member_id, member_name, plan_id, coverage_month, due_date, amount_due_cents, "
+               "subsidy, binder, created_at, updated_at) VALUES (:i, :m, 'A B', 'P1', :mo, :d, 10000, 'none', :b, :t, :t)")
+    pull = ("INSERT INTO payments (id, confirmation_id, channel, member_id, plan_id, coverage_month, premium_id, "
+            "amount_cents, bank_account_id, submitted_at, sec_code, payment_type_code, originate_on, state, "
+            "autopay_premium_id, retry_number, created_at, updated_at) VALUES (:i, :c, :ch, 'M1', 'P1', :mo, :p, 100, "
+            "1, :t, 'WEB', 'R', :d, 'pending', :ap, 0, :t, :t)")
+    month, due = date(2027, 1, 1), date(2026, 12, 23)
+
+    def values(i, p, ap, ch="autopay"):
+        return {"i": i, "c": f"AP-{i}", "ch": ch, "mo": month, "p": p, "ap": ap, "d": due, "t": T0}
+
+    def foreign_keys() -> set[tuple]:
+        with engine.connect() as conn:
+            return {(tuple(fk["constrained_columns"]), fk["referred_table"]) for fk in inspect(conn).get_foreign_keys("payments")}
+
+    def stored() -> list[tuple]:
+        with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                return conn.execute(text("SELECT type, name, sql FROM sqlite_master ORDER BY name")).all()
+            return conn.execute(text("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                                     "WHERE conrelid = 'payments'::regclass ORDER BY conname")).all()
+
+    try:
+        with engine.begin() as conn:
+            for i in (1, 2, 3):
+                conn.execute(text(premium), {"i": i, "m": f"M{i}", "mo": month, "d": due, "b": False, "t": T0})
+            conn.execute(text(
+                "INSERT INTO bank_accounts (id, routing_number, account_number_enc, key_id, account_hash, last4, "
+                "account_type, holder_name, status, validation_result, created_at, updated_at) VALUES "
+                "(1, '011000015', :b, :k, :h, '6789', 'checking', 'A B', 'active', 'unvalidated', :t, :t)"),
+                {"b": keyring.encrypt_account("123456789"), "k": keyring.current_key_id, "h": "f" * 64, "t": T0})
+            conn.execute(text(pull), values(1, 1, 1))
+            conn.execute(text(pull), values(2, 2, None, ch="portal"))
+            conn.execute(text(pull), values(3, 2, 3))  # the AutoPay premium of another premium: 0018 lets it in
+        before = stored()
+        with pytest.raises(RuntimeError, match="1 payments have an autopay_premium_id that is not their premium_id"):
+            upgrade(db_url)
+        assert stored() == before and current_revision(engine) == "0018_check_equalities"
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM payments WHERE id = 3"))
+        before = stored()
+
+        assert upgrade(db_url)[1] == head_revision()
+        assert (("autopay_premium_id",), "premiums") not in foreign_keys()
+        assert {(("premium_id",), "premiums"), (("bank_account_id",), "bank_accounts")} <= foreign_keys()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, premium_id, autopay_premium_id FROM payments ORDER BY id")).all() == [
+                (1, 1, 1), (2, 2, None)]
+        with pytest.raises(IntegrityError, match="(?i)check"), engine.begin() as conn:
+            conn.execute(text(pull), values(3, 2, 3))  # not its own premium
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(pull), values(3, 99, 99))  # its own, but no such premium: premium_id's foreign key
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(pull), values(3, 1, 1))  # a second pull of premium 1: still unique
+        with engine.begin() as conn:
+            conn.execute(text(pull), values(3, 2, 2))
+            conn.execute(text("DELETE FROM payments WHERE id = 3"))
+
+        downgrade_to(db_url, "0018_check_equalities")
+        assert (("autopay_premium_id",), "premiums") in foreign_keys()
+        assert stored() == before
+        assert upgrade(db_url)[1] == head_revision()
+    finally:
+        engine.dispose()

@@ -11,9 +11,8 @@ state, SEC code, payment type); 100,000 payments took 1.04 s to insert, 0.40 s w
 
 How: SQLite cannot ALTER a CHECK, and rebuilding every table that has one would copy every row of
 the largest tables. The rows on disk do not change, so the stored CREATE TABLE text is rewritten in
-place, as SQLite documents for changing constraints (https://www.sqlite.org/lang_altertable.html,
-"making other kinds of table schema changes": writable_schema on, the text updated, schema_version
-incremented so that every connection reads the schema again). Each table is changed only when:
+place, as SQLite documents for changing constraints (batch/store/migrations/sqlite_schema.py).
+Each table is changed only when:
 - writing the lists back (`_in_lists`) gives exactly the text it had: nothing else was touched;
 - the new text, created in a scratch in-memory database, has the same columns, primary key,
   unique constraints and foreign keys as the old;
@@ -34,9 +33,10 @@ Create Date: 2026-12-06
 from __future__ import annotations
 
 import re
-import sqlite3
 
 from alembic import op
+
+from batch.store.migrations import sqlite_schema
 
 revision = "0018_check_equalities"
 down_revision = "0017_update_room"
@@ -71,19 +71,6 @@ def _pairs(sql: str) -> list[tuple[str, str]]:
     return [(m.group(0), _equalities(m.group(0))) for m in _IN_LIST.finditer(sql)]
 
 
-def _shape(table: str, sql: str) -> tuple:
-    """What a CREATE TABLE defines besides its CHECKs, as SQLite itself reads it."""
-    scratch = sqlite3.connect(":memory:")
-    try:
-        scratch.execute(sql)
-        indexes = [row[1:] + (scratch.execute(f'PRAGMA index_info("{row[1]}")').fetchall(),)
-                   for row in scratch.execute(f'PRAGMA index_list("{table}")')]
-        return (scratch.execute(f'PRAGMA table_xinfo("{table}")').fetchall(),
-                scratch.execute(f'PRAGMA foreign_key_list("{table}")').fetchall(), sorted(indexes))
-    finally:
-        scratch.close()
-
-
 def _rewrite(transform, inverse, check_rows: bool) -> None:
     conn = op.get_bind()
     if conn.dialect.name != "sqlite":
@@ -97,7 +84,7 @@ def _rewrite(transform, inverse, check_rows: bool) -> None:
             continue
         if inverse(new) != sql:
             raise RuntimeError(f"{name}: its CREATE TABLE is not as this migration expects: {sql}")
-        if _shape(name, new) != _shape(name, sql):
+        if sqlite_schema.shape(name, new) != sqlite_schema.shape(name, sql):
             raise RuntimeError(f"{name}: the rewritten CREATE TABLE would define other columns or keys: {new}")
         if check_rows:
             for old_expr, new_expr in _pairs(sql):
@@ -106,23 +93,7 @@ def _rewrite(transform, inverse, check_rows: bool) -> None:
                 if differ:
                     raise RuntimeError(f"{name}: {differ} rows judge {old_expr} and {new_expr} differently")
         changes.append((name, sql, new))
-    if not changes:
-        return
-    version = conn.exec_driver_sql("PRAGMA schema_version").scalar_one()
-    conn.exec_driver_sql("PRAGMA writable_schema = ON")
-    try:
-        for name, sql, new in changes:
-            conn.exec_driver_sql("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ? AND sql = ?",
-                                 (new, name, sql))
-        conn.exec_driver_sql(f"PRAGMA schema_version = {version + 1}")
-    finally:
-        conn.exec_driver_sql("PRAGMA writable_schema = OFF")
-    for name, _sql, new in changes:  # SQLite reads the new text: it must be what was written
-        stored = conn.exec_driver_sql(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).scalar_one()
-        if stored != new:
-            raise RuntimeError(f"{name}: the schema was not rewritten")
-        conn.exec_driver_sql(f'SELECT * FROM "{name}" LIMIT 0').all()
+    sqlite_schema.write(conn, changes)
 
 
 def upgrade() -> None:
