@@ -140,6 +140,7 @@ class Layout:
         self.render: Callable[[Any], str | None] = self._compile_render()
         self._defaults = tuple(_default(f) for f in self.fields)
         self.make: Callable[..., Any] = self._compile_make()
+        self._makers: dict[tuple[str, ...], Callable[..., Any]] = {}
 
     # -- construction ---------------------------------------------------------------------------
     def _check_coverage(self) -> None:
@@ -218,6 +219,22 @@ class Layout:
         ns = {"_new": tuple.__new__, "_cls": self.record_class, "_d": self._defaults}
         exec(compile(src, f"<layout {self.name} make>", "exec"), ns)
         return ns["make"]
+
+    def maker(self, *names: str) -> Callable[..., Any]:
+        """`make` taking the fields `names` by position, in that order, the others at their
+        default: for a writer that fills the same fields of many records (compiled once per
+        list of names)."""
+        fn = self._makers.get(names)
+        if fn is None:
+            unknown = [n for n in names if n not in self.index]
+            if unknown or len(set(names)) != len(names):
+                raise ValueError(f"{self.name}: not its fields, or given twice: {', '.join(unknown) or names}")
+            values = ", ".join(f.name if f.name in names else f"_d[{i}]" for i, f in enumerate(self.fields))
+            src = f"def make({', '.join(names)}):\n    return _new(_cls, ({values},))\n"
+            ns = {"_new": tuple.__new__, "_cls": self.record_class, "_d": self._defaults}
+            exec(compile(src, f"<layout {self.name} maker>", "exec"), ns)
+            fn = self._makers[names] = ns["make"]
+        return fn
 
     # -- validation -----------------------------------------------------------------------------
     def _quick_terms(self) -> tuple[list[str], dict[str, Any]]:

@@ -129,6 +129,19 @@ def test_a_sensitive_value_is_masked_in_repr():
     assert "0123" in repr(rec)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS, ids=IDS)
+def test_maker_is_make_with_the_named_fields_by_position(layout):
+    names = tuple(f.name for f in layout.fields if f.fixed is None)[::-1][:5]
+    values = [f"v{i}" for i in range(len(names))]
+    assert layout.maker(*names)(*values) == layout.make(**dict(zip(names, values)))
+    assert layout.maker(*names) is layout.maker(*names)  # compiled once
+    assert layout.maker()() == layout.make()
+    with pytest.raises(ValueError, match="not its fields"):
+        layout.maker("no_such_field")
+    with pytest.raises(ValueError, match="given twice"):
+        layout.maker(names[0], names[0])
+
+
 # -- properties derived from the table, for every layout --------------------------------------------
 @pytest.mark.parametrize("layout", LAYOUTS, ids=IDS)
 @settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
