@@ -229,8 +229,9 @@ class Layout:
             unknown = [n for n in names if n not in self.index]
             if unknown or len(set(names)) != len(names):
                 raise ValueError(f"{self.name}: not its fields, or given twice: {', '.join(unknown) or names}")
-            values = ", ".join(f.name if f.name in names else f"_d[{i}]" for i, f in enumerate(self.fields))
-            src = f"def make({', '.join(names)}):\n    return _new(_cls, ({values},))\n"
+            arg = {n: f"_{i}" for i, n in enumerate(names)}  # parameters named by position: any field name will do
+            values = ", ".join(arg.get(f.name, f"_d[{i}]") for i, f in enumerate(self.fields))
+            src = f"def make({', '.join(arg.values())}):\n    return _new(_cls, ({values},))\n"
             ns = {"_new": tuple.__new__, "_cls": self.record_class, "_d": self._defaults}
             exec(compile(src, f"<layout {self.name} maker>", "exec"), ns)
             fn = self._makers[names] = ns["make"]
