@@ -280,6 +280,51 @@ autopay 5.71 s, 19.1x / 10.2x, 112 MB; autopay schedule 3.75 s, 12.5x / 4.7x, 79
 N = 1,000,000, PostgreSQL: import premiums 11.92 s, 8.8x / 7.6x, 202 MB; import payments 57.56 s,
 26.8x / 14.0x, 216 MB; originate 75.83 s, 11.5x / 4.6x, 184 MB; send (4 files) 8.21 s, 77.1x / 15.7x,
 172 MB; import autopay 53.38 s, 27.6x / 15.4x, 213 MB; autopay schedule 35.29 s, 22.7x / 5.2x, 79 MB.
+
+SQLite's rows, 2026-12-06 (py-spy; `EXPLAIN` of the INSERTs; each table's own DDL timed against a
+bare copy with executemany in chunks of 5,000, as the imports load)
+----------------------------------------------------------------------------------------------------
+- CHECKs of value lists: SQLite codes `channel IN ('portal', ...)` with more than two constants as
+  a look-up table (`OpenEphemeral` in the INSERT's program) that it fills once per execution of the
+  statement, and executemany executes the INSERT once per row: 100,000 rows of `payments` (four such
+  lists) 1.04 s, the same table without any CHECK 0.38 s, a bare table 0.28 s. Migration 0018 writes
+  every such CHECK as equalities joined by OR, the same rule (0.40 s); `premiums`, `bank_accounts`
+  and `autopay_mandates` gained the same way. Import payments 100,000, three rounds each on the same
+  database but for the CHECK text: 4.74-4.76 s -> 3.90-3.91 s. PostgreSQL evaluates such a list
+  against its constant array per row without building anything (1,000,000 payments inserted with
+  and without the four CHECKs: 6.1 s and 6.6 s, within noise): its constraints are left as they are.
+- Left on SQLite, import payments 100,000 (3.9 s): the driver's executemany 1.3 s (payments 0.7 s:
+  against 0.24 s for a bare table, its nine indexes and foreign keys; bank accounts 0.6 s), start-up
+  0.35-0.45 s, AES-GCM per account 0.3 s, 20 commits 0.26 s, CSV records and row checks ~0.5 s.
+  A larger WAL before each checkpoint (10,000 or 100,000 pages): 4.0 -> 3.9 s, within noise, not kept.
+- Originate 100,000 (SQLite): the entry of each payment and prenote built by position
+  (`Layout.maker`) instead of a dict of keyword values, the account decrypted with each key's
+  associated data built once (`Keyring.account_decrypter`), the trace number and the name's common
+  case inline: 3.39-3.48 s -> 3.27-3.33 s, four rounds each. Its SQL is 1.6 s of the 3.3 s: the
+  entries' load 0.35 s (a bare table: 0.12 s), the prenotes' INSERT ... SELECT 0.26 s, the holds
+  0.17 s and their events 0.14 s, the payments' streamed select 0.13 s.
+PostgreSQL, 1,000,000 payments (INSERT ... SELECT of the same rows into `payments`, two rounds):
+with every foreign key 13.0-17.0 s (noisy), without any trigger 4.8-6.6 s; each foreign key about
+1-2 s a million, even one whose column is NULL (its trigger still fires per row). The second key
+from an AutoPay pull to its premium (always the pull's own `premium_id`) is now a CHECK (migration
+0019): 1,000,000 pulls 21.0-21.5 s -> 18.1-18.6 s. Making the unique index of `autopay_premium_id`
+partial (its NULLs left out) gained nothing on an UPDATE of 66,667 payments to `held` (0.68-0.84 s
+as it is, 0.72-0.78 s partial, three rounds at 100,000): NULLs go to the index's right edge.
+
+The whole night, 2026-12-06 (one run each, machine otherwise quiet; wall ratio / CPU ratio)
+------------------------------------------------------------------------------------------
+N = 100,000, SQLite: import premiums 1.45 s, 5.2x / 5.2x, 96 MB; import payments 4.03 s, 10.1x /
+9.9x, 110 MB; originate 3.29 s, 10.0x / 10.3x, 116 MB; send 0.67 s, 15.8x / 17.2x, 92 MB; import
+autopay 4.20 s, 12.7x / 12.2x, 107 MB; autopay schedule 1.53 s, 22.2x / 24.7x, 77 MB (a second run:
+5.1x, 10.3x, 10.1x, 15.9x, 13.0x, 22.8x).
+N = 100,000, PostgreSQL: import premiums 1.68 s, 6.6x / 5.6x, 101 MB; import payments 5.46 s, 18.2x
+/ 8.8x, 115 MB; originate 6.46 s, 9.8x / 4.7x, 121 MB; send 1.26 s, 25.4x / 15.6x, 117 MB; import
+autopay 5.19 s, 17.7x / 9.3x, 112 MB; autopay schedule 3.34 s, 12.1x / 4.9x, 79 MB.
+N = 1,000,000, PostgreSQL: import premiums 10.55 s, 8.1x / 6.5x, 202 MB; import payments 49.39 s,
+19.8x / 8.0x, 216 MB; originate 70.44 s, 12.6x / 4.3x, 184 MB; send (4 files) 7.61 s, 118x / 29.5x,
+171 MB; import autopay 46.99 s, 24.9x / 14.5x, 213 MB; autopay schedule 29.39 s, 20.7x / 4.5x, 79 MB.
+Send at 1,000,000 is mostly the UPDATE of the files' 333,333 payments to `sent` (at 100,000: 0.50 s
+of its 1.2 s): a payment's state is read by two index predicates, so no update of it is heap-only.
 """
 from __future__ import annotations
 

@@ -73,6 +73,15 @@ floor 8.5 s: 3.9x (CPU 2.9x), 164 MB. (The same setting on every connection made
 imports 20-40% slower at 100,000 on bench_ledger: kept to returns.) The 20 s target is still
 missed on PostgreSQL: the re-presentments' INSERT 4 s (foreign keys, eight indexes), the look-ups
 of payments by account 3 s, the payments' new states 2 s, the debit screen's owed cents 2 s.
+
+2026-12-06 (after migrations 0018, SQLite's CHECKs of value lists as equalities, and 0019, no second
+foreign key from a pull to its premium; one read of each debit's re-presentments): SQLite process
+8.7 s, floor 1.3 s: 6.9x (CPU 8.4x), 163 MB; PostgreSQL 29.0 s, floor 7.2 s: 4.0x (CPU 4.3x),
+165 MB. On SQLite (py-spy) no piece is a tenth of the time: the originals' look-up (a join per
+trace, 0.8 s, mostly SQLite stepping it), the re-presentments' INSERT ... SELECT (0.8 s for 75,000:
+nine indexes and three foreign keys per row), the return rows' load (0.7 s), `plan_returns` 0.5 s,
+reading the file 0.7 s, the cents still owed 0.4 s, the commit 0.6 s. A larger page cache
+(256 MB) or memory-mapped reads (1 GB): no gain (8.4 -> 8.6-8.7 s), not kept.
 """
 from __future__ import annotations
 
