@@ -310,6 +310,11 @@ from an AutoPay pull to its premium (always the pull's own `premium_id`) is now 
 0019): 1,000,000 pulls 21.0-21.5 s -> 18.1-18.6 s. Making the unique index of `autopay_premium_id`
 partial (its NULLs left out) gained nothing on an UPDATE of 66,667 payments to `held` (0.68-0.84 s
 as it is, 0.72-0.78 s partial, three rounds at 100,000): NULLs go to the index's right edge.
+The fill factor of `bank_accounts` (50 since migration 0017), A/B at 1,000,000, two rounds each:
+import payments 48.8-52.1 s at 50, 48.3-48.4 s at 100; originate 66.5-67.1 s at 50, 71.8-73.9 s at
+100: the night is faster at 50, kept. Import chunks of 10,000 or 20,000 rows instead of 5,000 on
+SQLite at 100,000 (three rounds): 4.19-4.30 s -> 4.29-4.39 s and 4.41-4.55 s, peak RSS 112 ->
+133 and 177 MB: kept at 5,000.
 
 The whole night, 2026-12-06 (one run each, machine otherwise quiet; wall ratio / CPU ratio)
 ------------------------------------------------------------------------------------------
