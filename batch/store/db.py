@@ -19,7 +19,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import Boolean, Date, Enum as SAEnum, Integer, LargeBinary, String, TypeDecorator, UserDefinedType
 
 __all__ = [
-    "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "SchemaError", "alembic_config", "current_revision",
+    "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "MigrationRefused", "SchemaError", "alembic_config", "current_revision",
     "current_revision_or_raise",
     "head_revision", "make_engine", "make_sessionmaker", "normalize_url", "open_database",
     "brief", "bulk_insert", "configuration_problem", "copy_rows", "custom_plans", "in_set", "require_current_schema", "upgrade",
@@ -35,6 +35,12 @@ class DatabaseError(Exception):
 
 class SchemaError(DatabaseError):
     """The database schema is missing or not at the revision this code expects."""
+
+
+class MigrationRefused(DatabaseError):
+    """A migration found the database not as it can carry it over (a stored schema it does not
+    expect, rows its new rule would refuse) and stopped: the upgrade's transaction is rolled back,
+    schema and rows as they were. The message says what to look at."""
 
 
 class DatabaseUnavailable(DatabaseError):

@@ -17,6 +17,7 @@ from batch.store.db import (
     MIGRATIONS_DIR,
     DatabaseError,
     DatabaseUnavailable,
+    MigrationRefused,
     SchemaError,
     current_revision,
     custom_plans,
@@ -1111,14 +1112,15 @@ def test_check_equalities_migration_stops_on_a_schema_it_does_not_expect(db_url)
     with sqlite3.connect(path) as c:
         c.execute("CREATE TABLE odd (x TEXT CHECK ((x = 'a' OR x = 'b')), y TEXT CHECK (y IN ('a', 'b')))")
         before = c.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
-    with pytest.raises(RuntimeError, match="odd: its CREATE TABLE is not as this migration expects"):
+    with pytest.raises(MigrationRefused, match="migration 0018: table odd: its stored CREATE TABLE is not as this "
+                                               "migration expects; nothing changed"):
         upgrade(db_url)
     with sqlite3.connect(path) as c:
         assert c.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall() == before
         assert c.execute("SELECT version_num FROM alembic_version").fetchall() == [("0017_update_room",)]
 
 
-def test_autopay_premium_check_migration_replaces_the_second_foreign_key_and_goes_back(db_url):
+def test_autopay_premium_check_migration_replaces_the_second_foreign_key_and_goes_back(db_url, monkeypatch):
     """Migration 0019: `payments.autopay_premium_id` must be the payment's own premium (a CHECK)
     instead of a second foreign key to premiums; the premium's existence is still the database's
     (premium_id's foreign key). Rows stay; downgrading gives the foreign key back (on SQLite the
@@ -1161,8 +1163,17 @@ def test_autopay_premium_check_migration_replaces_the_second_foreign_key_and_goe
             conn.execute(text(pull), values(2, 2, None, ch="portal"))
             conn.execute(text(pull), values(3, 2, 3))  # the AutoPay premium of another premium: 0018 lets it in
         before = stored()
-        with pytest.raises(RuntimeError, match="1 payments have an autopay_premium_id that is not their premium_id"):
+        with pytest.raises(MigrationRefused, match="migration 0019: payments whose autopay_premium_id is not their "
+                                                   "premium_id: 1; nothing changed"):
             upgrade(db_url)
+        assert stored() == before and current_revision(engine) == "0018_check_equalities"
+        monkeypatch.setenv("ACHBATCH_DATABASE__URL", db_url)  # what a person sees: one line, exit 2
+        refusal = CliRunner().invoke(cli, ["db", "upgrade"])
+        assert refusal.exit_code == 2 and "Traceback" not in refusal.output
+        assert refusal.output.strip().splitlines() == [
+            "achbatch: migration 0019: payments whose autopay_premium_id is not their premium_id: 1; nothing changed; "
+            "look at them before upgrading (SELECT id, premium_id, autopay_premium_id FROM payments WHERE "
+            "autopay_premium_id <> premium_id)"]
         assert stored() == before and current_revision(engine) == "0018_check_equalities"
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM payments WHERE id = 3"))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from batch.store.db import MigrationRefused
+
 __all__ = ["shape", "write"]
 
 
@@ -31,7 +33,7 @@ def shape(table: str, sql: str) -> tuple[list, list, list]:
 
 def write(conn, changes: list[tuple[str, str, str]]) -> None:
     """Store each (table, old text, new text) in the open transaction of `conn` (a SQLAlchemy
-    connection); a table whose stored text is no longer `old` stops it (RuntimeError, and the
+    connection); a table whose stored text is no longer `old` stops it (MigrationRefused, and the
     migration's transaction rolls back)."""
     if not changes:
         return
@@ -42,7 +44,7 @@ def write(conn, changes: list[tuple[str, str, str]]) -> None:
             n = conn.exec_driver_sql("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ? AND sql = ?",
                                      (new, name, old)).rowcount
             if n != 1:
-                raise RuntimeError(f"{name}: its stored CREATE TABLE changed meanwhile; nothing written")
+                raise MigrationRefused(f"{name}: its stored CREATE TABLE changed meanwhile; nothing written")
         conn.exec_driver_sql(f"PRAGMA schema_version = {version + 1}")
     finally:
         conn.exec_driver_sql("PRAGMA writable_schema = OFF")
@@ -50,5 +52,5 @@ def write(conn, changes: list[tuple[str, str, str]]) -> None:
         stored = conn.exec_driver_sql(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).scalar_one()
         if stored != new:
-            raise RuntimeError(f"{name}: the schema was not rewritten")
+            raise MigrationRefused(f"{name}: the schema was not rewritten")
         conn.exec_driver_sql(f'SELECT * FROM "{name}" LIMIT 0').all()

@@ -36,6 +36,7 @@ import re
 
 from alembic import op
 
+from batch.store.db import MigrationRefused
 from batch.store.migrations import sqlite_schema
 
 revision = "0018_check_equalities"
@@ -83,15 +84,18 @@ def _rewrite(transform, inverse, check_rows: bool) -> None:
         if new == sql:
             continue
         if inverse(new) != sql:
-            raise RuntimeError(f"{name}: its CREATE TABLE is not as this migration expects: {sql}")
+            raise MigrationRefused(f"migration 0018: table {name}: its stored CREATE TABLE is not as this migration "
+                                   f"expects; nothing changed (its text: {sql!r})")
         if sqlite_schema.shape(name, new) != sqlite_schema.shape(name, sql):
-            raise RuntimeError(f"{name}: the rewritten CREATE TABLE would define other columns or keys: {new}")
+            raise MigrationRefused(f"migration 0018: table {name}: rewritten, its CREATE TABLE would define other "
+                                   f"columns or keys; nothing changed (the new text: {new!r})")
         if check_rows:
             for old_expr, new_expr in _pairs(sql):
                 differ = conn.exec_driver_sql(
                     f'SELECT count(*) FROM "{name}" WHERE ({old_expr}) IS NOT ({new_expr})').scalar_one()
                 if differ:
-                    raise RuntimeError(f"{name}: {differ} rows judge {old_expr} and {new_expr} differently")
+                    raise MigrationRefused(f"migration 0018: table {name}: {differ} rows judge {old_expr} and "
+                                           f"{new_expr} differently; nothing changed")
         changes.append((name, sql, new))
     sqlite_schema.write(conn, changes)
 

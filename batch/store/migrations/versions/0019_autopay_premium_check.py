@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from alembic import op
 
+from batch.store.db import MigrationRefused
 from batch.store.migrations import sqlite_schema
 
 revision = "0019_autopay_premium_check"
@@ -64,12 +65,14 @@ def _sqlite(change, inverse) -> None:
     sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'payments'").scalar_one()
     new = change(sql)
     if new == sql or inverse(new) != sql:
-        raise RuntimeError(f"payments: its CREATE TABLE is not as this migration expects: {sql}")
+        raise MigrationRefused(f"migration 0019: table payments: its stored CREATE TABLE is not as this migration "
+                               f"expects; nothing changed (its text: {sql!r})")
     old_shape, new_shape = sqlite_schema.shape("payments", sql), sqlite_schema.shape("payments", new)
     autopay_fk = {("premiums", "autopay_premium_id", "id", "NO ACTION", "NO ACTION", "NONE")}
     if old_shape[0] != new_shape[0] or old_shape[2] != new_shape[2] \
             or _fks("payments", sql) ^ _fks("payments", new) != autopay_fk:
-        raise RuntimeError(f"payments: the rewritten CREATE TABLE would define other columns, indexes or keys: {new}")
+        raise MigrationRefused(f"migration 0019: table payments: rewritten, its CREATE TABLE would define other "
+                               f"columns, indexes or keys; nothing changed (the new text: {new!r})")
     sqlite_schema.write(conn, [("payments", sql, new)])
 
 
@@ -77,9 +80,9 @@ def upgrade() -> None:
     conn = op.get_bind()
     refused = conn.exec_driver_sql(f"SELECT count(*) FROM payments WHERE NOT ({RULE})").scalar_one()
     if refused:
-        raise RuntimeError(f"{refused} payments have an autopay_premium_id that is not their premium_id: "
-                           "nothing changed; look at them before upgrading (SELECT id, premium_id, "
-                           "autopay_premium_id FROM payments WHERE autopay_premium_id <> premium_id)")
+        raise MigrationRefused(f"migration 0019: payments whose autopay_premium_id is not their premium_id: {refused}; "
+                               "nothing changed; look at them before upgrading (SELECT id, premium_id, "
+                               "autopay_premium_id FROM payments WHERE autopay_premium_id <> premium_id)")
     if conn.dialect.name == "sqlite":
         _sqlite(_without_fk, _with_fk)
         return
@@ -93,7 +96,8 @@ def downgrade() -> None:
         "SELECT count(*) FROM payments WHERE autopay_premium_id IS NOT NULL AND NOT EXISTS "
         "(SELECT 1 FROM premiums WHERE premiums.id = payments.autopay_premium_id)").scalar_one()
     if orphans:
-        raise RuntimeError(f"{orphans} payments name an AutoPay premium that does not exist: nothing changed")
+        raise MigrationRefused(f"migration 0019: payments naming an AutoPay premium that does not exist: {orphans}; "
+                               "nothing changed")
     if conn.dialect.name == "sqlite":
         _sqlite(_with_fk, _without_fk)
         return
