@@ -446,7 +446,6 @@ class _FileBuilder:
         self.prenote_count = 0
         self.valid_from: date | None = None  # of tonight's prenotes
         self.odfi8 = company.odfi_routing[:8]
-        self._decrypt = keyring.account_decrypter()  # the account number, for the file only
         self._w: FileWriter | None = None
         self._key: BatchKey | None = None
         self._file_row: NachaFile | None = None
@@ -573,11 +572,12 @@ class _FileBuilder:
             else "individual_name"
         self.id_field = "identification_number" if "identification_number" in self.entry_layout.index \
             else "individual_identification_number"
-        self.ptc_field = "payment_type_code" if "payment_type_code" in self.entry_layout.index else None
-        # the entry's fields that _write_entry fills, by position
+        # the entry's fields that _write_entry fills, by position; the batch's payment type last
+        ptc = ("payment_type_code",) if "payment_type_code" in self.entry_layout.index else ()
         self._entry = self.entry_layout.maker(
             "transaction_code", "receiving_dfi_identification", "check_digit", "dfi_account_number", "amount",
-            self.id_field, self.name_field, "trace_number", *((self.ptc_field,) if self.ptc_field else ()))
+            self.id_field, self.name_field, "trace_number", *ptc)
+        self._entry_ptc = (key.payment_type_code,) if ptc else ()
 
     def _close_batch(self) -> None:
         if self._key is None:
@@ -647,19 +647,10 @@ class _FileBuilder:
         elif step == NEW_BATCH:
             self._close_batch()
             self._open_batch(key)
-        seq = self.seq  # _next_trace, inline: once per entry
-        if seq > MAX_TRACE_SEQUENCE:
-            raise _exhausted(seq - 1, 1)
-        trace = f"{self.odfi8}{seq:07d}"
-        self.seq = seq + 1
-        name = holder.upper()  # _nacha_text(holder, 22), its common case inline
-        name = name[:22].rstrip() if name.isascii() and name.isprintable() else _nacha_text(holder, 22)
-        account = self._decrypt(account_enc)
-        if self.ptc_field:
-            rec = self._entry(tc, routing[:8], routing[8], account, amount, member_id, name, trace, key.payment_type_code)
-        else:
-            rec = self._entry(tc, routing[:8], routing[8], account, amount, member_id, name, trace)
-        self._w.add_entry(rec)
+        trace = self._next_trace()
+        account = self.keyring.decrypt_account(account_enc)  # for the file only
+        self._w.add_entry(self._entry(tc, routing[:8], routing[8], account, amount, member_id,
+                                      _nacha_text(holder, 22), trace, *self._entry_ptc))
         return trace
 
     def _record_entry(self, pid, trace, amount, tc, kind, prenote_id=None) -> None:

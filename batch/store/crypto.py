@@ -192,26 +192,6 @@ class Keyring:
     def decrypt_account(self, blob: bytes) -> str:
         return self.decrypt_str(blob, ACCOUNT_CONTEXT)
 
-    def account_decrypter(self) -> Callable[[bytes], str]:
-        """`decrypt_account` for many blobs (the entries of a file): each key's associated data
-        built once. A blob it cannot take at once (not a ciphertext, an unknown key, a failed
-        tag) goes through `decrypt_account`, which raises the same error as always."""
-        start = _HEADER_LEN + _NONCE_LEN
-        keys = {k.key_id: (k.aead.decrypt, _VERSION_BYTE + k.key_id + ACCOUNT_CONTEXT) for k in self._keys}
-        slow = self.decrypt_account
-
-        def decrypt(blob: bytes) -> str:
-            if type(blob) is not bytes:
-                blob = bytes(blob)
-            hit = keys.get(blob[1:_HEADER_LEN]) if blob[:1] == _VERSION_BYTE and len(blob) >= _MIN_BLOB else None
-            if hit is None:
-                return slow(blob)
-            try:
-                return hit[0](blob[_HEADER_LEN:start], blob[start:], hit[1]).decode("utf-8")
-            except InvalidTag:
-                return slow(blob)
-        return decrypt
-
 
 # -- key sources -----------------------------------------------------------------------------------
 

@@ -19,10 +19,11 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import Boolean, Date, Enum as SAEnum, Integer, LargeBinary, String, TypeDecorator, UserDefinedType
 
 __all__ = [
-    "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "MigrationRefused", "SchemaError", "alembic_config", "current_revision",
-    "current_revision_or_raise",
+    "MIGRATIONS_DIR", "DatabaseError", "DatabaseUnavailable", "MigrationRefused", "SchemaError", "alembic_config",
+    "current_revision", "current_revision_or_raise",
     "head_revision", "make_engine", "make_sessionmaker", "normalize_url", "open_database",
-    "brief", "bulk_insert", "configuration_problem", "copy_rows", "custom_plans", "in_set", "require_current_schema", "upgrade",
+    "brief", "bulk_insert", "configuration_problem", "copy_rows", "custom_plans", "in_set", "require_current_schema",
+    "upgrade",
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

@@ -8,7 +8,8 @@ move every row of the largest tables for nothing.
 
 The caller checks what its change means for the rows first; `shape` lets it compare what two
 texts define besides their CHECKs, as SQLite itself reads them (in a scratch in-memory database,
-before anything is written); `write` writes and reads back. Used by migrations 0018 and 0019."""
+before anything is written); `write` writes, then has SQLite read each new text. Used by migrations
+0018 and 0019."""
 from __future__ import annotations
 
 import sqlite3
@@ -48,9 +49,5 @@ def write(conn, changes: list[tuple[str, str, str]]) -> None:
         conn.exec_driver_sql(f"PRAGMA schema_version = {version + 1}")
     finally:
         conn.exec_driver_sql("PRAGMA writable_schema = OFF")
-    for name, _old, new in changes:  # SQLite reads the new text: it must be what was written
-        stored = conn.exec_driver_sql(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).scalar_one()
-        if stored != new:
-            raise MigrationRefused(f"{name}: the schema was not rewritten")
+    for name, _old, _new in changes:  # SQLite reads the new text now: an error rolls it all back
         conn.exec_driver_sql(f'SELECT * FROM "{name}" LIMIT 0').all()
