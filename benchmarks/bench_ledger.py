@@ -298,11 +298,11 @@ bare copy with executemany in chunks of 5,000, as the imports load)
   0.35-0.45 s, AES-GCM per account 0.3 s, 20 commits 0.26 s, CSV records and row checks ~0.5 s.
   A larger WAL before each checkpoint (10,000 or 100,000 pages): 4.0 -> 3.9 s, within noise, not kept.
 - Originate 100,000 (SQLite): the entry of each payment and prenote built by position
-  (`Layout.maker`) instead of a dict of keyword values, the account decrypted with each key's
-  associated data built once (`Keyring.account_decrypter`), the trace number and the name's common
-  case inline: 3.39-3.48 s -> 3.27-3.33 s, four rounds each. Its SQL is 1.6 s of the 3.3 s: the
-  entries' load 0.35 s (a bare table: 0.12 s), the prenotes' INSERT ... SELECT 0.26 s, the holds
-  0.17 s and their events 0.14 s, the payments' streamed select 0.13 s.
+  (`Layout.maker`) instead of a dict of keyword values: 3.71-3.84 s -> 3.62-3.80 s, four rounds each,
+  about 2% (a decrypt path with each key's associated data built once, and the trace number and the
+  name inline, were within noise back to back, 3.65-3.83 s either way: not kept). Its SQL is 1.6 s
+  of 3.3 s: the entries' load 0.35 s (a bare table: 0.12 s), the prenotes' INSERT ... SELECT 0.26 s,
+  the holds 0.17 s and their events 0.14 s, the payments' streamed select 0.13 s.
 PostgreSQL, 1,000,000 payments (INSERT ... SELECT of the same rows into `payments`, two rounds):
 with every foreign key 13.0-17.0 s (noisy), without any trigger 4.8-6.6 s; each foreign key about
 1-2 s a million, even one whose column is NULL (its trigger still fires per row). The second key
