@@ -18,7 +18,15 @@ process start):
   insert the rows in one transaction (premiums, payments, autopay); select the pending payments,
   format one 94-character entry line each with an f-string, write the file, mark the rows
   (originate); one set-based INSERT ... SELECT of N pulls (autopay schedule); copy the file's bytes
-  into a folder with fsync (send). No validation, no encryption: the cost of moving the data at all.
+  into a folder with fsync (send). No validation, no encryption: the cost of moving the data at all;
+- for `import premiums` and `import payments`, the same floor once more into achbatch's own tables
+  (`premiums`; `bank_accounts` and `payments`, the payments' premium ids from one select): their
+  indexes, unique keys, CHECKs and foreign keys, still nothing checked, hashed or encrypted, rolled
+  back at the end so the later steps see achbatch's rows only. It splits each import's ratio into
+  what the schema costs (floor in our tables / floor) and what achbatch's code costs on top
+  (achbatch / floor in our tables);
+- the start-up every step pays before its first row: `import premiums` of a header-only file (start
+  Python, import achbatch, connect, check the schema, record an import run), best of three.
 
 It prints each step's seconds, peak RSS, its floor's seconds and the ratio (the machine is shared
 and noisy: compare ratios, not seconds). SQLite lives in a temporary folder; PostgreSQL is a new
@@ -330,6 +338,42 @@ N = 1,000,000, PostgreSQL: import premiums 10.55 s, 8.1x / 6.5x, 202 MB; import 
 171 MB; import autopay 46.99 s, 24.9x / 14.5x, 213 MB; autopay schedule 29.39 s, 20.7x / 4.5x, 79 MB.
 Send at 1,000,000 is mostly the UPDATE of the files' 333,333 payments to `sent` (at 100,000: 0.50 s
 of its 1.2 s): a payment's state is read by two index predicates, so no update of it is heap-only.
+
+How much of each ratio the schema and the start-up take, 2026-12-06, later (a machine about 1.3x
+slower than the one above: the bare floor of payments 0.54 s at 100,000 against 0.40-0.46 s)
+----------------------------------------------------------------------------------------------------
+The floor in our tables (above) and the start-up line, measured in one run of this script:
+  N = 100,000, SQLite: floor in our tables, premiums 0.61 s = 1.7x the bare floor, payments 2.08 s =
+  3.9x; start-up 0.66 s = 1.9x the premiums floor, 1.2x the payments floor. achbatch 2.20 s (6.3x)
+  and 5.93 s (11.0x): 3.6x and 2.9x the floor in our tables.
+  N = 100,000, PostgreSQL: premiums 0.92 s = 2.5x, payments 3.55 s = 8.3x; start-up 0.78 s = 2.2x
+  and 1.8x. achbatch 2.74 s (7.6x) and 7.70 s (17.9x): 3.0x and 2.2x the floor in our tables.
+So on PostgreSQL the schema alone puts `import payments` at 8.3x its floor, over the 6x target with
+no check, hash or encryption done at all; on SQLite the schema and the start-up together take 5.1x of
+the 6x, leaving 0.5 s for every row's checks, keyed hash, AES-GCM and look-ups (they take about 3.2 s
+now). `import premiums`: the schema and the start-up take 3.6x (SQLite) and 4.7x (PostgreSQL) of the
+4x target. The schema's costs are its integrity: on PostgreSQL, 200,000 payments inserted by INSERT
+... SELECT into copies of the table took 3.7-3.9 s with its three foreign keys, 1.3-1.8 s without
+them, 0.30-0.36 s into a bare table (the indexes and CHECKs); each key alone, over the copy without
+keys: to premiums +0.8 s, to bank_accounts +0.8-0.9 s, to the retried payment (always NULL here)
++0.2 s. Each checked key locks the row it points to (FOR KEY SHARE), which writes that row's page.
+Tried this session and not kept:
+- reading, checking and parsing the rows in a thread a chunk ahead of the loading (the rows in file
+  order, errors and memory as before): the loading never waited for the reading (0.04 s in all), but
+  its own time grew by about what it no longer did, the two threads handing the GIL back and forth
+  each time the loading waits on the driver. Import payments 100,000, three rounds each, before /
+  after: PostgreSQL 8.20, 9.03, 8.53 s / 8.43, 9.18, 7.99 s (a 0.5 ms switch interval: no better);
+  SQLite 6.67, 6.60, 6.20 s / 6.66, 7.17, 6.49 s.
+- no ANALYZE while an import grows a table (PostgreSQL): the look-ups by unique columns kept their
+  indexes and the statements lost 0.64-0.76 s of ANALYZE at 100,000, but the wall time moved within
+  its noise (7.62-7.73 s against 7.93-8.06 s), and originate, run right after the import, plans on
+  those statistics. ANALYZE of only the looked-up columns: bank_accounts 0.55 s either way at
+  1,000,000 (the sample's pages, not the columns, are its cost).
+- start-up: `send` with nothing to send, best of seven, 0.73-0.78 s with PYTHONDONTWRITEBYTECODE=1
+  (as on these machines: the project's modules compiled at every start) and 0.68 s with bytecode
+  cached; of the imports (0.51-0.68 s under -X importtime), SQLAlchemy 0.17-0.22 s and the project's
+  own modules 0.18-0.25 s, the ORM models' declarative mapping the largest (75-105 ms); a layout or
+  code table loaded when not needed was 10-25 ms at most (nacha.layouts_other for originate).
 """
 from __future__ import annotations
 
@@ -461,6 +505,87 @@ def floor_import(url: str, kind: str, path: str) -> int:
     return n
 
 
+# The floor in achbatch's own tables: the same plain csv + driver load, into the real `premiums`,
+# `bank_accounts` and `payments` (their indexes, unique keys, CHECKs and foreign keys), with the
+# values converted the simplest way and nothing checked, hashed or encrypted; the premium ids of the
+# payments from one select. It measures what the schema itself costs, apart from achbatch's code.
+# Its rows (ids, member and confirmation ids prefixed F) are rolled back at the end, so the later
+# steps see achbatch's rows only: the commit (one fsync) is not in it.
+
+def _floor_values(db: str):
+    now = "2026-12-01 00:00:00+00:00" if db == "postgresql" else "2026-12-01 00:00:00.000000"
+    return now, ("f" if db == "postgresql" else 0)
+
+
+def _cents(amount: str) -> int:
+    dollars, _, cents = amount.partition(".")
+    return int(dollars) * 100 + int((cents + "00")[:2])
+
+
+def _load(conn, db: str, table: str, cols: tuple[str, ...], rows) -> None:
+    if db == "sqlite":
+        conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
+        return
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
+        for row in rows:
+            cp.write_row(row)
+
+
+def floor_schema_import(url: str, kind: str, path: str) -> int:
+    conn, db = _driver(url)
+    now, false = _floor_values(db)
+    if db == "sqlite":
+        conn.isolation_level = None
+        conn.execute("PRAGMA foreign_keys = ON")  # as achbatch's connections
+        conn.execute("BEGIN IMMEDIATE")
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        if kind == "premiums":
+            rows = []
+            for member, name, plan, month, amount, subsidy, _binder in reader:
+                y, m = int(month[:4]), int(month[5:7])
+                due = f"{y - (m == 1)}-{12 if m == 1 else m - 1:02d}-23"
+                rows.append(("F" + member, name, plan, month + "-01", _cents(amount), subsidy, false, due, now, now))
+            _load(conn, db, "premiums", ("member_id", "member_name", "plan_id", "coverage_month", "amount_due_cents",
+                                         "subsidy", "binder", "due_date", "created_at", "updated_at"), rows)
+        elif kind == "payments":
+            cur = conn.cursor()
+            cur.execute("SELECT id, member_id, plan_id, coverage_month FROM premiums")
+            premium_of = {(m, p, str(c)[:7]): i for i, m, p, c in cur}
+            lines = list(reader)
+            if db == "sqlite":
+                first = (cur.execute("SELECT max(id) FROM bank_accounts").fetchone()[0] or 0) + 1
+                ids = range(first, first + len(lines))
+            else:
+                cur.execute("SELECT nextval(pg_get_serial_sequence('bank_accounts', 'id')) "
+                            "FROM generate_series(1, %s)", (len(lines),))
+                ids = [r[0] for r in cur]
+            accounts, payments = [], []
+            for acct_id, (cid, submitted, channel, member, plan, month, amount, routing, account, kind_, holder) \
+                    in zip(ids, lines):
+                accounts.append((acct_id, routing, account.encode(), "F" + account, account[-4:], kind_, holder,
+                                 "active", "unvalidated", "F", now, now))
+                payments.append(("F" + cid, channel, member, plan, month + "-01", premium_of.get((member, plan, month)),
+                                 _cents(amount), acct_id, submitted, "TEL" if channel == "phone" else "WEB", "S",
+                                 submitted[:10], "pending", 0, now, now))
+            if any(p[5] is None for p in payments):
+                raise SystemExit("floor in our tables: a payment without its premium (its foreign key unchecked)")
+            _load(conn, db, "bank_accounts", ("id", "routing_number", "account_number_enc", "account_hash", "last4",
+                                              "account_type", "holder_name", "status", "validation_result",
+                                              "key_id", "created_at", "updated_at"), accounts)
+            _load(conn, db, "payments", ("confirmation_id", "channel", "member_id", "plan_id", "coverage_month",
+                                         "premium_id", "amount_cents", "bank_account_id", "submitted_at", "sec_code",
+                                         "payment_type_code", "originate_on", "state", "retry_number", "created_at",
+                                         "updated_at"), payments)
+            rows = payments
+        else:
+            raise SystemExit(f"no floor in our tables for {kind}")
+    conn.rollback()
+    conn.close()
+    return len(rows)
+
+
 def floor_originate(url: str, out_path: str) -> int:
     conn, db = _driver(url)
     cur = conn.cursor()
@@ -492,6 +617,34 @@ def floor_autopay(url: str) -> int:
     return n
 
 
+def floor_schema_autopay(url: str) -> int:
+    """The AutoPay floor's INSERT ... SELECT into the real `payments` (a pull per active mandate, its
+    premium joined by member and plan), rolled back. Run after achbatch's pulls, so its
+    `autopay_premium_id` is NULL (their unique key taken); the unique index gets its entry all the same."""
+    conn, db = _driver(url)
+    now, _ = _floor_values(db)
+    mark = "?" if db == "sqlite" else "%s"
+    cur = conn.cursor()
+    if db == "sqlite":
+        conn.isolation_level = None
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("BEGIN IMMEDIATE")
+    cur.execute("INSERT INTO payments (confirmation_id, channel, member_id, plan_id, coverage_month, premium_id, "
+                "amount_cents, bank_account_id, submitted_at, sec_code, payment_type_code, originate_on, state, "
+                "retry_number, created_at, updated_at) "
+                "SELECT 'F-' || m.id, 'autopay', m.member_id, m.plan_id, p.coverage_month, p.id, p.amount_due_cents, "
+                f"m.bank_account_id, {mark}, CASE m.channel WHEN 'web' THEN 'WEB' WHEN 'phone' THEN 'TEL' ELSE 'PPD' "
+                f"END, 'R', {mark}, 'pending', 0, {mark}, {mark} "
+                "FROM autopay_mandates m JOIN premiums p ON p.member_id = m.member_id AND p.plan_id = m.plan_id "
+                "WHERE m.status = 'active'", (now, DUE_DRAFT, now, now))
+    n = cur.rowcount
+    conn.rollback()
+    conn.close()
+    if n <= 0:
+        raise SystemExit("floor in our tables: no AutoPay pull inserted")
+    return n
+
+
 def floor_send(src: str, folder: str) -> int:
     os.makedirs(folder, exist_ok=True)
     dst = os.path.join(folder, os.path.basename(src))
@@ -508,6 +661,10 @@ def _floor_main(args) -> None:
         out = floor_setup(args.url)
     elif name.startswith("import-"):
         out = floor_import(args.url, name.split("-", 1)[1], args.path)
+    elif name == "schema-autopay":
+        out = floor_schema_autopay(args.url)
+    elif name.startswith("schema-"):
+        out = floor_schema_import(args.url, name.split("-", 1)[1], args.path)
     elif name == "originate":
         out = floor_originate(args.url, args.path)
     elif name == "autopay":
@@ -594,19 +751,24 @@ def main() -> None:
         paths = generate(tmp, n)
         _measure(ach + ["db", "upgrade"], env)
         _measure(me + ["--floor", "setup"], env)
-        rows = []  # (step, achbatch, floor, floor label)
+        rows = []  # (step, achbatch, floor, floor label, floor in our tables or None)
 
-        def step(label, cmd, floor_cmd, floor_label, ok_codes=(0,)):
+        def step(label, cmd, floor_cmd, floor_label, ok_codes=(0,), schema_cmd=None):
             a = _measure(cmd, env, ok_codes)
             f = _measure(floor_cmd, env) if floor_cmd else None
-            rows.append((label, a, f, floor_label))
+            sf = _measure(schema_cmd, env) if schema_cmd else None
+            rows.append((label, a, f, floor_label, sf))
+            tables = (f"; in our tables {sf['seconds']:.2f} s (cpu {sf['cpu']:.2f} s): "
+                      f"{a['seconds'] / sf['seconds']:.1f}x of it" if sf else "")
             print(f"  [{label}: {a['seconds']:.2f} s (cpu {a['cpu']:.2f} s), {a['peak_rss_mb']:.0f} MB; floor "
-                  f"{f['seconds']:.2f} s (cpu {f['cpu']:.2f} s); {a['seconds'] / f['seconds']:.1f}x]", flush=True)
+                  f"{f['seconds']:.2f} s (cpu {f['cpu']:.2f} s); {a['seconds'] / f['seconds']:.1f}x{tables}]", flush=True)
             return a
 
         def load(kind: str, source: str) -> None:  # an import and its floor, then its summary line
+            schema = kind in ("premiums", "payments") and source == kind
             a = step(f"import {kind}", ach + ["import", kind, paths[source]],
-                     me + ["--floor", f"import-{kind}", "--path", paths[source]], "csv + insert")
+                     me + ["--floor", f"import-{kind}", "--path", paths[source]], "csv + insert",
+                     schema_cmd=me + ["--floor", f"schema-{kind}", "--path", paths[source]] if schema else None)
             print("  " + a["stdout"].strip().splitlines()[0])
 
         def autopay(schedule: bool = True) -> None:  # the mandates (their premiums first), then the pulls
@@ -615,8 +777,17 @@ def main() -> None:
             load("autopay", "autopay")
             if schedule:
                 a = step("autopay schedule", ach + ["autopay", "schedule", "--date", DUE_DRAFT],
-                         me + ["--floor", "autopay"], "INSERT ... SELECT")
+                         me + ["--floor", "autopay"], "INSERT ... SELECT", schema_cmd=me + ["--floor", "schema-autopay"])
                 print("  " + a["stdout"].strip().splitlines()[0])
+
+        # What every step pays before its first row: start Python, import achbatch (SQLAlchemy, the
+        # models, the settings), connect, check the schema, record an import run: a header-only file.
+        empty = os.path.join(tmp, "header-only.csv")
+        with open(paths["premiums"]) as src, open(empty, "w") as dst:
+            dst.write(src.readline())
+        start = min((_measure(ach + ["import", "premiums", empty], env) for _ in range(3)), key=lambda m: m["seconds"])
+        print(f"  [start-up: `import premiums` of a header-only file {start['seconds']:.2f} s (cpu {start['cpu']:.2f} s),"
+              f" {start['peak_rss_mb']:.0f} MB, best of 3]", flush=True)
 
         if args.steps == "autopay":  # the AutoPay steps alone: the mandates' premiums timed like the others
             load("premiums", "premiums_autopay")
@@ -646,13 +817,24 @@ def main() -> None:
         print()
         print(f"  {'step':<17} {'achbatch s':>10} {'peak RSS MB':>11} {'floor s':>8} {'floor RSS':>9} {'ratio':>7}"
               f" {'cpu s':>7} {'floor cpu':>9} {'cpu ratio':>9}  floor")
-        for label, a, f, fl in rows:
+        for label, a, f, fl, _ in rows:
             ratio = a["seconds"] / f["seconds"] if f and f["seconds"] > 0 else float("nan")
             cratio = a["cpu"] / f["cpu"] if f and f["cpu"] > 0 else float("nan")
             print(f"  {label:<17} {a['seconds']:>10.2f} {a['peak_rss_mb']:>11.1f} {f['seconds']:>8.2f} "
                   f"{f['peak_rss_mb']:>9.1f} {ratio:>6.1f}x {a['cpu']:>7.2f} {f['cpu']:>9.2f} {cratio:>8.1f}x  {fl}")
         print("  ratio: wall time (process start included); cpu: user+system seconds of the step's process (the"
               " database server's own work on PostgreSQL not included); on a busy machine the cpu ratio is steadier")
+        schema_rows = [(label, a, f, sf) for label, a, f, _, sf in rows if sf]
+        if schema_rows:
+            print()
+            print(f"  {'the same floor in achbatch tables':<34} {'seconds':>8} {'x floor':>8} {'achbatch x it':>14}")
+            for label, a, f, sf in schema_rows:
+                print(f"  {label:<34} {sf['seconds']:>8.2f} {sf['seconds'] / f['seconds']:>7.1f}x "
+                      f"{a['seconds'] / sf['seconds']:>13.1f}x")
+            print("  (imports: plain csv + driver into the real premiums / bank_accounts / payments tables: their"
+              " indexes, unique keys, CHECKs and foreign keys, nothing checked, hashed or encrypted; autopay"
+              " schedule: the floor's INSERT ... SELECT into the real payments; each rolled back)")
+        print(f"  start-up of an achbatch command (an import of a header-only file, best of 3): {start['seconds']:.2f} s")
         print("  targets: import payments <= 6x, import premiums <= 4x, originate <= 4x, each peak RSS < 400 MB")
     finally:
         if args.keep:

@@ -190,6 +190,14 @@ def test_bench_ledger_prints_every_step_against_its_floor(tmp_path):
         assert line is not None, f"no line for {step}:\n{out}"
         ratios = [t for t in line.split() if t.endswith("x") and t[:-1].replace(".", "", 1).isdigit()]
         assert len(ratios) == 2, line  # wall and cpu, each a number (no nan: every step has its floor)
+    # the imports' floor once more in achbatch's own tables, and the start-up every step pays
+    assert "the same floor in achbatch tables" in out, out
+    schema = out.split("the same floor in achbatch tables", 1)[1]
+    for step in ("import premiums", "import payments", "autopay schedule"):
+        line = next((ln for ln in schema.splitlines() if ln.strip().startswith(step + " ")), None)
+        assert line is not None, f"no floor in our tables for {step}:\n{out}"
+        assert len([t for t in line.split() if t.endswith("x") and t[:-1].replace(".", "", 1).isdigit()]) == 2, line
+    assert "start-up of an achbatch command (an import of a header-only file, best of 3): " in out
 
 
 @pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
