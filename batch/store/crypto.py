@@ -227,17 +227,26 @@ def _create_key_file(path: Path) -> None:
         os.close(fd)
 
 
+# The distinct values of an indexed column, one index seek per value (a "loose index scan"): asked
+# at every command's start, where SELECT DISTINCT read the whole index (0.2-0.36 s for 1,000,000
+# accounts on PostgreSQL, growing with the ledger) to find the one or two keys in use.
+_DISTINCT_BY_SEEKS = (
+    "WITH RECURSIVE seen(v) AS ("
+    "SELECT (SELECT {c} FROM {t} ORDER BY {c} LIMIT 1) "
+    "UNION ALL SELECT (SELECT {c} FROM {t} WHERE {c} > seen.v ORDER BY {c} LIMIT 1) FROM seen WHERE seen.v IS NOT NULL"
+    ") SELECT v FROM seen WHERE v IS NOT NULL")
+
+
 def stored_key_ids(conn) -> set[str]:
     """The ids (hex) of the keys the database's encrypted values were made with: account numbers and
     built NACHA files and kept bank files each record theirs (`key_id`, indexed). `conn`: a
     connection or session."""
-    from sqlalchemy import select, union
+    from sqlalchemy import text
 
-    from .models import BankAccount, NachaFileContent, ReturnFileContent
-
-    q = union(select(BankAccount.key_id).distinct(), select(NachaFileContent.key_id).distinct(),
-              select(ReturnFileContent.key_id).distinct())
-    return set(conn.execute(q).scalars())
+    ids: set[str] = set()
+    for table in ("bank_accounts", "nacha_file_contents", "return_file_contents"):
+        ids.update(conn.execute(text(_DISTINCT_BY_SEEKS.format(t=table, c="key_id"))).scalars())
+    return ids
 
 
 def load_keyring(key: str | None, key_file: Path | None, default_key_file: Path, *,

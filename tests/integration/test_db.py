@@ -152,6 +152,33 @@ def test_money_rules_migration_keeps_review_items_and_flags(db_url):
         engine.dispose()
 
 
+def test_stored_key_ids_names_every_key_in_each_table(db_url):
+    """Which keys the stored data needs is read by one index seek per key id: every id of every
+    table, whichever order they sort in, and none when nothing is stored."""
+    from batch.store.crypto import FILE_CONTEXT, stored_key_ids
+
+    upgrade(db_url)
+    rings = [Keyring([generate_secret()]) for _ in range(6)]
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert stored_key_ids(conn) == set()
+        with make_sessionmaker(engine)() as s, s.begin():
+            for i, ring in enumerate(rings[:5]):  # five keys' accounts, three of each, interleaved
+                for j in range(3):
+                    s.add(_account(ring, number=f"{1000 + 10 * j + i}"))
+            s.add(NachaFile(id=7, file_date=date(2026, 12, 1), file_id_modifier="A", file_name="F.ach",
+                            sha256="0" * 64, batch_count=1, entry_count=1, total_debit_cents=100,
+                            total_credit_cents=0, state="built", created_at=T0))
+            s.flush()
+            s.get(NachaFile, 7).content_enc = rings[5].encrypt(b"file", FILE_CONTEXT)
+        with engine.connect() as conn:
+            assert stored_key_ids(conn) == {r.current_key_id for r in rings}
+            assert len(stored_key_ids(conn)) == 6
+    finally:
+        engine.dispose()
+
+
 def test_key_id_migration_records_each_values_key_and_goes_back(db_url):
     """Migration 0010 records, beside each encrypted account number and file (ours and the bank's), the id of the key it
     was made with (read from the ciphertext), indexed; rows written afterwards record theirs; the
