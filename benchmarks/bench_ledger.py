@@ -374,6 +374,27 @@ predicates read the state (`ix_payments_pending`, which origination finds its wo
 `ux_payments_open_retry`, at most one open re-presentment). Making those updates heap-only needs the
 pending work found another way (a queue table of pending payments, say): a change of the schema and
 of origination's queries, left for a decision.
+The whole night, 2026-12-06, later (this slower machine, one run each; the 100,000 runs before the
+key-id change, the 1,000,000 run after both changes; wall ratio / CPU ratio; "tables": the floor in
+our tables, and achbatch as a multiple of it)
+  N = 100,000, SQLite: start-up 0.69 s; import premiums 2.19 s, 6.9x / 7.0x, 96 MB, tables 0.61 s
+  (1.9x), 3.6x of it; import payments 6.66 s, 12.4x / 12.5x, 111 MB, tables 1.92 s (3.6x), 3.5x;
+  originate 4.74 s, 11.1x / 11.6x, 117 MB; send 0.95 s, 16.7x; import autopay 6.83 s, 16.2x, 108 MB;
+  autopay schedule 2.11 s, 21.4x / 23.0x, 78 MB, tables 0.69 s (7.0x), 3.1x.
+  N = 100,000, PostgreSQL: start-up 0.82 s; import premiums 2.67 s, 8.3x / 7.3x, 102 MB, tables
+  0.89 s (2.8x), 3.0x; import payments 7.59 s, 20.8x / 11.8x, 115 MB, tables 3.55 s (9.7x), 2.1x;
+  originate 8.57 s, 10.9x / 5.4x, 122 MB; send 1.52 s, 29.5x / 16.0x; import autopay 6.84 s, 18.5x /
+  11.8x, 112 MB; autopay schedule 4.01 s, 10.7x / 4.6x, 80 MB, tables 2.21 s (5.9x), 1.8x.
+  N = 1,000,000, PostgreSQL: start-up 0.70 s; import premiums 18.28 s, 10.0x / 9.0x, 202 MB, tables
+  8.48 s (4.7x), 2.2x; import payments 72.74 s, 33.9x / 19.2x, 216 MB, tables 37.79 s (17.6x), 1.9x;
+  originate 83.78 s, 13.0x / 5.1x, 184 MB; send (4 files) 7.73 s, 126x / 23.1x, 172 MB; import autopay
+  66.40 s, 33.2x / 21.5x, 213 MB; autopay schedule 36.99 s, 20.4x / 4.8x, 80 MB, tables 29.91 s
+  (16.5x), 1.2x. (Another run the same hour, before the key-id change: import payments 68.41 s,
+  tables 41.84 s; originate 86.60 s; autopay schedule 37.10 s.)
+At 1,000,000 on PostgreSQL the schema's own cost is 4.7x (premiums), 17.6x (payments) and 16.5x
+(the pulls) of the bare floors, and achbatch runs at 1.2-2.2x the floor in its own tables: the 4-6x
+targets against the bare floors cannot be met while the ledger keeps its foreign keys, unique keys
+and indexes, whatever achbatch's code does.
 Tried this session and not kept:
 - reading, checking and parsing the rows in a thread a chunk ahead of the loading (the rows in file
   order, errors and memory as before): the loading never waited for the reading (0.04 s in all), but
