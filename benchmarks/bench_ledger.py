@@ -523,22 +523,11 @@ def floor_setup(url: str) -> None:
 def floor_import(url: str, kind: str, path: str) -> int:
     table, cols = FLOOR_TABLES[kind]
     conn, db = _driver(url)
-    n = 0
     with open(path, newline="") as f:
         reader = csv.reader(f)
         next(reader)
-        if db == "sqlite":
-            with conn:
-                rows = list(reader)
-                conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                                 rows)
-                n = len(rows)
-        else:
-            with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
-                for row in reader:
-                    cp.write_row(row)
-                    n += 1
-            conn.commit()
+        n = _load(conn, db, table, cols, list(reader) if db == "sqlite" else reader)
+    conn.commit()
     conn.close()
     return n
 
@@ -560,22 +549,32 @@ def _cents(amount: str) -> int:
     return int(dollars) * 100 + int((cents + "00")[:2])
 
 
-def _load(conn, db: str, table: str, cols: tuple[str, ...], rows) -> None:
+def _load(conn, db: str, table: str, cols: tuple[str, ...], rows) -> int:
+    """`rows` into `table` through the driver (executemany on SQLite, COPY on PostgreSQL), in the
+    connection's transaction; how many."""
     if db == "sqlite":
-        conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
-        return
+        return conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                                rows).rowcount
+    n = 0
     with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
         for row in rows:
             cp.write_row(row)
+            n += 1
+    return n
+
+
+def _begin_in_our_tables(conn, db: str) -> None:
+    """SQLite: foreign keys on, as on achbatch's connections, and the write lock taken now."""
+    if db == "sqlite":
+        conn.isolation_level = None
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("BEGIN IMMEDIATE")
 
 
 def floor_schema_import(url: str, kind: str, path: str) -> int:
     conn, db = _driver(url)
     now, false = _floor_values(db)
-    if db == "sqlite":
-        conn.isolation_level = None
-        conn.execute("PRAGMA foreign_keys = ON")  # as achbatch's connections
-        conn.execute("BEGIN IMMEDIATE")
+    _begin_in_our_tables(conn, db)
     with open(path, newline="") as f:
         reader = csv.reader(f)
         next(reader)
@@ -596,8 +595,8 @@ def floor_schema_import(url: str, kind: str, path: str) -> int:
                 first = (cur.execute("SELECT max(id) FROM bank_accounts").fetchone()[0] or 0) + 1
                 ids = range(first, first + len(lines))
             else:
-                cur.execute("SELECT nextval(pg_get_serial_sequence('bank_accounts', 'id')) "
-                            "FROM generate_series(1, %s)", (len(lines),))
+                cur.execute("SELECT nextval((SELECT pg_get_serial_sequence('bank_accounts', 'id')::regclass)) "
+                            "FROM generate_series(1, %s)", (len(lines),))  # the sequence found once
                 ids = [r[0] for r in cur]
             accounts, payments = [], []
             for acct_id, (cid, submitted, channel, member, plan, month, amount, routing, account, kind_, holder) \
@@ -632,8 +631,7 @@ def floor_originate(url: str, out_path: str) -> int:
     n = 0
     with open(out_path, "w", newline="") as f:
         for pid, routing, account, kind, amount, member, holder in cur:
-            dollars, _, cents = amount.partition(".")
-            f.write(f"6{'37' if kind == 'savings' else '27'}{routing}{account:<17}{int(dollars) * 100 + int(cents):010d}"
+            f.write(f"6{'37' if kind == 'savings' else '27'}{routing}{account:<17}{_cents(amount):010d}"
                     f"{member:<15}{holder[:22]:<22}  0{'01100001'}{pid:07d}\n")
             n += 1
         f.flush()
@@ -662,11 +660,8 @@ def floor_schema_autopay(url: str) -> int:
     conn, db = _driver(url)
     now, _ = _floor_values(db)
     mark = "?" if db == "sqlite" else "%s"
+    _begin_in_our_tables(conn, db)
     cur = conn.cursor()
-    if db == "sqlite":
-        conn.isolation_level = None
-        cur.execute("PRAGMA foreign_keys = ON")
-        cur.execute("BEGIN IMMEDIATE")
     cur.execute("INSERT INTO payments (confirmation_id, channel, member_id, plan_id, coverage_month, premium_id, "
                 "amount_cents, bank_account_id, submitted_at, sec_code, payment_type_code, originate_on, state, "
                 "retry_number, created_at, updated_at) "

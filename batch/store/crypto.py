@@ -228,7 +228,7 @@ def _create_key_file(path: Path) -> None:
 
 
 # The distinct values of an indexed column, one index seek per value (a "loose index scan"): asked
-# at every command's start, where SELECT DISTINCT read the whole index (0.2-0.36 s for 1,000,000
+# at every command's start, where SELECT DISTINCT read the whole index (0.2-0.37 s for 1,000,000
 # accounts on PostgreSQL, growing with the ledger) to find the one or two keys in use.
 _DISTINCT_BY_SEEKS = (
     "WITH RECURSIVE seen(v) AS ("
