@@ -215,9 +215,13 @@ class Layout:
         (the fixed value, '' for text, 0 for numbers, zeros for digit fields)."""
         params = ", ".join(f"{f.name}=_d[{i}]" for i, f in enumerate(self.fields))
         names = ", ".join(f.name for f in self.fields)
-        src = f"def make(*, {params}):\n    return _new(_cls, ({names},))\n"
+        return self._compile_record_fn(f"def make(*, {params}):\n    return _new(_cls, ({names},))\n", "make")
+
+    def _compile_record_fn(self, src: str, what: str) -> Callable[..., Any]:
+        """The function `make` that `src` defines, compiled with the record class (`_cls`), the
+        tuple constructor (`_new`) and the fields' defaults (`_d`) in its namespace."""
         ns = {"_new": tuple.__new__, "_cls": self.record_class, "_d": self._defaults}
-        exec(compile(src, f"<layout {self.name} make>", "exec"), ns)
+        exec(compile(src, f"<layout {self.name} {what}>", "exec"), ns)
         return ns["make"]
 
     def maker(self, *names: str) -> Callable[..., Any]:
@@ -231,10 +235,8 @@ class Layout:
                 raise ValueError(f"{self.name}: not its fields, or given twice: {', '.join(unknown) or names}")
             arg = {n: f"_{i}" for i, n in enumerate(names)}  # parameters named by position: any field name will do
             values = ", ".join(arg.get(f.name, f"_d[{i}]") for i, f in enumerate(self.fields))
-            src = f"def make({', '.join(arg.values())}):\n    return _new(_cls, ({values},))\n"
-            ns = {"_new": tuple.__new__, "_cls": self.record_class, "_d": self._defaults}
-            exec(compile(src, f"<layout {self.name} maker>", "exec"), ns)
-            fn = self._makers[names] = ns["make"]
+            fn = self._makers[names] = self._compile_record_fn(
+                f"def make({', '.join(arg.values())}):\n    return _new(_cls, ({values},))\n", "maker")
         return fn
 
     # -- validation -----------------------------------------------------------------------------
